@@ -1,0 +1,45 @@
+// troupe: the command line. Each subcommand lives in its own file; those whose issue has
+// not landed say so and exit non-zero.
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+namespace {
+
+int not_yet(const char* what, const char* issue) {
+  std::fprintf(stderr, "troupe %s: not implemented yet (it lands with the issue \"%s\")\n", what,
+               issue);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"troupe: an LLM serving runtime"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "troupe 0.1.0");
+
+  auto* serve = app.add_subcommand("serve", "serve a model over an OpenAI-compatible API");
+  serve->allow_extras();
+  auto* node = app.add_subcommand("node", "run one node of a multi-process deployment");
+  node->allow_extras();
+  auto* generate = app.add_subcommand("generate", "generate text offline, with no server");
+  generate->allow_extras();
+  auto* bench = app.add_subcommand("bench", "run a benchmark and print JSON results");
+  bench->allow_extras();
+  auto* config = app.add_subcommand("config", "validate or migrate a config.yaml");
+  config->allow_extras();
+  auto* actors = app.add_subcommand("actors", "list the actors of a running deployment");
+  actors->allow_extras();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (*serve) return not_yet("serve", "the actor runtime and the OpenAI API");
+  if (*node) return not_yet("node", "the actor runtime and the OpenAI API");
+  if (*generate) return not_yet("generate", "the model forward on the CPU");
+  if (*bench) return not_yet("bench", "the model forward on the CPU");
+  if (*config) return not_yet("config", "configuration");
+  if (*actors) return not_yet("actors", "the actor runtime and the OpenAI API");
+  return 2;
+}

@@ -1,0 +1,20 @@
+# troupe_library(NAME SOURCES ... DEPS ...): a static library of ours, with the house options.
+function(troupe_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_link_libraries(${name} PUBLIC troupe_options ${ARG_DEPS})
+endfunction()
+
+# troupe_test(NAME SOURCES ... DEPS ... [LABELS ...]): one GoogleTest executable, one ctest entry.
+# Tests find fetched test data, the source tree and Debian's python through the environment.
+function(troupe_test name)
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE troupe_options ${ARG_DEPS} GTest::gtest GTest::gtest_main)
+  add_test(NAME ${name} COMMAND ${name})
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
+    ENVIRONMENT "TROUPE_TEST_DATA=${TROUPE_TEST_DATA};TROUPE_SOURCE_DIR=${PROJECT_SOURCE_DIR};TROUPE_BUILD_DIR=${PROJECT_BINARY_DIR};TROUPE_PYTHON=${TROUPE_PYTHON}")
+endfunction()
