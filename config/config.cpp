@@ -1,0 +1,51 @@
+// config: the entry points that read whole documents.
+#include "config/config.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "config/node.hpp"
+#include "config/readers.hpp"
+
+namespace troupe::config {
+
+checked<config_file> parse_config_yaml(std::string_view yaml) {
+  checked<config_file> out;
+  auto doc = parse_yaml(yaml);
+  if (!doc.ok()) {
+    out.errors = std::move(doc.errors);
+    return out;
+  }
+  read_config_file(doc.value, out.value, out.errors);
+  return out;
+}
+
+checked<config_file> load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    checked<config_file> out;
+    out.errors.push_back({"", "cannot read " + path});
+    return out;
+  }
+  std::ostringstream s;
+  s << in.rdbuf();
+  return parse_config_yaml(s.str());
+}
+
+checked<llm_config_request> parse_llm_config_json(std::string_view json) {
+  checked<llm_config_request> out;
+  auto doc = parse_json(json);
+  if (!doc.ok()) {
+    out.errors = std::move(doc.errors);
+    return out;
+  }
+  if (doc.value.kind != node_kind::map) {
+    out.errors.push_back({"llm_config", "llm_config: expected a JSON object, got " +
+                                            doc.value.describe()});
+    return out;
+  }
+  read_llm_config(&doc.value, "llm_config", out.value.llm, &out.value.runtime, out.errors);
+  return out;
+}
+
+}  // namespace troupe::config

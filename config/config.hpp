@@ -1,0 +1,39 @@
+// config: troupe's configuration: config.yaml and llm_config, read, validated and typed.
+//
+// Owns: the schemas of config.yaml (model_name, resources, trt_llm with inference_stack v2,
+// build and runtime, llm_config, autoscaling_settings) and of the Management API's
+// llm_config; validation that reports every error of a document at once, each naming its
+// field path (the v2 rules and messages of the reference documents word for word, unknown
+// fields with a did-you-mean); the typed settings the engine (engine_settings), router
+// (routing_settings) and autoscaler read; locating checkpoints in the local Hugging Face cache
+// (checkpoint.hpp); the v1 -> v2 migration (migrate.hpp); and the deployments that the
+// Management API stores (deployment_store.hpp, management_api.hpp).
+// Does not own: HTTP (the frontend wraps management_api), applying settings to running
+// actors, or downloading anything: troupe reads checkpoints that are already on disk.
+// A plain C++ library: no CAF, httplib, simdjson or prometheus here.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "config/config_error.hpp"
+#include "config/settings.hpp"
+
+namespace troupe::config {
+
+// Reads and validates a config.yaml text. Schema only: the checkpoint is not looked up
+// (resolve_checkpoint does that), so a file can be checked on any machine.
+checked<config_file> parse_config_yaml(std::string_view yaml);
+
+// Reads the file at `path` (an unreadable file is one error) and parses it.
+checked<config_file> load_config_file(const std::string& path);
+
+// An llm_config object as JSON (the Management API's block). It may carry "runtime" with
+// engine settings; those are returned in `runtime`.
+struct llm_config_request {
+  llm_config llm;
+  runtime_settings runtime;
+};
+checked<llm_config_request> parse_llm_config_json(std::string_view json);
+
+}  // namespace troupe::config

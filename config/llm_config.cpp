@@ -1,0 +1,158 @@
+// llm_config: routing, disaggregation, speculative decoding and autoscaling blocks.
+#include <cmath>
+#include <fmt/format.h>
+
+#include "config/map_reader.hpp"
+#include "config/readers.hpp"
+
+namespace troupe::config {
+
+void read_routing(const node* n, const std::string& path, routing_settings& out,
+                  error_list& errors) {
+  map_reader r(n, path, errors);
+  if (auto v = r.choice("router_queue_policy", {"fcfs", "wspt"}))
+    out.router_queue_policy = *v == "wspt" ? queue_policy::wspt : queue_policy::fcfs;
+  if (auto v = r.number("router_overlap_score_weight", 0, HUGE_VAL))
+    out.router_overlap_score_weight = *v;
+  if (auto v = r.number("router_temperature", 0, HUGE_VAL)) out.router_temperature = *v;
+  r.finish();
+}
+
+void read_speculative(const node* n, const std::string& path, speculative_settings& out,
+                      error_list& errors) {
+  map_reader r(n, path, errors);
+  if (!r.is_map()) return;
+  auto type = r.choice("decoding_type", {"Eagle", "MTP", "NGram"}, /*case_insensitive=*/true);
+  if (!r.has("decoding_type"))
+    r.error("decoding_type", fmt::format("{}: required; one of Eagle, MTP, or NGram "
+                                         "(case-insensitive)", r.path_of("decoding_type")));
+  if (type) {
+    out.type = *type == "Eagle" ? decoding_type::eagle
+               : *type == "MTP" ? decoding_type::mtp
+                                : decoding_type::ngram;
+  }
+  auto dir = r.string("speculative_model_dir");
+  auto layers = r.integer("num_nextn_predict_layers", 1);
+  out.max_draft_len = r.integer("max_draft_len", 1);
+  auto one_model = r.boolean("eagle3_one_model");
+  if (type) {
+    const std::string& t = *type;
+    if (t == "Eagle" && !r.has("speculative_model_dir"))
+      r.error("speculative_model_dir", fmt::format("{}: required when decoding_type is Eagle",
+                                                   r.path_of("speculative_model_dir")));
+    if (t != "Eagle" && r.has("speculative_model_dir"))
+      r.error("speculative_model_dir",
+              fmt::format("{}: used only when decoding_type is Eagle (decoding_type is {})",
+                          r.path_of("speculative_model_dir"), t));
+    if (t == "MTP" && !r.has("num_nextn_predict_layers"))
+      r.error("num_nextn_predict_layers", fmt::format("{}: required when decoding_type is MTP",
+                                                      r.path_of("num_nextn_predict_layers")));
+    if (t != "MTP" && r.has("num_nextn_predict_layers"))
+      r.error("num_nextn_predict_layers",
+              fmt::format("{}: used only when decoding_type is MTP (decoding_type is {})",
+                          r.path_of("num_nextn_predict_layers"), t));
+    if (t != "Eagle" && r.has("eagle3_one_model"))
+      r.error("eagle3_one_model",
+              fmt::format("{}: allowed only when decoding_type is Eagle (decoding_type is {})",
+                          r.path_of("eagle3_one_model"), t));
+  }
+  if (dir) out.speculative_model_dir = *dir;
+  out.num_nextn_predict_layers = layers;
+  out.eagle3_one_model = one_model;
+  r.finish();
+}
+
+void read_autoscaling(const node* n, const std::string& path, autoscaling_settings& out,
+                      error_list& errors) {
+  map_reader r(n, path, errors);
+  if (auto v = r.integer("target_in_flight_tokens", 1)) out.target_in_flight_tokens = *v;
+  auto min_r = r.integer("min_replica", 0);
+  auto max_r = r.integer("max_replica", 1);
+  if (min_r) out.min_replica = *min_r;
+  if (max_r) out.max_replica = *max_r;
+  // One replica at least while a minimum above one is asked for: follow the minimum.
+  if (min_r && !r.has("max_replica") && out.max_replica < out.min_replica)
+    out.max_replica = out.min_replica;
+  if (min_r && max_r && *min_r > *max_r)
+    r.error("min_replica", fmt::format("{}: must not exceed max_replica ({} > {})",
+                                       r.path_of("min_replica"), *min_r, *max_r));
+  if (auto v = r.integer("scale_up_delay", 0)) out.scale_up_delay = *v;
+  if (auto v = r.integer("scale_down_delay", 0)) out.scale_down_delay = *v;
+  if (auto v = r.integer("autoscaling_window", 1)) out.autoscaling_window = *v;
+  r.reject("concurrency_target",
+           fmt::format("{}: the v2 deployment API rejects concurrency_target: v2 scales on "
+                       "tokens in flight, set target_in_flight_tokens instead",
+                       r.path_of("concurrency_target")),
+           "target_in_flight_tokens = concurrency_target x (average input + output tokens per "
+           "request): 10 at 4K input and 1K output tokens is about 50,000; "
+           "`troupe config migrate FILE` converts it");
+  r.reject("target_utilization_percentage",
+           fmt::format("{}: the v2 deployment API rejects target_utilization_percentage: v2 "
+                       "scales on tokens in flight, set target_in_flight_tokens instead",
+                       r.path_of("target_utilization_percentage")),
+           "remove it, and tune target_in_flight_tokens on the observed "
+           "autoscaler_in_flight_tokens; aim for the 50,000-150,000 starting range");
+  r.finish();
+}
+
+void read_llm_config(const node* n, const std::string& path, llm_config& out,
+                     runtime_settings* runtime, error_list& errors) {
+  map_reader r(n, path, errors);
+  if (!r.is_map()) return;
+
+  if (runtime) {
+    read_runtime(r.map("runtime"), r.path_of("runtime"), *runtime, errors);
+  } else {
+    r.hint("runtime", "in config.yaml the engine settings go under trt_llm.runtime");
+  }
+
+  out.has_routing = r.has("b10_routing_config");
+  read_routing(r.map("b10_routing_config"), r.path_of("b10_routing_config"), out.routing, errors);
+
+  // Disaggregation: both documented rejections. b10_disagg_config without
+  // is_disaggregated: true, and is_disaggregated: true with a count missing or below one.
+  auto disagg = r.boolean("is_disaggregated");
+  const bool disagg_bad_type = r.has("is_disaggregated") && !disagg;
+  const node* dcfg = r.map("b10_disagg_config");
+  if (dcfg && dcfg->kind == node_kind::null) dcfg = nullptr;  // "b10_disagg_config: null"
+  out.has_disaggregation = r.has("is_disaggregated") || dcfg != nullptr;
+  out.disaggregation.is_disaggregated = disagg.value_or(false);
+  const std::string dpath = r.path_of("b10_disagg_config");
+  if (dcfg && !disagg_bad_type && !disagg.value_or(false)) {
+    r.error("b10_disagg_config",
+            fmt::format("{}: b10_disagg_config is set without is_disaggregated: true "
+                        "(is_disaggregated is {}); is_disaggregated must be true for "
+                        "b10_disagg_config to take effect",
+                        dpath, r.has("is_disaggregated") ? "false" : "absent"));
+  }
+  {
+    map_reader d(dcfg, dpath, errors);
+    auto prefill = d.integer("prefill_workers_per_replica", 1);
+    auto decode = d.integer("decode_workers_per_replica", 1);
+    if (disagg.value_or(false) && (dcfg == nullptr || d.is_map())) {
+      for (const char* k : {"prefill_workers_per_replica", "decode_workers_per_replica"}) {
+        if (!d.has(k))
+          d.error(k, fmt::format("{}: required when is_disaggregated is true; must be an "
+                                 "integer >= 1", d.path_of(k)));
+      }
+    }
+    if (disagg.value_or(false)) {
+      out.disaggregation.prefill_workers_per_replica = prefill.value_or(0);
+      out.disaggregation.decode_workers_per_replica = decode.value_or(0);
+    }
+    d.finish();
+  }
+
+  if (const node* s = r.map("speculative_config"); s && s->kind != node_kind::null) {
+    speculative_settings spec;
+    read_speculative(s, r.path_of("speculative_config"), spec, errors);
+    out.speculative = spec;
+  }
+
+  out.has_autoscaling = r.has("autoscaling_settings");
+  read_autoscaling(r.map("autoscaling_settings"), r.path_of("autoscaling_settings"),
+                   out.autoscaling, errors);
+  r.finish();
+}
+
+}  // namespace troupe::config
