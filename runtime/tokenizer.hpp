@@ -53,6 +53,7 @@ class tokenizer {
   struct impl;
 
  private:
+  friend class detokenizer;
   explicit tokenizer(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };
@@ -70,8 +71,8 @@ class detokenizer {
  private:
   const tokenizer* tok_;
   bool skip_special_;
-  std::vector<token_id> ids_;
-  size_t emitted_bytes_ = 0;  // of decode(ids_)
+  bool at_start_ = true;  // nothing decoded yet: SentencePiece's leading space is still to drop
+  std::string pending_;   // bytes of an unfinished UTF-8 sequence, held back
 };
 
 }  // namespace troupe
