@@ -5,10 +5,11 @@ function(troupe_library name)
   target_link_libraries(${name} PUBLIC troupe_options ${ARG_DEPS})
 endfunction()
 
-# troupe_test(NAME SOURCES ... DEPS ... [LABELS ...]): one GoogleTest executable, one ctest entry.
+# troupe_test(NAME SOURCES ... DEPS ... [LABELS ...] [FIXTURES ...] [TIMEOUT s]): one GoogleTest
+# executable, one ctest entry; FIXTURES names ctest fixtures it needs (e.g. reference_models).
 # Tests find fetched test data, the source tree and Debian's python through the environment.
 function(troupe_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS;FIXTURES" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE troupe_options ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   add_test(NAME ${name} COMMAND ${name})
@@ -16,5 +17,16 @@ function(troupe_test name)
     set(ARG_TIMEOUT 600)
   endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
+    FIXTURES_REQUIRED "${ARG_FIXTURES}"
     ENVIRONMENT "TROUPE_TEST_DATA=${TROUPE_TEST_DATA};TROUPE_SOURCE_DIR=${PROJECT_SOURCE_DIR};TROUPE_BUILD_DIR=${PROJECT_BINARY_DIR};TROUPE_PYTHON=${TROUPE_PYTHON}")
+endfunction()
+
+# troupe_test_variant(BASE NAME ENV ...): runs test BASE again as NAME with extra environment
+# (e.g. TROUPE_ISA=generic to prove a kernel variant), with BASE's fixtures.
+function(troupe_test_variant base name)
+  add_test(NAME ${name} COMMAND ${base})
+  get_test_property(${base} FIXTURES_REQUIRED fixtures)
+  get_test_property(${base} ENVIRONMENT env)
+  set_tests_properties(${name} PROPERTIES TIMEOUT 600 FIXTURES_REQUIRED "${fixtures}"
+                       ENVIRONMENT "${env};${ARGN}")
 endfunction()

@@ -1,0 +1,135 @@
+// AVX-512 micro-kernels for matmul: up to 6 activation rows x 4 weight rows per tile, weights
+// widened to f32 in registers (bf16 by a shift, f16 by vcvtph2ps, q8_0 by sign extension and
+// its block scale), accumulated with FMA. Compiled with -mavx512f -mavx512bw -mavx512vl -mf16c.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/matmul.hpp"
+
+namespace troupe::cpu::detail {
+namespace {
+
+constexpr int64_t max_rows = 6;
+constexpr int64_t cols = 4;
+constexpr int64_t k_block = 1024;  // a block of activations (rows x 4 KiB) stays in L2
+
+template <wtype T>
+inline __m512 load16(const uint8_t* row, int64_t i) {
+  if constexpr (T == wtype::f32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + i);
+  } else if constexpr (T == wtype::bf16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  } else if constexpr (T == wtype::f16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i)));
+  } else {
+    const uint8_t* blk = row + (i / 32) * 34;
+    uint16_t dh;
+    __builtin_memcpy(&dh, blk, 2);
+    const __m512 d = _mm512_set1_ps(_cvtsh_ss(dh));
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2 + (i % 32)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+  }
+}
+
+// Horizontal sum in a fixed order. (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized.)
+inline float hsum(__m512 v) {
+  alignas(64) float a[16];
+  _mm512_store_ps(a, v);
+  float s[4];
+  for (int j = 0; j < 4; ++j) s[j] = (a[j] + a[j + 4]) + (a[j + 8] + a[j + 12]);
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+template <wtype T, int R, int C>
+inline void kernel(const float* x, int64_t ldx, const uint8_t* w, size_t rb, int64_t k0,
+                   int64_t k1, float* y, int64_t ldy, bool first) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t i = k0; i < k1; i += 16) {
+    __m512 wv[C];
+    for (int c = 0; c < C; ++c) wv[c] = load16<T>(w + c * rb, i);
+    for (int r = 0; r < R; ++r) {
+      const __m512 xv = _mm512_loadu_ps(x + r * ldx + i);
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(xv, wv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      const float s = hsum(acc[r][c]);
+      y[r * ldy + c] = first ? s : y[r * ldy + c] + s;
+    }
+}
+
+template <wtype T, int C>
+inline void rows_dispatch(int64_t nr, const float* x, int64_t ldx, const uint8_t* w, size_t rb,
+                          int64_t k0, int64_t k1, float* y, int64_t ldy, bool first) {
+  switch (nr) {
+    case 1: kernel<T, 1, C>(x, ldx, w, rb, k0, k1, y, ldy, first); break;
+    case 2: kernel<T, 2, C>(x, ldx, w, rb, k0, k1, y, ldy, first); break;
+    case 3: kernel<T, 3, C>(x, ldx, w, rb, k0, k1, y, ldy, first); break;
+    case 4: kernel<T, 4, C>(x, ldx, w, rb, k0, k1, y, ldy, first); break;
+    case 5: kernel<T, 5, C>(x, ldx, w, rb, k0, k1, y, ldy, first); break;
+    default: kernel<T, 6, C>(x, ldx, w, rb, k0, k1, y, ldy, first); break;
+  }
+}
+
+template <wtype T>
+void tile(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0,
+          int64_t c1, float* y, int64_t ldy) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  for (int64_t k0 = 0; k0 < w.n_in; k0 += k_block) {
+    const int64_t k1 = std::min(w.n_in, k0 + k_block);
+    const bool first = k0 == 0;
+    for (int64_t c = c0; c < c1; c += cols) {
+      const int64_t nc = std::min(cols, c1 - c);
+      for (int64_t r = 0; r < n_rows; r += max_rows) {
+        const int64_t nr = std::min(max_rows, n_rows - r);
+        const float* xr = x + r * ldx;
+        float* yr = y + r * ldy + c;
+        if (nc == cols) {
+          rows_dispatch<T, cols>(nr, xr, ldx, base + c * rb, rb, k0, k1, yr, ldy, first);
+        } else {
+          for (int64_t j = 0; j < nc; ++j)
+            rows_dispatch<T, 1>(nr, xr, ldx, base + (c + j) * rb, rb, k0, k1, yr + j, ldy, first);
+        }
+      }
+    }
+  }
+}
+
+template <wtype T>
+void dequant(const weight_matrix& w, int64_t r0, int64_t r1, float* out) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  for (int64_t r = r0; r < r1; ++r) {
+    float* o = out + (r - r0) * w.n_in;
+    for (int64_t i = 0; i < w.n_in; i += 16) _mm512_storeu_ps(o + i, load16<T>(base + r * rb, i));
+  }
+}
+
+}  // namespace
+
+void tile_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0,
+                 int64_t c1, float* y, int64_t ldy) {
+  switch (w.type) {
+    case wtype::f32: tile<wtype::f32>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
+    case wtype::f16: tile<wtype::f16>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
+    case wtype::bf16: tile<wtype::bf16>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
+    case wtype::q8_0: tile<wtype::q8_0>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
+  }
+}
+
+void dequant_avx512(const weight_matrix& w, int64_t r0, int64_t r1, float* out) {
+  switch (w.type) {
+    case wtype::f32: dequant<wtype::f32>(w, r0, r1, out); break;
+    case wtype::f16: dequant<wtype::f16>(w, r0, r1, out); break;
+    case wtype::bf16: dequant<wtype::bf16>(w, r0, r1, out); break;
+    case wtype::q8_0: dequant<wtype::q8_0>(w, r0, r1, out); break;
+  }
+}
+
+}  // namespace troupe::cpu::detail

@@ -1,0 +1,252 @@
+#include "runtime/cpu_executor.hpp"
+
+#include <sched.h>
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "kernels/cpu/cpu_features.hpp"
+#include "kernels/cpu/matmul.hpp"
+#include "kernels/cpu/ops.hpp"
+#include "kernels/cpu/thread_pool.hpp"
+#include "runtime/checkpoint.hpp"
+
+namespace troupe {
+namespace {
+
+cpu::weight_matrix as_matrix(const tensor_view& t) {
+  cpu::weight_matrix m;
+  switch (t.type) {
+    case dtype::f16: m.type = cpu::wtype::f16; break;
+    case dtype::bf16: m.type = cpu::wtype::bf16; break;
+    case dtype::q8_0: m.type = cpu::wtype::q8_0; break;
+    default: m.type = cpu::wtype::f32; break;
+  }
+  m.data = t.data;
+  m.n_out = t.shape.at(0);
+  m.n_in = t.shape.at(1);
+  return m;
+}
+
+struct layer_mats {
+  cpu::weight_matrix wq, wk, wv, wo, w_gate, w_up, w_down;
+};
+
+class cpu_executor final : public executor {
+ public:
+  cpu_executor(std::shared_ptr<const checkpoint> m, int n_threads, int32_t block_size,
+               int32_t n_blocks)
+      : model_(std::move(m)), c_(model_->config()), pool_(n_threads), block_size_(block_size),
+        n_blocks_(n_blocks) {
+    const model_weights& w = model_->weights();
+    embd_ = as_matrix(w.tok_embd);
+    output_ = as_matrix(w.output);
+    for (const layer_weights& l : w.layers)
+      layers_.push_back({as_matrix(l.wq), as_matrix(l.wk), as_matrix(l.wv), as_matrix(l.wo),
+                         as_matrix(l.w_gate), as_matrix(l.w_up), as_matrix(l.w_down)});
+    inv_freq_ = c_.rope_inv_freq();
+    if (!w.rope_freq_factors.empty())
+      for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= w.rope_freq_factors[i];
+    const size_t per_layer = static_cast<size_t>(n_blocks_) * block_floats();
+    k_cache_.resize(static_cast<size_t>(c_.n_layer));
+    v_cache_.resize(static_cast<size_t>(c_.n_layer));
+    for (int64_t l = 0; l < c_.n_layer; ++l) {
+      k_cache_[static_cast<size_t>(l)].assign(per_layer, 0.0f);
+      v_cache_[static_cast<size_t>(l)].assign(per_layer, 0.0f);
+    }
+  }
+
+  const model_config& config() const override { return c_; }
+  int32_t kv_block_size() const override { return block_size_; }
+  int32_t kv_n_blocks() const override { return n_blocks_; }
+  size_t kv_bytes_per_block() const override {
+    return bytes_per_block(c_, block_size_);
+  }
+  static size_t bytes_per_block(const model_config& c, int32_t block_size) {
+    return 2 * sizeof(float) * static_cast<size_t>(c.n_layer * c.n_head_kv * c.head_dim) *
+           static_cast<size_t>(block_size);
+  }
+
+  std::string describe() const override {
+    return fmt::format("cpu, {} threads, {}, {} KV blocks of {} tokens ({} MiB)", pool_.size(),
+                       cpu::isa_name(cpu::best_isa()), n_blocks_, block_size_,
+                       kv_bytes_per_block() * static_cast<size_t>(n_blocks_) >> 20);
+  }
+
+  void copy_blocks(std::span<const int32_t> src, std::span<const int32_t> dst) override {
+    const size_t bf = block_floats();
+    for (size_t i = 0; i < src.size() && i < dst.size(); ++i)
+      for (int64_t l = 0; l < c_.n_layer; ++l) {
+        auto& kc = k_cache_[static_cast<size_t>(l)];
+        auto& vc = v_cache_[static_cast<size_t>(l)];
+        std::copy_n(kc.begin() + static_cast<ptrdiff_t>(src[i] * bf), bf, kc.begin() + static_cast<ptrdiff_t>(dst[i] * bf));
+        std::copy_n(vc.begin() + static_cast<ptrdiff_t>(src[i] * bf), bf, vc.begin() + static_cast<ptrdiff_t>(dst[i] * bf));
+      }
+  }
+
+  status forward(const forward_batch& b, std::vector<float>& logits) override;
+
+ private:
+  size_t block_floats() const {
+    return static_cast<size_t>(c_.n_head_kv * c_.head_dim * block_size_);
+  }
+  // Runs fn(row_begin, row_end) over n rows on the pool.
+  template <class F>
+  void rows(int64_t n, F&& fn) {
+    pool_.parallel_for(n, 1, fn);
+  }
+  void resize(int64_t n_tokens);
+
+  std::shared_ptr<const checkpoint> model_;
+  const model_config& c_;
+  cpu::thread_pool pool_;
+  int32_t block_size_, n_blocks_;
+  cpu::weight_matrix embd_, output_;
+  std::vector<layer_mats> layers_;
+  std::vector<double> inv_freq_;
+  std::vector<std::vector<float>> k_cache_, v_cache_;
+  // Scratch for one forward, grown to the largest batch seen.
+  std::vector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_, hl_;
+  std::vector<int32_t> pos_;
+};
+
+void cpu_executor::resize(int64_t n) {
+  auto grow = [](std::vector<float>& v, int64_t size) {
+    if (v.size() < static_cast<size_t>(size)) v.resize(static_cast<size_t>(size));
+  };
+  grow(x_, n * c_.n_embd);
+  grow(h_, n * c_.n_embd);
+  grow(q_, n * c_.q_dim());
+  grow(k_, n * c_.kv_dim());
+  grow(v_, n * c_.kv_dim());
+  grow(att_, n * c_.q_dim());
+  grow(g_, n * c_.n_ff);
+  grow(u_, n * c_.n_ff);
+  grow(cos_, n * c_.head_dim / 2);
+  grow(sin_, n * c_.head_dim / 2);
+  if (pos_.size() < static_cast<size_t>(n)) pos_.resize(static_cast<size_t>(n));
+}
+
+status cpu_executor::forward(const forward_batch& b, std::vector<float>& logits) {
+  TROUPE_CHECK(validate_batch(b, c_.n_vocab, block_size_, n_blocks_, c_.max_position));
+  const int64_t T = b.n_tokens();
+  const int64_t H = c_.n_embd, QD = c_.q_dim(), KVD = c_.kv_dim(), FF = c_.n_ff, HD = c_.head_dim;
+  const float eps = static_cast<float>(c_.rms_eps);
+  resize(T);
+  logits.resize(static_cast<size_t>(b.n_logit_rows()) * static_cast<size_t>(c_.n_vocab));
+  if (T == 0) return {};
+
+  // Positions, rotary angles (in double, then rounded) and the attention work list.
+  std::vector<cpu::attention_seq> seqs;
+  seqs.reserve(b.seqs.size());
+  {
+    int64_t row = 0;
+    for (const auto& s : b.seqs) {
+      seqs.push_back({row, s.n_new, s.n_past, b.block_tables.data() + s.table_offset});
+      for (int32_t i = 0; i < s.n_new; ++i) pos_[static_cast<size_t>(row + i)] = s.n_past + i;
+      row += s.n_new;
+    }
+    const int64_t half = HD / 2;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < half; ++i) {
+        const double a = static_cast<double>(pos_[static_cast<size_t>(t)]) * inv_freq_[static_cast<size_t>(i)];
+        cos_[static_cast<size_t>(t * half + i)] = static_cast<float>(std::cos(a));
+        sin_[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(a));
+      }
+  }
+
+  float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data();
+  float *att = att_.data(), *g = g_.data(), *u = u_.data();
+  // Embeddings: [T, H]
+  rows(T, [&](int64_t r0, int64_t r1) {
+    for (int64_t t = r0; t < r1; ++t)
+      cpu::dequantize_rows(embd_, b.tokens[static_cast<size_t>(t)], b.tokens[static_cast<size_t>(t)] + 1, x + t * H);
+  });
+
+  const model_weights& W = model_->weights();
+  const bool interleaved = c_.rope == rope_style::interleaved;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
+  for (int64_t li = 0; li < c_.n_layer; ++li) {
+    const layer_weights& lw = W.layers[static_cast<size_t>(li)];
+    const layer_mats& lm = layers_[static_cast<size_t>(li)];
+    rows(T, [&](int64_t r0, int64_t r1) {
+      cpu::rms_norm(x + r0 * H, H, r1 - r0, H, lw.attn_norm.data(), eps, h + r0 * H, H);
+    });
+    cpu::matmul(h, H, T, lm.wq, q, QD, pool_);  // [T, QD]
+    cpu::matmul(h, H, T, lm.wk, k, KVD, pool_);  // [T, KVD]
+    cpu::matmul(h, H, T, lm.wv, v, KVD, pool_);  // [T, KVD]
+    rows(T, [&](int64_t r0, int64_t r1) {
+      for (int64_t t = r0; t < r1; ++t) {
+        if (c_.qkv_bias) {
+          cpu::add(q + t * QD, lw.bq.data(), QD);
+          cpu::add(k + t * KVD, lw.bk.data(), KVD);
+          cpu::add(v + t * KVD, lw.bv.data(), KVD);
+        }
+        if (c_.qk_norm) {
+          cpu::rms_norm(q + t * QD, HD, c_.n_head, HD, lw.q_norm.data(), eps, q + t * QD, HD);
+          cpu::rms_norm(k + t * KVD, HD, c_.n_head_kv, HD, lw.k_norm.data(), eps, k + t * KVD, HD);
+        }
+      }
+      const int64_t half = HD / 2;
+      cpu::rope(q + r0 * QD, QD, r1 - r0, c_.n_head, HD, cos_.data() + r0 * half, sin_.data() + r0 * half, interleaved);
+      cpu::rope(k + r0 * KVD, KVD, r1 - r0, c_.n_head_kv, HD, cos_.data() + r0 * half, sin_.data() + r0 * half, interleaved);
+    });
+    cpu::kv_layer_view kv{k_cache_[static_cast<size_t>(li)].data(), v_cache_[static_cast<size_t>(li)].data(),
+                          block_size_, c_.n_head_kv, HD};
+    for (const auto& s : seqs)
+      cpu::kv_store(kv, s.block_table, pos_.data() + s.q_row, s.n_q, k + s.q_row * KVD, KVD,
+                    v + s.q_row * KVD, KVD);
+    cpu::paged_attention(q, QD, seqs, kv, c_.n_head, c_.sliding_window, scale, att, QD, pool_);
+    cpu::matmul(att, QD, T, lm.wo, h, H, pool_);  // [T, H]
+    rows(T, [&](int64_t r0, int64_t r1) {
+      cpu::add(x + r0 * H, h + r0 * H, (r1 - r0) * H);
+      cpu::rms_norm(x + r0 * H, H, r1 - r0, H, lw.ffn_norm.data(), eps, h + r0 * H, H);
+    });
+    cpu::matmul(h, H, T, lm.w_gate, g, FF, pool_);  // [T, FF]
+    cpu::matmul(h, H, T, lm.w_up, u, FF, pool_);    // [T, FF]
+    rows(T, [&](int64_t r0, int64_t r1) { cpu::silu_mul(g + r0 * FF, u + r0 * FF, (r1 - r0) * FF); });
+    cpu::matmul(g, FF, T, lm.w_down, h, H, pool_);  // [T, H]
+    rows(T, [&](int64_t r0, int64_t r1) { cpu::add(x + r0 * H, h + r0 * H, (r1 - r0) * H); });
+  }
+
+  // Final norm and output projection only for the rows that need logits.
+  const int64_t n_out = b.n_logit_rows();
+  if (n_out == 0) return {};
+  if (hl_.size() < static_cast<size_t>(n_out * H)) hl_.resize(static_cast<size_t>(n_out * H));
+  int64_t o = 0;
+  for (const auto& s : seqs) {
+    const auto& bs = b.seqs[static_cast<size_t>(&s - seqs.data())];
+    for (int32_t i = s.n_q - bs.n_logits; i < s.n_q; ++i, ++o)
+      cpu::rms_norm(x + (s.q_row + i) * H, H, 1, H, W.output_norm.data(), eps, hl_.data() + o * H, H);
+  }
+  cpu::matmul(hl_.data(), H, n_out, output_, logits.data(), c_.n_vocab, pool_);
+  return {};
+}
+
+}  // namespace
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return 1;
+}
+
+result<std::unique_ptr<executor>> make_cpu_executor(std::shared_ptr<const checkpoint> model,
+                                                    const cpu_executor_options& opt) {
+  if (!model) return make_error("cpu executor: no model");
+  if (opt.kv_block_size <= 0 || opt.kv_block_size > 1024)
+    return make_error(fmt::format("kv_block_size must be between 1 and 1024, not {}", opt.kv_block_size));
+  const size_t per_block = cpu_executor::bytes_per_block(model->config(), opt.kv_block_size);
+  int64_t n_blocks = opt.kv_n_blocks;
+  if (n_blocks <= 0) n_blocks = static_cast<int64_t>(opt.kv_cache_bytes / per_block);
+  if (n_blocks < 1)
+    return make_error(fmt::format("the KV cache of {} bytes holds no block of {} bytes",
+                                  opt.kv_cache_bytes, per_block));
+  const int threads = opt.n_threads > 0 ? opt.n_threads : available_cores();
+  return std::unique_ptr<executor>(
+      new cpu_executor(std::move(model), threads, opt.kv_block_size, static_cast<int32_t>(n_blocks)));
+}
+
+}  // namespace troupe

@@ -1,0 +1,64 @@
+#include "runtime/executor.hpp"
+
+#include <fmt/format.h>
+
+namespace troupe {
+
+void forward_batch::add(int32_t n_past, std::span<const token_id> new_tokens,
+                        std::span<const int32_t> blocks, int32_t n_logits) {
+  seq s;
+  s.n_past = n_past;
+  s.n_new = static_cast<int32_t>(new_tokens.size());
+  s.n_logits = n_logits;
+  s.table_offset = static_cast<int32_t>(block_tables.size());
+  s.table_size = static_cast<int32_t>(blocks.size());
+  tokens.insert(tokens.end(), new_tokens.begin(), new_tokens.end());
+  block_tables.insert(block_tables.end(), blocks.begin(), blocks.end());
+  seqs.push_back(s);
+}
+
+int32_t forward_batch::n_logit_rows() const {
+  int32_t n = 0;
+  for (const seq& s : seqs) n += s.n_logits;
+  return n;
+}
+
+void forward_batch::clear() {
+  tokens.clear();
+  seqs.clear();
+  block_tables.clear();
+}
+
+status validate_batch(const forward_batch& b, int64_t n_vocab, int32_t block_size,
+                      int32_t n_blocks, int64_t max_position) {
+  int64_t total = 0;
+  for (size_t i = 0; i < b.seqs.size(); ++i) {
+    const auto& s = b.seqs[i];
+    if (s.n_past < 0 || s.n_new <= 0 || s.n_logits < 0 || s.n_logits > s.n_new)
+      return make_error(fmt::format("forward batch: sequence {} has n_past {}, n_new {}, n_logits {}",
+                                    i, s.n_past, s.n_new, s.n_logits));
+    const int64_t end = static_cast<int64_t>(s.n_past) + s.n_new;
+    if (end > max_position)
+      return make_error(fmt::format("forward batch: sequence {} reaches position {}, beyond the model's {}",
+                                    i, end - 1, max_position));
+    if (static_cast<int64_t>(s.table_size) * block_size < end)
+      return make_error(fmt::format("forward batch: sequence {} has {} blocks for {} positions", i,
+                                    s.table_size, end));
+    if (s.table_offset < 0 || static_cast<size_t>(s.table_offset) + static_cast<size_t>(s.table_size) > b.block_tables.size())
+      return make_error(fmt::format("forward batch: sequence {} has a block table outside the batch", i));
+    for (int32_t j = 0; j < s.table_size; ++j) {
+      const int32_t blk = b.block_tables[static_cast<size_t>(s.table_offset + j)];
+      if (blk < 0 || blk >= n_blocks)
+        return make_error(fmt::format("forward batch: sequence {} uses KV block {} of {}", i, blk, n_blocks));
+    }
+    total += s.n_new;
+  }
+  if (total != static_cast<int64_t>(b.tokens.size()))
+    return make_error("forward batch: the sequences' token counts do not add up to the batch's");
+  for (token_id t : b.tokens)
+    if (t < 0 || t >= n_vocab)
+      return make_error(fmt::format("forward batch: token id {} is outside the vocabulary of {}", t, n_vocab));
+  return {};
+}
+
+}  // namespace troupe

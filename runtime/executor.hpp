@@ -1,0 +1,67 @@
+// executor: runs one batched forward pass of a model on one device. The CPU executor is one;
+// a CUDA executor is another. Above it, the engine sees only KV block ids; how a block is
+// laid out in memory is the executor's business.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/result.hpp"
+
+namespace troupe {
+
+struct model_config;
+using token_id = int32_t;
+
+// Many sequences in one forward: some prefilling many tokens, others decoding one. Each
+// sequence's new tokens sit at positions n_past .. n_past + n_new - 1; its block table maps
+// position p to KV block block_table[p / block_size] and must cover every position up to
+// n_past + n_new - 1. The batch owns its data so it can be handed to another thread.
+struct forward_batch {
+  struct seq {
+    int32_t n_past = 0;
+    int32_t n_new = 0;
+    int32_t n_logits = 0;      // logits for its last n_logits new tokens (0 while prefilling a chunk)
+    int32_t table_offset = 0;  // into block_tables
+    int32_t table_size = 0;
+  };
+  std::vector<token_id> tokens;        // [n_tokens]: each sequence's new tokens, in order
+  std::vector<seq> seqs;
+  std::vector<int32_t> block_tables;   // every sequence's block ids, concatenated
+
+  void add(int32_t n_past, std::span<const token_id> new_tokens, std::span<const int32_t> blocks,
+           int32_t n_logits);
+  int32_t n_tokens() const { return static_cast<int32_t>(tokens.size()); }
+  int32_t n_logit_rows() const;
+  void clear();
+};
+
+class executor {
+ public:
+  virtual ~executor() = default;
+
+  virtual const model_config& config() const = 0;
+  virtual int32_t kv_block_size() const = 0;
+  virtual int32_t kv_n_blocks() const = 0;
+  virtual size_t kv_bytes_per_block() const = 0;
+
+  // Stores the new tokens' keys and values in their blocks and writes the logits of the rows
+  // asked for into logits: [n_logit_rows, n_vocab], sequences in order. A batch that does not
+  // fit the model or the cache (a token id out of range, a block table too short, a block id
+  // out of range) is an error, and nothing is computed.
+  [[nodiscard]] virtual status forward(const forward_batch& batch, std::vector<float>& logits) = 0;
+
+  // Copies the contents of KV blocks, src[i] -> dst[i] (for copy-on-write of shared blocks).
+  virtual void copy_blocks(std::span<const int32_t> src, std::span<const int32_t> dst) = 0;
+
+  // "cpu, 2 threads, avx512+bf16, 1024 KV blocks of 16 tokens (64 MiB)".
+  virtual std::string describe() const = 0;
+};
+
+// Checks a batch against a model and cache geometry; executors call it before running.
+[[nodiscard]] status validate_batch(const forward_batch& batch, int64_t n_vocab,
+                                    int32_t block_size, int32_t n_blocks, int64_t max_position);
+
+}  // namespace troupe

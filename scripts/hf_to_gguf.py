@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Converts a Hugging Face model directory (config.json, model.safetensors, tokenizer files) to
+a GGUF v3 file the way llama.cpp's converter lays it out: llama.cpp tensor names, Llama's q/k
+rows permuted for adjacent-pair rotary, Llama 3.1 rope scaling as a rope_freqs tensor, norms
+in f32, matrices in the chosen type.
+
+  /usr/bin/python3 scripts/hf_to_gguf.py MODEL_DIR OUT.gguf --outtype bf16 [--vocab-gguf V.gguf]
+
+The tokenizer comes from --vocab-gguf (its tokenizer.* keys are copied; use llama.cpp's vocab
+files for real Llama 2/3 and Qwen vocabularies) or is converted from tokenizer.json (byte-level
+BPE only)."""
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import model_files as mf  # noqa: E402
+
+ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama",
+        "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}
+
+# Pre-tokenizer regexes of the vocabularies llama.cpp names (tokenizer.ggml.pre).
+KNOWN_PRE = {
+    "gpt-2": r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+    "llama-bpe": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
+
+
+def rope_freq_factors(cfg, head_dim):
+    rs = cfg.get("rope_scaling") or {}
+    if rs.get("rope_type", rs.get("type")) != "llama3":
+        return None
+    base = cfg.get("rope_theta", 10000.0)
+    factor = rs["factor"]
+    low, high = rs.get("low_freq_factor", 1.0), rs.get("high_freq_factor", 4.0)
+    old = rs.get("original_max_position_embeddings", 8192)
+    low_wl, high_wl = old / low, old / high
+    out = []
+    for i in range(0, head_dim, 2):
+        freq = 1.0 / base ** (i / head_dim)
+        wl = 2 * math.pi / freq
+        if wl < high_wl:
+            out.append(1.0)
+        elif wl > low_wl:
+            out.append(factor)
+        else:
+            smooth = (old / wl - low) / (high - low)
+            out.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def pre_of(tok):
+    pre = tok.get("pre_tokenizer") or {}
+    items = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    for p in items:
+        if p.get("type") == "Split":
+            rx = p["pattern"].get("Regex")
+            for name, known in KNOWN_PRE.items():
+                if rx == known:
+                    return name
+            raise SystemExit(f"tokenizer.json: pre-tokenizer regex has no llama.cpp name: {rx!r}")
+        if p.get("type") == "ByteLevel" and p.get("use_regex", True):
+            return "gpt-2"
+    raise SystemExit("tokenizer.json: no pre-tokenizer that llama.cpp can name")
+
+
+def tokenizer_from_json(model_dir, w):
+    tok = json.load(open(os.path.join(model_dir, "tokenizer.json"), encoding="utf-8"))
+    model = tok["model"]
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        raise SystemExit("tokenizer.json: only byte-level BPE converts here; pass --vocab-gguf")
+    vocab = dict(model["vocab"])
+    special = set()
+    for a in tok.get("added_tokens", []):
+        vocab[a["content"]] = a["id"]
+        if a.get("special"):
+            special.add(a["id"])
+    n = max(vocab.values()) + 1
+    tokens = [f"[PAD{i}]" for i in range(n)]
+    types = [5] * n  # unused
+    for t, i in vocab.items():
+        tokens[i] = t
+        types[i] = 3 if i in special else (4 if t not in model["vocab"] else 1)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    w.add("tokenizer.ggml.model", "gpt2")
+    w.add("tokenizer.ggml.pre", pre_of(tok))
+    w.add("tokenizer.ggml.tokens", tokens)
+    w.add("tokenizer.ggml.token_type", types, mf.T_ARR, mf.T_I32)
+    w.add("tokenizer.ggml.merges", merges)
+    cfg_path = os.path.join(model_dir, "tokenizer_config.json")
+    tc = json.load(open(cfg_path, encoding="utf-8")) if os.path.exists(cfg_path) else {}
+
+    def tok_text(v):
+        return v.get("content") if isinstance(v, dict) else v
+    for key, gkey in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id")):
+        t = tok_text(tc.get(key))
+        if t is not None and t in vocab:
+            w.add("tokenizer.ggml." + gkey, vocab[t])
+    w.add("tokenizer.ggml.add_bos_token", bool(tc.get("add_bos_token", False)))
+    if isinstance(tc.get("chat_template"), str):
+        w.add("tokenizer.chat_template", tc["chat_template"])
+
+
+def convert(model_dir, out, outtype, vocab_gguf=None):
+    cfg = json.load(open(os.path.join(model_dir, "config.json")))
+    arch_name = cfg["architectures"][0]
+    if arch_name not in ARCH:
+        raise SystemExit(f"config.json: architecture {arch_name} is not supported")
+    arch = ARCH[arch_name]
+    index = os.path.join(model_dir, "model.safetensors.index.json")
+    tensors = {}
+    if os.path.exists(index):
+        for f in sorted(set(json.load(open(index))["weight_map"].values())):
+            tensors.update(mf.read_safetensors(os.path.join(model_dir, f)))
+    else:
+        tensors = mf.read_safetensors(os.path.join(model_dir, "model.safetensors"))
+    n_head = cfg["num_attention_heads"]
+    n_head_kv = cfg.get("num_key_value_heads", n_head)
+    hidden = cfg["hidden_size"]
+    head_dim = cfg.get("head_dim") or hidden // n_head
+
+    w = mf.gguf_writer()
+    w.add("general.architecture", arch)
+    w.add("general.name", os.path.basename(os.path.normpath(model_dir)))
+    w.add(f"{arch}.context_length", cfg.get("max_position_embeddings", 2048))
+    w.add(f"{arch}.embedding_length", hidden)
+    w.add(f"{arch}.block_count", cfg["num_hidden_layers"])
+    w.add(f"{arch}.feed_forward_length", cfg["intermediate_size"])
+    w.add(f"{arch}.attention.head_count", n_head)
+    w.add(f"{arch}.attention.head_count_kv", n_head_kv)
+    w.add(f"{arch}.attention.key_length", head_dim)
+    w.add(f"{arch}.attention.value_length", head_dim)
+    w.add(f"{arch}.rope.dimension_count", head_dim)
+    w.add(f"{arch}.attention.layer_norm_rms_epsilon", float(cfg.get("rms_norm_eps", 1e-6)))
+    w.add(f"{arch}.rope.freq_base", float(cfg.get("rope_theta", 10000.0)))
+    rs = cfg.get("rope_scaling") or {}
+    if rs.get("rope_type", rs.get("type")) == "linear":
+        w.add(f"{arch}.rope.scaling.type", "linear")
+        w.add(f"{arch}.rope.scaling.factor", float(rs["factor"]))
+    window = cfg.get("sliding_window") if (arch_name == "MistralForCausalLM" or cfg.get("use_sliding_window")) else None
+    if window:
+        w.add(f"{arch}.attention.sliding_window", int(window))
+    w.add("general.file_type", {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}[outtype])
+
+    if vocab_gguf:
+        meta, _ = mf.read_gguf(vocab_gguf)
+        for k, v in meta.items():
+            if k.startswith("tokenizer."):
+                if k == "tokenizer.ggml.token_type":
+                    w.add(k, v, mf.T_ARR, mf.T_I32)
+                elif k == "tokenizer.ggml.scores":
+                    w.add(k, [float(x) for x in v], mf.T_ARR, mf.T_F32)
+                elif k.endswith("_token_id"):
+                    w.add(k, int(v), mf.T_U32)
+                else:
+                    w.add(k, v)
+    else:
+        tokenizer_from_json(model_dir, w)
+
+    factors = rope_freq_factors(cfg, head_dim)
+    if factors is not None and arch == "llama":
+        w.add_tensor("rope_freqs.weight", factors, "f32")
+    for name in sorted(tensors, key=lambda s: (s.count("."), s)):
+        a = tensors[name]
+        if name == "lm_head.weight" and cfg.get("tie_word_embeddings"):
+            continue
+        if arch == "llama" and name.endswith("self_attn.q_proj.weight"):
+            a = mf.llama_permute(a, n_head)
+        elif arch == "llama" and name.endswith("self_attn.k_proj.weight"):
+            a = mf.llama_permute(a, n_head_kv)
+        t = "f32" if a.ndim == 1 else outtype
+        w.add_tensor(mf.gguf_name(name), a, t)
+    w.write(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model_dir")
+    ap.add_argument("out")
+    ap.add_argument("--outtype", choices=["f32", "f16", "bf16", "q8_0"], default="bf16")
+    ap.add_argument("--vocab-gguf", help="copy tokenizer.* metadata from this GGUF file")
+    a = ap.parse_args()
+    convert(a.model_dir, a.out, a.outtype, a.vocab_gguf)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Writes the test models (make_test_model.py) and, for each, the numpy reference
+(reference_forward.py) over a fixed set of prompts: the inputs of the engine's reference
+tests. Idempotent: skips the work when OUT/.complete matches this script's version.
+
+  /usr/bin/python3 scripts/make_reference_outputs.py --out DIR"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_test_model  # noqa: E402
+import reference_forward  # noqa: E402
+
+VERSION = "4"
+GREEDY = 6
+
+
+def prompts_for(n_vocab, name):
+    """Token-id prompts of lengths that cross KV blocks and Mistral's 16-token window."""
+    rng = np.random.default_rng(sum(map(ord, name)) + 7)
+    return [rng.integers(0, min(n_vocab, 32000), n).tolist() for n in (1, 5, 19, 37)]
+
+
+def write_reference(model_path, out_base, name):
+    m = reference_forward.model(model_path)
+    prompts = prompts_for(m.w["model.embed_tokens.weight"].shape[0], name)
+    out = {"prompts": []}
+    offset = 0
+    with open(out_base + ".bin", "wb") as binf:
+        for toks in prompts:
+            logits = m.forward(toks)
+            out["n_vocab"] = int(logits.shape[1])
+            binf.write(logits.astype("<f4").tobytes())
+            seq, greedy, gaps = list(toks), [], []
+            cur = logits
+            for _ in range(GREEDY):
+                top2 = np.sort(cur[-1])[-2:]
+                gaps.append(float(top2[1] - top2[0]))
+                nxt = int(np.argmax(cur[-1]))
+                greedy.append(nxt)
+                seq.append(nxt)
+                cur = m.forward(seq)
+            out["prompts"].append({"tokens": toks, "greedy": greedy, "logits_offset": offset,
+                                   "min_top2_gap": min(gaps)})
+            offset += logits.size
+    json.dump(out, open(out_base + ".json", "w"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--test-data", default=os.environ.get(
+        "TROUPE_TEST_DATA", os.path.expanduser("~/.cache/troupe/testdata")))
+    a = ap.parse_args()
+    stamp = os.path.join(a.out, ".complete")
+    if os.path.exists(stamp) and open(stamp).read() == VERSION:
+        return
+    os.makedirs(a.out, exist_ok=True)
+    listing = []
+    for name in sorted(make_test_model.SPECS):
+        for path in make_test_model.make(name, a.out, a.test_data):
+            base = os.path.basename(path.rstrip("/"))
+            write_reference(path, os.path.join(a.out, base + ".ref"), name)
+            listing.append(base)
+            print("reference:", base, flush=True)
+    json.dump(listing, open(os.path.join(a.out, "models.json"), "w"))
+    open(stamp, "w").write(VERSION)
+
+
+if __name__ == "__main__":
+    main()
