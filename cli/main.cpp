@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/cmd_config.hpp"
+
 namespace {
 
 int not_yet(const char* what, const char* issue) {
@@ -39,7 +41,7 @@ int main(int argc, char** argv) {
   if (*node) return not_yet("node", "the actor runtime and the OpenAI API");
   if (*generate) return not_yet("generate", "the model forward on the CPU");
   if (*bench) return not_yet("bench", "the model forward on the CPU");
-  if (*config) return not_yet("config", "configuration");
+  if (*config) return run_config_command(config->remaining());
   if (*actors) return not_yet("actors", "the actor runtime and the OpenAI API");
   return 2;
 }

@@ -84,9 +84,9 @@ hf_cache_location hf_cache_from_environment() {
 checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckpt,
                                                 const hf_cache_location& cache,
                                                 const std::string& base_dir,
-                                                const std::string& field) {
+                                                const checkpoint_fields& fields) {
   checked<resolved_checkpoint> out;
-  const std::string repo_field = field + ".repo";
+  const std::string& repo_field = fields.repo;
   auto fail = [&](std::string path, std::string message, std::string fix = "") {
     out.errors.push_back({std::move(path), std::move(message), 0, 0, std::move(fix)});
     return out;
@@ -106,10 +106,10 @@ checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckp
     return out;
   }
   if (ckpt.source != checkpoint_source::hf)
-    return fail(field + ".source",
-                fmt::format("{}.source: troupe reads checkpoints that are on disk: the local "
+    return fail(fields.source,
+                fmt::format("{}: troupe reads checkpoints that are on disk: the local "
                             "Hugging Face cache (source: HF) or a directory (source: LOCAL); "
-                            "it cannot fetch from {}", field, to_string(ckpt.source)),
+                            "it cannot fetch from {}", fields.source, to_string(ckpt.source)),
                 "download the checkpoint to a directory and use source: LOCAL with repo: "
                 "that directory");
 
@@ -117,8 +117,8 @@ checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckp
     return fail(repo_field, fmt::format("{}: \"{}\" is not a Hugging Face repo id "
                                         "(org/name)", repo_field, ckpt.repo));
   if (!valid_revision(ckpt.revision))
-    return fail(field + ".revision",
-                fmt::format("{}.revision: \"{}\" is not a branch, tag or commit name", field,
+    return fail(fields.revision,
+                fmt::format("{}: \"{}\" is not a branch, tag or commit name", fields.revision,
                             ckpt.revision));
 
   std::string folder = "models--" + ckpt.repo;
@@ -147,10 +147,10 @@ checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckp
     while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back())))
       commit.pop_back();
     if (!is_commit_hash(commit))
-      return fail(field + ".revision",
-                  fmt::format("{}.revision: {} has no revision \"{}\" in the local Hugging Face "
+      return fail(fields.revision,
+                  fmt::format("{}: {} has no revision \"{}\" in the local Hugging Face "
                               "cache: looked for {} (snapshots there: {})",
-                              field, ckpt.repo, ckpt.revision, ref.string(),
+                              fields.revision, ckpt.repo, ckpt.revision, ref.string(),
                               list_snapshots(repo_dir)),
                   fix);
   }

@@ -23,15 +23,21 @@ struct resolved_checkpoint {
   std::string commit;  // HF: the snapshot's commit hash; "" for a local directory
 };
 
+// The field paths that resolution errors name.
+struct checkpoint_fields {
+  std::string source = "trt_llm.build.checkpoint_repository.source";
+  std::string repo = "trt_llm.build.checkpoint_repository.repo";
+  std::string revision = "trt_llm.build.checkpoint_repository.revision";
+};
+
 // Cache layout: <hub>/models--<org>--<name>/refs/<revision> holds a commit hash, and
 // <hub>/models--<org>--<name>/snapshots/<commit>/ the files. A revision of 40 hex digits
 // names the snapshot directly. LOCAL repos are directories, relative ones taken from
 // `base_dir` (the config file's directory). Errors name the field and every path looked at;
-// nothing is downloaded. `field` is the checkpoint_repository's path for messages.
+// nothing is downloaded.
 checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckpt,
                                                 const hf_cache_location& cache,
                                                 const std::string& base_dir = ".",
-                                                const std::string& field =
-                                                    "trt_llm.build.checkpoint_repository");
+                                                const checkpoint_fields& fields = {});
 
 }  // namespace troupe::config

@@ -62,6 +62,17 @@ checked<node> parse_yaml(std::string_view text, const parse_limits& limits = {})
 // exceeded limits are errors.
 checked<node> parse_json(std::string_view text, const parse_limits& limits = {});
 
+// The kind the YAML 1.2 core schema gives an unquoted scalar with this text (null, boolean,
+// integer, floating or string): a string that would read as another kind must be quoted.
+node_kind plain_scalar_kind(std::string_view text);
+
+// The node as block-style YAML (yaml-cpp's emitter; strings quoted where needed). Comments
+// and the original layout are not kept: the migration uses it only as its fallback.
+std::string emit_yaml(const node& n);
+
+// Structural equality: kinds, scalar values, keys in order; positions are ignored.
+bool same_tree(const node& a, const node& b);
+
 // The node as compact JSON (YAML scalars by their resolved type), for storing free-form blocks.
 std::string to_json_text(const node& n);
 

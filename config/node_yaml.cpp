@@ -242,7 +242,77 @@ struct converter {
   }
 };
 
+void emit(YAML::Emitter& out, const node& n) {
+  switch (n.kind) {
+    case node_kind::null: out << YAML::Null; break;
+    case node_kind::boolean: out << (n.boolean ? "true" : "false"); break;
+    case node_kind::integer:
+    case node_kind::floating: out << n.text; break;
+    case node_kind::string:
+      if (n.text.empty() || plain_scalar_kind(n.text) != node_kind::string)
+        out << YAML::DoubleQuoted << n.text;
+      else
+        out << n.text;
+      break;
+    case node_kind::sequence:
+      out << YAML::BeginSeq;
+      for (const auto& i : n.items) emit(out, i);
+      out << YAML::EndSeq;
+      break;
+    case node_kind::map:
+      out << YAML::BeginMap;
+      for (const auto& m : n.members) {
+        out << YAML::Key << m.key << YAML::Value;
+        emit(out, m.value);
+      }
+      out << YAML::EndMap;
+      break;
+  }
+}
+
 }  // namespace
+
+node_kind plain_scalar_kind(std::string_view text) {
+  node n;
+  n.kind = node_kind::string;
+  n.text = std::string(text);
+  resolve_plain(n);
+  return n.kind;
+}
+
+std::string emit_yaml(const node& n) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  emit(out, n);
+  std::string s = out.c_str();
+  if (s.empty() || s.back() != '\n') s += '\n';
+  return s;
+}
+
+bool same_tree(const node& a, const node& b) {
+  if (a.kind != b.kind) return false;
+  switch (a.kind) {
+    case node_kind::null: return true;
+    case node_kind::boolean: return a.boolean == b.boolean;
+    case node_kind::integer: return a.integer == b.integer;
+    case node_kind::floating:
+      return a.text == b.text || (a.floating == b.floating);
+    case node_kind::string: return a.text == b.text;
+    case node_kind::sequence:
+      if (a.items.size() != b.items.size()) return false;
+      for (size_t i = 0; i < a.items.size(); ++i)
+        if (!same_tree(a.items[i], b.items[i])) return false;
+      return true;
+    case node_kind::map:
+      if (a.members.size() != b.members.size()) return false;
+      for (size_t i = 0; i < a.members.size(); ++i)
+        if (a.members[i].key != b.members[i].key ||
+            !same_tree(a.members[i].value, b.members[i].value))
+          return false;
+      return true;
+  }
+  return false;
+}
 
 checked<node> parse_yaml(std::string_view text, const parse_limits& limits) {
   checked<node> out;

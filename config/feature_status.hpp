@@ -1,0 +1,36 @@
+// feature_status: which llm_config settings take effect now and which are only stored.
+#pragma once
+
+#include <string_view>
+
+namespace troupe::config {
+
+enum class feature_state {
+  active,  // the feature has landed: the setting takes effect
+  stored,  // kept with the deployment, takes effect when the feature lands
+};
+
+struct feature_status {
+  std::string_view field;    // the llm_config field
+  std::string_view feature;  // what it configures, for messages
+  feature_state state;
+};
+
+// Update a row when its feature lands. Engine and router settings are active; speculation,
+// disaggregation and autoscaling are stored, not yet active.
+inline constexpr feature_status kFeatureStatus[] = {
+    {"runtime", "the serving engine", feature_state::active},
+    {"b10_routing_config", "KV-aware routing", feature_state::active},
+    {"speculative_config", "speculative decoding", feature_state::stored},
+    {"is_disaggregated", "disaggregated serving", feature_state::stored},
+    {"b10_disagg_config", "disaggregated serving", feature_state::stored},
+    {"autoscaling_settings", "token-based autoscaling", feature_state::stored},
+};
+
+inline const feature_status* find_feature(std::string_view field) {
+  for (const auto& f : kFeatureStatus)
+    if (f.field == field) return &f;
+  return nullptr;
+}
+
+}  // namespace troupe::config

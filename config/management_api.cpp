@@ -1,0 +1,120 @@
+// management_api: JSON bodies and status codes over the deployment store.
+#include "config/management_api.hpp"
+
+#include <fmt/format.h>
+
+#include "config/feature_status.hpp"
+#include "config/settings_json.hpp"
+
+namespace troupe::config {
+
+using nlohmann::json;
+
+namespace {
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Which llm_config fields the request set explicitly.
+bool was_set(const deployment& d, std::string_view field) {
+  if (field == "runtime" || field == "b10_routing_config" || field == "is_disaggregated" ||
+      field == "b10_disagg_config" || field == "autoscaling_settings" ||
+      field == "speculative_config") {
+    json received = json::parse(d.llm_config_json, nullptr, false);
+    return received.is_object() && received.contains(std::string(field));
+  }
+  return false;
+}
+
+}  // namespace
+
+json error_body(const error_list& errors, std::string_view type, std::string_view code) {
+  json list = json::array();
+  for (const auto& e : errors) {
+    json item{{"field", e.path}, {"message", e.message}};
+    if (!e.hint.empty()) item["fix"] = e.hint;
+    list.push_back(std::move(item));
+  }
+  std::string message;
+  if (errors.size() == 1) message = errors[0].message;
+  else {
+    message = fmt::format("{} errors:", errors.size());
+    for (const auto& e : errors) message += " " + e.message + ";";
+    message.pop_back();
+  }
+  json param = errors.empty() || errors[0].path.empty() ? json(nullptr) : json(errors[0].path);
+  return json{{"error",
+               {{"message", message}, {"type", type}, {"param", param}, {"code", code}}},
+              {"errors", std::move(list)}};
+}
+
+json deployment_json(const deployment& d) {
+  json active = json::array(), stored = json::array(), warnings = json::array();
+  for (const auto& f : kFeatureStatus) {
+    const bool set = was_set(d, f.field);
+    if (f.state == feature_state::active) {
+      active.push_back(f.field);
+    } else if (set) {
+      stored.push_back(f.field);
+      warnings.push_back(fmt::format("{} is stored but not yet active: {} has not landed in "
+                                     "troupe yet; it takes effect when it does",
+                                     f.field, f.feature));
+    }
+  }
+  return json{{"object", "llm_model"},
+              {"id", d.id},
+              {"name", d.name},
+              {"model", d.model},
+              {"revision", d.revision},
+              {"model_path", d.model_path},
+              {"commit", d.commit},
+              {"created_at", d.created_at},
+              {"llm_config", to_json(d.llm, d.runtime)},
+              {"settings", {{"active", active}, {"not_yet_active", stored}}},
+              {"warnings", warnings}};
+}
+
+http_response management_api::create(std::string_view body) {
+  auto req = parse_deployment_request(body);
+  if (!req.ok())
+    return {400, dump(error_body(req.errors, "invalid_request_error", "invalid_llm_config"))};
+  deployment created;
+  store_outcome o = store_.create(req.value, &created);
+  switch (o.failure) {
+    case store_failure::none: return {201, dump(deployment_json(created))};
+    case store_failure::invalid:
+      return {400, dump(error_body(o.errors, "invalid_request_error", "invalid_llm_config"))};
+    case store_failure::conflict:
+      return {409, dump(error_body(o.errors, "invalid_request_error", "name_taken"))};
+    case store_failure::not_found:
+    case store_failure::io:
+      break;
+  }
+  return {500, dump(error_body(o.errors, "server_error", "storage_error"))};
+}
+
+http_response management_api::list() const {
+  json data = json::array();
+  for (const auto& d : store_.list()) data.push_back(deployment_json(d));
+  return {200, dump(json{{"object", "list"}, {"data", std::move(data)}})};
+}
+
+http_response management_api::get(std::string_view id_or_name) const {
+  if (auto d = store_.get(id_or_name)) return {200, dump(deployment_json(*d))};
+  return {404, dump(error_body({{"", fmt::format("no deployment with id or name \"{}\"",
+                                                 id_or_name)}},
+                               "not_found_error", "deployment_not_found"))};
+}
+
+http_response management_api::remove(std::string_view id_or_name) {
+  auto d = store_.get(id_or_name);
+  store_outcome o = store_.remove(id_or_name);
+  if (o.ok()) return {200, dump(json{{"object", "llm_model"}, {"id", d ? d->id : ""},
+                                     {"deleted", true}})};
+  if (o.failure == store_failure::not_found)
+    return {404, dump(error_body(o.errors, "not_found_error", "deployment_not_found"))};
+  return {500, dump(error_body(o.errors, "server_error", "storage_error"))};
+}
+
+}  // namespace troupe::config
