@@ -85,7 +85,8 @@ result<split_regex> split_regex::compile(std::string_view pattern, bool literal)
   const std::string source = literal ? std::string(pattern) : rewrite_white_space(pattern);
   int err = 0;
   PCRE2_SIZE err_offset = 0;
-  const uint32_t options = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0u);
+  // PCRE2 refuses UCP beside LITERAL, and a literal needs no character classes.
+  const uint32_t options = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
   pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(source.data()), source.size(), options,
                                  &err, &err_offset, nullptr);
   if (!re) {

@@ -4,13 +4,11 @@
 #include "runtime/tokenizer.hpp"
 
 #include <chrono>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "runtime/gguf.hpp"
 #include "runtime/unicode.hpp"
@@ -40,81 +38,6 @@ const tokenizer* gguf_tokenizer(const std::string& name) {
   return cache.emplace(name, std::make_unique<tokenizer>(std::move(t).value())).first->second.get();
 }
 
-// Writes the tokenizer.json that Hugging Face's LlamaConverter makes from Llama 2's
-// SentencePiece model, from the GGUF's pieces and scores: the same vocabulary, and a merge
-// for every split of a piece into two pieces, ordered by the score of the piece it makes.
-std::string write_llama2_tokenizer_json() {
-  const std::string path = ::testing::TempDir() + "/llama2-from-gguf-tokenizer.json";
-  auto f = gguf_file::open(vocab_path("llama-spm"));
-  if (!f) {
-    ADD_FAILURE() << f.message();
-    return path;
-  }
-  const auto& tokens = *f->find("tokenizer.ggml.tokens")->as_strings();
-  const auto& scores = *f->find("tokenizer.ggml.scores")->as_floats();
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  std::map<std::string, int> id;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    vocab[tokens[i]] = i;
-    id.emplace(tokens[i], static_cast<int>(i));
-  }
-  struct merge {
-    std::string a, b;
-    double score;
-    int ia, ib;
-  };
-  std::vector<merge> merges;
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    const std::string& piece = tokens[i];
-    std::vector<merge> local;
-    for (size_t k = 1; k < piece.size(); ++k) {
-      if ((static_cast<uint8_t>(piece[k]) & 0xC0) == 0x80) continue;  // split between characters
-      auto l = id.find(piece.substr(0, k)), r = id.find(piece.substr(k));
-      if (l != id.end() && r != id.end()) local.push_back({l->first, r->first, scores[i], l->second, r->second});
-    }
-    std::sort(local.begin(), local.end(),
-              [](const merge& x, const merge& y) { return std::pair(x.ia, x.ib) < std::pair(y.ia, y.ib); });
-    merges.insert(merges.end(), local.begin(), local.end());
-  }
-  std::stable_sort(merges.begin(), merges.end(), [](const merge& x, const merge& y) { return x.score > y.score; });
-  nlohmann::ordered_json merge_list = nlohmann::ordered_json::array();
-  for (const merge& m : merges) merge_list.push_back(m.a + " " + m.b);
-  const std::string space = "\xE2\x96\x81";
-  nlohmann::ordered_json j = {
-      {"version", "1.0"},
-      {"added_tokens",
-       {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
-        {{"id", 1}, {"content", "<s>"}, {"special", true}},
-        {{"id", 2}, {"content", "</s>"}, {"special", true}}}},
-      {"normalizer",
-       {{"type", "Sequence"},
-        {"normalizers",
-         {{{"type", "Prepend"}, {"prepend", space}},
-          {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", space}}}}}},
-      {"pre_tokenizer", nullptr},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-      {"decoder",
-       {{"type", "Sequence"},
-        {"decoders",
-         {{{"type", "Replace"}, {"pattern", {{"String", space}}}, {"content", " "}},
-          {{"type", "ByteFallback"}},
-          {{"type", "Fuse"}},
-          {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}}},
-      {"model",
-       {{"type", "BPE"},
-        {"unk_token", "<unk>"},
-        {"fuse_unk", true},
-        {"byte_fallback", true},
-        {"vocab", vocab},
-        {"merges", merge_list}}},
-  };
-  std::ofstream(path) << j.dump();
-  return path;
-}
-
 // "llama2-gguf" is Llama 2's tokenizer.json rebuilt from the GGUF vocabulary (the fetched
 // hf/llama2 file holds another vocabulary; see fetched_llama2_json_is_not_llama2s_vocabulary).
 const tokenizer* hf_tokenizer(const std::string& model) {
@@ -122,7 +45,8 @@ const tokenizer* hf_tokenizer(const std::string& model) {
   auto it = cache.find(model);
   if (it != cache.end()) return it->second.get();
   const bool rebuilt = model == "llama2-gguf";
-  auto t = rebuilt ? tokenizer::from_hf_files(write_llama2_tokenizer_json(), hf_path("llama2", "tokenizer_config.json"))
+  auto t = rebuilt ? tokenizer::from_hf_files(testing::write_llama2_tokenizer_json(testing::spm_json_style::legacy),
+                                               hf_path("llama2", "tokenizer_config.json"))
                    : tokenizer::from_hf_files(hf_path(model, "tokenizer.json"), hf_path(model, "tokenizer_config.json"));
   if (!t) {
     ADD_FAILURE() << t.message();
