@@ -1,0 +1,91 @@
+// sampler: turns one sequence's logits into its next token: penalties, logit bias,
+// temperature, min-p, top-k, top-p, a per-sequence seeded generator, and logprobs.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "runtime/result.hpp"
+
+namespace troupe {
+
+using token_id = int32_t;
+
+// What a request asks of sampling. Names and ranges follow OpenAI's API (and vLLM's
+// extensions: top_k, min_p, repetition_penalty, stop_token_ids, ignore_eos, min_tokens).
+struct sampling_params {
+  float temperature = 1.0f;         // 0: greedy
+  int32_t top_k = 0;                // 0 or -1: off
+  float top_p = 1.0f;               // (0, 1]
+  float min_p = 0.0f;               // [0, 1]
+  float repetition_penalty = 1.0f;  // > 0; above 1 discourages tokens of prompt and output
+  float presence_penalty = 0.0f;    // [-2, 2], over output tokens
+  float frequency_penalty = 0.0f;   // [-2, 2], over output tokens
+  std::vector<std::pair<token_id, float>> logit_bias;  // [-100, 100] each
+  std::optional<uint64_t> seed;
+  int32_t logprobs = -1;            // -1: none; k >= 0: the chosen token's and k alternatives
+  int32_t max_tokens = 16;
+  int32_t min_tokens = 0;           // stop tokens are ignored before this many
+  std::vector<token_id> stop_token_ids;
+  std::vector<std::string> stop;    // stop strings, never part of the output
+  bool ignore_eos = false;
+
+  // The first problem, naming the parameter as the API spells it.
+  [[nodiscard]] status validate(int64_t n_vocab) const;
+};
+
+struct token_logprob {
+  token_id id = 0;
+  float logprob = 0.0f;
+};
+
+struct sampled {
+  token_id id = 0;
+  float logprob = 0.0f;             // under the model's own distribution (raw logits)
+  std::vector<token_logprob> top;   // the `logprobs` most likely tokens, when asked
+};
+
+// A per-sequence generator: xoshiro256** seeded with splitmix64, so that the same seed gives
+// the same stream on every machine and in every batch.
+class rng {
+ public:
+  explicit rng(uint64_t seed);
+  uint64_t next();
+  double uniform();  // [0, 1)
+
+ private:
+  uint64_t s_[4];
+};
+
+class sequence_sampler {
+ public:
+  // prompt feeds the repetition penalty.
+  sequence_sampler(const sampling_params& params, std::span<const token_id> prompt);
+
+  // Chooses the next token from logits [n_vocab]; logits are modified in place.
+  sampled sample(std::span<float> logits);
+  // Records a token as generated (sample does not, so speculative decoding can decide).
+  void accept(token_id id);
+
+  const sampling_params& params() const { return params_; }
+
+ private:
+  token_id sample_processed(std::span<float> logits);  // temperature > 0
+
+  sampling_params params_;
+  rng rng_;
+  std::unordered_map<token_id, int32_t> output_counts_;
+  std::vector<token_id> seen_;  // prompt and output tokens, for the repetition penalty
+  std::vector<uint8_t> seen_mask_;
+  std::vector<std::pair<float, token_id>> cand_;  // scratch
+};
+
+// Logprobs of one position under the raw logits: the chosen token's and the top k.
+sampled logprobs_of(std::span<const float> logits, token_id chosen, int32_t top_k);
+
+}  // namespace troupe
