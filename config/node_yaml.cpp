@@ -228,8 +228,9 @@ struct converter {
             member.column = km.column + 1;
           }
           member.value = convert(it->second, depth + 1);
-          // A missing value ("key:") has no mark of its own: point at the key.
-          if (member.value.line == 0) {
+          // A missing value ("key:") has no useful mark (yaml-cpp gives the next token's):
+          // point at the key.
+          if (member.value.line == 0 || member.value.kind == node_kind::null) {
             member.value.line = member.line;
             member.value.column = member.column;
           }
