@@ -26,6 +26,10 @@ class chat_template {
   // bos_token, eos_token and any extra keyword (enable_thinking, ...). raise_exception in
   // the template and runtime type errors come back as errors.
   [[nodiscard]] result<std::string> render(const nlohmann::json& context) const;
+  // The same, keeping the context's key order: Python dicts keep the order of the request's
+  // JSON, and templates print it (tojson of tool schemas, loops over arguments), while
+  // nlohmann::json sorts keys. Byte-exact prompts need this overload.
+  [[nodiscard]] result<std::string> render(const nlohmann::ordered_json& context) const;
 
   struct impl;
 
