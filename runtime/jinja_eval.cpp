@@ -451,14 +451,7 @@ evaluator::flow evaluator::exec_for(const stmt& s) {
   }
   auto loop = std::make_shared<loop_data>();
   loop->items = items;
-  int depth = 1;
-  for (const scope* sc = saved.get(); sc; sc = sc->parent.get()) {
-    if (const value* outer = sc->find(id_loop)) {
-      if (outer->is_loop()) depth = outer->loop_ref().depth + 1;
-      break;
-    }
-  }
-  loop->depth = depth;
+  loop->depth = 1;  // jinja2 counts depth only through recursive loops, which troupe rejects
   value loop_value = value::loop(loop);
   scope_ = body_scope;
   for (size_t i = 0; i < items->size(); ++i) {

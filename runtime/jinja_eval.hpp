@@ -52,7 +52,7 @@ struct callable_data {
 struct limits {
   size_t max_output = size_t(64) << 20;   // bytes of rendered text and of any one string
   size_t max_items = size_t(4) << 20;     // elements of any one list built by the template
-  uint64_t max_steps = 50'000'000;        // loop iterations plus calls, per render
+  uint64_t max_steps = 10'000'000;        // loop iterations plus calls, per render
   int max_call_depth = 200;               // nested macro calls
 };
 

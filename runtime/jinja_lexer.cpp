@@ -64,6 +64,7 @@ class lexer {
       char sign = k + 2 < src_.size() && (src_[k + 2] == '-' || src_[k + 2] == '+') ? src_[k + 2] : 0;
       size_t raw_end = kind == '%' ? match_raw_begin(k) : std::string::npos;
       lex_text(std::string_view(src_).substr(pos_, k - pos_), sign, kind != '{');
+      pos_ = k;
       if (raw_end != std::string::npos) {
         lex_raw(raw_end);
       } else if (kind == '#') {
