@@ -22,7 +22,13 @@ stop_matcher::output stop_matcher::push(std::string_view text) {
   }
   // The earliest stop string wins.
   size_t first = std::string::npos;
-  for (const auto& s : stops_) first = std::min(first, pending_.find(s));
+  for (const auto& s : stops_) {
+    const size_t at = pending_.find(s);
+    if (at < first) {
+      first = at;
+      out.matched = s;
+    }
+  }
   if (first != std::string::npos) {
     out.text = pending_.substr(0, first);
     pending_.clear();

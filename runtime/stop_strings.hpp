@@ -15,6 +15,7 @@ class stop_matcher {
   struct output {
     std::string text;      // safe to emit now
     bool stopped = false;  // a stop string was found; nothing after it may be emitted
+    std::string matched;   // which one
   };
   // Adds newly decoded text.
   output push(std::string_view text);
