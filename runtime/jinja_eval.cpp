@@ -226,6 +226,19 @@ evaluator::evaluator(const program& prog, const limits& lim) : prog_(prog), limi
   }
 }
 
+evaluator::~evaluator() {
+  for (auto& w : namespaces_)
+    if (auto ns = w.lock()) ns->attrs.clear();
+}
+
+void evaluator::track(const std::shared_ptr<ns_data>& ns) {
+  namespaces_.push_back(ns);
+  if (namespaces_.size() >= namespaces_compacted_) {
+    std::erase_if(namespaces_, [](const std::weak_ptr<ns_data>& w) { return w.expired(); });
+    namespaces_compacted_ = std::max<size_t>(16, namespaces_.size() * 2);
+  }
+}
+
 void evaluator::check_string(size_t bytes) const {
   if (bytes > limits_.max_output) fail("template output exceeds " + std::to_string(limits_.max_output) + " bytes");
 }
@@ -450,6 +463,11 @@ evaluator::flow evaluator::exec_for(const stmt& s) {
     return exec(s.else_body);  // break/continue here belong to an enclosing loop
   }
   auto loop = std::make_shared<loop_data>();
+  // loop.changed(loop) would make a cycle; the state is of no use once the loop is done.
+  struct forget_changed {
+    loop_data& l;
+    ~forget_changed() { l.last_changed.clear(); }
+  } forget{*loop};
   loop->items = items;
   loop->depth = 1;  // jinja2 counts depth only through recursive loops, which troupe rejects
   value loop_value = value::loop(loop);
@@ -768,7 +786,8 @@ value evaluator::call_macro(const callable_data& m, call_args& args, const value
   const stmt& def = *m.macro;
   const std::string& name = def.kind == stmt_kind::call_block ? std::string("caller") : def.name;
   auto sc = std::make_shared<scope>();
-  sc->parent = m.closure;
+  sc->parent = m.closure.lock();
+  if (!sc->parent) fail("unsupported: macro '" + name + "' called after the scope that defined it ended");
   const size_t n_params = def.params.size();
   std::vector<bool> bound(n_params, false);
   if (args.pos.size() > n_params && !def.catch_varargs) {

@@ -43,7 +43,9 @@ struct callable_data {
   enum class type : uint8_t { macro, builtin, method } kind = type::builtin;
   std::string name;                // macro, global function or method name
   const stmt* macro = nullptr;     // a macro, or a call block's body (passed as `caller`)
-  std::shared_ptr<scope> closure;  // where the macro was defined
+  // Where the macro was defined. Weak: the macro is usually stored in that very scope, and a
+  // strong reference would make a cycle that outlives the render.
+  std::weak_ptr<scope> closure;
   value self;                      // the object a method is bound to
   mutable bool used = false;       // joiner() state
 };
@@ -75,6 +77,10 @@ class evaluator {
   void check_string(size_t bytes) const;
   void check_items(size_t n) const;
   void step();
+  // Namespaces and loops are the mutable objects through which a template can build a
+  // reference cycle ({% set ns.me = ns %}); the evaluator clears them when the render ends.
+  void track(const std::shared_ptr<ns_data>& ns);
+  ~evaluator();
 
   const program& prog() const { return prog_; }
 
@@ -105,6 +111,8 @@ class evaluator {
   std::shared_ptr<scope> scope_;  // innermost
   std::string* out_ = nullptr;
   value block_input_;             // the body text a filter block's filters apply to
+  std::vector<std::weak_ptr<ns_data>> namespaces_;
+  size_t namespaces_compacted_ = 16;  // size at which expired entries are next dropped
   uint64_t steps_ = 0;
   int call_depth_ = 0;
 };

@@ -405,11 +405,13 @@ value call_global(evaluator& ev, const callable_data& f, call_args& args) {
     }
     for (const auto& [k, v] : args.kw) d->set(value(k), v);
     if (name == "dict") return value::dict(std::move(d));
-    auto ns = std::make_shared<ns_data>();
+    // Not make_shared: the evaluator's weak reference would keep the whole object allocated.
+    std::shared_ptr<ns_data> ns(new ns_data);
     for (const auto& [k, v] : d->items) {
       if (!k.is_string()) fail("keywords must be strings");
       ns->set(k.str(), v);
     }
+    ev.track(ns);
     return value::ns(std::move(ns));
   }
   if (name == "raise_exception") {
@@ -444,7 +446,6 @@ value call_global(evaluator& ev, const callable_data& f, call_args& args) {
     }
     return f.self;
   }
-  (void)ev;
   fail("unsupported function '" + name + "'");
 }
 
