@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/mapped_file.hpp"
+
 #include "runtime/tokenizer_impl.hpp"
+#include "runtime/tokenizer_json.hpp"
 #include "runtime/tokenizer_regex.hpp"
 
 namespace troupe {
@@ -21,12 +23,12 @@ class hf_loader {
     return make_error(fmt::format("{}: {}: {}", path_, field, what));
   }
 
-  status model(const json& j);
+  status model(const json& j, const tokenizer_json_file& file);
   status normalizer(const json& n, const std::string& field);
   status pre_tokenizer(const json& p, const std::string& field);
   status decoder(const json& d, const std::string& field);
   status post_processor(const json& p, const std::string& field);
-  status merges(const json& list);
+  status merges(const tokenizer_json_file& file);
 
   bool templated = false;  // the post-processor is a TemplateProcessing
   std::vector<token_id> template_prefix, template_suffix;
@@ -72,27 +74,24 @@ bool pattern_of(const json& obj, std::string& out, bool& is_regex) {
   return false;
 }
 
-status hf_loader::model(const json& j) {
+status hf_loader::model(const json& j, const tokenizer_json_file& file) {
   const json* model = member(j, "model");
   if (!model || !model->is_object()) return fail("model", "missing or not an object");
   std::string type = text_of(*model, "type");
-  if (type.empty() && member(*model, "merges")) type = "BPE";  // files from before model.type
+  if (type.empty() && file.has_merges) type = "BPE";  // files from before model.type
   if (type != "BPE")
     return fail("model.type", fmt::format("'{}' is not supported (troupe reads BPE tokenizers)", type));
   if (!text_of(*model, "continuing_subword_prefix").empty())
     return fail("model.continuing_subword_prefix", "is not supported");
   if (!text_of(*model, "end_of_word_suffix").empty()) return fail("model.end_of_word_suffix", "is not supported");
 
-  const json* vocab = member(*model, "vocab");
-  if (!vocab || !vocab->is_object()) return fail("model.vocab", "missing or not an object");
+  if (!file.has_vocab) return fail("model.vocab", "missing or not an object");
   const json* added = member(j, "added_tokens");
   if (added && !added->is_array()) return fail("added_tokens", "must be an array");
 
   int64_t max_id = -1;
-  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    if (!it.value().is_number_integer()) return fail("model.vocab", fmt::format("'{}' has no integer id", it.key()));
-    const auto id = it.value().get<int64_t>();
-    if (id < 0 || id >= max_token_id) return fail("model.vocab", fmt::format("'{}' has id {}", it.key(), id));
+  for (const auto& [text, id] : file.vocab) {
+    if (id < 0 || id >= max_token_id) return fail("model.vocab", fmt::format("'{}' has id {}", text, id));
     max_id = std::max(max_id, id);
   }
   if (added) {
@@ -110,10 +109,9 @@ status hf_loader::model(const json& j) {
   if (max_id < 0) return fail("model.vocab", "is empty");
 
   m_.resize(static_cast<size_t>(max_id) + 1);
-  for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    const auto id = it.value().get<int64_t>();
+  for (const auto& [text, id] : file.vocab) {
     if (m_.present[id]) return fail("model.vocab", fmt::format("id {} appears twice", id));
-    m_.text[id] = it.key();
+    m_.text[id] = text;
     m_.present[id] = 1;
   }
   const std::string unk = text_of(*model, "unk_token");
@@ -337,27 +335,12 @@ status hf_loader::post_processor(const json& p, const std::string& field) {
   return fail(field + ".type", fmt::format("post-processor '{}' is not supported", type));
 }
 
-status hf_loader::merges(const json& list) {
-  if (!list.is_array()) return fail("model.merges", "missing or not an array");
-  m_.merges.reserve(list.size());
+status hf_loader::merges(const tokenizer_json_file& file) {
+  if (!file.has_merges) return fail("model.merges", "missing or not an array");
+  m_.merges.reserve(file.merges.size());
   std::string joined;
-  for (size_t i = 0; i < list.size(); ++i) {
-    const json& e = list[i];
-    std::string_view a, b;
-    if (e.is_string()) {
-      // "left right": tokens of these alphabets hold no plain space.
-      const std::string& s = e.get_ref<const std::string&>();
-      const size_t sp = s.find(' ');
-      if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-        return fail(fmt::format("model.merges[{}]", i), fmt::format("'{}' is not two tokens separated by a space", s));
-      a = std::string_view(s).substr(0, sp);
-      b = std::string_view(s).substr(sp + 1);
-    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-      a = e[0].get_ref<const std::string&>();
-      b = e[1].get_ref<const std::string&>();
-    } else {
-      return fail(fmt::format("model.merges[{}]", i), "must be \"a b\" or [\"a\", \"b\"]");
-    }
+  for (size_t i = 0; i < file.merges.size(); ++i) {
+    const auto& [a, b] = file.merges[i];
     joined.assign(a).append(b);
     const token_id ia = m_.any_by_text.find(a), ib = m_.any_by_text.find(b), im = m_.any_by_text.find(joined);
     if (ia < 0 || ib < 0 || im < 0)
@@ -368,9 +351,8 @@ status hf_loader::merges(const json& list) {
 }
 
 result<json> read_json(const std::string& path) {
-  TROUPE_TRY(mapped_file f, mapped_file::open(path));
-  const auto* begin = reinterpret_cast<const char*>(f.data());
-  json j = json::parse(begin, begin + f.size(), nullptr, false);
+  TROUPE_TRY(std::string text, read_text_file(path));
+  json j = json::parse(text, nullptr, false);
   if (j.is_discarded()) return make_error(path + ": not valid JSON");
   if (!j.is_object()) return make_error(path + ": not a JSON object");
   return j;
@@ -391,9 +373,10 @@ result<std::unique_ptr<tokenizer::impl>> load_hf_tokenizer(const std::string& to
   auto m = std::make_unique<tokenizer::impl>();
   m->source = tokenizer_json;
   try {
-    TROUPE_TRY(json j, read_json(tokenizer_json));
+    TROUPE_TRY(tokenizer_json_file file, read_tokenizer_json(tokenizer_json));
+    const json& j = *file.rest;
     hf_loader l(*m, tokenizer_json);
-    TROUPE_CHECK(l.model(j));
+    TROUPE_CHECK(l.model(j, file));
     static const json null_json;
     auto field = [&](const char* key) -> const json& {
       const json* v = member(j, key);
@@ -411,9 +394,7 @@ result<std::unique_ptr<tokenizer::impl>> load_hf_tokenizer(const std::string& to
     }
     m->build_index();
     TROUPE_CHECK(l.post_processor(field("post_processor"), "post_processor"));
-    const json* model = member(j, "model");
-    const json* merges = member(*model, "merges");
-    TROUPE_CHECK(l.merges(merges ? *merges : null_json));
+    TROUPE_CHECK(l.merges(file));
 
     json config = json::object();
     if (!config_json.empty()) {

@@ -81,7 +81,7 @@ inline std::string write_llama2_tokenizer_json(spm_json_style style) {
   }
   const auto& tokens = *f->find("tokenizer.ggml.tokens")->as_strings();
   const auto& scores = *f->find("tokenizer.ggml.scores")->as_floats();
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  nlohmann::json vocab = nlohmann::json::object();
   std::map<std::string, int> id;
   for (size_t i = 0; i < tokens.size(); ++i) {
     vocab[tokens[i]] = i;
@@ -106,10 +106,10 @@ inline std::string write_llama2_tokenizer_json(spm_json_style style) {
     merges.insert(merges.end(), local.begin(), local.end());
   }
   std::stable_sort(merges.begin(), merges.end(), [](const merge& x, const merge& y) { return x.score > y.score; });
-  nlohmann::ordered_json merge_list = nlohmann::ordered_json::array();
+  nlohmann::json merge_list = nlohmann::json::array();
   for (const merge& m : merges) merge_list.push_back(m.a + " " + m.b);
   const std::string space = "\xE2\x96\x81";
-  nlohmann::ordered_json j = {
+  nlohmann::json j = {
       {"version", "1.0"},
       {"added_tokens",
        {{{"id", 0}, {"content", "<unk>"}, {"special", true}},
@@ -159,14 +159,14 @@ inline std::string write_gpt2_tokenizer_json() {
   const std::string path = ::testing::TempDir() + "/gpt2-openai-tokenizer.json";
   std::ifstream enc(test_data_dir() + "/gpt2/encoder.json"), bpe(test_data_dir() + "/gpt2/vocab.bpe");
   EXPECT_TRUE(enc.good() && bpe.good()) << "missing " << test_data_dir() << "/gpt2 (run scripts/fetch_test_data.sh)";
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::parse(enc, nullptr, false);
+  nlohmann::json vocab = nlohmann::json::parse(enc, nullptr, false);
   EXPECT_FALSE(vocab.is_discarded());
-  nlohmann::ordered_json merges = nlohmann::ordered_json::array();
+  nlohmann::json merges = nlohmann::json::array();
   for (std::string line; std::getline(bpe, line);)
     if (!line.empty() && line[0] != '#') merges.push_back(line);
-  const nlohmann::ordered_json byte_level = {
+  const nlohmann::json byte_level = {
       {"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
-  nlohmann::ordered_json j = {
+  nlohmann::json j = {
       {"version", "1.0"},
       {"added_tokens", {{{"id", 50256}, {"content", "<|endoftext|>"}, {"special", true}}}},
       {"normalizer", nullptr},
