@@ -177,6 +177,45 @@ class LlamaForCausalLM(nn.Module):
         return logits
 
 
+@torch.no_grad()
+def greedy_generate(model, prompts, n_new, eos_id=None):
+    """Greedy continuation of equal-length prompts [B, P] by n_new tokens with a KV cache.
+    Returns [B, P + n_new] (no early stop: eos_id is ignored on purpose so that every row has
+    the same length; callers cut at the first eos if they want)."""
+    cfg = model.cfg
+    hd = head_dim_of(cfg)
+    B, P = prompts.shape
+    caches = [None] * cfg["num_hidden_layers"]
+    out = prompts
+    x_ids = prompts
+    start = 0
+    for _ in range(n_new):
+        T = x_ids.shape[1]
+        pos = torch.arange(start, start + T)
+        cos, sin = rope_cos_sin(pos, hd, cfg["rope_theta"])
+        x = model.model.embed_tokens(x_ids)
+        for li, layer in enumerate(model.model.layers):
+            at = layer.self_attn
+            q, k, v = at.qkv(layer.input_layernorm(x), cos, sin)
+            if caches[li] is not None:
+                k = torch.cat([caches[li][0], k], dim=2)
+                v = torch.cat([caches[li][1], v], dim=2)
+            caches[li] = (k, v)
+            S = k.shape[2]
+            mask = torch.full((T, S), float("-inf")).triu(S - T + 1)
+            att = (q @ at.expand_kv(k).transpose(-1, -2)) * (1.0 / math.sqrt(hd)) + mask
+            att = torch.softmax(att.float(), dim=-1)
+            y = (att @ at.expand_kv(v)).transpose(1, 2).reshape(B, T, at.n_head * hd)
+            x = x + at.o_proj(y)
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        logits = model.head(model.model.norm(x[:, -1:]))
+        nxt = logits.argmax(-1)
+        out = torch.cat([out, nxt], dim=1)
+        start += T
+        x_ids = nxt
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Speculative heads that sit on a frozen target: MTP (DeepSeek-V3 form) and Eagle-3.
 #
