@@ -5,7 +5,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/cmd_bench.hpp"
 #include "cli/cmd_config.hpp"
+#include "cli/cmd_generate.hpp"
 
 namespace {
 
@@ -39,8 +41,8 @@ int main(int argc, char** argv) {
 
   if (*serve) return not_yet("serve", "the actor runtime and the OpenAI API");
   if (*node) return not_yet("node", "the actor runtime and the OpenAI API");
-  if (*generate) return not_yet("generate", "the model forward on the CPU");
-  if (*bench) return not_yet("bench", "the model forward on the CPU");
+  if (*generate) return run_generate_command(generate->remaining());
+  if (*bench) return run_bench_command(bench->remaining());
   if (*config) return run_config_command(config->remaining());
   if (*actors) return not_yet("actors", "the actor runtime and the OpenAI API");
   return 2;

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -9,6 +10,9 @@
 #include "runtime/gguf.hpp"
 #include "runtime/half.hpp"
 #include "runtime/safetensors.hpp"
+
+#include <cmath>
+#include <cstring>
 
 namespace troupe {
 namespace fs = std::filesystem;
@@ -22,6 +26,7 @@ struct checkpoint::impl {
   std::vector<safetensors_file> shards;
   std::unique_ptr<gguf_file> gguf;
   std::string tokenizer_json, tokenizer_config, chat_template;
+  std::vector<std::vector<uint8_t>> owned;  // synthetic weights
   size_t matrix_bytes = 0;
   int64_t n_params = 0;
   std::map<dtype, int64_t> params_by_type;
@@ -288,7 +293,115 @@ status open_gguf(const std::string& file, checkpoint::impl& m) {
   return {};
 }
 
+// Fills n values of type t with uniform values in [-scale, scale) from a counter-based hash
+// (threads fill disjoint ranges; the result does not depend on how many).
+void fill_random(uint8_t* out, dtype t, int64_t n, uint64_t seed, float scale) {
+  auto value = [&](int64_t i) {
+    uint64_t z = seed + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (static_cast<float>(z >> 40) * 0x1.0p-24f * 2.0f - 1.0f) * scale;
+  };
+  const unsigned n_threads = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> threads;
+  const int64_t per = (n + n_threads - 1) / n_threads;
+  for (unsigned th = 0; th < n_threads; ++th)
+    threads.emplace_back([&, th] {
+      int64_t b = th * per, e = std::min(n, b + per);
+      if (t == dtype::q8_0) {  // whole blocks only
+        b = b / 32 * 32;
+        e = th + 1 == n_threads ? n : e / 32 * 32;
+        for (int64_t blk = b / 32; blk < e / 32; ++blk) {
+          uint8_t* o = out + blk * 34;
+          const uint16_t d = f32_to_fp16(scale / 127.0f);
+          std::memcpy(o, &d, 2);
+          for (int j = 0; j < 32; ++j)
+            o[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(value(blk * 32 + j) / scale * 127.0f)));
+        }
+        return;
+      }
+      for (int64_t i = b; i < e; ++i) {
+        const float v = value(i);
+        if (t == dtype::f32) {
+          std::memcpy(out + i * 4, &v, 4);
+        } else {
+          const uint16_t h = t == dtype::bf16 ? f32_to_bf16(v) : f32_to_fp16(v);
+          std::memcpy(out + i * 2, &h, 2);
+        }
+      }
+    });
+  for (auto& th : threads) th.join();
+}
+
+// A tensor_source over synthetic tensors held by the checkpoint.
+class owned_source : public tensor_source {
+ public:
+  explicit owned_source(const std::map<std::string, tensor_view>& t) : t_(t) {}
+  found find(const std::string& name) const override {
+    auto it = t_.find(name);
+    return it == t_.end() ? found{} : found{&it->second, "synthetic"};
+  }
+  std::string where(const std::string&) const override { return "synthetic"; }
+
+ private:
+  const std::map<std::string, tensor_view>& t_;
+};
+
 }  // namespace
+
+result<checkpoint> checkpoint::synthetic(const model_config& c, dtype t, uint64_t seed) {
+  if (t != dtype::f32 && t != dtype::f16 && t != dtype::bf16 && t != dtype::q8_0)
+    return make_error("synthetic weights must be f32, f16, bf16 or q8_0");
+  if (c.n_embd % 32 || c.n_ff % 32 || c.q_dim() % 32)
+    return make_error("synthetic weights need dimensions that are multiples of 32");
+  auto m = std::make_unique<impl>();
+  m->path = "synthetic";
+  m->config = c;
+  std::map<std::string, tensor_view> tensors;
+  uint64_t k = 0;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, dtype type, float scale) {
+    tensor_view v;
+    v.type = type;
+    v.shape = std::move(shape);
+    v.n_bytes = dtype_row_bytes(type, v.shape.back()) * static_cast<size_t>(v.n_elements() / v.shape.back());
+    m->owned.emplace_back(v.n_bytes);
+    fill_random(m->owned.back().data(), type, v.n_elements(), seed + 0x1000 * ++k, scale);
+    v.data = m->owned.back().data();
+    tensors[name] = v;
+  };
+  const float s_embd = 1.0f, s_lin = 1.7f / std::sqrt(static_cast<float>(c.n_embd));
+  add("model.embed_tokens.weight", {c.n_vocab, c.n_embd}, t, s_embd);
+  add("model.norm.weight", {c.n_embd}, dtype::f32, 0.0f);
+  if (!c.tie_embeddings) add("lm_head.weight", {c.n_vocab, c.n_embd}, t, s_lin);
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const std::string p = fmt::format("model.layers.{}.", i);
+    add(p + "input_layernorm.weight", {c.n_embd}, dtype::f32, 0.0f);
+    add(p + "post_attention_layernorm.weight", {c.n_embd}, dtype::f32, 0.0f);
+    add(p + "self_attn.q_proj.weight", {c.q_dim(), c.n_embd}, t, s_lin);
+    add(p + "self_attn.k_proj.weight", {c.kv_dim(), c.n_embd}, t, s_lin);
+    add(p + "self_attn.v_proj.weight", {c.kv_dim(), c.n_embd}, t, s_lin);
+    add(p + "self_attn.o_proj.weight", {c.n_embd, c.q_dim()}, t, s_lin);
+    add(p + "mlp.gate_proj.weight", {c.n_ff, c.n_embd}, t, s_lin);
+    add(p + "mlp.up_proj.weight", {c.n_ff, c.n_embd}, t, s_lin);
+    add(p + "mlp.down_proj.weight", {c.n_embd, c.n_ff}, t, 1.7f / std::sqrt(static_cast<float>(c.n_ff)));
+    if (c.qkv_bias)
+      for (const char* b : {"q", "k", "v"})
+        add(p + "self_attn." + b + "_proj.bias", {b[0] == 'q' ? c.q_dim() : c.kv_dim()}, dtype::f32, 0.1f);
+    if (c.qk_norm) {
+      add(p + "self_attn.q_norm.weight", {c.head_dim}, dtype::f32, 0.0f);
+      add(p + "self_attn.k_norm.weight", {c.head_dim}, dtype::f32, 0.0f);
+    }
+  }
+  // Norm weights of exactly 1 (uniform noise of scale 0 is 0; shift it).
+  for (auto& [name, v] : tensors)
+    if (v.shape.size() == 1 && name.find("norm") != std::string::npos) {
+      auto* f = static_cast<float*>(const_cast<void*>(v.data));
+      std::fill(f, f + v.shape[0], 1.0f);
+    }
+  TROUPE_CHECK(bind_weights(owned_source(tensors), false, *m));
+  return checkpoint(std::move(m));
+}
 
 result<checkpoint> checkpoint::open(const std::string& path) {
   auto m = std::make_unique<impl>();

@@ -1,0 +1,60 @@
+#include "bench/bench_util.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <memory>
+#include <numeric>
+
+#include "kernels/cpu/thread_pool.hpp"
+
+namespace troupe::bench {
+
+double triad_bandwidth(cpu::thread_pool& pool, size_t n, int reps) {
+  std::unique_ptr<double[]> a(new double[n]), b(new double[n]), c(new double[n]);
+  const auto count = static_cast<int64_t>(n);
+  // First touch on the threads that will use each part (NUMA-friendly, pages mapped).
+  pool.parallel_for(count, 4096, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      a[static_cast<size_t>(i)] = 0.0;
+      b[static_cast<size_t>(i)] = 1.0;
+      c[static_cast<size_t>(i)] = 2.0;
+    }
+  });
+  double best = 1e30;
+  const double s = 3.0;
+  for (int r = 0; r < reps; ++r) {
+    const auto t = std::chrono::steady_clock::now();
+    pool.parallel_for(count, 4096, [&](int64_t i0, int64_t i1) {
+      double* __restrict pa = a.get();
+      const double* __restrict pb = b.get();
+      const double* __restrict pc = c.get();
+      for (int64_t i = i0; i < i1; ++i) pa[i] = pb[i] + s * pc[i];
+    });
+    best = std::min(best, seconds_since(t));
+  }
+  volatile double sink = a[n / 2];
+  (void)sink;
+  return 24.0 * static_cast<double>(n) / best;
+}
+
+size_t peak_rss_bytes() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<size_t>(u.ru_maxrss) * 1024;
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const double pos = p / 100.0 * static_cast<double>(v.size() - 1);
+  const auto lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+double mean(const std::vector<double>& v) {
+  return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+
+}  // namespace troupe::bench

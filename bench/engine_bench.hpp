@@ -1,0 +1,27 @@
+// engine_bench: `troupe bench engine`: the forward pass's throughput against the machine's
+// own limits (memory bandwidth, the GEMM library), and the serving engine under workloads.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "runtime/result.hpp"
+
+namespace troupe::bench {
+
+struct engine_bench_options {
+  std::string model;            // "" = random weights in TinyLlama-1.1B's shape
+  std::string dtype = "bf16";   // of the random weights
+  int threads = 0;              // 0: every core this process may use
+  int prompt_tokens = 512;
+  std::vector<int> batches = {1, 8, 32};
+  int decode_steps = 16;
+  int context = 128;            // tokens already cached per sequence while decoding
+  std::string workload;         // "" (forward figures), "shared-prefix" or "mixed"
+};
+
+[[nodiscard]] result<nlohmann::json> run_engine_bench(const engine_bench_options& o);
+
+}  // namespace troupe::bench

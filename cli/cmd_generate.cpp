@@ -1,0 +1,180 @@
+#include "cli/cmd_generate.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "runtime/chat_template.hpp"
+#include "runtime/checkpoint.hpp"
+#include "runtime/cpu_executor.hpp"
+#include "runtime/engine.hpp"
+#include "runtime/model_bundle.hpp"
+#include "runtime/tokenizer.hpp"
+
+using namespace troupe;
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+int run_generate_command(const std::vector<std::string>& args) {
+  CLI::App app{"troupe generate: generate text offline, with no server"};
+  std::string model = default_model_path(), prompt, device = "cpu";
+  sampling_params p;
+  p.max_tokens = 64;
+  bool json = false, chat = false;
+  int threads = 0, top_logprobs = -1;
+  std::optional<uint64_t> seed;
+  app.add_option("--model", model, "a Hugging Face directory or a .gguf file")->capture_default_str();
+  app.add_option("--prompt", prompt, "the text to continue")->required();
+  app.add_option("--max-tokens", p.max_tokens, "tokens to generate at most")->capture_default_str();
+  app.add_option("--temperature", p.temperature, "0 for greedy")->capture_default_str();
+  app.add_option("--top-p", p.top_p)->capture_default_str();
+  app.add_option("--top-k", p.top_k)->capture_default_str();
+  app.add_option("--min-p", p.min_p)->capture_default_str();
+  app.add_option("--repetition-penalty", p.repetition_penalty)->capture_default_str();
+  app.add_option("--seed", seed, "makes sampling reproducible");
+  app.add_option("--stop", p.stop, "stop strings (repeatable)");
+  app.add_option("--logprobs", top_logprobs, "report the chosen token's logprob and this many alternatives");
+  app.add_flag("--ignore-eos", p.ignore_eos, "keep going past end-of-sequence tokens");
+  app.add_flag("--chat", chat, "send the prompt as a user message through the model's chat template");
+  app.add_flag("--json", json, "print one JSON object: text, token ids, logprobs, timings");
+  app.add_option("--threads", threads, "CPU threads (default: every core this process may use)");
+  app.add_option("--device", device, "cpu (cuda lands with the CUDA backend)")->capture_default_str();
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    app.parse(rev);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (device != "cpu") {
+    std::fprintf(stderr, "troupe generate: --device %s is not available: this build serves on the CPU; the "
+                 "CUDA backend lands with its own issue\n", device.c_str());
+    return 2;
+  }
+  p.seed = seed;
+  p.logprobs = top_logprobs;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto bundle = load_model(model);
+  if (!bundle.ok()) {
+    std::fprintf(stderr, "troupe generate: %s\n", bundle.message().c_str());
+    return 1;
+  }
+  if (!bundle->tok) {
+    std::fprintf(stderr, "troupe generate: %s ships no tokenizer\n", model.c_str());
+    return 1;
+  }
+  const tokenizer& tok = *bundle->tok;
+  std::string text = prompt;
+  bool add_special = true;
+  if (chat) {
+    if (!bundle->chat) {
+      std::fprintf(stderr, "troupe generate: %s has no usable chat template%s%s\n", model.c_str(),
+                   bundle->chat_error.empty() ? "" : ": ", bundle->chat_error.c_str());
+      return 1;
+    }
+    nlohmann::json ctx = {{"messages", {{{"role", "user"}, {"content", prompt}}}},
+                          {"add_generation_prompt", true},
+                          {"bos_token", tok.bos_text()},
+                          {"eos_token", tok.eos_text()}};
+    auto r = bundle->chat->render(ctx);
+    if (!r.ok()) {
+      std::fprintf(stderr, "troupe generate: chat template: %s\n", r.message().c_str());
+      return 1;
+    }
+    text = *r;
+    add_special = false;  // the template writes BOS itself
+  }
+  request req;
+  req.id = "generate";
+  req.prompt = tok.encode(text, add_special, chat);
+  req.params = p;
+
+  cpu_executor_options eo;
+  eo.n_threads = threads;
+  eo.kv_n_blocks = static_cast<int32_t>((req.prompt.size() + static_cast<size_t>(p.max_tokens)) / 16 + 8);
+  auto ex = make_cpu_executor(bundle->weights, eo);
+  if (!ex.ok()) {
+    std::fprintf(stderr, "troupe generate: %s\n", ex.message().c_str());
+    return 1;
+  }
+  engine_config ec;
+  ec.model_identity = bundle->name;
+  auto eng = engine::create(ec, model_info_of(**ex, &tok), &tok);
+  if (!eng.ok()) {
+    std::fprintf(stderr, "troupe generate: %s\n", eng.message().c_str());
+    return 1;
+  }
+  if (status s = (*eng)->add_request(req); !s.ok()) {
+    std::fprintf(stderr, "troupe generate: %s\n", s.message().c_str());
+    return 1;
+  }
+  const double load_ms = ms_since(t0);
+
+  const auto t1 = std::chrono::steady_clock::now();
+  double first_ms = 0;
+  std::string out_text;
+  std::vector<token_id> out_tokens;
+  nlohmann::json logprobs = nlohmann::json::array();
+  std::string finish = "length";
+  usage use;
+  while ((*eng)->has_work()) {
+    auto step = (*eng)->step(**ex);
+    if (!step.ok()) {
+      std::fprintf(stderr, "troupe generate: %s\n", step.message().c_str());
+      return 1;
+    }
+    for (const auto& o : step->outputs) {
+      if (out_tokens.empty() && !o.tokens.empty()) first_ms = ms_since(t1);
+      out_tokens.insert(out_tokens.end(), o.tokens.begin(), o.tokens.end());
+      out_text += o.text;
+      if (!json) {
+        std::fwrite(o.text.data(), 1, o.text.size(), stdout);
+        std::fflush(stdout);
+      }
+      for (const auto& lp : o.logprobs) {
+        nlohmann::json top = nlohmann::json::array();
+        for (const auto& t : lp.top) top.push_back({{"token", t.id}, {"logprob", t.logprob}});
+        logprobs.push_back({{"token", lp.id}, {"logprob", lp.logprob}, {"top_logprobs", top}});
+      }
+      if (o.finished) {
+        finish = finish_reason_name(*o.finished);
+        use = o.use;
+      }
+    }
+  }
+  const double total_ms = ms_since(t1);
+  if (!json) {
+    std::printf("\n");
+    return 0;
+  }
+  const double decode_ms = total_ms - first_ms;
+  nlohmann::json j = {
+      {"model", bundle->name},
+      {"text", out_text},
+      {"finish_reason", finish},
+      {"prompt_tokens", use.prompt_tokens},
+      {"completion_tokens", use.completion_tokens},
+      {"prompt_token_ids", req.prompt},
+      {"token_ids", out_tokens},
+      {"timings",
+       {{"load_ms", load_ms},
+        {"time_to_first_token_ms", first_ms},
+        {"prefill_tokens_per_s", first_ms > 0 ? 1000.0 * static_cast<double>(req.prompt.size()) / first_ms : 0.0},
+        {"decode_tokens_per_s",
+         out_tokens.size() > 1 && decode_ms > 0 ? 1000.0 * static_cast<double>(out_tokens.size() - 1) / decode_ms : 0.0},
+        {"total_ms", total_ms}}},
+  };
+  if (p.logprobs >= 0) j["logprobs"] = logprobs;
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  return 0;
+}
