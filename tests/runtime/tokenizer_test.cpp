@@ -3,11 +3,13 @@
 // vocabularies, special tokens, BOS, stop ids and streaming detokenization.
 #include "runtime/tokenizer.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <ctime>
 #include <map>
 #include <memory>
 #include <random>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -373,6 +375,28 @@ TEST(tokenizer, qwen_normalizes_to_nfc_like_its_tokenizer_json) {
   for (const tokenizer* tok : {gguf_tokenizer("qwen2"), hf_tokenizer("qwen3")}) {
     ASSERT_NE(tok, nullptr);
     EXPECT_EQ(tok->encode("cafe\xCC\x81", false, false), tok->encode("caf\xC3\xA9", false, false));
+  }
+}
+
+// A serving front end tokenizes requests on many threads with one shared tokenizer.
+TEST(tokenizer, encodes_the_same_from_many_threads_at_once) {
+  for (const tokenizer* tok : {gguf_tokenizer("qwen2"), gguf_tokenizer("llama-spm"), hf_tokenizer("llama3")}) {
+    ASSERT_NE(tok, nullptr);
+    const auto vs = read_vocab_vectors("qwen2");
+    std::vector<std::vector<token_id>> expected;
+    for (const auto& v : vs) expected.push_back(tok->encode(v.text, true, true));
+    std::atomic<int> mismatches{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&, t] {
+        for (int round = 0; round < 20; ++round)
+          for (size_t i = 0; i < vs.size(); ++i) {
+            const size_t k = (i + t * 7 + round) % vs.size();
+            if (tok->encode(vs[k].text, true, true) != expected[k]) ++mismatches;
+          }
+      });
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(mismatches.load(), 0);
   }
 }
 
