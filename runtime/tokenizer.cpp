@@ -94,8 +94,21 @@ namespace {
 // End-of-turn tokens of the model families troupe serves: generation stops at any of them.
 constexpr std::string_view end_of_turn_texts[] = {
     "<|eot_id|>", "<|eom_id|>", "<|im_end|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>",
-    "<end_of_turn>", "<|return|>", "<|call|>", "<EOT>", "<|end▁of▁sentence|>", "<｜end▁of▁sentence｜>",
+    "<end_of_turn>", "<|return|>", "<|call|>", "<EOT>", "<｜end▁of▁sentence｜>",
 };
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+void replace_all(std::string& s, std::string_view from, std::string_view to) {
+  if (from.empty() || s.find(from) == std::string::npos) return;
+  std::string r;
+  r.reserve(s.size() + s.size() / 4);
+  size_t pos = 0;
+  for (size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size())
+    r.append(s, pos, hit - pos).append(to);
+  r.append(s, pos, std::string::npos);
+  s = std::move(r);
+}
 
 int hex_digit(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -125,8 +138,8 @@ void tokenizer::impl::build_index() {
       const int v = parse_byte_token(t);
       if (v >= 0) b.push_back(static_cast<char>(v));
       else b = t;
-    } else if (kind[i] != token_kind::normal) {
-      b = t;
+    } else if (kind[i] != token_kind::normal || !unicode::is_valid_utf8(t)) {
+      b = t;  // a GGUF string may be any bytes: those stand for themselves
     } else if (decode_byte_level) {
       for (size_t k = 0; k < t.size();) {
         const size_t start = k;
@@ -136,15 +149,7 @@ void tokenizer::impl::build_index() {
       }
     } else {
       b = t;
-      for (const auto& [from, to] : decode_replacements) {
-        if (from.empty()) continue;
-        std::string r;
-        size_t pos = 0;
-        for (size_t hit; (hit = b.find(from, pos)) != std::string::npos; pos = hit + from.size())
-          r.append(b, pos, hit - pos).append(to);
-        r.append(b, pos, std::string::npos);
-        b = std::move(r);
-      }
+      for (const auto& [from, to] : decode_replacements) replace_all(b, from, to);
     }
   }
 
@@ -198,23 +203,6 @@ void tokenizer::impl::finish() {
 }
 
 // ---- encoding
-
-namespace {
-
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
-
-void replace_all(std::string& s, std::string_view from, std::string_view to) {
-  if (from.empty() || s.find(from) == std::string::npos) return;
-  std::string r;
-  r.reserve(s.size() + s.size() / 4);
-  size_t pos = 0;
-  for (size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size())
-    r.append(s, pos, hit - pos).append(to);
-  r.append(s, pos, std::string::npos);
-  s = std::move(r);
-}
-
-}  // namespace
 
 // One stretch of text between added tokens: normalize, pre-tokenize, run the model.
 void tokenizer::impl::encode_text(std::string_view segment, bool at_input_start, std::vector<token_id>& out) const {

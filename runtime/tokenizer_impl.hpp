@@ -145,7 +145,7 @@ struct tokenizer::impl {
   token_id bos = -1, eos = -1;
   std::vector<token_id> stop;
 
-  // ---- helpers used by the loaders (tokenizer_load.cpp)
+  // ---- set-up, called by the loaders (tokenizer_load_hf.cpp, tokenizer_load_gguf.cpp)
   void resize(size_t n);
   // The raw bytes of each entry, the text maps and the byte tables, once the entries are in.
   void build_index();

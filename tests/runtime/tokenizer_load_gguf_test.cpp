@@ -184,6 +184,24 @@ TEST(tokenizer_load_gguf, builds_a_byte_level_tokenizer_from_merges) {
   EXPECT_FALSE(tok->bos_id().has_value());
 }
 
+// GGUF strings may hold any bytes; an entry that is not UTF-8 decodes as its bytes.
+TEST(tokenizer_load_gguf, entries_that_are_not_utf8_decode_as_their_bytes) {
+  gguf_writer w;
+  w.str("tokenizer.ggml.model", "gpt2");
+  w.str("tokenizer.ggml.pre", "llama-bpe");
+  w.strings("tokenizer.ggml.tokens", {"a", "b", "ab", "\xE2", "<|begin_of_text|>"});
+  w.ints("tokenizer.ggml.token_type", {1, 1, 1, 1, 3});
+  w.strings("tokenizer.ggml.merges", {"a b"});
+  w.u32("tokenizer.ggml.bos_token_id", 4);
+  std::vector<uint8_t> keep;
+  auto tok = load(w, keep);
+  ASSERT_TRUE(tok.ok()) << tok.message();
+  EXPECT_EQ(tok->token_bytes(3), "\xE2");
+  EXPECT_EQ(tok->decode(std::vector<token_id>{2, 3}, true), "ab\xEF\xBF\xBD");
+  // llama-bpe adds BOS unless the file says otherwise.
+  EXPECT_EQ(tok->encode("ab", true, false), (std::vector<token_id>{4, 2}));
+}
+
 void expect_error(const result<tokenizer>& r, const std::vector<std::string>& parts) {
   ASSERT_FALSE(r.ok());
   for (const std::string& p : parts) EXPECT_NE(r.message().find(p), std::string::npos) << r.message();
