@@ -59,6 +59,7 @@ struct expr {
   expr_kind kind = expr_kind::literal;
   int line = 0;
   value literal;
+  bool fresh_copy = false;  // a folded literal holding lists: each evaluation gets its own copy
   int name_id = -1;
   std::string name;
   std::vector<expr_ptr> args;

@@ -56,6 +56,7 @@ std::vector<value> iterate(const value& v) {
       if (!once) return data.items;
       if (data.consumed) return {};
       data.consumed = true;
+      if (!data.error.empty()) fail(data.error);
       return data.items;
     }
     case kind::dict: {
@@ -109,7 +110,7 @@ int64_t slice_index(const value& v, const char* what) {
 // Python's slice.indices(): clamps start/stop for a sequence of length n.
 void slice_bounds(int64_t n, const value& start, const value& stop, int64_t step, int64_t& lo, int64_t& hi) {
   auto adjust = [&](const value& v, int64_t dflt, int64_t lower, int64_t upper) {
-    if (v.is_none() || v.is_undefined()) return dflt;
+    if (v.is_none()) return dflt;
     int64_t i = slice_index(v, "indices");
     if (i < 0) {
       i += n;
@@ -132,10 +133,27 @@ void slice_bounds(int64_t n, const value& start, const value& stop, int64_t step
 
 value slice(evaluator& ev, const value& container, const value& start, const value& stop, const value& step_v) {
   if (container.is_undefined()) ev.undefined_error(container);
+  // Slices bypass jinja2's getitem: Python's own subscription raises for what cannot be sliced.
+  const bool is_range = container.is_iterable_object() && container.iterable_kind() == iter_kind::range;
+  if (container.is_dict()) fail("unhashable type: 'slice'");
+  if (!container.is_string() && !container.is_list() && !is_range)
+    fail("'" + type_name(container) + "' object is not subscriptable");
   int64_t step = 1;
-  if (!step_v.is_none() && !step_v.is_undefined()) step = slice_index(step_v, "indices");
+  if (!step_v.is_none()) step = slice_index(step_v, "indices");
   if (step == 0) fail("slice step cannot be zero");
-  if (!container.is_string() && !container.is_list()) return value::undefined("'" + type_name(container) + " object' is not sliceable");
+  if (is_range) {
+    const list_data& r = container.iterable_ref();
+    const auto& items = r.items;
+    int64_t lo, hi;
+    slice_bounds(static_cast<int64_t>(items.size()), start, stop, step, lo, hi);
+    std::vector<value> out;
+    if (step > 0) {
+      for (int64_t i = lo; i < hi; i += step) out.push_back(items[static_cast<size_t>(i)]);
+    } else {
+      for (int64_t i = lo; i > hi; i += step) out.push_back(items[static_cast<size_t>(i)]);
+    }
+    return value::range(r.start + lo * r.step, r.start + hi * r.step, r.step * step, std::move(out));
+  }
   if (container.is_string() && is_ascii(container.str())) {
     const std::string& s = container.str();
     int64_t lo, hi;
@@ -215,8 +233,29 @@ double py_fmod(double a, double b) {
 
 // ---- the evaluator
 
-evaluator::evaluator(const program& prog, const limits& lim) : prog_(prog), limits_(lim) {
-  globals_.resize(prog.names.size());
+namespace {
+
+struct not_constant {};
+
+}  // namespace
+
+std::optional<value> fold_constant(const program& prog, const expr& e) {
+  evaluator ev(prog, limits{});
+  ev.const_mode_ = true;
+  try {
+    return ev.eval(e);
+  } catch (const template_error&) {
+    return std::nullopt;  // jinja2 leaves it for run time, where it fails the same way
+  } catch (const not_constant&) {
+    return std::nullopt;
+  }
+}
+
+evaluator::evaluator(const program& prog, const limits& lim) : prog_(prog), limits_(lim) {}
+
+void evaluator::bind_globals() {
+  globals_.resize(prog_.names.size());
+  const program& prog = prog_;
   for (size_t id = 0; id < prog.names.size(); ++id) {
     if (!is_global_function(prog.names[id])) continue;
     auto f = std::make_shared<callable_data>();
@@ -257,6 +296,7 @@ void evaluator::undefined_error(const value& v) const {
 }
 
 std::string evaluator::render(std::vector<std::pair<int, value>> vars) {
+  bind_globals();
   auto context = std::make_shared<scope>();
   context->vars = std::move(vars);
   scope_ = std::make_shared<scope>();
@@ -436,7 +476,10 @@ void evaluator::exec_set(const stmt& s) { assign(s.tgt, eval(*s.exprs[0]), *scop
 
 evaluator::flow evaluator::exec_for(const stmt& s) {
   value iterable = eval(*s.exprs[0]);
-  auto items = std::make_shared<std::vector<value>>(iterate(iterable));
+  std::shared_ptr<std::vector<value>> items(new std::vector<value>(iterate(iterable)), [](std::vector<value>* v) {
+    release(*v);
+    delete v;
+  });
   auto body_scope = std::make_shared<scope>();
   body_scope->parent = scope_;
   auto saved = scope_;
@@ -457,11 +500,15 @@ evaluator::flow evaluator::exec_for(const stmt& s) {
     }
     *items = std::move(kept);
   }
-  if (items->empty()) {
+  // jinja2 clears its "run the else block" flag at the end of the loop body, so the else
+  // block also runs when every iteration ended in break or continue.
+  bool completed_an_iteration = false;
+  auto run_else = [&] {
     body_scope->vars.clear();
     scope_ = body_scope;
     return exec(s.else_body);  // break/continue here belong to an enclosing loop
-  }
+  };
+  if (items->empty()) return run_else();
   auto loop = std::make_shared<loop_data>();
   // loop.changed(loop) would make a cycle; the state is of no use once the loop is done.
   struct forget_changed {
@@ -480,7 +527,9 @@ evaluator::flow evaluator::exec_for(const stmt& s) {
     assign(s.tgt, (*items)[i], *body_scope);
     flow f = exec(s.body);
     if (f == flow::break_) break;
+    if (f == flow::normal) completed_an_iteration = true;
   }
+  if (!completed_an_iteration && !s.else_body.empty()) return run_else();
   return flow::normal;
 }
 
@@ -489,8 +538,10 @@ evaluator::flow evaluator::exec_for(const stmt& s) {
 value evaluator::eval(const expr& e) {
   try {
     switch (e.kind) {
-      case expr_kind::literal: return e.literal;
-      case expr_kind::name: return lookup(e.name_id, e.name);
+      case expr_kind::literal: return e.fresh_copy ? fresh_copy(e.literal) : e.literal;
+      case expr_kind::name:
+        if (const_mode_) throw not_constant{};
+        return lookup(e.name_id, e.name);
       case expr_kind::list:
       case expr_kind::tuple: {
         std::vector<value> items;
@@ -513,6 +564,15 @@ value evaluator::eval(const expr& e) {
         if (idx.kind == expr_kind::slice) {
           auto part = [&](size_t i) { return idx.args[i] ? eval(*idx.args[i]) : value::none(); };
           value a = part(0), b = part(1), c = part(2);
+          // Folding constants, jinja2 slices through its lenient getitem (a failure is
+          // Undefined); at run time slices are Python's own and raise.
+          if (const_mode_ && !obj.is_undefined()) {  // Undefined[...] raises even there
+            try {
+              return slice(*this, obj, a, b, c);
+            } catch (const template_error&) {
+              return value::undefined("'" + type_name(obj) + " object' has no element " + to_repr(obj));
+            }
+          }
           return slice(*this, obj, a, b, c);
         }
         return get_item(obj, eval(idx));
@@ -558,7 +618,9 @@ value evaluator::eval(const expr& e) {
         if (e.args[2]) return eval(*e.args[2]);
         return value::undefined("the inline if-expression evaluated to false and no else section was defined");
       }
-      case expr_kind::block_input: return block_input_;
+      case expr_kind::block_input:
+        if (const_mode_) throw not_constant{};
+        return block_input_;
     }
   } catch (template_error& err) {
     if (err.line == 0) err.line = e.line;
@@ -690,10 +752,18 @@ value evaluator::eval_compare(const expr& e) {
     switch (e.cmp[i]) {
       case cmpop::eq: r = equals(left, right); break;
       case cmpop::ne: r = !equals(left, right); break;
-      case cmpop::lt: r = compare(left, right, "<") < 0; break;
-      case cmpop::le: r = compare(left, right, "<=") <= 0; break;
-      case cmpop::gt: r = compare(left, right, ">") > 0; break;
-      case cmpop::ge: r = compare(left, right, ">=") >= 0; break;
+      case cmpop::lt: r = compare(left, right, "<") == -1; break;
+      case cmpop::le: {
+        int c = compare(left, right, "<=");
+        r = c == -1 || c == 0;
+        break;
+      }
+      case cmpop::gt: r = compare(left, right, ">") == 1; break;
+      case cmpop::ge: {
+        int c = compare(left, right, ">=");
+        r = c == 1 || c == 0;
+        break;
+      }
       case cmpop::in: r = contains(right, left); break;
       case cmpop::not_in: r = !contains(right, left); break;
     }
@@ -721,6 +791,12 @@ void evaluator::eval_args(const expr& e, size_t first, call_args& out) {
 }
 
 value evaluator::eval_filter(const expr& e) {
+  if (const_mode_) {
+    // Filters that take the template context never fold (jinja2's pass_context).
+    if (!e.filter) throw not_constant{};
+    for (const char* f : {"map", "select", "reject", "selectattr", "rejectattr"})
+      if (e.name == f) throw not_constant{};
+  }
   value input = eval(*e.args[0]);
   call_args args;
   eval_args(e, 1, args);
@@ -731,6 +807,7 @@ value evaluator::eval_filter(const expr& e) {
 }
 
 bool evaluator::eval_test(const expr& e) {
+  if (const_mode_ && !e.test) throw not_constant{};
   value input = eval(*e.args[0]);
   call_args args;
   eval_args(e, 1, args);
@@ -751,6 +828,7 @@ bool evaluator::apply_test(std::string_view name, const value& input, call_args&
 }
 
 value evaluator::eval_call(const expr& e) {
+  if (const_mode_) throw not_constant{};
   value callee = eval(*e.args[0]);
   call_args args;
   eval_args(e, 1, args);
@@ -884,6 +962,14 @@ value evaluator::get_attr(const value& obj, std::string_view name) {
       if (name == "nextitem") return i + 1 < n ? (*l.items)[static_cast<size_t>(i + 1)] : value::undefined("there is no next item");
       break;
     }
+    case kind::iterable:
+      if (obj.iterable_kind() == iter_kind::range) {
+        const list_data& r = obj.iterable_ref();
+        if (name == "start") return value(r.start);
+        if (name == "stop") return value(r.stop);
+        if (name == "step") return value(r.step);
+      }
+      break;
     default: break;
   }
   switch (method_kind(obj, name)) {
@@ -909,11 +995,14 @@ value evaluator::get_item(const value& obj, const value& key) {
       if (const value* v = obj.dict_ref().find(key)) return *v;
       break;
     }
+    case kind::iterable:
+      if (obj.iterable_kind() != iter_kind::range || !is_intlike(key)) break;
+      [[fallthrough]];
     case kind::list:
     case kind::string:
       if (is_intlike(key)) {
         int64_t i = key.get_int();
-        if (obj.is_list()) {
+        if (obj.is_list() || obj.is_iterable_object()) {
           const auto n = static_cast<int64_t>(obj.items().size());
           if (i < 0) i += n;
           if (i < 0 || i >= n) return value::undefined("'" + type_name(obj) + " object' has no element " + std::to_string(key.get_int()));

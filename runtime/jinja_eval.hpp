@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -48,6 +49,10 @@ struct callable_data {
   std::weak_ptr<scope> closure;
   value self;                      // the object a method is bound to
   mutable bool used = false;       // joiner() state
+  callable_data() = default;
+  callable_data(const callable_data&) = delete;
+  callable_data& operator=(const callable_data&) = delete;
+  ~callable_data() { release(self); }
 };
 
 // Guards for untrusted templates (the fuzz target renders arbitrary ones).
@@ -96,6 +101,7 @@ class evaluator {
   std::string capture(const stmt_list& body, std::shared_ptr<scope> sc);
 
   value lookup(int id, const std::string& name) const;
+  void bind_globals();
   value eval_filter(const expr& e);
   bool eval_test(const expr& e);
   value eval_call(const expr& e);
@@ -111,11 +117,18 @@ class evaluator {
   std::shared_ptr<scope> scope_;  // innermost
   std::string* out_ = nullptr;
   value block_input_;             // the body text a filter block's filters apply to
+  bool const_mode_ = false;       // folding constants at parse time (see fold_constant)
+  friend std::optional<value> fold_constant(const program& prog, const expr& e);
   std::vector<std::weak_ptr<ns_data>> namespaces_;
   size_t namespaces_compacted_ = 16;  // size at which expired entries are next dropped
   uint64_t steps_ = 0;
   int call_depth_ = 0;
 };
+
+// jinja2's optimizer: the value of an expression that needs no variables and no calls
+// (Expr.as_const), computed once at parse time, or nothing. Constant slices go through jinja2's
+// lenient getitem there, so `1[::-1]` is Undefined when folded and a TypeError when not.
+std::optional<value> fold_constant(const program& prog, const expr& e);
 
 // Python's iteration over a value (list items, dict keys, string characters, nothing for
 // Undefined); fails for values that are not iterable.

@@ -72,12 +72,26 @@ std::vector<value> sorted(evaluator& ev, std::vector<value> items, const value* 
   for (auto& it : items) keyed.emplace_back(sort_key(ev, it, attribute, case_sensitive), std::move(it));
   // Python's sort is stable, also when reversed.
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
-    return reverse ? compare(b.first, a.first, "<") < 0 : compare(a.first, b.first, "<") < 0;
+    return reverse ? compare(b.first, a.first, "<") == -1 : compare(a.first, b.first, "<") == -1;
   });
   std::vector<value> out;
   out.reserve(keyed.size());
   for (auto& kv : keyed) out.push_back(std::move(kv.second));
   return out;
+}
+
+// jinja2's map, select, reject, selectattr, rejectattr, unique, batch and items are generators:
+// their bodies run when the result is iterated, so that is where their errors surface. troupe
+// runs the body at once and keeps a failure for that moment.
+template <class Body>
+value generator(Body body) {
+  std::vector<value> out;
+  try {
+    body(out);
+  } catch (const template_error& e) {
+    return value::failed_generator(std::move(out), e.message);
+  }
+  return value::iterable(std::move(out), iter_kind::generator);
 }
 
 // ---- filters
@@ -106,24 +120,24 @@ value f_attr(evaluator& ev, const value& v, call_args& a) {
 
 value f_batch(evaluator& ev, const value& v, call_args& a) {
   arg_reader r(a, "batch", {"linecount", "fill_with"});
-  int64_t n = opt_int(r.get(0), 0, "batch");
-  if (n <= 0) fail("batch size must be positive");
-  std::vector<value> out, cur;
-  if (v.is_undefined()) ev.undefined_error(v);
-  for (auto& item : iterate(v)) {
-    if (static_cast<int64_t>(cur.size()) == n) {
-      out.push_back(value::list(std::move(cur)));
-      cur.clear();
+  return generator([&](std::vector<value>& out) {
+    int64_t n = opt_int(r.get(0), 0, "batch");
+    if (n <= 0) fail("batch size must be positive");
+    std::vector<value> cur;
+    for (auto& item : iterate(v)) {
+      if (static_cast<int64_t>(cur.size()) == n) {
+        out.push_back(value::list(std::move(cur)));
+        cur.clear();
+      }
+      cur.push_back(std::move(item));
     }
-    cur.push_back(std::move(item));
-  }
-  if (!cur.empty()) {
-    if (r.get(1) && !r.get(1)->is_none())
-      while (static_cast<int64_t>(cur.size()) < n) cur.push_back(*r.get(1));
-    out.push_back(value::list(std::move(cur)));
-  }
-  ev.check_items(out.size());
-  return value::iterable(std::move(out), iter_kind::generator);
+    if (!cur.empty()) {
+      if (r.get(1) && !r.get(1)->is_none())
+        while (static_cast<int64_t>(cur.size()) < n) cur.push_back(*r.get(1));
+      out.push_back(value::list(std::move(cur)));
+    }
+    ev.check_items(out.size());
+  });
 }
 
 value str_call(evaluator& ev, const value& v, std::string_view method, call_args& a) {
@@ -187,6 +201,8 @@ value f_forceescape(evaluator&, const value& v, call_args& a) {
 value f_first(evaluator& ev, const value& v, call_args& a) {
   arg_reader r(a, "first", {});
   if (v.is_list()) return v.items().empty() ? value::undefined("No first item, sequence was empty.") : v.items()[0];
+  // next(iter(generator)) takes one item: a failed generator still yields what it produced.
+  if (v.is_iterable_object() && !v.iterable_ref().error.empty() && !v.items().empty()) return v.items()[0];
   if (v.is_string() && v.str().empty()) return value::undefined("No first item, sequence was empty.");
   if (v.is_string()) {
     size_t i = 0;
@@ -230,8 +246,9 @@ bool parse_float_text(std::string s, double& out) {
   return end && *end == '\0';
 }
 
-value f_float(evaluator&, const value& v, call_args& a) {
+value f_float(evaluator& ev, const value& v, call_args& a) {
   arg_reader r(a, "float", {"default"});
+  if (v.is_undefined()) ev.undefined_error(v);  // float(Undefined) raises, and jinja2 lets it
   value dflt = r.get(0) ? *r.get(0) : value(0.0);
   if (v.is_number()) return value(v.as_double());
   if (v.is_string()) {
@@ -278,8 +295,9 @@ bool parse_int_text(const std::string& text, int base, int64_t& out) {
   return true;
 }
 
-value f_int(evaluator&, const value& v, call_args& a) {
+value f_int(evaluator& ev, const value& v, call_args& a) {
   arg_reader r(a, "int", {"default", "base"});
+  if (v.is_undefined()) ev.undefined_error(v);  // int(Undefined) raises, and jinja2 lets it
   value dflt = r.get(0) ? *r.get(0) : value(int64_t(0));
   const int64_t base = opt_int(r.get(1), 10, "int");
   if (v.is_int() || v.is_bool()) return value(v.get_int());
@@ -324,7 +342,9 @@ value f_indent(evaluator& ev, const value& v, call_args& a) {
   }
   const bool first = opt_bool(r.get(1), false);
   const bool blank = opt_bool(r.get(2), false);
-  std::string s = to_str(v) + "\n";  // jinja2's quirk for splitlines
+  if (v.is_undefined()) ev.undefined_error(v);
+  if (!v.is_string()) fail("unsupported operand type(s) for +=: '" + type_name(v) + "' and 'str'");
+  std::string s = v.str() + "\n";  // jinja2's quirk for splitlines
   auto lines = py_splitlines(s, false);
   std::string out;
   if (blank) {
@@ -370,43 +390,43 @@ value f_list(evaluator& ev, const value& v, call_args& a) {
 
 value f_items(evaluator&, const value& v, call_args& a) {
   arg_reader r(a, "items", {});
-  if (v.is_undefined()) return value::iterable({}, iter_kind::generator);
-  if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
-  std::vector<value> items;
-  for (const auto& [k, val] : v.dict_ref().items) items.push_back(value::list({k, val}, true));
-  return value::iterable(std::move(items), iter_kind::generator);
+  return generator([&](std::vector<value>& out) {
+    if (v.is_undefined()) return;
+    if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
+    for (const auto& [k, val] : v.dict_ref().items) out.push_back(value::list({k, val}, true));
+  });
 }
 
 value f_map(evaluator& ev, const value& v, call_args& a) {
-  std::vector<value> out;
   if (!truthy(v)) return value::iterable({}, iter_kind::generator);  // jinja2: `if value:`
-  const value* attribute = nullptr;
-  const value* dflt = nullptr;
-  for (const auto& [k, val] : a.kw) {
-    if (k == "attribute") attribute = &val;
-    else if (k == "default") dflt = &val;
-  }
-  if (attribute) {
-    if (a.kw.size() > (dflt ? 2u : 1u)) fail("Unexpected keyword argument");
-    if (!a.pos.empty()) fail("map() got unexpected positional arguments with 'attribute'");
-    for (const auto& item : iterate(v)) {
-      value x = attr_path(ev, item, *attribute);
-      if (dflt && x.is_undefined()) x = *dflt;
-      out.push_back(std::move(x));
+  return generator([&](std::vector<value>& out) {
+    const value* attribute = nullptr;
+    const value* dflt = nullptr;
+    for (const auto& [k, val] : a.kw) {
+      if (k == "attribute") attribute = &val;
+      else if (k == "default") dflt = &val;
     }
-    return value::iterable(std::move(out), iter_kind::generator);
-  }
-  if (a.pos.empty()) fail("map requires a filter argument");
-  if (!a.pos[0].is_string()) fail("map: the filter name must be a string");
-  std::string name = a.pos[0].str();
-  call_args rest;
-  rest.pos.assign(a.pos.begin() + 1, a.pos.end());
-  rest.kw = a.kw;
-  for (const auto& item : iterate(v)) {
-    call_args copy = rest;
-    out.push_back(ev.apply_filter(name, item, copy));
-  }
-  return value::iterable(std::move(out), iter_kind::generator);
+    if (attribute) {
+      if (a.kw.size() > (dflt ? 2u : 1u)) fail("Unexpected keyword argument");
+      if (!a.pos.empty()) fail("map() got unexpected positional arguments with 'attribute'");
+      for (const auto& item : iterate(v)) {
+        value x = attr_path(ev, item, *attribute);
+        if (dflt && x.is_undefined()) x = *dflt;
+        out.push_back(std::move(x));
+      }
+      return;
+    }
+    if (a.pos.empty()) fail("map requires a filter argument");
+    if (!a.pos[0].is_string()) fail("map: the filter name must be a string");
+    const std::string name = a.pos[0].str();
+    call_args rest;
+    rest.pos.assign(a.pos.begin() + 1, a.pos.end());
+    rest.kw = a.kw;
+    for (const auto& item : iterate(v)) {
+      call_args copy = rest;
+      out.push_back(ev.apply_filter(name, item, copy));
+    }
+  });
 }
 
 value min_max(evaluator& ev, const value& v, call_args& a, bool want_max) {
@@ -419,7 +439,7 @@ value min_max(evaluator& ev, const value& v, call_args& a, bool want_max) {
   for (size_t i = 1; i < items.size(); ++i) {
     value k = sort_key(ev, items[i], r.get(1), cs);
     int c = compare(k, best_key, want_max ? ">" : "<");
-    if (want_max ? c > 0 : c < 0) {
+    if (want_max ? c == 1 : c == -1) {
       best = i;
       best_key = k;
     }
@@ -430,36 +450,37 @@ value f_min(evaluator& ev, const value& v, call_args& a) { return min_max(ev, v,
 value f_max(evaluator& ev, const value& v, call_args& a) { return min_max(ev, v, a, true); }
 
 value select_impl(evaluator& ev, const value& v, call_args& a, bool by_attr, bool keep) {
-  size_t first_arg = 0;
-  const value* attribute = nullptr;
-  if (by_attr) {
-    if (a.pos.empty()) fail("Missing parameter for attribute name");
-    attribute = &a.pos[0];
-    first_arg = 1;
-  }
-  std::string test_name;
-  call_args test_args;
-  if (a.pos.size() > first_arg) {
-    if (!a.pos[first_arg].is_string()) fail("the test name must be a string");
-    test_name = a.pos[first_arg].str();
-    test_args.pos.assign(a.pos.begin() + static_cast<long>(first_arg) + 1, a.pos.end());
-    test_args.kw = a.kw;
-  }
-  std::vector<value> out;
   if (!truthy(v)) return value::iterable({}, iter_kind::generator);  // jinja2: `if value:`
-  for (auto& item : iterate(v)) {
-    value x = attribute ? attr_path(ev, item, *attribute) : item;
-    bool ok;
-    if (test_name.empty()) {
-      ok = truthy(x);
-    } else {
-      call_args copy = test_args;
-      ok = ev.apply_test(test_name, x, copy);
+  return generator([&](std::vector<value>& out) {
+    size_t first_arg = 0;
+    const value* attribute = nullptr;
+    if (by_attr) {
+      if (a.pos.empty()) fail("Missing parameter for attribute name");
+      attribute = &a.pos[0];
+      first_arg = 1;
     }
-    if (ok == keep) out.push_back(std::move(item));
-  }
-  return value::iterable(std::move(out), iter_kind::generator);
+    std::string test_name;
+    call_args test_args;
+    if (a.pos.size() > first_arg) {
+      if (!a.pos[first_arg].is_string()) fail("the test name must be a string");
+      test_name = a.pos[first_arg].str();
+      test_args.pos.assign(a.pos.begin() + static_cast<long>(first_arg) + 1, a.pos.end());
+      test_args.kw = a.kw;
+    }
+    for (auto& item : iterate(v)) {
+      value x = attribute ? attr_path(ev, item, *attribute) : item;
+      bool ok;
+      if (test_name.empty()) {
+        ok = truthy(x);
+      } else {
+        call_args copy = test_args;
+        ok = ev.apply_test(test_name, x, copy);
+      }
+      if (ok == keep) out.push_back(std::move(item));
+    }
+  });
 }
+
 value f_select(evaluator& ev, const value& v, call_args& a) { return select_impl(ev, v, a, false, true); }
 value f_reject(evaluator& ev, const value& v, call_args& a) { return select_impl(ev, v, a, false, false); }
 value f_selectattr(evaluator& ev, const value& v, call_args& a) { return select_impl(ev, v, a, true, true); }
@@ -483,7 +504,8 @@ value f_reverse(evaluator&, const value& v, call_args& a) {
     return value(utf8_encode(u), v.is_markup());
   }
   // reversed() where Python has it (an iterator); a generator is listed and reversed instead.
-  const bool reversible = v.is_list() || v.is_dict() ||
+  // Undefined has __len__ and __getitem__, so reversed() accepts it (and yields nothing).
+  const bool reversible = v.is_list() || v.is_dict() || v.is_undefined() ||
                           (v.is_iterable_object() && v.iterable_kind() != iter_kind::generator &&
                            v.iterable_kind() != iter_kind::reverse_iterator);
   auto items = iterate(v);
@@ -588,7 +610,7 @@ value f_title(evaluator&, const value& v, call_args& a) {
       if (is_sep(utf8_next(s, k))) break;
       e = k;
     }
-    utf8_append(out, to_upper_cp(c));
+    out += py_upper_char(c);
     out += py_lower(std::string_view(s).substr(j, e - j));
     i = e;
   }
@@ -639,8 +661,13 @@ value f_truncate(evaluator&, const value& v, call_args& a) {
   const auto end_len = static_cast<int64_t>(code_point_count(end));
   if (length < end_len) fail("expected length >= " + std::to_string(end_len) + ", got " + std::to_string(length));
   if (leeway < 0) fail("expected leeway >= 0, got " + std::to_string(leeway));
-  std::string s = to_str(v);
-  if (static_cast<int64_t>(code_point_count(s)) <= length + leeway) return value(s);
+  // jinja2 takes len() of the value as it is: a short list comes back unchanged.
+  if (!v.is_string()) {
+    if (length_of(v) <= length + leeway) return v;
+    fail("'" + type_name(v) + "' object has no attribute 'rsplit'");
+  }
+  const std::string& s = v.str();
+  if (static_cast<int64_t>(code_point_count(s)) <= length + leeway) return v;
   std::string head = s.substr(0, byte_offset(s, static_cast<size_t>(length - end_len)));
   if (killwords) return value(head + end);
   size_t sp = head.rfind(' ');
@@ -649,23 +676,24 @@ value f_truncate(evaluator&, const value& v, call_args& a) {
 
 value f_unique(evaluator& ev, const value& v, call_args& a) {
   arg_reader r(a, "unique", {"case_sensitive", "attribute"});
-  const bool cs = opt_bool(r.get(0), false);
-  std::vector<value> seen, out;
-  for (auto& item : iterate(v)) {
-    value k = sort_key(ev, item, r.get(1), cs);
-    if ((k.is_list() && !k.is_tuple()) || k.is_dict()) fail("unhashable type: '" + type_name(k) + "'");
-    bool dup = false;
-    for (const auto& s : seen) {
-      if (equals(s, k)) {
-        dup = true;
-        break;
+  return generator([&](std::vector<value>& out) {
+    const bool cs = opt_bool(r.get(0), false);
+    std::vector<value> seen;
+    for (auto& item : iterate(v)) {
+      value k = sort_key(ev, item, r.get(1), cs);
+      if ((k.is_list() && !k.is_tuple()) || k.is_dict()) fail("unhashable type: '" + type_name(k) + "'");
+      bool dup = false;
+      for (const auto& s : seen) {
+        if (equals(s, k)) {
+          dup = true;
+          break;
+        }
       }
+      if (dup) continue;
+      seen.push_back(std::move(k));
+      out.push_back(std::move(item));
     }
-    if (dup) continue;
-    seen.push_back(std::move(k));
-    out.push_back(std::move(item));
-  }
-  return value::iterable(std::move(out), iter_kind::generator);
+  });
 }
 
 value f_wordcount(evaluator&, const value& v, call_args& a) {
@@ -737,25 +765,47 @@ constexpr filter_entry filters[] = {
 
 // ---- tests
 
-bool t_defined(evaluator&, const value& v, call_args&) { return !v.is_undefined(); }
-bool t_undefined(evaluator&, const value& v, call_args&) { return v.is_undefined(); }
-bool t_none(evaluator&, const value& v, call_args&) { return v.is_none(); }
-bool t_boolean(evaluator&, const value& v, call_args&) { return v.is_bool(); }
-bool t_true(evaluator&, const value& v, call_args&) { return v.is_bool() && v.get_bool(); }
-bool t_false(evaluator&, const value& v, call_args&) { return v.is_bool() && !v.get_bool(); }
-bool t_integer(evaluator&, const value& v, call_args&) { return v.is_int(); }
-bool t_float(evaluator&, const value& v, call_args&) { return v.is_float(); }
-bool t_number(evaluator&, const value& v, call_args&) { return v.is_number(); }
-bool t_string(evaluator&, const value& v, call_args&) { return v.is_string(); }
-bool t_mapping(evaluator&, const value& v, call_args&) { return v.is_dict(); }
-bool t_iterable(evaluator&, const value& v, call_args&) {
+void no_args(const call_args& a, const char* test) {
+  if (!a.pos.empty() || !a.kw.empty())
+    fail(std::string("test_") + test + "() takes 1 positional argument but " + std::to_string(a.pos.size() + 1) +
+         " were given");
+}
+
+bool t_defined(evaluator&, const value& v, call_args& a) {
+  no_args(a, "defined"); return !v.is_undefined(); }
+bool t_undefined(evaluator&, const value& v, call_args& a) {
+  no_args(a, "undefined"); return v.is_undefined(); }
+bool t_none(evaluator&, const value& v, call_args& a) {
+  no_args(a, "none"); return v.is_none(); }
+bool t_boolean(evaluator&, const value& v, call_args& a) {
+  no_args(a, "boolean"); return v.is_bool(); }
+bool t_true(evaluator&, const value& v, call_args& a) {
+  no_args(a, "true"); return v.is_bool() && v.get_bool(); }
+bool t_false(evaluator&, const value& v, call_args& a) {
+  no_args(a, "false"); return v.is_bool() && !v.get_bool(); }
+bool t_integer(evaluator&, const value& v, call_args& a) {
+  no_args(a, "integer"); return v.is_int(); }
+bool t_float(evaluator&, const value& v, call_args& a) {
+  no_args(a, "float"); return v.is_float(); }
+bool t_number(evaluator&, const value& v, call_args& a) {
+  no_args(a, "number"); return v.is_number(); }
+bool t_string(evaluator&, const value& v, call_args& a) {
+  no_args(a, "string"); return v.is_string(); }
+bool t_mapping(evaluator&, const value& v, call_args& a) {
+  no_args(a, "mapping"); return v.is_dict(); }
+bool t_iterable(evaluator&, const value& v, call_args& a) {
+  no_args(a, "iterable");
   return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined() || v.is_loop() || v.is_iterable_object();
 }
-bool t_sequence(evaluator&, const value& v, call_args&) {
-  return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined();
+bool t_sequence(evaluator&, const value& v, call_args& a) {
+  no_args(a, "sequence");
+  return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined() ||
+         (v.is_iterable_object() && v.iterable_kind() == iter_kind::range);
 }
-bool t_callable(evaluator&, const value& v, call_args&) { return v.is_callable() || v.is_loop() || v.is_undefined(); }
-bool t_escaped(evaluator&, const value& v, call_args&) { return v.is_markup(); }
+bool t_callable(evaluator&, const value& v, call_args& a) {
+  no_args(a, "callable"); return v.is_callable() || v.is_loop() || v.is_undefined(); }
+bool t_escaped(evaluator&, const value& v, call_args& a) {
+  no_args(a, "escaped"); return v.is_markup(); }
 
 const value& one_arg(const call_args& a, const char* test) {
   arg_reader r(a, test, {"other"});
@@ -769,11 +819,13 @@ int64_t int_of(evaluator& ev, const value& v) {
   fail("unsupported operand type(s) for %: '" + type_name(v) + "' and 'int'");
 }
 
-bool t_odd(evaluator& ev, const value& v, call_args&) {
+bool t_odd(evaluator& ev, const value& v, call_args& a) {
+  no_args(a, "odd");
   if (v.is_float()) return std::fmod(std::fabs(v.as_double()), 2.0) == 1.0;
   return (int_of(ev, v) % 2 + 2) % 2 == 1;
 }
-bool t_even(evaluator& ev, const value& v, call_args&) {
+bool t_even(evaluator& ev, const value& v, call_args& a) {
+  no_args(a, "even");
   if (v.is_float()) return std::fmod(v.as_double(), 2.0) == 0.0;
   return int_of(ev, v) % 2 == 0;
 }
@@ -790,10 +842,16 @@ bool t_divisibleby(evaluator& ev, const value& v, call_args& a) {
 }
 bool t_eq(evaluator&, const value& v, call_args& a) { return equals(v, one_arg(a, "eq")); }
 bool t_ne(evaluator&, const value& v, call_args& a) { return !equals(v, one_arg(a, "ne")); }
-bool t_lt(evaluator&, const value& v, call_args& a) { return compare(v, one_arg(a, "lt"), "<") < 0; }
-bool t_le(evaluator&, const value& v, call_args& a) { return compare(v, one_arg(a, "le"), "<=") <= 0; }
-bool t_gt(evaluator&, const value& v, call_args& a) { return compare(v, one_arg(a, "gt"), ">") > 0; }
-bool t_ge(evaluator&, const value& v, call_args& a) { return compare(v, one_arg(a, "ge"), ">=") >= 0; }
+bool t_lt(evaluator&, const value& v, call_args& a) { return compare(v, one_arg(a, "lt"), "<") == -1; }
+bool t_le(evaluator&, const value& v, call_args& a) {
+  const int c = compare(v, one_arg(a, "le"), "<=");
+  return c == -1 || c == 0;
+}
+bool t_gt(evaluator&, const value& v, call_args& a) { return compare(v, one_arg(a, "gt"), ">") == 1; }
+bool t_ge(evaluator&, const value& v, call_args& a) {
+  const int c = compare(v, one_arg(a, "ge"), ">=");
+  return c == 1 || c == 0;
+}
 bool t_in(evaluator&, const value& v, call_args& a) { return contains(one_arg(a, "in"), v); }
 bool t_sameas(evaluator&, const value& v, call_args& a) {
   const value& o = one_arg(a, "sameas");
@@ -807,16 +865,14 @@ bool t_sameas(evaluator&, const value& v, call_args& a) {
     default: return v.identity() == o.identity();
   }
 }
-bool t_lower(evaluator& ev, const value& v, call_args&) {
-  if (v.is_undefined()) ev.undefined_error(v);
-  return py_islower(to_str(v));
-}
-bool t_upper(evaluator& ev, const value& v, call_args&) {
-  if (v.is_undefined()) ev.undefined_error(v);
-  return py_isupper(to_str(v));
-}
-bool t_filter(evaluator&, const value& v, call_args&) { return v.is_string() && jinja2_has_filter(v.str()); }
-bool t_test(evaluator&, const value& v, call_args&) { return v.is_string() && jinja2_has_test(v.str()); }
+bool t_lower(evaluator&, const value& v, call_args& a) {
+  no_args(a, "lower"); return py_islower(to_str(v)); }
+bool t_upper(evaluator&, const value& v, call_args& a) {
+  no_args(a, "upper"); return py_isupper(to_str(v)); }
+bool t_filter(evaluator&, const value& v, call_args& a) {
+  no_args(a, "filter"); return v.is_string() && jinja2_has_filter(v.str()); }
+bool t_test(evaluator&, const value& v, call_args& a) {
+  no_args(a, "test"); return v.is_string() && jinja2_has_test(v.str()); }
 
 struct test_entry {
   std::string_view name;

@@ -306,6 +306,24 @@ value list_method(const value& self, std::string_view name, call_args& args) {
     arg_reader r(args, fn, {});
     return value::list(items);
   }
+  if (name == "pop" && self.is_list() && !self.is_tuple()) {
+    arg_reader r(args, fn, {"index"});
+    auto& mut = self.mutable_items();
+    if (mut.empty()) fail("pop from empty list");
+    int64_t i = opt_int(r.get(0), -1, "pop");
+    if (i < 0) i += static_cast<int64_t>(mut.size());
+    if (i < 0 || i >= static_cast<int64_t>(mut.size())) fail("pop index out of range");
+    value v = std::move(mut[static_cast<size_t>(i)]);
+    mut.erase(mut.begin() + i);
+    return v;
+  }
+  if (name == "clear" && self.is_list() && !self.is_tuple()) {
+    arg_reader r(args, fn, {});
+    std::vector<value> old;
+    old.swap(self.mutable_items());
+    release(old);
+    return value::none();
+  }
   fail("unsupported method '" + std::string(name) + "' of " + type_name(self));
 }
 
@@ -329,10 +347,12 @@ attr_kind method_kind(const value& obj, std::string_view name) {
       return one_of(name, {"copy", "fromkeys", "get", "items", "keys", "values"}) ? attr_kind::method : attr_kind::none;
     case kind::list:
       if (obj.is_tuple()) return one_of(name, {"count", "index"}) ? attr_kind::method : attr_kind::none;
-      if (one_of(name, {"append", "clear", "extend", "insert", "pop", "remove", "reverse", "sort"}))
-        return attr_kind::unsafe;
-      return one_of(name, {"copy", "count", "index"}) ? attr_kind::method : attr_kind::none;
+      if (one_of(name, {"append", "extend", "insert", "remove", "reverse", "sort"})) return attr_kind::unsafe;
+      return one_of(name, {"clear", "copy", "count", "index", "pop"}) ? attr_kind::method : attr_kind::none;
     case kind::loop: return one_of(name, {"cycle", "changed"}) ? attr_kind::method : attr_kind::none;
+    case kind::iterable:
+      return obj.iterable_kind() == iter_kind::range && one_of(name, {"count", "index"}) ? attr_kind::method
+                                                                                        : attr_kind::none;
     default: return attr_kind::none;
   }
 }
@@ -341,7 +361,8 @@ value call_method(evaluator& ev, const value& self, std::string_view name, call_
   switch (self.type()) {
     case kind::string: return str_method(ev, self, name, args);
     case kind::dict: return dict_method(self, name, args);
-    case kind::list: return list_method(self, name, args);
+    case kind::list:
+    case kind::iterable: return list_method(self, name, args);
     case kind::loop: {
       if (!args.kw.empty()) fail("loop." + std::string(name) + "() takes no keyword arguments");
       loop_data& l = self.loop_ref();
@@ -386,7 +407,7 @@ value call_global(evaluator& ev, const callable_data& f, call_args& args) {
     std::vector<value> items;
     items.reserve(static_cast<size_t>(n));
     for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) items.emplace_back(start + i * step);
-    return value::list(std::move(items));
+    return value::range(start, stop, step, std::move(items));
   }
   if (name == "dict" || name == "namespace") {
     if (args.pos.size() > 1) fail(name + " expected at most 1 argument, got " + std::to_string(args.pos.size()));
@@ -744,11 +765,14 @@ std::string percent_format(const value& fmt_value, const value& args) {
   const bool markup = fmt_value.is_markup();
   std::vector<value> pos;
   const value* mapping = nullptr;
+  // Python treats any non-tuple argument with __getitem__ (dict, list, range, Undefined) as a
+  // mapping: it never complains that arguments were left unconverted.
+  const bool mapping_like = args.is_dict() || (args.is_list() && !args.is_tuple()) || args.is_undefined() ||
+                            (args.is_iterable_object() && args.iterable_kind() == iter_kind::range);
   if (args.is_tuple()) pos = args.items();
-  else if (args.is_dict()) mapping = &args;
   else pos.push_back(args);
+  if (args.is_dict()) mapping = &args;
   size_t next_arg = 0;
-  bool used_mapping = false;
   std::string out;
   auto escape_if = [&](std::string s) { return markup ? html_escape(s) : s; };
   for (size_t i = 0; i < fmt.size(); ++i) {
@@ -762,11 +786,10 @@ std::string percent_format(const value& fmt_value, const value& args) {
     if (fmt[i] == '(') {
       size_t e = fmt.find(')', i);
       if (e == std::string::npos) fail("incomplete format key");
-      if (!mapping) fail("format requires a mapping");
+      if (!mapping) fail(mapping_like ? "format requires a mapping with string keys" : "format requires a mapping");
       std::string key = fmt.substr(i + 1, e - i - 1);
       arg = mapping->dict_ref().find(key);
       if (!arg) fail("KeyError: '" + key + "'");
-      used_mapping = true;
       i = e + 1;
     }
     spec sp;
@@ -804,13 +827,8 @@ std::string percent_format(const value& fmt_value, const value& args) {
       continue;
     }
     if (!arg) {
-      if (mapping) {
-        arg = mapping;  // '%s' % {...} formats the dict itself
-        used_mapping = true;
-      } else {
-        if (next_arg >= pos.size()) fail("not enough arguments for format string");
-        arg = &pos[next_arg++];
-      }
+      if (next_arg >= pos.size()) fail("not enough arguments for format string");
+      arg = &pos[next_arg++];
     }
     if (sp.zero && sp.align == '<') sp.zero = false;
     switch (t) {
@@ -875,8 +893,7 @@ std::string percent_format(const value& fmt_value, const value& args) {
       default: fail(std::string("unsupported format character '") + t + "'");
     }
   }
-  if (!mapping && next_arg < pos.size()) fail("not all arguments converted during string formatting");
-  (void)used_mapping;
+  if (!mapping_like && next_arg < pos.size()) fail("not all arguments converted during string formatting");
   return out;
 }
 

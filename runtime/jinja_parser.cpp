@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "runtime/jinja_eval.hpp"
 #include "runtime/jinja_lexer.hpp"
 
 namespace troupe::jinja {
@@ -888,6 +889,110 @@ class resolver {
   }
 };
 
+// jinja2's optimizer folds every expression it can evaluate without variables into a
+// constant, and the code generator turns constant output into text. Folding is observable:
+// a folded slice goes through jinja2's lenient getitem. So troupe folds the same expressions.
+class folder {
+ public:
+  explicit folder(const program& prog) : prog_(prog) {}
+
+  void body(stmt_list& b) {
+    for (auto& s : b) statement(*s);
+  }
+
+ private:
+  void statement(stmt& s) {
+    for (auto& e : s.exprs) fold(e);
+    for (auto& br : s.branches) {
+      fold(br.test);
+      body(br.body);
+    }
+    fold(s.loop_filter);
+    fold(s.filter);
+    for (auto& d : s.defaults) fold(d);
+    body(s.body);
+    body(s.else_body);
+    if (s.kind == stmt_kind::output) {
+      // Output that is constant as a whole is rendered now, whatever its value (str of it).
+      for (auto& e : s.exprs) {
+        if (e->kind == expr_kind::literal || !maybe_constant(*e)) continue;
+        if (auto v = fold_constant(prog_, *e)) {
+          e->kind = expr_kind::literal;
+          e->literal = value(to_str(*v));
+          e->args.clear();
+          e->kwargs.clear();
+        }
+      }
+    }
+  }
+
+  // Whether jinja2's as_const could succeed: no variable, call or template-context filter on
+  // the operands always evaluated (and/or/if and comparisons short-circuit).
+  static bool maybe_constant(const expr& e) {
+    switch (e.kind) {
+      case expr_kind::literal: return true;
+      case expr_kind::name:
+      case expr_kind::call:
+      case expr_kind::block_input:
+      case expr_kind::slice: return false;
+      case expr_kind::and_:
+      case expr_kind::or_:
+      case expr_kind::compare: return maybe_constant(*e.args[0]);
+      case expr_kind::cond: return maybe_constant(*e.args[1]);
+      case expr_kind::filter:
+        if (!e.filter) return false;
+        for (const char* f : {"map", "select", "reject", "selectattr", "rejectattr"})
+          if (e.name == f) return false;
+        break;
+      case expr_kind::test:
+        if (!e.test) return false;
+        break;
+      case expr_kind::getitem:
+        if (e.args[1]->kind == expr_kind::slice) {
+          if (!maybe_constant(*e.args[0])) return false;
+          for (const auto& p : e.args[1]->args)
+            if (p && !maybe_constant(*p)) return false;
+          return true;
+        }
+        break;
+      default: break;
+    }
+    for (const auto& a : e.args)
+      if (a && !maybe_constant(*a)) return false;
+    for (const auto& k : e.kwargs)
+      if (!maybe_constant(*k.value)) return false;
+    if (e.dyn_args && !maybe_constant(*e.dyn_args)) return false;
+    if (e.dyn_kwargs && !maybe_constant(*e.dyn_kwargs)) return false;
+    return true;
+  }
+
+  void fold(expr_ptr& e) {
+    if (!e || e->kind == expr_kind::literal || e->kind == expr_kind::slice) {
+      if (e && e->kind == expr_kind::slice)
+        for (auto& p : e->args) fold(p);
+      return;
+    }
+    if (maybe_constant(*e)) {
+      auto v = fold_constant(prog_, *e);
+      if (v && has_safe_repr(*v)) {
+        auto lit = std::make_unique<expr>();
+        lit->kind = expr_kind::literal;
+        lit->line = e->line;
+        lit->literal = std::move(*v);
+        lit->fresh_copy = contains_list(lit->literal);
+        e = std::move(lit);
+        return;
+      }
+    }
+    for (auto& a : e->args) fold(a);
+    for (auto& k : e->kwargs) fold(k.value);
+    fold(e->dyn_args);
+    fold(e->dyn_kwargs);
+  }
+
+  const program& prog_;
+};
+
 }  // namespace
 
 program parse_program(std::string_view source) {
@@ -895,6 +1000,7 @@ program parse_program(std::string_view source) {
   parser p(tokenize(source), prog);
   prog.root = p.parse_template();
   resolver().body(prog.root, false);
+  folder(prog).body(prog.root);
   return prog;
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 
 namespace troupe::jinja {
 
@@ -341,44 +342,371 @@ int64_t py_find(std::string_view s, std::string_view sub, bool reverse) {
 
 namespace {
 
-template <class F>
-std::string map_chars(std::string_view s, F f) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) utf8_append(out, f(utf8_next(s, i)));
-  return out;
+struct special_case {
+  char32_t cp;
+  const char* mapped;  // UTF-8
+};
+
+// Generated from Python 3.11 (str.upper and str.title): the mappings glibc's simple
+// case tables lack, sorted by code point.
+constexpr special_case upper_special[] = {
+    {0xdf, "\x53\x53"},
+    {0x149, "\xca\xbc\x4e"},
+    {0x1f0, "\x4a\xcc\x8c"},
+    {0x390, "\xce\x99\xcc\x88\xcc\x81"},
+    {0x3b0, "\xce\xa5\xcc\x88\xcc\x81"},
+    {0x587, "\xd4\xb5\xd5\x92"},
+    {0x1e96, "\x48\xcc\xb1"},
+    {0x1e97, "\x54\xcc\x88"},
+    {0x1e98, "\x57\xcc\x8a"},
+    {0x1e99, "\x59\xcc\x8a"},
+    {0x1e9a, "\x41\xca\xbe"},
+    {0x1f50, "\xce\xa5\xcc\x93"},
+    {0x1f52, "\xce\xa5\xcc\x93\xcc\x80"},
+    {0x1f54, "\xce\xa5\xcc\x93\xcc\x81"},
+    {0x1f56, "\xce\xa5\xcc\x93\xcd\x82"},
+    {0x1f80, "\xe1\xbc\x88\xce\x99"},
+    {0x1f81, "\xe1\xbc\x89\xce\x99"},
+    {0x1f82, "\xe1\xbc\x8a\xce\x99"},
+    {0x1f83, "\xe1\xbc\x8b\xce\x99"},
+    {0x1f84, "\xe1\xbc\x8c\xce\x99"},
+    {0x1f85, "\xe1\xbc\x8d\xce\x99"},
+    {0x1f86, "\xe1\xbc\x8e\xce\x99"},
+    {0x1f87, "\xe1\xbc\x8f\xce\x99"},
+    {0x1f88, "\xe1\xbc\x88\xce\x99"},
+    {0x1f89, "\xe1\xbc\x89\xce\x99"},
+    {0x1f8a, "\xe1\xbc\x8a\xce\x99"},
+    {0x1f8b, "\xe1\xbc\x8b\xce\x99"},
+    {0x1f8c, "\xe1\xbc\x8c\xce\x99"},
+    {0x1f8d, "\xe1\xbc\x8d\xce\x99"},
+    {0x1f8e, "\xe1\xbc\x8e\xce\x99"},
+    {0x1f8f, "\xe1\xbc\x8f\xce\x99"},
+    {0x1f90, "\xe1\xbc\xa8\xce\x99"},
+    {0x1f91, "\xe1\xbc\xa9\xce\x99"},
+    {0x1f92, "\xe1\xbc\xaa\xce\x99"},
+    {0x1f93, "\xe1\xbc\xab\xce\x99"},
+    {0x1f94, "\xe1\xbc\xac\xce\x99"},
+    {0x1f95, "\xe1\xbc\xad\xce\x99"},
+    {0x1f96, "\xe1\xbc\xae\xce\x99"},
+    {0x1f97, "\xe1\xbc\xaf\xce\x99"},
+    {0x1f98, "\xe1\xbc\xa8\xce\x99"},
+    {0x1f99, "\xe1\xbc\xa9\xce\x99"},
+    {0x1f9a, "\xe1\xbc\xaa\xce\x99"},
+    {0x1f9b, "\xe1\xbc\xab\xce\x99"},
+    {0x1f9c, "\xe1\xbc\xac\xce\x99"},
+    {0x1f9d, "\xe1\xbc\xad\xce\x99"},
+    {0x1f9e, "\xe1\xbc\xae\xce\x99"},
+    {0x1f9f, "\xe1\xbc\xaf\xce\x99"},
+    {0x1fa0, "\xe1\xbd\xa8\xce\x99"},
+    {0x1fa1, "\xe1\xbd\xa9\xce\x99"},
+    {0x1fa2, "\xe1\xbd\xaa\xce\x99"},
+    {0x1fa3, "\xe1\xbd\xab\xce\x99"},
+    {0x1fa4, "\xe1\xbd\xac\xce\x99"},
+    {0x1fa5, "\xe1\xbd\xad\xce\x99"},
+    {0x1fa6, "\xe1\xbd\xae\xce\x99"},
+    {0x1fa7, "\xe1\xbd\xaf\xce\x99"},
+    {0x1fa8, "\xe1\xbd\xa8\xce\x99"},
+    {0x1fa9, "\xe1\xbd\xa9\xce\x99"},
+    {0x1faa, "\xe1\xbd\xaa\xce\x99"},
+    {0x1fab, "\xe1\xbd\xab\xce\x99"},
+    {0x1fac, "\xe1\xbd\xac\xce\x99"},
+    {0x1fad, "\xe1\xbd\xad\xce\x99"},
+    {0x1fae, "\xe1\xbd\xae\xce\x99"},
+    {0x1faf, "\xe1\xbd\xaf\xce\x99"},
+    {0x1fb2, "\xe1\xbe\xba\xce\x99"},
+    {0x1fb3, "\xce\x91\xce\x99"},
+    {0x1fb4, "\xce\x86\xce\x99"},
+    {0x1fb6, "\xce\x91\xcd\x82"},
+    {0x1fb7, "\xce\x91\xcd\x82\xce\x99"},
+    {0x1fbc, "\xce\x91\xce\x99"},
+    {0x1fc2, "\xe1\xbf\x8a\xce\x99"},
+    {0x1fc3, "\xce\x97\xce\x99"},
+    {0x1fc4, "\xce\x89\xce\x99"},
+    {0x1fc6, "\xce\x97\xcd\x82"},
+    {0x1fc7, "\xce\x97\xcd\x82\xce\x99"},
+    {0x1fcc, "\xce\x97\xce\x99"},
+    {0x1fd2, "\xce\x99\xcc\x88\xcc\x80"},
+    {0x1fd3, "\xce\x99\xcc\x88\xcc\x81"},
+    {0x1fd6, "\xce\x99\xcd\x82"},
+    {0x1fd7, "\xce\x99\xcc\x88\xcd\x82"},
+    {0x1fe2, "\xce\xa5\xcc\x88\xcc\x80"},
+    {0x1fe3, "\xce\xa5\xcc\x88\xcc\x81"},
+    {0x1fe4, "\xce\xa1\xcc\x93"},
+    {0x1fe6, "\xce\xa5\xcd\x82"},
+    {0x1fe7, "\xce\xa5\xcc\x88\xcd\x82"},
+    {0x1ff2, "\xe1\xbf\xba\xce\x99"},
+    {0x1ff3, "\xce\xa9\xce\x99"},
+    {0x1ff4, "\xce\x8f\xce\x99"},
+    {0x1ff6, "\xce\xa9\xcd\x82"},
+    {0x1ff7, "\xce\xa9\xcd\x82\xce\x99"},
+    {0x1ffc, "\xce\xa9\xce\x99"},
+    {0xfb00, "\x46\x46"},
+    {0xfb01, "\x46\x49"},
+    {0xfb02, "\x46\x4c"},
+    {0xfb03, "\x46\x46\x49"},
+    {0xfb04, "\x46\x46\x4c"},
+    {0xfb05, "\x53\x54"},
+    {0xfb06, "\x53\x54"},
+    {0xfb13, "\xd5\x84\xd5\x86"},
+    {0xfb14, "\xd5\x84\xd4\xb5"},
+    {0xfb15, "\xd5\x84\xd4\xbb"},
+    {0xfb16, "\xd5\x8e\xd5\x86"},
+    {0xfb17, "\xd5\x84\xd4\xbd"},
+};
+constexpr special_case title_special[] = {
+    {0xdf, "\x53\x73"},
+    {0x1c4, "\xc7\x85"},
+    {0x1c5, "\xc7\x85"},
+    {0x1c6, "\xc7\x85"},
+    {0x1c7, "\xc7\x88"},
+    {0x1c8, "\xc7\x88"},
+    {0x1c9, "\xc7\x88"},
+    {0x1ca, "\xc7\x8b"},
+    {0x1cb, "\xc7\x8b"},
+    {0x1cc, "\xc7\x8b"},
+    {0x1f1, "\xc7\xb2"},
+    {0x1f2, "\xc7\xb2"},
+    {0x1f3, "\xc7\xb2"},
+    {0x587, "\xd4\xb5\xd6\x82"},
+    {0x10d0, "\xe1\x83\x90"},
+    {0x10d1, "\xe1\x83\x91"},
+    {0x10d2, "\xe1\x83\x92"},
+    {0x10d3, "\xe1\x83\x93"},
+    {0x10d4, "\xe1\x83\x94"},
+    {0x10d5, "\xe1\x83\x95"},
+    {0x10d6, "\xe1\x83\x96"},
+    {0x10d7, "\xe1\x83\x97"},
+    {0x10d8, "\xe1\x83\x98"},
+    {0x10d9, "\xe1\x83\x99"},
+    {0x10da, "\xe1\x83\x9a"},
+    {0x10db, "\xe1\x83\x9b"},
+    {0x10dc, "\xe1\x83\x9c"},
+    {0x10dd, "\xe1\x83\x9d"},
+    {0x10de, "\xe1\x83\x9e"},
+    {0x10df, "\xe1\x83\x9f"},
+    {0x10e0, "\xe1\x83\xa0"},
+    {0x10e1, "\xe1\x83\xa1"},
+    {0x10e2, "\xe1\x83\xa2"},
+    {0x10e3, "\xe1\x83\xa3"},
+    {0x10e4, "\xe1\x83\xa4"},
+    {0x10e5, "\xe1\x83\xa5"},
+    {0x10e6, "\xe1\x83\xa6"},
+    {0x10e7, "\xe1\x83\xa7"},
+    {0x10e8, "\xe1\x83\xa8"},
+    {0x10e9, "\xe1\x83\xa9"},
+    {0x10ea, "\xe1\x83\xaa"},
+    {0x10eb, "\xe1\x83\xab"},
+    {0x10ec, "\xe1\x83\xac"},
+    {0x10ed, "\xe1\x83\xad"},
+    {0x10ee, "\xe1\x83\xae"},
+    {0x10ef, "\xe1\x83\xaf"},
+    {0x10f0, "\xe1\x83\xb0"},
+    {0x10f1, "\xe1\x83\xb1"},
+    {0x10f2, "\xe1\x83\xb2"},
+    {0x10f3, "\xe1\x83\xb3"},
+    {0x10f4, "\xe1\x83\xb4"},
+    {0x10f5, "\xe1\x83\xb5"},
+    {0x10f6, "\xe1\x83\xb6"},
+    {0x10f7, "\xe1\x83\xb7"},
+    {0x10f8, "\xe1\x83\xb8"},
+    {0x10f9, "\xe1\x83\xb9"},
+    {0x10fa, "\xe1\x83\xba"},
+    {0x10fd, "\xe1\x83\xbd"},
+    {0x10fe, "\xe1\x83\xbe"},
+    {0x10ff, "\xe1\x83\xbf"},
+    {0x1f80, "\xe1\xbe\x88"},
+    {0x1f81, "\xe1\xbe\x89"},
+    {0x1f82, "\xe1\xbe\x8a"},
+    {0x1f83, "\xe1\xbe\x8b"},
+    {0x1f84, "\xe1\xbe\x8c"},
+    {0x1f85, "\xe1\xbe\x8d"},
+    {0x1f86, "\xe1\xbe\x8e"},
+    {0x1f87, "\xe1\xbe\x8f"},
+    {0x1f88, "\xe1\xbe\x88"},
+    {0x1f89, "\xe1\xbe\x89"},
+    {0x1f8a, "\xe1\xbe\x8a"},
+    {0x1f8b, "\xe1\xbe\x8b"},
+    {0x1f8c, "\xe1\xbe\x8c"},
+    {0x1f8d, "\xe1\xbe\x8d"},
+    {0x1f8e, "\xe1\xbe\x8e"},
+    {0x1f8f, "\xe1\xbe\x8f"},
+    {0x1f90, "\xe1\xbe\x98"},
+    {0x1f91, "\xe1\xbe\x99"},
+    {0x1f92, "\xe1\xbe\x9a"},
+    {0x1f93, "\xe1\xbe\x9b"},
+    {0x1f94, "\xe1\xbe\x9c"},
+    {0x1f95, "\xe1\xbe\x9d"},
+    {0x1f96, "\xe1\xbe\x9e"},
+    {0x1f97, "\xe1\xbe\x9f"},
+    {0x1f98, "\xe1\xbe\x98"},
+    {0x1f99, "\xe1\xbe\x99"},
+    {0x1f9a, "\xe1\xbe\x9a"},
+    {0x1f9b, "\xe1\xbe\x9b"},
+    {0x1f9c, "\xe1\xbe\x9c"},
+    {0x1f9d, "\xe1\xbe\x9d"},
+    {0x1f9e, "\xe1\xbe\x9e"},
+    {0x1f9f, "\xe1\xbe\x9f"},
+    {0x1fa0, "\xe1\xbe\xa8"},
+    {0x1fa1, "\xe1\xbe\xa9"},
+    {0x1fa2, "\xe1\xbe\xaa"},
+    {0x1fa3, "\xe1\xbe\xab"},
+    {0x1fa4, "\xe1\xbe\xac"},
+    {0x1fa5, "\xe1\xbe\xad"},
+    {0x1fa6, "\xe1\xbe\xae"},
+    {0x1fa7, "\xe1\xbe\xaf"},
+    {0x1fa8, "\xe1\xbe\xa8"},
+    {0x1fa9, "\xe1\xbe\xa9"},
+    {0x1faa, "\xe1\xbe\xaa"},
+    {0x1fab, "\xe1\xbe\xab"},
+    {0x1fac, "\xe1\xbe\xac"},
+    {0x1fad, "\xe1\xbe\xad"},
+    {0x1fae, "\xe1\xbe\xae"},
+    {0x1faf, "\xe1\xbe\xaf"},
+    {0x1fb2, "\xe1\xbe\xba\xcd\x85"},
+    {0x1fb3, "\xe1\xbe\xbc"},
+    {0x1fb4, "\xce\x86\xcd\x85"},
+    {0x1fb7, "\xce\x91\xcd\x82\xcd\x85"},
+    {0x1fbc, "\xe1\xbe\xbc"},
+    {0x1fc2, "\xe1\xbf\x8a\xcd\x85"},
+    {0x1fc3, "\xe1\xbf\x8c"},
+    {0x1fc4, "\xce\x89\xcd\x85"},
+    {0x1fc7, "\xce\x97\xcd\x82\xcd\x85"},
+    {0x1fcc, "\xe1\xbf\x8c"},
+    {0x1ff2, "\xe1\xbf\xba\xcd\x85"},
+    {0x1ff3, "\xe1\xbf\xbc"},
+    {0x1ff4, "\xce\x8f\xcd\x85"},
+    {0x1ff7, "\xce\xa9\xcd\x82\xcd\x85"},
+    {0x1ffc, "\xe1\xbf\xbc"},
+    {0xfb00, "\x46\x66"},
+    {0xfb01, "\x46\x69"},
+    {0xfb02, "\x46\x6c"},
+    {0xfb03, "\x46\x66\x69"},
+    {0xfb04, "\x46\x66\x6c"},
+    {0xfb05, "\x53\x74"},
+    {0xfb06, "\x53\x74"},
+    {0xfb13, "\xd5\x84\xd5\xb6"},
+    {0xfb14, "\xd5\x84\xd5\xa5"},
+    {0xfb15, "\xd5\x84\xd5\xab"},
+    {0xfb16, "\xd5\x8e\xd5\xb6"},
+    {0xfb17, "\xd5\x84\xd5\xad"},
+};
+
+const char* find_special(const special_case* begin, const special_case* end, char32_t c) {
+  auto it = std::lower_bound(begin, end, c, [](const special_case& e, char32_t x) { return e.cp < x; });
+  return it != end && it->cp == c ? it->mapped : nullptr;
+}
+
+void append_upper(std::string& out, char32_t c) {
+  if (c < 0x80) {
+    out += static_cast<char>(to_upper_cp(c));
+  } else if (const char* m = find_special(std::begin(upper_special), std::end(upper_special), c)) {
+    out += m;
+  } else {
+    utf8_append(out, to_upper_cp(c));
+  }
+}
+
+void append_title(std::string& out, char32_t c) {
+  if (const char* m = find_special(std::begin(title_special), std::end(title_special), c)) {
+    out += m;
+  } else {
+    append_upper(out, c);
+  }
+}
+
+bool case_ignorable(char32_t c) {
+  return c == '\'' || c == '.' || c == ':' || c == '^' || c == '`' || c == 0xB7 || c == 0x2019 ||
+         (c >= 0x300 && c <= 0x36F);
+}
+
+// Python's full lowercase of u[i]: U+0130 becomes two characters, and a capital sigma ending a
+// word becomes the final sigma.
+void append_lower(std::string& out, const std::u32string& u, size_t i) {
+  const char32_t c = u[i];
+  if (c == 0x130) {
+    out += "i\xcc\x87";
+    return;
+  }
+  if (c == 0x3A3) {
+    auto cased_before = [&] {
+      for (size_t j = i; j-- > 0;) {
+        if (case_ignorable(u[j])) continue;
+        return is_cased_letter(u[j]);
+      }
+      return false;
+    };
+    auto cased_after = [&] {
+      for (size_t j = i + 1; j < u.size(); ++j) {
+        if (case_ignorable(u[j])) continue;
+        return is_cased_letter(u[j]);
+      }
+      return false;
+    };
+    utf8_append(out, cased_before() && !cased_after() ? 0x3C2 : 0x3C3);
+    return;
+  }
+  utf8_append(out, to_lower_cp(c));
 }
 
 }  // namespace
 
-std::string py_upper(std::string_view s) { return map_chars(s, to_upper_cp); }
-std::string py_lower(std::string_view s) { return map_chars(s, to_lower_cp); }
+std::string py_upper(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) append_upper(out, utf8_next(s, i));
+  return out;
+}
+
+std::string py_upper_char(char32_t c) {
+  std::string out;
+  append_upper(out, c);
+  return out;
+}
+
+std::string py_lower(std::string_view s) {
+  if (is_ascii(s)) {
+    std::string out(s);
+    for (char& c : out)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+    return out;
+  }
+  const std::u32string u = utf8_decode(s);
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < u.size(); ++i) append_lower(out, u, i);
+  return out;
+}
+
 std::string py_swapcase(std::string_view s) {
-  return map_chars(s, [](char32_t c) {
-    char32_t u = to_upper_cp(c);
-    return u != c ? u : to_lower_cp(c);
-  });
+  const std::u32string u = utf8_decode(s);
+  std::string out;
+  for (size_t i = 0; i < u.size(); ++i) {
+    const char32_t c = u[i];
+    if (to_lower_cp(c) != c || c == 0x130) append_lower(out, u, i);
+    else if (to_upper_cp(c) != c || find_special(std::begin(upper_special), std::end(upper_special), c)) append_upper(out, c);
+    else utf8_append(out, c);
+  }
+  return out;
 }
 
 std::string py_title(std::string_view s) {
+  const std::u32string u = utf8_decode(s);
   std::string out;
   bool prev_cased = false;
-  for (size_t i = 0; i < s.size();) {
-    char32_t c = utf8_next(s, i);
-    char32_t m = prev_cased ? to_lower_cp(c) : to_upper_cp(c);
-    utf8_append(out, m);
-    prev_cased = is_cased_letter(c);
+  for (size_t i = 0; i < u.size(); ++i) {
+    if (prev_cased) append_lower(out, u, i);
+    else append_title(out, u[i]);
+    prev_cased = is_cased_letter(u[i]);
   }
   return out;
 }
 
 std::string py_capitalize(std::string_view s) {
+  const std::u32string u = utf8_decode(s);
   std::string out;
-  bool first = true;
-  for (size_t i = 0; i < s.size();) {
-    char32_t c = utf8_next(s, i);
-    utf8_append(out, first ? to_upper_cp(c) : to_lower_cp(c));
-    first = false;
+  for (size_t i = 0; i < u.size(); ++i) {
+    if (i == 0) append_title(out, u[i]);
+    else append_lower(out, u, i);
   }
   return out;
 }

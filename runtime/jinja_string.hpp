@@ -36,6 +36,7 @@ int64_t py_count(std::string_view s, std::string_view sub);
 int64_t py_find(std::string_view s, std::string_view sub, bool reverse);
 
 std::string py_upper(std::string_view s);
+std::string py_upper_char(char32_t c);  // may be several characters (ß -> SS)
 std::string py_lower(std::string_view s);
 std::string py_title(std::string_view s);       // str.title()
 std::string py_capitalize(std::string_view s);  // str.capitalize()

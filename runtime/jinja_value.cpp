@@ -40,18 +40,33 @@ value value::list(std::vector<value> items, bool tuple) {
   value v;
   v.kind_ = kind::list;
   v.flag_ = tuple;
-  v.p_ = std::make_shared<list_data>(list_data{std::move(items)});
+  v.p_ = std::make_shared<list_data>(std::move(items));
   return v;
 }
 
 value value::iterable(std::vector<value> items, iter_kind k) {
   value v;
   v.kind_ = kind::iterable;
-  v.p_ = std::make_shared<list_data>(list_data{std::move(items), k, false});
+  v.p_ = std::make_shared<list_data>(std::move(items), k, false);
   return v;
 }
 
 list_data& value::iterable_ref() const { return *static_cast<list_data*>(p_.get()); }
+value value::failed_generator(std::vector<value> items, std::string error) {
+  value v = iterable(std::move(items), iter_kind::generator);
+  v.iterable_ref().error = std::move(error);
+  return v;
+}
+
+value value::range(int64_t start, int64_t stop, int64_t step, std::vector<value> items) {
+  value v = iterable(std::move(items), iter_kind::range);
+  list_data& d = v.iterable_ref();
+  d.start = start;
+  d.stop = stop;
+  d.step = step;
+  return v;
+}
+
 iter_kind value::iterable_kind() const { return static_cast<const list_data*>(p_.get())->iterable; }
 
 value value::dict(std::shared_ptr<dict_data> d) {
@@ -132,12 +147,58 @@ const std::string& value::str() const {
   return p_ ? *static_cast<const std::string*>(p_.get()) : empty_string();
 }
 const std::vector<value>& value::items() const { return static_cast<const list_data*>(p_.get())->items; }
+std::vector<value>& value::mutable_items() const { return static_cast<list_data*>(p_.get())->items; }
 const dict_data& value::dict_ref() const { return *static_cast<const dict_data*>(p_.get()); }
 ns_data& value::ns_ref() const { return *static_cast<ns_data*>(p_.get()); }
 const callable_data& value::callable_ref() const { return *static_cast<const callable_data*>(p_.get()); }
 loop_data& value::loop_ref() const { return *static_cast<loop_data*>(p_.get()); }
 const undefined_info* value::undefined_ref() const {
   return kind_ == kind::undefined ? static_cast<const undefined_info*>(p_.get()) : nullptr;
+}
+
+void release(std::vector<value>& children) {
+  constexpr int max_nested_destruction = 64;
+  static thread_local int depth = 0;
+  static thread_local std::vector<value> pending;
+  if (depth >= max_nested_destruction) {
+    for (auto& c : children) pending.push_back(std::move(c));
+    children.clear();  // only moved-from values left: no recursion
+    return;
+  }
+  ++depth;
+  children.clear();
+  if (depth == 1) {
+    while (!pending.empty()) {
+      value v = std::move(pending.back());
+      pending.pop_back();
+    }  // v is destroyed here, one level deep; what it postpones lands in `pending`
+  }
+  --depth;
+}
+
+void release(value& child) {
+  std::vector<value> one;
+  one.push_back(std::move(child));
+  release(one);
+}
+
+dict_data::~dict_data() {
+  std::vector<value> children;
+  children.reserve(items.size() * 2);
+  for (auto& [k, v] : items) {
+    children.push_back(std::move(k));
+    children.push_back(std::move(v));
+  }
+  items.clear();
+  release(children);
+}
+
+ns_data::~ns_data() {
+  std::vector<value> children;
+  children.reserve(attrs.size());
+  for (auto& kv : attrs) children.push_back(std::move(kv.second));
+  attrs.clear();
+  release(children);
 }
 
 const value* dict_data::find(std::string_view key) const {
@@ -218,6 +279,7 @@ std::string type_name(const value& v) {
         case iter_kind::dict_items: return "dict_items";
         case iter_kind::dict_keys: return "dict_keys";
         case iter_kind::dict_values: return "dict_values";
+        case iter_kind::range: return "range";
       }
       return "iterator";
   }
@@ -271,115 +333,130 @@ std::string float_repr(double d) {
 
 namespace {
 
-void append_repr(std::string& out, const value& v);
+// Python gives up on reprs and comparisons nested this deep (RecursionError); so does troupe,
+// before the C++ stack does.
+constexpr int max_depth = 500;
 
-void append_seq(std::string& out, const value& v) {
-  const auto& items = v.items();
-  out += v.is_tuple() ? '(' : '[';
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out += ", ";
-    append_repr(out, items[i]);
-  }
-  if (v.is_tuple() && items.size() == 1) out += ',';
-  out += v.is_tuple() ? ')' : ']';
-}
+// repr() with Python's guards: a namespace that contains itself prints as {...}.
+class printer {
+ public:
+  explicit printer(std::string& out) : out_(out) {}
 
-void append_dict(std::string& out, const std::vector<std::pair<value, value>>& items) {
-  out += '{';
-  bool first = true;
-  for (const auto& [k, val] : items) {
-    if (!first) out += ", ";
-    first = false;
-    append_repr(out, k);
-    out += ": ";
-    append_repr(out, val);
-  }
-  out += '}';
-}
-
-void append_ns(std::string& out, const value& v) {
-  out += "<Namespace {";
-  bool first = true;
-  for (const auto& [k, val] : v.ns_ref().attrs) {
-    if (!first) out += ", ";
-    first = false;
-    out += py_str_repr(k);
-    out += ": ";
-    append_repr(out, val);
-  }
-  out += "}>";
-}
-
-void append_repr(std::string& out, const value& v) {
-  switch (v.type()) {
-    case kind::undefined: out += "Undefined"; return;
-    case kind::string:
-      if (v.is_markup()) {
-        out += "Markup(" + py_str_repr(v.str()) + ")";
-      } else {
-        out += py_str_repr(v.str());
+  void str(const value& v) {
+    if (++depth_ > max_depth) fail("maximum recursion depth exceeded while getting the repr of an object");
+    switch (v.type()) {
+      case kind::undefined: break;
+      case kind::none: out_ += "None"; break;
+      case kind::boolean: out_ += v.get_bool() ? "True" : "False"; break;
+      case kind::integer: out_ += std::to_string(v.get_int()); break;
+      case kind::floating: out_ += float_repr(v.as_double()); break;
+      case kind::string: out_ += v.str(); break;
+      case kind::list: seq(v); break;
+      case kind::dict: dict(v.dict_ref().items); break;
+      case kind::ns: ns(v); break;
+      case kind::callable: out_ += "<function>"; break;  // Python prints an address here
+      case kind::iterable: iterable(v); break;
+      case kind::loop: {
+        const auto& l = v.loop_ref();
+        out_ += "<LoopContext " + std::to_string(l.index0 + 1) + "/" + std::to_string(l.items->size()) + ">";
+        break;
       }
-      return;
-    default: append_str(out, v);
-  }
-}
-
-}  // namespace
-
-void append_str(std::string& out, const value& v) {
-  switch (v.type()) {
-    case kind::undefined: return;
-    case kind::none: out += "None"; return;
-    case kind::boolean: out += v.get_bool() ? "True" : "False"; return;
-    case kind::integer: out += std::to_string(v.get_int()); return;
-    case kind::floating: out += float_repr(v.as_double()); return;
-    case kind::string: out += v.str(); return;
-    case kind::list: append_seq(out, v); return;
-    case kind::dict: append_dict(out, v.dict_ref().items); return;
-    case kind::ns: append_ns(out, v); return;
-    case kind::callable: out += "<function>"; return;
-    case kind::iterable: {
-      const iter_kind k = v.iterable_kind();
-      if (k == iter_kind::generator || k == iter_kind::reverse_iterator) {
-        out += "<" + type_name(v) + " object>";  // Python prints an address here
-        return;
-      }
-      out += type_name(v) + "([";
-      const auto& items = v.items();
-      for (size_t i = 0; i < items.size(); ++i) {
-        if (i) out += ", ";
-        append_repr(out, items[i]);
-      }
-      out += "])";
-      return;
     }
-    case kind::loop: {
-      const auto& l = v.loop_ref();
-      out += "<LoopContext " + std::to_string(l.index0 + 1) + "/" + std::to_string(l.items->size()) + ">";
-      return;
+    --depth_;
+  }
+
+  void repr(const value& v) {
+    if (v.is_undefined()) {
+      out_ += "Undefined";
+    } else if (v.is_markup()) {
+      out_ += "Markup(" + py_str_repr(v.str()) + ")";
+    } else if (v.is_string()) {
+      out_ += py_str_repr(v.str());
+    } else {
+      str(v);
     }
   }
-}
 
-std::string to_str(const value& v) {
-  if (v.is_string()) return v.str();
-  std::string out;
-  append_str(out, v);
-  return out;
-}
+ private:
+  void seq(const value& v) {
+    const auto& items = v.items();
+    out_ += v.is_tuple() ? '(' : '[';
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i) out_ += ", ";
+      repr(items[i]);
+    }
+    if (v.is_tuple() && items.size() == 1) out_ += ',';
+    out_ += v.is_tuple() ? ')' : ']';
+  }
 
-std::string to_repr(const value& v) {
-  std::string out;
-  append_repr(out, v);
-  return out;
-}
+  void dict(const std::vector<std::pair<value, value>>& items) {
+    out_ += '{';
+    bool first = true;
+    for (const auto& [k, val] : items) {
+      if (!first) out_ += ", ";
+      first = false;
+      repr(k);
+      out_ += ": ";
+      repr(val);
+    }
+    out_ += '}';
+  }
 
-bool equals(const value& a, const value& b) {
+  void ns(const value& v) {
+    const ns_data* n = &v.ns_ref();
+    out_ += "<Namespace ";
+    if (std::find(active_.begin(), active_.end(), n) != active_.end()) {
+      out_ += "{...}>";
+      return;
+    }
+    active_.push_back(n);
+    out_ += '{';
+    bool first = true;
+    for (const auto& [k, val] : n->attrs) {
+      if (!first) out_ += ", ";
+      first = false;
+      out_ += py_str_repr(k);
+      out_ += ": ";
+      repr(val);
+    }
+    out_ += "}>";
+    active_.pop_back();
+  }
+
+  void iterable(const value& v) {
+    const iter_kind k = v.iterable_kind();
+    if (k == iter_kind::generator || k == iter_kind::reverse_iterator) {
+      out_ += "<" + type_name(v) + " object>";  // Python prints an address here
+      return;
+    }
+    if (k == iter_kind::range) {
+      const list_data& r = v.iterable_ref();
+      out_ += "range(" + std::to_string(r.start) + ", " + std::to_string(r.stop);
+      if (r.step != 1) out_ += ", " + std::to_string(r.step);
+      out_ += ')';
+      return;
+    }
+    out_ += type_name(v) + "([";
+    const auto& items = v.items();
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (i) out_ += ", ";
+      repr(items[i]);
+    }
+    out_ += "])";
+  }
+
+  std::string& out_;
+  int depth_ = 0;
+  std::vector<const ns_data*> active_;
+};
+
+bool equals_at(const value& a, const value& b, int depth) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_double() == b.as_double();
     return a.get_int() == b.get_int();
   }
   if (a.type() != b.type()) return false;
+  if (depth > max_depth) fail("maximum recursion depth exceeded in comparison");
   switch (a.type()) {
     case kind::undefined:
     case kind::none: return true;
@@ -390,7 +467,7 @@ bool equals(const value& a, const value& b) {
       const auto& y = b.items();
       if (x.size() != y.size()) return false;
       for (size_t i = 0; i < x.size(); ++i)
-        if (!equals(x[i], y[i])) return false;
+        if (!equals_at(x[i], y[i], depth + 1)) return false;
       return true;
     }
     case kind::dict: {
@@ -399,15 +476,26 @@ bool equals(const value& a, const value& b) {
       if (x.size() != y.items.size()) return false;
       for (const auto& [k, v] : x) {
         const value* other = y.find(k);
-        if (!other || !equals(v, *other)) return false;
+        if (!other || !equals_at(v, *other, depth + 1)) return false;
       }
       return true;
     }
+    case kind::iterable:
+      // Ranges compare as the sequences they produce; other iterators by identity.
+      if (a.iterable_kind() == iter_kind::range && b.iterable_kind() == iter_kind::range) {
+        const auto& x = a.items();
+        const auto& y = b.items();
+        if (x.size() != y.size()) return false;
+        for (size_t i = 0; i < x.size(); ++i)
+          if (!equals_at(x[i], y[i], depth + 1)) return false;
+        return true;
+      }
+      return a.identity() == b.identity();
     default: return a.identity() == b.identity();
   }
 }
 
-int compare(const value& a, const value& b, std::string_view op) {
+int compare_at(const value& a, const value& b, std::string_view op, int depth) {
   if (a.is_undefined() || b.is_undefined()) {
     const value& u = a.is_undefined() ? a : b;
     const auto* info = u.undefined_ref();
@@ -416,6 +504,7 @@ int compare(const value& a, const value& b, std::string_view op) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) {
       double x = a.as_double(), y = b.as_double();
+      if (std::isnan(x) || std::isnan(y)) return unordered;
       return x < y ? -1 : (x > y ? 1 : 0);
     }
     int64_t x = a.get_int(), y = b.get_int();
@@ -426,17 +515,87 @@ int compare(const value& a, const value& b, std::string_view op) {
     return c < 0 ? -1 : (c > 0 ? 1 : 0);
   }
   if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
+    if (depth > max_depth) fail("maximum recursion depth exceeded in comparison");
     const auto& x = a.items();
     const auto& y = b.items();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (equals(x[i], y[i])) continue;
-      return compare(x[i], y[i], op);
+      if (equals_at(x[i], y[i], depth + 1)) continue;
+      return compare_at(x[i], y[i], op, depth + 1);
     }
     return x.size() < y.size() ? -1 : (x.size() > y.size() ? 1 : 0);
   }
   fail("'" + std::string(op) + "' not supported between instances of '" + type_name(a) + "' and '" +
        type_name(b) + "'");
 }
+
+}  // namespace
+
+void append_str(std::string& out, const value& v) { printer(out).str(v); }
+
+bool contains_list(const value& v) {
+  if (v.is_list()) {
+    if (!v.is_tuple()) return true;
+    for (const auto& e : v.items())
+      if (contains_list(e)) return true;
+  } else if (v.is_dict()) {
+    for (const auto& kv : v.dict_ref().items)
+      if (contains_list(kv.second)) return true;
+  }
+  return false;
+}
+
+value fresh_copy(const value& v) {
+  if (v.is_list()) {
+    std::vector<value> items;
+    items.reserve(v.items().size());
+    for (const auto& e : v.items()) items.push_back(fresh_copy(e));
+    return value::list(std::move(items), v.is_tuple());
+  }
+  if (v.is_dict()) {
+    auto d = std::make_shared<dict_data>();
+    d->items.reserve(v.dict_ref().items.size());
+    for (const auto& [k, e] : v.dict_ref().items) d->items.emplace_back(k, fresh_copy(e));
+    return value::dict(std::move(d));
+  }
+  return v;
+}
+
+bool has_safe_repr(const value& v) {
+  switch (v.type()) {
+    case kind::none:
+    case kind::boolean:
+    case kind::integer:
+    case kind::floating:
+    case kind::string: return true;
+    case kind::list:
+      for (const auto& e : v.items())
+        if (!has_safe_repr(e)) return false;
+      return true;
+    case kind::dict:
+      for (const auto& [k, e] : v.dict_ref().items)
+        if (!has_safe_repr(k) || !has_safe_repr(e)) return false;
+      return true;
+    case kind::iterable: return v.iterable_kind() == iter_kind::range;
+    default: return false;
+  }
+}
+
+std::string to_str(const value& v) {
+  if (v.is_string()) return v.str();
+  std::string out;
+  printer(out).str(v);
+  return out;
+}
+
+std::string to_repr(const value& v) {
+  std::string out;
+  printer(out).repr(v);
+  return out;
+}
+
+bool equals(const value& a, const value& b) { return equals_at(a, b, 0); }
+
+int compare(const value& a, const value& b, std::string_view op) { return compare_at(a, b, op, 0); }
 
 namespace {
 
@@ -499,7 +658,7 @@ void json_dump(std::string& out, const value& v, const json_options& o, int leve
       for (const auto& kv : d) order.push_back(&kv);
       if (o.sort_keys) {
         std::stable_sort(order.begin(), order.end(),
-                         [](const auto* x, const auto* y) { return compare(x->first, y->first, "<") < 0; });
+                         [](const auto* x, const auto* y) { return compare(x->first, y->first, "<") == -1; });
       }
       out += '{';
       bool first = true;

@@ -42,7 +42,7 @@ enum class kind : uint8_t {
 // What an `iterable` value is in Python. jinja2's map/select/reject/items/unique filters return
 // generators, reverse() an iterator and dict.items() a view: they iterate like lists but have
 // no len() or indexing, serialize to no JSON, and generators run only once.
-enum class iter_kind : uint8_t { generator, reverse_iterator, dict_items, dict_keys, dict_values };
+enum class iter_kind : uint8_t { generator, reverse_iterator, dict_items, dict_keys, dict_values, range };
 
 class value {
  public:
@@ -59,6 +59,10 @@ class value {
   static value undefined(std::string message, bool security = false);
   static value list(std::vector<value> items, bool tuple = false);
   static value iterable(std::vector<value> items, iter_kind k);
+  // A generator whose producer failed after `items`: iterating it raises `error`, as the
+  // lazy Python generator would when it got there.
+  static value failed_generator(std::vector<value> items, std::string error);
+  static value range(int64_t start, int64_t stop, int64_t step, std::vector<value> items);
   static value dict(std::shared_ptr<dict_data> d);
   static value dict();
   static value ns(std::shared_ptr<ns_data> n);
@@ -90,6 +94,10 @@ class value {
   double as_double() const;  // any number
   const std::string& str() const;
   const std::vector<value>& items() const;  // list, tuple or iterable
+  // list.pop() and list.clear(): the only mutations jinja2's ImmutableSandboxedEnvironment
+  // lets through (its list of unsafe methods names append, insert, extend, remove, reverse
+  // and sort, but not these two), so templates may rely on them.
+  std::vector<value>& mutable_items() const;
   const dict_data& dict_ref() const;
   ns_data& ns_ref() const;
   const callable_data& callable_ref() const;
@@ -109,14 +117,31 @@ class value {
   std::shared_ptr<void> p_;  // string, list_data, dict_data, ns_data, callable_data, loop_data, undefined_info
 };
 
+// Destroying a deeply nested value (lists of lists built in a loop, chains of namespaces) would
+// recurse once per level; containers hand their children to release(), which postpones levels
+// past a fixed depth and destroys them iteratively, as Python's "trashcan" does.
+void release(std::vector<value>& children);
+void release(value& child);
+
 struct list_data {
+  list_data() = default;
+  list_data(std::vector<value> i, iter_kind k, bool c) : items(std::move(i)), iterable(k), consumed(c) {}
+  explicit list_data(std::vector<value> i) : items(std::move(i)) {}
+  list_data(const list_data&) = default;
+  ~list_data() { release(items); }
   std::vector<value> items;
   iter_kind iterable = iter_kind::generator;  // for kind::iterable
   bool consumed = false;                      // a generator or iterator already iterated
+  std::string error;                          // a failed generator's exception
+  int64_t start = 0, stop = 0, step = 1;      // a range's arguments, for its repr and slices
 };
 
 // A Python dict: insertion-ordered, keys compared as Python does (1 == 1.0 == True).
 struct dict_data {
+  dict_data() = default;
+  dict_data(const dict_data&) = default;
+  dict_data& operator=(const dict_data&) = default;
+  ~dict_data();
   std::vector<std::pair<value, value>> items;
   const value* find(const value& key) const;
   const value* find(std::string_view key) const;
@@ -127,6 +152,8 @@ struct dict_data {
 
 // jinja2's namespace(): the one mutable object a sandboxed template may write to.
 struct ns_data {
+  ns_data() = default;
+  ~ns_data();
   std::vector<std::pair<std::string, value>> attrs;
   const value* find(std::string_view name) const;
   void set(std::string_view name, value v);
@@ -148,10 +175,20 @@ void append_str(std::string& out, const value& v);
 std::string to_repr(const value& v);
 std::string type_name(const value& v);
 
-// Python's ==, and the ordering used by <, sorted() and dictsort (throws TypeError-like
-// errors for unordered types).
+// Python's ==, and the ordering used by <, sorted() and dictsort: -1, 0, 1, or `unordered`
+// when a NaN is involved (every ordering comparison is then false). Fails, as Python raises
+// TypeError, for types without an order.
 bool equals(const value& a, const value& b);
+inline constexpr int unordered = 2;
 int compare(const value& a, const value& b, std::string_view op);
+
+// A copy that shares no list with v: folded constants are evaluated afresh each time in jinja2
+// (list.pop() must not change the template).
+value fresh_copy(const value& v);
+bool contains_list(const value& v);
+
+// jinja2's has_safe_repr: the values its optimizer may fold into a constant at compile time.
+bool has_safe_repr(const value& v);
 
 // Python's float repr (shortest round trip: 1.0, 0.1, 1e-05, 1e+16, inf, nan).
 std::string float_repr(double d);
