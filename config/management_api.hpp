@@ -42,7 +42,8 @@ class management_api {
 // "settings" report.
 nlohmann::json deployment_json(const deployment& d);
 
-// The error body for field errors (also used by the frontend for llm_config errors).
+// The error body for field errors (also used by the frontend for llm_config errors). Its
+// strings are valid UTF-8 even when the input was not.
 nlohmann::json error_body(const error_list& errors, std::string_view type, std::string_view code);
 
 }  // namespace troupe::config

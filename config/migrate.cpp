@@ -296,17 +296,21 @@ node apply_to_tree(node doc, const plan& p) {
 
 class line_editor {
  public:
+  // Lines end where yaml-cpp's do, at "\n" (its marks count those); a "\r" before it is
+  // kept as part of the ending. Inserted lines take the first line's ending.
   explicit line_editor(std::string_view text) {
-    crlf_ = text.find("\r\n") != std::string_view::npos;
     size_t pos = 0;
     while (pos < text.size()) {
       size_t end = text.find('\n', pos);
       if (end == std::string_view::npos) end = text.size();
-      std::string line(text.substr(pos, end - pos));
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      lines_.push_back(std::move(line));
+      size_t content_end = end;
+      if (end < text.size() && content_end > pos && text[content_end - 1] == '\r') --content_end;
+      lines_.emplace_back(text.substr(pos, content_end - pos));
+      endings_.emplace_back(text.substr(content_end, end == text.size() ? end - content_end
+                                                                          : end + 1 - content_end));
       pos = end + 1;
     }
+    if (!endings_.empty() && !endings_.front().empty()) nl_ = endings_.front();
     deleted_.assign(lines_.size(), false);
     replaced_.assign(lines_.size(), std::nullopt);
     before_.assign(lines_.size() + 1, {});
@@ -383,14 +387,13 @@ class line_editor {
   }
 
   std::string render() const {
-    const char* nl = crlf_ ? "\r\n" : "\n";
     std::string out;
     for (size_t i = 0; i <= lines_.size(); ++i) {
-      for (const auto& b : before_[i]) out += b + nl;
+      for (const auto& b : before_[i]) out += b + nl_;
       if (i == lines_.size()) break;
       if (deleted_[i]) continue;
       out += replaced_[i] ? *replaced_[i] : lines_[i];
-      out += nl;
+      out += endings_[i].empty() ? nl_ : endings_[i];  // the last line gains an ending
     }
     return out;
   }
@@ -400,8 +403,9 @@ class line_editor {
   std::vector<bool> deleted_;
   std::vector<std::optional<std::string>> replaced_;
   std::vector<std::vector<std::string>> before_;
+  std::vector<std::string> endings_;
+  std::string nl_ = "\n";
   std::string failure_;
-  bool crlf_ = false;
 };
 
 // The comment that ends a line, from the value's column on (" # ..."), or "".

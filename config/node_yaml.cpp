@@ -1,5 +1,5 @@
 // node: the YAML reader (yaml-cpp), with the YAML 1.2 core schema for unquoted scalars.
-#include "config/yaml_cpp.hpp"
+#include <yaml-cpp/yaml.h>
 
 #include <cerrno>
 #include <cmath>
@@ -209,8 +209,11 @@ struct converter {
         break;
       case YAML::NodeType::Map:
         n.kind = node_kind::map;
+        // Copy each pair: yaml-cpp's iterator hands out a temporary, so a reference to
+        // it->first would dangle (ASan finds it; GCC 12 warns about it).
         for (auto it = y.begin(); it != y.end(); ++it) {
-          const YAML::Node& k = it->first;
+          const std::pair<YAML::Node, YAML::Node> kv = *it;
+          const YAML::Node& k = kv.first;
           const YAML::Mark km = k.Mark();
           if (!k.IsScalar()) {
             stop("a map key must be a plain name, not a list or map", km);
@@ -227,7 +230,7 @@ struct converter {
             member.line = km.line + 1;
             member.column = km.column + 1;
           }
-          member.value = convert(it->second, depth + 1);
+          member.value = convert(kv.second, depth + 1);
           // A missing value ("key:") has no useful mark (yaml-cpp gives the next token's):
           // point at the key.
           if (member.value.line == 0 || member.value.kind == node_kind::null) {
@@ -243,18 +246,60 @@ struct converter {
   }
 };
 
+// The line where a second document starts ("---" after content, or content after "..."),
+// or 0. A text scan, because only the first document is parsed.
+int second_document_line(std::string_view text) {
+  bool content = false, ended = false, started = false;
+  int line_no = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    auto marker = [&](std::string_view m) {
+      return line.substr(0, 3) == m && (line.size() == 3 || line[3] == ' ' || line[3] == '\t');
+    };
+    if (marker("---")) {
+      if (content || started) return line_no;
+      started = true;
+      std::string_view rest = line.substr(3);
+      size_t i = rest.find_first_not_of(" \t");
+      if (i != std::string_view::npos && rest[i] != '#') content = true;
+      continue;
+    }
+    if (marker("...")) {
+      ended = true;
+      continue;
+    }
+    size_t i = line.find_first_not_of(" \t");
+    if (i == std::string_view::npos || line[i] == '#' || (i == 0 && line[0] == '%')) continue;
+    if (ended) return line_no;
+    content = true;
+  }
+  return 0;
+}
+
+// Plain when it reads back as the same string; double-quoted (with escapes) otherwise:
+// yaml-cpp's emitter writes control characters such as '\r' unquoted, which reads back as a
+// line break.
+void emit_string(YAML::Emitter& out, const std::string& s) {
+  bool plain = !s.empty() && plain_scalar_kind(s) == node_kind::string;
+  for (char c : s)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) plain = false;
+  if (plain) out << s;
+  else out << YAML::DoubleQuoted << s;
+}
+
 void emit(YAML::Emitter& out, const node& n) {
   switch (n.kind) {
     case node_kind::null: out << YAML::Null; break;
     case node_kind::boolean: out << (n.boolean ? "true" : "false"); break;
     case node_kind::integer:
     case node_kind::floating: out << n.text; break;
-    case node_kind::string:
-      if (n.text.empty() || plain_scalar_kind(n.text) != node_kind::string)
-        out << YAML::DoubleQuoted << n.text;
-      else
-        out << n.text;
-      break;
+    case node_kind::string: emit_string(out, n.text); break;
     case node_kind::sequence:
       out << YAML::BeginSeq;
       for (const auto& i : n.items) emit(out, i);
@@ -263,7 +308,12 @@ void emit(YAML::Emitter& out, const node& n) {
     case node_kind::map:
       out << YAML::BeginMap;
       for (const auto& m : n.members) {
-        out << YAML::Key << m.key << YAML::Value;
+        // An implicit key may be at most 1024 characters (escapes included): longer ones
+        // are written as explicit "? key" entries, which have no limit (fuzzer find).
+        if (m.key.size() > 128) out << YAML::LongKey;
+        out << YAML::Key;
+        emit_string(out, m.key);
+        out << YAML::Value;
         emit(out, m.value);
       }
       out << YAML::EndMap;
@@ -284,6 +334,7 @@ node_kind plain_scalar_kind(std::string_view text) {
 std::string emit_yaml(const node& n) {
   YAML::Emitter out;
   out.SetIndent(2);
+  out.SetOutputCharset(YAML::EscapeNonAscii);
   emit(out, n);
   std::string s = out.c_str();
   if (s.empty() || s.back() != '\n') s += '\n';
@@ -327,17 +378,16 @@ checked<node> parse_yaml(std::string_view text, const parse_limits& limits) {
                                           "(about {} found)", limits.max_depth, depth)});
     return out;
   }
+  if (int line = second_document_line(text); line > 0) {
+    out.errors.push_back({"", "expected one YAML document, found more than one", line, 1});
+    return out;
+  }
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(text));
-    if (docs.size() > 1) {
-      const YAML::Mark m = docs[1].Mark();
-      out.errors.push_back({"", "expected one YAML document, found more than one",
-                            m.is_null() ? 0 : m.line + 1, m.is_null() ? 0 : m.column + 1});
-      return out;
-    }
-    if (docs.empty()) return out;  // an empty document is null
+    // Load, not LoadAll: yaml-cpp 0.7's LoadAll never returns on some inputs (a lone ","
+    // makes it produce empty documents forever; the fuzzer found it).
+    YAML::Node doc = YAML::Load(std::string(text));
     converter c{limits, out.errors};
-    node n = c.convert(docs[0], 0);
+    node n = c.convert(doc, 0);
     if (out.errors.empty()) out.value = std::move(n);
   } catch (const YAML::Exception& e) {
     out.errors.push_back({"", "YAML syntax error: " + e.msg, e.mark.is_null() ? 0 : e.mark.line + 1,

@@ -9,15 +9,18 @@ json to_json(const engine_settings& e) {
   json kv;
   if (e.kv_memory.kind == kv_cache_memory::unit::fraction) kv = e.kv_memory.fraction;
   else kv = e.kv_memory.bytes;
-  return json{{"max_seq_len", e.max_seq_len},
-              {"max_batch_size", e.max_batch_size},
-              {"max_num_tokens", e.max_num_tokens},
-              {"enable_chunked_prefill", e.enable_chunked_prefill},
-              {"prefill_mode", to_string(e.prefill)},
-              {"prefix_cache_mode", to_string(e.prefix_cache)},
-              {"prefix_cache_max_num_recycling_seqs", e.prefix_cache_max_num_recycling_seqs},
-              {"kv_block_size", e.kv_block_size},
-              {"kv_cache_memory", kv}};
+  json j{{"max_seq_len", e.max_seq_len},
+          {"max_batch_size", e.max_batch_size},
+          {"max_num_tokens", e.max_num_tokens},
+          {"enable_chunked_prefill", e.enable_chunked_prefill},
+          {"prefill_mode", to_string(e.prefill)},
+          {"prefix_cache_mode", to_string(e.prefix_cache)},
+          {"kv_block_size", e.kv_block_size},
+          {"kv_cache_memory", kv}};
+  // Only meaningful with a prefix cache (and rejected without one).
+  if (e.prefix_cache == prefix_cache_mode::radix)
+    j["prefix_cache_max_num_recycling_seqs"] = e.prefix_cache_max_num_recycling_seqs;
+  return j;
 }
 
 json to_json(const runtime_settings& r) {

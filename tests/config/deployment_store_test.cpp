@@ -123,6 +123,12 @@ TEST_F(store_test, bad_request_returns_every_field_error) {
   EXPECT_TRUE(body["errors"][3].contains("fix"));
   EXPECT_TRUE(json::parse(api.list().body)["data"].empty());
 
+  // Error bodies are valid JSON even when the input is not UTF-8 (fuzzer find).
+  auto bytes = api.create("{\"model\": \xff\xfe}");
+  EXPECT_EQ(bytes.status, 400);
+  EXPECT_NO_THROW(json::parse(bytes.body));
+  EXPECT_NO_THROW(error_body({{"x\xff", "bad \xc0\x80 \xed\xa0\x80 bytes"}}, "t", "c").dump());
+
   auto not_json = api.create("{\"model\": ");
   EXPECT_EQ(not_json.status, 400);
   EXPECT_EQ(json::parse(not_json.body)["errors"][0]["message"].get<std::string>().rfind(

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "config/config.hpp"
+#include "config/node.hpp"
 #include "tests/test_data.hpp"
 
 namespace troupe::config {
@@ -188,6 +189,31 @@ TEST(config_migrate, crlf_line_endings_are_kept) {
   EXPECT_TRUE(m.value.comments_kept);
   EXPECT_EQ(m.value.text, "trt_llm:\r\n  inference_stack: v2\r\n  build:\r\n"
                           "    checkpoint_repository:\r\n      repo: a/b\r\n");
+}
+
+TEST(config_migrate, control_characters_survive_the_fallback) {
+  // Fuzzer find: yaml-cpp's emitter wrote a key with '\r' unquoted, which did not read back.
+  const std::string in = "trt_llm:\n  key\rwith\rcr: \"a\\rb\"\n  build: {base_model: x}\n";
+  auto m = migrate_to_v2(in);
+  ASSERT_TRUE(m.ok()) << format_errors(m.errors);
+  auto back = parse_yaml(m.value.text);
+  ASSERT_TRUE(back.ok()) << m.value.text;
+  const node* trt = back.value.find("trt_llm");
+  ASSERT_NE(trt, nullptr);
+  ASSERT_NE(trt->find("key\rwith\rcr"), nullptr) << m.value.text;
+  EXPECT_EQ(trt->find("key\rwith\rcr")->text, "a\rb");
+  EXPECT_EQ(trt->find("build")->find("base_model"), nullptr);
+}
+
+TEST(config_migrate, long_keys_survive_the_fallback) {
+  // Fuzzer find: a key over 1024 characters was emitted as an implicit key, unreadable.
+  const std::string key(2000, 'k');
+  auto m = migrate_to_v2("trt_llm:\n  build: {base_model: x}\n  ? " + key + "\n  : 1\n");
+  ASSERT_TRUE(m.ok()) << format_errors(m.errors);
+  EXPECT_FALSE(m.value.comments_kept);
+  auto back = parse_yaml(m.value.text);
+  ASSERT_TRUE(back.ok()) << format_errors(back.errors);
+  EXPECT_EQ(back.value.find("trt_llm")->find(key)->integer, 1);
 }
 
 TEST(config_migrate, errors) {

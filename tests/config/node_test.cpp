@@ -67,7 +67,9 @@ TEST(node, structural_errors) {
   const error_case cases[] = {
       {"a: 1\nb: 2\na: 3\n", "duplicate key \"a\"", 3},
       {"? [a, b]\n: 1\n", "a map key must be a plain name, not a list or map", 1},
-      {"a: 1\n---\nb: 2\n", "expected one YAML document, found more than one", 3},
+      {"a: 1\n---\nb: 2\n", "expected one YAML document, found more than one", 2},
+      {"---\na: 1\n---\nb: 2\n", "expected one YAML document, found more than one", 3},
+      {"a: 1\n...\nb: 2\n", "expected one YAML document, found more than one", 3},
   };
   for (const auto& c : cases) {
     auto n = parse_yaml(c.yaml);
@@ -75,6 +77,11 @@ TEST(node, structural_errors) {
     EXPECT_EQ(n.errors[0].message, c.message) << c.yaml;
     EXPECT_EQ(n.errors[0].line, c.line) << c.yaml;
   }
+  // One document with its markers is fine.
+  EXPECT_TRUE(parse_yaml("%YAML 1.2\n---\na: 1\n...\n# done\n").ok());
+  EXPECT_TRUE(parse_yaml("--- # the config\na: 1\n").ok());
+  // yaml-cpp 0.7's LoadAll loops forever on a lone ",": the reader must not (fuzzer find).
+  EXPECT_TRUE(parse_yaml(",").ok());
   auto syntax = parse_yaml("a: [1, 2\nb: 3\n");
   ASSERT_EQ(syntax.errors.size(), 1u);
   EXPECT_EQ(syntax.errors[0].message.rfind("YAML syntax error: ", 0), 0u);
