@@ -231,6 +231,25 @@ double py_fmod(double a, double b) {
 
 }  // namespace
 
+std::string callable_repr(const value& v) {
+  const callable_data& c = v.callable_ref();
+  constexpr const char* address = " at 0x7f0000000000>";  // Python prints the object's address
+  switch (c.kind) {
+    case callable_data::type::macro: return "<Macro '" + c.name + "'>";
+    case callable_data::type::method:
+      if (c.self.is_loop()) return "<bound method LoopContext." + c.name + " of " + to_str(c.self) + ">";
+      return "<built-in method " + c.name + " of " + type_name(c.self) + " object" + address;
+    case callable_data::type::builtin:
+      if (c.name == "range" || c.name == "dict") return "<class '" + c.name + "'>";
+      if (c.name == "namespace") return "<class 'jinja2.utils.Namespace'>";
+      if (c.name == "joiner") return "<class 'jinja2.utils.Joiner'>";
+      if (c.name == "cycler") return "<class 'jinja2.utils.Cycler'>";
+      if (c.name == "<joiner>") return std::string("<jinja2.utils.Joiner object") + address;
+      return "<function " + c.name + address;
+  }
+  return "<function>";
+}
+
 // ---- the evaluator
 
 namespace {
@@ -322,14 +341,14 @@ void evaluator::write(const value& v) {
   check_string(out_->size());
 }
 
-std::string evaluator::capture(const stmt_list& body, std::shared_ptr<scope> sc) {
+std::string evaluator::capture(const stmt_list& body, std::shared_ptr<scope> sc, flow& f) {
   std::string buf;
   std::string* saved_out = out_;
   auto saved_scope = scope_;
   out_ = &buf;
   if (sc) scope_ = std::move(sc);
   try {
-    exec(body);
+    f = exec(body);
   } catch (...) {
     out_ = saved_out;
     scope_ = std::move(saved_scope);
@@ -368,7 +387,9 @@ evaluator::flow evaluator::exec_stmt(const stmt& s) {
       case stmt_kind::set_block: {
         auto inner = std::make_shared<scope>();
         inner->parent = scope_;
-        value v(capture(s.body, inner));
+        flow f;
+        value v(capture(s.body, inner, f));
+        if (f != flow::normal) return f;
         if (s.filter) {
           value saved = std::move(block_input_);
           block_input_ = std::move(v);
@@ -409,8 +430,11 @@ evaluator::flow evaluator::exec_stmt(const stmt& s) {
       case stmt_kind::filter_block: {
         auto inner = std::make_shared<scope>();
         inner->parent = scope_;
+        flow f;
+        std::string text = capture(s.body, inner, f);
+        if (f != flow::normal) return f;
         value saved = std::move(block_input_);
-        block_input_ = value(capture(s.body, inner));
+        block_input_ = value(std::move(text));
         value v = eval(*s.filter);
         block_input_ = std::move(saved);
         write(v);
@@ -435,7 +459,8 @@ evaluator::flow evaluator::exec_stmt(const stmt& s) {
       case stmt_kind::scope: {
         auto inner = std::make_shared<scope>();
         inner->parent = scope_;
-        out_->append(capture(s.body, inner));
+        flow f;
+        out_->append(capture(s.body, inner, f));
         check_string(out_->size());
         return flow::normal;
       }

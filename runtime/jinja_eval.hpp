@@ -98,7 +98,9 @@ class evaluator {
   void exec_set(const stmt& s);
   void assign(const target& t, const value& v, scope& sc);
   void write(const value& v);
-  std::string capture(const stmt_list& body, std::shared_ptr<scope> sc);
+  // Renders body into a string; `f` reports a break or continue that left it early (set and
+  // filter blocks run inline in jinja2, so those reach the enclosing loop).
+  std::string capture(const stmt_list& body, std::shared_ptr<scope> sc, flow& f);
 
   value lookup(int id, const std::string& name) const;
   void bind_globals();

@@ -65,12 +65,40 @@ value sort_key(evaluator& ev, const value& item, const value* attribute, bool ca
   return case_sensitive ? k : lower_if_str(k);
 }
 
-std::vector<value> sorted(evaluator& ev, std::vector<value> items, const value* attribute, bool case_sensitive,
-                          bool reverse) {
+// jinja2's sort filter: sorted() with a key of one value per comma-separated attribute, so
+// keys compare as lists (equal items never reach '<', which e.g. None would not support).
+std::vector<value> sorted_by_attributes(evaluator& ev, std::vector<value> items, const value* attribute,
+                                        bool case_sensitive, bool reverse) {
+  std::vector<value> paths;
+  if (attribute && attribute->is_string()) {
+    for (auto& p : py_split(attribute->str(), std::string(","), -1)) paths.emplace_back(std::move(p));
+  } else {
+    paths.push_back(attribute ? *attribute : value::none());
+  }
   std::vector<std::pair<value, value>> keyed;
   keyed.reserve(items.size());
-  for (auto& it : items) keyed.emplace_back(sort_key(ev, it, attribute, case_sensitive), std::move(it));
-  // Python's sort is stable, also when reversed.
+  for (auto& it : items) {
+    std::vector<value> key;
+    for (const auto& p : paths) key.push_back(sort_key(ev, it, &p, case_sensitive));
+    keyed.emplace_back(value::list(std::move(key)), std::move(it));
+  }
+  std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
+    return reverse ? compare(b.first, a.first, "<") == -1 : compare(a.first, b.first, "<") == -1;
+  });
+  std::vector<value> out;
+  out.reserve(keyed.size());
+  for (auto& kv : keyed) out.push_back(std::move(kv.second));
+  return out;
+}
+
+// dictsort's key is the bare key or value: sorted() then compares them with '<' directly.
+std::vector<value> sorted_by_position(std::vector<value> pairs, size_t pos, bool case_sensitive, bool reverse) {
+  std::vector<std::pair<value, value>> keyed;
+  keyed.reserve(pairs.size());
+  for (auto& p : pairs) {
+    value k = p.items()[pos];
+    keyed.emplace_back(case_sensitive ? k : lower_if_str(k), std::move(p));
+  }
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& a, const auto& b) {
     return reverse ? compare(b.first, a.first, "<") == -1 : compare(a.first, b.first, "<") == -1;
   });
@@ -84,14 +112,21 @@ std::vector<value> sorted(evaluator& ev, std::vector<value> items, const value* 
 // their bodies run when the result is iterated, so that is where their errors surface. troupe
 // runs the body at once and keeps a failure for that moment.
 template <class Body>
-value generator(Body body) {
+value generator(const char* name, Body body) {
   std::vector<value> out;
+  value g;
   try {
     body(out);
+    g = value::iterable(std::move(out), iter_kind::generator);
   } catch (const template_error& e) {
-    return value::failed_generator(std::move(out), e.message);
+    g = value::failed_generator(std::move(out), e.message);
   }
-  return value::iterable(std::move(out), iter_kind::generator);
+  g.iterable_ref().origin = name;
+  return g;
+}
+
+value empty_generator(const char* name) {
+  return generator(name, [](std::vector<value>&) {});
 }
 
 // ---- filters
@@ -120,7 +155,7 @@ value f_attr(evaluator& ev, const value& v, call_args& a) {
 
 value f_batch(evaluator& ev, const value& v, call_args& a) {
   arg_reader r(a, "batch", {"linecount", "fill_with"});
-  return generator([&](std::vector<value>& out) {
+  return generator("do_batch", [&](std::vector<value>& out) {
     int64_t n = opt_int(r.get(0), 0, "batch");
     if (n <= 0) fail("batch size must be positive");
     std::vector<value> cur;
@@ -176,16 +211,15 @@ value f_default(evaluator&, const value& v, call_args& a) {
   return v;
 }
 
-value f_dictsort(evaluator& ev, const value& v, call_args& a) {
+value f_dictsort(evaluator&, const value& v, call_args& a) {
   arg_reader r(a, "dictsort", {"case_sensitive", "by", "reverse"});
   if (!v.is_dict()) fail("You can only sort by either \"key\" or \"value\"");
   const bool case_sensitive = opt_bool(r.get(0), false);
   std::string by = r.get(1) ? to_str(*r.get(1)) : "key";
   if (by != "key" && by != "value") fail("You can only sort by either \"key\" or \"value\"");
-  const value pos(int64_t(by == "key" ? 0 : 1));
   std::vector<value> items;
   for (const auto& [k, val] : v.dict_ref().items) items.push_back(value::list({k, val}, true));
-  return value::list(sorted(ev, std::move(items), &pos, case_sensitive, opt_bool(r.get(2), false)));
+  return value::list(sorted_by_position(std::move(items), by == "key" ? 0 : 1, case_sensitive, opt_bool(r.get(2), false)));
 }
 
 value f_escape(evaluator&, const value& v, call_args& a) {
@@ -216,7 +250,6 @@ value f_first(evaluator& ev, const value& v, call_args& a) {
 
 value f_last(evaluator&, const value& v, call_args& a) {
   arg_reader r(a, "last", {});
-  if (v.is_dict()) fail("'dict' object is not reversible");
   if (v.is_iterable_object() &&
       (v.iterable_kind() == iter_kind::generator || v.iterable_kind() == iter_kind::reverse_iterator))
     fail("'" + type_name(v) + "' object is not reversible");
@@ -390,7 +423,7 @@ value f_list(evaluator& ev, const value& v, call_args& a) {
 
 value f_items(evaluator&, const value& v, call_args& a) {
   arg_reader r(a, "items", {});
-  return generator([&](std::vector<value>& out) {
+  return generator("do_items", [&](std::vector<value>& out) {
     if (v.is_undefined()) return;
     if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
     for (const auto& [k, val] : v.dict_ref().items) out.push_back(value::list({k, val}, true));
@@ -398,8 +431,8 @@ value f_items(evaluator&, const value& v, call_args& a) {
 }
 
 value f_map(evaluator& ev, const value& v, call_args& a) {
-  if (!truthy(v)) return value::iterable({}, iter_kind::generator);  // jinja2: `if value:`
-  return generator([&](std::vector<value>& out) {
+  if (!truthy(v)) return empty_generator("sync_do_map");  // jinja2: `if value:`
+  return generator("sync_do_map", [&](std::vector<value>& out) {
     const value* attribute = nullptr;
     const value* dflt = nullptr;
     for (const auto& [k, val] : a.kw) {
@@ -450,8 +483,8 @@ value f_min(evaluator& ev, const value& v, call_args& a) { return min_max(ev, v,
 value f_max(evaluator& ev, const value& v, call_args& a) { return min_max(ev, v, a, true); }
 
 value select_impl(evaluator& ev, const value& v, call_args& a, bool by_attr, bool keep) {
-  if (!truthy(v)) return value::iterable({}, iter_kind::generator);  // jinja2: `if value:`
-  return generator([&](std::vector<value>& out) {
+  if (!truthy(v)) return empty_generator("select_or_reject");  // jinja2: `if value:`
+  return generator("select_or_reject", [&](std::vector<value>& out) {
     size_t first_arg = 0;
     const value* attribute = nullptr;
     if (by_attr) {
@@ -510,7 +543,14 @@ value f_reverse(evaluator&, const value& v, call_args& a) {
                            v.iterable_kind() != iter_kind::reverse_iterator);
   auto items = iterate(v);
   std::reverse(items.begin(), items.end());
-  if (reversible) return value::iterable(std::move(items), iter_kind::reverse_iterator);
+  if (reversible) {
+    value it = value::iterable(std::move(items), iter_kind::reverse_iterator);
+    it.iterable_ref().origin = v.is_dict()                                                 ? "dict_reversekeyiterator"
+                               : v.is_iterable_object() && v.iterable_kind() == iter_kind::range ? "range_iterator"
+                               : v.is_list() && !v.is_tuple()                             ? "list_reverseiterator"
+                                                                                          : "reversed";
+    return it;
+  }
   return value::list(std::move(items));
 }
 
@@ -557,7 +597,7 @@ value f_safe(evaluator&, const value& v, call_args& a) {
 
 value f_sort(evaluator& ev, const value& v, call_args& a) {
   arg_reader r(a, "sort", {"reverse", "case_sensitive", "attribute"});
-  return value::list(sorted(ev, iterate(v), r.get(2), opt_bool(r.get(1), false), opt_bool(r.get(0), false)));
+  return value::list(sorted_by_attributes(ev, iterate(v), r.get(2), opt_bool(r.get(1), false), opt_bool(r.get(0), false)));
 }
 
 value f_string(evaluator&, const value& v, call_args& a) {
@@ -676,7 +716,7 @@ value f_truncate(evaluator&, const value& v, call_args& a) {
 
 value f_unique(evaluator& ev, const value& v, call_args& a) {
   arg_reader r(a, "unique", {"case_sensitive", "attribute"});
-  return generator([&](std::vector<value>& out) {
+  return generator("do_unique", [&](std::vector<value>& out) {
     const bool cs = opt_bool(r.get(0), false);
     std::vector<value> seen;
     for (auto& item : iterate(v)) {
@@ -870,8 +910,10 @@ bool t_lower(evaluator&, const value& v, call_args& a) {
 bool t_upper(evaluator&, const value& v, call_args& a) {
   no_args(a, "upper"); return py_isupper(to_str(v)); }
 bool t_filter(evaluator&, const value& v, call_args& a) {
+  check_hashable(v);
   no_args(a, "filter"); return v.is_string() && jinja2_has_filter(v.str()); }
 bool t_test(evaluator&, const value& v, call_args& a) {
+  check_hashable(v);
   no_args(a, "test"); return v.is_string() && jinja2_has_test(v.str()); }
 
 struct test_entry {

@@ -20,11 +20,13 @@ const std::string& empty_string() {
   return e;
 }
 
+}  // namespace
+
 void check_hashable(const value& key) {
   if ((key.is_list() && !key.is_tuple()) || key.is_dict()) fail("unhashable type: '" + type_name(key) + "'");
+  if (key.is_tuple())
+    for (const auto& e : key.items()) check_hashable(e);
 }
-
-}  // namespace
 
 value::value(std::string s, bool markup) : kind_(kind::string), flag_(markup) {
   if (!s.empty()) p_ = std::make_shared<std::string>(std::move(s));
@@ -354,7 +356,7 @@ class printer {
       case kind::list: seq(v); break;
       case kind::dict: dict(v.dict_ref().items); break;
       case kind::ns: ns(v); break;
-      case kind::callable: out_ += "<function>"; break;  // Python prints an address here
+      case kind::callable: out_ += callable_repr(v); break;
       case kind::iterable: iterable(v); break;
       case kind::loop: {
         const auto& l = v.loop_ref();
@@ -426,7 +428,11 @@ class printer {
   void iterable(const value& v) {
     const iter_kind k = v.iterable_kind();
     if (k == iter_kind::generator || k == iter_kind::reverse_iterator) {
-      out_ += "<" + type_name(v) + " object>";  // Python prints an address here
+      // Python prints the object's address here; troupe prints a fixed one.
+      const char* origin = v.iterable_ref().origin;
+      if (k == iter_kind::generator) out_ += std::string("<generator object ") + (origin ? origin : "genexpr");
+      else out_ += std::string("<") + (origin ? origin : "list_reverseiterator") + " object";
+      out_ += " at 0x7f0000000000>";
       return;
     }
     if (k == iter_kind::range) {

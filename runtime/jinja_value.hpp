@@ -132,6 +132,7 @@ struct list_data {
   std::vector<value> items;
   iter_kind iterable = iter_kind::generator;  // for kind::iterable
   bool consumed = false;                      // a generator or iterator already iterated
+  const char* origin = nullptr;               // the generator function or iterator type, for repr
   std::string error;                          // a failed generator's exception
   int64_t start = 0, stop = 0, step = 1;      // a range's arguments, for its repr and slices
 };
@@ -186,6 +187,12 @@ int compare(const value& a, const value& b, std::string_view op);
 // (list.pop() must not change the template).
 value fresh_copy(const value& v);
 bool contains_list(const value& v);
+
+// Python's hash() precondition for dict keys and set members: no lists or dicts, also not
+// inside tuples. Fails with Python's TypeError message.
+void check_hashable(const value& v);
+// repr() of a callable (defined with the evaluator, which owns callable_data).
+std::string callable_repr(const value& v);
 
 // jinja2's has_safe_repr: the values its optimizer may fold into a constant at compile time.
 bool has_safe_repr(const value& v);
