@@ -1,23 +1,15 @@
-// troupe: the command line. Each subcommand lives in its own file; those whose issue has
-// not landed say so and exit non-zero.
+// troupe: the command line. Each subcommand lives in its own file.
 #include <cstdio>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "cli/cmd_actors.hpp"
 #include "cli/cmd_bench.hpp"
 #include "cli/cmd_config.hpp"
 #include "cli/cmd_generate.hpp"
+#include "cli/cmd_serve.hpp"
 
-namespace {
-
-int not_yet(const char* what, const char* issue) {
-  std::fprintf(stderr, "troupe %s: not implemented yet (it lands with the issue \"%s\")\n", what,
-               issue);
-  return 2;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"troupe: an LLM serving runtime"};
@@ -39,11 +31,11 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
 
-  if (*serve) return not_yet("serve", "the actor runtime and the OpenAI API");
-  if (*node) return not_yet("node", "the actor runtime and the OpenAI API");
+  if (*serve) return run_serve_command(serve->remaining());
+  if (*node) return run_node_command(node->remaining());
   if (*generate) return run_generate_command(generate->remaining());
   if (*bench) return run_bench_command(bench->remaining());
   if (*config) return run_config_command(config->remaining());
-  if (*actors) return not_yet("actors", "the actor runtime and the OpenAI API");
+  if (*actors) return run_actors_command(actors->remaining());
   return 2;
 }

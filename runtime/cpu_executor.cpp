@@ -1,6 +1,7 @@
 #include "runtime/cpu_executor.hpp"
 
 #include <sched.h>
+#include <sys/mman.h>
 
 #include <cmath>
 
@@ -29,6 +30,35 @@ cpu::weight_matrix as_matrix(const tensor_view& t) {
   return m;
 }
 
+// Host memory reserved with an anonymous mapping: pages cost nothing until first written,
+// so a KV cache sized to a fraction of free memory only takes what its blocks use.
+class host_buffer {
+ public:
+  host_buffer() = default;
+  explicit host_buffer(size_t n_floats) : bytes_(n_floats * sizeof(float)) {
+    if (bytes_ == 0) return;
+    void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    data_ = static_cast<float*>(p);
+  }
+  host_buffer(host_buffer&& o) noexcept : data_(std::exchange(o.data_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+  host_buffer& operator=(host_buffer&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  host_buffer(const host_buffer&) = delete;
+  host_buffer& operator=(const host_buffer&) = delete;
+  ~host_buffer() {
+    if (data_) munmap(data_, bytes_);
+  }
+  float* data() const { return data_; }
+
+ private:
+  float* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 struct layer_mats {
   cpu::weight_matrix wq, wk, wv, wo, w_gate, w_up, w_down;
 };
@@ -52,8 +82,8 @@ class cpu_executor final : public executor {
     k_cache_.resize(static_cast<size_t>(c_.n_layer));
     v_cache_.resize(static_cast<size_t>(c_.n_layer));
     for (int64_t l = 0; l < c_.n_layer; ++l) {
-      k_cache_[static_cast<size_t>(l)].assign(per_layer, 0.0f);
-      v_cache_[static_cast<size_t>(l)].assign(per_layer, 0.0f);
+      k_cache_[static_cast<size_t>(l)] = host_buffer(per_layer);
+      v_cache_[static_cast<size_t>(l)] = host_buffer(per_layer);
     }
   }
 
@@ -78,10 +108,10 @@ class cpu_executor final : public executor {
     const size_t bf = block_floats();
     for (size_t i = 0; i < src.size() && i < dst.size(); ++i)
       for (int64_t l = 0; l < c_.n_layer; ++l) {
-        auto& kc = k_cache_[static_cast<size_t>(l)];
-        auto& vc = v_cache_[static_cast<size_t>(l)];
-        std::copy_n(kc.begin() + static_cast<ptrdiff_t>(src[i] * bf), bf, kc.begin() + static_cast<ptrdiff_t>(dst[i] * bf));
-        std::copy_n(vc.begin() + static_cast<ptrdiff_t>(src[i] * bf), bf, vc.begin() + static_cast<ptrdiff_t>(dst[i] * bf));
+        float* kc = k_cache_[static_cast<size_t>(l)].data();
+        float* vc = v_cache_[static_cast<size_t>(l)].data();
+        std::copy_n(kc + src[i] * bf, bf, kc + dst[i] * bf);
+        std::copy_n(vc + src[i] * bf, bf, vc + dst[i] * bf);
       }
   }
 
@@ -105,7 +135,7 @@ class cpu_executor final : public executor {
   cpu::weight_matrix embd_, output_;
   std::vector<layer_mats> layers_;
   std::vector<double> inv_freq_;
-  std::vector<std::vector<float>> k_cache_, v_cache_;
+  std::vector<host_buffer> k_cache_, v_cache_;  // per layer
   // Scratch for one forward, grown to the largest batch seen.
   std::vector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_, hl_;
   std::vector<int32_t> pos_;
@@ -244,9 +274,14 @@ result<std::unique_ptr<executor>> make_cpu_executor(std::shared_ptr<const checkp
   if (n_blocks < 1)
     return make_error(fmt::format("the KV cache of {} bytes holds no block of {} bytes",
                                   opt.kv_cache_bytes, per_block));
+  if (n_blocks > INT32_MAX / 2) n_blocks = INT32_MAX / 2;
   const int threads = opt.n_threads > 0 ? opt.n_threads : available_cores();
-  return std::unique_ptr<executor>(
-      new cpu_executor(std::move(model), threads, opt.kv_block_size, static_cast<int32_t>(n_blocks)));
+  try {
+    return std::unique_ptr<executor>(
+        new cpu_executor(std::move(model), threads, opt.kv_block_size, static_cast<int32_t>(n_blocks)));
+  } catch (const std::bad_alloc&) {
+    return make_error(fmt::format("cannot reserve {} KV blocks of {} bytes", n_blocks, per_block));
+  }
 }
 
 }  // namespace troupe

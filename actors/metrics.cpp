@@ -1,0 +1,222 @@
+#include "actors/metrics.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include "actors/protocol.hpp"
+
+namespace troupe {
+namespace {
+
+using prometheus::Histogram;
+
+Histogram::BucketBoundaries token_buckets() {
+  return {1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+}
+Histogram::BucketBoundaries tps_buckets() { return {0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}; }
+
+// Process CPU time in seconds.
+double cpu_seconds() {
+  struct rusage u {};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+double rss_bytes() {
+  std::ifstream in("/proc/self/statm");
+  long pages = 0, resident = 0;
+  in >> pages >> resident;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE));
+}
+
+prometheus::MetricFamily family(std::string name, std::string help, prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+prometheus::ClientMetric gauge(double v, std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  m.gauge.value = v;
+  return m;
+}
+
+}  // namespace
+
+struct metrics::impl {
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  prometheus::Family<prometheus::Counter>& input_tokens =
+      prometheus::BuildCounter().Name("input_tokens_total").Help("Prompt tokens of finished requests").Register(*registry);
+  prometheus::Family<prometheus::Counter>& output_tokens =
+      prometheus::BuildCounter().Name("output_tokens_total").Help("Generated tokens of finished requests").Register(*registry);
+  prometheus::Family<prometheus::Histogram>& input_per_request =
+      prometheus::BuildHistogram().Name("input_tokens_per_request").Help("Prompt tokens per request").Register(*registry);
+  prometheus::Family<prometheus::Histogram>& output_per_request =
+      prometheus::BuildHistogram().Name("output_tokens_per_request").Help("Generated tokens per request").Register(*registry);
+  prometheus::Family<prometheus::Histogram>& tps =
+      prometheus::BuildHistogram().Name("tps_per_request").Help("Generated tokens per second, per request").Register(*registry);
+  prometheus::Family<prometheus::Gauge>& concurrent =
+      prometheus::BuildGauge().Name("concurrent_requests").Help("Requests in flight").Register(*registry);
+  std::mutex mu;  // guards the CPU-usage sample and the throughput window
+  double last_cpu = cpu_seconds();
+  std::chrono::steady_clock::time_point last_wall = std::chrono::steady_clock::now();
+  // Token throughput over the last minute: per model, per second of the clock, (in, out).
+  static constexpr int64_t window_s = 60;
+  std::map<std::string, std::map<int64_t, std::pair<double, double>>> window;
+
+  static int64_t now_s() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  void prune(int64_t now) {
+    for (auto& [model, secs] : window)
+      while (!secs.empty() && secs.begin()->first <= now - window_s) secs.erase(secs.begin());
+  }
+};
+
+metrics::metrics() : impl_(std::make_unique<impl>()) {}
+metrics::~metrics() = default;
+
+void metrics::request_started(const std::string& model) { impl_->concurrent.Add({{"model", model}}).Increment(); }
+
+void metrics::request_finished(const std::string& model, int64_t prompt, int64_t completion, double seconds, bool ok) {
+  impl& m = *impl_;
+  m.concurrent.Add({{"model", model}}).Decrement();
+  if (!ok) return;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    auto& slot = m.window[model][impl::now_s()];
+    slot.first += static_cast<double>(prompt);
+    slot.second += static_cast<double>(completion);
+  }
+  m.input_tokens.Add({{"model", model}}).Increment(static_cast<double>(prompt));
+  m.output_tokens.Add({{"model", model}}).Increment(static_cast<double>(completion));
+  m.input_per_request.Add({{"model", model}}, token_buckets()).Observe(static_cast<double>(prompt));
+  m.output_per_request.Add({{"model", model}}, token_buckets()).Observe(static_cast<double>(completion));
+  if (seconds > 0 && completion > 0)
+    m.tps.Add({{"model", model}}, tps_buckets()).Observe(static_cast<double>(completion) / seconds);
+}
+
+std::string metrics::render(const router_stats& r, const std::vector<actor_stats>& actors) {
+  using prometheus::MetricType;
+  std::vector<prometheus::MetricFamily> fams = impl_->registry->Collect();
+
+  // Process figures.
+  double cpu_usage = 0;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    const double cpu = cpu_seconds();
+    const auto now = std::chrono::steady_clock::now();
+    const double wall = std::chrono::duration<double>(now - impl_->last_wall).count();
+    const long cores = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+    if (wall > 0) cpu_usage = (cpu - impl_->last_cpu) / wall / static_cast<double>(cores);
+    impl_->last_cpu = cpu;
+    impl_->last_wall = now;
+  }
+  // input_tokens / output_tokens: "total token throughput across the deployment", tokens
+  // per second over the last minute (the _total counters hold the running sums).
+  auto tin = family("input_tokens", "Prompt tokens per second over the last minute", MetricType::Gauge);
+  auto tout = family("output_tokens", "Generated tokens per second over the last minute", MetricType::Gauge);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->prune(impl::now_s());
+    for (auto& [model, secs] : impl_->window) {
+      double in = 0, out = 0;
+      for (auto& [t, v] : secs) {
+        in += v.first;
+        out += v.second;
+      }
+      tin.metric.push_back(gauge(in / impl::window_s, {{"model", model}}));
+      tout.metric.push_back(gauge(out / impl::window_s, {{"model", model}}));
+    }
+  }
+  fams.push_back(std::move(tin));
+  fams.push_back(std::move(tout));
+  auto f = family("cpu_usage", "Fraction of the machine's CPU time this process used since the last scrape", MetricType::Gauge);
+  f.metric.push_back(gauge(cpu_usage));
+  fams.push_back(std::move(f));
+  f = family("memory_usage", "Resident memory of this process, bytes", MetricType::Gauge);
+  f.metric.push_back(gauge(rss_bytes()));
+  fams.push_back(std::move(f));
+  // No GPU serves in this build: the GPU figures are zero, not absent, so dashboards keep
+  // their series.
+  f = family("gpu_usage", "Fraction of GPU compute in use (0: this deployment runs on the CPU)", MetricType::Gauge);
+  f.metric.push_back(gauge(0));
+  fams.push_back(std::move(f));
+  f = family("gpu_memory_usage", "GPU memory in use, bytes (0: this deployment runs on the CPU)", MetricType::Gauge);
+  f.metric.push_back(gauge(0));
+  fams.push_back(std::move(f));
+  f = family("speculation_rate", "Accepted draft tokens per verified token (0: speculative decoding is off)", MetricType::Gauge);
+  f.metric.push_back(gauge(0));
+  fams.push_back(std::move(f));
+
+  // Router figures.
+  std::map<std::string, std::pair<int, int>> replicas;  // model -> (active, lost)
+  for (size_t i = 0; i < r.workers.size(); ++i) (r.alive[i] ? replicas[r.models[i]].first : replicas[r.models[i]].second)++;
+  f = family("replica_count_by_status", "Workers by status", MetricType::Gauge);
+  for (auto& [model, n] : replicas) {
+    f.metric.push_back(gauge(n.first, {{"model", model}, {"status", "active"}}));
+    f.metric.push_back(gauge(n.second, {{"model", model}, {"status", "lost"}}));
+  }
+  fams.push_back(std::move(f));
+  const auto ratio = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
+  f = family("kv_cache_hit_rate", "Prompt tokens served from a prefix cache, over all prompt tokens", MetricType::Gauge);
+  f.metric.push_back(gauge(ratio(r.cached_tokens, r.prompt_tokens)));
+  fams.push_back(std::move(f));
+  double lo = 1, hi = 0;
+  bool any = false;
+  for (size_t i = 0; i < r.workers.size(); ++i)
+    if (r.worker_prompt_tokens[i] > 0) {
+      const double h = ratio(r.worker_cached_tokens[i], r.worker_prompt_tokens[i]);
+      lo = std::min(lo, h);
+      hi = std::max(hi, h);
+      any = true;
+    }
+  f = family("kv_cache_hit_rate_skew", "Spread of the hit rate between workers (max - min)", MetricType::Gauge);
+  f.metric.push_back(gauge(any ? hi - lo : 0.0));
+  fams.push_back(std::move(f));
+  f = family("kv_cache_best_prefix_hit_rate", "Hit rate had every request gone to the worker caching most of its prefix", MetricType::Gauge);
+  f.metric.push_back(gauge(ratio(r.best_prefix_tokens, r.routed_prompt_tokens)));
+  fams.push_back(std::move(f));
+  f = family("kv_cache_hit_rate_efficiency", "Cached prefix reached by routing, over the best reachable", MetricType::Gauge);
+  f.metric.push_back(gauge(r.best_prefix_tokens > 0 ? ratio(r.routed_prefix_tokens, r.best_prefix_tokens) : 1.0));
+  fams.push_back(std::move(f));
+
+  // Actors.
+  auto mailbox = family("actor_mailbox_size", "Messages waiting in the actor's mailbox", MetricType::Gauge);
+  auto handled = family("actor_messages_total", "Messages the actor has handled", MetricType::Counter);
+  auto seconds = family("actor_message_seconds", "Time spent handling messages", MetricType::Summary);
+  for (const actor_stats& a : actors) {
+    std::vector<prometheus::ClientMetric::Label> l = {{"node", a.node}, {"actor", a.actor}, {"role", a.role}};
+    mailbox.metric.push_back(gauge(static_cast<double>(a.mailbox_size), l));
+    prometheus::ClientMetric c;
+    c.label = l;
+    c.counter.value = static_cast<double>(a.messages_total);
+    handled.metric.push_back(c);
+    prometheus::ClientMetric s;
+    s.label = l;
+    s.summary.sample_count = static_cast<uint64_t>(a.messages_total);
+    s.summary.sample_sum = a.handling_seconds;
+    seconds.metric.push_back(s);
+  }
+  fams.push_back(std::move(mailbox));
+  fams.push_back(std::move(handled));
+  fams.push_back(std::move(seconds));
+  return prometheus::TextSerializer().Serialize(fams);
+}
+
+}  // namespace troupe

@@ -1,0 +1,65 @@
+#include "actors/protocol.hpp"
+
+namespace troupe {
+
+wire_sampling to_wire(const sampling_params& p) {
+  wire_sampling w;
+  w.temperature = p.temperature;
+  w.top_p = p.top_p;
+  w.min_p = p.min_p;
+  w.repetition_penalty = p.repetition_penalty;
+  w.presence_penalty = p.presence_penalty;
+  w.frequency_penalty = p.frequency_penalty;
+  w.top_k = p.top_k;
+  w.logprobs = p.logprobs;
+  w.max_tokens = p.max_tokens;
+  w.min_tokens = p.min_tokens;
+  for (auto& [id, b] : p.logit_bias) {
+    w.bias_ids.push_back(id);
+    w.bias_values.push_back(b);
+  }
+  w.has_seed = p.seed.has_value();
+  w.seed = p.seed.value_or(0);
+  w.stop_token_ids = p.stop_token_ids;
+  w.stop = p.stop;
+  w.ignore_eos = p.ignore_eos;
+  return w;
+}
+
+sampling_params from_wire(const wire_sampling& w) {
+  sampling_params p;
+  p.temperature = w.temperature;
+  p.top_p = w.top_p;
+  p.min_p = w.min_p;
+  p.repetition_penalty = w.repetition_penalty;
+  p.presence_penalty = w.presence_penalty;
+  p.frequency_penalty = w.frequency_penalty;
+  p.top_k = w.top_k;
+  p.logprobs = w.logprobs;
+  p.max_tokens = w.max_tokens;
+  p.min_tokens = w.min_tokens;
+  for (size_t i = 0; i < w.bias_ids.size() && i < w.bias_values.size(); ++i)
+    p.logit_bias.emplace_back(w.bias_ids[i], w.bias_values[i]);
+  if (w.has_seed) p.seed = w.seed;
+  p.stop_token_ids = w.stop_token_ids;
+  p.stop = w.stop;
+  p.ignore_eos = w.ignore_eos;
+  return p;
+}
+
+actor_stats make_stats(const actor_meter& m, size_t mailbox_size) {
+  actor_stats st;
+  st.node = m.node;
+  st.actor = m.actor;
+  st.role = m.role;
+  st.mailbox_size = static_cast<int64_t>(mailbox_size);
+  st.messages_total = m.messages;
+  st.handling_seconds = m.seconds;
+  return st;
+}
+
+void add_troupe_types(caf::actor_system_config& cfg) {
+  cfg.add_message_types<caf::id_block::troupe>();
+}
+
+}  // namespace troupe

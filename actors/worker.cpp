@@ -1,0 +1,210 @@
+#include "actors/worker.hpp"
+
+#include <unordered_map>
+
+#include "runtime/engine.hpp"
+#include "runtime/model_bundle.hpp"
+
+namespace troupe {
+namespace {
+
+struct worker_state {
+  static inline const char* name = "troupe.worker";
+  worker_setup setup;
+  std::unordered_map<std::string, stream_actor> streams;
+  bool stepping = false;
+  bool stopping = false;
+  actor_meter meter;
+  step_stats last;
+};
+
+using self_ptr = worker_actor::stateful_pointer<worker_state>;
+
+token_delta delta_of(const request_output& o, const std::string& worker) {
+  token_delta d;
+  d.id = o.id;
+  d.tokens = o.tokens;
+  d.text = o.text;
+  for (const sampled& s : o.logprobs) {
+    wire_logprob w{s.id, s.logprob, {}, {}};
+    for (const token_logprob& t : s.top) {
+      w.top_ids.push_back(t.id);
+      w.top_logprobs.push_back(t.logprob);
+    }
+    d.logprobs.push_back(std::move(w));
+  }
+  d.prompt_tokens = o.use.prompt_tokens;
+  d.completion_tokens = o.use.completion_tokens;
+  d.cached_tokens = o.use.cached_tokens;
+  if (o.finished) {
+    d.finished = true;
+    d.finish_reason = finish_reason_name(*o.finished);
+    d.stop_string = o.stop_string;
+  }
+  d.worker = worker;
+  return d;
+}
+
+token_delta failure(const std::string& id, int status, std::string message, const std::string& worker) {
+  token_delta d;
+  d.id = id;
+  d.finished = true;
+  d.finish_reason = "error";
+  d.error_status = status;
+  d.error = std::move(message);
+  d.worker = worker;
+  return d;
+}
+
+void publish_events(self_ptr self) {
+  auto events = self->state.setup.eng->drain_kv_events();
+  if (events.empty()) return;
+  kv_events_msg msg;
+  msg.worker = self->state.setup.name;
+  msg.events.reserve(events.size());
+  for (auto& e : events)
+    msg.events.push_back({e.event_id, static_cast<uint8_t>(e.type), std::move(e.block_hashes),
+                          e.parent_hash.has_value(), e.parent_hash.value_or(0), e.block_size});
+  self->send(self->state.setup.publisher, kv_events_atom::value, std::move(msg));
+}
+
+void maybe_quit(self_ptr self) {
+  if (self->state.stopping && !self->state.stepping) self->quit();
+}
+
+// Runs the next step if there is work and none is running. The forward goes to the device
+// actor; its answer completes the step and starts the next one.
+void step(self_ptr self) {
+  auto& st = self->state;
+  if (st.stepping || st.stopping) return;
+  auto sched = std::make_shared<scheduled_step>(st.setup.eng->schedule());
+  publish_events(self);  // scheduling may evict cached blocks
+  if (sched->empty()) return;
+  st.stepping = true;
+  self->request(st.setup.device, caf::infinite, forward_atom::value, sched->batch)
+      .then(
+          [=](forward_result& r) {
+            metered g(self->state.meter);
+            auto& s = self->state;
+            s.stepping = false;
+            if (!r.error.empty()) {
+              // The executor refused the batch (a bug, not a client error): fail every
+              // request rather than retry the same batch forever.
+              for (auto it = s.streams.begin(); it != s.streams.end();) {
+                self->send(it->second, failure(it->first, 500, "forward pass failed: " + r.error, s.setup.name));
+                s.setup.eng->abort(it->first);
+                it = s.streams.erase(it);
+              }
+            } else {
+              step_output out = s.setup.eng->complete(std::move(*sched), r.logits);
+              s.last = out.stats;
+              for (const request_output& o : out.outputs) {
+                auto it = s.streams.find(o.id);
+                if (it == s.streams.end()) continue;
+                self->send(it->second, delta_of(o, s.setup.name));
+                if (o.finished) {
+                  self->demonitor(it->second.address());
+                  s.streams.erase(it);
+                }
+              }
+            }
+            publish_events(self);
+            maybe_quit(self);
+            step(self);
+          },
+          [=](caf::error& err) {
+            auto& s = self->state;
+            s.stepping = false;
+            for (auto& [id, stream] : s.streams) {
+              self->send(stream, failure(id, 503, "the device actor failed: " + self->system().render(err), s.setup.name));
+              s.setup.eng->abort(id);
+            }
+            s.streams.clear();
+            self->quit(err);
+          });
+}
+
+worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
+  self->state.setup = std::move(setup);
+  self->state.meter = {self->state.setup.node, self->state.setup.name, "worker", 0, 0};
+  // A stream actor that goes away takes its request with it.
+  self->set_down_handler([=](const caf::down_msg& m) {
+    auto& s = self->state;
+    for (auto it = s.streams.begin(); it != s.streams.end();) {
+      if (it->second.address() == m.source) {
+        s.setup.eng->abort(it->first);
+        it = s.streams.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    publish_events(self);
+  });
+  return {
+      [=](submit_atom, generate_request& r) {
+        metered g(self->state.meter);
+        auto& s = self->state;
+        if (s.stopping) {
+          self->send(r.reply_to, failure(r.id, 503, "the worker is shutting down", s.setup.name));
+          return;
+        }
+        request req;
+        req.id = r.id;
+        req.prompt = std::move(r.prompt);
+        req.params = from_wire(r.params);
+        req.priority = r.priority;
+        if (status st = s.setup.eng->add_request(std::move(req)); !st.ok()) {
+          self->send(r.reply_to, failure(r.id, 400, st.message(), s.setup.name));
+          return;
+        }
+        s.streams[r.id] = r.reply_to;
+        self->monitor(r.reply_to);
+        // An empty delta says the engine took it (so the frontend can still answer a refusal
+        // with its own HTTP status before it commits to streaming).
+        token_delta ack;
+        ack.id = r.id;
+        ack.worker = s.setup.name;
+        self->send(r.reply_to, std::move(ack));
+        step(self);
+      },
+      [=](abort_atom, const std::string& id) {
+        metered g(self->state.meter);
+        auto& s = self->state;
+        s.setup.eng->abort(id);
+        if (auto it = s.streams.find(id); it != s.streams.end()) {
+          self->demonitor(it->second.address());
+          s.streams.erase(it);
+        }
+        publish_events(self);
+      },
+      [=](stop_atom) {
+        metered g(self->state.meter);
+        auto& s = self->state;
+        for (auto& [id, stream] : s.streams) {
+          self->send(stream, failure(id, 503, "the worker was stopped", s.setup.name));
+          s.setup.eng->abort(id);
+        }
+        s.streams.clear();
+        s.stopping = true;
+        publish_events(self);
+        maybe_quit(self);
+      },
+      [=](metrics_atom) {
+        auto& s = self->state;
+        actor_stats st = make_stats(s.meter, self->mailbox().size());
+        st.running = static_cast<int32_t>(s.setup.eng->n_running());
+        st.waiting = static_cast<int32_t>(s.setup.eng->n_waiting());
+        st.kv_blocks_total = s.setup.eng->kv_blocks_total();
+        st.kv_blocks_used = st.kv_blocks_total - s.setup.eng->kv_blocks_free();
+        return st;
+      },
+  };
+}
+
+}  // namespace
+
+worker_actor spawn_worker(caf::actor_system& sys, worker_setup setup) {
+  return sys.spawn(worker_fn, std::move(setup));
+}
+
+}  // namespace troupe

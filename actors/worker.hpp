@@ -1,0 +1,29 @@
+// worker: the actor that owns one engine and runs its step loop. Between steps it accepts
+// requests and aborts; each step's forward goes to its device actor, and it keeps handling
+// messages while that runs. Token deltas go straight to each request's stream actor, KV
+// events to its publisher. It watches the stream actors and aborts a request whose client
+// side is gone.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "actors/protocol.hpp"
+
+namespace troupe {
+
+class engine;
+struct model_bundle;
+
+struct worker_setup {
+  std::string node;
+  std::string name;
+  std::shared_ptr<const model_bundle> model;  // keeps the tokenizer alive
+  std::shared_ptr<engine> eng;
+  device_actor device;
+  publisher_actor publisher;
+};
+
+worker_actor spawn_worker(caf::actor_system& sys, worker_setup setup);
+
+}  // namespace troupe

@@ -1,0 +1,131 @@
+#include "cli/cluster.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "actors/node_agent.hpp"
+#include "config/config.hpp"
+#include "runtime/cpu_executor.hpp"
+
+namespace troupe {
+
+void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
+  auto* m = app.add_option("--model", f.model, "a Hugging Face model directory or a .gguf file");
+  if (model_required) m->required();
+  app.add_option("--config", f.config, "config.yaml whose trt_llm.runtime settings configure the engines");
+  app.add_option("--workers", f.workers, "engines in this process (they share its cores)")->capture_default_str();
+  app.add_option("--threads", f.threads, "CPU threads per engine (default: the cores shared out)");
+  app.add_option("--kv-cache-memory", f.kv_cache_memory,
+                 "KV cache of the process: bytes (2GiB, 512MiB) or a fraction of free memory (0.5); "
+                 "overrides the config");
+  app.add_option("--served-model-name", f.served_name, "the model name clients ask for");
+}
+
+namespace {
+
+// "2GiB", "512MiB", "1000000", "0.5" (a fraction).
+result<config::kv_cache_memory> parse_memory(const std::string& s) {
+  config::kv_cache_memory m;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  const std::string unit = end ? std::string(end) : "";
+  if (end == s.c_str() || !(v > 0)) return make_error("--kv-cache-memory must be a positive size or fraction, not " + s);
+  if (unit.empty() && v <= 1.0) {
+    m.kind = config::kv_cache_memory::unit::fraction;
+    m.fraction = v;
+    return m;
+  }
+  double scale = 1;
+  if (unit == "KiB" || unit == "K") scale = 1024.0;
+  else if (unit == "MiB" || unit == "M") scale = 1024.0 * 1024.0;
+  else if (unit == "GiB" || unit == "G") scale = 1024.0 * 1024.0 * 1024.0;
+  else if (!unit.empty()) return make_error("--kv-cache-memory: unknown unit " + unit + " (use KiB, MiB or GiB)");
+  m.kind = config::kv_cache_memory::unit::bytes;
+  m.bytes = static_cast<uint64_t>(v * scale);
+  return m;
+}
+
+}  // namespace
+
+result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& model_path) {
+  config::runtime_settings rt;
+  if (!f.config.empty()) {
+    auto cfg = config::load_config_file(f.config);
+    if (!cfg.ok()) return make_error(config::format_errors(cfg.errors, f.config + ": "));
+    rt = cfg.value.runtime;
+  }
+  config::kv_cache_memory mem = rt.engine.kv_memory;
+  if (!f.kv_cache_memory.empty()) {
+    TROUPE_TRY(mem, parse_memory(f.kv_cache_memory));
+  }
+  if (f.workers < 1) return make_error("--workers must be at least 1");
+  worker_spec s;
+  s.model_path = model_path;
+  s.served_name = !f.served_name.empty() ? f.served_name : rt.served_model_name;
+  s.threads = f.threads > 0 ? f.threads : std::max(1, available_cores() / f.workers);
+  const double total = mem.kind == config::kv_cache_memory::unit::bytes
+                           ? static_cast<double>(mem.bytes)
+                           : mem.fraction * static_cast<double>(available_memory_bytes());
+  s.kv_cache_bytes = static_cast<int64_t>(total / f.workers);
+  const config::engine_settings& e = rt.engine;
+  s.kv_block_size = static_cast<int32_t>(e.kv_block_size);
+  s.max_batch_size = static_cast<int32_t>(e.max_batch_size);
+  s.max_num_tokens = static_cast<int32_t>(e.max_num_tokens);
+  s.max_seq_len = static_cast<int32_t>(e.max_seq_len);
+  s.enable_chunked_prefill = e.enable_chunked_prefill;
+  s.hybrid_prefill = e.prefill == config::prefill_mode::hybrid;
+  s.prefix_cache = e.prefix_cache == config::prefix_cache_mode::radix;
+  s.max_recycling_seqs = e.prefix_cache_max_num_recycling_seqs;
+  return s;
+}
+
+result<std::vector<worker_info>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,
+                                               const router_actor& router, const worker_spec& spec, int n) {
+  caf::scoped_actor self{sys};
+  std::vector<worker_info> out;
+  for (int i = 0; i < n; ++i) {
+    std::string err;
+    self->request(agent, std::chrono::minutes(5), start_atom::value, spec)
+        .receive(
+            [&](worker_actor& w, publisher_actor& p, worker_info& info) {
+              self->request(router, std::chrono::seconds(30), register_atom::value, w, p, info)
+                  .receive([&](bool) { out.push_back(info); },
+                           [&](caf::error& e) { err = "registering with the router: " + sys.render(e); });
+            },
+            [&](caf::error& e) { err = sys.render(e); });
+    if (!err.empty()) return make_error("starting a worker for " + spec.model_path + ": " + err);
+  }
+  return out;
+}
+
+void block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int wait_for_stop_signal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+std::string default_node_name() {
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  return fmt::format("{}-{}", host, getpid());
+}
+
+}  // namespace troupe

@@ -1,0 +1,47 @@
+// cluster: what `troupe serve` and `troupe node` share: settings from flags and config.yaml,
+// the actor system, starting workers through a node agent and registering them with a
+// router, and waiting for a stop signal.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/protocol.hpp"
+#include "runtime/result.hpp"
+
+namespace CLI {
+class App;
+}
+
+namespace troupe {
+
+struct model_bundle;
+class model_registry;
+
+// Flags that shape the workers of a process.
+struct worker_flags {
+  std::string model;             // a model directory or .gguf
+  std::string config;            // config.yaml: trt_llm.runtime engine settings
+  int workers = 1;
+  int threads = 0;               // per worker; 0: this process's cores shared among its workers
+  std::string kv_cache_memory;   // overrides the config: bytes ("2GiB", "512MiB", 1073741824) or a fraction ("0.5")
+  std::string served_name;       // overrides the config's served_model_name
+};
+void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
+
+// The spec each worker of this process is started with.
+[[nodiscard]] result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& model_path);
+
+// Starts n workers through the node agent and registers each with the router; their infos.
+[[nodiscard]] result<std::vector<worker_info>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,
+                                                             const router_actor& router, const worker_spec& spec,
+                                                             int n);
+
+// Blocks SIGINT and SIGTERM in every thread (call before spawning any), then later waits.
+void block_stop_signals();
+int wait_for_stop_signal();
+
+std::string default_node_name();
+
+}  // namespace troupe

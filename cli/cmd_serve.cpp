@@ -1,0 +1,290 @@
+#include "cli/cmd_serve.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <caf/io/all.hpp>
+#include <fmt/format.h>
+
+#include "actors/frontend.hpp"
+#include "actors/metrics.hpp"
+#include "actors/node_agent.hpp"
+#include "actors/router.hpp"
+#include "cli/cluster.hpp"
+#include "config/deployment_store.hpp"
+#include "config/checkpoint.hpp"
+#include "runtime/checkpoint.hpp"
+#include "runtime/model_bundle.hpp"
+#include "runtime/model_config.hpp"
+
+using namespace troupe;
+
+namespace {
+
+struct control_flags {
+  std::string host = "0.0.0.0";
+  int port = 8000;
+  std::string api_key;
+  std::string state_dir;
+  int max_in_flight = 512;
+};
+
+void add_control_flags(CLI::App& app, control_flags& f) {
+  app.add_option("--host", f.host, "address the HTTP server listens on")->capture_default_str();
+  app.add_option("--port", f.port, "HTTP port (0: any free port)")->capture_default_str();
+  app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $TROUPE_API_KEY)");
+  app.add_option("--state-dir", f.state_dir, "where the management API keeps deployments (off without it)");
+  app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")->capture_default_str();
+}
+
+struct node_plan {
+  std::string node;
+  bool control = false;     // router + HTTP frontend here
+  bool workers = false;     // engines here
+  int listen = 0;           // publish the router at this port
+  std::string join;         // host:port of the control node's router
+};
+
+int fail(const std::string& what, const std::string& msg) {
+  std::fprintf(stderr, "troupe %s: %s\n", what.c_str(), msg.c_str());
+  return 1;
+}
+
+// Watches the control node's router from a worker node; when it goes away, the node stops.
+std::atomic<bool> lost_control{false};
+
+void watch_router(caf::actor_system& sys, const router_actor& router) {
+  sys.spawn([router](caf::event_based_actor* self) -> caf::behavior {
+    self->monitor(router);
+    self->set_down_handler([](const caf::down_msg&) {
+      lost_control = true;
+      kill(getpid(), SIGTERM);
+    });
+    return {[](int) {}};
+  });
+}
+
+result<router_actor> join_router(caf::actor_system& sys, const std::string& join) {
+  const size_t colon = join.rfind(':');
+  if (colon == std::string::npos) return make_error("--join must be HOST:PORT, not " + join);
+  const std::string host = join.substr(0, colon);
+  const int port = std::atoi(join.c_str() + colon + 1);
+  if (port <= 0 || port > 65535) return make_error("--join must be HOST:PORT, not " + join);
+  std::string last;
+  for (int attempt = 0; attempt < 60; ++attempt) {  // the control node may still be starting
+    auto r = sys.middleman().remote_actor<router_actor>(host, static_cast<uint16_t>(port));
+    if (r) return *r;
+    last = sys.render(r.error());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return make_error(fmt::format("cannot reach the control node's router at {}: {}", join, last));
+}
+
+int run_node(const std::string& what, const node_plan& plan, worker_flags wf, const control_flags& cf) {
+  block_stop_signals();
+  caf::actor_system_config cfg;
+  add_troupe_types(cfg);
+  if (plan.listen || !plan.join.empty()) cfg.load<caf::io::middleman>();
+  cfg.set("logger.verbosity", caf::atom("quiet"));
+  caf::actor_system sys{cfg};
+
+  // The model this node serves (the control node needs it too: it tokenizes).
+  std::shared_ptr<const model_bundle> bundle;
+  if (!wf.model.empty()) {
+    auto b = load_model(wf.model);
+    if (!b.ok()) return fail(what, b.message());
+    bundle = std::make_shared<const model_bundle>(std::move(*b));
+  }
+
+  router_actor router;
+  if (plan.control) {
+    router = spawn_router(sys, plan.node, nullptr);
+    if (plan.listen) {
+      auto port = sys.middleman().publish(router, static_cast<uint16_t>(plan.listen));
+      if (!port) return fail(what, fmt::format("cannot listen for nodes on port {}: {}", plan.listen, sys.render(port.error())));
+    }
+  } else {
+    auto r = join_router(sys, plan.join);
+    if (!r.ok()) return fail(what, r.message());
+    router = *r;
+    watch_router(sys, router);
+  }
+  std::map<std::string, std::shared_ptr<const model_bundle>> preload;
+  if (bundle) preload[wf.model] = bundle;
+  node_agent_actor agent = spawn_node_agent(sys, plan.node, preload);
+  {
+    caf::scoped_actor self{sys};
+    std::string err;
+    self->request(router, std::chrono::seconds(30), register_atom::value, agent, plan.node)
+        .receive([](bool) {}, [&](caf::error& e) { err = sys.render(e); });
+    if (!err.empty()) return fail(what, "registering with the router: " + err);
+  }
+
+  std::vector<worker_info> started;
+  if (plan.workers) {
+    auto spec = make_worker_spec(wf, wf.model);
+    if (!spec.ok()) return fail(what, spec.message());
+    auto infos = start_workers(sys, agent, router, *spec, wf.workers);
+    if (!infos.ok()) return fail(what, infos.message());
+    started = std::move(*infos);
+    for (const worker_info& w : started)
+      std::fprintf(stderr, "troupe: worker %s serves %s (%d KV blocks of %d tokens)\n", w.name.c_str(),
+                   w.model.c_str(), w.kv_blocks_total, w.kv_block_size);
+  }
+
+  std::unique_ptr<frontend> fe;
+  std::unique_ptr<config::deployment_store> store;
+  auto registry = std::make_shared<model_registry>();
+  if (plan.control) {
+    auto stats = std::make_shared<metrics>();
+    frontend_options fo;
+    fo.host = cf.host;
+    fo.port = cf.port;
+    fo.api_key = cf.api_key;
+    if (fo.api_key.empty())
+      if (const char* k = std::getenv("TROUPE_API_KEY")) fo.api_key = k;
+    fo.max_in_flight = cf.max_in_flight;
+    fo.node = plan.node;
+    std::string served;
+    if (bundle) {
+      auto spec = make_worker_spec(wf, wf.model);
+      if (!spec.ok()) return fail(what, spec.message());
+      served = spec->served_name.empty() ? bundle->name : spec->served_name;
+      int64_t max_len = bundle->weights->config().max_position;
+      if (spec->max_seq_len > 0) max_len = std::min<int64_t>(max_len, spec->max_seq_len);
+      for (const worker_info& w : started) max_len = w.max_seq_len;
+      registry->add(served, {bundle, max_len, static_cast<int64_t>(std::time(nullptr))});
+    }
+    fe = std::make_unique<frontend>(sys, router, registry, stats, fo);
+    if (!cf.state_dir.empty()) {
+      config::store_options so;
+      so.state_dir = cf.state_dir;
+      so.hf_cache = config::hf_cache_from_environment();
+      auto st = config::deployment_store::open(so);
+      if (!st.ok()) return fail(what, st.message());
+      store = std::make_unique<config::deployment_store>(std::move(*st));
+      for (const auto& w : store->load_warnings()) std::fprintf(stderr, "troupe: %s\n", w.c_str());
+      auto start_deployment = [&sys, agent, router, registry, wf](const config::deployment& d) -> std::string {
+        auto b = load_model(d.model_path);
+        if (!b.ok()) return b.message();
+        worker_flags f = wf;
+        f.served_name = d.name;
+        auto spec = make_worker_spec(f, d.model_path);
+        if (!spec.ok()) return spec.message();
+        const config::engine_settings& e = d.runtime.engine;
+        spec->max_batch_size = static_cast<int32_t>(e.max_batch_size);
+        spec->max_num_tokens = static_cast<int32_t>(e.max_num_tokens);
+        spec->max_seq_len = static_cast<int32_t>(e.max_seq_len);
+        spec->enable_chunked_prefill = e.enable_chunked_prefill;
+        spec->hybrid_prefill = e.prefill == config::prefill_mode::hybrid;
+        spec->prefix_cache = e.prefix_cache == config::prefix_cache_mode::radix;
+        spec->max_recycling_seqs = e.prefix_cache_max_num_recycling_seqs;
+        spec->kv_block_size = static_cast<int32_t>(e.kv_block_size);
+        auto infos = start_workers(sys, agent, router, *spec, 1);
+        if (!infos.ok()) return infos.message();
+        auto shared = std::make_shared<const model_bundle>(std::move(*b));
+        registry->add(d.name, {shared, infos->front().max_seq_len, d.created_at});
+        return "";
+      };
+      auto stop_deployment = [&sys, agent, router, registry](const config::deployment& d) {
+        registry->remove(d.name);
+        caf::scoped_actor self{sys};
+        self->request(router, std::chrono::seconds(10), list_atom::value)
+            .receive(
+                [&](std::vector<worker_info>& ws) {
+                  for (auto& w : ws)
+                    if (w.model == d.name) self->send(agent, stop_atom::value, w.name);
+                },
+                [](caf::error&) {});
+      };
+      for (const config::deployment& d : store->list()) {
+        const std::string err = start_deployment(d);
+        if (!err.empty()) std::fprintf(stderr, "troupe: deployment %s did not start: %s\n", d.name.c_str(), err.c_str());
+      }
+      fe->set_management(store.get(), start_deployment, stop_deployment);
+    }
+    if (status s = fe->start(); !s.ok()) return fail(what, s.message());
+    const std::string host = cf.host == "0.0.0.0" ? "localhost" : cf.host;
+    std::printf("troupe: serving %s at http://%s:%d/v1\n", served.empty() ? "(no model yet)" : served.c_str(),
+                host.c_str(), fe->port());
+    std::fflush(stdout);
+  } else {
+    std::printf("troupe: node %s joined %s with %zu workers\n", plan.node.c_str(), plan.join.c_str(), started.size());
+    std::fflush(stdout);
+  }
+
+  wait_for_stop_signal();
+  if (fe) fe->stop();
+  if (lost_control) {
+    std::fprintf(stderr, "troupe: lost the control node; stopping\n");
+    std::_Exit(1);
+  }
+  // Workers, devices and publishers stop with the actor system; the node agent says goodbye.
+  caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
+  if (plan.control) caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+  std::fflush(stdout);
+  std::_Exit(0);  // detached device threads may be mid-forward; nothing is left to flush
+}
+
+}  // namespace
+
+int run_serve_command(const std::vector<std::string>& args) {
+  CLI::App app{"troupe serve: serve a model over an OpenAI-compatible API, every actor in this process"};
+  worker_flags wf;
+  wf.model = default_model_path();
+  control_flags cf;
+  add_worker_flags(app, wf, false);
+  add_control_flags(app, cf);
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    app.parse(rev);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  node_plan plan;
+  plan.node = "local";
+  plan.control = true;
+  plan.workers = true;
+  return run_node("serve", plan, wf, cf);
+}
+
+int run_node_command(const std::vector<std::string>& args) {
+  CLI::App app{"troupe node: run one node of a multi-process deployment"};
+  std::string role, name = default_node_name();
+  int listen = 0;
+  std::string join;
+  worker_flags wf;
+  control_flags cf;
+  app.add_option("--role", role, "control (router and HTTP) or worker (engines)")->required()->check(CLI::IsMember({"control", "worker"}));
+  app.add_option("--listen", listen, "control: the port worker nodes join");
+  app.add_option("--join", join, "worker: the control node's HOST:PORT");
+  app.add_option("--name", name, "this node's name in metrics and worker names")->capture_default_str();
+  add_worker_flags(app, wf, false);
+  add_control_flags(app, cf);
+  wf.workers = 1;
+  std::vector<std::string> rev(args.rbegin(), args.rend());
+  try {
+    app.parse(rev);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  node_plan plan;
+  plan.node = name;
+  if (role == "control") {
+    if (listen <= 0) return fail("node", "--role control needs --listen PORT");
+    plan.control = true;
+    plan.listen = listen;
+    plan.workers = false;
+  } else {
+    if (join.empty()) return fail("node", "--role worker needs --join HOST:PORT");
+    if (wf.model.empty()) return fail("node", "--role worker needs --model");
+    plan.join = join;
+    plan.workers = true;
+  }
+  return run_node("node", plan, wf, cf);
+}
