@@ -235,7 +235,9 @@ std::string callable_repr(const value& v) {
   const callable_data& c = v.callable_ref();
   constexpr const char* address = " at 0x7f0000000000>";  // Python prints the object's address
   switch (c.kind) {
-    case callable_data::type::macro: return "<Macro '" + c.name + "'>";
+    case callable_data::type::macro:
+      if (c.macro->kind == stmt_kind::call_block) return "<Macro anonymous>";  // a call block's caller
+      return "<Macro '" + c.name + "'>";
     case callable_data::type::method:
       if (c.self.is_loop()) return "<bound method LoopContext." + c.name + " of " + to_str(c.self) + ">";
       return "<built-in method " + c.name + " of " + type_name(c.self) + " object" + address;
@@ -418,13 +420,10 @@ evaluator::flow evaluator::exec_stmt(const stmt& s) {
         value callee = eval(*call_expr.args[0]);
         call_args args;
         eval_args(call_expr, 1, args);
-        value caller = value::callable(std::move(c));
-        if (callee.is_callable() && callee.callable_ref().kind == callable_data::type::macro) {
-          write(call_macro(callee.callable_ref(), args, caller));
-        } else {
-          args.kw.emplace_back("caller", caller);
-          write(call(callee, args));
-        }
+        // As jinja2: `caller` is a keyword argument, which a macro that never names `caller`
+        // rejects (or collects into kwargs).
+        args.kw.emplace_back("caller", value::callable(std::move(c)));
+        write(call(callee, args));
         return flow::normal;
       }
       case stmt_kind::filter_block: {

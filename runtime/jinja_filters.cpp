@@ -812,27 +812,49 @@ void no_args(const call_args& a, const char* test) {
 }
 
 bool t_defined(evaluator&, const value& v, call_args& a) {
-  no_args(a, "defined"); return !v.is_undefined(); }
+  no_args(a, "defined");
+  return !v.is_undefined();
+}
 bool t_undefined(evaluator&, const value& v, call_args& a) {
-  no_args(a, "undefined"); return v.is_undefined(); }
+  no_args(a, "undefined");
+  return v.is_undefined();
+}
 bool t_none(evaluator&, const value& v, call_args& a) {
-  no_args(a, "none"); return v.is_none(); }
+  no_args(a, "none");
+  return v.is_none();
+}
 bool t_boolean(evaluator&, const value& v, call_args& a) {
-  no_args(a, "boolean"); return v.is_bool(); }
+  no_args(a, "boolean");
+  return v.is_bool();
+}
 bool t_true(evaluator&, const value& v, call_args& a) {
-  no_args(a, "true"); return v.is_bool() && v.get_bool(); }
+  no_args(a, "true");
+  return v.is_bool() && v.get_bool();
+}
 bool t_false(evaluator&, const value& v, call_args& a) {
-  no_args(a, "false"); return v.is_bool() && !v.get_bool(); }
+  no_args(a, "false");
+  return v.is_bool() && !v.get_bool();
+}
 bool t_integer(evaluator&, const value& v, call_args& a) {
-  no_args(a, "integer"); return v.is_int(); }
+  no_args(a, "integer");
+  return v.is_int();
+}
 bool t_float(evaluator&, const value& v, call_args& a) {
-  no_args(a, "float"); return v.is_float(); }
+  no_args(a, "float");
+  return v.is_float();
+}
 bool t_number(evaluator&, const value& v, call_args& a) {
-  no_args(a, "number"); return v.is_number(); }
+  no_args(a, "number");
+  return v.is_number();
+}
 bool t_string(evaluator&, const value& v, call_args& a) {
-  no_args(a, "string"); return v.is_string(); }
+  no_args(a, "string");
+  return v.is_string();
+}
 bool t_mapping(evaluator&, const value& v, call_args& a) {
-  no_args(a, "mapping"); return v.is_dict(); }
+  no_args(a, "mapping");
+  return v.is_dict();
+}
 bool t_iterable(evaluator&, const value& v, call_args& a) {
   no_args(a, "iterable");
   return v.is_string() || v.is_list() || v.is_dict() || v.is_undefined() || v.is_loop() || v.is_iterable_object();
@@ -843,9 +865,13 @@ bool t_sequence(evaluator&, const value& v, call_args& a) {
          (v.is_iterable_object() && v.iterable_kind() == iter_kind::range);
 }
 bool t_callable(evaluator&, const value& v, call_args& a) {
-  no_args(a, "callable"); return v.is_callable() || v.is_loop() || v.is_undefined(); }
+  no_args(a, "callable");
+  return v.is_callable() || v.is_loop() || v.is_undefined();
+}
 bool t_escaped(evaluator&, const value& v, call_args& a) {
-  no_args(a, "escaped"); return v.is_markup(); }
+  no_args(a, "escaped");
+  return v.is_markup();
+}
 
 const value& one_arg(const call_args& a, const char* test) {
   arg_reader r(a, test, {"other"});
@@ -906,15 +932,24 @@ bool t_sameas(evaluator&, const value& v, call_args& a) {
   }
 }
 bool t_lower(evaluator&, const value& v, call_args& a) {
-  no_args(a, "lower"); return py_islower(to_str(v)); }
+  no_args(a, "lower");
+  return py_islower(to_str(v));
+}
 bool t_upper(evaluator&, const value& v, call_args& a) {
-  no_args(a, "upper"); return py_isupper(to_str(v)); }
+  no_args(a, "upper");
+  return py_isupper(to_str(v));
+}
+// `x is filter` looks x up in a dict of filters, which needs a hashable x.
 bool t_filter(evaluator&, const value& v, call_args& a) {
   check_hashable(v);
-  no_args(a, "filter"); return v.is_string() && jinja2_has_filter(v.str()); }
+  no_args(a, "filter");
+  return v.is_string() && jinja2_has_filter(v.str());
+}
 bool t_test(evaluator&, const value& v, call_args& a) {
   check_hashable(v);
-  no_args(a, "test"); return v.is_string() && jinja2_has_test(v.str()); }
+  no_args(a, "test");
+  return v.is_string() && jinja2_has_test(v.str());
+}
 
 struct test_entry {
   std::string_view name;

@@ -4,9 +4,11 @@
 // scripts/render_chat_goldens.py with Debian's python (jinja2 3.1), from the templates fetched
 // by scripts/fetch_test_data.sh.
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -170,6 +172,45 @@ TEST(chat_template_goldens, cover_the_required_templates_and_conversations) {
   }
   EXPECT_TRUE(saw_tools);
   EXPECT_TRUE(saw_think);
+}
+
+// Parse once, render per request: the time of one render of a Llama 3.1 conversation with a
+// tool call (it is printed; the bound only catches a pathological slowdown).
+TEST(chat_template_speed, renders_a_llama_31_tool_conversation_in_well_under_a_millisecond) {
+  const std::string dir = troupe::testing::test_data_dir();
+  std::ifstream tf(dir + "/templates/meta-llama-Llama-3.1-8B-Instruct.jinja");
+  ASSERT_TRUE(tf) << "run scripts/fetch_test_data.sh";
+  std::stringstream source;
+  source << tf.rdbuf();
+  std::ifstream cf(troupe::testing::source_dir() + "/tests/runtime/chat_template_conversations.json");
+  const json corpus = json::parse(cf);
+  json context;
+  for (const auto& c : corpus["conversations"]) {
+    if (c["name"] != "tool_call_finished") continue;
+    context = {{"messages", c["messages"]}, {"tools", c["tools"]}, {"documents", nullptr},
+               {"add_generation_prompt", c["add_generation_prompt"]}, {"bos_token", "<|begin_of_text|>"},
+               {"eos_token", "<|eot_id|>"}};
+  }
+  ASSERT_TRUE(context.is_object());
+
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  auto tmpl = troupe::chat_template::parse(source.str());
+  const double parse_us = std::chrono::duration<double, std::micro>(clock::now() - t0).count();
+  ASSERT_TRUE(tmpl.ok()) << tmpl.message();
+  size_t bytes = 0;
+  for (int i = 0; i < 100; ++i) bytes = tmpl->render(context)->size();  // warm up
+  constexpr int n = 2000;
+  t0 = clock::now();
+  for (int i = 0; i < n; ++i) {
+    auto out = tmpl->render(context);
+    ASSERT_TRUE(out.ok()) << out.message();
+  }
+  const double render_us = std::chrono::duration<double, std::micro>(clock::now() - t0).count() / n;
+  std::cout << "Llama 3.1 tool conversation: parse " << parse_us << " us, render " << render_us << " us ("
+            << bytes << " bytes)\n";
+  RecordProperty("render_us", std::to_string(render_us));
+  EXPECT_LT(render_us, 1000.0);
 }
 
 }  // namespace
