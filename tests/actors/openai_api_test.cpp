@@ -189,6 +189,10 @@ TEST(openai_chat_parse, accepts_every_field_in_each_valid_form) {
     auto r = parse_chat_request(c.body);
     ASSERT_TRUE(r.ok()) << r.error().param << ": " << r.error().message;
     c.check(r.value());
+    // What the API accepts, the sampler accepts.
+    auto p = sampling_for_prompt(r.value(), 10, {.n_vocab = 100000, .max_seq_len = 4096});
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    EXPECT_TRUE(p->validate(100000).ok()) << p->validate(100000).message();
   }
 }
 
@@ -393,6 +397,10 @@ std::vector<reject_case> chat_reject_cases() {
       {"temperature_negative", chat_body(R"("temperature":-0.5)"), "temperature", "invalid_value", "got -0.5"},
       {"temperature_too_high", chat_body(R"("temperature":101)"), "temperature", "invalid_value", "between 0 and 100"},
       {"top_p_zero", chat_body(R"("top_p":0)"), "top_p", "invalid_value", "greater than 0 and at most 1"},
+      {"top_p_below_float_range", chat_body(R"("top_p":1e-50)"), "top_p", "invalid_value", "got 1e-50"},
+      {"repetition_penalty_below_float_range", chat_body(R"("repetition_penalty":1e-60)"), "repetition_penalty",
+       "invalid_value", "greater than 0"},
+      {"temperature_overflows_float", chat_body(R"("temperature":1e300)"), "temperature", "invalid_value", "between 0 and 100"},
       {"top_p_above_one", chat_body(R"("top_p":1.5)"), "top_p", "invalid_value", "got 1.5"},
       {"n_zero", chat_body(R"("n":0)"), "n", "invalid_value", "'n' must be between 1 and 128; got 0"},
       {"n_too_many", chat_body(R"("n":129)"), "n", "invalid_value", "between 1 and 128"},
@@ -487,6 +495,10 @@ std::vector<reject_case> chat_reject_cases() {
        "true or false"},
       {"continue_and_add_generation_prompt", chat_body(R"("continue_final_message":true,"add_generation_prompt":true)"),
        "continue_final_message", "invalid_value", "cannot both be true"},
+      {"vllm_guided_json", chat_body(R"("guided_json":{"type":"object"})"), "guided_json", "unsupported_value",
+       "no constrained decoding"},
+      {"vllm_structured_outputs", chat_body(R"("structured_outputs":{"regex":"a+"})"), "structured_outputs",
+       "unsupported_value", "no constrained decoding"},
       {"chat_template_in_request", chat_body(R"("chat_template":"{{ messages }}")"), "chat_template", "unsupported_value",
        "not supported"},
       {"long_value_is_cut_in_message", chat_with(R"([{"role":")" + std::string(500, 'x') + R"(","content":"b"}])"),
@@ -570,6 +582,10 @@ TEST(openai_completion_parse, accepts_every_prompt_form_and_field) {
     auto r = parse_completion_request(c.body);
     ASSERT_TRUE(r.ok()) << r.error().param << ": " << r.error().message;
     c.check(r.value());
+    constexpr int64_t n_vocab = int64_t{1} << 31;  // every id a prompt may hold
+    auto p = sampling_for_prompt(r.value(), 0, 10, {.n_vocab = n_vocab, .max_seq_len = 4096});
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    EXPECT_TRUE(p->validate(n_vocab).ok()) << p->validate(n_vocab).message();
   }
 }
 
