@@ -263,6 +263,7 @@ struct not_constant {};
 std::optional<value> fold_constant(const program& prog, const expr& e) {
   evaluator ev(prog, limits{});
   ev.const_mode_ = true;
+  string_budget budget(limits{}.max_string_work / 4);
   try {
     return ev.eval(e);
   } catch (const template_error&) {
@@ -317,6 +318,7 @@ void evaluator::undefined_error(const value& v) const {
 }
 
 std::string evaluator::render(std::vector<std::pair<int, value>> vars) {
+  string_budget budget(limits_.max_string_work);
   bind_globals();
   auto context = std::make_shared<scope>();
   context->vars = std::move(vars);

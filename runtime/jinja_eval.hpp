@@ -61,6 +61,7 @@ struct limits {
   size_t max_items = size_t(4) << 20;     // elements of any one list built by the template
   uint64_t max_steps = 10'000'000;        // loop iterations plus calls, per render
   int max_call_depth = 200;               // nested macro calls
+  uint64_t max_string_work = uint64_t(2) << 30;  // bytes of strings built, per render (a time bound)
 };
 
 class evaluator {

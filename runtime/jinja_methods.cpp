@@ -81,7 +81,7 @@ bool affix_match(const std::string& s, const value& affix, bool prefix, const va
 std::string pad(const std::string& s, int64_t width, char32_t fill, char align) {
   const auto len = static_cast<int64_t>(code_point_count(s));
   if (width <= len) return s;
-  if (width > (int64_t(1) << 26)) fail("padding width too large");
+  if (width > (int64_t(1) << 24)) fail("padding width too large");
   std::string f;
   utf8_append(f, fill);
   const int64_t total = width - len;
@@ -220,7 +220,7 @@ value str_method(evaluator& ev, const value& self, std::string_view name, call_a
     const int64_t width = need_int(*r.get(0), "zfill");
     const auto len = static_cast<int64_t>(code_point_count(s));
     if (width <= len) return value(s, mk);
-    if (width > (int64_t(1) << 26)) fail("padding width too large");
+    if (width > (int64_t(1) << 24)) fail("padding width too large");
     std::string out;
     size_t start = 0;
     if (!s.empty() && (s[0] == '+' || s[0] == '-')) {
@@ -520,7 +520,7 @@ spec parse_spec(std::string_view s) {
     size_t start = i;
     while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
       n = n * 10 + (s[i] - '0');
-      if (n > (int64_t(1) << 26)) fail("format width too large");
+      if (n > (int64_t(1) << 24)) fail("format width too large");
       ++i;
     }
     return i == start ? int64_t(-1) : n;
@@ -756,6 +756,7 @@ std::string str_format(const std::string& fmt, const call_args& args) {
     else if (!conv.empty()) fail("Unknown conversion specifier " + conv);
     if (v.is_undefined() && !spec_text.empty()) fail("unsupported format string passed to Undefined.__format__");
     out += format_value(v, spec_text);
+    if (out.size() > max_string_bytes) fail_too_long();
   }
   return out;
 }
@@ -808,7 +809,7 @@ std::string percent_format(const value& fmt_value, const value& args) {
       int64_t n = -1;
       while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') {
         n = (n < 0 ? 0 : n) * 10 + (fmt[i] - '0');
-        if (n > (int64_t(1) << 26)) fail("format width too large");
+        if (n > (int64_t(1) << 24)) fail("format width too large");
         ++i;
       }
       return n;
@@ -821,6 +822,7 @@ std::string percent_format(const value& fmt_value, const value& args) {
     }
     while (i < fmt.size() && (fmt[i] == 'h' || fmt[i] == 'l' || fmt[i] == 'L')) ++i;
     if (i >= fmt.size()) fail("incomplete format");
+    if (out.size() > max_string_bytes) fail_too_long();
     const char t = fmt[i];
     if (t == '%') {
       out += '%';

@@ -1,5 +1,7 @@
 #include "runtime/jinja_string.hpp"
 
+#include "runtime/jinja_value.hpp"
+
 #include <locale.h>
 #include <wctype.h>
 
@@ -297,6 +299,7 @@ std::string py_replace(std::string_view s, std::string_view old, std::string_vie
     int64_t n = 0;
     size_t i = 0;
     while (i <= s.size()) {
+      if (out.size() > max_string_bytes) fail_too_long();
       if (count < 0 || n < count) {
         out += repl;
         ++n;
@@ -314,6 +317,7 @@ std::string py_replace(std::string_view s, std::string_view old, std::string_vie
   while (count < 0 || n < count) {
     size_t k = s.find(old, pos);
     if (k == std::string_view::npos) break;
+    if (out.size() > max_string_bytes) fail_too_long();
     out += s.substr(pos, k - pos);
     out += repl;
     pos = k + old.size();
@@ -736,8 +740,21 @@ std::string py_str_repr(std::string_view s) {
   const bool has_double = s.find('"') != std::string_view::npos;
   const char quote = (has_single && !has_double) ? '"' : '\'';
   std::string out(1, quote);
+  out.reserve(s.size() + 2);
   char buf[16];
   for (size_t i = 0; i < s.size();) {
+    // Runs of printable ASCII other than the quote and backslash are copied as they are.
+    size_t run = i;
+    while (run < s.size()) {
+      const auto b = static_cast<unsigned char>(s[run]);
+      if (b < 0x20 || b >= 0x7f || b == static_cast<unsigned char>(quote) || b == '\\') break;
+      ++run;
+    }
+    if (run > i) {
+      out.append(s.substr(i, run - i));
+      i = run;
+      continue;
+    }
     char32_t c = utf8_next(s, i);
     if (c == static_cast<char32_t>(quote) || c == '\\') {
       out += '\\';

@@ -13,6 +13,22 @@ namespace troupe::jinja {
 
 void fail(std::string message, int line) { throw template_error{std::move(message), line}; }
 
+void fail_too_long() { fail("template builds a string longer than " + std::to_string(max_string_bytes) + " bytes"); }
+
+namespace {
+thread_local string_budget* current_budget = nullptr;
+}  // namespace
+
+string_budget::string_budget(uint64_t bytes) : left_(bytes), outer_(current_budget) { current_budget = this; }
+string_budget::~string_budget() { current_budget = outer_; }
+
+void string_budget::charge(size_t bytes) {
+  string_budget* b = current_budget;
+  if (!b) return;
+  if (bytes > b->left_) fail("template builds more than its budget of string bytes (a runaway loop?)");
+  b->left_ -= bytes;
+}
+
 namespace {
 
 const std::string& empty_string() {
@@ -29,6 +45,7 @@ void check_hashable(const value& key) {
 }
 
 value::value(std::string s, bool markup) : kind_(kind::string), flag_(markup) {
+  if (s.size() > 64) string_budget::charge(s.size());  // short strings cost little
   if (!s.empty()) p_ = std::make_shared<std::string>(std::move(s));
 }
 
@@ -342,7 +359,7 @@ constexpr int max_depth = 500;
 // repr() with Python's guards: a namespace that contains itself prints as {...}.
 class printer {
  public:
-  explicit printer(std::string& out) : out_(out) {}
+  explicit printer(std::string& out) : out_(out), start_(out.size()) {}
 
   void str(const value& v) {
     if (++depth_ > max_depth) fail("maximum recursion depth exceeded while getting the repr of an object");
@@ -386,6 +403,7 @@ class printer {
     for (size_t i = 0; i < items.size(); ++i) {
       if (i) out_ += ", ";
       repr(items[i]);
+      check_size();
     }
     if (v.is_tuple() && items.size() == 1) out_ += ',';
     out_ += v.is_tuple() ? ')' : ']';
@@ -400,6 +418,7 @@ class printer {
       repr(k);
       out_ += ": ";
       repr(val);
+      check_size();
     }
     out_ += '}';
   }
@@ -451,7 +470,13 @@ class printer {
     out_ += "])";
   }
 
+  // A list can hold the same long string many times: check the size as it grows.
+  void check_size() const {
+    if (out_.size() - start_ > max_string_bytes) fail_too_long();
+  }
+
   std::string& out_;
+  size_t start_;
   int depth_ = 0;
   std::vector<const ns_data*> active_;
 };
@@ -627,6 +652,7 @@ void json_dump(std::string& out, const value& v, const json_options& o, int leve
   const std::string item_sep = o.has_separators ? o.item_separator : (o.has_indent ? "," : ", ");
   const std::string key_sep = o.has_separators ? o.key_separator : ": ";
   auto newline = [&](int lvl) {
+    if (out.size() > max_string_bytes) fail_too_long();  // checked as it grows: items repeat
     if (!o.has_indent) return;
     out += '\n';
     for (int i = 0; i < lvl; ++i) out += o.indent;
@@ -648,6 +674,7 @@ void json_dump(std::string& out, const value& v, const json_options& o, int leve
         if (i) out += item_sep;
         newline(level + 1);
         json_dump(out, items[i], o, level + 1, depth + 1);
+        if (out.size() > max_string_bytes) fail_too_long();
       }
       newline(level);
       out += ']';

@@ -21,6 +21,25 @@ struct template_error {
 };
 [[noreturn]] void fail(std::string message, int line = 0);
 
+// No string a template builds may exceed this; builders check as they go, before allocating.
+inline constexpr size_t max_string_bytes = size_t(64) << 20;
+[[noreturn]] void fail_too_long();
+
+// Bytes of string values a render may create in all (a time bound: a loop re-copying a big
+// string would otherwise run for hours). Set by the evaluator for the duration of a render.
+class string_budget {
+ public:
+  explicit string_budget(uint64_t bytes);
+  ~string_budget();
+  string_budget(const string_budget&) = delete;
+  string_budget& operator=(const string_budget&) = delete;
+  static void charge(size_t bytes);
+
+ private:
+  uint64_t left_;
+  string_budget* outer_;
+};
+
 class value;
 struct list_data;
 struct dict_data;

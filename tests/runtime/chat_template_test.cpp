@@ -397,6 +397,16 @@ TEST(chat_template_limits, runaway_templates_fail_instead_of_hanging) {
   EXPECT_NE(render_error("{{ [1] * 100000000000 }}").find("more than"), std::string::npos);
   EXPECT_NE(parse_error("{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}").find("nests too deeply"),
             std::string::npos);
+  // Strings built piecewise are checked as they grow, before they can exhaust memory.
+  const std::string big = "{% set s = 'x' * 1000000 %}";
+  EXPECT_NE(render_error(big + "{{ ([s] * 1000)|string|length }}").find("longer than"), std::string::npos);
+  EXPECT_NE(render_error(big + "{{ ([s] * 1000)|tojson|length }}").find("longer than"), std::string::npos);
+  EXPECT_NE(render_error("{% set s = 'a' * 100000 %}{{ s.replace('a', s)|length }}").find("longer than"),
+            std::string::npos);
+  // And the bytes of all strings a render builds are bounded, which bounds its time.
+  EXPECT_NE(render_error("{% set s = 'x' * 100000 %}{% for i in range(30000) %}{% set t = s ~ i %}{% endfor %}")
+                .find("budget"),
+            std::string::npos);
   std::string nested_ifs;
   for (int i = 0; i < 3000; ++i) nested_ifs += "{% if x %}";
   EXPECT_NE(parse_error(nested_ifs).find("nests too deeply"),
