@@ -193,7 +193,7 @@ maybe_error read_int_as(element v, std::string_view param, int64_t lo, int64_t h
 }
 
 maybe_error read_token_id(element v, std::string_view param, token_id& out) {
-  return read_int_as(v, param, 0, k_int32_max, "a token id (a non-negative integer)", out);
+  return read_int_as(v, param, 0, k_int32_max, "from 0 to 2147483647 (a token id)", out);
 }
 
 // The document's value as nlohmann's ordered tree: objects keep the client's key order, and a
@@ -394,7 +394,7 @@ maybe_error shared_field(std::string_view key, element v, generation_request& g,
     OPENAI_TRY(read_string(v, "user", u));
     g.user = std::move(u);
   } else if (key == "top_k") {
-    OPENAI_TRY(read_int_as(v, "top_k", -1, k_int32_max, "-1 or 0 (off) or a positive integer", p.top_k));
+    OPENAI_TRY(read_int_as(v, "top_k", -1, k_int32_max, "at least -1 (-1 and 0 turn it off)", p.top_k));
   } else if (key == "min_p") {
     OPENAI_TRY(read_float(v, "min_p", 0, 1, false, "between 0 and 1", p.min_p));
   } else if (key == "repetition_penalty") {
@@ -418,7 +418,7 @@ maybe_error shared_field(std::string_view key, element v, generation_request& g,
     OPENAI_TRY(read_bool(v, "skip_special_tokens", g.skip_special_tokens));
   } else if (key == "priority") {
     OPENAI_TRY(read_int_as(v, "priority", std::numeric_limits<int32_t>::min(), k_int32_max,
-                           "a 32-bit integer", g.priority));
+                           "from -2147483648 to 2147483647", g.priority));
   } else if (key == "response_format") {
     OPENAI_TRY(read_response_format(v));
   } else if (key.starts_with("guided_") || key == "structured_outputs") {
@@ -940,8 +940,8 @@ api_result<embedding_request> parse_embedding_request(std::string_view body) {
       OPENAI_TRY(read_string(v, "user", u));
       req.user = std::move(u);
     } else if (key == "priority") {
-      OPENAI_TRY(read_int_as(v, "priority", std::numeric_limits<int32_t>::min(), k_int32_max, "a 32-bit integer",
-                             req.priority));
+      OPENAI_TRY(read_int_as(v, "priority", std::numeric_limits<int32_t>::min(), k_int32_max,
+                             "from -2147483648 to 2147483647", req.priority));
     }
   }
   if (req.model.empty()) return missing("model", "name the model to use (GET /v1/models lists them)");
