@@ -11,6 +11,12 @@
 // Does not own: HTTP (the frontend wraps management_api), applying settings to running
 // actors, or downloading anything: troupe reads checkpoints that are already on disk.
 // A plain C++ library: no CAF, httplib, simdjson or prometheus here.
+//
+// Use:
+//   auto cfg = troupe::config::load_config_file("config.yaml");
+//   if (!cfg.ok()) { fputs(format_errors(cfg.errors, "config.yaml").c_str(), stderr); ... }
+//   auto ckpt = resolve_checkpoint(cfg.value.build.checkpoint, hf_cache_from_environment());
+//   engine(cfg.value.runtime.engine, ckpt.value.path); router(cfg.value.llm.routing); ...
 #pragma once
 
 #include <string>

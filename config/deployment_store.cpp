@@ -108,7 +108,7 @@ std::string deployment_to_record(const deployment& d) {
                    {"model_path", d.model_path},
                    {"commit", d.commit},
                    {"created_at", d.created_at},
-                   {"llm_config", nlohmann::json::parse(d.llm_config_json)}};
+                   {"llm_config", nlohmann::json::parse(d.llm_config_json, nullptr, false)}};
   return j.dump(2) + "\n";
 }
 
@@ -212,6 +212,11 @@ const deployment* deployment_store::find(std::string_view id_or_name) const {
 
 store_outcome deployment_store::create(const deployment_request& request, deployment* created) {
   store_outcome out;
+  if (nlohmann::json::parse(request.llm_config_json, nullptr, false).is_discarded()) {
+    out.failure = store_failure::invalid;  // only a request built by hand can get here
+    out.errors.push_back({"llm_config", "llm_config: not valid JSON"});
+    return out;
+  }
   deployment d;
   d.model = request.model;
   d.revision = request.revision;

@@ -1,10 +1,10 @@
 // management_api: JSON bodies and status codes over the deployment store.
 #include "config/management_api.hpp"
 
-#include <cstdint>
 #include <fmt/format.h>
 
 #include "config/feature_status.hpp"
+#include "config/node.hpp"
 #include "config/settings_json.hpp"
 
 namespace troupe::config {
@@ -15,34 +15,6 @@ namespace {
 
 std::string dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// Messages quote the input, which may not be UTF-8 (a JSON syntax error shows the bytes it
-// stopped at): replace bad sequences with U+FFFD so that any dump() of the body works.
-std::string valid_utf8(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-    bool ok = n > 0 && i + n <= s.size();
-    for (size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) >> 6) == 0x2;
-    if (ok && n > 1) {  // no overlong forms, surrogates or code points above U+10FFFF
-      uint32_t cp = c & (0x7f >> n);
-      for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
-      static const uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-      ok = cp >= kMin[n] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-    }
-    if (ok) {
-      out.append(s.substr(i, n));
-      i += n;
-    } else {
-      out += "\xef\xbf\xbd";
-      ++i;
-    }
-  }
-  return out;
 }
 
 // Which llm_config fields the request set explicitly.
@@ -61,8 +33,8 @@ bool was_set(const deployment& d, std::string_view field) {
 json error_body(const error_list& errors, std::string_view type, std::string_view code) {
   json list = json::array();
   for (const auto& e : errors) {
-    json item{{"field", valid_utf8(e.path)}, {"message", valid_utf8(e.message)}};
-    if (!e.hint.empty()) item["fix"] = valid_utf8(e.hint);
+    json item{{"field", to_valid_utf8(e.path)}, {"message", to_valid_utf8(e.message)}};
+    if (!e.hint.empty()) item["fix"] = to_valid_utf8(e.hint);
     list.push_back(std::move(item));
   }
   std::string message;
@@ -73,9 +45,9 @@ json error_body(const error_list& errors, std::string_view type, std::string_vie
     message.pop_back();
   }
   json param = errors.empty() || errors[0].path.empty() ? json(nullptr)
-                                                       : json(valid_utf8(errors[0].path));
+                                                       : json(to_valid_utf8(errors[0].path));
   return json{{"error",
-               {{"message", valid_utf8(message)}, {"type", type}, {"param", param},
+               {{"message", to_valid_utf8(message)}, {"type", type}, {"param", param},
                 {"code", code}}},
               {"errors", std::move(list)}};
 }

@@ -54,13 +54,20 @@ struct parse_limits {
   size_t max_nodes = 100000;
 };
 
-// Parses one YAML document. Syntax errors, duplicate keys, non-scalar keys, more than one
-// document and exceeded limits are reported as errors with the line yaml-cpp gives.
+// Parses one YAML document, which must be UTF-8. Syntax errors, duplicate keys, non-scalar
+// keys, more than one document and exceeded limits are reported as errors with the line
+// yaml-cpp gives.
 checked<node> parse_yaml(std::string_view text, const parse_limits& limits = {});
 
 // Parses one JSON value (nlohmann's SAX parser, which does not recurse); duplicate keys and
 // exceeded limits are errors.
 checked<node> parse_json(std::string_view text, const parse_limits& limits = {});
+
+// The offset of the first byte that is not part of well-formed UTF-8 (overlong forms,
+// surrogates and code points above U+10FFFF included), or npos.
+size_t utf8_error_offset(std::string_view s);
+// `s` with each ill-formed byte replaced by U+FFFD: safe to put in JSON.
+std::string to_valid_utf8(std::string_view s);
 
 // The kind the YAML 1.2 core schema gives an unquoted scalar with this text (null, boolean,
 // integer, floating or string): a string that would read as another kind must be quoted.

@@ -373,6 +373,21 @@ checked<node> parse_yaml(std::string_view text, const parse_limits& limits) {
                                           text.size(), limits.max_bytes)});
     return out;
   }
+  // YAML is Unicode; yaml-cpp would pass ill-formed bytes through, and two keys that differ
+  // only there could not be written back apart.
+  if (size_t bad = utf8_error_offset(text); bad != std::string_view::npos) {
+    int line = 1, column = 1;
+    for (size_t i = 0; i < bad; ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    out.errors.push_back({"", "the YAML document is not valid UTF-8", line, column});
+    return out;
+  }
   if (int depth = estimate_yaml_depth(text); depth > limits.max_depth) {
     out.errors.push_back({"", fmt::format("the YAML document nests deeper than {} levels "
                                           "(about {} found)", limits.max_depth, depth)});

@@ -42,7 +42,7 @@ bool parse_size(std::string_view s, kv_cache_memory& out) {
   else if (unit == "tib") scale = 1024.0 * 1024 * 1024 * 1024;
   else return false;
   double bytes = v * scale;
-  if (bytes > 1.8e19) bytes = 1.8e19;  // clamp into uint64; the range check reports it
+  if (bytes > 0x1p60) return false;  // an exbibyte and more is a typo, and would not fit int64
   out.kind = kv_cache_memory::unit::bytes;
   out.bytes = static_cast<uint64_t>(bytes);
   return true;

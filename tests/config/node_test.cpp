@@ -173,6 +173,19 @@ TEST(node, alias_expansion_is_bounded) {
   EXPECT_EQ(ok.value.find("c")->find("b")->integer, 1);
 }
 
+TEST(node, yaml_must_be_utf8) {
+  // Fuzzer find: keys differing only in ill-formed bytes could not be written back apart.
+  auto n = parse_yaml("a: 1\nb\xff: 2\n");
+  ASSERT_EQ(n.errors.size(), 1u);
+  EXPECT_EQ(n.errors[0].message, "the YAML document is not valid UTF-8");
+  EXPECT_EQ(n.errors[0].line, 2);
+  EXPECT_EQ(n.errors[0].column, 2);
+  EXPECT_TRUE(parse_yaml("name: caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x99\x82\n").ok());
+  for (const char* bad : {"\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"})
+    EXPECT_NE(utf8_error_offset(bad), std::string_view::npos) << bad;
+  EXPECT_EQ(to_valid_utf8("a\xff" "b"), "a\xef\xbf\xbd" "b");
+}
+
 TEST(node, size_is_limited) {
   std::string big(2 << 20, ' ');
   EXPECT_FALSE(parse_yaml(big).ok());

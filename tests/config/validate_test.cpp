@@ -128,6 +128,7 @@ TEST(config_validate, kv_cache_memory_is_bytes_or_a_fraction_of_free_memory) {
       {"-0.5", false, {}, 0, 0},
       {"lots", false, {}, 0, 0},
       {"16 parsecs", false, {}, 0, 0},
+      {"9000000TB", false, {}, 0, 0},  // beyond an exbibyte
       {"true", false, {}, 0, 0},
   };
   for (const auto& k : cases) {
