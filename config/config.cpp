@@ -1,6 +1,8 @@
 // config: the entry points that read whole documents.
 #include "config/config.hpp"
 
+#include <algorithm>
+#include <climits>
 #include <fstream>
 #include <sstream>
 
@@ -17,6 +19,14 @@ checked<config_file> parse_config_yaml(std::string_view yaml) {
     return out;
   }
   read_config_file(doc.value, out.value, out.errors);
+  // In the order of the file (errors without a position last), as a reader fixes them.
+  std::stable_sort(out.errors.begin(), out.errors.end(),
+                   [](const config_error& a, const config_error& b) {
+                     auto key = [](const config_error& e) {
+                       return std::pair(e.line > 0 ? e.line : INT_MAX, e.line > 0 ? e.column : 0);
+                     };
+                     return key(a) < key(b);
+                   });
   return out;
 }
 

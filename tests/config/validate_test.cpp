@@ -417,7 +417,7 @@ TEST(config_validate, many_errors_are_reported_together_in_document_order) {
   for (const auto& e : c.errors) paths.push_back(e.path);
   EXPECT_EQ(paths, (std::vector<std::string>{
                        "trt_llm.build.base_model", "trt_llm.build.num_builder_gpus",
-                       "trt_llm.runtime.prefill_mode", "trt_llm.runtime.max_batch_sise",
+                       "trt_llm.runtime.max_batch_sise", "trt_llm.runtime.prefill_mode",
                        "llm_config.b10_routing_config.router_queue_policy"}));
 }
 
