@@ -343,6 +343,7 @@ status frontend::start() {
                          {{"requests", rs.requests},
                           {"retried", rs.retried},
                           {"failed", rs.failed},
+                          {"aborted", rs.aborted},
                           {"workers", workers}}}};
     res.set_content(j.dump(), "application/json");
   });

@@ -143,6 +143,7 @@ struct router_stats {
   int64_t requests = 0;
   int64_t retried = 0;           // resubmitted after their worker was lost
   int64_t failed = 0;            // ended with an error by the router
+  int64_t aborted = 0;           // stopped by their client (a disconnect, or the frontend)
   int64_t prompt_tokens = 0;     // of finished requests
   int64_t cached_tokens = 0;     // of those, served from a worker's prefix cache
   int64_t best_prefix_tokens = 0;  // cached on the best worker when each was routed
@@ -275,7 +276,7 @@ typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, router_stats& x) {
-  return f(caf::meta::type_name("router_stats"), x.requests, x.retried, x.failed, x.prompt_tokens,
+  return f(caf::meta::type_name("router_stats"), x.requests, x.retried, x.failed, x.aborted, x.prompt_tokens,
            x.cached_tokens, x.best_prefix_tokens, x.routed_prefix_tokens, x.routed_prompt_tokens,
            x.workers, x.models, x.alive, x.in_flight_tokens, x.worker_prompt_tokens,
            x.worker_cached_tokens, x.kv_events, x.kv_event_gaps, x.kv_cached_blocks);

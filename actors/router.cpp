@@ -200,6 +200,7 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, std::shar
         auto& st = self->state;
         auto it = st.requests.find(id);
         if (it == st.requests.end()) return;
+        ++st.stats.aborted;
         release(self, it->second);
         if (auto w = st.workers.find(it->second.worker); w != st.workers.end() && w->second.alive)
           self->send(w->second.handle, abort_atom::value, id);

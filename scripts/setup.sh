@@ -34,6 +34,11 @@ fi
 
 "$here/scripts/fetch_test_data.sh"
 
+# The official openai client for the end-to-end tests (pinned in tests/e2e/package-lock.json).
+if [ ! -d "$here/tests/e2e/node_modules/openai" ]; then
+  (cd "$here/tests/e2e" && npm ci --no-audit --no-fund --silent)
+fi
+
 if [ "${1:-}" != "--no-build" ]; then
   "$here/scripts/build.sh"
 fi
