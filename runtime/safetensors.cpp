@@ -52,7 +52,9 @@ result<safetensors_file> safetensors_file::parse(std::span<const uint8_t> bytes,
   const uint8_t* data = bytes.data() + 8 + header_len;
   const uint64_t data_len = bytes.size() - 8 - header_len;
 
-  for (auto& [key, entry] : header.items()) {
+  for (auto& item : header.items()) {
+    const std::string& key = item.key();  // (not a structured binding: lambdas below capture it)
+    auto& entry = item.value();
     if (key == "__metadata__") {
       if (!entry.is_object())
         return make_error(name + ": corrupt safetensors header: __metadata__ is not an object");
