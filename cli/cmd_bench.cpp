@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/engine_bench.hpp"
+#include "bench/serve_bench.hpp"
 
 int run_bench_command(const std::vector<std::string>& args) {
   CLI::App app{"troupe bench: run a benchmark and print JSON results"};
@@ -22,7 +23,17 @@ int run_bench_command(const std::vector<std::string>& args) {
   engine->add_option("--context", eo.context, "tokens cached per sequence while decoding")->capture_default_str();
   engine->add_option("--workload", eo.workload, "shared-prefix or mixed: the serving engine under a request stream");
   app.add_subcommand("router", "the KV-aware router (lands with the routing issue)");
-  app.add_subcommand("serve", "the HTTP server under load (lands with the API issue)");
+  troupe::bench::serve_bench_options so;
+  auto* serve = app.add_subcommand("serve", "a troupe server under concurrent streaming load on loopback");
+  serve->add_option("--url", so.url, "a running server (default: start one with --model)");
+  serve->add_option("--model", so.model, "start `troupe serve --model MODEL` on a free port");
+  serve->add_option("--workers", so.workers, "engines of the started server")->capture_default_str();
+  serve->add_option("--kv-cache-memory", so.kv_cache_memory, "KV cache of the started server")->capture_default_str();
+  serve->add_option("--concurrency", so.concurrency, "streams open at once")->capture_default_str();
+  serve->add_option("--duration", so.duration_s, "seconds during which new requests start")->capture_default_str();
+  serve->add_option("--max-tokens", so.max_tokens, "tokens per request")->capture_default_str();
+  serve->add_option("--prompt-words", so.prompt_words, "words per prompt")->capture_default_str();
+  serve->add_flag("--chat", so.chat, "use /v1/chat/completions");
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
@@ -38,6 +49,15 @@ int run_bench_command(const std::vector<std::string>& args) {
     std::cout << r->dump(2) << "\n";
     return 0;
   }
-  std::fprintf(stderr, "troupe bench: that benchmark is not implemented yet (it lands with its issue)\n");
+  if (*serve) {
+    auto r = troupe::bench::run_serve_bench(so);
+    if (!r.ok()) {
+      std::fprintf(stderr, "troupe bench serve: %s\n", r.message().c_str());
+      return 1;
+    }
+    std::cout << r->dump(2) << "\n";
+    return 0;
+  }
+  std::fprintf(stderr, "troupe bench router: not implemented yet (it lands with the KV-aware routing issue)\n");
   return 2;
 }

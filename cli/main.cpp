@@ -17,17 +17,17 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "troupe 0.1.0");
 
   auto* serve = app.add_subcommand("serve", "serve a model over an OpenAI-compatible API");
-  serve->allow_extras();
+  serve->prefix_command();  // everything after the name is the subcommand's own
   auto* node = app.add_subcommand("node", "run one node of a multi-process deployment");
-  node->allow_extras();
+  node->prefix_command();  // everything after the name is the subcommand's own
   auto* generate = app.add_subcommand("generate", "generate text offline, with no server");
-  generate->allow_extras();
+  generate->prefix_command();  // everything after the name is the subcommand's own
   auto* bench = app.add_subcommand("bench", "run a benchmark and print JSON results");
-  bench->allow_extras();
+  bench->prefix_command();  // everything after the name is the subcommand's own
   auto* config = app.add_subcommand("config", "validate or migrate a config.yaml");
-  config->allow_extras();
+  config->prefix_command();  // everything after the name is the subcommand's own
   auto* actors = app.add_subcommand("actors", "list the actors of a running deployment");
-  actors->allow_extras();
+  actors->prefix_command();  // everything after the name is the subcommand's own
 
   CLI11_PARSE(app, argc, argv);
 

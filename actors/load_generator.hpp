@@ -1,0 +1,36 @@
+// load_generator: drives an OpenAI-compatible server with concurrent streaming requests and
+// times each token (`troupe bench serve`). Part of the frontend component: it is the one that
+// may speak HTTP through cpp-httplib.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/result.hpp"
+
+namespace troupe {
+
+struct load_options {
+  std::string url;            // http://host:port
+  std::string model;
+  std::string api_key;
+  int concurrency = 64;       // streams open at once
+  double duration_s = 30;     // new requests start until then
+  int max_tokens = 32;
+  int prompt_words = 48;
+  bool chat = false;
+};
+
+struct load_result {
+  int64_t ok = 0;
+  int64_t failed = 0;
+  int64_t output_tokens = 0;
+  double seconds = 0;
+  std::vector<double> ttft_s, itl_s, latency_s;
+  std::vector<std::string> errors;  // the first few
+};
+
+[[nodiscard]] result<load_result> run_load(const load_options& o);
+
+}  // namespace troupe

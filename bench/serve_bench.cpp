@@ -1,0 +1,188 @@
+#include "bench/serve_bench.hpp"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "actors/frontend.hpp"
+#include "actors/load_generator.hpp"
+#include "bench/bench_util.hpp"
+
+extern char** environ;
+
+namespace troupe::bench {
+namespace {
+
+using json = nlohmann::json;
+
+double rss_mib(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/status", pid));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+// A `troupe serve` child process; its URL once it says where it listens.
+struct server_process {
+  pid_t pid = -1;
+  std::string url;
+  ~server_process() {
+    if (pid > 0) {
+      kill(pid, SIGTERM);
+      int st = 0;
+      for (int i = 0; i < 100 && waitpid(pid, &st, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (waitpid(pid, &st, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+      }
+    }
+  }
+};
+
+result<std::unique_ptr<server_process>> start_server(const serve_bench_options& o) {
+  std::string exe = o.troupe;
+  if (exe.empty()) {
+    char buf[4096] = {};
+    const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return make_error("cannot find the troupe binary (/proc/self/exe)");
+    exe.assign(buf, static_cast<size_t>(n));
+  }
+  int out[2];
+  if (pipe(out) != 0) return make_error("pipe failed");
+  std::vector<std::string> args = {exe, "serve", "--model", o.model, "--host", "127.0.0.1", "--port", "0",
+                                   "--workers", std::to_string(o.workers), "--kv-cache-memory", o.kv_cache_memory,
+                                   "--max-in-flight", std::to_string(std::max(512, o.concurrency * 2))};
+  if (!o.served_name.empty()) {
+    args.push_back("--served-model-name");
+    args.push_back(o.served_name);
+  }
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_addclose(&fa, out[0]);
+  auto p = std::make_unique<server_process>();
+  const int rc = posix_spawn(&p->pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  if (rc != 0) {
+    close(out[0]);
+    return make_error("cannot start " + exe);
+  }
+  std::string seen;
+  char buf[512];
+  const std::regex ready("serving (\\S+) at (http://\\S+)/v1");
+  std::smatch m;
+  for (;;) {
+    const ssize_t n = read(out[0], buf, sizeof buf);
+    if (n <= 0) {
+      close(out[0]);
+      return make_error("troupe serve exited before it was ready:\n" + seen);
+    }
+    seen.append(buf, static_cast<size_t>(n));
+    if (std::regex_search(seen, m, ready)) break;
+  }
+  close(out[0]);
+  p->url = m[2];
+  return p;
+}
+
+}  // namespace
+
+result<json> run_serve_bench(const serve_bench_options& o) {
+  std::unique_ptr<server_process> server;
+  std::string url = o.url, model = o.served_name;
+  if (url.empty()) {
+    if (o.model.empty()) return make_error("give --url of a running server, or --model to start one");
+    std::fprintf(stderr, "bench serve: starting troupe serve --model %s\n", o.model.c_str());
+    TROUPE_TRY(server, start_server(o));
+    url = server->url;
+  }
+  if (model.empty()) {
+    TROUPE_TRY(std::string models, http_get(url + "/v1/models"));
+    auto j = json::parse(models, nullptr, false);
+    if (j.is_discarded() || j["data"].empty()) return make_error(url + " serves no model");
+    model = j["data"][0]["id"];
+  }
+  load_options lo;
+  lo.url = url;
+  lo.model = model;
+  lo.concurrency = o.concurrency;
+  lo.duration_s = o.duration_s;
+  lo.max_tokens = o.max_tokens;
+  lo.prompt_words = o.prompt_words;
+  lo.chat = o.chat;
+  // The server's resident memory, sampled while the load runs.
+  std::atomic<bool> running{true};
+  std::vector<double> rss;
+  std::thread sampler([&] {
+    while (running && server) {
+      rss.push_back(rss_mib(server->pid));
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+  });
+  std::fprintf(stderr, "bench serve: %d streams for %.0f s against %s\n", o.concurrency, o.duration_s, url.c_str());
+  auto r = run_load(lo);
+  running = false;
+  sampler.join();
+  if (!r.ok()) return r.err();
+  // Afterwards every engine should be idle with every KV block free.
+  json after = json::object();
+  for (int i = 0; i < 50; ++i) {
+    auto a = http_get(url + "/v1/actors");
+    if (!a.ok()) break;
+    auto j = json::parse(*a, nullptr, false);
+    int64_t used = 0, running_seqs = 0;
+    for (auto& x : j["data"])
+      if (x.value("role", "") == "worker") {
+        used += x["engine"].value("kv_blocks_used", 0);
+        running_seqs += x["engine"].value("running", 0) + x["engine"].value("waiting", 0);
+      }
+    after = {{"kv_blocks_used", used}, {"sequences", running_seqs}};
+    if (used == 0 && running_seqs == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const load_result& l = *r;
+  auto pct = [](const std::vector<double>& v) {
+    return json{{"mean", 1000 * mean(v)}, {"p50", 1000 * percentile(v, 50)}, {"p90", 1000 * percentile(v, 90)},
+                {"p99", 1000 * percentile(v, 99)}};
+  };
+  json out = {{"url", url},
+              {"model", model},
+              {"concurrency", o.concurrency},
+              {"duration_s", l.seconds},
+              {"max_tokens", o.max_tokens},
+              {"requests_ok", l.ok},
+              {"requests_failed", l.failed},
+              {"errors", l.errors},
+              {"requests_per_s", static_cast<double>(l.ok) / l.seconds},
+              {"output_tokens_per_s", static_cast<double>(l.output_tokens) / l.seconds},
+              {"ttft_ms", pct(l.ttft_s)},
+              {"itl_ms", pct(l.itl_s)},
+              {"latency_ms", pct(l.latency_s)},
+              {"after", after}};
+  if (!rss.empty()) {
+    // Memory flat: the second half of the run against the first.
+    const size_t h = rss.size() / 2;
+    const double first = h ? *std::max_element(rss.begin(), rss.begin() + static_cast<ptrdiff_t>(h)) : rss.front();
+    const double second = *std::max_element(rss.begin() + static_cast<ptrdiff_t>(h), rss.end());
+    out["server_rss_mib"] = {{"first_half_max", first}, {"second_half_max", second}, {"samples", rss}};
+  }
+  return out;
+}
+
+}  // namespace troupe::bench

@@ -1,0 +1,30 @@
+// serve_bench: `troupe bench serve`: a `troupe serve` process under a bounded streaming load
+// on loopback; prints throughput, time to first token, inter-token latency, errors, the
+// server's memory over the run and its KV blocks afterwards.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "runtime/result.hpp"
+
+namespace troupe::bench {
+
+struct serve_bench_options {
+  std::string url;     // an existing server; or else:
+  std::string model;   // start `troupe serve --model MODEL` on a free port
+  std::string troupe;  // the troupe binary to start (default: this one)
+  std::string served_name;
+  int workers = 1;
+  std::string kv_cache_memory = "1GiB";
+  int concurrency = 64;
+  double duration_s = 30;
+  int max_tokens = 32;
+  int prompt_words = 48;
+  bool chat = false;
+};
+
+[[nodiscard]] result<nlohmann::json> run_serve_bench(const serve_bench_options& o);
+
+}  // namespace troupe::bench
