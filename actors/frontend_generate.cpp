@@ -308,6 +308,12 @@ void frontend::impl::handle_chat(const httplib::Request& req, httplib::Response&
   auto parsed = openai::parse_chat_request(req.body);
   if (!parsed) return send_error(res, parsed.error());
   openai::chat_request& r = parsed.value();
+  if (r.tool_choice && (r.tool_choice->mode == openai::tool_choice::kind::required ||
+                        r.tool_choice->mode == openai::tool_choice::kind::function))
+    return send_error(res, openai::invalid_request("tool_choice",
+                                                   "tool_choice \"required\" or a named function needs constrained "
+                                                   "decoding, which troupe does not do; use \"auto\" or \"none\"",
+                                                   "unsupported_value"));
   auto entry = models->get(r.model);
   if (!entry) return send_error(res, model_not_found(r.model));
   const model_bundle& m = *entry->model;

@@ -96,7 +96,7 @@ void step(self_ptr self) {
                 it = s.streams.erase(it);
               }
             } else {
-              step_output out = s.setup.eng->complete(std::move(*sched), r.logits);
+              step_output out = s.setup.eng->complete(std::move(*sched), r.logits, r.seconds);
               s.last = out.stats;
               for (const request_output& o : out.outputs) {
                 auto it = s.streams.find(o.id);

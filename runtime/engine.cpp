@@ -1,6 +1,7 @@
 #include "runtime/engine.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <unordered_map>
@@ -70,6 +71,33 @@ struct engine::impl {
   uint64_t step_no = 0;
   bool last_was_prefill = false;
   std::vector<float> row;  // sampling scratch
+  // Step-cost model for the hybrid chunk cap: decode-only step time, and the extra time per
+  // prefill token in a fused step (exponential moving averages of measured forwards).
+  double decode_step_s = 0;
+  double prefill_token_s = 0;
+
+  void observe(const step_stats& st, double seconds) {
+    if (seconds <= 0) return;
+    const double a = 0.2;
+    if (st.n_prefill_tokens == 0 && st.n_decode_seqs > 0) {
+      decode_step_s = decode_step_s == 0 ? seconds : (1 - a) * decode_step_s + a * seconds;
+    } else if (st.n_prefill_tokens > 0 && st.n_decode_seqs > 0 && decode_step_s > 0) {
+      const double per = std::max(0.0, seconds - decode_step_s) / st.n_prefill_tokens;
+      prefill_token_s = prefill_token_s == 0 ? per : (1 - a) * prefill_token_s + a * per;
+    } else if (st.n_prefill_tokens > 0 && st.n_decode_seqs == 0 && prefill_token_s == 0) {
+      prefill_token_s = seconds / st.n_prefill_tokens;  // an upper bound until fused steps are seen
+    }
+  }
+
+  // Prefill tokens that may ride along with decodes in one hybrid step.
+  int32_t hybrid_cap() const {
+    if (cfg.prefill != prefill_mode::hybrid || cfg.hybrid_step_time_factor <= 0 || !cfg.enable_chunked_prefill)
+      return INT32_MAX;  // (without chunking, a prompt must go in whole)
+    if (decode_step_s <= 0 || prefill_token_s <= 0) return model.kv_block_size;  // learn cautiously
+    const double extra = (cfg.hybrid_step_time_factor - 1.0) * decode_step_s;
+    const double cap = extra / prefill_token_s;
+    return static_cast<int32_t>(std::clamp(cap, static_cast<double>(model.kv_block_size), 1e9));
+  }
 
   impl(const engine_config& c, const engine_model_info& m, const tokenizer* t)
       : cfg(c), model(m), tok(t), salt(model_salt(c.model_identity)),
@@ -256,6 +284,12 @@ scheduled_step engine::schedule() {
     e.last_was_prefill = prefill;
   }
 
+  // In hybrid mode, prefill tokens beside running decodes are capped (see hybrid_cap).
+  bool decoding = false;
+  for (uint64_t id : e.running) decoding |= e.get(id).remaining() == 1;
+  int32_t prefill_budget = decoding ? e.hybrid_cap() : INT32_MAX;
+  if (decoding && prefill_budget != INT32_MAX) out.stats.hybrid_chunk_cap = prefill_budget;
+
   // 1. Running sequences, in priority order; under block pressure the lowest-priority,
   //    latest one is preempted (possibly the one asking).
   for (size_t i = 0; i < e.running.size() && budget > 0; ++i) {
@@ -263,7 +297,8 @@ scheduled_step engine::schedule() {
     sequence& s = e.get(id);
     const bool is_decode = s.remaining() == 1;
     if ((is_decode && !allow_decode) || (!is_decode && !allow_prefill)) continue;
-    const int32_t n = std::min(s.remaining(), budget);
+    const int32_t n = std::min({s.remaining(), budget, is_decode ? INT32_MAX : prefill_budget});
+    if (n <= 0) continue;
     bool self_preempted = false;
     while (!e.grow_blocks(s, s.n_computed + n)) {
       const uint64_t victim = e.running.back();
@@ -279,10 +314,11 @@ scheduled_step engine::schedule() {
     work.emplace_back(id, n);
     scheduled.insert(id);
     budget -= n;
+    if (!is_decode) prefill_budget -= n;
   }
 
   // 2. Waiting sequences, if nothing was preempted: best first, while there is room.
-  while (allow_prefill && out.stats.n_preempted == 0 && budget > 0 && !e.waiting.empty() &&
+  while (allow_prefill && out.stats.n_preempted == 0 && budget > 0 && prefill_budget > 0 && !e.waiting.empty() &&
          static_cast<int32_t>(e.running.size()) < e.cfg.max_batch_size) {
     const size_t wi = e.best_waiting();
     const uint64_t id = e.waiting[wi];
@@ -294,8 +330,8 @@ scheduled_step engine::schedule() {
     const size_t hit = e.pool.count_cached_prefix(lookup);
     const int32_t cached = static_cast<int32_t>(hit) * e.bs();
     const int32_t rest = static_cast<int32_t>(s.tokens.size()) - cached;
-    if (!e.cfg.enable_chunked_prefill && rest > budget) break;
-    const int32_t n = std::min(rest, budget);
+    if (!e.cfg.enable_chunked_prefill && rest > std::min(budget, prefill_budget)) break;
+    const int32_t n = std::min({rest, budget, prefill_budget});
     std::vector<int32_t> matched = e.pool.match(lookup.first(hit));
     s.blocks = matched;
     if (!e.grow_blocks(s, cached + n)) {
@@ -311,6 +347,7 @@ scheduled_step engine::schedule() {
     work.emplace_back(id, n);
     scheduled.insert(id);
     budget -= n;
+    prefill_budget -= n;
   }
 
   for (auto& [id, n] : work) {
@@ -330,8 +367,9 @@ scheduled_step engine::schedule() {
   return out;
 }
 
-step_output engine::complete(scheduled_step&& step, const std::vector<float>& logits) {
+step_output engine::complete(scheduled_step&& step, const std::vector<float>& logits, double forward_seconds) {
   impl& e = *impl_;
+  e.observe(step.stats, forward_seconds);
   step_output out;
   out.stats = step.stats;
   const auto V = static_cast<size_t>(e.model.n_vocab);
@@ -401,8 +439,13 @@ step_output engine::complete(scheduled_step&& step, const std::vector<float>& lo
 result<step_output> engine::step(executor& ex) {
   scheduled_step s = schedule();
   std::vector<float> logits;
-  if (!s.empty()) TROUPE_CHECK(ex.forward(s.batch, logits));
-  return complete(std::move(s), logits);
+  double seconds = -1;
+  if (!s.empty()) {
+    const auto t0 = std::chrono::steady_clock::now();
+    TROUPE_CHECK(ex.forward(s.batch, logits));
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  return complete(std::move(s), logits, seconds);
 }
 
 engine_model_info model_info_of(const executor& ex, const tokenizer* tok) {

@@ -38,6 +38,11 @@ struct engine_config {
   bool prefix_cache = true;                           // prefix_cache_mode radix | disable
   int64_t prefix_cache_max_num_recycling_seqs = 256;  // < 0: no bound
   int32_t aging_steps = 64;  // a waiting request gains one priority level per this many steps
+  // Hybrid mode, while sequences decode: the prefill tokens fused into one step are capped so
+  // that the step takes at most this many times a decode-only step (split-fuse's promise that
+  // a long prompt never stalls decoding). The cap adapts to measured step times; 0 turns it
+  // off (prefill chunks then fill the whole token budget).
+  double hybrid_step_time_factor = 1.5;
   std::string model_identity;  // salts the block hashes (the served model's name)
 };
 
@@ -86,6 +91,7 @@ struct step_stats {
   int32_t n_preempted = 0;    // this step
   int32_t kv_blocks_used = 0;
   int32_t kv_blocks_total = 0;
+  int32_t hybrid_chunk_cap = 0;  // prefill tokens allowed beside decodes this step (0: none set)
 };
 
 struct step_output {
@@ -128,7 +134,9 @@ class engine {
   size_t n_waiting() const;
 
   scheduled_step schedule();
-  step_output complete(scheduled_step&& step, const std::vector<float>& logits);
+  // forward_seconds: how long the step's forward took (it tunes the hybrid chunk size); < 0
+  // when unknown.
+  step_output complete(scheduled_step&& step, const std::vector<float>& logits, double forward_seconds = -1);
   // schedule, forward, complete.
   [[nodiscard]] result<step_output> step(executor& ex);
 
