@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "kernels/cpu/ops.hpp"
+
 namespace troupe {
 namespace {
 
@@ -26,9 +28,9 @@ token_id argmax(std::span<const float> v) {
 // log(sum(exp(v))) computed stably.
 double log_sum_exp(std::span<const float> v) {
   const float m = *std::max_element(v.begin(), v.end());
-  double s = 0;
-  for (float x : v) s += std::exp(static_cast<double>(x - m));
-  return m + std::log(s);
+  thread_local std::vector<float> scratch;
+  scratch.assign(v.begin(), v.end());
+  return m + std::log(cpu::exp_shifted(scratch.data(), static_cast<int64_t>(scratch.size()), m, 1.0f));
 }
 
 }  // namespace
@@ -117,11 +119,7 @@ token_id sequence_sampler::sample_processed(std::span<float> logits) {
   // Unnormalised probabilities at this temperature: the most likely token has 1.
   const float inv_t = 1.0f / p.temperature;
   const float m = *std::max_element(logits.begin(), logits.end());
-  double total = 0;
-  for (float& l : logits) {
-    l = std::exp((l - m) * inv_t);
-    total += l;
-  }
+  const double total = cpu::exp_shifted(logits.data(), static_cast<int64_t>(V), m, inv_t);
   const bool cut_k = p.top_k > 0 && static_cast<size_t>(p.top_k) < V;
   if (!cut_k && p.top_p >= 1.0f && p.min_p <= 0.0f) {  // the whole distribution
     double r = rng_.uniform() * total;

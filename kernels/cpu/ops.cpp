@@ -37,6 +37,8 @@ void silu_mul(float* g, const float* u, int64_t n) { ops().silu_mul(g, u, n); }
 
 void add(float* x, const float* y, int64_t n) { ops().add(x, y, n); }
 
+double exp_shifted(float* x, int64_t n, float max, float scale) { return ops().exp_shifted(x, n, max, scale); }
+
 void kv_store(const kv_layer_view& kv, const int32_t* block_table, const int32_t* positions,
               int64_t n_rows, const float* k, int64_t ldk, const float* v, int64_t ldv) {
   const int64_t hd = kv.head_dim, bs = kv.block_size;

@@ -24,6 +24,10 @@ void silu_mul(float* g, const float* u, int64_t n);
 // x += y over n values.
 void add(float* x, const float* y, int64_t n);
 
+// x[i] = exp((x[i] - max) * scale) for max >= every x[i] (softmax numerators); returns their
+// sum in double.
+double exp_shifted(float* x, int64_t n, float max, float scale);
+
 // The paged KV cache of one layer, as the CPU executor lays it out. Per block and KV head,
 // keys are stored transposed, [head_dim][block_size] (so scores for a block are vertical
 // FMAs), values as [block_size][head_dim].
@@ -62,6 +66,7 @@ struct ops_table {
   void (*rope)(float*, int64_t, int64_t, int64_t, int64_t, const float*, const float*, bool);
   void (*silu_mul)(float*, const float*, int64_t);
   void (*add)(float*, const float*, int64_t);
+  double (*exp_shifted)(float*, int64_t, float, float);
   // One work item of paged attention: queries [i0, i1) of seq s, KV head kvh.
   void (*attention_item)(const float* q, int64_t ldq, const attention_seq& s, int64_t i0,
                          int64_t i1, int64_t kvh, const kv_layer_view& kv, int64_t group,
