@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <string_view>
 #include <vector>
 
 #include <cblas.h>
@@ -69,6 +70,18 @@ size_t weight_matrix::row_bytes() const {
   return 0;
 }
 
+bf16_dot bf16_dot_mode() {
+  static const bf16_dot m = [] {
+    if (!detect().avx512_bf16 || best_isa() != isa::avx512) return bf16_dot::widen;
+    const char* v = std::getenv("TROUPE_BF16_DOT");
+    if (v && std::string_view(v) == "widen") return bf16_dot::widen;
+    if (v && std::string_view(v) == "single") return bf16_dot::single;
+    if (v && std::string_view(v) == "split") return bf16_dot::split;
+    return bf16_dot::widen;
+  }();
+  return m;
+}
+
 int64_t blas_threshold_rows() {
   static const int64_t t = [] {
     if (const char* v = std::getenv("TROUPE_BLAS_ROWS")) return static_cast<int64_t>(std::atoll(v));
@@ -86,7 +99,12 @@ void matmul(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w,
     blas_path(x, ldx, n_rows, w, y, ldy, pool);
     return;
   }
-  static const detail::tile_fn tile = pick_tile();
+  static const detail::tile_fn generic_tile = pick_tile();
+  detail::tile_fn tile = generic_tile;
+  if (w.type == wtype::bf16 && w.n_in % 32 == 0) {
+    if (bf16_dot_mode() == bf16_dot::split) tile = detail::tile_avx512bf16;
+    else if (bf16_dot_mode() == bf16_dot::single) tile = detail::tile_avx512bf16_single;
+  }
   // Columns in multiples of 16 per chunk keep each thread's tiles whole.
   pool.parallel_for(w.n_out, 16, [&](int64_t c0, int64_t c1) {
     tile(x, ldx, n_rows, w, c0, c1, y, ldy);

@@ -24,6 +24,13 @@ struct weight_matrix {
 
 enum class matmul_path { automatic, kernel, blas };
 
+// How bf16 weights are multiplied on CPUs with AVX512-BF16 (TROUPE_BF16_DOT overrides):
+//   widen: to f32 in registers, f32 FMA (the path every CPU has)
+//   split: bf16 dot products with activations as bf16 high + low parts (about f32 accuracy)
+//   single: bf16 dot products with activations rounded to bf16 (half the work, less accurate)
+enum class bf16_dot { widen, split, single };
+bf16_dot bf16_dot_mode();
+
 // y[n_rows, n_out] (row stride ldy) = x[n_rows, n_in] (row stride ldx) · Wᵀ.
 // n_in must be a multiple of 16 (of 32 for q8_0).
 void matmul(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, float* y,
@@ -42,6 +49,9 @@ using tile_fn = void (*)(const float* x, int64_t ldx, int64_t n_rows, const weig
 void tile_generic(const float*, int64_t, int64_t, const weight_matrix&, int64_t, int64_t, float*, int64_t);
 void tile_avx2(const float*, int64_t, int64_t, const weight_matrix&, int64_t, int64_t, float*, int64_t);
 void tile_avx512(const float*, int64_t, int64_t, const weight_matrix&, int64_t, int64_t, float*, int64_t);
+// bf16 weights with n_in a multiple of 32, on CPUs with AVX512-BF16.
+void tile_avx512bf16(const float*, int64_t, int64_t, const weight_matrix&, int64_t, int64_t, float*, int64_t);
+void tile_avx512bf16_single(const float*, int64_t, int64_t, const weight_matrix&, int64_t, int64_t, float*, int64_t);
 using dequant_fn = void (*)(const weight_matrix& w, int64_t r0, int64_t r1, float* out);
 void dequant_generic(const weight_matrix&, int64_t, int64_t, float*);
 void dequant_avx512(const weight_matrix&, int64_t, int64_t, float*);

@@ -103,6 +103,22 @@ void check_all_paths(wtype t, int64_t n_rows, int64_t n_out, int64_t n_in) {
     tile(x.data(), n_in, n_rows, m, 0, n_out, y.data(), n_out);
     compare(y, "tile");
   }
+  if (t == wtype::bf16 && n_in % 32 == 0 && detect().avx512_bf16) {
+    std::fill(y.begin(), y.end(), NAN);
+    detail::tile_avx512bf16(x.data(), n_in, n_rows, m, 0, n_out, y.data(), n_out);
+    compare(y, "bf16 dot products, split activations");
+    // Activations rounded to bf16: each product is off by at most 2^-8 of its size.
+    std::fill(y.begin(), y.end(), NAN);
+    detail::tile_avx512bf16_single(x.data(), n_in, n_rows, m, 0, n_out, y.data(), n_out);
+    for (int64_t r = 0; r < n_rows; ++r)
+      for (int64_t c = 0; c < n_out; ++c) {
+        double bound = 0;
+        for (int64_t i = 0; i < n_in; ++i)
+          bound += std::fabs(static_cast<double>(x[static_cast<size_t>(r * n_in + i)]) * p.values[static_cast<size_t>(c * n_in + i)]);
+        ASSERT_NEAR(y[static_cast<size_t>(r * n_out + c)], ref[static_cast<size_t>(r * n_out + c)], bound / 256 + tol)
+            << "bf16 dot products, single activations";
+      }
+  }
   std::fill(y.begin(), y.end(), NAN);
   matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, matmul_path::kernel);
   compare(y, "kernel path");
