@@ -47,6 +47,17 @@ sampling_params from_wire(const wire_sampling& w) {
   return p;
 }
 
+token_delta failure_delta(std::string id, int status, std::string message, std::string worker) {
+  token_delta d;
+  d.id = std::move(id);
+  d.finished = true;
+  d.finish_reason = "error";
+  d.error_status = status;
+  d.error = std::move(message);
+  d.worker = std::move(worker);
+  return d;
+}
+
 actor_stats make_stats(const actor_meter& m, size_t mailbox_size) {
   actor_stats st;
   st.node = m.node;

@@ -48,16 +48,6 @@ struct router_state {
 
 using self_ptr = router_actor::stateful_pointer<router_state>;
 
-token_delta error_delta(const std::string& id, int status, std::string message) {
-  token_delta d;
-  d.id = id;
-  d.finished = true;
-  d.finish_reason = "error";
-  d.error_status = status;
-  d.error = std::move(message);
-  return d;
-}
-
 // How many leading blocks of the prompt a worker has cached (by the hashes it published).
 int64_t cached_prefix_tokens(const worker_entry& w, const std::vector<int32_t>& prompt) {
   if (w.cached.empty() || w.info.kv_block_size <= 0) return 0;
@@ -105,7 +95,7 @@ void fail(self_ptr self, const std::string& id, int status, std::string message)
   auto& st = self->state;
   auto it = st.requests.find(id);
   if (it == st.requests.end()) return;
-  self->send(it->second.req.reply_to, error_delta(id, status, std::move(message)));
+  self->send(it->second.req.reply_to, failure_delta(id, status, std::move(message)));
   self->demonitor(it->second.req.reply_to.address());
   ++st.stats.failed;
   st.requests.erase(it);
@@ -182,7 +172,7 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, std::shar
         ++st.stats.requests;
         const std::string id = r.id;
         if (st.requests.count(id)) {
-          self->send(r.reply_to, error_delta(id, 400, "request id " + id + " is already in flight"));
+          self->send(r.reply_to, failure_delta(id, 400, "request id " + id + " is already in flight"));
           return;
         }
         bool known = false;

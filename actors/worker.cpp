@@ -45,17 +45,6 @@ token_delta delta_of(const request_output& o, const std::string& worker) {
   return d;
 }
 
-token_delta failure(const std::string& id, int status, std::string message, const std::string& worker) {
-  token_delta d;
-  d.id = id;
-  d.finished = true;
-  d.finish_reason = "error";
-  d.error_status = status;
-  d.error = std::move(message);
-  d.worker = worker;
-  return d;
-}
-
 void publish_events(self_ptr self) {
   auto events = self->state.setup.eng->drain_kv_events();
   if (events.empty()) return;
@@ -91,7 +80,7 @@ void step(self_ptr self) {
               // The executor refused the batch (a bug, not a client error): fail every
               // request rather than retry the same batch forever.
               for (auto it = s.streams.begin(); it != s.streams.end();) {
-                self->send(it->second, failure(it->first, 500, "forward pass failed: " + r.error, s.setup.name));
+                self->send(it->second, failure_delta(it->first, 500, "forward pass failed: " + r.error, s.setup.name));
                 s.setup.eng->abort(it->first);
                 it = s.streams.erase(it);
               }
@@ -116,7 +105,7 @@ void step(self_ptr self) {
             auto& s = self->state;
             s.stepping = false;
             for (auto& [id, stream] : s.streams) {
-              self->send(stream, failure(id, 503, "the device actor failed: " + self->system().render(err), s.setup.name));
+              self->send(stream, failure_delta(id, 503, "the device actor failed: " + self->system().render(err), s.setup.name));
               s.setup.eng->abort(id);
             }
             s.streams.clear();
@@ -145,7 +134,7 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
         metered g(self->state.meter);
         auto& s = self->state;
         if (s.stopping) {
-          self->send(r.reply_to, failure(r.id, 503, "the worker is shutting down", s.setup.name));
+          self->send(r.reply_to, failure_delta(r.id, 503, "the worker is shutting down", s.setup.name));
           return;
         }
         request req;
@@ -154,7 +143,7 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
         req.params = from_wire(r.params);
         req.priority = r.priority;
         if (status st = s.setup.eng->add_request(std::move(req)); !st.ok()) {
-          self->send(r.reply_to, failure(r.id, 400, st.message(), s.setup.name));
+          self->send(r.reply_to, failure_delta(r.id, 400, st.message(), s.setup.name));
           return;
         }
         s.streams[r.id] = r.reply_to;
@@ -181,7 +170,7 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
         metered g(self->state.meter);
         auto& s = self->state;
         for (auto& [id, stream] : s.streams) {
-          self->send(stream, failure(id, 503, "the worker was stopped", s.setup.name));
+          self->send(stream, failure_delta(id, 503, "the worker was stopped", s.setup.name));
           s.setup.eng->abort(id);
         }
         s.streams.clear();
