@@ -35,7 +35,7 @@ export async function start(args, { ready = /troupe: serving .* at (http:\/\/\S+
     url: match[1],
     stderr: () => err,
     async stop(signal = 'SIGTERM') {
-      if (proc.exitCode !== null) return proc.exitCode;
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;  // already gone (a kill -9, say)
       proc.kill(signal);
       const timer = setTimeout(() => proc.kill('SIGKILL'), 10000);
       const [code] = await once(proc, 'exit');
