@@ -1,0 +1,74 @@
+// The management API over HTTP: a deployment created with POST /v1/llm_models serves at once
+// with its engine settings in effect, is listed and shown, survives a server restart, and
+// goes away with DELETE; invalid bodies get every field error at once.
+import { describe, it, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { serve, models } from './harness.mjs';
+
+const api = (url, method, p, body) =>
+  fetch(`${url}${p}`, { method, headers: { 'Content-Type': 'application/json' }, body: body && JSON.stringify(body) })
+    .then(async (r) => ({ status: r.status, body: await r.json() }));
+
+describe('the management API', () => {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-state-'));
+  let server;
+  after(async () => { await server?.stop(); });
+
+  it('creates, serves, persists across a restart, and deletes a deployment', async () => {
+    server = await serve('qwen3-hf-bf16', ['--state-dir', stateDir]);
+    const created = await api(server.url, 'POST', '/v1/llm_models', {
+      name: 'second', model: path.resolve(models, 'llama3-hf-bf16'),
+      llm_config: { runtime: { max_seq_len: 256, max_batch_size: 4, max_num_tokens: 256, kv_cache_memory: '64MiB' },
+                    speculative_config: { decoding_type: 'NGram', max_draft_len: 4 } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.deepEqual(created.body.settings.active, ['runtime']);
+    assert.ok(created.body.settings.not_yet_active.includes('speculative_config'));
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const ids = [];
+    for await (const m of await client.models.list()) ids.push(m.id);
+    assert.deepEqual(ids.sort(), ['qwen3-hf-bf16', 'second']);
+    const r = await client.completions.create({ model: 'second', prompt: 'Hello', max_tokens: 3 });
+    assert.equal(r.model, 'second');
+    assert.equal(r.usage.completion_tokens, 3);
+    // Its max_seq_len of 256 is in effect.
+    const tooLong = await client.completions.create({ model: 'second', prompt: 'Hello', max_tokens: 300 }).catch((e) => e);
+    assert.equal(tooLong.status, 400);
+    assert.match(tooLong.error.message, /256/);
+    const shown = await api(server.url, 'GET', '/v1/llm_models/second');
+    assert.equal(shown.status, 200);
+    assert.equal(shown.body.llm_config.runtime.max_seq_len, 256);
+
+    // A restart brings it back.
+    await server.stop();
+    server = await serve('qwen3-hf-bf16', ['--state-dir', stateDir]);
+    const again = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const r2 = await again.completions.create({ model: 'second', prompt: 'Hello', max_tokens: 2 });
+    assert.equal(r2.usage.completion_tokens, 2);
+    const list = await api(server.url, 'GET', '/v1/llm_models');
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.body.data.map((d) => d.name), ['second']);
+
+    const deleted = await api(server.url, 'DELETE', '/v1/llm_models/second');
+    assert.equal(deleted.status, 200);
+    const gone = await again.completions.create({ model: 'second', prompt: 'Hello', max_tokens: 2 }).catch((e) => e);
+    assert.equal(gone.status, 404);
+    assert.equal((await api(server.url, 'GET', '/v1/llm_models/second')).status, 404);
+  });
+
+  it('answers an invalid body with every field error at once', async () => {
+    const bad = await api(server.url, 'POST', '/v1/llm_models', {
+      model: path.resolve(models, 'llama3-hf-bf16'),
+      llm_config: { runtime: { max_batch_size: 0 }, b10_disagg_config: { prefill_workers_per_replica: 1 },
+                    autoscaling_settings: { concurrency_target: 10 }, speculative_config: { decoding_type: 'Eagle' } } });
+    assert.equal(bad.status, 400);
+    assert.ok(bad.body.error.message);
+    assert.ok(bad.body.errors.length >= 4, JSON.stringify(bad.body.errors));
+    const fields = bad.body.errors.map((e) => e.field).join(' ');
+    for (const f of ['max_batch_size', 'b10_disagg_config', 'concurrency_target', 'speculative_model_dir'])
+      assert.match(fields + JSON.stringify(bad.body.errors), new RegExp(f));
+  });
+});
