@@ -209,6 +209,14 @@ void frontend::set_management(config::deployment_store* store,
 
 int frontend::port() const { return impl_->bound_port; }
 
+int frontend::drain(double timeout_s) {
+  impl_->draining = true;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (impl_->in_flight > 0 && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return impl_->in_flight;
+}
+
 void frontend::stop() {
   if (impl_->srv) impl_->srv->stop();
   if (impl_->listener.joinable()) impl_->listener.join();
@@ -265,8 +273,9 @@ status frontend::start() {
     bool answered = false;
     self->request(fe.router, std::chrono::seconds(5), list_atom::value)
         .receive([&](std::vector<worker_info>& w) { workers = w.size(), answered = true; }, [](caf::error&) {});
-    nlohmann::json j = {{"status", answered && workers > 0 ? "ok" : "unavailable"}, {"workers", workers}};
-    res.status = answered && workers > 0 ? 200 : 503;
+    const bool up = answered && workers > 0 && !fe.draining;
+    nlohmann::json j = {{"status", fe.draining ? "draining" : up ? "ok" : "unavailable"}, {"workers", workers}};
+    res.status = up ? 200 : 503;
     res.set_content(j.dump(), "application/json");
   });
 

@@ -74,6 +74,9 @@ class frontend {
 
   // Binds (with a listen backlog far above cpp-httplib's 5) and serves on its own threads.
   [[nodiscard]] status start();
+  // Refuses new generation requests (503) and waits up to timeout_s for the ones in flight to
+  // finish; /health says "draining" meanwhile. Returns how many were still running.
+  int drain(double timeout_s);
   void stop();
   int port() const;
 

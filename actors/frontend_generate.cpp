@@ -211,6 +211,8 @@ class generation {
 
 // Admission: a slot among max_in_flight, or a 429.
 std::optional<api_error> admit(frontend::impl& fe) {
+  if (fe.draining)
+    return error_with(503, "The server is shutting down; retry on another replica.", "server_error", "shutting_down");
   if (++fe.in_flight > fe.opts.max_in_flight) {
     --fe.in_flight;
     return error_with(429, fmt::format("The server is overloaded: {} requests are in flight. Retry shortly.",

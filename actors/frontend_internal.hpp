@@ -61,6 +61,7 @@ struct frontend::impl {
   std::shared_ptr<metrics> stats;
   frontend_options opts;
   std::atomic<int> in_flight{0};
+  std::atomic<bool> draining{false};
   config::deployment_store* store = nullptr;
   std::unique_ptr<config::management_api> management;
   std::function<std::string(const config::deployment&)> on_created;

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 
@@ -105,21 +106,21 @@ result<std::vector<worker_info>> start_workers(caf::actor_system& sys, const nod
 }
 
 void block_stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  if (stop_pipe[0] >= 0) return;
+  if (pipe(stop_pipe) != 0) return;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
 }
 
 int wait_for_stop_signal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  int sig = 0;
-  sigwait(&set, &sig);
-  return sig;
+  char c = 0;
+  while (read(stop_pipe[0], &c, 1) < 0 && errno == EINTR) {
+  }
+  return c;
 }
 
 std::string default_node_name() {
@@ -129,3 +130,14 @@ std::string default_node_name() {
 }
 
 }  // namespace troupe
+namespace {
+// SIGINT and SIGTERM write a byte here; whichever thread the kernel picks (libraries such as
+// OpenBLAS start threads before main, with no say in their signal masks) only wakes the waiter.
+int stop_pipe[2] = {-1, -1};
+
+void on_stop_signal(int) {
+  const char c = 1;
+  [[maybe_unused]] ssize_t n = write(stop_pipe[1], &c, 1);
+}
+}  // namespace
+

@@ -38,7 +38,7 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
                                                              const router_actor& router, const worker_spec& spec,
                                                              int n);
 
-// Blocks SIGINT and SIGTERM in every thread (call before spawning any), then later waits.
+// Catches SIGINT and SIGTERM (call first); wait_for_stop_signal returns at the next one.
 void block_stop_signals();
 int wait_for_stop_signal();
 

@@ -32,6 +32,7 @@ struct control_flags {
   std::string api_key;
   std::string state_dir;
   int max_in_flight = 512;
+  double drain_timeout_s = 30;
 };
 
 void add_control_flags(CLI::App& app, control_flags& f) {
@@ -40,6 +41,7 @@ void add_control_flags(CLI::App& app, control_flags& f) {
   app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $TROUPE_API_KEY)");
   app.add_option("--state-dir", f.state_dir, "where the management API keeps deployments (off without it)");
   app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")->capture_default_str();
+  app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")->capture_default_str();
 }
 
 struct node_plan {
@@ -219,7 +221,16 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   }
 
   wait_for_stop_signal();
-  if (fe) fe->stop();
+  if (fe) {
+    // Let requests in flight finish, then stop; a second signal stops at once.
+    std::thread([] {
+      wait_for_stop_signal();
+      std::_Exit(1);
+    }).detach();
+    if (const int left = fe->drain(cf.drain_timeout_s); left > 0)
+      std::fprintf(stderr, "troupe: stopping with %d requests still running after %.0f s\n", left, cf.drain_timeout_s);
+    fe->stop();
+  }
   if (lost_control) {
     std::fprintf(stderr, "troupe: lost the control node; stopping\n");
     std::_Exit(1);

@@ -4,6 +4,7 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import OpenAI from 'openai';
 import { serve, bin, models, eventually, workersIdle, actors } from './harness.mjs';
 
@@ -214,5 +215,26 @@ describe('troupe serve with an API key and a small admission limit', () => {
     assert.ok(statuses.includes(429), statuses.join(','));
     assert.ok(statuses.includes(200), statuses.join(','));
     assert.ok(statuses.every((s) => s === 200 || s === 429), statuses.join(','));
+  });
+});
+
+describe('troupe serve on SIGTERM', () => {
+  it('finishes the requests in flight, refuses new ones with 503, then exits', async () => {
+    const server = await serve(MODEL);
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'x', maxRetries: 0, timeout: 60000 });
+    const running = client.completions.create({ model: MODEL, prompt: 'long', max_tokens: 300, ignore_eos: true });
+    await eventually(async () => (await actors(server.url)).data.some((a) => a.role === 'worker' && a.engine.running === 1),
+                     { everyMs: 10 });
+    server.proc.kill('SIGTERM');
+    const refused = await eventually(async () => {
+      const r = await client.completions.create({ model: MODEL, prompt: 'new', max_tokens: 1 }).catch((e) => e);
+      return r.status === 503 ? r : null;
+    }, { everyMs: 20 });
+    assert.ok(refused, 'a request during the drain gets 503');
+    const done = await running;
+    assert.equal(done.choices[0].finish_reason, 'length');
+    assert.equal(done.usage.completion_tokens, 300);
+    const [code] = server.proc.exitCode !== null ? [server.proc.exitCode] : await once(server.proc, 'exit');
+    assert.equal(code, 0, 'it exits by itself once drained');
   });
 });
