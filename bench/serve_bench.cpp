@@ -9,7 +9,6 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <regex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -83,10 +82,9 @@ result<std::unique_ptr<server_process>> start_server(const serve_bench_options& 
     close(out[0]);
     return make_error("cannot start " + exe);
   }
+  // It prints "troupe: serving MODEL at http://HOST:PORT/v1" once it listens.
   std::string seen;
   char buf[512];
-  const std::regex ready("serving (\\S+) at (http://\\S+)/v1");
-  std::smatch m;
   for (;;) {
     const ssize_t n = read(out[0], buf, sizeof buf);
     if (n <= 0) {
@@ -94,10 +92,14 @@ result<std::unique_ptr<server_process>> start_server(const serve_bench_options& 
       return make_error("troupe serve exited before it was ready:\n" + seen);
     }
     seen.append(buf, static_cast<size_t>(n));
-    if (std::regex_search(seen, m, ready)) break;
+    const size_t at = seen.find(" at http://");
+    const size_t end = at == std::string::npos ? at : seen.find("/v1", at);
+    if (end != std::string::npos) {
+      p->url = seen.substr(at + 4, end - at - 4);
+      break;
+    }
   }
   close(out[0]);
-  p->url = m[2];
   return p;
 }
 
