@@ -7,6 +7,10 @@
 #include <fmt/format.h>
 
 #include "actors/device.hpp"
+#if defined(TROUPE_HAVE_CUDA)
+#include "actors/cuda_stream.hpp"
+#include "kernels/cuda/cuda_executor.hpp"
+#endif
 #include "actors/kv_publisher.hpp"
 #include "actors/worker.hpp"
 #include "runtime/cpu_executor.hpp"
@@ -29,6 +33,9 @@ struct node_state {
   std::map<std::string, started> workers;                             // by name
   int next_worker = 0;
   actor_meter meter;
+#if defined(TROUPE_HAVE_CUDA)
+  cuda_devices cuda;  // weights per (model, device) and NCCL, for workers with --device cuda
+#endif
 };
 
 using self_ptr = node_agent_actor::stateful_pointer<node_state>;
@@ -76,13 +83,29 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         auto model = model_for(self, spec.model_path);
         if (!model.ok()) return caf::make_error(caf::sec::runtime_error, model.message());
         const std::shared_ptr<const model_bundle>& b = *model;
-        cpu_executor_options eo;
-        eo.n_threads = spec.threads;
-        eo.kv_block_size = spec.kv_block_size;
-        eo.kv_cache_bytes = static_cast<size_t>(spec.kv_cache_bytes > 0 ? spec.kv_cache_bytes : int64_t{512} << 20);
-        auto ex = make_cpu_executor(b->weights, eo);
-        if (!ex.ok()) return caf::make_error(caf::sec::runtime_error, ex.message());
-        std::shared_ptr<executor> shared_ex(std::move(*ex));
+        std::shared_ptr<executor> shared_ex;
+#if defined(TROUPE_HAVE_CUDA)
+        std::shared_ptr<cuda::cuda_executor> cuda_ex;
+#endif
+        if (spec.device.empty() || spec.device == "cpu") {
+          cpu_executor_options eo;
+          eo.n_threads = spec.threads;
+          eo.kv_block_size = spec.kv_block_size;
+          eo.kv_cache_bytes = static_cast<size_t>(spec.kv_cache_bytes > 0 ? spec.kv_cache_bytes : int64_t{512} << 20);
+          auto ex = make_cpu_executor(b->weights, eo);
+          if (!ex.ok()) return caf::make_error(caf::sec::runtime_error, ex.message());
+          shared_ex = std::move(*ex);
+        } else {
+#if defined(TROUPE_HAVE_CUDA)
+          auto ex = self->state.cuda.executor_for(b->weights, spec);
+          if (!ex.ok()) return caf::make_error(caf::sec::runtime_error, "--device " + spec.device + ": " + ex.message());
+          cuda_ex = *ex;
+          shared_ex = cuda_ex;
+#else
+          return caf::make_error(caf::sec::runtime_error,
+                                 "--device " + spec.device + ": this build of troupe has no CUDA backend");
+#endif
+        }
         const std::string served = spec.served_name.empty() ? b->name : spec.served_name;
         engine_config ec;
         ec.max_batch_size = spec.max_batch_size;
@@ -97,7 +120,11 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         if (!eng.ok()) return caf::make_error(caf::sec::runtime_error, eng.message());
         std::shared_ptr<engine> shared_eng(std::move(*eng));
         const std::string name = fmt::format("{}/w{}", node, self->state.next_worker++);
-        device_actor dev = spawn_device(self->system(), shared_ex, node, name + "/device");
+        device_actor dev =
+#if defined(TROUPE_HAVE_CUDA)
+            cuda_ex ? self->state.cuda.spawn(self->system(), cuda_ex, node, name + "/cuda_stream") :
+#endif
+                    spawn_device(self->system(), shared_ex, node, name + "/device");
         publisher_actor pub = spawn_kv_publisher(self->system(), node, name + "/kv_publisher");
         worker_actor w = spawn_worker(self->system(), {node, name, b, shared_eng, dev, pub});
         self->monitor(w);

@@ -121,6 +121,8 @@ struct worker_spec {
   bool hybrid_prefill = true;
   bool prefix_cache = true;
   int64_t max_recycling_seqs = 256;
+  std::string device = "cpu";     // cpu, cuda or cuda:N
+  double kv_cache_fraction = 0;   // cuda: share of the device memory free after weights (if no kv_cache_bytes)
 };
 
 // One actor's counters, for /metrics and /v1/actors.
@@ -192,6 +194,10 @@ using kv_sink_actor = caf::typed_actor<caf::reacts_to<kv_events_atom, kv_events_
 using device_actor = caf::typed_actor<
     caf::replies_to<forward_atom, forward_batch>::with<forward_result>,
     caf::replies_to<metrics_atom>::with<actor_stats>>;
+
+// A device actor on a CUDA stream (actors/cuda_stream.hpp) also hears from its stream's
+// completion callback: (done, forward number). Local only; workers see a device_actor.
+using cuda_stream_actor = device_actor::extend<caf::reacts_to<done_atom, uint64_t>>;
 
 // Passes a worker's KV events on, in order, to every router that subscribed.
 using publisher_actor = caf::typed_actor<
@@ -266,7 +272,8 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_spec& x) {
   return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.threads,
            x.kv_cache_bytes, x.kv_block_size, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
-           x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs);
+           x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.device,
+           x.kv_cache_fraction);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {

@@ -10,6 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/bench_util.hpp"
+#if defined(TROUPE_HAVE_CUDA)
+#include "bench/cuda_engine_bench.hpp"
+#endif
 #include "bench/workloads.hpp"
 #include "kernels/cpu/cpu_features.hpp"
 #include "kernels/cpu/thread_pool.hpp"
@@ -99,6 +102,13 @@ int64_t layer_params(const model_config& c) {
 }  // namespace
 
 result<json> run_engine_bench(const engine_bench_options& o) {
+  if (o.device != "cpu") {
+#if defined(TROUPE_HAVE_CUDA)
+    return run_cuda_engine_bench(o);
+#else
+    return make_error("--device " + o.device + ": this build of troupe has no CUDA backend");
+#endif
+  }
   const int threads = o.threads > 0 ? o.threads : available_cores();
   json out;
   out["threads"] = threads;

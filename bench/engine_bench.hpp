@@ -20,6 +20,7 @@ struct engine_bench_options {
   int decode_steps = 16;
   int context = 128;            // tokens already cached per sequence while decoding
   std::string workload;         // "" (forward figures), "shared-prefix" or "mixed"
+  std::string device = "cpu";   // cpu, cuda or cuda:N (bench/cuda_engine_bench.hpp)
 };
 
 [[nodiscard]] result<nlohmann::json> run_engine_bench(const engine_bench_options& o);

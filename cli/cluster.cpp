@@ -12,7 +12,11 @@
 
 #include "actors/node_agent.hpp"
 #include "config/config.hpp"
+#include "kernels/cuda/device_name.hpp"
 #include "runtime/cpu_executor.hpp"
+#if defined(TROUPE_HAVE_CUDA)
+#include "kernels/cuda/device.hpp"
+#endif
 
 namespace troupe {
 
@@ -26,6 +30,25 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
                  "KV cache of the process: bytes (2GiB, 512MiB) or a fraction of free memory (0.5); "
                  "overrides the config");
   app.add_option("--served-model-name", f.served_name, "the model name clients ask for");
+#if defined(TROUPE_HAVE_CUDA)
+  app.add_option("--device", f.device, "where the engines run: cpu, cuda or cuda:N")->capture_default_str();
+#else
+  app.add_option("--device", f.device, "where the engines run: cpu (this build has no CUDA backend)")
+      ->capture_default_str();
+#endif
+}
+
+status check_device(const std::string& device) {
+  TROUPE_TRY(const int index, cuda::device_index(device));
+  if (index < 0) return {};
+#if defined(TROUPE_HAVE_CUDA)
+  auto d = cuda::probe_device(index);
+  if (!d.ok()) return make_error("--device " + device + ": " + d.message());
+  return {};
+#else
+  return make_error("--device " + device +
+                    ": this build of troupe has no CUDA backend (it was configured without nvcc, or with -DTROUPE_CUDA=OFF)");
+#endif
 }
 
 namespace {
@@ -70,10 +93,18 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
   s.model_path = model_path;
   s.served_name = !f.served_name.empty() ? f.served_name : rt.served_model_name;
   s.threads = f.threads > 0 ? f.threads : std::max(1, available_cores() / f.workers);
-  const double total = mem.kind == config::kv_cache_memory::unit::bytes
-                           ? static_cast<double>(mem.bytes)
-                           : mem.fraction * static_cast<double>(available_memory_bytes());
-  s.kv_cache_bytes = static_cast<int64_t>(total / f.workers);
+  TROUPE_TRY(const int device, cuda::device_index(f.device));
+  s.device = f.device;
+  if (device >= 0 && mem.kind == config::kv_cache_memory::unit::fraction) {
+    // On a GPU the fraction is of device memory, known once the weights are there.
+    s.kv_cache_bytes = 0;
+    s.kv_cache_fraction = mem.fraction / f.workers;
+  } else {
+    const double total = mem.kind == config::kv_cache_memory::unit::bytes
+                             ? static_cast<double>(mem.bytes)
+                             : mem.fraction * static_cast<double>(available_memory_bytes());
+    s.kv_cache_bytes = static_cast<int64_t>(total / f.workers);
+  }
   const config::engine_settings& e = rt.engine;
   s.kv_block_size = static_cast<int32_t>(e.kv_block_size);
   s.max_batch_size = static_cast<int32_t>(e.max_batch_size);

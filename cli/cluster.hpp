@@ -27,8 +27,14 @@ struct worker_flags {
   int threads = 0;               // per worker; 0: this process's cores shared among its workers
   std::string kv_cache_memory;   // overrides the config: bytes ("2GiB", "512MiB", 1073741824) or a fraction ("0.5")
   std::string served_name;       // overrides the config's served_model_name
+  std::string device = "cpu";    // cpu, cuda or cuda:N (cuda only in builds with the CUDA backend)
 };
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
+
+// Whether --device names something this build and machine have: ok for cpu; for cuda, the
+// device must exist ("no CUDA device: cudaGetDeviceCount failed: ..." otherwise). Commands
+// call it first, so that they fail at once and say why.
+[[nodiscard]] status check_device(const std::string& device);
 
 // The spec each worker of this process is started with.
 [[nodiscard]] result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& model_path);

@@ -22,6 +22,10 @@ int run_bench_command(const std::vector<std::string>& args) {
   engine->add_option("--decode-steps", eo.decode_steps, "timed decode steps per batch size")->capture_default_str();
   engine->add_option("--context", eo.context, "tokens cached per sequence while decoding")->capture_default_str();
   engine->add_option("--workload", eo.workload, "shared-prefix or mixed: the serving engine under a request stream");
+  engine->add_option("--device", eo.device,
+                     "cpu, or cuda / cuda:N: random bf16 weights in Llama-3-8B's shape made on the GPU "
+                     "(decode batches 1,8,64,256 unless --batches)")
+      ->capture_default_str();
   app.add_subcommand("router", "the KV-aware router (lands with the routing issue)");
   troupe::bench::serve_bench_options so;
   auto* serve = app.add_subcommand("serve", "a troupe server under concurrent streaming load on loopback");
@@ -41,6 +45,7 @@ int run_bench_command(const std::vector<std::string>& args) {
     return app.exit(e);
   }
   if (*engine) {
+    if (eo.device != "cpu" && engine->count("--batches") == 0) eo.batches = {1, 8, 64, 256};
     auto r = troupe::bench::run_engine_bench(eo);
     if (!r.ok()) {
       std::fprintf(stderr, "troupe bench engine: %s\n", r.message().c_str());

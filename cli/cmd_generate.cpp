@@ -8,16 +8,40 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/cluster.hpp"
+#include "kernels/cuda/device_name.hpp"
 #include "runtime/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/cpu_executor.hpp"
 #include "runtime/engine.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/tokenizer.hpp"
+#if defined(TROUPE_HAVE_CUDA)
+#include "kernels/cuda/cuda_executor.hpp"
+#endif
 
 using namespace troupe;
 
 namespace {
+
+// The CPU executor, or on a GPU (check_device has vouched for it) one with the same cache.
+result<std::unique_ptr<executor>> make_executor(const std::string& device, std::shared_ptr<const checkpoint> model,
+                                                const cpu_executor_options& eo) {
+  TROUPE_TRY(const int index, cuda::device_index(device));
+  if (index < 0) return make_cpu_executor(std::move(model), eo);
+#if defined(TROUPE_HAVE_CUDA)
+  TROUPE_TRY(auto w, cuda::upload_weights(*model, index, cuda::precision::bf16));
+  cuda::executor_options o;
+  o.kv_block_size = eo.kv_block_size;
+  o.kv_n_blocks = eo.kv_n_blocks;
+  o.max_batch_tokens = engine_config{}.max_num_tokens;
+  o.max_seqs = 8;
+  TROUPE_TRY(std::unique_ptr<cuda::cuda_executor> ex, cuda::make_cuda_executor(std::move(w), o));
+  return std::unique_ptr<executor>(std::move(ex));
+#else
+  return make_error("--device " + device + ": this build of troupe has no CUDA backend");
+#endif
+}
 
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -48,17 +72,16 @@ int run_generate_command(const std::vector<std::string>& args) {
   app.add_flag("--chat", chat, "send the prompt as a user message through the model's chat template");
   app.add_flag("--json", json, "print one JSON object: text, token ids, logprobs, timings");
   app.add_option("--threads", threads, "CPU threads (default: every core this process may use)");
-  app.add_option("--device", device, "cpu (cuda lands with the CUDA backend)")->capture_default_str();
+  app.add_option("--device", device, "cpu, cuda or cuda:N (cuda in builds with the CUDA backend)")->capture_default_str();
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  if (device != "cpu") {
-    std::fprintf(stderr, "troupe generate: --device %s is not available: this build serves on the CPU; the "
-                 "CUDA backend lands with its own issue\n", device.c_str());
-    return 2;
+  if (status s = check_device(device); !s.ok()) {  // before the model loads
+    std::fprintf(stderr, "troupe generate: %s\n", s.message().c_str());
+    return 1;
   }
   p.seed = seed;
   p.logprobs = top_logprobs;
@@ -102,7 +125,7 @@ int run_generate_command(const std::vector<std::string>& args) {
   cpu_executor_options eo;
   eo.n_threads = threads;
   eo.kv_n_blocks = static_cast<int32_t>((req.prompt.size() + static_cast<size_t>(p.max_tokens)) / 16 + 8);
-  auto ex = make_cpu_executor(bundle->weights, eo);
+  auto ex = make_executor(device, bundle->weights, eo);
   if (!ex.ok()) {
     std::fprintf(stderr, "troupe generate: %s\n", ex.message().c_str());
     return 1;

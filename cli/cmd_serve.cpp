@@ -88,6 +88,8 @@ result<router_actor> join_router(caf::actor_system& sys, const std::string& join
 }
 
 int run_node(const std::string& what, const node_plan& plan, worker_flags wf, const control_flags& cf) {
+  if (plan.workers)
+    if (status s = check_device(wf.device); !s.ok()) return fail(what, s.message());  // before anything starts
   block_stop_signals();
   caf::actor_system_config cfg;
   add_troupe_types(cfg);

@@ -1,0 +1,92 @@
+// Proves --device on the command line by running the built binary: a name that is not a
+// device is refused; `--device cuda` fails at once, non-zero, saying why, where there is no GPU
+// (or no CUDA backend in the build) for generate, serve, node and bench engine; and where
+// there is a GPU, generate runs on it.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "tests/test_data.hpp"
+#if defined(TROUPE_HAVE_CUDA)
+#include "kernels/cuda/device.hpp"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct run_result {
+  int rc = -1;
+  std::string out, err;
+  double seconds = 0;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+run_result troupe_run(const std::string& args) {
+  const fs::path dir = fs::temp_directory_path() / ("troupe_device_flag_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string bin = troupe::testing::build_dir() + "/cli/troupe";
+  const std::string cmd = "timeout 60 '" + bin + "' " + args + " >'" + (dir / "out").string() + "' 2>'" +
+                          (dir / "err").string() + "' </dev/null";
+  const auto t0 = std::chrono::steady_clock::now();
+  const int st = std::system(cmd.c_str());
+  run_result r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = slurp(dir / "out");
+  r.err = slurp(dir / "err");
+  fs::remove_all(dir);
+  return r;
+}
+
+// Why `--device cuda` cannot work here, or "" when it can.
+std::string why_no_cuda() {
+#if defined(TROUPE_HAVE_CUDA)
+  auto d = troupe::cuda::probe_device(0);
+  return d.ok() ? "" : d.message();
+#else
+  return "this build of troupe has no CUDA backend";
+#endif
+}
+
+TEST(device_flag, a_name_that_is_not_a_device_is_refused) {
+  const run_result r = troupe_run("generate --device tpu --prompt hi");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--device must be cpu, cuda or cuda:N, not tpu"), std::string::npos) << r.err;
+}
+
+TEST(device_flag, cuda_without_a_gpu_fails_at_once_saying_why) {
+  const std::string why = why_no_cuda();
+  if (why.empty()) GTEST_SKIP() << "this machine has a usable GPU";
+  const std::string model = troupe::testing::source_dir() + "/models/troupe-py-7m";
+  const std::vector<std::string> commands = {
+      "generate --device cuda --prompt hi", "serve --device cuda --port 0", "serve --device cuda:1 --port 0",
+      "node --role worker --join 127.0.0.1:9 --model " + model + " --device cuda", "bench engine --device cuda"};
+  for (const std::string& args : commands) {
+    const run_result r = troupe_run(args);
+    EXPECT_EQ(r.rc, 1) << args << ": " << r.err;
+    EXPECT_NE(r.err.find(why), std::string::npos) << args << ": " << r.err;
+    EXPECT_LT(r.seconds, 20.0) << args << " should fail before starting anything";
+  }
+}
+
+TEST(device_flag, cuda_with_a_gpu_generates) {
+  if (!why_no_cuda().empty()) GTEST_SKIP() << why_no_cuda();
+  const run_result r = troupe_run("generate --device cuda --prompt 'Once upon a time' --max-tokens 8 --temperature 0 --json");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("\"completion_tokens\": 8"), std::string::npos) << r.out;
+}
+
+}  // namespace
