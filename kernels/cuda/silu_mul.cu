@@ -13,7 +13,8 @@ __global__ void silu_mul_kernel(const T* gu, int64_t n_rows, int64_t n_ff, T* ou
     const int64_t r = i / n_ff, c = i % n_ff;
     const float g = to_f32(gu[r * 2 * n_ff + c]);
     const float u = to_f32(gu[r * 2 * n_ff + n_ff + c]);
-    // As the CPU kernel: g / (1 + exp(-g)) * u, with the accurate expf.
+    // silu(g) = g / (1 + e^-g) with the accurate expf; for g below -88, e^-g is inf and the
+    // quotient a signed zero, as it should be.
     out[i] = from_f32<T>(g / (1.0f + expf(-g)) * u);
   }
 }

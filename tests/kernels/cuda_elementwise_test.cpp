@@ -1,6 +1,7 @@
 // Proves the small CUDA kernels against the CPU: the embedding gather from f32, f16, bf16 and
-// q8_0 tables (exactly: every stored value is exact in f32), the q/k/v bias add and SiLU-and-
-// multiply (f32 to 1e-6 relative; bf16 to one bf16 step).
+// q8_0 tables (exactly: every stored value is exact in f32), the q/k/v bias add (exactly) and
+// SiLU-and-multiply (f32 to 1e-5 relative, the two exps differing by a few ulp; bf16 to one
+// bf16 step).
 #include "tests/kernels/cuda_test_util.hpp"
 
 #include <cstring>
@@ -110,7 +111,7 @@ TEST(cuda_silu_mul, matches_the_cpu) {
   {
     device_buffer dgu = upload(gu), dout = upload(std::vector<float>(want.size()));
     ASSERT_EQ(launch_silu_mul<float>(dgu.as<float>(), n_rows, n_ff, dout.as<float>(), nullptr), cudaSuccess);
-    expect_close(download<float>(dout, want.size()), want, 1e-6, 1e-6, "f32");
+    expect_close(download<float>(dout, want.size()), want, 1e-6, 1e-5, "f32");
   }
   device_buffer dgu = upload(to_bf16(gu)), dout = upload(std::vector<uint16_t>(want.size()));
   ASSERT_EQ(launch_silu_mul<bf16>(dgu.as<bf16>(), n_rows, n_ff, dout.as<bf16>(), nullptr), cudaSuccess);
