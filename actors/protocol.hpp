@@ -331,8 +331,8 @@ CAF_END_TYPE_ID_BLOCK(troupe)
 namespace troupe {
 // Registers the block with an actor system's configuration (both sides of a connection).
 void add_troupe_types(caf::actor_system_config& cfg);
+// The last delta of a request that failed: HTTP status and a message for the client.
+token_delta failure_delta(std::string id, int status, std::string message, std::string worker = "");
 // An actor's report: its meter and its mailbox size now.
 actor_stats make_stats(const actor_meter& m, size_t mailbox_size);
 }  // namespace troupe
-// The last delta of a request that failed: HTTP status and a message for the client.
-token_delta failure_delta(std::string id, int status, std::string message, std::string worker = "");

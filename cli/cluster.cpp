@@ -105,7 +105,11 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
                              : mem.fraction * static_cast<double>(available_memory_bytes());
     s.kv_cache_bytes = static_cast<int64_t>(total / f.workers);
   }
-  const config::engine_settings& e = rt.engine;
+  apply_engine_settings(s, rt.engine);
+  return s;
+}
+
+void apply_engine_settings(worker_spec& s, const config::engine_settings& e) {
   s.kv_block_size = static_cast<int32_t>(e.kv_block_size);
   s.max_batch_size = static_cast<int32_t>(e.max_batch_size);
   s.max_num_tokens = static_cast<int32_t>(e.max_num_tokens);
@@ -114,7 +118,6 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
   s.hybrid_prefill = e.prefill == config::prefill_mode::hybrid;
   s.prefix_cache = e.prefix_cache == config::prefix_cache_mode::radix;
   s.max_recycling_seqs = e.prefix_cache_max_num_recycling_seqs;
-  return s;
 }
 
 result<std::vector<worker_info>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,
@@ -135,6 +138,17 @@ result<std::vector<worker_info>> start_workers(caf::actor_system& sys, const nod
   }
   return out;
 }
+
+namespace {
+// SIGINT and SIGTERM write a byte here; whichever thread the kernel picks (libraries such as
+// OpenBLAS start threads before main, with no say in their signal masks) only wakes the waiter.
+int stop_pipe[2] = {-1, -1};
+
+void on_stop_signal(int) {
+  const char c = 1;
+  [[maybe_unused]] ssize_t n = write(stop_pipe[1], &c, 1);
+}
+}  // namespace
 
 void block_stop_signals() {
   if (stop_pipe[0] >= 0) return;
@@ -161,14 +175,3 @@ std::string default_node_name() {
 }
 
 }  // namespace troupe
-namespace {
-// SIGINT and SIGTERM write a byte here; whichever thread the kernel picks (libraries such as
-// OpenBLAS start threads before main, with no say in their signal masks) only wakes the waiter.
-int stop_pipe[2] = {-1, -1};
-
-void on_stop_signal(int) {
-  const char c = 1;
-  [[maybe_unused]] ssize_t n = write(stop_pipe[1], &c, 1);
-}
-}  // namespace
-

@@ -16,6 +16,10 @@ class App;
 
 namespace troupe {
 
+namespace config {
+struct engine_settings;
+}
+
 struct model_bundle;
 class model_registry;
 
@@ -38,6 +42,9 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
 
 // The spec each worker of this process is started with.
 [[nodiscard]] result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& model_path);
+
+// The engine settings of a config (trt_llm.runtime, or a deployment's) onto a worker spec.
+void apply_engine_settings(worker_spec& spec, const config::engine_settings& engine);
 
 // Starts n workers through the node agent and registers each with the router; their infos.
 [[nodiscard]] result<std::vector<worker_info>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,

@@ -180,15 +180,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         f.served_name = d.name;
         auto spec = make_worker_spec(f, d.model_path);
         if (!spec.ok()) return spec.message();
-        const config::engine_settings& e = d.runtime.engine;
-        spec->max_batch_size = static_cast<int32_t>(e.max_batch_size);
-        spec->max_num_tokens = static_cast<int32_t>(e.max_num_tokens);
-        spec->max_seq_len = static_cast<int32_t>(e.max_seq_len);
-        spec->enable_chunked_prefill = e.enable_chunked_prefill;
-        spec->hybrid_prefill = e.prefill == config::prefill_mode::hybrid;
-        spec->prefix_cache = e.prefix_cache == config::prefix_cache_mode::radix;
-        spec->max_recycling_seqs = e.prefix_cache_max_num_recycling_seqs;
-        spec->kv_block_size = static_cast<int32_t>(e.kv_block_size);
+        apply_engine_settings(*spec, d.runtime.engine);
         auto infos = start_workers(sys, agent, router, *spec, 1);
         if (!infos.ok()) return infos.message();
         auto shared = std::make_shared<const model_bundle>(std::move(*b));
