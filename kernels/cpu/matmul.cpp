@@ -30,6 +30,14 @@ detail::dequant_fn pick_dequant() {
 // of f32, which stays in L2/L3 while sgemm streams the activations past it.
 constexpr int64_t panel_cols = 128;
 
+// Each worker thread's dequantized panel. Reached through a function: GCC does not register
+// the destructor of a function-local thread_local that is only named inside a lambda run on
+// another thread (the panel then leaked at every thread exit; LeakSanitizer found it).
+std::vector<float>& panel_buffer() {
+  static thread_local std::vector<float> panel;
+  return panel;
+}
+
 void blas_path(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, float* y,
                int64_t ldy, thread_pool& pool) {
   static const bool single = [] {
@@ -37,9 +45,9 @@ void blas_path(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix&
     return true;
   }();
   (void)single;
-  static thread_local std::vector<float> panel;
   const detail::dequant_fn dq = pick_dequant();
   pool.parallel_for(w.n_out, panel_cols, [&](int64_t c0, int64_t c1) {
+    std::vector<float>& panel = panel_buffer();
     panel.resize(static_cast<size_t>(panel_cols * w.n_in));
     for (int64_t c = c0; c < c1; c += panel_cols) {
       const int64_t nc = std::min(panel_cols, c1 - c);
