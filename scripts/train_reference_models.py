@@ -5,6 +5,7 @@
   troupe-py-draft/   a draft model with the same tokenizer, ~1/4 of the target's compute
   troupe-py-mtp/     an MTP module in the DeepSeek-V3 form, trained on the frozen target
   troupe-py-eagle3/  an Eagle-3 head, trained on the frozen target (speculative_model_dir)
+  troupe-py-7m.gguf  the target again as GGUF (bf16), via scripts/hf_to_gguf.py
 
 Data: the Python standard library that Debian's python3.11 installs (/usr/lib/python3.11, PSF
 license), split into train and validation by file. Tokenizer: byte-level BPE, 8192 entries,
@@ -34,6 +35,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -538,6 +540,11 @@ def stage_export(work, args, scale):
         write_json(os.path.join(d, "config.json"), cfg)
         write_tokenizer_files(work, d)
         log(f"wrote {d}")
+    # The target also as GGUF (bf16 matrices, the tokenizer in its metadata), beside its folder.
+    gguf = os.path.join(out, TARGET_NAME + ".gguf")
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "hf_to_gguf.py"),
+                    os.path.join(out, TARGET_NAME), gguf, "--outtype", "bf16"], check=True)
+    log(f"wrote {gguf}")
     d = os.path.join(out, MTP_NAME)
     os.makedirs(d, exist_ok=True)
     head = lm.MTPModule(MTP_CFG)
