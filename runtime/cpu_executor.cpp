@@ -12,23 +12,10 @@
 #include "kernels/cpu/ops.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 #include "runtime/checkpoint.hpp"
+#include "runtime/weight_matrix_of.hpp"
 
 namespace troupe {
 namespace {
-
-cpu::weight_matrix as_matrix(const tensor_view& t) {
-  cpu::weight_matrix m;
-  switch (t.type) {
-    case dtype::f16: m.type = cpu::wtype::f16; break;
-    case dtype::bf16: m.type = cpu::wtype::bf16; break;
-    case dtype::q8_0: m.type = cpu::wtype::q8_0; break;
-    default: m.type = cpu::wtype::f32; break;
-  }
-  m.data = t.data;
-  m.n_out = t.shape.at(0);
-  m.n_in = t.shape.at(1);
-  return m;
-}
 
 // Host memory reserved with an anonymous mapping: pages cost nothing until first written,
 // so a KV cache sized to a fraction of free memory only takes what its blocks use.
@@ -70,11 +57,11 @@ class cpu_executor final : public executor {
       : model_(std::move(m)), c_(model_->config()), pool_(n_threads), block_size_(block_size),
         n_blocks_(n_blocks) {
     const model_weights& w = model_->weights();
-    embd_ = as_matrix(w.tok_embd);
-    output_ = as_matrix(w.output);
+    embd_ = weight_matrix_of(w.tok_embd);
+    output_ = weight_matrix_of(w.output);
     for (const layer_weights& l : w.layers)
-      layers_.push_back({as_matrix(l.wq), as_matrix(l.wk), as_matrix(l.wv), as_matrix(l.wo),
-                         as_matrix(l.w_gate), as_matrix(l.w_up), as_matrix(l.w_down)});
+      layers_.push_back({weight_matrix_of(l.wq), weight_matrix_of(l.wk), weight_matrix_of(l.wv), weight_matrix_of(l.wo),
+                         weight_matrix_of(l.w_gate), weight_matrix_of(l.w_up), weight_matrix_of(l.w_down)});
     inv_freq_ = c_.rope_inv_freq();
     if (!w.rope_freq_factors.empty())
       for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= w.rope_freq_factors[i];

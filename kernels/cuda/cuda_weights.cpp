@@ -10,26 +10,13 @@
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/fill_random.cuh"
 #include "runtime/checkpoint.hpp"
+#include "runtime/weight_matrix_of.hpp"
 #include "runtime/half.hpp"
 
 namespace troupe::cuda {
 namespace {
 
 size_t elem_bytes(precision p) { return p == precision::bf16 ? 2 : 4; }
-
-cpu::weight_matrix as_matrix(const tensor_view& t) {
-  cpu::weight_matrix m;
-  switch (t.type) {
-    case dtype::f16: m.type = cpu::wtype::f16; break;
-    case dtype::bf16: m.type = cpu::wtype::bf16; break;
-    case dtype::q8_0: m.type = cpu::wtype::q8_0; break;
-    default: m.type = cpu::wtype::f32; break;
-  }
-  m.data = t.data;
-  m.n_out = t.shape.at(0);
-  m.n_in = t.shape.at(1);
-  return m;
-}
 
 class uploader {
  public:
@@ -46,7 +33,7 @@ class uploader {
   // Rows of t, converted to prec, to dst (row-major, n_in values a row). bf16 to bf16 and f32
   // to f32 copy straight from the map; other pairs go through f32 in chunks of rows.
   status rows(const tensor_view& t, precision prec, void* dst, const std::string& what) {
-    const cpu::weight_matrix m = as_matrix(t);
+    const cpu::weight_matrix m = troupe::weight_matrix_of(t);
     const size_t eb = elem_bytes(prec);
     if ((t.type == dtype::bf16 && prec == precision::bf16) || (t.type == dtype::f32 && prec == precision::f32))
       return check(cudaMemcpy(dst, t.data, static_cast<size_t>(m.n_out * m.n_in) * eb, cudaMemcpyHostToDevice), what);
