@@ -1,5 +1,6 @@
 #include "bench/workloads.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -41,6 +42,11 @@ struct run_result {
   double seconds = 0;
   int64_t tokens = 0;
   int64_t prefill_steps_with_decode = 0;
+  struct step_record {
+    double end_s = 0, seconds = 0;
+    step_stats stats;
+  };
+  std::vector<step_record> steps;
 };
 
 // Feeds arrivals to a fresh engine in real time and steps it until everything is done.
@@ -62,8 +68,10 @@ result<run_result> drive(const engine_config& cfg, executor& ex, const std::vect
       std::this_thread::sleep_for(std::chrono::duration<double>(arrivals[next].at_s - now));
       continue;
     }
+    const double before = seconds_since(t0);
     TROUPE_TRY(step_output s, eng->step(ex));
     const double t = seconds_since(t0);
+    rr.steps.push_back({t, t - before, s.stats});
     for (const auto& o : s.outputs) {
       timeline& tl = rr.by_id[o.id];
       for (size_t i = 0; i < o.tokens.size(); ++i) tl.token_times.push_back(t);
@@ -92,6 +100,20 @@ json summarize(const run_result& rr, const std::string& cls) {
           {"ttft_ms", {{"mean", 1000 * mean(ttft)}, {"p50", 1000 * percentile(ttft, 50)}, {"p99", 1000 * percentile(ttft, 99)}}},
           {"itl_ms", {{"mean", 1000 * mean(itl)}, {"p50", 1000 * percentile(itl, 50)}, {"p99", 1000 * percentile(itl, 99)}}},
           {"cache_hit_rate", prompt ? static_cast<double>(cached) / static_cast<double>(prompt) : 0.0}};
+}
+
+// The slowest engine steps and what they held: where latency percentiles come from.
+json slowest_steps(const run_result& rr, size_t n) {
+  std::vector<run_result::step_record> v = rr.steps;
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.seconds > b.seconds; });
+  json out = json::array();
+  for (size_t i = 0; i < std::min(n, v.size()); ++i)
+    out.push_back({{"at_s", v[i].end_s},
+                   {"ms", 1000 * v[i].seconds},
+                   {"prefill_tokens", v[i].stats.n_prefill_tokens},
+                   {"decode_seqs", v[i].stats.n_decode_seqs},
+                   {"hybrid_chunk_cap", v[i].stats.hybrid_chunk_cap}});
+  return out;
 }
 
 json overall(const run_result& rr, const std::string& cls = "") {
@@ -170,6 +192,7 @@ result<json> mixed(executor& ex, const model_config& c) {
   say("mixed: short requests alone");
   TROUPE_TRY(run_result alone, drive(base, ex, shorts));
   out["short_only"] = overall(alone, "short");
+  out["short_only"]["slowest_steps"] = slowest_steps(alone, 5);
   const double p99_alone = out["short_only"]["itl_ms"]["p99"].get<double>();
   for (prefill_mode m : {prefill_mode::hybrid, prefill_mode::chunked}) {
     const std::string name = m == prefill_mode::hybrid ? "hybrid" : "chunked";
@@ -177,7 +200,7 @@ result<json> mixed(executor& ex, const model_config& c) {
     engine_config cfg = base;
     cfg.prefill = m;
     TROUPE_TRY(run_result rr, drive(cfg, ex, with_long));
-    json j = {{"short", overall(rr, "short")}, {"long", summarize(rr, "long")}};
+    json j = {{"short", overall(rr, "short")}, {"long", summarize(rr, "long")}, {"slowest_steps", slowest_steps(rr, 8)}};
     j["short_p99_itl_vs_short_only"] = j["short"]["itl_ms"]["p99"].get<double>() / p99_alone;
     out[name] = j;
   }

@@ -71,32 +71,45 @@ struct engine::impl {
   uint64_t step_no = 0;
   bool last_was_prefill = false;
   std::vector<float> row;  // sampling scratch
-  // Step-cost model for the hybrid chunk cap: decode-only step time, and the extra time per
-  // prefill token in a fused step (exponential moving averages of measured forwards).
+  // Step-cost model for the hybrid chunk cap: decode-only step time, its cost per decoding
+  // sequence, and the extra time per prefill token in a fused step (exponential moving
+  // averages of measured forwards).
   double decode_step_s = 0;
+  double decode_row_s = 0;
   double prefill_token_s = 0;
+  int32_t last_cap = 0;  // the cap of the last fused step (the cap at most doubles per step)
 
   void observe(const step_stats& st, double seconds) {
     if (seconds <= 0) return;
     const double a = 0.2;
+    auto ema = [a](double& v, double x) { v = v == 0 ? x : (1 - a) * v + a * x; };
     if (st.n_prefill_tokens == 0 && st.n_decode_seqs > 0) {
-      decode_step_s = decode_step_s == 0 ? seconds : (1 - a) * decode_step_s + a * seconds;
+      ema(decode_step_s, seconds);
+      ema(decode_row_s, seconds / st.n_decode_seqs);
     } else if (st.n_prefill_tokens > 0 && st.n_decode_seqs > 0 && decode_step_s > 0) {
       const double per = std::max(0.0, seconds - decode_step_s) / st.n_prefill_tokens;
-      prefill_token_s = prefill_token_s == 0 ? per : (1 - a) * prefill_token_s + a * per;
+      ema(prefill_token_s, per);
     } else if (st.n_prefill_tokens > 0 && st.n_decode_seqs == 0 && prefill_token_s == 0) {
       prefill_token_s = seconds / st.n_prefill_tokens;  // an upper bound until fused steps are seen
     }
   }
 
-  // Prefill tokens that may ride along with decodes in one hybrid step.
-  int32_t hybrid_cap() const {
+  // Prefill tokens that may ride along with decodes in one hybrid step. Before any fused step
+  // is measured a prompt token is taken to cost what a decoding sequence does (true where the
+  // forward is compute-bound, cautious where it is memory-bound); the cap then follows the
+  // measurements, growing at most twofold per step so that a few noisy cheap steps cannot
+  // let one huge chunk through. It may be smaller than a KV block: on a compute-bound machine
+  // a 16-token chunk beside 8 decodes already triples the step.
+  int32_t hybrid_cap() {
     if (cfg.prefill != prefill_mode::hybrid || cfg.hybrid_step_time_factor <= 0 || !cfg.enable_chunked_prefill)
       return INT32_MAX;  // (without chunking, a prompt must go in whole)
-    if (decode_step_s <= 0 || prefill_token_s <= 0) return model.kv_block_size;  // learn cautiously
+    if (decode_step_s <= 0) return model.kv_block_size;  // nothing measured yet
+    const double per = prefill_token_s > 0 ? prefill_token_s : decode_row_s;
     const double extra = (cfg.hybrid_step_time_factor - 1.0) * decode_step_s;
-    const double cap = extra / prefill_token_s;
-    return static_cast<int32_t>(std::clamp(cap, static_cast<double>(model.kv_block_size), 1e9));
+    double cap = per > 0 ? extra / per : 1e9;
+    if (last_cap > 0) cap = std::min(cap, 2.0 * last_cap);
+    last_cap = static_cast<int32_t>(std::clamp(cap, 1.0, 1e9));
+    return last_cap;
   }
 
   impl(const engine_config& c, const engine_model_info& m, const tokenizer* t)

@@ -5,6 +5,7 @@
 // to the cached set.
 #include "runtime/engine.hpp"
 
+#include <algorithm>
 #include <map>
 #include <random>
 #include <set>
@@ -278,6 +279,54 @@ TEST(engine, abort_frees_blocks_at_once) {
   for (auto& r : reqs) EXPECT_TRUE(e->abort(r.id));
   EXPECT_FALSE(e->abort("r0"));
   EXPECT_FALSE(e->has_work());
+  EXPECT_EQ(e->kv_blocks_free(), e->kv_blocks_total());
+}
+
+// The hybrid chunk cap follows measured step times: fed a synthetic cost (a decode-only step
+// 10 ms, each fused prefill token 2 ms more), fused steps settle within the configured 1.5x
+// of a decode step, below a KV block if need be; when prefill turns cheap the cap grows, but
+// at most twofold per step.
+TEST(engine, hybrid_chunk_cap_follows_measured_step_times) {
+  engine_harness h(512, 4);
+  engine_config c;
+  c.prefill = prefill_mode::hybrid;
+  c.hybrid_step_time_factor = 1.5;
+  auto e = h.make(c);
+  for (auto& r : prompts(4, 400, 21)) ASSERT_TRUE(e->add_request(r).ok());
+  double per_token = 0.002;
+  std::vector<float> logits;
+  auto run_step = [&] {
+    scheduled_step s = e->schedule();
+    ASSERT_TRUE(h.ex().forward(s.batch, logits).ok());
+    const step_stats st = s.stats;
+    const double seconds = st.n_prefill_tokens == 0 ? 0.010 : 0.010 + per_token * st.n_prefill_tokens;
+    e->complete(std::move(s), logits, seconds);
+  };
+  for (int i = 0; i < 6; ++i) run_step();  // the short prompts, then decodes only
+  request long_one = prompts(1, 4, 22)[0];
+  long_one.id = "long";
+  long_one.prompt.resize(300, 7);
+  ASSERT_TRUE(e->add_request(long_one).ok());
+  std::vector<int32_t> caps, fused_tokens;
+  for (int i = 0; i < 80; ++i) {
+    scheduled_step s = e->schedule();
+    if (s.stats.n_prefill_tokens > 0 && s.stats.n_decode_seqs > 0) {
+      caps.push_back(s.stats.hybrid_chunk_cap);
+      fused_tokens.push_back(s.stats.n_prefill_tokens);
+    }
+    ASSERT_TRUE(h.ex().forward(s.batch, logits).ok());
+    const step_stats st = s.stats;
+    e->complete(std::move(s), logits, st.n_prefill_tokens == 0 ? 0.010 : 0.010 + per_token * st.n_prefill_tokens);
+    if (i == 40) per_token = 0.00001;  // prefill turns cheap
+  }
+  ASSERT_GT(caps.size(), 20u);
+  for (size_t i = 1; i < caps.size(); ++i) EXPECT_LE(caps[i], 2 * caps[i - 1]) << "step " << i;
+  // Settled: 0.5 x 10 ms / 2 ms = 2.5 tokens, below the 4-token KV block.
+  EXPECT_LE(fused_tokens[10], 3);
+  EXPECT_GE(fused_tokens[10], 1);
+  EXPECT_GT(*std::max_element(caps.begin(), caps.end()), 32) << "the cap grows once prefill is cheap";
+  for (auto& r : prompts(4, 400, 21)) e->abort(r.id);
+  e->abort("long");
   EXPECT_EQ(e->kv_blocks_free(), e->kv_blocks_total());
 }
 
