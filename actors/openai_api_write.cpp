@@ -214,6 +214,39 @@ void append_completion_logprobs(std::string& out, std::span<const logprob_entry>
 void append_sse_open(std::string& out) { out += "data: "; }
 void append_sse_close(std::string& out) { out += "\n\n"; }
 
+// ,"finish_reason":...,"stop_reason":... of an ended choice.
+void append_finish(std::string& out, finish_reason f, const stop_reason& r) {
+  key(out, "finish_reason");
+  append_json_string(out, finish_reason_name(f));
+  key(out, "stop_reason");
+  append_stop_reason(out, r);
+}
+
+// The end of a streamed delta chunk: its finish (null while the choice goes on), the choice
+// and choices closed, "usage":null when usage comes in a last chunk of its own.
+void end_delta_chunk(std::string& out, const stream_info& s, const std::optional<finish_reason>& f,
+                     const stop_reason& r) {
+  if (f) {
+    append_finish(out, *f, r);
+  } else {
+    key(out, "finish_reason");
+    out += "null";
+  }
+  out += "}]";
+  if (s.include_usage) out += ",\"usage\":null";
+  out += '}';
+  append_sse_close(out);
+}
+
+void append_usage_chunk(std::string& out, const stream_info& s, std::string_view object, const usage_info& u) {
+  append_sse_open(out);
+  append_head(out, s.id, object, s.created, s.model);
+  out += ",\"choices\":[],\"usage\":";
+  append_usage(out, u);
+  out += '}';
+  append_sse_close(out);
+}
+
 void append_base64(std::string& out, const unsigned char* p, size_t n) {
   static constexpr char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   out.reserve(out.size() + (n + 2) / 3 * 4);
@@ -333,10 +366,7 @@ std::string write_chat_completion(const chat_completion& c) {
     key(out, "logprobs");
     if (ch.logprobs) append_chat_logprobs(out, *ch.logprobs);
     else out += "null";
-    key(out, "finish_reason");
-    append_json_string(out, finish_reason_name(ch.finish_reason));
-    key(out, "stop_reason");
-    append_stop_reason(out, ch.stop_reason);
+    append_finish(out, ch.finish_reason, ch.stop_reason);
     out += '}';
   }
   out += ']';
@@ -362,10 +392,7 @@ std::string write_completion(const completion& c) {
     key(out, "logprobs");
     if (ch.logprobs) append_completion_logprobs(out, *ch.logprobs, ch.text_offset_base);
     else out += "null";
-    key(out, "finish_reason");
-    append_json_string(out, finish_reason_name(ch.finish_reason));
-    key(out, "stop_reason");
-    append_stop_reason(out, ch.stop_reason);
+    append_finish(out, ch.finish_reason, ch.stop_reason);
     out += '}';
   }
   out += ']';
@@ -401,27 +428,11 @@ void append_chat_chunk(std::string& out, const stream_info& s, const chat_delta&
   key(out, "logprobs");
   if (d.logprobs) append_chat_logprobs(out, *d.logprobs);
   else out += "null";
-  key(out, "finish_reason");
-  if (d.finish_reason) {
-    append_json_string(out, finish_reason_name(*d.finish_reason));
-    key(out, "stop_reason");
-    append_stop_reason(out, d.stop_reason);
-  } else {
-    out += "null";
-  }
-  out += "}]";
-  if (s.include_usage) out += ",\"usage\":null";
-  out += '}';
-  append_sse_close(out);
+  end_delta_chunk(out, s, d.finish_reason, d.stop_reason);
 }
 
 void append_chat_usage_chunk(std::string& out, const stream_info& s, const usage_info& u) {
-  append_sse_open(out);
-  append_head(out, s.id, "chat.completion.chunk", s.created, s.model);
-  out += ",\"choices\":[],\"usage\":";
-  append_usage(out, u);
-  out += '}';
-  append_sse_close(out);
+  append_usage_chunk(out, s, "chat.completion.chunk", u);
 }
 
 void append_completion_chunk(std::string& out, const stream_info& s, const completion_delta& d) {
@@ -435,27 +446,11 @@ void append_completion_chunk(std::string& out, const stream_info& s, const compl
   key(out, "logprobs");
   if (d.logprobs) append_completion_logprobs(out, *d.logprobs, d.text_offset);
   else out += "null";
-  key(out, "finish_reason");
-  if (d.finish_reason) {
-    append_json_string(out, finish_reason_name(*d.finish_reason));
-    key(out, "stop_reason");
-    append_stop_reason(out, d.stop_reason);
-  } else {
-    out += "null";
-  }
-  out += "}]";
-  if (s.include_usage) out += ",\"usage\":null";
-  out += '}';
-  append_sse_close(out);
+  end_delta_chunk(out, s, d.finish_reason, d.stop_reason);
 }
 
 void append_completion_usage_chunk(std::string& out, const stream_info& s, const usage_info& u) {
-  append_sse_open(out);
-  append_head(out, s.id, "text_completion", s.created, s.model);
-  out += ",\"choices\":[],\"usage\":";
-  append_usage(out, u);
-  out += '}';
-  append_sse_close(out);
+  append_usage_chunk(out, s, "text_completion", u);
 }
 
 std::string write_embeddings(const embedding_response& r) {
