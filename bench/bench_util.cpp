@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "kernels/cpu/thread_pool.hpp"
+#include "runtime/executor.hpp"
 
 namespace troupe::bench {
 
@@ -55,6 +56,26 @@ double percentile(std::vector<double> v, double p) {
 
 double mean(const std::vector<double>& v) {
   return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+}
+
+decode_driver::decode_driver(executor& ex, int batch, int blocks_per_seq, int context, int64_t n_vocab)
+    : ex_(ex), tables_(static_cast<size_t>(batch)), context_(context), n_vocab_(n_vocab) {
+  for (size_t s = 0; s < tables_.size(); ++s) {
+    tables_[s].resize(static_cast<size_t>(blocks_per_seq));
+    std::iota(tables_[s].begin(), tables_[s].end(), static_cast<int32_t>(s) * blocks_per_seq);
+  }
+}
+
+status decode_driver::run_steps(int steps, int first) {
+  for (int step = 0; step < steps; ++step) {
+    forward_batch b;
+    for (size_t s = 0; s < tables_.size(); ++s) {
+      const auto t = static_cast<token_id>((static_cast<int64_t>(s) * 131 + step * 7) % n_vocab_);
+      b.add(context_ + first + step, std::span(&t, 1), tables_[s], 1);
+    }
+    TROUPE_CHECK(ex_.forward(b, logits_));
+  }
+  return {};
 }
 
 }  // namespace troupe::bench

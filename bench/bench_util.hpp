@@ -6,8 +6,13 @@
 #include <cstddef>
 #include <vector>
 
+#include "runtime/result.hpp"
+
 namespace troupe::cpu {
 class thread_pool;
+}
+namespace troupe {
+class executor;
 }
 
 namespace troupe::bench {
@@ -21,6 +26,23 @@ size_t peak_rss_bytes();
 // p in [0, 100]; linear interpolation between order statistics; 0 for an empty sample.
 double percentile(std::vector<double> v, double p);
 double mean(const std::vector<double>& v);
+
+// Decode benchmarks: `batch` sequences, each with its own run of `blocks_per_seq` KV blocks
+// (sequence s owns blocks s * blocks_per_seq onwards) and `context` tokens cached; run_steps
+// forwards `steps` decode steps of one new token per sequence, at positions from
+// context + first (the cached values do not change the time).
+class decode_driver {
+ public:
+  decode_driver(executor& ex, int batch, int blocks_per_seq, int context, int64_t n_vocab);
+  [[nodiscard]] status run_steps(int steps, int first);
+
+ private:
+  executor& ex_;
+  std::vector<std::vector<int32_t>> tables_;
+  int context_;
+  int64_t n_vocab_;
+  std::vector<float> logits_;
+};
 
 inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();

@@ -128,26 +128,11 @@ result<json> run_cuda_engine_bench(const engine_bench_options& o) {
   double batch1 = 0;
   for (int batch : o.batches) {
     progress(fmt::format("decode at batch {}", batch));
-    std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
-    for (int s = 0; s < batch; ++s) {
-      tables[static_cast<size_t>(s)].resize(static_cast<size_t>(per_seq_blocks));
-      std::iota(tables[static_cast<size_t>(s)].begin(), tables[static_cast<size_t>(s)].end(), s * per_seq_blocks);
-    }
-    auto run_steps = [&](int steps, int first) -> status {
-      for (int step = 0; step < steps; ++step) {
-        forward_batch b;
-        for (int s = 0; s < batch; ++s) {
-          const token_id t = static_cast<token_id>((s * 131 + step * 7) % c.n_vocab);
-          b.add(o.context + first + step, std::span(&t, 1), tables[static_cast<size_t>(s)], 1);
-        }
-        TROUPE_CHECK(ex->forward(b, logits));
-      }
-      return {};
-    };
+    decode_driver driver(*ex, batch, per_seq_blocks, o.context, c.n_vocab);
     const auto before = ex->stats();
-    TROUPE_CHECK(run_steps(2, 0));  // the first runs eagerly, the second captures the graph
+    TROUPE_CHECK(driver.run_steps(2, 0));  // the first runs eagerly, the second captures the graph
     const auto t = std::chrono::steady_clock::now();
-    TROUPE_CHECK(run_steps(o.decode_steps, 2));
+    TROUPE_CHECK(driver.run_steps(o.decode_steps, 2));
     const double secs = seconds_since(t);
     const auto after = ex->stats();
     const double steps_per_s = o.decode_steps / secs;
