@@ -10,10 +10,10 @@
 
 #include "actors/frontend_internal.hpp"
 #include "actors/metrics.hpp"
-#include "runtime/chat_template.hpp"
+#include "runtime/text/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/model_bundle.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 namespace troupe {
 namespace {

@@ -10,12 +10,12 @@
 
 #include "cli/cluster.hpp"
 #include "kernels/cuda/device_name.hpp"
-#include "runtime/chat_template.hpp"
+#include "runtime/text/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/cpu_executor.hpp"
 #include "runtime/engine.hpp"
 #include "runtime/model_bundle.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 #if defined(TROUPE_HAVE_CUDA)
 #include "kernels/cuda/cuda_executor.hpp"
 #endif

@@ -13,7 +13,7 @@
 #include "runtime/block_pool.hpp"
 #include "runtime/model_config.hpp"
 #include "runtime/stop_strings.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 namespace troupe {
 namespace {

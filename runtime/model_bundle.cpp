@@ -3,10 +3,10 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "runtime/chat_template.hpp"
+#include "runtime/text/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/gguf.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 #ifndef TROUPE_DEFAULT_MODEL
 #define TROUPE_DEFAULT_MODEL "models/troupe-py-7m"

@@ -19,9 +19,9 @@ sources() {
   case "$1" in
     gguf) echo tests/fuzz/gguf_fuzz.cpp runtime/gguf.cpp runtime/mapped_file.cpp runtime/tensor.cpp runtime/model_config.cpp ;;
     safetensors) echo tests/fuzz/safetensors_fuzz.cpp runtime/safetensors.cpp runtime/mapped_file.cpp runtime/tensor.cpp ;;
-    tokenizer) echo tests/fuzz/tokenizer_fuzz.cpp runtime/tokenizer*.cpp runtime/pre_tokenizer.cpp runtime/unicode*.cpp \
+    tokenizer) echo tests/fuzz/tokenizer_fuzz.cpp runtime/text/tokenizer*.cpp runtime/text/pre_tokenizer.cpp runtime/text/unicode*.cpp \
                     runtime/gguf.cpp runtime/mapped_file.cpp runtime/tensor.cpp ;;
-    chat_template) echo tests/fuzz/chat_template_fuzz.cpp runtime/chat_template.cpp runtime/jinja_*.cpp ;;
+    chat_template) echo tests/fuzz/chat_template_fuzz.cpp runtime/text/chat_template.cpp runtime/text/jinja_*.cpp ;;
     openai_request) echo tests/fuzz/openai_request_fuzz.cpp actors/openai_api_*.cpp runtime/sampler.cpp ;;
     config_yaml) echo tests/fuzz/config_yaml_fuzz.cpp config/*.cpp ;;
     llm_config_json) echo tests/fuzz/llm_config_json_fuzz.cpp config/*.cpp ;;

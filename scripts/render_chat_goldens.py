@@ -10,7 +10,7 @@ jinja2 cannot compile is recorded as a parse error.
 
 Usage (Debian's python, which has jinja2 3.1):
   /usr/bin/python3 scripts/render_chat_goldens.py --data ~/.cache/troupe/testdata \
-      --conversations tests/runtime/chat_template_conversations.json --out goldens.json
+      --conversations tests/runtime/text/chat_template_conversations.json --out goldens.json
 """
 import argparse
 import json

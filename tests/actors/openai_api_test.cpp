@@ -17,7 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/chat_template.hpp"
+#include "runtime/text/chat_template.hpp"
 
 namespace troupe::openai {
 namespace {

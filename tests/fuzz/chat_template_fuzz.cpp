@@ -1,7 +1,7 @@
 // libFuzzer target: parses arbitrary bytes as a chat template and renders it over a fixed
 // conversation. It must never crash, hang or exhaust memory: every failure is an error result.
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. tests/fuzz/chat_template_fuzz.cpp \
-//     runtime/chat_template.cpp runtime/jinja_*.cpp -o chat_template_fuzz
+//     runtime/text/chat_template.cpp runtime/text/jinja_*.cpp -o chat_template_fuzz
 //   ./chat_template_fuzz -max_total_time=60 -max_len=4096 corpus/
 #include <cstddef>
 #include <cstdint>
@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/chat_template.hpp"
+#include "runtime/text/chat_template.hpp"
 
 namespace {
 

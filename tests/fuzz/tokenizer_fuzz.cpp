@@ -2,7 +2,7 @@
 // SentencePiece) and streams arbitrary id sequences through the detokenizer. It must never
 // crash; byte-level BPE must give back the (repaired) input, and streaming must equal decode.
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -I. tests/fuzz/tokenizer_fuzz.cpp \
-//     runtime/tokenizer*.cpp runtime/pre_tokenizer.cpp runtime/unicode*.cpp runtime/gguf.cpp \
+//     runtime/text/tokenizer*.cpp runtime/text/pre_tokenizer.cpp runtime/text/unicode*.cpp runtime/gguf.cpp \
 //     runtime/mapped_file.cpp runtime/tensor.cpp -lpcre2-8 -lxxhash -lfmt -o tokenizer_fuzz
 //   TROUPE_TEST_DATA=~/.cache/troupe/testdata ./tokenizer_fuzz -max_total_time=60 -max_len=512
 #include <cstddef>
@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "runtime/gguf.hpp"
-#include "runtime/tokenizer.hpp"
-#include "runtime/unicode.hpp"
+#include "runtime/text/tokenizer.hpp"
+#include "runtime/text/unicode.hpp"
 
 namespace {
 

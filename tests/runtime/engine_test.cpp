@@ -14,7 +14,7 @@
 
 #include "runtime/checkpoint.hpp"
 #include "runtime/cpu_executor.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 #include "tests/test_data.hpp"
 
 namespace troupe {

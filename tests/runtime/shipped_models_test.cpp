@@ -17,7 +17,7 @@
 #include "runtime/cpu_executor.hpp"
 #include "runtime/engine.hpp"
 #include "runtime/model_bundle.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 #include "tests/test_data.hpp"
 
 namespace troupe {

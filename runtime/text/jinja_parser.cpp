@@ -1,9 +1,9 @@
-#include "runtime/jinja_parser.hpp"
+#include "runtime/text/jinja_parser.hpp"
 
 #include <unordered_map>
 
-#include "runtime/jinja_eval.hpp"
-#include "runtime/jinja_lexer.hpp"
+#include "runtime/text/jinja_eval.hpp"
+#include "runtime/text/jinja_lexer.hpp"
 
 namespace troupe::jinja {
 namespace {

@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/jinja_ast.hpp"
-#include "runtime/jinja_value.hpp"
+#include "runtime/text/jinja_ast.hpp"
+#include "runtime/text/jinja_value.hpp"
 
 namespace troupe::jinja {
 

@@ -1,4 +1,4 @@
-#include "runtime/tokenizer_json.hpp"
+#include "runtime/text/tokenizer_json.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

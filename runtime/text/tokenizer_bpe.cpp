@@ -1,8 +1,8 @@
 // Byte-pair encoding by merge rank (GPT-2, Llama 3, Qwen, and tokenizer.json BPE models).
 #include <algorithm>
 
-#include "runtime/tokenizer_impl.hpp"
-#include "runtime/unicode.hpp"
+#include "runtime/text/tokenizer_impl.hpp"
+#include "runtime/text/unicode.hpp"
 
 namespace troupe {
 namespace {

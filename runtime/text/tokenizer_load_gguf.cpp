@@ -2,8 +2,8 @@
 #include <fmt/format.h>
 
 #include "runtime/gguf.hpp"
-#include "runtime/tokenizer_impl.hpp"
-#include "runtime/tokenizer_regex.hpp"
+#include "runtime/text/tokenizer_impl.hpp"
+#include "runtime/text/tokenizer_regex.hpp"
 
 namespace troupe {
 namespace {

@@ -1,7 +1,7 @@
 // Proves the tokenizer encodes and decodes like llama.cpp and Hugging Face for GPT-2, Llama 3,
 // Qwen2/3 and Llama 2: every llama.cpp test vector, tokenizer.json twins of the GGUF
 // vocabularies, special tokens, BOS, stop ids and streaming detokenization.
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -14,8 +14,8 @@
 #include <gtest/gtest.h>
 
 #include "runtime/gguf.hpp"
-#include "runtime/unicode.hpp"
-#include "tests/runtime/tokenizer_vectors.hpp"
+#include "runtime/text/unicode.hpp"
+#include "tests/runtime/text/tokenizer_vectors.hpp"
 
 namespace troupe {
 namespace {

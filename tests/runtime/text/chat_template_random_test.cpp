@@ -11,7 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/chat_template.hpp"
+#include "runtime/text/chat_template.hpp"
 #include "tests/test_data.hpp"
 
 namespace {

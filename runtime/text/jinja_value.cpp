@@ -1,4 +1,4 @@
-#include "runtime/jinja_value.hpp"
+#include "runtime/text/jinja_value.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/jinja_string.hpp"
+#include "runtime/text/jinja_string.hpp"
 
 namespace troupe::jinja {
 

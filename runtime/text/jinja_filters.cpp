@@ -4,9 +4,9 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "runtime/jinja_eval.hpp"
-#include "runtime/jinja_parser.hpp"
-#include "runtime/jinja_string.hpp"
+#include "runtime/text/jinja_eval.hpp"
+#include "runtime/text/jinja_parser.hpp"
+#include "runtime/text/jinja_string.hpp"
 
 namespace troupe::jinja {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <string_view>
 
-#include "runtime/jinja_ast.hpp"
+#include "runtime/text/jinja_ast.hpp"
 
 namespace troupe::jinja {
 

@@ -1,11 +1,11 @@
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 #include <algorithm>
 
 #include <xxhash.h>
 
-#include "runtime/tokenizer_impl.hpp"
-#include "runtime/unicode.hpp"
+#include "runtime/text/tokenizer_impl.hpp"
+#include "runtime/text/unicode.hpp"
 
 namespace troupe {
 

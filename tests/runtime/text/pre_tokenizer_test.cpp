@@ -1,10 +1,10 @@
 // Proves the PCRE2 pre-tokenizer splits as Hugging Face's Split does: every delimiter
 // behavior, inversion, Unicode classes, White_Space for \s, and the model families' patterns.
-#include "runtime/pre_tokenizer.hpp"
+#include "runtime/text/pre_tokenizer.hpp"
 
 #include <gtest/gtest.h>
 
-#include "runtime/tokenizer_regex.hpp"
+#include "runtime/text/tokenizer_regex.hpp"
 
 namespace troupe {
 namespace {

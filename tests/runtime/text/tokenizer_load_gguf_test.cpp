@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/gguf.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 namespace troupe {
 namespace {

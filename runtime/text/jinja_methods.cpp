@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <ctime>
 
-#include "runtime/jinja_eval.hpp"
-#include "runtime/jinja_string.hpp"
+#include "runtime/text/jinja_eval.hpp"
+#include "runtime/text/jinja_string.hpp"
 
 namespace troupe::jinja {
 namespace {

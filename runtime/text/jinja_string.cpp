@@ -1,6 +1,6 @@
-#include "runtime/jinja_string.hpp"
+#include "runtime/text/jinja_string.hpp"
 
-#include "runtime/jinja_value.hpp"
+#include "runtime/text/jinja_value.hpp"
 
 #include <locale.h>
 #include <wctype.h>

@@ -1,9 +1,9 @@
-#include "runtime/unicode.hpp"
+#include "runtime/text/unicode.hpp"
 
 #include <algorithm>
 #include <vector>
 
-#include "runtime/unicode_tables.hpp"
+#include "runtime/text/unicode_tables.hpp"
 
 namespace troupe::unicode {
 namespace ut = unicode_tables;

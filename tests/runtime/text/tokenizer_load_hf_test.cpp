@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/gguf.hpp"
-#include "runtime/tokenizer.hpp"
-#include "tests/runtime/tokenizer_vectors.hpp"
+#include "runtime/text/tokenizer.hpp"
+#include "tests/runtime/text/tokenizer_vectors.hpp"
 
 namespace troupe {
 namespace {

@@ -1,11 +1,11 @@
-#include "runtime/jinja_lexer.hpp"
+#include "runtime/text/jinja_lexer.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 
-#include "runtime/jinja_string.hpp"
-#include "runtime/jinja_value.hpp"
+#include "runtime/text/jinja_string.hpp"
+#include "runtime/text/jinja_value.hpp"
 
 namespace troupe::jinja {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/jinja_value.hpp"
+#include "runtime/text/jinja_value.hpp"
 
 namespace troupe::jinja {
 

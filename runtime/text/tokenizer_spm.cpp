@@ -2,8 +2,8 @@
 // adjacent pair whose concatenation is the best-scoring piece merges first.
 #include <algorithm>
 
-#include "runtime/tokenizer_impl.hpp"
-#include "runtime/unicode.hpp"
+#include "runtime/text/tokenizer_impl.hpp"
+#include "runtime/text/unicode.hpp"
 
 namespace troupe {
 namespace {

@@ -1,10 +1,10 @@
-#include "runtime/jinja_eval.hpp"
+#include "runtime/text/jinja_eval.hpp"
 
 #include <cmath>
 #include <limits>
 
-#include "runtime/jinja_parser.hpp"
-#include "runtime/jinja_string.hpp"
+#include "runtime/text/jinja_parser.hpp"
+#include "runtime/text/jinja_string.hpp"
 
 namespace troupe::jinja {
 

@@ -17,7 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/chat_template.hpp"
+#include "runtime/text/chat_template.hpp"
 #include "tests/test_data.hpp"
 
 namespace fs = std::filesystem;
@@ -52,7 +52,7 @@ const std::map<std::string, json>& goldens() {
     const std::string cmd = troupe::testing::python() + " '" + troupe::testing::source_dir() +
                             "/scripts/render_chat_goldens.py' --data '" + troupe::testing::test_data_dir() +
                             "' --conversations '" + troupe::testing::source_dir() +
-                            "/tests/runtime/chat_template_conversations.json' --out '" + out + "'";
+                            "/tests/runtime/text/chat_template_conversations.json' --out '" + out + "'";
     std::map<std::string, json> m;
     if (std::system(cmd.c_str()) != 0) return m;
     std::ifstream f(out);
@@ -182,7 +182,7 @@ TEST(chat_template_speed, renders_a_llama_31_tool_conversation_in_well_under_a_m
   ASSERT_TRUE(tf) << "run scripts/fetch_test_data.sh";
   std::stringstream source;
   source << tf.rdbuf();
-  std::ifstream cf(troupe::testing::source_dir() + "/tests/runtime/chat_template_conversations.json");
+  std::ifstream cf(troupe::testing::source_dir() + "/tests/runtime/text/chat_template_conversations.json");
   const json corpus = json::parse(cf);
   json context;
   for (const auto& c : corpus["conversations"]) {

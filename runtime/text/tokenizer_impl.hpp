@@ -10,8 +10,8 @@
 #include <utility>
 #include <vector>
 
-#include "runtime/pre_tokenizer.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/pre_tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 namespace troupe {
 

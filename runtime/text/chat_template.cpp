@@ -1,12 +1,12 @@
-#include "runtime/chat_template.hpp"
+#include "runtime/text/chat_template.hpp"
 
 #include <new>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
-#include "runtime/jinja_eval.hpp"
-#include "runtime/jinja_parser.hpp"
+#include "runtime/text/jinja_eval.hpp"
+#include "runtime/text/jinja_parser.hpp"
 
 namespace troupe {
 

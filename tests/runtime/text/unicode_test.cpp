@@ -1,6 +1,6 @@
 // Proves the UTF-8 helpers accept exactly valid UTF-8, repair broken bytes one U+FFFD per
 // maximal subpart (in one go and streamed), and that NFC agrees with Python's unicodedata.
-#include "runtime/unicode.hpp"
+#include "runtime/text/unicode.hpp"
 
 #include <cstdio>
 #include <fstream>

@@ -4,9 +4,9 @@
 
 #include "runtime/mapped_file.hpp"
 
-#include "runtime/tokenizer_impl.hpp"
-#include "runtime/tokenizer_json.hpp"
-#include "runtime/tokenizer_regex.hpp"
+#include "runtime/text/tokenizer_impl.hpp"
+#include "runtime/text/tokenizer_json.hpp"
+#include "runtime/text/tokenizer_regex.hpp"
 
 namespace troupe {
 namespace {

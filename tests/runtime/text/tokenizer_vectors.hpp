@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/gguf.hpp"
-#include "runtime/tokenizer.hpp"
+#include "runtime/text/tokenizer.hpp"
 #include "tests/test_data.hpp"
 
 namespace troupe::testing {

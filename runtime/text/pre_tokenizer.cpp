@@ -1,11 +1,11 @@
-#include "runtime/pre_tokenizer.hpp"
+#include "runtime/text/pre_tokenizer.hpp"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
 #include <fmt/format.h>
 
-#include "runtime/unicode.hpp"
+#include "runtime/text/unicode.hpp"
 
 namespace troupe {
 
