@@ -68,35 +68,28 @@ namespace {
 struct stream_state {
   static inline const char* name = "troupe.stream";
   std::shared_ptr<delta_channel> ch;
-  router_actor router;
   size_t remaining = 0;
-  std::unordered_set<std::string> streamed;
 };
 
+// The router hears of first tokens and ends from the worker itself; this actor only hands
+// deltas to the HTTP side.
 stream_actor::behavior_type stream_fn(stream_actor::stateful_pointer<stream_state> self,
-                                      std::shared_ptr<delta_channel> ch, router_actor router, size_t n) {
+                                      std::shared_ptr<delta_channel> ch, size_t n) {
   self->state.ch = std::move(ch);
-  self->state.router = std::move(router);
   self->state.remaining = n;
   return {
       [=](token_delta& d) {
-        auto& st = self->state;
-        if (!d.tokens.empty() && st.streamed.insert(d.id).second)
-          self->send(st.router, first_token_atom::value, d.id);
         const bool last = d.finished;
-        if (last && d.error_status == 0)
-          self->send(st.router, done_atom::value, d.id, d.prompt_tokens, d.cached_tokens);
-        st.ch->push(std::move(d));
-        if (last && --st.remaining == 0) self->quit();
+        self->state.ch->push(std::move(d));
+        if (last && --self->state.remaining == 0) self->quit();
       },
   };
 }
 
 }  // namespace
 
-stream_actor spawn_stream_actor(caf::actor_system& sys, std::shared_ptr<delta_channel> ch, router_actor router,
-                                size_t n_requests) {
-  return sys.spawn(stream_fn, std::move(ch), std::move(router), n_requests);
+stream_actor spawn_stream_actor(caf::actor_system& sys, std::shared_ptr<delta_channel> ch, size_t n_requests) {
+  return sys.spawn(stream_fn, std::move(ch), n_requests);
 }
 
 // ---- connection probe -------------------------------------------------------------------------
@@ -342,17 +335,50 @@ status frontend::start() {
       workers.push_back({{"worker", rs.workers[i]},
                          {"model", rs.models[i]},
                          {"alive", rs.alive[i] != 0},
+                         {"in_sync", rs.in_sync[i] != 0},
                          {"in_flight_tokens", rs.in_flight_tokens[i]},
+                         {"in_flight_requests", rs.in_flight_requests[i]},
+                         {"active_blocks", rs.active_blocks[i]},
+                         {"queued_prefill_blocks", rs.queued_prefill_blocks[i]},
+                         {"routed", rs.routed_requests[i]},
+                         {"prompt_tokens", rs.worker_prompt_tokens[i]},
+                         {"cached_tokens", rs.worker_cached_tokens[i]},
                          {"kv_events", rs.kv_events[i]},
                          {"kv_event_gaps", rs.kv_event_gaps[i]},
+                         {"kv_dumps", rs.kv_dumps[i]},
+                         {"kv_replays", rs.kv_replays[i]},
                          {"kv_cached_blocks", rs.kv_cached_blocks[i]}});
+    nlohmann::json models = nlohmann::json::array();
+    for (const router_model_stats& m : rs.model_stats)
+      models.push_back({{"model", m.model},
+                        {"policy", m.policy},
+                        {"router_queue_policy", m.queue_policy},
+                        {"router_overlap_score_weight", m.overlap_score_weight},
+                        {"router_temperature", m.temperature},
+                        {"window_s", m.window_s},
+                        {"prompt_tokens", m.prompt_tokens},
+                        {"cached_tokens", m.cached_tokens},
+                        {"estimated_cached_tokens", m.estimated_cached_tokens},
+                        {"best_prefix_tokens", m.best_prefix_tokens},
+                        {"queued", m.queued},
+                        {"queue_capacity", m.queue_capacity},
+                        {"rejected", m.rejected}});
     nlohmann::json j = {{"object", "list"},
                         {"data", list},
                         {"router",
-                         {{"requests", rs.requests},
+                         {{"name", rs.router},
+                          {"requests", rs.requests},
                           {"retried", rs.retried},
                           {"failed", rs.failed},
                           {"aborted", rs.aborted},
+                          {"peers", rs.peers},
+                          {"kv_events_applied", rs.kv_events_applied},
+                          {"kv_index_entries", rs.kv_index_entries},
+                          {"kv_index_bytes", rs.kv_index_bytes},
+                          {"decisions", rs.decision_seconds.count},
+                          {"decision_seconds_mean",
+                           rs.decision_seconds.count ? rs.decision_seconds.sum / static_cast<double>(rs.decision_seconds.count) : 0.0},
+                          {"models", models},
                           {"workers", workers}}}};
     res.set_content(j.dump(), "application/json");
   });

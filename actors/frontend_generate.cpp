@@ -40,6 +40,7 @@ api_error model_not_found(const std::string& model) {
 api_error delta_error(const token_delta& d) {
   const int s = d.error_status ? d.error_status : 500;
   if (s == 400) return openai::invalid_request("", d.error, "invalid_request");
+  if (s == 429) return error_with(s, d.error, "rate_limit_error", "rate_limit_exceeded");
   return error_with(s, d.error, s == 404 ? "invalid_request_error" : "server_error");
 }
 
@@ -93,7 +94,7 @@ class generation {
   // Submits every choice and waits until each is accepted or refused; a refusal of any is
   // the error of the whole request (the others are aborted).
   std::optional<api_error> submit(connection_probe& probe) {
-    stream_ = spawn_stream_actor(fe_.sys, ch_, fe_.router, reqs_.size());
+    stream_ = spawn_stream_actor(fe_.sys, ch_, reqs_.size());
     for (auto& r : reqs_) {
       r.reply_to = stream_;
       caf::anon_send(fe_.router, submit_atom::value, r);

@@ -34,10 +34,8 @@ class delta_channel {
   std::deque<token_delta> q_;
 };
 
-// Receives the deltas of n engine requests; tells the router when each streams its first
-// token and when it is done; quits after the last.
-stream_actor spawn_stream_actor(caf::actor_system& sys, std::shared_ptr<delta_channel> ch,
-                                router_actor router, size_t n_requests);
+// Receives the deltas of n engine requests; quits after the last.
+stream_actor spawn_stream_actor(caf::actor_system& sys, std::shared_ptr<delta_channel> ch, size_t n_requests);
 
 // Watches the TCP connection a request came on, to notice a client that went away while
 // its request runs (cpp-httplib gives handlers no socket; the connection is found by its

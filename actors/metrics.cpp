@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -13,6 +14,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
+
+#include <fmt/format.h>
 
 #include "actors/protocol.hpp"
 
@@ -173,28 +176,88 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
     f.metric.push_back(gauge(n.second, {{"model", model}, {"status", "lost"}}));
   }
   fams.push_back(std::move(f));
+  // The reference's routing metrics, per model, over the router's window of finished
+  // requests (router_model_stats::window_s).
   const auto ratio = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
-  f = family("kv_cache_hit_rate", "Prompt tokens served from a prefix cache, over all prompt tokens", MetricType::Gauge);
-  f.metric.push_back(gauge(ratio(r.cached_tokens, r.prompt_tokens)));
-  fams.push_back(std::move(f));
-  double lo = 1, hi = 0;
-  bool any = false;
-  for (size_t i = 0; i < r.workers.size(); ++i)
-    if (r.worker_prompt_tokens[i] > 0) {
-      const double h = ratio(r.worker_cached_tokens[i], r.worker_prompt_tokens[i]);
-      lo = std::min(lo, h);
-      hi = std::max(hi, h);
-      any = true;
+  const std::string window = r.model_stats.empty() ? "" : fmt::format(" (finished requests of the last {:g} s)", r.model_stats[0].window_s);
+  auto hit = family("kv_cache_hit_rate", "Prompt tokens the engines served from their prefix caches, over all prompt tokens" + window, MetricType::Gauge);
+  auto skew = family("kv_cache_hit_rate_skew", "The router's estimated hit rate minus the actual one" + window, MetricType::Gauge);
+  auto best = family("kv_cache_best_prefix_hit_rate",
+                     "Hit rate had each request gone to the worker whose index entry held most of its prefix" + window,
+                     MetricType::Gauge);
+  auto eff = family("kv_cache_hit_rate_efficiency", "Actual hit rate over the best prefix hit rate" + window, MetricType::Gauge);
+  auto depth = family("router_queue_depth", "Requests waiting in the router's queue (every worker saturated)", MetricType::Gauge);
+  auto rejected = family("router_queue_rejected_total", "Requests answered 429: the router's queue was full", MetricType::Counter);
+  for (const router_model_stats& m : r.model_stats) {
+    const std::vector<prometheus::ClientMetric::Label> l = {{"model", m.model}};
+    const double actual = ratio(m.cached_tokens, m.prompt_tokens), best_rate = ratio(m.best_prefix_tokens, m.prompt_tokens);
+    hit.metric.push_back(gauge(actual, l));
+    skew.metric.push_back(gauge(ratio(m.estimated_cached_tokens, m.prompt_tokens) - actual, l));
+    best.metric.push_back(gauge(best_rate, l));
+    eff.metric.push_back(gauge(best_rate > 0 ? actual / best_rate : 1.0, l));
+    depth.metric.push_back(gauge(static_cast<double>(m.queued), l));
+    prometheus::ClientMetric c;
+    c.label = l;
+    c.counter.value = static_cast<double>(m.rejected);
+    rejected.metric.push_back(c);
+  }
+  for (auto* fam : {&hit, &skew, &best, &eff, &depth, &rejected}) fams.push_back(std::move(*fam));
+  const auto histogram = [](std::string name, std::string help, const histogram_data& h) {
+    auto fam = family(std::move(name), std::move(help), MetricType::Histogram);
+    prometheus::ClientMetric m;
+    m.histogram.sample_count = h.count;
+    m.histogram.sample_sum = h.sum;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < h.counts.size(); ++i) {
+      cumulative += h.counts[i];
+      prometheus::ClientMetric::Bucket b;
+      b.cumulative_count = cumulative;
+      b.upper_bound = i < h.bounds.size() ? h.bounds[i] : std::numeric_limits<double>::infinity();
+      m.histogram.bucket.push_back(b);
     }
-  f = family("kv_cache_hit_rate_skew", "Spread of the hit rate between workers (max - min)", MetricType::Gauge);
-  f.metric.push_back(gauge(any ? hi - lo : 0.0));
+    fam.metric.push_back(std::move(m));
+    return fam;
+  };
+  if (!r.decision_seconds.counts.empty())
+    fams.push_back(histogram("router_decision_seconds", "Time the router took to pick a worker (hashing, index walk, policy)",
+                             r.decision_seconds));
+  if (!r.queue_wait_seconds.counts.empty())
+    fams.push_back(histogram("router_queue_wait_seconds", "Time requests waited in the router's queue", r.queue_wait_seconds));
+  f = family("router_kv_events_applied_total", "KV events the router applied to its index", MetricType::Counter);
+  {
+    prometheus::ClientMetric c;
+    c.counter.value = static_cast<double>(r.kv_events_applied);
+    f.metric.push_back(c);
+  }
   fams.push_back(std::move(f));
-  f = family("kv_cache_best_prefix_hit_rate", "Hit rate had every request gone to the worker caching most of its prefix", MetricType::Gauge);
-  f.metric.push_back(gauge(ratio(r.best_prefix_tokens, r.routed_prompt_tokens)));
+  f = family("router_kv_index_bytes", "Memory of the router's KV index (entries and nodes, as allocated)", MetricType::Gauge);
+  f.metric.push_back(gauge(static_cast<double>(r.kv_index_bytes)));
   fams.push_back(std::move(f));
-  f = family("kv_cache_hit_rate_efficiency", "Cached prefix reached by routing, over the best reachable", MetricType::Gauge);
-  f.metric.push_back(gauge(r.best_prefix_tokens > 0 ? ratio(r.routed_prefix_tokens, r.best_prefix_tokens) : 1.0));
-  fams.push_back(std::move(f));
+  auto per_worker = [&](std::string name, std::string help, MetricType type, auto value) {
+    auto fam = family(std::move(name), std::move(help), type);
+    for (size_t i = 0; i < r.workers.size(); ++i) {
+      prometheus::ClientMetric c;
+      c.label = {{"model", r.models[i]}, {"worker", r.workers[i]}};
+      const double v = static_cast<double>(value(i));
+      if (type == MetricType::Counter) c.counter.value = v;
+      else c.gauge.value = v;
+      fam.metric.push_back(std::move(c));
+    }
+    fams.push_back(std::move(fam));
+  };
+  per_worker("router_kv_indexed_blocks", "KV blocks the router's index says the worker holds", MetricType::Gauge,
+             [&](size_t i) { return r.kv_cached_blocks[i]; });
+  per_worker("router_kv_events_total", "KV events received from the worker", MetricType::Counter, [&](size_t i) { return r.kv_events[i]; });
+  per_worker("router_kv_event_gaps_total", "Gaps in the worker's KV event sequence", MetricType::Counter,
+             [&](size_t i) { return r.kv_event_gaps[i]; });
+  per_worker("router_kv_dumps_total", "Full dumps of the worker's cached blocks the router applied", MetricType::Counter,
+             [&](size_t i) { return r.kv_dumps[i]; });
+  per_worker("router_kv_replays_total", "Event replays from the worker's publisher the router applied (after a restart)",
+             MetricType::Counter, [&](size_t i) { return r.kv_replays[i]; });
+  per_worker("router_worker_active_blocks", "Prompt KV blocks of the requests in flight on the worker, as the router counts them",
+             MetricType::Gauge, [&](size_t i) { return r.active_blocks[i]; });
+  per_worker("router_worker_routed_total", "Requests the router sent to the worker", MetricType::Counter,
+             [&](size_t i) { return r.routed_requests[i]; });
 
   // Actors.
   auto mailbox = family("actor_mailbox_size", "Messages waiting in the actor's mailbox", MetricType::Gauge);

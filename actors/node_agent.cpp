@@ -3,6 +3,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -126,7 +127,11 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
 #endif
                     spawn_device(self->system(), shared_ex, node, name + "/device");
         publisher_actor pub = spawn_kv_publisher(self->system(), node, name + "/kv_publisher");
-        worker_actor w = spawn_worker(self->system(), {node, name, b, shared_eng, dev, pub});
+        // A restarted worker that reuses a name numbers its KV events anew: routers tell the
+        // two apart by this.
+        const uint64_t instance = std::random_device{}() * 0x9E3779B97F4A7C15ull ^
+                                  static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+        worker_actor w = spawn_worker(self->system(), {node, name, b, shared_eng, dev, pub, instance});
         self->monitor(w);
         self->state.workers[name] = {w, dev, pub};
         worker_info info;
@@ -138,6 +143,7 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         info.max_seq_len = shared_eng->config().max_seq_len;
         info.max_batch_size = shared_eng->config().max_batch_size;
         info.hash_salt = shared_eng->block_hash_salt();
+        info.instance = instance;
         return {w, pub, info};
       },
       [=](stop_atom, const std::string& name) {

@@ -47,6 +47,27 @@ sampling_params from_wire(const wire_sampling& w) {
   return p;
 }
 
+wire_kv_event to_wire(kv_event e) {
+  wire_kv_event w;
+  w.event_id = e.event_id;
+  w.type = e.type;
+  w.hashes = std::move(e.block_hashes);
+  w.has_parent = e.parent_hash.has_value();
+  w.parent = e.parent_hash.value_or(0);
+  w.block_size = e.block_size;
+  return w;
+}
+
+kv_event from_wire(const wire_kv_event& w) {
+  kv_event e;
+  e.event_id = w.event_id;
+  e.type = w.type;
+  e.block_hashes = w.hashes;
+  if (w.has_parent) e.parent_hash = w.parent;
+  e.block_size = w.block_size;
+  return e;
+}
+
 token_delta failure_delta(std::string id, int status, std::string message, std::string worker) {
   token_delta d;
   d.id = std::move(id);

@@ -4,11 +4,13 @@
 // below), so an actor never knows whether its peer is local or remote.
 //
 //   HTTP frontend --submit--> router --submit--> worker --forward--> device (one per worker)
-//        ^                     |  ^                |  \--kv_events--> kv publisher --> routers
-//        |                     |  |                |
-//   stream actor <--token_delta----------------- worker
-//        \--first_token, done--> router (in-flight accounting, retries on a lost worker)
-//   node agent: starts and stops workers; router and node agents answer metrics (/v1/actors).
+//        ^                     ^  ^  |            |  \--kv_events--> kv publisher --> routers
+//        |                     |  |  \--dump-----> worker, --replay--> kv publisher
+//   stream actor <--token_delta-----------------  worker
+//                              \--first_token, done-- worker (in-flight accounting, retries)
+//   routers <--route_decision--> router replicas (their in-flight pictures stay whole)
+//   snapshotter --snapshot--> router; node agent: starts and stops workers; router and node
+//   agents answer metrics (/v1/actors).
 #pragma once
 
 #include <cstdint>
@@ -18,7 +20,9 @@
 #include <caf/all.hpp>
 
 #include "actors/metering.hpp"
+#include "actors/router_queue.hpp"
 #include "runtime/executor.hpp"
+#include "runtime/kv_events.hpp"
 #include "runtime/sampler.hpp"
 
 namespace troupe {
@@ -72,6 +76,14 @@ struct wire_sampling {
 wire_sampling to_wire(const sampling_params& p);
 sampling_params from_wire(const wire_sampling& w);
 
+// What a worker tells the router that gave it a request: the request's first token, and
+// that the request left it (finished, failed or aborted; with its token counts).
+using first_token_atom = caf::atom_constant<caf::atom("firsttok")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+using route_sink_actor = caf::typed_actor<
+    caf::reacts_to<first_token_atom, std::string, std::string>,  // id, worker
+    caf::reacts_to<done_atom, std::string, std::string, int32_t, int32_t>>;  // id, worker, prompt, cached tokens
+
 struct generate_request {
   std::string id;     // unique per engine request
   std::string model;  // the served model name
@@ -79,20 +91,54 @@ struct generate_request {
   wire_sampling params;
   int32_t priority = 0;
   stream_actor reply_to;
+  route_sink_actor router;  // the router that routed it (none when sent to a worker directly)
 };
 
+// kv_event as it travels.
 struct wire_kv_event {
   uint64_t event_id = 0;
-  uint8_t type = 0;  // kv_event::kind
+  kv_event::kind type = kv_event::kind::block_stored;
   std::vector<uint64_t> hashes;
   bool has_parent = false;
   uint64_t parent = 0;
   int32_t block_size = 0;
 };
+wire_kv_event to_wire(kv_event e);
+kv_event from_wire(const wire_kv_event& w);
 
 struct kv_events_msg {
   std::string worker;
   std::vector<wire_kv_event> events;
+};
+
+// A worker's whole cached set as of its event next_event (what a router replaces its view
+// of the worker with after a gap or a restart).
+struct kv_dump {
+  std::string worker;
+  uint64_t instance = 0;
+  uint64_t next_event = 0;
+  std::vector<uint64_t> hashes;
+};
+
+// b10_routing_config for one model, as it travels.
+struct routing_config {
+  std::string model;
+  queue_order queue_policy = queue_order::fcfs;
+  double overlap_score_weight = 3.5;
+  double temperature = 0.05;
+};
+
+// A routing decision and what became of it, as router replicas share them.
+struct route_decision {
+  enum class stage : uint8_t { routed, prefilled, finished };
+  std::string id;
+  std::string model;
+  std::string worker;
+  stage at = stage::routed;
+  int32_t request_blocks = 0;  // the prompt's KV blocks
+  int32_t uncached_blocks = 0;  // of those, not held by the worker when routed
+  int64_t tokens = 0;           // prompt + max_tokens
+  std::vector<uint64_t> hashes;  // routed: the prompt's block hashes (the worker will hold them)
 };
 
 // A worker as the router knows it.
@@ -105,6 +151,7 @@ struct worker_info {
   int32_t max_seq_len = 0;
   int32_t max_batch_size = 0;
   uint64_t hash_salt = 0;
+  uint64_t instance = 0;  // random per worker start: a restarted worker has a new one
 };
 
 // The engine settings a worker is started with (engine_config as it travels).
@@ -123,6 +170,7 @@ struct worker_spec {
   int64_t max_recycling_seqs = 256;
   std::string device = "cpu";     // cpu, cuda or cuda:N
   double kv_cache_fraction = 0;   // cuda: share of the device memory free after weights (if no kv_cache_bytes)
+  std::string simulate;           // a cost model (JSON, runtime/sim_executor.hpp): no real forward
 };
 
 // One actor's counters, for /metrics and /v1/actors.
@@ -140,27 +188,66 @@ struct actor_stats {
   int32_t kv_blocks_total = 0;
 };
 
+// A histogram as it travels: counts[i] of values <= bounds[i], the last of those above all.
+struct histogram_data {
+  std::vector<double> bounds;
+  std::vector<uint64_t> counts;  // bounds.size() + 1
+  double sum = 0;
+  uint64_t count = 0;
+};
+
+// The reference's router metrics for one model, over the last window_s seconds of finished
+// requests, and its routing settings.
+struct router_model_stats {
+  std::string model;
+  std::string policy;  // kv, least-loaded, round-robin, random
+  std::string queue_policy;
+  double overlap_score_weight = 0;
+  double temperature = 0;
+  double window_s = 0;
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;            // measured by the engines
+  int64_t estimated_cached_tokens = 0;  // the router's estimate when it routed them
+  int64_t best_prefix_tokens = 0;       // held by the worker holding most of each prefix
+  int64_t queued = 0;
+  int64_t queue_capacity = 0;
+  int64_t rejected = 0;  // 429s: the queue was full
+};
+
 // What the router knows, for /metrics, /v1/actors and tests.
 struct router_stats {
+  std::string router;
   int64_t requests = 0;
   int64_t retried = 0;           // resubmitted after their worker was lost
   int64_t failed = 0;            // ended with an error by the router
   int64_t aborted = 0;           // stopped by their client (a disconnect, or the frontend)
   int64_t prompt_tokens = 0;     // of finished requests
   int64_t cached_tokens = 0;     // of those, served from a worker's prefix cache
-  int64_t best_prefix_tokens = 0;  // cached on the best worker when each was routed
-  int64_t routed_prefix_tokens = 0;  // cached on the chosen worker when each was routed
-  int64_t routed_prompt_tokens = 0;
+  uint64_t kv_events_applied = 0;
+  uint64_t kv_index_entries = 0;
+  uint64_t kv_index_bytes = 0;
+  uint64_t kv_index_evicted = 0;
+  int64_t peers = 0;  // router replicas it shares decisions with
+  histogram_data decision_seconds;
+  histogram_data queue_wait_seconds;
+  std::vector<router_model_stats> model_stats;
   // Per worker, in the same order.
   std::vector<std::string> workers;
   std::vector<std::string> models;
   std::vector<uint8_t> alive;
+  std::vector<uint8_t> in_sync;  // its index view is current (no dump pending)
   std::vector<int64_t> in_flight_tokens;
+  std::vector<int64_t> in_flight_requests;
+  std::vector<int64_t> active_blocks;
+  std::vector<int64_t> queued_prefill_blocks;
+  std::vector<int64_t> routed_requests;
   std::vector<int64_t> worker_prompt_tokens;
   std::vector<int64_t> worker_cached_tokens;
   std::vector<uint64_t> kv_events;      // events received
-  std::vector<uint64_t> kv_event_gaps;  // events missing from the sequence (should stay 0)
-  std::vector<uint64_t> kv_cached_blocks;
+  std::vector<uint64_t> kv_event_gaps;  // gaps seen (each answered by a dump)
+  std::vector<uint64_t> kv_dumps;
+  std::vector<uint64_t> kv_replays;     // event replays asked of its publisher (after a restart)
+  std::vector<uint64_t> kv_cached_blocks;  // blocks it holds, in the index
 };
 
 struct forward_result {
@@ -180,10 +267,13 @@ using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using metrics_atom = caf::atom_constant<caf::atom("metrics")>;
 using start_atom = caf::atom_constant<caf::atom("start")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
-using first_token_atom = caf::atom_constant<caf::atom("firsttok")>;
-using done_atom = caf::atom_constant<caf::atom("done")>;
 using list_atom = caf::atom_constant<caf::atom("list")>;
 using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using dump_atom = caf::atom_constant<caf::atom("dump")>;
+using replay_atom = caf::atom_constant<caf::atom("replay")>;
+using configure_atom = caf::atom_constant<caf::atom("configure")>;
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+using peer_atom = caf::atom_constant<caf::atom("peer")>;
 
 // ---- interfaces --------------------------------------------------------------------------
 
@@ -199,17 +289,21 @@ using device_actor = caf::typed_actor<
 // completion callback: (done, forward number). Local only; workers see a device_actor.
 using cuda_stream_actor = device_actor::extend<caf::reacts_to<done_atom, uint64_t>>;
 
-// Passes a worker's KV events on, in order, to every router that subscribed.
+// Passes a worker's KV events on, in order, to every router that subscribed, and keeps the
+// latest ones: replay answers every event from an id on, or an error when it no longer
+// holds them all.
 using publisher_actor = caf::typed_actor<
-    caf::reacts_to<subscribe_atom, kv_sink_actor>,
+    caf::replies_to<subscribe_atom, kv_sink_actor>::with<uint64_t>,  // the id of its next event
     caf::reacts_to<kv_events_atom, kv_events_msg>,
+    caf::replies_to<replay_atom, uint64_t>::with<kv_events_msg>,
     caf::replies_to<metrics_atom>::with<actor_stats>>;
 
-// Owns one engine and runs its step loop.
+// Owns one engine and runs its step loop; dump answers its whole cached set.
 using worker_actor = caf::typed_actor<
     caf::reacts_to<submit_atom, generate_request>,
     caf::reacts_to<abort_atom, std::string>,
     caf::reacts_to<stop_atom>,
+    caf::replies_to<dump_atom>::with<kv_dump>,
     caf::replies_to<metrics_atom>::with<actor_stats>>;
 
 // One per process: starts and stops workers, and reports on its actors.
@@ -218,16 +312,22 @@ using node_agent_actor = caf::typed_actor<
     caf::replies_to<stop_atom, std::string>::with<bool>,
     caf::replies_to<metrics_atom>::with<std::vector<actor_stats>>>;
 
-// Picks a worker per request, tracks what is in flight, fails over when a worker is lost.
-using router_actor = kv_sink_actor::extend<
+// A router as its replicas see it: they tell each other their decisions.
+using router_peer_actor = caf::typed_actor<caf::reacts_to<peer_atom, route_decision>>;
+
+// Picks a worker per request (KV-aware by default), tracks what is in flight, queues when
+// every worker is saturated, fails over when a worker is lost. snapshot answers its KV index
+// as kv_snapshot bytes (runtime/kv_snapshot.hpp).
+using router_actor = kv_sink_actor::extend_with<route_sink_actor>::extend_with<router_peer_actor>::extend<
     caf::reacts_to<submit_atom, generate_request>,
     caf::reacts_to<abort_atom, std::string>,
-    caf::reacts_to<first_token_atom, std::string>,
-    caf::reacts_to<done_atom, std::string, int32_t, int32_t>,  // id, prompt, cached tokens
     caf::replies_to<register_atom, worker_actor, publisher_actor, worker_info>::with<bool>,
     caf::replies_to<register_atom, node_agent_actor, std::string>::with<bool>,
+    caf::replies_to<register_atom, router_peer_actor>::with<bool>,
+    caf::replies_to<configure_atom, routing_config>::with<bool>,
     caf::replies_to<list_atom>::with<std::vector<worker_info>>,
     caf::replies_to<stats_atom>::with<router_stats>,
+    caf::replies_to<snapshot_atom>::with<std::string>,
     caf::replies_to<metrics_atom>::with<std::vector<actor_stats>>>;
 
 // ---- serialisation -----------------------------------------------------------------------
@@ -252,7 +352,7 @@ typename Inspector::result_type inspect(Inspector& f, wire_sampling& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
   return f(caf::meta::type_name("generate_request"), x.id, x.model, x.prompt, x.params, x.priority,
-           x.reply_to);
+           x.reply_to, x.router);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_kv_event& x) {
@@ -264,16 +364,29 @@ typename Inspector::result_type inspect(Inspector& f, kv_events_msg& x) {
   return f(caf::meta::type_name("kv_events_msg"), x.worker, x.events);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, kv_dump& x) {
+  return f(caf::meta::type_name("kv_dump"), x.worker, x.instance, x.next_event, x.hashes);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, routing_config& x) {
+  return f(caf::meta::type_name("routing_config"), x.model, x.queue_policy, x.overlap_score_weight, x.temperature);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, route_decision& x) {
+  return f(caf::meta::type_name("route_decision"), x.id, x.model, x.worker, x.at, x.request_blocks,
+           x.uncached_blocks, x.tokens, x.hashes);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_info& x) {
   return f(caf::meta::type_name("worker_info"), x.name, x.node, x.model, x.kv_block_size,
-           x.kv_blocks_total, x.max_seq_len, x.max_batch_size, x.hash_salt);
+           x.kv_blocks_total, x.max_seq_len, x.max_batch_size, x.hash_salt, x.instance);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_spec& x) {
   return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.threads,
            x.kv_cache_bytes, x.kv_block_size, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
            x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.device,
-           x.kv_cache_fraction);
+           x.kv_cache_fraction, x.simulate);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
@@ -282,11 +395,23 @@ typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
            x.kv_blocks_total);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, histogram_data& x) {
+  return f(caf::meta::type_name("histogram_data"), x.bounds, x.counts, x.sum, x.count);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, router_model_stats& x) {
+  return f(caf::meta::type_name("router_model_stats"), x.model, x.policy, x.queue_policy, x.overlap_score_weight,
+           x.temperature, x.window_s, x.prompt_tokens, x.cached_tokens, x.estimated_cached_tokens,
+           x.best_prefix_tokens, x.queued, x.queue_capacity, x.rejected);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, router_stats& x) {
-  return f(caf::meta::type_name("router_stats"), x.requests, x.retried, x.failed, x.aborted, x.prompt_tokens,
-           x.cached_tokens, x.best_prefix_tokens, x.routed_prefix_tokens, x.routed_prompt_tokens,
-           x.workers, x.models, x.alive, x.in_flight_tokens, x.worker_prompt_tokens,
-           x.worker_cached_tokens, x.kv_events, x.kv_event_gaps, x.kv_cached_blocks);
+  return f(caf::meta::type_name("router_stats"), x.router, x.requests, x.retried, x.failed, x.aborted,
+           x.prompt_tokens, x.cached_tokens, x.kv_events_applied, x.kv_index_entries, x.kv_index_bytes,
+           x.kv_index_evicted, x.peers, x.decision_seconds, x.queue_wait_seconds, x.model_stats, x.workers,
+           x.models, x.alive, x.in_sync, x.in_flight_tokens, x.in_flight_requests, x.active_blocks,
+           x.queued_prefill_blocks, x.routed_requests, x.worker_prompt_tokens, x.worker_cached_tokens,
+           x.kv_events, x.kv_event_gaps, x.kv_dumps, x.kv_replays, x.kv_cached_blocks);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_result& x) {
@@ -311,6 +436,11 @@ CAF_ADD_TYPE_ID(troupe, (troupe::wire_sampling))
 CAF_ADD_TYPE_ID(troupe, (troupe::generate_request))
 CAF_ADD_TYPE_ID(troupe, (troupe::wire_kv_event))
 CAF_ADD_TYPE_ID(troupe, (troupe::kv_events_msg))
+CAF_ADD_TYPE_ID(troupe, (troupe::kv_dump))
+CAF_ADD_TYPE_ID(troupe, (troupe::routing_config))
+CAF_ADD_TYPE_ID(troupe, (troupe::route_decision))
+CAF_ADD_TYPE_ID(troupe, (troupe::histogram_data))
+CAF_ADD_TYPE_ID(troupe, (troupe::router_model_stats))
 CAF_ADD_TYPE_ID(troupe, (troupe::worker_info))
 CAF_ADD_TYPE_ID(troupe, (troupe::worker_spec))
 CAF_ADD_TYPE_ID(troupe, (troupe::actor_stats))
@@ -320,6 +450,8 @@ CAF_ADD_TYPE_ID(troupe, (troupe::forward_batch))
 CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::worker_info>))
 CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::actor_stats>))
 CAF_ADD_TYPE_ID(troupe, (troupe::stream_actor))
+CAF_ADD_TYPE_ID(troupe, (troupe::route_sink_actor))
+CAF_ADD_TYPE_ID(troupe, (troupe::router_peer_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::kv_sink_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::device_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::publisher_actor))

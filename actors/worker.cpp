@@ -8,10 +8,18 @@
 namespace troupe {
 namespace {
 
+// A request in the engine: where its deltas go and which router to tell of its progress.
+struct live_request {
+  stream_actor stream;
+  route_sink_actor router;
+  bool first_token = false;
+};
+
 struct worker_state {
   static inline const char* name = "troupe.worker";
   worker_setup setup;
-  std::unordered_map<std::string, stream_actor> streams;
+  std::unordered_map<std::string, live_request> streams;
+  uint64_t next_event = 0;  // the id of the next KV event the engine will emit
   bool stepping = false;
   bool stopping = false;
   actor_meter meter;
@@ -51,10 +59,27 @@ void publish_events(self_ptr self) {
   kv_events_msg msg;
   msg.worker = self->state.setup.name;
   msg.events.reserve(events.size());
-  for (auto& e : events)
-    msg.events.push_back({e.event_id, static_cast<uint8_t>(e.type), std::move(e.block_hashes),
-                          e.parent_hash.has_value(), e.parent_hash.value_or(0), e.block_size});
+  self->state.next_event = events.back().event_id + 1;
+  for (auto& e : events) msg.events.push_back(to_wire(std::move(e)));
   self->send(self->state.setup.publisher, kv_events_atom::value, std::move(msg));
+}
+
+// The request left the engine (finished, failed or aborted): its router stops counting it.
+// Usage only for a request that finished by itself.
+void tell_done(self_ptr self, const std::string& id, const live_request& r, int32_t prompt = 0, int32_t cached = 0) {
+  if (r.router) self->send(r.router, done_atom::value, id, self->state.setup.name, prompt, cached);
+}
+
+// Ends every request with a failure delta (the worker or its device cannot go on).
+void fail_all(self_ptr self, int status, const std::string& why) {
+  auto& s = self->state;
+  for (auto& [id, r] : s.streams) {
+    self->send(r.stream, failure_delta(id, status, why, s.setup.name));
+    s.setup.eng->abort(id);
+    self->demonitor(r.stream.address());
+    tell_done(self, id, r);
+  }
+  s.streams.clear();
 }
 
 void maybe_quit(self_ptr self) {
@@ -79,20 +104,23 @@ void step(self_ptr self) {
             if (!r.error.empty()) {
               // The executor refused the batch (a bug, not a client error): fail every
               // request rather than retry the same batch forever.
-              for (auto it = s.streams.begin(); it != s.streams.end();) {
-                self->send(it->second, failure_delta(it->first, 500, "forward pass failed: " + r.error, s.setup.name));
-                s.setup.eng->abort(it->first);
-                it = s.streams.erase(it);
-              }
+              fail_all(self, 500, "forward pass failed: " + r.error);
             } else {
               step_output out = s.setup.eng->complete(std::move(*sched), r.logits, r.seconds);
               s.last = out.stats;
               for (const request_output& o : out.outputs) {
                 auto it = s.streams.find(o.id);
                 if (it == s.streams.end()) continue;
-                self->send(it->second, delta_of(o, s.setup.name));
+                live_request& lr = it->second;
+                self->send(lr.stream, delta_of(o, s.setup.name));
+                if (!lr.first_token && !o.tokens.empty()) {
+                  lr.first_token = true;
+                  if (lr.router) self->send(lr.router, first_token_atom::value, o.id, s.setup.name);
+                }
                 if (o.finished) {
-                  self->demonitor(it->second.address());
+                  self->demonitor(lr.stream.address());
+                  if (*o.finished == finish_reason::abort) tell_done(self, o.id, lr);
+                  else tell_done(self, o.id, lr, o.use.prompt_tokens, o.use.cached_tokens);
                   s.streams.erase(it);
                 }
               }
@@ -102,13 +130,8 @@ void step(self_ptr self) {
             step(self);
           },
           [=](caf::error& err) {
-            auto& s = self->state;
-            s.stepping = false;
-            for (auto& [id, stream] : s.streams) {
-              self->send(stream, failure_delta(id, 503, "the device actor failed: " + self->system().render(err), s.setup.name));
-              s.setup.eng->abort(id);
-            }
-            s.streams.clear();
+            self->state.stepping = false;
+            fail_all(self, 503, "the device actor failed: " + self->system().render(err));
             self->quit(err);
           });
 }
@@ -120,8 +143,9 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
   self->set_down_handler([=](const caf::down_msg& m) {
     auto& s = self->state;
     for (auto it = s.streams.begin(); it != s.streams.end();) {
-      if (it->second.address() == m.source) {
+      if (it->second.stream.address() == m.source) {
         s.setup.eng->abort(it->first);
+        tell_done(self, it->first, it->second);
         it = s.streams.erase(it);
       } else {
         ++it;
@@ -146,7 +170,7 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
           self->send(r.reply_to, failure_delta(r.id, 400, st.message(), s.setup.name));
           return;
         }
-        s.streams[r.id] = r.reply_to;
+        s.streams[r.id] = {r.reply_to, r.router, false};
         self->monitor(r.reply_to);
         // An empty delta says the engine took it (so the frontend can still answer a refusal
         // with its own HTTP status before it commits to streaming).
@@ -161,7 +185,8 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
         auto& s = self->state;
         s.setup.eng->abort(id);
         if (auto it = s.streams.find(id); it != s.streams.end()) {
-          self->demonitor(it->second.address());
+          self->demonitor(it->second.stream.address());
+          tell_done(self, id, it->second);
           s.streams.erase(it);
         }
         publish_events(self);
@@ -169,14 +194,18 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
       [=](stop_atom) {
         metered g(self->state.meter);
         auto& s = self->state;
-        for (auto& [id, stream] : s.streams) {
-          self->send(stream, failure_delta(id, 503, "the worker was stopped", s.setup.name));
-          s.setup.eng->abort(id);
-        }
-        s.streams.clear();
+        fail_all(self, 503, "the worker was stopped");
         s.stopping = true;
         publish_events(self);
         maybe_quit(self);
+      },
+      [=](dump_atom) {
+        metered g(self->state.meter);
+        // Events emitted so far go to the publisher first: the dump is the cached set as of
+        // next_event, and the router drops the older events it may still receive.
+        publish_events(self);
+        auto& s = self->state;
+        return kv_dump{s.setup.name, s.setup.instance, s.next_event, s.setup.eng->cached_block_hashes()};
       },
       [=](metrics_atom) {
         auto& s = self->state;

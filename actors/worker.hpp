@@ -1,8 +1,9 @@
 // worker: the actor that owns one engine and runs its step loop. Between steps it accepts
 // requests and aborts; each step's forward goes to its device actor, and it keeps handling
 // messages while that runs. Token deltas go straight to each request's stream actor, KV
-// events to its publisher. It watches the stream actors and aborts a request whose client
-// side is gone.
+// events to its publisher; the router that routed a request hears of its first token and of
+// its end from here. It answers dumps of its cached blocks (with the id of its next event),
+// watches the stream actors and aborts a request whose client side is gone.
 #pragma once
 
 #include <memory>
@@ -22,6 +23,7 @@ struct worker_setup {
   std::shared_ptr<engine> eng;
   device_actor device;
   publisher_actor publisher;
+  uint64_t instance = 0;  // worker_info::instance
 };
 
 worker_actor spawn_worker(caf::actor_system& sys, worker_setup setup);

@@ -49,5 +49,19 @@ int run_actors_command(const std::vector<std::string>& args) {
                 a.value("role", "").c_str(), static_cast<long long>(a.value("mailbox_size", 0)), n,
                 n > 0 ? 1000.0 * secs / n : 0.0, engine.c_str());
   }
+  // The router's view of each worker: what its index holds and the load it counts.
+  if (j.contains("router") && j["router"].contains("workers") && !j["router"]["workers"].empty()) {
+    std::printf("\n%-28s %-8s %8s %8s %8s %10s %8s %6s %6s %8s\n", "ROUTER VIEW OF WORKER", "SYNC", "BLOCKS", "IN FLIGHT",
+                "ACTIVE", "PREFILLQ", "ROUTED", "GAPS", "DUMPS", "HIT RATE");
+    for (const auto& w : j["router"]["workers"]) {
+      const double prompt = w.value("prompt_tokens", 0.0), cached = w.value("cached_tokens", 0.0);
+      std::printf("%-28s %-8s %8lld %8lld %8lld %10lld %8lld %6lld %6lld %8.2f\n", w.value("worker", "").c_str(),
+                  !w.value("alive", false) ? "lost" : w.value("in_sync", false) ? "yes" : "syncing",
+                  static_cast<long long>(w.value("kv_cached_blocks", 0)), static_cast<long long>(w.value("in_flight_requests", 0)),
+                  static_cast<long long>(w.value("active_blocks", 0)), static_cast<long long>(w.value("queued_prefill_blocks", 0)),
+                  static_cast<long long>(w.value("routed", 0)), static_cast<long long>(w.value("kv_event_gaps", 0)),
+                  static_cast<long long>(w.value("kv_dumps", 0)), prompt > 0 ? cached / prompt : 0.0);
+    }
+  }
   return 0;
 }

@@ -107,7 +107,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
 
   router_actor router;
   if (plan.control) {
-    router = spawn_router(sys, plan.node, nullptr);
+    router = spawn_router(sys, plan.node, router_options{});
     if (plan.listen) {
       auto port = sys.middleman().publish(router, static_cast<uint16_t>(plan.listen));
       if (!port) return fail(what, fmt::format("cannot listen for nodes on port {}: {}", plan.listen, sys.render(port.error())));

@@ -27,19 +27,22 @@ void kv_index::remove_worker(worker_slot w) {
   free_slots_.push_back(w);
 }
 
-kv_index::apply_outcome kv_index::apply(worker_slot w, const kv_event& e) {
+kv_index::apply_outcome kv_index::apply(worker_slot w, uint64_t event_id, kv_event::kind kind,
+                                        std::span<const uint64_t> hashes) {
   assert(has_worker(w));
   worker_state& ws = workers_[w];
   if (!ws.in_sync) return apply_outcome::out_of_sync;
-  if (e.event_id < ws.next_event) return apply_outcome::stale;
-  if (e.event_id > ws.next_event) {
+  if (event_id < ws.next_event) return apply_outcome::stale;
+  const bool known = kind == kv_event::kind::block_stored || kind == kv_event::kind::block_removed ||
+                     kind == kv_event::kind::all_blocks_cleared;
+  if (event_id > ws.next_event || !known) {
     ws.in_sync = false;
     return apply_outcome::gap;
   }
-  ws.next_event = e.event_id + 1;
-  switch (e.type) {
-    case kv_event::kind::block_stored: store(w, e.block_hashes); break;
-    case kv_event::kind::block_removed: remove(w, e.block_hashes); break;
+  ws.next_event = event_id + 1;
+  switch (kind) {
+    case kv_event::kind::block_stored: store(w, hashes); break;
+    case kv_event::kind::block_removed: remove(w, hashes); break;
     case kv_event::kind::all_blocks_cleared: clear(w); break;
   }
   return apply_outcome::applied;

@@ -74,8 +74,10 @@ class kv_index {
   // One past the highest slot ever handed out: the size overlaps() gives `out`.
   size_t n_slots() const { return workers_.size(); }
 
-  // Applies one event of the worker's stream, checking its sequence number.
-  apply_outcome apply(worker_slot w, const kv_event& e);
+  // Applies one event of the worker's stream, checking its sequence number. A kind this
+  // build does not know counts as a gap (the view can no longer be trusted).
+  apply_outcome apply(worker_slot w, uint64_t event_id, kv_event::kind kind, std::span<const uint64_t> hashes);
+  apply_outcome apply(worker_slot w, const kv_event& e) { return apply(w, e.event_id, e.type, e.block_hashes); }
   // The worker's whole cached set as of its event `next_event` (a dump, or a snapshot):
   // replaces its view and puts it back in sync.
   void replace(worker_slot w, std::span<const uint64_t> hashes, uint64_t next_event);
