@@ -14,10 +14,12 @@
 #endif
 #include "actors/kv_publisher.hpp"
 #include "actors/worker.hpp"
+#include "runtime/checkpoint.hpp"
 #include "runtime/cpu_executor.hpp"
 #include "runtime/engine.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/model_config.hpp"
+#include "runtime/sim_executor.hpp"
 
 namespace troupe {
 namespace {
@@ -85,10 +87,21 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         if (!model.ok()) return caf::make_error(caf::sec::runtime_error, model.message());
         const std::shared_ptr<const model_bundle>& b = *model;
         std::shared_ptr<executor> shared_ex;
+        std::shared_ptr<sim_executor> sim_ex;
 #if defined(TROUPE_HAVE_CUDA)
         std::shared_ptr<cuda::cuda_executor> cuda_ex;
 #endif
-        if (spec.device.empty() || spec.device == "cpu") {
+        if (!spec.simulate.empty()) {
+          // A cost model instead of the forward: no weights read, no KV memory.
+          auto costs = parse_sim_costs(spec.simulate);
+          if (!costs.ok()) return caf::make_error(caf::sec::runtime_error, "--simulate: " + costs.message());
+          const model_config& mc = b->weights->config();
+          const int64_t bytes = spec.kv_cache_bytes > 0 ? spec.kv_cache_bytes : int64_t{512} << 20;
+          const auto n_blocks = static_cast<int32_t>(
+              std::min<int64_t>(INT32_MAX, bytes / static_cast<int64_t>(sim_executor::bytes_per_block(mc, spec.kv_block_size))));
+          sim_ex = std::make_shared<sim_executor>(mc, std::move(*costs), spec.kv_block_size, n_blocks);
+          shared_ex = sim_ex;
+        } else if (spec.device.empty() || spec.device == "cpu") {
           cpu_executor_options eo;
           eo.n_threads = spec.threads;
           eo.kv_block_size = spec.kv_block_size;
@@ -122,6 +135,7 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         std::shared_ptr<engine> shared_eng(std::move(*eng));
         const std::string name = fmt::format("{}/w{}", node, self->state.next_worker++);
         device_actor dev =
+            sim_ex ? spawn_sim_device(self->system(), sim_ex, node, name + "/sim_device") :
 #if defined(TROUPE_HAVE_CUDA)
             cuda_ex ? self->state.cuda.spawn(self->system(), cuda_ex, node, name + "/cuda_stream") :
 #endif

@@ -288,6 +288,9 @@ using device_actor = caf::typed_actor<
 // A device actor on a CUDA stream (actors/cuda_stream.hpp) also hears from its stream's
 // completion callback: (done, forward number). Local only; workers see a device_actor.
 using cuda_stream_actor = device_actor::extend<caf::reacts_to<done_atom, uint64_t>>;
+// A simulated device (actors/device.hpp) has the same shape: (done, forward number) is its
+// timer firing when the modelled forward time has passed.
+using sim_device_actor = cuda_stream_actor;
 
 // Passes a worker's KV events on, in order, to every router that subscribed, and keeps the
 // latest ones: replay answers every event from an id on, or an error when it no longer

@@ -13,7 +13,9 @@
 #include "actors/node_agent.hpp"
 #include "config/config.hpp"
 #include "kernels/cuda/device_name.hpp"
+#include "config/atomic_file.hpp"
 #include "runtime/cpu_executor.hpp"
+#include "runtime/sim_executor.hpp"
 #if defined(TROUPE_HAVE_CUDA)
 #include "kernels/cuda/device.hpp"
 #endif
@@ -30,6 +32,9 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
                  "KV cache of the process: bytes (2GiB, 512MiB) or a fraction of free memory (0.5); "
                  "overrides the config");
   app.add_option("--served-model-name", f.served_name, "the model name clients ask for");
+  app.add_option("--simulate", f.simulate,
+                 "COSTS.json (the output of `troupe bench engine`): engines whose forward is that cost model, "
+                 "for routing at scale (placeholder tokens, real KV events)");
 #if defined(TROUPE_HAVE_CUDA)
   app.add_option("--device", f.device, "where the engines run: cpu, cuda or cuda:N")->capture_default_str();
 #else
@@ -106,6 +111,11 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
     s.kv_cache_bytes = static_cast<int64_t>(total / f.workers);
   }
   apply_engine_settings(s, rt.engine);
+  if (!f.simulate.empty()) {
+    TROUPE_TRY(s.simulate, config::read_file(f.simulate));
+    auto costs = parse_sim_costs(s.simulate);
+    if (!costs.ok()) return make_error("--simulate " + f.simulate + ": " + costs.message());
+  }
   return s;
 }
 

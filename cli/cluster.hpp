@@ -32,6 +32,7 @@ struct worker_flags {
   std::string kv_cache_memory;   // overrides the config: bytes ("2GiB", "512MiB", 1073741824) or a fraction ("0.5")
   std::string served_name;       // overrides the config's served_model_name
   std::string device = "cpu";    // cpu, cuda or cuda:N (cuda only in builds with the CUDA backend)
+  std::string simulate;          // COSTS.json: simulated engines (runtime/sim_executor.hpp)
 };
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
 
