@@ -15,6 +15,7 @@
 
 #include "actors/frontend_internal.hpp"
 #include "actors/metrics.hpp"
+#include "actors/router.hpp"
 #include "config/deployment_store.hpp"
 #include "config/management_api.hpp"
 #include "runtime/model_bundle.hpp"
@@ -307,6 +308,9 @@ status frontend::start() {
     caf::scoped_actor self{fe.sys};
     self->request(fe.router, std::chrono::seconds(5), stats_atom::value)
         .receive([&](router_stats& s) { rs = std::move(s); }, [](caf::error&) {});
+    for (const router_actor& r : fe.opts.replicas)  // their decisions count too
+      self->request(r, std::chrono::seconds(5), stats_atom::value)
+          .receive([&](router_stats& s) { merge_router_stats(rs, s); }, [](caf::error&) {});
     self->request(fe.router, std::chrono::seconds(15), metrics_atom::value)
         .receive([&](std::vector<actor_stats>& a) { actors = std::move(a); }, [](caf::error&) {});
   };

@@ -76,8 +76,8 @@ class generation {
   generation(frontend::impl& fe, std::string model, std::shared_ptr<const tokenizer> tok,
              std::vector<generate_request> reqs)
       : fe_(fe), model_(std::move(model)), tok_(std::move(tok)), reqs_(std::move(reqs)),
-        choices_(reqs_.size()), ch_(std::make_shared<delta_channel>()), last_news_(clock_type::now()),
-        start_(clock_type::now()) {
+        choices_(reqs_.size()), ch_(std::make_shared<delta_channel>()), router_(fe_.pick_router()),
+        last_news_(clock_type::now()), start_(clock_type::now()) {
     fe_.stats->request_started(model_);
   }
   ~generation() {
@@ -97,7 +97,7 @@ class generation {
     stream_ = spawn_stream_actor(fe_.sys, ch_, reqs_.size());
     for (auto& r : reqs_) {
       r.reply_to = stream_;
-      caf::anon_send(fe_.router, submit_atom::value, r);
+      caf::anon_send(router_, submit_atom::value, r);
     }
     size_t accepted = 0;
     while (accepted < reqs_.size()) {
@@ -173,7 +173,7 @@ class generation {
     if (aborted_ || !stream_) return;
     aborted_ = true;
     for (size_t i = 0; i < reqs_.size(); ++i)
-      if (!choices_[i].finish) caf::anon_send(fe_.router, abort_atom::value, reqs_[i].id);
+      if (!choices_[i].finish) caf::anon_send(router_, abort_atom::value, reqs_[i].id);
     caf::anon_send_exit(stream_, caf::exit_reason::user_shutdown);
   }
 
@@ -202,6 +202,7 @@ class generation {
   std::vector<generate_request> reqs_;
   std::vector<choice_state> choices_;
   std::shared_ptr<delta_channel> ch_;
+  router_actor router_;  // the one that routes all its choices
   stream_actor stream_;
   std::vector<token_delta> pending_;
   size_t finished_ = 0;

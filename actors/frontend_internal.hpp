@@ -69,8 +69,15 @@ struct frontend::impl {
   std::thread listener;
   int bound_port = 0;
 
+  std::atomic<size_t> next_router{0};
+
   impl(caf::actor_system& s, router_actor r, std::shared_ptr<model_registry> m, std::shared_ptr<metrics> st,
        frontend_options o);
+  // The router for a new request: the routers (replicas) take turns.
+  router_actor pick_router() {
+    const size_t n = 1 + opts.replicas.size(), i = next_router++ % n;
+    return i == 0 ? router : opts.replicas[i - 1];
+  }
   ~impl();
 
   void handle_chat(const httplib::Request& req, httplib::Response& res);

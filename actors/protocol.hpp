@@ -315,8 +315,10 @@ using node_agent_actor = caf::typed_actor<
     caf::replies_to<stop_atom, std::string>::with<bool>,
     caf::replies_to<metrics_atom>::with<std::vector<actor_stats>>>;
 
-// A router as its replicas see it: they tell each other their decisions.
-using router_peer_actor = caf::typed_actor<caf::reacts_to<peer_atom, route_decision>>;
+// A router as its replicas see it: they tell each other their decisions, and the workers
+// that register with one of them.
+using router_peer_actor = caf::typed_actor<caf::reacts_to<peer_atom, route_decision>,
+                                           caf::reacts_to<peer_atom, worker_actor, publisher_actor, worker_info>>;
 
 // Picks a worker per request (KV-aware by default), tracks what is in flight, queues when
 // every worker is saturated, fails over when a worker is lost. snapshot answers its KV index
@@ -332,6 +334,12 @@ using router_actor = kv_sink_actor::extend_with<route_sink_actor>::extend_with<r
     caf::replies_to<stats_atom>::with<router_stats>,
     caf::replies_to<snapshot_atom>::with<std::string>,
     caf::replies_to<metrics_atom>::with<std::vector<actor_stats>>>;
+
+// Writes a router's KV index to disk every interval; snapshot writes one now (bytes written).
+using snapshotter_actor = caf::typed_actor<
+    caf::replies_to<snapshot_atom>::with<uint64_t>,
+    caf::reacts_to<snapshot_atom, uint64_t>,  // its own timer (the round)
+    caf::replies_to<metrics_atom>::with<actor_stats>>;
 
 // ---- serialisation -----------------------------------------------------------------------
 
@@ -461,6 +469,7 @@ CAF_ADD_TYPE_ID(troupe, (troupe::publisher_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::worker_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::node_agent_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::router_actor))
+CAF_ADD_TYPE_ID(troupe, (troupe::snapshotter_actor))
 CAF_END_TYPE_ID_BLOCK(troupe)
 
 namespace troupe {

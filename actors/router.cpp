@@ -505,8 +505,11 @@ void worker_lost(self_ptr self, worker_entry& w) {
   w.queued_prefill_blocks = 0;
 }
 
-void register_worker(self_ptr self, const worker_actor& handle, const publisher_actor& pub, const worker_info& info) {
+void register_worker(self_ptr self, const worker_actor& handle, const publisher_actor& pub, const worker_info& info,
+                     bool from_node) {
   auto& st = self->state;
+  if (from_node)  // the replicas route to it too
+    for (const auto& p : st.peers) self->send(p, peer_atom::value, handle, pub, info);
   if (auto it = st.workers.find(info.name); it != st.workers.end()) {
     if (it->second.alive && it->second.handle == handle) return;  // registered already
     if (it->second.alive) worker_lost(self, it->second);  // the same name, started anew
@@ -750,8 +753,12 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
       },
       [=](register_atom, const worker_actor& w, const publisher_actor& pub, const worker_info& info) {
         metered g(self->state.meter);
-        register_worker(self, w, pub, info);
+        register_worker(self, w, pub, info, true);
         return true;
+      },
+      [=](peer_atom, const worker_actor& w, const publisher_actor& pub, const worker_info& info) {
+        metered g(self->state.meter);
+        register_worker(self, w, pub, info, false);
       },
       [=](register_atom, const node_agent_actor& agent, const std::string&) {
         metered g(self->state.meter);
@@ -768,6 +775,9 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
         if (peer.address() != self->address() && std::find(peers.begin(), peers.end(), peer) == peers.end()) {
           peers.push_back(peer);
           self->monitor(peer);
+          // It learns the workers registered here so far.
+          for (auto& [name, w] : self->state.workers)
+            if (w.alive) self->send(peer, peer_atom::value, w.handle, w.publisher, w.info);
         }
         return true;
       },
@@ -846,6 +856,43 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
 }
 
 }  // namespace
+
+void merge_router_stats(router_stats& into, const router_stats& r) {
+  into.requests += r.requests;
+  into.retried += r.retried;
+  into.failed += r.failed;
+  into.aborted += r.aborted;
+  into.prompt_tokens += r.prompt_tokens;
+  into.cached_tokens += r.cached_tokens;
+  into.kv_events_applied += r.kv_events_applied;
+  for (auto [to, from] : {std::pair{&into.decision_seconds, &r.decision_seconds}, {&into.queue_wait_seconds, &r.queue_wait_seconds}}) {
+    if (to->counts.size() != from->counts.size()) continue;
+    for (size_t i = 0; i < to->counts.size(); ++i) to->counts[i] += from->counts[i];
+    to->sum += from->sum;
+    to->count += from->count;
+  }
+  for (const router_model_stats& m : r.model_stats) {
+    auto it = std::find_if(into.model_stats.begin(), into.model_stats.end(), [&](auto& x) { return x.model == m.model; });
+    if (it == into.model_stats.end()) {
+      into.model_stats.push_back(m);
+      continue;
+    }
+    it->prompt_tokens += m.prompt_tokens;
+    it->cached_tokens += m.cached_tokens;
+    it->estimated_cached_tokens += m.estimated_cached_tokens;
+    it->best_prefix_tokens += m.best_prefix_tokens;
+    it->queued += m.queued;
+    it->rejected += m.rejected;
+  }
+  for (size_t j = 0; j < r.workers.size(); ++j) {
+    auto it = std::find(into.workers.begin(), into.workers.end(), r.workers[j]);
+    if (it == into.workers.end()) continue;
+    const auto i = static_cast<size_t>(it - into.workers.begin());
+    into.routed_requests[i] += r.routed_requests[j];
+    into.worker_prompt_tokens[i] += r.worker_prompt_tokens[j];
+    into.worker_cached_tokens[i] += r.worker_cached_tokens[j];
+  }
+}
 
 router_actor spawn_router(caf::actor_system& sys, std::string node, router_options options) {
   return sys.spawn(router_fn, std::move(node), std::move(options));

@@ -46,6 +46,10 @@ struct router_options {
 
 router_actor spawn_router(caf::actor_system& sys, std::string node, router_options options);
 
+// Adds a replica's figures to a router's (for /metrics over several routers): counts and
+// windows add up; per-worker load is each router's whole picture already, so it is kept.
+void merge_router_stats(router_stats& into, const router_stats& replica);
+
 // Histogram bucket bounds of the router's decision latency and queue wait, in seconds.
 const std::vector<double>& decision_seconds_bounds();
 const std::vector<double>& queue_wait_seconds_bounds();

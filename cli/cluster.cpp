@@ -84,7 +84,9 @@ result<config::kv_cache_memory> parse_memory(const std::string& s) {
 
 result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& model_path) {
   config::runtime_settings rt;
-  if (!f.config.empty()) {
+  if (f.llm_runtime) {
+    rt = *f.llm_runtime;
+  } else if (!f.config.empty()) {
     auto cfg = config::load_config_file(f.config);
     if (!cfg.ok()) return make_error(config::format_errors(cfg.errors, f.config + ": "));
     rt = cfg.value.runtime;
@@ -130,17 +132,17 @@ void apply_engine_settings(worker_spec& s, const config::engine_settings& e) {
   s.max_recycling_seqs = e.prefix_cache_max_num_recycling_seqs;
 }
 
-result<std::vector<worker_info>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,
-                                               const router_actor& router, const worker_spec& spec, int n) {
+result<std::vector<started_worker>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,
+                                                  const router_actor& router, const worker_spec& spec, int n) {
   caf::scoped_actor self{sys};
-  std::vector<worker_info> out;
+  std::vector<started_worker> out;
   for (int i = 0; i < n; ++i) {
     std::string err;
     self->request(agent, std::chrono::minutes(5), start_atom::value, spec)
         .receive(
             [&](worker_actor& w, publisher_actor& p, worker_info& info) {
               self->request(router, std::chrono::seconds(30), register_atom::value, w, p, info)
-                  .receive([&](bool) { out.push_back(info); },
+                  .receive([&](bool) { out.push_back({w, p, info}); },
                            [&](caf::error& e) { err = "registering with the router: " + sys.render(e); });
             },
             [&](caf::error& e) { err = sys.render(e); });

@@ -18,6 +18,7 @@ namespace troupe {
 
 namespace config {
 struct engine_settings;
+struct runtime_settings;
 }
 
 struct model_bundle;
@@ -33,6 +34,8 @@ struct worker_flags {
   std::string served_name;       // overrides the config's served_model_name
   std::string device = "cpu";    // cpu, cuda or cuda:N (cuda only in builds with the CUDA backend)
   std::string simulate;          // COSTS.json: simulated engines (runtime/sim_executor.hpp)
+  // --llm-config's runtime block, when it has one: it replaces the config's trt_llm.runtime.
+  std::shared_ptr<const config::runtime_settings> llm_runtime;
 };
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
 
@@ -47,10 +50,17 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
 // The engine settings of a config (trt_llm.runtime, or a deployment's) onto a worker spec.
 void apply_engine_settings(worker_spec& spec, const config::engine_settings& engine);
 
-// Starts n workers through the node agent and registers each with the router; their infos.
-[[nodiscard]] result<std::vector<worker_info>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,
-                                                             const router_actor& router, const worker_spec& spec,
-                                                             int n);
+// A worker a node started: what registering it with a router takes.
+struct started_worker {
+  worker_actor worker;
+  publisher_actor publisher;
+  worker_info info;
+};
+
+// Starts n workers through the node agent and registers each with the router.
+[[nodiscard]] result<std::vector<started_worker>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,
+                                                                const router_actor& router, const worker_spec& spec,
+                                                                int n);
 
 // Catches SIGINT and SIGTERM (call first); wait_for_stop_signal returns at the next one.
 void block_stop_signals();

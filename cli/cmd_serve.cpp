@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
+#include <mutex>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -15,9 +17,12 @@
 #include "actors/metrics.hpp"
 #include "actors/node_agent.hpp"
 #include "actors/router.hpp"
+#include "actors/snapshotter.hpp"
 #include "cli/cluster.hpp"
-#include "config/deployment_store.hpp"
 #include "config/checkpoint.hpp"
+#include "config/config.hpp"
+#include "config/deployment_store.hpp"
+#include "config/feature_status.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/model_config.hpp"
@@ -33,15 +38,36 @@ struct control_flags {
   std::string state_dir;
   int max_in_flight = 512;
   double drain_timeout_s = 30;
+  std::string routing = "kv";
+  std::string llm_config;
+  double snapshot_interval_s = 30;
+  int router_queue = 1024;
+  int routers = 1;
 };
 
 void add_control_flags(CLI::App& app, control_flags& f) {
   app.add_option("--host", f.host, "address the HTTP server listens on")->capture_default_str();
   app.add_option("--port", f.port, "HTTP port (0: any free port)")->capture_default_str();
   app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $TROUPE_API_KEY)");
-  app.add_option("--state-dir", f.state_dir, "where the management API keeps deployments (off without it)");
+  app.add_option("--state-dir", f.state_dir,
+                 "where the management API keeps deployments and the router its KV index snapshots (off without it)");
   app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")->capture_default_str();
   app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")->capture_default_str();
+  app.add_option("--routing", f.routing, "how the router picks a worker: kv, least-loaded, round-robin or random")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"kv", "least-loaded", "round-robin", "random"}));
+  app.add_option("--llm-config", f.llm_config,
+                 "an llm_config block (JSON or YAML, POST /v1/llm_models's schema): b10_routing_config for the router, "
+                 "runtime for the engines");
+  app.add_option("--snapshot-interval", f.snapshot_interval_s, "seconds between KV index snapshots (with --state-dir)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--router-queue", f.router_queue, "requests a router holds per model while every worker is saturated; more get 429")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--routers", f.routers, "router replicas in this process; they share their in-flight decisions")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
 }
 
 struct node_plan {
@@ -50,6 +76,7 @@ struct node_plan {
   bool workers = false;     // engines here
   int listen = 0;           // publish the router at this port
   std::string join;         // host:port of the control node's router
+  std::vector<std::string> peers;  // other control nodes' routers (host:port)
 };
 
 int fail(const std::string& what, const std::string& msg) {
@@ -57,43 +84,131 @@ int fail(const std::string& what, const std::string& msg) {
   return 1;
 }
 
-// Watches the control node's router from a worker node; when it goes away, the node stops.
-std::atomic<bool> lost_control{false};
-
-void watch_router(caf::actor_system& sys, const router_actor& router) {
-  sys.spawn([router](caf::event_based_actor* self) -> caf::behavior {
-    self->monitor(router);
-    self->set_down_handler([](const caf::down_msg&) {
-      lost_control = true;
-      kill(getpid(), SIGTERM);
-    });
-    return {[](int) {}};
-  });
-}
-
-result<router_actor> join_router(caf::actor_system& sys, const std::string& join) {
-  const size_t colon = join.rfind(':');
-  if (colon == std::string::npos) return make_error("--join must be HOST:PORT, not " + join);
-  const std::string host = join.substr(0, colon);
-  const int port = std::atoi(join.c_str() + colon + 1);
-  if (port <= 0 || port > 65535) return make_error("--join must be HOST:PORT, not " + join);
+// A remote router at HOST:PORT; tries `attempts` times, half a second apart (0: until stop).
+result<router_actor> connect_router(caf::actor_system& sys, const std::string& where, int attempts,
+                                    const std::atomic<bool>* stop = nullptr) {
+  const size_t colon = where.rfind(':');
+  if (colon == std::string::npos) return make_error("expected HOST:PORT, not " + where);
+  const std::string host = where.substr(0, colon);
+  const int port = std::atoi(where.c_str() + colon + 1);
+  if (port <= 0 || port > 65535) return make_error("expected HOST:PORT, not " + where);
   std::string last;
-  for (int attempt = 0; attempt < 60; ++attempt) {  // the control node may still be starting
+  for (int attempt = 0; attempts == 0 || attempt < attempts; ++attempt) {
+    if (stop && *stop) return make_error("stopping");
     auto r = sys.middleman().remote_actor<router_actor>(host, static_cast<uint16_t>(port));
     if (r) return *r;
     last = sys.render(r.error());
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  return make_error(fmt::format("cannot reach the control node's router at {}: {}", join, last));
+  return make_error(fmt::format("cannot reach the router at {}: {}", where, last));
 }
+
+// Registers this node's agent and workers with a router.
+status register_node(caf::actor_system& sys, const router_actor& router, const node_agent_actor& agent,
+                     const std::string& node, const std::vector<started_worker>& workers) {
+  caf::scoped_actor self{sys};
+  std::string err;
+  self->request(router, std::chrono::seconds(30), register_atom::value, agent, node)
+      .receive([](bool) {}, [&](caf::error& e) { err = sys.render(e); });
+  for (const started_worker& w : workers) {
+    if (!err.empty()) break;
+    self->request(router, std::chrono::seconds(30), register_atom::value, w.worker, w.publisher, w.info)
+        .receive([](bool) {}, [&](caf::error& e) { err = sys.render(e); });
+  }
+  if (!err.empty()) return make_error("registering with the router: " + err);
+  return {};
+}
+
+// A worker node's link to its control node: it survives the control node's loss and, when
+// the control node comes back (restarted, with its snapshot), registers again, so that the
+// engines and their caches keep serving.
+class control_link {
+ public:
+  void watch(caf::actor_system& sys, const router_actor& router) {
+    sys.spawn([this, router](caf::event_based_actor* self) -> caf::behavior {
+      self->monitor(router);
+      self->set_down_handler([this, self](const caf::down_msg&) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          lost_ = true;
+        }
+        cv_.notify_all();
+        self->quit();
+      });
+      return {[](int) {}};
+    });
+  }
+  // Blocks until the control node is lost (true) or stop() (false).
+  bool wait_lost() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return lost_ || stop_; });
+    const bool lost = lost_ && !stop_;
+    lost_ = false;
+    return lost;
+  }
+  void stop() {
+    stopping = true;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+  }
+  std::atomic<bool> stopping{false};
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool lost_ = false, stop_ = false;
+};
+
+// --llm-config: validated as POST /v1/llm_models validates it; fields whose feature has not
+// landed are refused, naming the field (never stored silently).
+result<config::llm_config_file> load_llm_config(const std::string& path) {
+  auto l = config::load_llm_config_file(path);
+  if (!l.ok()) return make_error("--llm-config " + path + ":\n" + config::format_errors(l.errors, "  "));
+  for (const std::string& field : l.value.present)
+    if (const auto* f = config::find_feature(field); f && f->state == config::feature_state::stored)
+      return make_error(fmt::format("--llm-config {}: llm_config.{} configures {}, which troupe does not do yet; remove "
+                                    "it (POST /v1/llm_models stores it, not yet active, for when it lands)",
+                                    path, field, f->feature));
+  return std::move(l.value);
+}
+
+routing_config to_routing(const config::routing_settings& r, const std::string& model) {
+  routing_config c;
+  c.model = model;
+  c.queue_policy = r.router_queue_policy == config::queue_policy::wspt ? queue_order::wspt : queue_order::fcfs;
+  c.overlap_score_weight = r.router_overlap_score_weight;
+  c.temperature = r.router_temperature;
+  return c;
+}
+
+void configure_routers(caf::actor_system& sys, const std::vector<router_actor>& routers, const routing_config& c) {
+  caf::scoped_actor self{sys};
+  for (const auto& r : routers)
+    self->request(r, std::chrono::seconds(10), configure_atom::value, c).receive([](bool) {}, [](caf::error&) {});
+}
+
+std::string snapshot_file(size_t i) { return fmt::format("kv-index-{}.snapshot", i); }
 
 int run_node(const std::string& what, const node_plan& plan, worker_flags wf, const control_flags& cf) {
   if (plan.workers)
     if (status s = check_device(wf.device); !s.ok()) return fail(what, s.message());  // before anything starts
+  std::optional<config::llm_config_file> llm;
+  if (!cf.llm_config.empty()) {
+    auto l = load_llm_config(cf.llm_config);
+    if (!l.ok()) return fail(what, l.message());
+    llm = std::move(*l);
+    if (std::find(llm->present.begin(), llm->present.end(), "runtime") != llm->present.end())
+      wf.llm_runtime = std::make_shared<const config::runtime_settings>(llm->config.runtime);
+  }
+  auto kind = parse_routing_kind(cf.routing);
+  if (!kind.ok()) return fail(what, kind.message());
   block_stop_signals();
   caf::actor_system_config cfg;
   add_troupe_types(cfg);
-  if (plan.listen || !plan.join.empty()) cfg.load<caf::io::middleman>();
+  if (plan.listen || !plan.join.empty() || !plan.peers.empty()) cfg.load<caf::io::middleman>();
   cfg.set("logger.verbosity", caf::atom("quiet"));
   caf::actor_system sys{cfg};
 
@@ -105,40 +220,92 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     bundle = std::make_shared<const model_bundle>(std::move(*b));
   }
 
-  router_actor router;
+  std::vector<router_actor> routers;
+  std::vector<snapshotter_actor> snapshotters;
+  control_link link;
   if (plan.control) {
-    router = spawn_router(sys, plan.node, router_options{});
+    const std::string snap_dir = cf.state_dir.empty() ? "" : cf.state_dir + "/router";
+    for (int i = 0; i < cf.routers; ++i) {
+      router_options ro;
+      ro.name = i == 0 ? plan.node + "/router" : fmt::format("{}/router{}", plan.node, i);
+      ro.kind = *kind;
+      ro.defaults = to_routing(llm ? llm->config.llm.routing : config::routing_settings{}, "");
+      ro.queue_capacity = static_cast<size_t>(cf.router_queue);
+      if (!snap_dir.empty()) {
+        std::string why;
+        ro.restore = load_snapshot(snap_dir, snapshot_file(static_cast<size_t>(i)), &why);
+        if (!why.empty()) std::fprintf(stderr, "troupe: %s\n", why.c_str());
+        if (ro.restore)
+          std::fprintf(stderr, "troupe: %s starts from its KV index snapshot (%zu workers)\n", ro.name.c_str(),
+                       ro.restore->workers.size());
+      }
+      routers.push_back(spawn_router(sys, plan.node, std::move(ro)));
+      if (!snap_dir.empty())
+        snapshotters.push_back(spawn_snapshotter(sys, routers.back(),
+                                                 {snap_dir, snapshot_file(static_cast<size_t>(i)), cf.snapshot_interval_s, plan.node}));
+    }
+    // Replicas share their decisions, and every worker registration.
+    for (size_t i = 0; i < routers.size(); ++i)
+      for (size_t j = 0; j < routers.size(); ++j)
+        if (i != j) caf::anon_send(routers[i], register_atom::value, caf::actor_cast<router_peer_actor>(routers[j]));
     if (plan.listen) {
-      auto port = sys.middleman().publish(router, static_cast<uint16_t>(plan.listen));
+      auto port = sys.middleman().publish(routers[0], static_cast<uint16_t>(plan.listen));
       if (!port) return fail(what, fmt::format("cannot listen for nodes on port {}: {}", plan.listen, sys.render(port.error())));
     }
+    for (const std::string& p : plan.peers) {
+      auto r = connect_router(sys, p, 60);
+      if (!r.ok()) return fail(what, "--peer: " + r.message());
+      caf::anon_send(*r, register_atom::value, caf::actor_cast<router_peer_actor>(routers[0]));
+      for (const auto& mine : routers) caf::anon_send(mine, register_atom::value, caf::actor_cast<router_peer_actor>(*r));
+      std::fprintf(stderr, "troupe: sharing routing decisions with the router at %s\n", p.c_str());
+    }
   } else {
-    auto r = join_router(sys, plan.join);
-    if (!r.ok()) return fail(what, r.message());
-    router = *r;
-    watch_router(sys, router);
+    auto r = connect_router(sys, plan.join, 60);
+    if (!r.ok()) return fail(what, "--join: " + r.message());
+    routers.push_back(*r);
   }
   std::map<std::string, std::shared_ptr<const model_bundle>> preload;
   if (bundle) preload[wf.model] = bundle;
   node_agent_actor agent = spawn_node_agent(sys, plan.node, preload);
-  {
-    caf::scoped_actor self{sys};
-    std::string err;
-    self->request(router, std::chrono::seconds(30), register_atom::value, agent, plan.node)
-        .receive([](bool) {}, [&](caf::error& e) { err = sys.render(e); });
-    if (!err.empty()) return fail(what, "registering with the router: " + err);
-  }
+  if (status s = register_node(sys, routers[0], agent, plan.node, {}); !s.ok()) return fail(what, s.message());
 
-  std::vector<worker_info> started;
+  std::vector<started_worker> started;
   if (plan.workers) {
     auto spec = make_worker_spec(wf, wf.model);
     if (!spec.ok()) return fail(what, spec.message());
-    auto infos = start_workers(sys, agent, router, *spec, wf.workers);
-    if (!infos.ok()) return fail(what, infos.message());
-    started = std::move(*infos);
-    for (const worker_info& w : started)
-      std::fprintf(stderr, "troupe: worker %s serves %s (%d KV blocks of %d tokens)\n", w.name.c_str(),
-                   w.model.c_str(), w.kv_blocks_total, w.kv_block_size);
+    auto w = start_workers(sys, agent, routers[0], *spec, wf.workers);
+    if (!w.ok()) return fail(what, w.message());
+    started = std::move(*w);
+    if (started.size() <= 8)
+      for (const started_worker& s : started)
+        std::fprintf(stderr, "troupe: worker %s serves %s (%d KV blocks of %d tokens)\n", s.info.name.c_str(),
+                     s.info.model.c_str(), s.info.kv_blocks_total, s.info.kv_block_size);
+    else
+      std::fprintf(stderr, "troupe: %zu workers serve %s (%d KV blocks of %d tokens each)\n", started.size(),
+                   started[0].info.model.c_str(), started[0].info.kv_blocks_total, started[0].info.kv_block_size);
+  }
+  if (!plan.control) {
+    // A worker node outlives its control node: it keeps its engines (and their caches) and
+    // registers again when the control node is back.
+    link.watch(sys, routers[0]);
+    std::thread([&sys, &link, agent, plan, started] {
+      while (link.wait_lost()) {
+        std::fprintf(stderr, "troupe: lost the control node at %s; the workers stay up and rejoin when it is back\n",
+                     plan.join.c_str());
+        for (;;) {
+          auto r = connect_router(sys, plan.join, 0, &link.stopping);
+          if (!r.ok()) return;  // stopping
+          if (status s = register_node(sys, *r, agent, plan.node, started); !s.ok()) {
+            std::fprintf(stderr, "troupe: %s\n", s.message().c_str());
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+            continue;
+          }
+          link.watch(sys, *r);
+          std::fprintf(stderr, "troupe: rejoined the control node at %s with %zu workers\n", plan.join.c_str(), started.size());
+          break;
+        }
+      }
+    }).detach();
   }
 
   std::unique_ptr<frontend> fe;
@@ -154,6 +321,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       if (const char* k = std::getenv("TROUPE_API_KEY")) fo.api_key = k;
     fo.max_in_flight = cf.max_in_flight;
     fo.node = plan.node;
+    fo.replicas.assign(routers.begin() + 1, routers.end());
     std::string served;
     if (bundle) {
       auto spec = make_worker_spec(wf, wf.model);
@@ -161,10 +329,10 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       served = spec->served_name.empty() ? bundle->name : spec->served_name;
       int64_t max_len = bundle->weights->config().max_position;
       if (spec->max_seq_len > 0) max_len = std::min<int64_t>(max_len, spec->max_seq_len);
-      for (const worker_info& w : started) max_len = w.max_seq_len;
+      for (const started_worker& w : started) max_len = w.info.max_seq_len;
       registry->add(served, {bundle, max_len, static_cast<int64_t>(std::time(nullptr))});
     }
-    fe = std::make_unique<frontend>(sys, router, registry, stats, fo);
+    fe = std::make_unique<frontend>(sys, routers[0], registry, stats, fo);
     if (!cf.state_dir.empty()) {
       config::store_options so;
       so.state_dir = cf.state_dir;
@@ -173,24 +341,27 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       if (!st.ok()) return fail(what, st.message());
       store = std::make_unique<config::deployment_store>(std::move(*st));
       for (const auto& w : store->load_warnings()) std::fprintf(stderr, "troupe: %s\n", w.c_str());
-      auto start_deployment = [&sys, agent, router, registry, wf](const config::deployment& d) -> std::string {
+      auto start_deployment = [&sys, agent, routers, registry, wf](const config::deployment& d) -> std::string {
         auto b = load_model(d.model_path);
         if (!b.ok()) return b.message();
         worker_flags f = wf;
         f.served_name = d.name;
+        f.llm_runtime.reset();
         auto spec = make_worker_spec(f, d.model_path);
         if (!spec.ok()) return spec.message();
         apply_engine_settings(*spec, d.runtime.engine);
-        auto infos = start_workers(sys, agent, router, *spec, 1);
+        // Its b10_routing_config is the routers' for its model.
+        configure_routers(sys, routers, to_routing(d.llm.routing, d.name));
+        auto infos = start_workers(sys, agent, routers[0], *spec, 1);
         if (!infos.ok()) return infos.message();
         auto shared = std::make_shared<const model_bundle>(std::move(*b));
-        registry->add(d.name, {shared, infos->front().max_seq_len, d.created_at});
+        registry->add(d.name, {shared, infos->front().info.max_seq_len, d.created_at});
         return "";
       };
-      auto stop_deployment = [&sys, agent, router, registry](const config::deployment& d) {
+      auto stop_deployment = [&sys, agent, routers, registry](const config::deployment& d) {
         registry->remove(d.name);
         caf::scoped_actor self{sys};
-        self->request(router, std::chrono::seconds(10), list_atom::value)
+        self->request(routers[0], std::chrono::seconds(10), list_atom::value)
             .receive(
                 [&](std::vector<worker_info>& ws) {
                   for (auto& w : ws)
@@ -215,6 +386,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   }
 
   wait_for_stop_signal();
+  link.stop();
   if (fe) {
     // Let requests in flight finish, then stop; a second signal stops at once.
     std::thread([] {
@@ -224,14 +396,15 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     if (const int left = fe->drain(cf.drain_timeout_s); left > 0)
       std::fprintf(stderr, "troupe: stopping with %d requests still running after %.0f s\n", left, cf.drain_timeout_s);
     fe->stop();
-  }
-  if (lost_control) {
-    std::fprintf(stderr, "troupe: lost the control node; stopping\n");
-    std::_Exit(1);
+    // The last KV index snapshot, so that a restart finds the index as it is now.
+    caf::scoped_actor self{sys};
+    for (const auto& s : snapshotters)
+      self->request(s, std::chrono::seconds(30), snapshot_atom::value).receive([](uint64_t) {}, [](caf::error&) {});
   }
   // Workers, devices and publishers stop with the actor system; the node agent says goodbye.
   caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
-  if (plan.control) caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+  if (plan.control)
+    for (const auto& r : routers) caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
   std::fflush(stdout);
   std::_Exit(0);  // detached device threads may be mid-forward; nothing is left to flush
 }
@@ -263,11 +436,13 @@ int run_node_command(const std::vector<std::string>& args) {
   std::string role, name = default_node_name();
   int listen = 0;
   std::string join;
+  std::vector<std::string> peers;
   worker_flags wf;
   control_flags cf;
   app.add_option("--role", role, "control (router and HTTP) or worker (engines)")->required()->check(CLI::IsMember({"control", "worker"}));
   app.add_option("--listen", listen, "control: the port worker nodes join");
-  app.add_option("--join", join, "worker: the control node's HOST:PORT");
+  app.add_option("--join", join, "worker: the control node's HOST:PORT (kept across its restarts)");
+  app.add_option("--peer", peers, "control: another control node's HOST:PORT; their routers share decisions and workers");
   app.add_option("--name", name, "this node's name in metrics and worker names")->capture_default_str();
   add_worker_flags(app, wf, false);
   add_control_flags(app, cf);
@@ -285,6 +460,7 @@ int run_node_command(const std::vector<std::string>& args) {
     plan.control = true;
     plan.listen = listen;
     plan.workers = false;
+    plan.peers = peers;
   } else {
     if (join.empty()) return fail("node", "--role worker needs --join HOST:PORT");
     if (wf.model.empty()) return fail("node", "--role worker needs --model");

@@ -58,4 +58,31 @@ checked<llm_config_request> parse_llm_config_json(std::string_view json) {
   return out;
 }
 
+checked<llm_config_file> load_llm_config_file(const std::string& path) {
+  checked<llm_config_file> out;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    out.errors.push_back({"", "cannot read " + path});
+    return out;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  const size_t first = s.find_first_not_of(" \t\r\n");
+  auto doc = first != std::string::npos && s[first] == '{' ? parse_json(s) : parse_yaml(s);
+  if (!doc.ok()) {
+    out.errors = std::move(doc.errors);
+    return out;
+  }
+  const node* block = &doc.value;
+  if (block->is_map() && block->members.size() == 1 && block->members[0].key == "llm_config") block = &block->members[0].value;
+  if (!block->is_map()) {
+    out.errors.push_back({"llm_config", "llm_config: expected a map of llm_config fields, got " + block->describe()});
+    return out;
+  }
+  for (const node_member& m : block->members) out.value.present.push_back(m.key);
+  read_llm_config(block, "llm_config", out.value.config.llm, &out.value.config.runtime, out.errors);
+  return out;
+}
+
 }  // namespace troupe::config

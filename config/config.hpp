@@ -21,6 +21,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config_error.hpp"
 #include "config/settings.hpp"
@@ -41,5 +42,15 @@ struct llm_config_request {
   runtime_settings runtime;
 };
 checked<llm_config_request> parse_llm_config_json(std::string_view json);
+
+// An llm_config block in a file (`troupe serve --llm-config FILE`): JSON when it starts with
+// "{", else YAML; either the block itself or a document whose one key is llm_config. The
+// schema, validation and messages are POST /v1/llm_models's. `present` lists the block's
+// top-level fields that the file sets (so a caller can refuse the ones not active yet).
+struct llm_config_file {
+  llm_config_request config;
+  std::vector<std::string> present;
+};
+checked<llm_config_file> load_llm_config_file(const std::string& path);
 
 }  // namespace troupe::config

@@ -16,12 +16,12 @@ struct feature_status {
   feature_state state;
 };
 
-// Update a row when its feature lands. Engine settings are active; the router's settings
-// (queue policy, overlap weight, temperature) wait for KV-aware routing, and speculation,
-// disaggregation and autoscaling for theirs: stored, not yet active.
+// Update a row when its feature lands. Engine settings and the router's settings (queue
+// policy, overlap weight, temperature) are active; speculation, disaggregation and
+// autoscaling wait for theirs: stored, not yet active.
 inline constexpr feature_status kFeatureStatus[] = {
     {"runtime", "the serving engine", feature_state::active},
-    {"b10_routing_config", "KV-aware routing", feature_state::stored},
+    {"b10_routing_config", "KV-aware routing", feature_state::active},
     {"speculative_config", "speculative decoding", feature_state::stored},
     {"is_disaggregated", "disaggregated serving", feature_state::stored},
     {"b10_disagg_config", "disaggregated serving", feature_state::stored},

@@ -75,7 +75,8 @@ TEST_F(store_test, create_list_get_delete) {
   EXPECT_EQ(d["llm_config"]["runtime"]["served_model_name"], "qwen3-4b");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_queue_policy"], "wspt");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_overlap_score_weight"], 3.5);
-  EXPECT_EQ(d["settings"]["not_yet_active"], json({"b10_routing_config"}));  // until KV-aware routing
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config"}));  // KV-aware routing acts on it
+  EXPECT_EQ(d["settings"]["not_yet_active"], json::array());
   EXPECT_TRUE(fs::exists(deployments_dir() + "/" + id + ".json"));
 
   auto local = api.create(R"({"name": "tiny", "model": "./local-model"})");
@@ -175,12 +176,11 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
       "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 4}}})");
   ASSERT_EQ(r.status, 201) << r.body;
   json d = json::parse(r.body);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime"}));
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config"}));
   EXPECT_EQ(d["settings"]["not_yet_active"],
-            json({"b10_routing_config", "speculative_config", "is_disaggregated", "b10_disagg_config",
-                  "autoscaling_settings"}));
-  ASSERT_EQ(d["warnings"].size(), 5u);
-  EXPECT_EQ(d["warnings"][1], "speculative_config is stored but not yet active: speculative "
+            json({"speculative_config", "is_disaggregated", "b10_disagg_config", "autoscaling_settings"}));
+  ASSERT_EQ(d["warnings"].size(), 4u);
+  EXPECT_EQ(d["warnings"][0], "speculative_config is stored but not yet active: speculative "
                               "decoding has not landed in troupe yet; it takes effect when it "
                               "does");
   // Stored settings are kept in full.

@@ -23,10 +23,16 @@ describe('the management API', () => {
     const created = await api(server.url, 'POST', '/v1/llm_models', {
       name: 'second', model: path.resolve(models, 'llama3-hf-bf16'),
       llm_config: { runtime: { max_seq_len: 256, max_batch_size: 4, max_num_tokens: 256, kv_cache_memory: '64MiB' },
+                    b10_routing_config: { router_queue_policy: 'wspt', router_overlap_score_weight: 2 },
                     speculative_config: { decoding_type: 'NGram', max_draft_len: 4 } } });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    assert.deepEqual(created.body.settings.active, ['runtime']);
+    assert.deepEqual(created.body.settings.active, ['runtime', 'b10_routing_config']);
     assert.ok(created.body.settings.not_yet_active.includes('speculative_config'));
+    // Its routing settings are the router's for that model.
+    const routed = (await (await fetch(`${server.url}/v1/actors`)).json()).router.models.find((m) => m.model === 'second');
+    assert.equal(routed?.router_queue_policy, 'wspt');
+    assert.equal(routed?.router_overlap_score_weight, 2);
+    assert.equal(routed?.router_temperature, 0.05);
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'x', maxRetries: 0 });
     const ids = [];
     for await (const m of await client.models.list()) ids.push(m.id);
