@@ -124,18 +124,28 @@ status register_node(caf::actor_system& sys, const router_actor& router, const n
 // engines and their caches keep serving.
 class control_link {
  public:
+  // Notices the router's loss: a down message when CAF reports the connection gone, or a
+  // heartbeat (a list request every second) that fails or goes unanswered for 3 s, since a
+  // node that connected to the router does not always hear of the connection's end.
   void watch(caf::actor_system& sys, const router_actor& router) {
+    using beat_atom = caf::atom_constant<caf::atom("beat")>;
     sys.spawn([this, router](caf::event_based_actor* self) -> caf::behavior {
-      self->monitor(router);
-      self->set_down_handler([this, self](const caf::down_msg&) {
+      auto lost = [this, self] {
         {
           std::lock_guard<std::mutex> lock(mu_);
           lost_ = true;
         }
         cv_.notify_all();
         self->quit();
-      });
-      return {[](int) {}};
+      };
+      self->monitor(router);
+      self->set_down_handler([lost](const caf::down_msg&) { lost(); });
+      self->send(self, beat_atom::value);
+      return {[=](beat_atom) {
+        self->request(router, std::chrono::seconds(3), list_atom::value)
+            .then([=](const std::vector<worker_info>&) { self->delayed_send(self, std::chrono::seconds(1), beat_atom::value); },
+                  [=](caf::error&) { lost(); });
+      }};
     });
   }
   // Blocks until the control node is lost (true) or stop() (false).
@@ -249,7 +259,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       for (size_t j = 0; j < routers.size(); ++j)
         if (i != j) caf::anon_send(routers[i], register_atom::value, caf::actor_cast<router_peer_actor>(routers[j]));
     if (plan.listen) {
-      auto port = sys.middleman().publish(routers[0], static_cast<uint16_t>(plan.listen));
+      // (reuse: a control node restarted after a kill -9 finds its port in TIME_WAIT)
+      auto port = sys.middleman().publish(routers[0], static_cast<uint16_t>(plan.listen), nullptr, true);
       if (!port) return fail(what, fmt::format("cannot listen for nodes on port {}: {}", plan.listen, sys.render(port.error())));
     }
     for (const std::string& p : plan.peers) {
