@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/engine_bench.hpp"
+#include "bench/router_bench.hpp"
 #include "bench/serve_bench.hpp"
 
 int run_bench_command(const std::vector<std::string>& args) {
@@ -26,7 +27,13 @@ int run_bench_command(const std::vector<std::string>& args) {
                      "cpu, or cuda / cuda:N: random bf16 weights in Llama-3-8B's shape made on the GPU "
                      "(decode batches 1,8,64,256 unless --batches)")
       ->capture_default_str();
-  app.add_subcommand("router", "the KV-aware router (lands with the routing issue)");
+  troupe::bench::router_bench_options ro;
+  auto* router = app.add_subcommand("router", "the KV-aware router's decision latency and the KV index's event rate, in process");
+  router->add_option("--workers", ro.workers, "worker counts to measure")->delimiter(',')->capture_default_str();
+  router->add_option("--indexed-blocks", ro.indexed_blocks, "(worker, block) entries in the index")->capture_default_str();
+  router->add_option("--decisions", ro.decisions, "timed decisions per worker count")->capture_default_str();
+  router->add_option("--prompt-tokens", ro.prompt_tokens, "tokens of each request's known part")->capture_default_str();
+  router->add_option("--events", ro.events, "KV events applied for the events-per-second figure")->capture_default_str();
   troupe::bench::serve_bench_options so;
   auto* serve = app.add_subcommand("serve", "a troupe server under concurrent streaming load on loopback");
   serve->add_option("--url", so.url, "a running server (default: start one with --model)");
@@ -63,6 +70,11 @@ int run_bench_command(const std::vector<std::string>& args) {
     std::cout << r->dump(2) << "\n";
     return 0;
   }
-  std::fprintf(stderr, "troupe bench router: not implemented yet (it lands with the KV-aware routing issue)\n");
-  return 2;
+  auto r = troupe::bench::run_router_bench(ro);
+  if (!r.ok()) {
+    std::fprintf(stderr, "troupe bench router: %s\n", r.message().c_str());
+    return 1;
+  }
+  std::cout << r->dump(2) << "\n";
+  return 0;
 }
