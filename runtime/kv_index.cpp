@@ -2,10 +2,143 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
+#include <utility>
 
 namespace troupe {
 
 kv_index::kv_index(options o) : opt_(o) {}
+
+kv_index::~kv_index() {
+  for (size_t i = 0; i < capacity_; ++i)
+    if (table_[i].cap) delete[] table_[i].many;
+}
+
+kv_index::kv_index(kv_index&& o) noexcept { *this = std::move(o); }
+
+kv_index& kv_index::operator=(kv_index&& o) noexcept {
+  if (this == &o) return *this;
+  for (size_t i = 0; i < capacity_; ++i)
+    if (table_[i].cap) delete[] table_[i].many;
+  opt_ = o.opt_;
+  table_ = std::move(o.table_);
+  capacity_ = std::exchange(o.capacity_, 0);
+  shift_ = std::exchange(o.shift_, 64);
+  n_nodes_ = std::exchange(o.n_nodes_, 0);
+  heap_holders_ = std::exchange(o.heap_holders_, 0);
+  workers_ = std::move(o.workers_);
+  free_slots_ = std::move(o.free_slots_);
+  fifo_ = std::move(o.fifo_);
+  stamp_ = o.stamp_;
+  n_entries_ = std::exchange(o.n_entries_, 0);
+  n_evicted_ = o.n_evicted_;
+  return *this;
+}
+
+// ---- the table: open addressing, linear probing, backward-shift deletion -------------------
+
+const kv_index::slot* kv_index::find(uint64_t h) const {
+  if (capacity_ == 0) return nullptr;
+  const size_t mask = capacity_ - 1;
+  for (size_t i = home(h);; i = (i + 1) & mask) {
+    const slot& s = table_[i];
+    if (s.n == 0) return nullptr;
+    if (s.key == h) return &s;
+  }
+}
+
+kv_index::slot& kv_index::find_or_add(uint64_t h) {
+  if (slot* s = find(h)) return *s;
+  if (4 * (n_nodes_ + 1) > 3 * capacity_) grow();
+  const size_t mask = capacity_ - 1;
+  size_t i = home(h);
+  while (table_[i].n != 0) i = (i + 1) & mask;
+  table_[i].key = h;
+  ++n_nodes_;
+  return table_[i];  // the caller gives it its first holder at once
+}
+
+void kv_index::grow() { rebuild(std::max<size_t>(16, capacity_ * 2)); }
+
+// Reinserts every node into a table of `cap` slots (holder arrays move with their nodes).
+void kv_index::rebuild(size_t cap) {
+  std::unique_ptr<slot[]> old = std::move(table_);
+  const size_t old_cap = capacity_;
+  table_ = std::make_unique<slot[]>(cap);
+  capacity_ = cap;
+  shift_ = 64 - __builtin_ctzll(cap);
+  for (size_t j = 0; j < old_cap; ++j) {
+    if (old[j].n == 0) continue;
+    size_t i = home(old[j].key);
+    while (table_[i].n != 0) i = (i + 1) & (cap - 1);
+    std::memcpy(static_cast<void*>(&table_[i]), &old[j], sizeof(slot));
+  }
+}
+
+void kv_index::erase(slot& s) {
+  assert(s.n == 0);
+  if (s.cap) {
+    delete[] s.many;
+    heap_holders_ -= s.cap;
+    s.cap = 0;
+  }
+  --n_nodes_;
+  const size_t mask = capacity_ - 1;
+  size_t i = static_cast<size_t>(&s - table_.get());
+  for (size_t j = (i + 1) & mask; table_[j].n != 0; j = (j + 1) & mask) {
+    // Move j back into the hole unless its home lies cyclically in (i, j].
+    const size_t k = home(table_[j].key);
+    if (((j - k) & mask) >= ((j - i) & mask)) {
+      std::memcpy(static_cast<void*>(&table_[i]), &table_[j], sizeof(slot));
+      table_[j].n = 0;
+      table_[j].cap = 0;
+      i = j;
+    }
+  }
+}
+
+kv_index::holder* kv_index::holder_of(slot& s, worker_slot w) {
+  holder* it = std::lower_bound(s.begin(), s.end(), w, [](const holder& x, worker_slot v) { return x.worker < v; });
+  return it != s.end() && it->worker == w ? it : nullptr;
+}
+
+void kv_index::insert_holder(slot& s, holder x) {
+  if (s.n == 0) {
+    s.one = x;
+    s.n = 1;
+    return;
+  }
+  if (s.cap == 0 || s.n == s.cap) {  // to (a bigger) array of its own
+    const uint32_t cap = s.cap ? 2 * s.cap : 4;
+    holder* a = new holder[cap];
+    std::copy(s.begin(), s.end(), a);
+    if (s.cap) {
+      delete[] s.many;
+      heap_holders_ -= s.cap;
+    }
+    s.many = a;
+    s.cap = cap;
+    heap_holders_ += cap;
+  }
+  holder* at = std::lower_bound(s.begin(), s.end(), x.worker, [](const holder& h, worker_slot v) { return h.worker < v; });
+  std::copy_backward(at, s.end(), s.end() + 1);
+  *at = x;
+  ++s.n;
+}
+
+void kv_index::erase_holder(slot& s, holder* at) {
+  std::copy(at + 1, s.end(), at);
+  --s.n;
+  if (s.cap && s.n == 1) {  // back inline
+    const holder h = s.many[0];
+    delete[] s.many;
+    heap_holders_ -= s.cap;
+    s.cap = 0;
+    s.one = h;
+  }
+}
+
+// ---- workers and events --------------------------------------------------------------------
 
 kv_index::worker_slot kv_index::add_worker(uint64_t next_event) {
   worker_slot w;
@@ -68,15 +201,13 @@ void kv_index::remove(worker_slot w, std::span<const uint64_t> hashes) {
 void kv_index::clear(worker_slot w) { drop_worker_entries(w); }
 
 void kv_index::store_one(worker_slot w, uint64_t h) {
-  node& n = nodes_[h];
-  auto it = std::lower_bound(n.holders.begin(), n.holders.end(), w,
-                             [](const holder& x, worker_slot v) { return x.worker < v; });
+  slot& s = find_or_add(h);
   const uint64_t stamp = ++stamp_;
-  if (it != n.holders.end() && it->worker == w) {
-    if (opt_.counted) ++it->count;
-    it->stamp = stamp;  // stored again: young again
+  if (holder* x = s.n ? holder_of(s, w) : nullptr) {
+    if (opt_.counted) ++x->count;
+    x->stamp = stamp;  // stored again: young again
   } else {
-    n.holders.insert(it, holder{w, 1, stamp});
+    insert_holder(s, holder{w, 1, stamp});
     ++workers_[w].n_entries;
     ++n_entries_;
   }
@@ -84,28 +215,33 @@ void kv_index::store_one(worker_slot w, uint64_t h) {
 }
 
 void kv_index::remove_one(worker_slot w, uint64_t h, bool all_counts) {
-  auto nit = nodes_.find(h);
-  if (nit == nodes_.end()) return;
-  auto& hs = nit->second.holders;
-  auto it = std::lower_bound(hs.begin(), hs.end(), w, [](const holder& x, worker_slot v) { return x.worker < v; });
-  if (it == hs.end() || it->worker != w) return;
-  if (opt_.counted && !all_counts && --it->count > 0) return;
-  hs.erase(it);
+  slot* s = find(h);
+  if (!s) return;
+  holder* x = holder_of(*s, w);
+  if (!x) return;
+  if (opt_.counted && !all_counts && --x->count > 0) return;
+  erase_holder(*s, x);
   --workers_[w].n_entries;
   --n_entries_;
-  if (hs.empty()) nodes_.erase(nit);
+  if (s->n == 0) erase(*s);
 }
 
 void kv_index::drop_worker_entries(worker_slot w) {
   if (workers_[w].n_entries == 0) return;
-  for (auto it = nodes_.begin(); it != nodes_.end();) {
-    auto& hs = it->second.holders;
-    auto h = std::lower_bound(hs.begin(), hs.end(), w, [](const holder& x, worker_slot v) { return x.worker < v; });
-    if (h != hs.end() && h->worker == w) {
-      hs.erase(h);
+  size_t emptied = 0;
+  for (size_t i = 0; i < capacity_; ++i) {
+    slot& s = table_[i];
+    if (s.n == 0) continue;
+    if (holder* x = holder_of(s, w)) {
+      erase_holder(s, x);
       --n_entries_;
+      emptied += s.n == 0;
     }
-    it = hs.empty() ? nodes_.erase(it) : std::next(it);
+  }
+  // Emptied slots would break other nodes' probe sequences: reinsert what is left.
+  if (emptied) {
+    n_nodes_ -= emptied;
+    rebuild(capacity_);
   }
   workers_[w].n_entries = 0;
   compact_fifo();
@@ -115,12 +251,10 @@ void kv_index::evict_to_cap() {
   while (n_entries_ > opt_.max_entries && !fifo_.empty()) {
     const fifo_entry f = fifo_.front();
     fifo_.pop_front();
-    auto nit = nodes_.find(f.hash);
-    if (nit == nodes_.end()) continue;
-    auto& hs = nit->second.holders;
-    auto it = std::lower_bound(hs.begin(), hs.end(), f.worker,
-                               [](const holder& x, worker_slot v) { return x.worker < v; });
-    if (it == hs.end() || it->worker != f.worker || it->stamp != f.stamp) continue;  // stale
+    slot* s = find(f.hash);
+    if (!s) continue;
+    holder* x = holder_of(*s, f.worker);
+    if (!x || x->stamp != f.stamp) continue;  // stale
     remove_one(f.worker, f.hash, true);
     ++n_evicted_;
   }
@@ -131,33 +265,38 @@ void kv_index::evict_to_cap() {
 void kv_index::compact_fifo() {
   std::deque<fifo_entry> kept;
   for (const fifo_entry& f : fifo_) {
-    auto nit = nodes_.find(f.hash);
-    if (nit == nodes_.end()) continue;
-    const auto& hs = nit->second.holders;
-    auto it = std::lower_bound(hs.begin(), hs.end(), f.worker,
-                               [](const holder& x, worker_slot v) { return x.worker < v; });
-    if (it != hs.end() && it->worker == f.worker && it->stamp == f.stamp) kept.push_back(f);
+    slot* s = find(f.hash);
+    if (!s) continue;
+    const holder* x = holder_of(*s, f.worker);
+    if (x && x->stamp == f.stamp) kept.push_back(f);
   }
   fifo_.swap(kept);
 }
 
+// ---- lookups -------------------------------------------------------------------------------
+
 void kv_index::overlaps(std::span<const uint64_t> hashes, std::vector<uint32_t>& out) const {
   out.assign(workers_.size(), 0);
   active_.clear();
+  if (capacity_ == 0) return;
+  constexpr size_t ahead = 6;  // slots fetched ahead of the walk: their misses overlap
+  for (size_t k = 0; k < ahead && k < hashes.size(); ++k) __builtin_prefetch(&table_[home(hashes[k])]);
   uint32_t depth = 0;
   for (; depth < hashes.size(); ++depth) {
-    auto nit = nodes_.find(hashes[depth]);
-    if (nit == nodes_.end()) break;
-    const auto& hs = nit->second.holders;
+    if (depth + ahead < hashes.size()) __builtin_prefetch(&table_[home(hashes[depth + ahead])]);
+    const slot* s = find(hashes[depth]);
+    if (!s) break;
+    const holder* hs = s->begin();
+    const uint32_t n = s->n;
     if (depth == 0) {
-      for (const holder& h : hs) active_.push_back(h.worker);
+      for (uint32_t j = 0; j < n; ++j) active_.push_back(hs[j].worker);
     } else {
       // Workers that held every block so far and hold this one too; the others stop at depth.
       next_.clear();
-      size_t j = 0;
+      uint32_t j = 0;
       for (worker_slot w : active_) {
-        while (j < hs.size() && hs[j].worker < w) ++j;
-        if (j < hs.size() && hs[j].worker == w) next_.push_back(w);
+        while (j < n && hs[j].worker < w) ++j;
+        if (j < n && hs[j].worker == w) next_.push_back(w);
         else out[w] = depth;
       }
       active_.swap(next_);
@@ -170,23 +309,18 @@ void kv_index::overlaps(std::span<const uint64_t> hashes, std::vector<uint32_t>&
 std::vector<std::vector<uint64_t>> kv_index::hashes_by_worker() const {
   std::vector<std::vector<uint64_t>> out(workers_.size());
   for (worker_slot w = 0; w < workers_.size(); ++w) out[w].reserve(workers_[w].n_entries);
-  for (const auto& [h, n] : nodes_)
-    for (const holder& x : n.holders) out[x.worker].push_back(h);
+  for (size_t i = 0; i < capacity_; ++i)
+    for (const holder* x = table_[i].begin(); x != table_[i].end(); ++x) out[x->worker].push_back(table_[i].key);
   return out;
 }
 
-// libstdc++: an unordered_map node is {next, key, value} plus malloc's 16-byte header, and
-// each element owns a bucket pointer at load factor 1; a vector's heap block has the same
-// header. An entry is a holder in its node's vector plus its place in the eviction queue
-// (which compaction keeps below twice the live entries; one place is counted here).
-size_t kv_index::bytes_per_entry() { return sizeof(holder) + sizeof(fifo_entry); }
-size_t kv_index::bytes_per_node() {
-  return sizeof(void*) + sizeof(uint64_t) + sizeof(node) + 16 /* malloc header */ + sizeof(void*) /* bucket */ +
-         16 /* the holders' heap block header */;
-}
+// What the containers hold: the table's slots (a node's one holder inline), the holder arrays
+// of nodes with several holders, the eviction queue (compaction keeps it below twice the live
+// entries).
+size_t kv_index::bytes_per_entry() { return sizeof(fifo_entry) + sizeof(holder); }
+size_t kv_index::bytes_per_node() { return sizeof(slot); }
 size_t kv_index::memory_bytes() const {
-  return n_entries_ * bytes_per_entry() + nodes_.size() * bytes_per_node() +
-         (fifo_.size() > n_entries_ ? (fifo_.size() - n_entries_) * sizeof(fifo_entry) : 0);
+  return capacity_ * sizeof(slot) + heap_holders_ * sizeof(holder) + fifo_.size() * sizeof(fifo_entry);
 }
 
 }  // namespace troupe

@@ -11,9 +11,11 @@
 //
 // The tree: block hashes are chained (block_hash.hpp): a hash names its block *and every
 // block before it*, so a node's key is its whole path from the root and the tree is stored
-// flat, one hash-map entry per node, an edge being "is the next block of". A lookup walks the
-// request's chain down from the root, one node per block, and narrows the set of workers that
+// flat, one slot of an open-addressing table per node, an edge being "is the next block of".
+// A lookup walks the request's chain down from the root, one node per block (fetching the
+// slots of the blocks ahead while it works on this one), and narrows the set of workers that
 // still hold every block so far, as SGLang's radix cache and Dynamo's radix-tree indexer do.
+// A node held by one worker keeps it in its slot; more holders live in an array of their own.
 //
 // Contract:
 //   overlaps(hashes, out): out[w] = the number of leading blocks of `hashes` that worker w
@@ -26,9 +28,12 @@
 //     nothing until replace() gives it a full dump. cleared and replace() and remove_worker()
 //     are O(indexed blocks) (they scan the tree): they happen on a gap, a restart or a lost
 //     worker, not per request.
-//   Memory: bytes_per_entry() per (worker, block) entry plus bytes_per_node() per distinct
-//     block, as allocated by this library's containers (the bench measures it); at most
-//     max_entries entries: a store beyond the cap evicts the oldest stored entries first.
+//   Memory: a 32-byte slot per distinct block at a load factor of 3/8 to 3/4 (43 to 85
+//     bytes a block), its one holder inside; a block held by several workers adds an array of
+//     16 bytes a holder (capacity doubling from 4); and 24 bytes an entry in the eviction
+//     queue (compaction keeps it within twice the entries). memory_bytes() counts exactly
+//     that; `troupe bench router` measures the heap. At most max_entries entries: a store
+//     beyond the cap evicts the oldest stored entries first.
 //
 // Counted mode (options.counted) keeps a count per entry instead: store adds one, remove
 // takes one away, and the entry goes at zero. The router uses an index in that mode for the
@@ -38,8 +43,8 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <span>
-#include <unordered_map>
 #include <vector>
 
 #include "runtime/kv_events.hpp"
@@ -64,6 +69,11 @@ class kv_index {
 
   explicit kv_index(options o);
   kv_index() : kv_index(options{}) {}
+  ~kv_index();
+  kv_index(kv_index&&) noexcept;
+  kv_index& operator=(kv_index&&) noexcept;
+  kv_index(const kv_index&) = delete;
+  kv_index& operator=(const kv_index&) = delete;
 
   // A new worker with an empty view whose next event is `next_event`; its slot (slots of
   // removed workers are reused).
@@ -94,7 +104,7 @@ class kv_index {
   void mark_out_of_sync(worker_slot w) { workers_[w].in_sync = false; }
   size_t n_entries(worker_slot w) const { return workers_[w].n_entries; }
   size_t n_entries() const { return n_entries_; }
-  size_t n_nodes() const { return nodes_.size(); }
+  size_t n_nodes() const { return n_nodes_; }
   uint64_t n_evicted() const { return n_evicted_; }
   // Every worker's hashes, by slot (one scan; for snapshots and tests).
   std::vector<std::vector<uint64_t>> hashes_by_worker() const;
@@ -109,8 +119,20 @@ class kv_index {
     uint32_t count;  // counted mode; 1 otherwise
     uint64_t stamp;  // when it was stored (the eviction order)
   };
-  struct node {
-    std::vector<holder> holders;  // sorted by worker
+  // One node: its hash and its holders, sorted by worker. Empty when n == 0.
+  struct slot {
+    uint64_t key = 0;
+    uint32_t n = 0;    // holders
+    uint32_t cap = 0;  // of `many` (0: the one holder is inline)
+    union {
+      holder one;
+      holder* many;
+    };
+    slot() : one{} {}
+    holder* begin() { return cap ? many : &one; }
+    const holder* begin() const { return cap ? many : &one; }
+    holder* end() { return begin() + n; }
+    const holder* end() const { return begin() + n; }
   };
   struct worker_state {
     bool live = false;
@@ -124,6 +146,17 @@ class kv_index {
     worker_slot worker;
   };
 
+  size_t home(uint64_t h) const { return static_cast<size_t>(h * 0x9E3779B97F4A7C15ull >> shift_); }
+  const slot* find(uint64_t h) const;
+  slot* find(uint64_t h) { return const_cast<slot*>(static_cast<const kv_index*>(this)->find(h)); }
+  slot& find_or_add(uint64_t h);
+  void erase(slot& s);  // s must have no holders left
+  void grow();
+  void rebuild(size_t capacity);
+  holder* holder_of(slot& s, worker_slot w);
+  void insert_holder(slot& s, holder x);
+  void erase_holder(slot& s, holder* at);
+
   void store_one(worker_slot w, uint64_t h);
   void remove_one(worker_slot w, uint64_t h, bool all_counts);
   void drop_worker_entries(worker_slot w);
@@ -131,7 +164,11 @@ class kv_index {
   void compact_fifo();
 
   options opt_;
-  std::unordered_map<uint64_t, node> nodes_;
+  std::unique_ptr<slot[]> table_;
+  size_t capacity_ = 0;  // a power of two
+  int shift_ = 64;       // 64 - log2(capacity)
+  size_t n_nodes_ = 0;
+  size_t heap_holders_ = 0;  // capacity of the holder arrays
   std::vector<worker_state> workers_;
   std::vector<worker_slot> free_slots_;
   std::deque<fifo_entry> fifo_;  // stores in order; entries whose stamp no longer matches are stale

@@ -208,6 +208,53 @@ TEST(kv_index, follows_real_block_pools_exactly) {
   }
 }
 
+TEST(kv_index, its_table_stays_exact_through_growth_deletion_and_lost_workers) {
+  // Many nodes with random keys (and keys crowded onto few home slots): every node's holders
+  // must match the model after stores, removals and a worker's loss (a rebuild).
+  std::mt19937_64 rng(5);
+  kv_index ix;
+  std::vector<kv_index::worker_slot> ws;
+  for (int i = 0; i < 5; ++i) ws.push_back(ix.add_worker());
+  std::map<uint64_t, std::set<kv_index::worker_slot>> model;
+  std::vector<uint64_t> keys;
+  for (int i = 0; i < 20000; ++i) keys.push_back(i % 3 == 0 ? rng() : (rng() & 0xFFF) << 52);  // some share their top bits
+  auto check = [&] {
+    std::vector<uint32_t> out;
+    for (uint64_t k : keys) {
+      ix.overlaps(std::vector<uint64_t>{k}, out);
+      std::set<kv_index::worker_slot> got;
+      for (kv_index::worker_slot w = 0; w < out.size(); ++w)
+        if (out[w]) got.insert(w);
+      const auto it = model.find(k);
+      ASSERT_EQ(got, it == model.end() ? std::set<kv_index::worker_slot>{} : it->second) << std::hex << k;
+    }
+    size_t nodes = 0;
+    for (auto& [k, h] : model) nodes += !h.empty();
+    ASSERT_EQ(ix.n_nodes(), nodes);
+  };
+  for (int round = 0; round < 6; ++round) {
+    for (int i = 0; i < 30000; ++i) {
+      const uint64_t k = keys[rng() % keys.size()];
+      const kv_index::worker_slot w = ws[rng() % ws.size()];
+      if (rng() % 3) {
+        ix.store(w, std::vector<uint64_t>{k});
+        model[k].insert(w);
+      } else {
+        ix.remove(w, std::vector<uint64_t>{k});
+        model[k].erase(w);
+      }
+    }
+    check();
+    if (round == 3) {
+      ix.remove_worker(ws[1]);
+      for (auto& [k, h] : model) h.erase(ws[1]);
+      ws.erase(ws.begin() + 1);
+      check();
+    }
+  }
+  EXPECT_LE(ix.memory_bytes(), ix.n_nodes() * 96 + ix.n_entries() * 64 + 4096 * 24);
+}
+
 TEST(kv_index, the_cap_evicts_the_oldest_entries) {
   kv_index::options o;
   o.max_entries = 4;
