@@ -8,6 +8,7 @@
 
 #include "bench/engine_bench.hpp"
 #include "bench/serve_bench.hpp"
+#include "bench/structured_bench.hpp"
 
 int run_bench_command(const std::vector<std::string>& args) {
   CLI::App app{"troupe bench: run a benchmark and print JSON results"};
@@ -26,6 +27,13 @@ int run_bench_command(const std::vector<std::string>& args) {
                      "cpu, or cuda / cuda:N: random bf16 weights in Llama-3-8B's shape made on the GPU "
                      "(decode batches 1,8,64,256 unless --batches)")
       ->capture_default_str();
+  troupe::bench::structured_bench_options sto;
+  auto* structured = app.add_subcommand("structured", "decoding with and without a JSON Schema constraint");
+  structured->add_option("--model", sto.model, "the model (default: the project's own, models/troupe-py-7m)");
+  structured->add_option("--threads", sto.threads, "CPU threads (default: every core this process may use)");
+  structured->add_option("--batches", sto.batches, "batch sizes")->delimiter(',')->capture_default_str();
+  structured->add_option("--max-tokens", sto.max_tokens, "tokens generated per sequence")->capture_default_str();
+  structured->add_option("--reps", sto.reps, "runs per batch size and mode; the fastest counts")->capture_default_str();
   app.add_subcommand("router", "the KV-aware router (lands with the routing issue)");
   troupe::bench::serve_bench_options so;
   auto* serve = app.add_subcommand("serve", "a troupe server under concurrent streaming load on loopback");
@@ -58,6 +66,15 @@ int run_bench_command(const std::vector<std::string>& args) {
     auto r = troupe::bench::run_serve_bench(so);
     if (!r.ok()) {
       std::fprintf(stderr, "troupe bench serve: %s\n", r.message().c_str());
+      return 1;
+    }
+    std::cout << r->dump(2) << "\n";
+    return 0;
+  }
+  if (*structured) {
+    auto r = troupe::bench::run_structured_bench(sto);
+    if (!r.ok()) {
+      std::fprintf(stderr, "troupe bench structured: %s\n", r.message().c_str());
       return 1;
     }
     std::cout << r->dump(2) << "\n";

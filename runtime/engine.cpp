@@ -35,10 +35,11 @@ struct sequence {
   std::optional<detokenizer> detok;
   stop_matcher stops;
   sampling_params params;
+  std::shared_ptr<token_constraint> constraint;
 
   sequence(const request& r, const tokenizer* tok)
       : id(r.id), priority(r.priority), tokens(r.prompt), n_prompt(static_cast<int32_t>(r.prompt.size())),
-        sampler(r.params, r.prompt), stops(r.params.stop), params(r.params) {
+        sampler(r.params, r.prompt), stops(r.params.stop), params(r.params), constraint(r.constraint) {
     if (tok) detok.emplace(*tok, true);
   }
   int32_t remaining() const { return static_cast<int32_t>(tokens.size()) - n_computed; }
@@ -409,12 +410,22 @@ step_output engine::complete(scheduled_step&& step, const std::vector<float>& lo
     // before min_tokens.
     const float ninf = -std::numeric_limits<float>::infinity();
     for (size_t i = static_cast<size_t>(e.model.n_tokens); i < V; ++i) e.row[i] = ninf;
-    if (s.completion() < s.params.min_tokens) {
+    if (s.completion() < s.params.min_tokens && !s.constraint) {
       if (!s.params.ignore_eos)
         for (token_id t : e.eos) e.row[static_cast<size_t>(t)] = ninf;
       for (token_id t : s.params.stop_token_ids) e.row[static_cast<size_t>(t)] = ninf;
     }
+    if (s.constraint) s.constraint->mask_logits(e.row);
     sampled pick = s.sampler.sample(e.row);
+    if (s.constraint && !s.constraint->accept(pick.id)) {
+      // The mask allowed nothing (a grammar that cannot go on): end rather than write a
+      // token it refuses.
+      request_output ro;
+      ro.id = s.id;
+      e.finish(s, finish_reason::stop, ro);
+      out.outputs.push_back(std::move(ro));
+      continue;
+    }
     s.sampler.accept(pick.id);
     s.tokens.push_back(pick.id);
 
@@ -437,6 +448,7 @@ step_output engine::complete(scheduled_step&& step, const std::vector<float>& lo
         ro.stop_string = o.matched;
       }
     }
+    if (!why && s.constraint && s.constraint->finished()) why = finish_reason::stop;
     if (!why && (s.completion() >= s.params.max_tokens || static_cast<int32_t>(s.tokens.size()) >= e.cfg.max_seq_len))
       why = finish_reason::length;
     ro.use = e.usage_of(s);

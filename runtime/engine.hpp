@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/constraint.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/kv_events.hpp"
 #include "runtime/result.hpp"
@@ -61,6 +62,10 @@ struct request {
   std::vector<token_id> prompt;
   sampling_params params;
   int32_t priority = 0;  // lower runs first
+  // What the output must match (structured output, forced tool calls); null: anything. Its
+  // mask applies before sampling; it decides where the output may end (min_tokens then does
+  // not hold back end tokens), and the sequence stops as soon as it has ended.
+  std::shared_ptr<token_constraint> constraint;
 };
 
 enum class finish_reason { stop, length, abort };

@@ -18,9 +18,9 @@ result<grammar> tool_calls_grammar(const ojson& tools, bool parallel) {
   grammar g;
   const ojson none = ojson::object();
   json_compiler shared(g, none);  // whitespace and any-object rules
-  auto lit = [&](std::vector<element>& seq, std::string_view text) {
+  auto lit = [&](std::vector<element>& seq, std::string_view text, bool ws_after) {
     g.append_literal(seq, text);
-    seq.push_back(shared.ws());
+    if (ws_after) seq.push_back(shared.ws());
   };
   const uint32_t call = g.declare_rule("tool call");
   for (size_t i = 0; i < tools.size(); ++i) {
@@ -34,31 +34,27 @@ result<grammar> tool_calls_grammar(const ojson& tools, bool parallel) {
     if (!p.ok())
       return make_error(fmt::format("tools[{}] ({}).parameters: {}", i, t["name"].get<std::string>(), p.message()));
     std::vector<element> seq;
-    lit(seq, "{");
-    lit(seq, "\"name\"");
-    lit(seq, ":");
-    lit(seq, dump(t["name"]));
-    lit(seq, ",");
-    lit(seq, "\"parameters\"");
-    lit(seq, ":");
+    lit(seq, "{", true);
+    lit(seq, "\"name\":", true);
+    lit(seq, dump(t["name"]) + ",", true);
+    lit(seq, "\"parameters\":", true);
     seq.push_back(g.ref(*p));
     seq.push_back(shared.ws());
-    g.append_literal(seq, "}");
+    lit(seq, "}", false);
     g.add_alternative(call, seq);
   }
   const uint32_t more = g.declare_rule("another tool call");
   std::vector<element> tail;
-  lit(tail, ",");
+  lit(tail, ",", true);
   tail.push_back(g.ref(call));
-  tail.push_back(shared.ws());
   g.add_alternative(more, tail);
   const uint32_t root = g.declare_rule("tool calls");
   std::vector<element> seq;
-  lit(seq, "[");
+  lit(seq, "[", true);
   seq.push_back(g.ref(call));
-  seq.push_back(shared.ws());
   if (parallel) seq.push_back(g.repeat(more, 0, k_unbounded));
-  g.append_literal(seq, "]");
+  seq.push_back(shared.ws());
+  lit(seq, "]", false);
   g.add_alternative(root, seq);
   g.set_root(root);
   return g;

@@ -158,7 +158,40 @@ bool meets(const bounds_view& bv, double a, double b, bool open_b) {
 
 }  // namespace
 
+namespace {
+number_check check_number_within(std::string_view p, const number_spec& spec);
+}  // namespace
+
+// Near the length limit, a prefix the bounds admit may have no completion short enough (say
+// "0.000..." under exclusiveMinimum 0): there it is viable only if one is found, so that the
+// matcher never walks into a state that no byte can leave.
 number_check check_number(std::string_view p, const number_spec& spec) {
+  number_check out = check_number_within(p, spec);
+  if (!out.viable || out.complete || p.size() + 2 < k_max_number_bytes) return out;
+  static constexpr std::string_view k_chars = "0123456789.-+eE";
+  std::string q(p);
+  bool found = false;
+  for (char a : k_chars) {
+    q.push_back(a);
+    const number_check c1 = check_number_within(q, spec);
+    found = c1.complete;
+    if (c1.viable && !found && q.size() < k_max_number_bytes)
+      for (char b : k_chars) {
+        q.push_back(b);
+        found = check_number_within(q, spec).complete;
+        q.pop_back();
+        if (found) break;
+      }
+    q.pop_back();
+    if (found) break;
+  }
+  out.viable = found;
+  return out;
+}
+
+namespace {
+
+number_check check_number_within(std::string_view p, const number_spec& spec) {
   number_check out;
   if (p.size() > k_max_number_bytes) return out;
   const bool bounded = spec.min || spec.max;
@@ -245,6 +278,8 @@ number_check check_number(std::string_view p, const number_spec& spec) {
   out.viable = out.viable || out.complete;
   return out;
 }
+
+}  // namespace
 
 // ---- matching ------------------------------------------------------------------------------
 
@@ -379,7 +414,7 @@ void matcher::drop(const mark& m) {
   n_saved_ = m.state;
 }
 
-void matcher::state_key(std::string& out) const {
+void matcher::state_key(std::string& out, uint32_t horizon) const {
   out.clear();
   out.push_back(cur_.complete ? 'C' : 'c');
   std::vector<uint32_t> tops = cur_.tops;
@@ -393,8 +428,17 @@ void matcher::state_key(std::string& out) const {
       out.append(text);
     }
     for (uint32_t n = t; n != k_none; n = nodes_[n].parent) {
-      put(nodes_[n].pos);
-      put(nodes_[n].count);
+      const node& x = nodes_[n];
+      put(x.pos);
+      const element& e = g_.elem(x.pos);
+      if (e.kind == elem_kind::repeat) {
+        // Every repetition reads at least a byte (check() makes sure), so within the horizon
+        // only the first `horizon` more of them can happen.
+        put(e.min > x.count ? std::min(e.min - x.count, horizon) : 0);
+        put(e.max == k_unbounded ? k_unbounded : std::min(e.max - x.count, horizon));
+      } else {
+        put(x.count);
+      }
     }
   }
 }

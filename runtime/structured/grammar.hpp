@@ -132,9 +132,11 @@ class matcher {
   void drop(const mark& m);     // back to m, which is forgotten too
   size_t n_bytes() const { return out_.size(); }
 
-  // A key that equal states share (for caching masks): the stacks' elements and counts, and
-  // the text of a number being read.
-  void state_key(std::string& out) const;
+  // A key that states with the same future over the next `horizon` bytes share (for caching
+  // masks of tokens of at most that many bytes): the stacks' elements, the text of a number
+  // being read, and of each repetition's count only what matters within the horizon (how
+  // many more it needs, how many more it may have, up to the horizon).
+  void state_key(std::string& out, uint32_t horizon = k_unbounded) const;
 
   const grammar& gram() const { return g_; }
 

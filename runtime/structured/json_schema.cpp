@@ -168,14 +168,18 @@ json_compiler::json_compiler(grammar& g, const ojson& document) : g_(g), doc_(do
 
 uint32_t json_compiler::whitespace() {
   if (ws_ == UINT32_MAX) {
-    ws_char_ = g_.declare_rule("whitespace character");
-    g_.add_alternative(ws_char_, {g_.bytes(byte_set{}.add(' ').add('\t').add('\n').add('\r'))});
-    ws_ = ws_char_;
+    // One space, or a line break and an indent: what JSON writers put there, and no more, so
+    // that a model cannot spend its tokens on blank space.
+    ws_char_ = g_.declare_rule("indent character");
+    g_.add_alternative(ws_char_, {g_.bytes(byte_set{}.add(' ').add('\t'))});
+    ws_ = g_.declare_rule("whitespace");
+    g_.add_alternative(ws_, {g_.bytes(byte_set{}.add(' '))});
+    g_.add_alternative(ws_, {g_.bytes(byte_set{}.add('\n')), g_.repeat(ws_char_, 0, k_max_whitespace)});
   }
   return ws_;
 }
 
-element json_compiler::ws() { return g_.repeat(whitespace(), 0, k_max_whitespace); }
+element json_compiler::ws() { return g_.repeat(whitespace(), 0, 1); }
 
 uint32_t json_compiler::char_rule() {
   if (char_ != UINT32_MAX) return char_;
@@ -220,9 +224,9 @@ uint32_t json_compiler::any_value() {
   const element open = g_.bytes(byte_set{}.add('[')), close = g_.bytes(byte_set{}.add(']')),
                 comma = g_.bytes(byte_set{}.add(','));
   const uint32_t tail = g_.declare_rule("any array tail");
-  g_.add_alternative(tail, {comma, ws(), g_.ref(any_), ws()});
+  g_.add_alternative(tail, {comma, ws(), g_.ref(any_)});
   g_.add_alternative(arr, {open, ws(), close});
-  g_.add_alternative(arr, {open, ws(), g_.ref(any_), ws(), g_.repeat(tail, 0, k_unbounded), close});
+  g_.add_alternative(arr, {open, ws(), g_.ref(any_), g_.repeat(tail, 0, k_unbounded), ws(), close});
   g_.add_alternative(any_, {g_.ref(obj)});
   g_.add_alternative(any_, {g_.ref(arr)});
   g_.add_alternative(any_, {g_.ref(string_rule(0, k_unbounded))});
@@ -243,11 +247,11 @@ uint32_t json_compiler::any_object() {
   const element open = g_.bytes(byte_set{}.add('{')), close = g_.bytes(byte_set{}.add('}')),
                 colon = g_.bytes(byte_set{}.add(':')), comma = g_.bytes(byte_set{}.add(','));
   const uint32_t member = g_.declare_rule("any member");
-  g_.add_alternative(member, {g_.ref(key), ws(), colon, ws(), g_.ref(value), ws()});
+  g_.add_alternative(member, {g_.ref(key), colon, ws(), g_.ref(value)});
   const uint32_t tail = g_.declare_rule("any member tail");
   g_.add_alternative(tail, {comma, ws(), g_.ref(member)});
   g_.add_alternative(any_object_, {open, ws(), close});
-  g_.add_alternative(any_object_, {open, ws(), g_.ref(member), g_.repeat(tail, 0, k_unbounded), close});
+  g_.add_alternative(any_object_, {open, ws(), g_.ref(member), g_.repeat(tail, 0, k_unbounded), ws(), close});
   return any_object_;
 }
 
@@ -502,16 +506,15 @@ result<uint32_t> json_compiler::compile_object(const ojson& s, const std::string
     // A map: any keys, values of one schema.
     TROUPE_TRY(uint32_t value, compile(*extra, path + "/additionalProperties"));
     const uint32_t member = g_.declare_rule(fmt::format("member at {}", at(path)));
-    g_.add_alternative(member, {g_.ref(string_rule(0, k_unbounded)), ws(), colon, ws(), g_.ref(value), ws()});
+    g_.add_alternative(member, {g_.ref(string_rule(0, k_unbounded)), colon, ws(), g_.ref(value)});
     const uint32_t tail = g_.declare_rule(fmt::format("member tail at {}", at(path)));
     g_.add_alternative(tail, {comma, ws(), g_.ref(member)});
     g_.add_alternative(r, {open, ws(), close});
-    g_.add_alternative(r, {open, ws(), g_.ref(member), g_.repeat(tail, 0, k_unbounded), close});
+    g_.add_alternative(r, {open, ws(), g_.ref(member), g_.repeat(tail, 0, k_unbounded), ws(), close});
     return r;
   }
 
-  // rest[i][first]: properties i.. with `first` saying none is written yet. Each property is
-  // `"key" ws : ws value ws`, after a comma unless it is the first.
+  // `"key": value` per property; whitespace only after '{', ',' and ':' and before '}'.
   const size_t n = list.size();
   std::vector<uint32_t> kv(n);
   for (size_t i = 0; i < n; ++i) {
@@ -525,26 +528,27 @@ result<uint32_t> json_compiler::compile_object(const ojson& s, const std::string
     kv[i] = g_.declare_rule(fmt::format("property {} at {}", list[i].name, at(path)));
     std::vector<element> seq;
     g_.append_literal(seq, ojson(list[i].name).dump(-1, ' ', false, ojson::error_handler_t::replace));
-    seq.insert(seq.end(), {ws(), colon, ws(), g_.ref(value), ws()});
+    seq.insert(seq.end(), {colon, ws(), g_.ref(value)});
     g_.add_alternative(kv[i], seq);
   }
-  std::vector<std::array<uint32_t, 2>> rest(n + 1);
-  for (int first = 0; first < 2; ++first) {
-    rest[n][first] = g_.declare_rule("end of properties");
-    g_.add_alternative(rest[n][first], {});
-  }
+  // after[i]: the properties from i on, once one is written (each after a comma).
+  std::vector<uint32_t> after(n + 1);
+  after[n] = g_.declare_rule("end of properties");
+  g_.add_alternative(after[n], {});
   for (size_t i = n; i-- > 0;) {
-    for (int first = 0; first < 2; ++first) {
-      const uint32_t rr = g_.declare_rule(fmt::format("properties from {} at {}", list[i].name, at(path)));
-      std::vector<element> take;
-      if (!first) take.insert(take.end(), {comma, ws()});
-      take.insert(take.end(), {g_.ref(kv[i]), g_.ref(rest[i + 1][0])});
-      g_.add_alternative(rr, take);
-      if (!list[i].required) g_.add_alternative(rr, {g_.ref(rest[i + 1][first])});
-      rest[i][first] = rr;
-    }
+    after[i] = g_.declare_rule(fmt::format("properties from {} at {}", list[i].name, at(path)));
+    g_.add_alternative(after[i], {comma, ws(), g_.ref(kv[i]), g_.ref(after[i + 1])});
+    if (!list[i].required) g_.add_alternative(after[i], {g_.ref(after[i + 1])});
   }
-  g_.add_alternative(r, {open, ws(), g_.ref(rest[0][1]), close});
+  // The first property written is j: every one before it is optional.
+  const uint32_t some = g_.declare_rule(fmt::format("properties at {}", at(path)));
+  bool all_optional = true;
+  for (size_t j = 0; j < n && all_optional; ++j) {
+    g_.add_alternative(some, {g_.ref(kv[j]), g_.ref(after[j + 1])});
+    all_optional = !list[j].required;
+  }
+  if (all_optional) g_.add_alternative(r, {open, ws(), close});
+  g_.add_alternative(r, {open, ws(), g_.ref(some), ws(), close});
   return r;
 }
 
@@ -562,12 +566,12 @@ result<uint32_t> json_compiler::compile_array(const ojson& s, const std::string&
   const element open = g_.bytes(byte_set{}.add('[')), close = g_.bytes(byte_set{}.add(']')),
                 comma = g_.bytes(byte_set{}.add(','));
   const uint32_t tail = g_.declare_rule(fmt::format("items tail at {}", at(path)));
-  g_.add_alternative(tail, {comma, ws(), g_.ref(item), ws()});
+  g_.add_alternative(tail, {comma, ws(), g_.ref(item)});
   const uint32_t r = g_.declare_rule(fmt::format("array at {}", at(path)));
   if (lo == 0) g_.add_alternative(r, {open, ws(), close});
   if (hi >= 1)
-    g_.add_alternative(r, {open, ws(), g_.ref(item), ws(),
-                           g_.repeat(tail, lo > 0 ? lo - 1 : 0, hi == k_unbounded ? k_unbounded : hi - 1), close});
+    g_.add_alternative(r, {open, ws(), g_.ref(item),
+                           g_.repeat(tail, lo > 0 ? lo - 1 : 0, hi == k_unbounded ? k_unbounded : hi - 1), ws(), close});
   return r;
 }
 

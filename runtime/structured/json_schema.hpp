@@ -9,9 +9,10 @@
 // Annotations (title, description, default, examples, ...) are ignored, as validators do.
 //
 // Choices made so that outputs stay short and models cannot run away: properties come in the
-// schema's order (required ones always, optional ones may be left out); whitespace between
-// tokens is at most k_max_whitespace bytes; numbers are at most 32 bytes; strings have no
-// surrogate \u escapes (characters outside the BMP are written as UTF-8).
+// schema's order (required ones always, optional ones may be left out); whitespace comes only
+// where JSON writers put it (after '{', '[', ',' and ':', before '}' and ']') and is one space
+// or a line break with an indent of at most k_max_whitespace; numbers are at most 32 bytes;
+// strings have no surrogate \u escapes (characters outside the BMP are written as UTF-8).
 #pragma once
 
 #include <cstdint>
@@ -39,8 +40,8 @@ class json_compiler {
   uint32_t any_value();
   uint32_t any_object();
   // The shared small rules.
-  uint32_t whitespace();   // [ \t\n\r]{0,k_max_whitespace} as one repeat element's rule
-  element ws();            // the element that matches it
+  uint32_t whitespace();   // " " | "\n" [ \t]{0,k_max_whitespace}
+  element ws();            // optional whitespace
   uint32_t string_rule(uint32_t min_len, uint32_t max_len);
 
  private:

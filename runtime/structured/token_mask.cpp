@@ -37,6 +37,7 @@ vocab_index::vocab_index(const std::vector<std::string>& token_bytes, const std:
     ids_.push_back(t);
     lcp_.push_back(l);
     bytes_ += b;
+    max_bytes_ = std::max(max_bytes_, static_cast<uint32_t>(b.size()));
     offsets_.push_back(static_cast<uint32_t>(bytes_.size()));
     prev = b;
   }
@@ -70,7 +71,8 @@ compiled_grammar::compiled_grammar(grammar g, std::shared_ptr<const vocab_index>
 
 std::span<const uint64_t> compiled_grammar::mask(matcher& m) {
   ++stats_.masks;
-  m.state_key(key_);
+  // A mask looks at most one token ahead: states alike for that many bytes share it.
+  m.state_key(key_, vocab_->max_token_bytes() + 1);
   if (auto it = cache_.find(key_); it != cache_.end()) return it->second;
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<uint64_t> bits(vocab_->n_words(), 0);

@@ -43,6 +43,7 @@ class vocab_index {
     return std::string_view(bytes_).substr(offsets_[k], offsets_[k + 1] - offsets_[k]);
   }
   uint32_t shared_with_previous(size_t k) const { return lcp_[k]; }
+  uint32_t max_token_bytes() const { return max_bytes_; }
   const std::vector<token_id>& end_ids() const { return end_ids_; }
   bool is_end(token_id t) const;
   // The bytes of token t ("" for unusable tokens and ends).
@@ -56,6 +57,7 @@ class vocab_index {
   std::vector<uint32_t> lcp_;       // bytes shared with the previous sorted token
   std::vector<uint32_t> rank_;      // token id -> sorted position (UINT32_MAX: unusable)
   std::vector<token_id> end_ids_;
+  uint32_t max_bytes_ = 0;
 };
 
 struct mask_stats {

@@ -179,6 +179,19 @@ TEST(grammar, bounded_numbers_are_exact_on_every_short_string) {
   }
 }
 
+TEST(grammar, numbers_near_the_length_limit_never_reach_a_dead_end) {
+  // Zeros after "0." are viable under exclusiveMinimum 0 only while a nonzero digit still fits.
+  number_spec s;
+  s.min = 0;
+  s.min_exclusive = true;
+  s.max = 1;
+  std::string p = "0.";
+  while (check_number(p + "0", s).viable) p += "0";
+  EXPECT_LE(p.size(), 32u);
+  EXPECT_TRUE(check_number(p + "1", s).complete) << p;
+  EXPECT_FALSE(check_number(p + "0", s).viable);
+}
+
 TEST(grammar, unbounded_numbers_take_exponents_and_no_leading_zeros) {
   const number_spec any;
   for (const char* ok : {"0", "-0", "12", "1.5", "-0.25", "1e10", "1E-3", "2.5e+7"})

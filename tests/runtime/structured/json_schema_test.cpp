@@ -37,6 +37,13 @@ TEST(json_schema, object_properties_in_order_required_and_optional) {
   EXPECT_FALSE(matches(g, R"({"a": 1.5, "c": true})"));
   EXPECT_FALSE(matches(g, R"({"a": 1, "c": true, "d": 1})"));
   EXPECT_FALSE(matches(g, R"({"a": 1,, "c": true})"));
+  // Whitespace where writers put it, and bounded: no space before ':' or ',', one line break.
+  EXPECT_TRUE(matches(g, "{\n\t\"a\":1,\n\t\"c\": true\n}"));
+  EXPECT_FALSE(matches(g, R"({"a" : 1, "c": true})"));
+  EXPECT_FALSE(matches(g, R"({"a": 1 , "c": true})"));
+  EXPECT_FALSE(matches(g, "{\n\n\"a\": 1, \"c\": true}"));
+  EXPECT_FALSE(matches(g, "{\"a\":  1, \"c\": true}"));
+  EXPECT_FALSE(matches(g, "{\n" + std::string(k_max_whitespace + 1, ' ') + "\"a\": 1, \"c\": true}"));
 }
 
 TEST(json_schema, every_type_and_lists_of_types) {
