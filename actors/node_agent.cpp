@@ -78,6 +78,17 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         break;
       }
   });
+  // The agent's end is its node's end: its workers, devices and publishers go with it (so a
+  // process, or a test's actor system, can shut down without waiting on orphans).
+  self->set_exit_handler([=](const caf::exit_msg& m) {
+    for (auto& [name, s] : self->state.workers) {
+      self->send_exit(s.worker, m.reason);
+      self->send_exit(s.device, m.reason);
+      self->send_exit(s.publisher, m.reason);
+    }
+    self->state.workers.clear();
+    self->quit(m.reason);
+  });
   return {
       [=](start_atom, const worker_spec& spec) -> caf::result<worker_actor, publisher_actor, worker_info> {
         metered g(self->state.meter);
