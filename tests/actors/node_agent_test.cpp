@@ -34,16 +34,24 @@ struct system_under_test {
   system_under_test() : sys((add_troupe_types(cfg), cfg)) {}
 };
 
+// Starts n workers of spec_of() through agent; their handles and infos.
+std::vector<std::pair<worker_actor, worker_info>> start(caf::scoped_actor& self, caf::actor_system& sys,
+                                                        const node_agent_actor& agent, int n) {
+  std::vector<std::pair<worker_actor, worker_info>> out;
+  for (int i = 0; i < n; ++i)
+    self->request(agent, 120s, start_atom::value, spec_of())
+        .receive([&](worker_actor& w, publisher_actor&, worker_info& info) { out.emplace_back(w, info); },
+                 [&](caf::error& e) { ADD_FAILURE() << sys.render(e); });
+  return out;
+}
+
 TEST(node_agent, starts_workers_that_say_what_a_router_needs) {
   system_under_test t;
   caf::actor_system& sys = t.sys;
   caf::scoped_actor self{sys};
   auto agent = spawn_node_agent(sys, "n1");
   std::vector<worker_info> infos;
-  for (int i = 0; i < 2; ++i)
-    self->request(agent, 120s, start_atom::value, spec_of())
-        .receive([&](worker_actor&, publisher_actor&, worker_info& info) { infos.push_back(info); },
-                 [&](caf::error& e) { FAIL() << sys.render(e); });
+  for (auto& [w, info] : start(self, sys, agent, 2)) infos.push_back(info);
   ASSERT_EQ(infos.size(), 2u);
   EXPECT_EQ(infos[0].name, "n1/w0");
   EXPECT_EQ(infos[1].name, "n1/w1");
@@ -94,10 +102,7 @@ TEST(node_agent, stops_a_worker_by_name_and_takes_the_rest_with_it_when_it_exits
   caf::scoped_actor self{sys};
   auto agent = spawn_node_agent(sys, "n1");
   std::vector<worker_actor> workers;
-  for (int i = 0; i < 2; ++i)
-    self->request(agent, 120s, start_atom::value, spec_of())
-        .receive([&](worker_actor& w, publisher_actor&, worker_info&) { workers.push_back(w); },
-                 [&](caf::error& e) { FAIL() << sys.render(e); });
+  for (auto& [w, info] : start(self, sys, agent, 2)) workers.push_back(w);
   ASSERT_EQ(workers.size(), 2u);
   for (auto& w : workers) self->monitor(w);
   bool ok = false;
