@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/cpu_executor.hpp"
-#include "runtime/engine.hpp"
+#include "runtime/engine/engine.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/structured/constraint_spec.hpp"
 #include "runtime/text/tokenizer.hpp"
