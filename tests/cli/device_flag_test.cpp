@@ -1,7 +1,7 @@
 // Proves --device on the command line by running the built binary: a name that is not a
-// device is refused; `--device cuda` fails at once, non-zero, saying why, where there is no GPU
-// (or no CUDA backend in the build) for generate, serve, node and bench engine; and where
-// there is a GPU, generate runs on it.
+// device is a command-line error (exit status 2); `--device cuda` fails at once with status 1,
+// saying why, where there is no GPU (or no CUDA backend in the build) for generate, serve, node
+// and bench engine; and where there is a GPU, generate runs on it.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,9 +62,11 @@ std::string why_no_cuda() {
 }
 
 TEST(device_flag, a_name_that_is_not_a_device_is_refused) {
-  const run_result r = troupe_run("generate --device tpu --prompt hi");
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("--device must be cpu, cuda or cuda:N, not tpu"), std::string::npos) << r.err;
+  for (const std::string cmd : {"generate --prompt hi", "serve", "bench engine"}) {
+    const run_result r = troupe_run(cmd + " --device tpu");
+    EXPECT_EQ(r.rc, 2) << cmd;  // a command-line error
+    EXPECT_NE(r.err.find("--device: must be cpu, cuda or cuda:N, not tpu"), std::string::npos) << cmd << ": " << r.err;
+  }
 }
 
 TEST(device_flag, cuda_without_a_gpu_fails_at_once_saying_why) {
