@@ -10,10 +10,7 @@
 // The README tables are the test's data: an option added to a command needs a row, and the
 // failure says which command, which option and what row to add.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -22,40 +19,18 @@
 #include <sstream>
 
 #include "kernels/cpu/cpu_features.hpp"
-#include "tests/test_data.hpp"
+#include "tests/cli/run_command.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct run_result {
-  int rc = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-run_result run(const std::string& cmd) {
-  const fs::path dir = fs::temp_directory_path() / ("troupe_help_test_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const std::string full = cmd + " >'" + (dir / "out").string() + "' 2>'" + (dir / "err").string() + "' </dev/null";
-  const int st = std::system(full.c_str());
-  run_result r;
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = slurp(dir / "out");
-  r.err = slurp(dir / "err");
-  fs::remove_all(dir);
-  return r;
-}
+using troupe::testing::run_command;
+using troupe::testing::run_result;
 
 // `troupe ARGS`, as `command` names it ("troupe bench engine --help").
 run_result troupe(const std::string& command_line) {
-  return run("timeout 60 '" + troupe::testing::build_dir() + "/cli/troupe'" + command_line.substr(6));
+  return run_command("timeout 60 '" + troupe::testing::troupe_binary() + "'" + command_line.substr(6));
 }
 
 std::string trim(const std::string& s) {
@@ -376,12 +351,12 @@ TEST(help, version_names_the_build_and_what_this_machine_offers) {
   EXPECT_TRUE(std::regex_search(r.out, std::regex("^troupe [0-9]+\\.[0-9]+\\.[0-9]+\n"))) << r.out;
   const std::string commit = find(r.out, "\ncommit +([^\n]*)");
   const std::string src = troupe::testing::source_dir();
-  const run_result top = run("git -C '" + src + "' rev-parse --show-toplevel");
+  const run_result top = run_command("git -C '" + src + "' rev-parse --show-toplevel");
   if (top.rc == 0 && fs::equivalent(trim(top.out.substr(0, top.out.find('\n'))), src)) {
     // Built from this checkout: a commit of its history (HEAD, unless commits came after the build).
     const std::string hash = find(commit, "^([0-9a-f]{40})( with uncommitted changes)?$");
     ASSERT_FALSE(hash.empty()) << r.out;
-    EXPECT_EQ(run("git -C '" + src + "' merge-base --is-ancestor " + hash + " HEAD").rc, 0)
+    EXPECT_EQ(run_command("git -C '" + src + "' merge-base --is-ancestor " + hash + " HEAD").rc, 0)
         << hash << " is not in the history of " << src;
   } else {
     EXPECT_EQ(commit, "unknown: built from a source tree that is not a git checkout") << r.out;
