@@ -2,6 +2,11 @@
 // words after its name with its own CLI::App, so that `troupe serve --help` is answered by the
 // parser that knows serve's options. This top-level parser only picks the command and answers
 // `troupe --help` and `troupe --version`.
+//
+// A new command: a row in `commands` below, and a run function that builds
+// `CLI::App app{"What it does.", "troupe NAME"}`, calls cli::setup(app) before adding options
+// and `if (auto rc = cli::parse(app, args)) return *rc;` (cli/command_line.hpp), and README.md
+// rows for its options (tests/cli/help_test.cpp checks them).
 #include <string>
 #include <string_view>
 #include <vector>
