@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 #include <memory>
 #include <regex>
 #include <sstream>
@@ -29,24 +28,32 @@ std::optional<double> number(const std::string& v) {
   return d;
 }
 
-// What each validator of an option accepts, in the order they were added. CLI11 2.1 reaches
+// "a,b" -> "a, b".
+std::string spaced_commas(std::string s) {
+  for (size_t p = 0; (p = s.find(',', p)) != std::string::npos; p += 2) s.insert(p + 1, " ");
+  return s;
+}
+
+// The descriptions of an option's validators, in the order they were added. CLI11 2.1 reaches
 // an option's validators only through a non-const accessor, by index until it throws.
-std::vector<std::string> accepted(const CLI::Option* opt) {
+std::vector<std::string> validator_descriptions(const CLI::Option* opt) {
   std::vector<std::string> out;
   auto* o = const_cast<CLI::Option*>(opt);
   for (int i = 0;; ++i) {
     try {
-      std::string d = o->get_validator(i)->get_description();
-      if (d.empty()) continue;
-      if (d.size() > 2 && d.front() == '{' && d.back() == '}') {  // CLI::IsMember's "{a,b}"
-        d = "values: " + d.substr(1, d.size() - 2);
-        for (size_t p = 0; (p = d.find(',', p)) != std::string::npos; p += 2) d.insert(p + 1, " ");
-      }
-      out.push_back(std::move(d));
+      if (std::string d = o->get_validator(i)->get_description(); !d.empty()) out.push_back(std::move(d));
     } catch (const CLI::OptionNotFound&) {
       return out;
     }
   }
+}
+
+// What a validator accepts, as --help shows it: ours say it in words; CLI::IsMember's "{a,b}"
+// becomes "values: a, b".
+std::string accepted(const std::string& description) {
+  const std::string& d = description;
+  if (d.size() > 2 && d.front() == '{' && d.back() == '}') return "values: " + spaced_commas(d.substr(1, d.size() - 2));
+  return d;
 }
 
 // `text` wrapped at line_width, its lines after the first indented by `indent` (the first one
@@ -91,9 +98,7 @@ class help_formatter : public CLI::Formatter {
 
   std::string make_option_name(const CLI::Option* opt, bool positional) const override {
     if (positional) return opt->get_name(true, false);
-    std::string names = opt->get_name(false, true);  // "-o,--output"
-    for (size_t p = 0; (p = names.find(',', p)) != std::string::npos; p += 2) names.insert(p + 1, " ");
-    return names;
+    return spaced_commas(opt->get_name(false, true));  // "-o, --output"
   }
 
   // The value's name ("PORT"), without the validators that CLI11 appends to it.
@@ -101,15 +106,7 @@ class help_formatter : public CLI::Formatter {
     if (opt->get_type_size() == 0 || opt->get_positional()) return "";
     std::string type = opt->get_type_name();
     std::string suffix;
-    auto* o = const_cast<CLI::Option*>(opt);
-    for (int i = 0;; ++i) {
-      try {
-        const std::string d = o->get_validator(i)->get_description();
-        if (!d.empty()) suffix += ":" + d;
-      } catch (const CLI::OptionNotFound&) {
-        break;
-      }
-    }
+    for (const std::string& d : validator_descriptions(opt)) suffix += ":" + d;
     if (!suffix.empty() && type.size() >= suffix.size() && type.ends_with(suffix))
       type.resize(type.size() - suffix.size());
     if (opt->get_expected_max() == CLI::detail::expected_max_vector_size) type += " ...";
@@ -118,7 +115,7 @@ class help_formatter : public CLI::Formatter {
 
   std::string make_option_desc(const CLI::Option* opt) const override {
     std::string d = opt->get_description();
-    for (const std::string& a : accepted(opt)) d += " [" + a + "]";
+    for (const std::string& v : validator_descriptions(opt)) d += " [" + accepted(v) + "]";
     if (opt->get_type_size() != 0 && !opt->get_default_str().empty()) {
       std::string def = opt->get_default_str();
       if (def.size() >= 2 && def.front() == '[' && def.back() == ']') def = def.substr(1, def.size() - 2);  // a list
@@ -180,6 +177,11 @@ std::vector<std::string> long_names(const CLI::App* cmd) {
   return out;
 }
 
+// Whether `cmd` is made of subcommands and none was given.
+bool awaits_subcommand(const CLI::App* cmd) {
+  return !cmd->get_subcommands({}).empty() && cmd->get_subcommands().empty();
+}
+
 // Words the parser could not place: the selected command's, else its parents'.
 std::vector<std::string> leftovers(const CLI::App* cmd) {
   for (; cmd; cmd = cmd->get_parent())
@@ -192,8 +194,7 @@ std::string describe(const CLI::App& app, const CLI::ParseError& e) {
   const CLI::App* cmd = selected(app);
   const std::vector<std::string> words = leftovers(cmd);
   const bool extras = dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr;
-  const bool no_subcommand = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr &&
-                             !cmd->get_subcommands({}).empty() && cmd->get_subcommands().empty();
+  const bool no_subcommand = dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && awaits_subcommand(cmd);
   if ((extras || no_subcommand) && !words.empty()) {
     const std::string& w = words.front();
     if (w.starts_with("-")) {
@@ -238,7 +239,7 @@ void report(const CLI::App& app, const std::string& message) {
     }
   }
   // A command made of subcommands, given none: its help says what they are.
-  if (!cmd->get_subcommands({}).empty() && cmd->get_subcommands().empty()) text += "\n" + cmd->help();
+  if (awaits_subcommand(cmd)) text += "\n" + cmd->help();
   else text += fmt::format("Run '{} --help' for every option.\n", name);
   std::fputs(text.c_str(), stderr);
 }
@@ -256,7 +257,7 @@ CLI::Validator numeric(std::function<bool(double)> ok, const std::string& accept
       [ok = std::move(ok), accepts](const std::string& v) -> std::string {
         const auto d = number(v);
         if (d && ok(*d)) return "";
-        return fmt::format("must be {}{}, not {}", d ? "" : "a number ", accepts, v);
+        return d ? fmt::format("must be {}, not {}", accepts, v) : fmt::format("must be a number ({}), not {}", accepts, v);
       },
       accepts);
 }
