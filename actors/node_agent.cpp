@@ -14,9 +14,8 @@
 #endif
 #include "actors/kv_publisher.hpp"
 #include "actors/worker.hpp"
-#include "runtime/checkpoint.hpp"
-#include "runtime/cpu_executor.hpp"
-#include "runtime/engine.hpp"
+#include "runtime/engine/engine.hpp"
+#include "runtime/engine/factory.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/model_config.hpp"
 #include "runtime/sim_executor.hpp"
@@ -36,8 +35,9 @@ struct node_state {
   std::map<std::string, started> workers;                             // by name
   int next_worker = 0;
   actor_meter meter;
+  executor_factory factory;  // shares CUDA weights per (model, device) between this node's workers
 #if defined(TROUPE_HAVE_CUDA)
-  cuda_devices cuda;  // weights per (model, device) and NCCL, for workers with --device cuda
+  cuda_devices cuda;  // NCCL, for workers with --device cuda
 #endif
 };
 
@@ -80,66 +80,44 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         break;
       }
   });
+  // The agent's end is its node's end: its workers, devices and publishers go with it (so a
+  // process, or a test's actor system, can shut down without waiting on orphans).
+  self->set_exit_handler([=](const caf::exit_msg& m) {
+    for (auto& [name, s] : self->state.workers) {
+      self->send_exit(s.worker, m.reason);
+      self->send_exit(s.device, m.reason);
+      self->send_exit(s.publisher, m.reason);
+    }
+    self->state.workers.clear();
+    self->quit(m.reason);
+  });
   return {
       [=](start_atom, const worker_spec& spec) -> caf::result<worker_actor, publisher_actor, worker_info> {
         metered g(self->state.meter);
         auto model = model_for(self, spec.model_path);
         if (!model.ok()) return caf::make_error(caf::sec::runtime_error, model.message());
         const std::shared_ptr<const model_bundle>& b = *model;
-        std::shared_ptr<executor> shared_ex;
-        std::shared_ptr<sim_executor> sim_ex;
-#if defined(TROUPE_HAVE_CUDA)
-        std::shared_ptr<cuda::cuda_executor> cuda_ex;
-#endif
-        if (!spec.simulate.empty()) {
-          // A cost model instead of the forward: no weights read, no KV memory.
-          auto costs = parse_sim_costs(spec.simulate);
-          if (!costs.ok()) return caf::make_error(caf::sec::runtime_error, "--simulate: " + costs.message());
-          const model_config& mc = b->weights->config();
-          const int64_t bytes = spec.kv_cache_bytes > 0 ? spec.kv_cache_bytes : int64_t{512} << 20;
-          const auto n_blocks = static_cast<int32_t>(
-              std::min<int64_t>(INT32_MAX, bytes / static_cast<int64_t>(sim_executor::bytes_per_block(mc, spec.kv_block_size))));
-          sim_ex = std::make_shared<sim_executor>(mc, std::move(*costs), spec.kv_block_size, n_blocks);
-          shared_ex = sim_ex;
-        } else if (spec.device.empty() || spec.device == "cpu") {
-          cpu_executor_options eo;
-          eo.n_threads = spec.threads;
-          eo.kv_block_size = spec.kv_block_size;
-          eo.kv_cache_bytes = static_cast<size_t>(spec.kv_cache_bytes > 0 ? spec.kv_cache_bytes : int64_t{512} << 20);
-          auto ex = make_cpu_executor(b->weights, eo);
-          if (!ex.ok()) return caf::make_error(caf::sec::runtime_error, ex.message());
-          shared_ex = std::move(*ex);
-        } else {
-#if defined(TROUPE_HAVE_CUDA)
-          auto ex = self->state.cuda.executor_for(b->weights, spec);
-          if (!ex.ok()) return caf::make_error(caf::sec::runtime_error, "--device " + spec.device + ": " + ex.message());
-          cuda_ex = *ex;
-          shared_ex = cuda_ex;
-#else
+        auto ex = self->state.factory.make_executor(b->weights, spec.model_path, spec.engine);
+        if (!ex.ok()) {
+          const bool on_cpu = spec.engine.device.empty() || spec.engine.device == "cpu";
+          const bool named = ex.message().rfind("--device", 0) == 0;
           return caf::make_error(caf::sec::runtime_error,
-                                 "--device " + spec.device + ": this build of troupe has no CUDA backend");
-#endif
+                                 on_cpu || named ? ex.message() : "--device " + spec.engine.device + ": " + ex.message());
         }
+        std::shared_ptr<executor> shared_ex = *ex;
         const std::string served = spec.served_name.empty() ? b->name : spec.served_name;
-        engine_config ec;
-        ec.max_batch_size = spec.max_batch_size;
-        ec.max_num_tokens = spec.max_num_tokens;
-        ec.max_seq_len = spec.max_seq_len;
-        ec.enable_chunked_prefill = spec.enable_chunked_prefill;
-        ec.prefill = spec.hybrid_prefill ? prefill_mode::hybrid : prefill_mode::chunked;
-        ec.prefix_cache = spec.prefix_cache;
-        ec.prefix_cache_max_num_recycling_seqs = spec.max_recycling_seqs;
-        ec.model_identity = served;
-        auto eng = engine::create(ec, model_info_of(*shared_ex, b->tok.get()), b->tok.get());
+        auto eng = make_engine(spec.engine, *shared_ex, b->tok.get(), served);
         if (!eng.ok()) return caf::make_error(caf::sec::runtime_error, eng.message());
         std::shared_ptr<engine> shared_eng(std::move(*eng));
         const std::string name = fmt::format("{}/w{}", node, self->state.next_worker++);
-        device_actor dev =
-            sim_ex ? spawn_sim_device(self->system(), sim_ex, node, name + "/sim_device") :
+        device_actor dev;
+        if (auto sim = std::dynamic_pointer_cast<sim_executor>(shared_ex))  // a timer, no thread
+          dev = spawn_sim_device(self->system(), sim, node, name + "/sim_device");
 #if defined(TROUPE_HAVE_CUDA)
-            cuda_ex ? self->state.cuda.spawn(self->system(), cuda_ex, node, name + "/cuda_stream") :
+        if (auto cuda_ex = std::dynamic_pointer_cast<cuda::cuda_executor>(shared_ex))
+          dev = self->state.cuda.spawn(self->system(), cuda_ex, node, name + "/cuda_stream");
 #endif
-                    spawn_device(self->system(), shared_ex, node, name + "/device");
+        if (!dev) dev = spawn_device(self->system(), shared_ex, node, name + "/device");
         publisher_actor pub = spawn_kv_publisher(self->system(), node, name + "/kv_publisher");
         // A restarted worker that reuses a name numbers its KV events anew: routers tell the
         // two apart by this.

@@ -21,6 +21,7 @@
 
 #include "actors/metering.hpp"
 #include "actors/router_queue.hpp"
+#include "runtime/engine/factory.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/kv_events.hpp"
 #include "runtime/sampler.hpp"
@@ -92,6 +93,9 @@ struct generate_request {
   int32_t priority = 0;
   stream_actor reply_to;
   route_sink_actor router;  // the router that routed it (none when sent to a worker directly)
+  // What the output must match, as runtime/structured/constraint_spec.hpp writes it (a
+  // compiled grammar cannot travel; the worker compiles this, once per spec); "" for none.
+  std::string constraint;
 };
 
 // kv_event as it travels.
@@ -154,23 +158,11 @@ struct worker_info {
   uint64_t instance = 0;  // random per worker start: a restarted worker has a new one
 };
 
-// The engine settings a worker is started with (engine_config as it travels).
+// What a worker is started with: the model and its engine's settings (runtime/engine/factory.hpp).
 struct worker_spec {
   std::string model_path;
   std::string served_name;
-  int32_t threads = 0;
-  int64_t kv_cache_bytes = 0;
-  int32_t kv_block_size = 16;
-  int32_t max_batch_size = 256;
-  int32_t max_num_tokens = 8192;
-  int32_t max_seq_len = 0;
-  bool enable_chunked_prefill = true;
-  bool hybrid_prefill = true;
-  bool prefix_cache = true;
-  int64_t max_recycling_seqs = 256;
-  std::string device = "cpu";     // cpu, cuda or cuda:N
-  double kv_cache_fraction = 0;   // cuda: share of the device memory free after weights (if no kv_cache_bytes)
-  std::string simulate;           // a cost model (JSON, runtime/sim_executor.hpp): no real forward
+  engine_spec engine;
 };
 
 // One actor's counters, for /metrics and /v1/actors.
@@ -363,7 +355,7 @@ typename Inspector::result_type inspect(Inspector& f, wire_sampling& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
   return f(caf::meta::type_name("generate_request"), x.id, x.model, x.prompt, x.params, x.priority,
-           x.reply_to, x.router);
+           x.reply_to, x.router, x.constraint);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_kv_event& x) {
@@ -393,11 +385,14 @@ typename Inspector::result_type inspect(Inspector& f, worker_info& x) {
            x.kv_blocks_total, x.max_seq_len, x.max_batch_size, x.hash_salt, x.instance);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, engine_spec& x) {
+  return f(caf::meta::type_name("engine_spec"), x.device, x.threads, x.kv_block_size, x.kv_n_blocks,
+           x.kv_cache_bytes, x.kv_cache_fraction, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
+           x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.simulate);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_spec& x) {
-  return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.threads,
-           x.kv_cache_bytes, x.kv_block_size, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
-           x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.device,
-           x.kv_cache_fraction, x.simulate);
+  return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.engine);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
@@ -453,6 +448,7 @@ CAF_ADD_TYPE_ID(troupe, (troupe::route_decision))
 CAF_ADD_TYPE_ID(troupe, (troupe::histogram_data))
 CAF_ADD_TYPE_ID(troupe, (troupe::router_model_stats))
 CAF_ADD_TYPE_ID(troupe, (troupe::worker_info))
+CAF_ADD_TYPE_ID(troupe, (troupe::engine_spec))
 CAF_ADD_TYPE_ID(troupe, (troupe::worker_spec))
 CAF_ADD_TYPE_ID(troupe, (troupe::actor_stats))
 CAF_ADD_TYPE_ID(troupe, (troupe::router_stats))

@@ -1,9 +1,13 @@
 #include "actors/worker.hpp"
 
+#include <algorithm>
 #include <unordered_map>
 
-#include "runtime/engine.hpp"
+#include "runtime/checkpoint.hpp"
+#include "runtime/engine/engine.hpp"
 #include "runtime/model_bundle.hpp"
+#include "runtime/structured/constraint_spec.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 namespace troupe {
 namespace {
@@ -24,6 +28,8 @@ struct worker_state {
   bool stopping = false;
   actor_meter meter;
   step_stats last;
+  // Output constraints compiled against this model's vocabulary, made on first use.
+  std::unique_ptr<structured::constraint_factory> constraints;
 };
 
 using self_ptr = worker_actor::stateful_pointer<worker_state>;
@@ -82,6 +88,20 @@ void fail_all(self_ptr self, int status, const std::string& why) {
   s.streams.clear();
 }
 
+// The constraint a request's spec asks for (compiled once per spec and kept).
+result<std::shared_ptr<token_constraint>> constraint_of(worker_state& st, const std::string& spec) {
+  const model_bundle& m = *st.setup.model;
+  if (!m.tok) return make_error("constrained decoding needs the model's tokenizer, and it ships none");
+  if (!st.constraints) {
+    std::vector<token_id> ends = m.weights->config().eos_ids;
+    for (token_id t : m.tok->stop_ids())
+      if (std::find(ends.begin(), ends.end(), t) == ends.end()) ends.push_back(t);
+    st.constraints = std::make_unique<structured::constraint_factory>(
+        structured::vocab_index::of(*m.tok, std::move(ends), m.weights->config().n_vocab));
+  }
+  return st.constraints->make(spec);
+}
+
 void maybe_quit(self_ptr self) {
   if (self->state.stopping && !self->state.stepping) self->quit();
 }
@@ -91,7 +111,7 @@ void maybe_quit(self_ptr self) {
 void step(self_ptr self) {
   auto& st = self->state;
   if (st.stepping || st.stopping) return;
-  auto sched = std::make_shared<scheduled_step>(st.setup.eng->schedule());
+  auto sched = std::make_shared<step_plan>(st.setup.eng->schedule());
   publish_events(self);  // scheduling may evict cached blocks
   if (sched->empty()) return;
   st.stepping = true;
@@ -166,6 +186,14 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
         req.prompt = std::move(r.prompt);
         req.params = from_wire(r.params);
         req.priority = r.priority;
+        if (!r.constraint.empty()) {
+          auto c = constraint_of(s, r.constraint);
+          if (!c.ok()) {
+            self->send(r.reply_to, failure_delta(r.id, 400, "the output constraint cannot be used: " + c.message(), s.setup.name));
+            return;
+          }
+          req.constraint = std::move(*c);
+        }
         if (status st = s.setup.eng->add_request(std::move(req)); !st.ok()) {
           self->send(r.reply_to, failure_delta(r.id, 400, st.message(), s.setup.name));
           return;

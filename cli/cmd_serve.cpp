@@ -19,6 +19,7 @@
 #include "actors/router.hpp"
 #include "actors/snapshotter.hpp"
 #include "cli/cluster.hpp"
+#include "cli/command_line.hpp"
 #include "config/checkpoint.hpp"
 #include "config/config.hpp"
 #include "config/deployment_store.hpp"
@@ -46,28 +47,51 @@ struct control_flags {
 };
 
 void add_control_flags(CLI::App& app, control_flags& f) {
-  app.add_option("--host", f.host, "address the HTTP server listens on")->capture_default_str();
-  app.add_option("--port", f.port, "HTTP port (0: any free port)")->capture_default_str();
-  app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $TROUPE_API_KEY)");
+  app.add_option("--host", f.host, "address the HTTP server listens on")->type_name("HOST")->group(cli::group::server);
+  app.add_option("--port", f.port, "HTTP port; 0: any free port")
+      ->type_name("PORT")
+      ->check(cli::between(0, 65535))
+      ->group(cli::group::server);
+  app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/*")
+      ->type_name("KEY")
+      ->envname("TROUPE_API_KEY")
+      ->group(cli::group::server);
   app.add_option("--state-dir", f.state_dir,
-                 "where the management API keeps deployments and the router its KV index snapshots (off without it)");
-  app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")->capture_default_str();
-  app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")->capture_default_str();
-  app.add_option("--routing", f.routing, "how the router picks a worker: kv, least-loaded, round-robin or random")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"kv", "least-loaded", "round-robin", "random"}));
+                 "where the management API (/v1/llm_models) keeps its deployments and the router its KV index "
+                 "snapshots; without it both are off")
+      ->type_name("DIR")
+      ->group(cli::group::server);
+  app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(cli::group::server);
+  app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")
+      ->type_name("SECONDS")
+      ->check(cli::at_least(0))
+      ->group(cli::group::server);
+  app.add_option("--routing", f.routing, "how the router picks a worker")
+      ->type_name("POLICY")
+      ->check(cli::one_of({"kv", "least-loaded", "round-robin", "random"}))
+      ->group(cli::group::cluster);
   app.add_option("--llm-config", f.llm_config,
-                 "an llm_config block (JSON or YAML, POST /v1/llm_models's schema): b10_routing_config for the router, "
-                 "runtime for the engines");
-  app.add_option("--snapshot-interval", f.snapshot_interval_s, "seconds between KV index snapshots (with --state-dir)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--router-queue", f.router_queue, "requests a router holds per model while every worker is saturated; more get 429")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+                 "an llm_config block, JSON or YAML, with POST /v1/llm_models's schema: its b10_routing_config "
+                 "configures the router, its runtime the engines; features not active yet are refused")
+      ->type_name("FILE")
+      ->check(cli::existing_path())
+      ->group(cli::group::cluster);
+  app.add_option("--snapshot-interval", f.snapshot_interval_s, "seconds between the router's KV index snapshots (with --state-dir)")
+      ->type_name("SECONDS")
+      ->check(cli::above(0))
+      ->group(cli::group::cluster);
+  app.add_option("--router-queue", f.router_queue,
+                 "requests a router holds per model while every worker is saturated; more get 429")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(cli::group::cluster);
   app.add_option("--routers", f.routers, "router replicas in this process; they share their in-flight decisions")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 64));
+      ->type_name("N")
+      ->check(cli::between(1, 64))
+      ->group(cli::group::cluster);
 }
 
 struct node_plan {
@@ -327,9 +351,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     frontend_options fo;
     fo.host = cf.host;
     fo.port = cf.port;
-    fo.api_key = cf.api_key;
-    if (fo.api_key.empty())
-      if (const char* k = std::getenv("TROUPE_API_KEY")) fo.api_key = k;
+    fo.api_key = cf.api_key;  // or $TROUPE_API_KEY: the option reads it
     fo.max_in_flight = cf.max_in_flight;
     fo.node = plan.node;
     fo.replicas.assign(routers.begin() + 1, routers.end());
@@ -339,7 +361,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       if (!spec.ok()) return fail(what, spec.message());
       served = spec->served_name.empty() ? bundle->name : spec->served_name;
       int64_t max_len = bundle->weights->config().max_position;
-      if (spec->max_seq_len > 0) max_len = std::min<int64_t>(max_len, spec->max_seq_len);
+      if (spec->engine.max_seq_len > 0) max_len = std::min<int64_t>(max_len, spec->engine.max_seq_len);
       for (const started_worker& w : started) max_len = w.info.max_seq_len;
       registry->add(served, {bundle, max_len, static_cast<int64_t>(std::time(nullptr))});
     }
@@ -423,18 +445,17 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
 }  // namespace
 
 int run_serve_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe serve: serve a model over an OpenAI-compatible API, every actor in this process"};
+  CLI::App app{"Serve a model over an OpenAI-compatible API, every actor in this process.", "troupe serve"};
+  cli::setup(app);
   worker_flags wf;
   wf.model = default_model_path();
   control_flags cf;
   add_worker_flags(app, wf, false);
+  app.get_option("--model")->envname("TROUPE_MODEL");
   add_control_flags(app, cf);
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  cli::add_kernel_environment(app);
+  cli::add_hf_cache_environment(app);
+  if (auto rc = cli::parse(app, args)) return *rc;
   node_plan plan;
   plan.node = "local";
   plan.control = true;
@@ -443,38 +464,58 @@ int run_serve_command(const std::vector<std::string>& args) {
 }
 
 int run_node_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe node: run one node of a multi-process deployment"};
+  CLI::App app{"Run one node of a multi-process deployment: the control node (router and HTTP frontend) or a "
+               "worker node (engines) that joins it.",
+               "troupe node"};
+  cli::setup(app);
   std::string role, name = default_node_name();
   int listen = 0;
   std::string join;
   std::vector<std::string> peers;
   worker_flags wf;
   control_flags cf;
-  app.add_option("--role", role, "control (router and HTTP) or worker (engines)")->required()->check(CLI::IsMember({"control", "worker"}));
-  app.add_option("--listen", listen, "control: the port worker nodes join");
-  app.add_option("--join", join, "worker: the control node's HOST:PORT (kept across its restarts)");
-  app.add_option("--peer", peers, "control: another control node's HOST:PORT; their routers share decisions and workers");
-  app.add_option("--name", name, "this node's name in metrics and worker names")->capture_default_str();
+  app.add_option("--role", role, "control: the router and HTTP frontend; worker: engines")
+      ->type_name("ROLE")
+      ->required()
+      ->check(cli::one_of({"control", "worker"}))
+      ->group(cli::group::cluster);
+  app.add_option("--listen", listen, "control: the port worker nodes join (required with --role control)")
+      ->type_name("PORT")
+      ->check(cli::between(1, 65535))
+      ->default_str("")
+      ->group(cli::group::cluster);
+  app.add_option("--join", join,
+                 "worker: the control node's address (required with --role worker); the node stays up if the "
+                 "control node goes and rejoins it when it is back")
+      ->type_name("HOST:PORT")
+      ->check(cli::host_port())
+      ->group(cli::group::cluster);
+  app.add_option("--peer", peers,
+                 "control: another control node's address, repeatable; their routers share in-flight decisions "
+                 "and workers")
+      ->type_name("HOST:PORT")
+      ->check(cli::host_port())
+      ->group(cli::group::cluster);
+  app.add_option("--name", name, "this node's name in metrics and in its workers' names")
+      ->type_name("NAME")
+      ->default_str("HOSTNAME-PID")
+      ->group(cli::group::cluster);
   add_worker_flags(app, wf, false);
   add_control_flags(app, cf);
-  wf.workers = 1;
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  cli::add_kernel_environment(app);
+  cli::add_hf_cache_environment(app);
+  if (auto rc = cli::parse(app, args)) return *rc;
   node_plan plan;
   plan.node = name;
   if (role == "control") {
-    if (listen <= 0) return fail("node", "--role control needs --listen PORT");
+    if (listen <= 0) return cli::usage_error(app, "--role control needs --listen PORT");
     plan.control = true;
     plan.listen = listen;
     plan.workers = false;
     plan.peers = peers;
   } else {
-    if (join.empty()) return fail("node", "--role worker needs --join HOST:PORT");
-    if (wf.model.empty()) return fail("node", "--role worker needs --model");
+    if (join.empty()) return cli::usage_error(app, "--role worker needs --join HOST:PORT");
+    if (wf.model.empty()) return cli::usage_error(app, "--role worker needs --model PATH");
     plan.join = join;
     plan.workers = true;
   }

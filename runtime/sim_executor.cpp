@@ -106,6 +106,13 @@ status sim_executor::forward(const forward_batch& b, std::vector<float>& logits)
   return {};
 }
 
+status sim_executor::read_blocks(std::span<const int32_t>, std::vector<uint8_t>&) {
+  return make_error("a simulated worker holds no KV data to read");
+}
+status sim_executor::write_blocks(std::span<const int32_t>, std::span<const uint8_t>) {
+  return make_error("a simulated worker holds no KV data to write");
+}
+
 std::string sim_executor::describe() const {
   return fmt::format("simulated ({:.3f} ms per prefill token, {:.2f} ms per decode step at batch 1), {} KV blocks of {} tokens",
                      1000 * costs_.prefill_token_s, 1000 * costs_.decode_seconds(1), n_blocks_, block_size_);

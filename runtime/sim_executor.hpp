@@ -58,6 +58,10 @@ class sim_executor final : public executor {
   // plan(), then sleeps for the modelled time (the blocking interface; it burns no core).
   [[nodiscard]] status forward(const forward_batch& batch, std::vector<float>& logits) override;
   void copy_blocks(std::span<const int32_t>, std::span<const int32_t>) override {}
+  // A simulated worker holds no KV data to move: transfers are refused.
+  [[nodiscard]] status read_blocks(std::span<const int32_t>, std::vector<uint8_t>&) override;
+  [[nodiscard]] status write_blocks(std::span<const int32_t>, std::span<const uint8_t>) override;
+  std::string kv_layout() const override { return "simulated"; }
   std::string describe() const override;
 
  private:

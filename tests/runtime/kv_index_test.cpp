@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "runtime/block_hash.hpp"
-#include "runtime/block_pool.hpp"
+#include "runtime/engine/block_pool.hpp"
 #include "runtime/kv_snapshot.hpp"
 
 namespace troupe {
