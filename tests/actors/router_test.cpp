@@ -115,10 +115,10 @@ class cluster {
   static worker_spec sim_spec(double prefill_ms = 0.05, double step_ms = 2, int32_t max_batch = 64) {
     worker_spec s;
     s.model_path = model_dir();
-    s.kv_cache_bytes = int64_t{64} << 20;
-    s.max_batch_size = max_batch;
-    s.max_num_tokens = 2048;
-    s.simulate = fmt::format(R"({{"prefill_token_ms": {}, "decode_step_ms": {{"1": {}, "64": {}}}}})", prefill_ms, step_ms, step_ms);
+    s.engine.kv_cache_bytes = int64_t{64} << 20;
+    s.engine.max_batch_size = max_batch;
+    s.engine.max_num_tokens = 2048;
+    s.engine.simulate = fmt::format(R"({{"prefill_token_ms": {}, "decode_step_ms": {{"1": {}, "64": {}}}}})", prefill_ms, step_ms, step_ms);
     return s;
   }
 
