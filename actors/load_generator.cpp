@@ -114,4 +114,90 @@ result<load_result> run_load(const load_options& o) {
   return total;
 }
 
+result<multi_turn_result> run_multi_turn(const multi_turn_options& o) {
+  multi_turn_result total;
+  total.by_turn.resize(static_cast<size_t>(o.turns));
+  std::mutex mu;
+  const auto t0 = clock_type::now();
+  std::vector<std::thread> threads;
+  for (int u = 0; u < o.users; ++u) {
+    threads.emplace_back([&, u] {
+      httplib::Client cli(o.url);
+      cli.set_connection_timeout(10);
+      cli.set_read_timeout(600);
+      cli.set_keep_alive(true);
+      httplib::Headers headers;
+      if (!o.api_key.empty()) headers.emplace("Authorization", "Bearer " + o.api_key);
+      std::mt19937 rng(static_cast<unsigned>(o.seed * 7919 + static_cast<uint64_t>(u)));
+      // The user's own system prompt: its own words in its own order, and its name first.
+      std::string history = fmt::format("# Session {} of user {}. Instructions:\n{}\n", o.seed, u, prompt_text(rng, o.system_words));
+      for (int turn = 0; turn < o.turns; ++turn) {
+        history += fmt::format("\n# User turn {}:\n{}\n# Assistant:\n", turn, prompt_text(rng, o.turn_words));
+        nlohmann::json body = {{"model", o.model}, {"prompt", history}, {"max_tokens", o.max_tokens}, {"stream", true},
+                               {"temperature", 0}, {"ignore_eos", true},
+                               {"stream_options", {{"include_usage", true}}}};
+        const auto start = clock_type::now();
+        double ttft = -1;
+        std::string buf, error, reply;
+        int64_t prompt_tokens = -1, cached = -1;
+        bool done = false;
+        httplib::Request req;
+        req.method = "POST";
+        req.path = "/v1/completions";
+        req.headers = headers;
+        req.set_header("Content-Type", "application/json");
+        req.body = body.dump();
+        req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+          buf.append(data, len);
+          size_t at;
+          while ((at = buf.find("\n\n")) != std::string::npos) {
+            const std::string event = buf.substr(0, at);
+            buf.erase(0, at + 2);
+            if (event.rfind("data: ", 0) != 0) continue;
+            const std::string payload = event.substr(6);
+            if (payload == "[DONE]") {
+              done = true;
+              continue;
+            }
+            auto j = nlohmann::json::parse(payload, nullptr, false);
+            if (j.is_discarded()) continue;
+            if (j.contains("error")) error = j["error"].value("message", "error event");
+            if (j.contains("choices") && !j["choices"].empty()) {
+              if (ttft < 0) ttft = since(start);
+              reply += j["choices"][0].value("text", "");
+            }
+            if (j.contains("usage") && j["usage"].is_object()) {
+              prompt_tokens = j["usage"].value("prompt_tokens", -1);
+              if (j["usage"].contains("prompt_tokens_details") && j["usage"]["prompt_tokens_details"].is_object())
+                cached = j["usage"]["prompt_tokens_details"].value("cached_tokens", -1);
+            }
+          }
+          return true;
+        };
+        httplib::Response res;
+        httplib::Error err = httplib::Error::Success;
+        const bool sent = cli.send(req, res, err);
+        std::lock_guard<std::mutex> lock(mu);
+        if (!sent || res.status != 200 || !done || !error.empty() || ttft < 0) {
+          ++total.failed;
+          if (total.errors.size() < 5)
+            total.errors.push_back(!sent ? httplib::to_string(err)
+                                         : res.status != 200 ? fmt::format("HTTP {}: {}", res.status, buf.substr(0, 200))
+                                                             : error.empty() ? "stream ended without [DONE]" : error);
+          return;  // this user's conversation ends with its error
+        }
+        ++total.ok;
+        total.ttft_s.push_back(ttft);
+        total.by_turn[static_cast<size_t>(turn)].push_back(ttft);
+        total.prompt_tokens.push_back(prompt_tokens);
+        total.cached_tokens.push_back(cached);
+        history += reply + "\n";
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  total.seconds = since(t0);
+  return total;
+}
+
 }  // namespace troupe

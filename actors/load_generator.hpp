@@ -33,4 +33,31 @@ struct load_result {
 
 [[nodiscard]] result<load_result> run_load(const load_options& o);
 
+// An agent loop: `users` conversations at once, each with its own long system prompt, each
+// turn resending the whole history (system prompt, then every user message and reply so far)
+// as a streamed completion, its reply appended to the history.
+struct multi_turn_options {
+  std::string url;
+  std::string model;
+  std::string api_key;
+  int users = 16;
+  int turns = 6;
+  int system_words = 300;  // per user, unique
+  int turn_words = 30;     // per user message
+  int max_tokens = 24;     // per reply
+  uint64_t seed = 1;
+};
+
+struct multi_turn_result {
+  int64_t ok = 0;
+  int64_t failed = 0;
+  double seconds = 0;
+  std::vector<double> ttft_s;               // every request's time to first token
+  std::vector<std::vector<double>> by_turn;  // [turn] -> times to first token
+  std::vector<int64_t> prompt_tokens, cached_tokens;  // per request, as the server reported
+  std::vector<std::string> errors;          // the first few
+};
+
+[[nodiscard]] result<multi_turn_result> run_multi_turn(const multi_turn_options& o);
+
 }  // namespace troupe

@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
+#include <map>
 #include <cstdio>
 #include <fstream>
 #include <thread>
@@ -16,6 +18,7 @@
 
 #include "actors/frontend.hpp"
 #include "actors/load_generator.hpp"
+#include "bench/bench_model.hpp"
 #include "bench/bench_util.hpp"
 
 extern char** environ;
@@ -62,11 +65,18 @@ result<std::unique_ptr<server_process>> start_server(const serve_bench_options& 
   if (pipe(out) != 0) return make_error("pipe failed");
   std::vector<std::string> args = {exe, "serve", "--model", o.model, "--host", "127.0.0.1", "--port", "0",
                                    "--workers", std::to_string(o.workers), "--kv-cache-memory", o.kv_cache_memory,
-                                   "--max-in-flight", std::to_string(std::max(512, o.concurrency * 2))};
+                                   "--max-in-flight", std::to_string(std::max(512, std::max(o.concurrency, o.users) * 2))};
   if (!o.served_name.empty()) {
     args.push_back("--served-model-name");
     args.push_back(o.served_name);
   }
+  for (const auto& [flag, value] : {std::pair<const char*, std::string>{"--routing", o.routing.empty() ? "" : o.routing[0]},
+                                    {"--simulate", o.simulate},
+                                    {"--threads", o.threads > 0 ? std::to_string(o.threads) : ""}})
+    if (!value.empty()) {
+      args.push_back(flag);
+      args.push_back(value);
+    }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -103,9 +113,115 @@ result<std::unique_ptr<server_process>> start_server(const serve_bench_options& 
   return p;
 }
 
+// A figure of a Prometheus text body for one model, NaN when absent.
+double metric_of(const std::string& text, const std::string& name, const std::string& model) {
+  const std::string key = name + "{model=\"" + model + "\"} ";
+  const size_t at = text.find("\n" + key);
+  if (at == std::string::npos) return std::nan("");
+  return std::strtod(text.c_str() + at + 1 + key.size(), nullptr);
+}
+
+json percentiles_ms(const std::vector<double>& v) {
+  return json{{"mean", 1000 * mean(v)}, {"p50", 1000 * percentile(v, 50)}, {"p90", 1000 * percentile(v, 90)},
+              {"p99", 1000 * percentile(v, 99)}};
+}
+
+// One policy's run: a fresh server, the agent loop, the router's view afterwards.
+result<json> multi_turn_run(serve_bench_options o, const std::string& policy) {
+  o.routing = {policy};
+  std::fprintf(stderr, "bench serve: multi-turn, %s routing, %d workers%s, %d users x %d turns\n", policy.c_str(),
+               o.workers, o.simulate.empty() ? "" : " (simulated)", o.users, o.turns);
+  TROUPE_TRY(std::unique_ptr<server_process> server, start_server(o));
+  TROUPE_TRY(std::string models, http_get(server->url + "/v1/models"));
+  auto mj = json::parse(models, nullptr, false);
+  if (mj.is_discarded() || mj["data"].empty()) return make_error(server->url + " serves no model");
+  const std::string model = mj["data"][0]["id"];
+  multi_turn_options mo;
+  mo.url = server->url;
+  mo.model = model;
+  mo.users = o.users;
+  mo.turns = o.turns;
+  mo.system_words = o.system_words;
+  mo.turn_words = o.turn_words;
+  mo.max_tokens = o.max_tokens;
+  TROUPE_TRY(multi_turn_result r, run_multi_turn(mo));
+  TROUPE_TRY(std::string metrics_text, http_get(server->url + "/metrics"));
+  TROUPE_TRY(std::string actors_text, http_get(server->url + "/v1/actors"));
+  const json actors = json::parse(actors_text, nullptr, false);
+  // Load per worker: requests routed to it, and prompt tokens it had to compute.
+  std::vector<double> routed, computed;
+  if (!actors.is_discarded())
+    for (const auto& w : actors["router"]["workers"]) {
+      routed.push_back(w.value("routed", 0.0));
+      computed.push_back(w.value("prompt_tokens", 0.0) - w.value("cached_tokens", 0.0));
+    }
+  auto spread = [](const std::vector<double>& v) {
+    const double m = mean(v), mx = v.empty() ? 0 : *std::max_element(v.begin(), v.end());
+    return json{{"mean", m}, {"max", mx}, {"max_over_mean", m > 0 ? mx / m : 0.0}};
+  };
+  json by_turn = json::array();
+  for (const auto& t : r.by_turn) by_turn.push_back(1000 * mean(t));
+  int64_t prompt = 0, cached = 0;
+  for (size_t i = 0; i < r.prompt_tokens.size(); ++i) {
+    prompt += std::max<int64_t>(0, r.prompt_tokens[i]);
+    cached += std::max<int64_t>(0, r.cached_tokens[i]);
+  }
+  return json{{"routing", policy},
+              {"requests_ok", r.ok},
+              {"requests_failed", r.failed},
+              {"errors", r.errors},
+              {"seconds", r.seconds},
+              {"ttft_ms", percentiles_ms(r.ttft_s)},
+              {"ttft_ms_mean_by_turn", by_turn},
+              {"prompt_tokens", prompt},
+              {"cached_tokens_reported", cached},
+              {"kv_cache_hit_rate", metric_of(metrics_text, "kv_cache_hit_rate", model)},
+              {"kv_cache_hit_rate_skew", metric_of(metrics_text, "kv_cache_hit_rate_skew", model)},
+              {"kv_cache_best_prefix_hit_rate", metric_of(metrics_text, "kv_cache_best_prefix_hit_rate", model)},
+              {"kv_cache_hit_rate_efficiency", metric_of(metrics_text, "kv_cache_hit_rate_efficiency", model)},
+              {"requests_per_worker", spread(routed)},
+              {"computed_prompt_tokens_per_worker", spread(computed)}};
+}
+
+result<json> run_multi_turn_bench(serve_bench_options o) {
+  if (!o.url.empty()) return make_error("--workload multi-turn starts its own servers (one per --routing policy): give --model, not --url");
+  if (o.model.empty()) {
+    const char* home = std::getenv("HOME");
+    const std::string dir = std::string(home ? home : "/tmp") + "/.cache/troupe/bench-models/troupe-bench-22m";
+    std::fprintf(stderr, "bench serve: the random-weight model troupe-bench-22m in %s\n", dir.c_str());
+    TROUPE_TRY(o.model, write_bench_model(dir));
+  }
+  json out = {{"workload", "multi-turn"},
+              {"model", o.model},
+              {"workers", o.workers},
+              {"simulated", !o.simulate.empty()},
+              {"users", o.users},
+              {"turns", o.turns},
+              {"system_words", o.system_words},
+              {"turn_words", o.turn_words},
+              {"max_tokens", o.max_tokens}};
+  json runs = json::array();
+  std::map<std::string, double> ttft;
+  for (const std::string& policy : o.routing) {
+    TROUPE_TRY(json r, multi_turn_run(o, policy));
+    ttft[policy] = r["ttft_ms"]["mean"];
+    runs.push_back(std::move(r));
+  }
+  out["runs"] = runs;
+  if (ttft.count("kv") && ttft["kv"] > 0) {
+    json ratios = json::object();
+    for (auto& [p, t] : ttft)
+      if (p != "kv") ratios[p + "_over_kv_mean_ttft"] = t / ttft["kv"];
+    out["ratios"] = ratios;
+  }
+  return out;
+}
+
 }  // namespace
 
 result<json> run_serve_bench(const serve_bench_options& o) {
+  if (o.workload == "multi-turn") return run_multi_turn_bench(o);
+  if (!o.workload.empty()) return make_error("--workload must be multi-turn (or absent), not " + o.workload);
   std::unique_ptr<server_process> server;
   std::string url = o.url, model = o.served_name;
   if (url.empty()) {

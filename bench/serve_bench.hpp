@@ -1,9 +1,13 @@
 // serve_bench: `troupe bench serve`: a `troupe serve` process under a bounded streaming load
 // on loopback; prints throughput, time to first token, inter-token latency, errors, the
-// server's memory over the run and its KV blocks afterwards.
+// server's memory over the run and its KV blocks afterwards. `--workload multi-turn` runs an
+// agent loop instead (users x turns, each turn resending the whole history) once per routing
+// policy, each against a fresh server, and prints time to first token, the router's hit-rate
+// metrics and the load per worker for each.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -23,6 +27,15 @@ struct serve_bench_options {
   int max_tokens = 32;
   int prompt_words = 48;
   bool chat = false;
+  // --workload multi-turn
+  std::string workload;               // "" (the streaming load above) or "multi-turn"
+  std::vector<std::string> routing = {"kv", "round-robin", "least-loaded"};  // a server per policy
+  std::string simulate;               // COSTS.json: the started server's workers are simulated
+  int threads = 0;                    // per engine of the started server (0: its default)
+  int users = 16;
+  int turns = 6;
+  int system_words = 300;
+  int turn_words = 30;
 };
 
 [[nodiscard]] result<nlohmann::json> run_serve_bench(const serve_bench_options& o);

@@ -143,6 +143,41 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->check(cli::at_least(1))
       ->group(group::workload);
   serve->add_flag("--chat", so.chat, "use /v1/chat/completions (default: /v1/completions)")->group(group::workload);
+  serve->add_option("--workload", so.workload,
+                    "multi-turn: an agent loop (users x turns, each turn resending the whole history) against a "
+                    "fresh server per --routing policy; without --model, a random-weight 22 M-parameter model")
+      ->type_name("NAME")
+      ->check(cli::one_of({"multi-turn"}))
+      ->group(group::workload);
+  serve->add_option("--routing", so.routing, "multi-turn: the routing policies to compare, comma-separated")
+      ->type_name("POLICY,POLICY")
+      ->delimiter(',')
+      ->check(cli::one_of({"kv", "least-loaded", "round-robin", "random"}))
+      ->group(group::workload);
+  serve->add_option("--users", so.users, "multi-turn: conversations at once")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--turns", so.turns, "multi-turn: turns per conversation")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--system-words", so.system_words, "multi-turn: words of each user's own system prompt")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--turn-words", so.turn_words, "multi-turn: words of each user message")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--simulate", so.simulate, "the started server's workers are simulated with these costs (COSTS.json)")
+      ->type_name("FILE")
+      ->check(cli::existing_path())
+      ->group(group::server);
+  serve->add_option("--threads", so.threads, "CPU threads per engine of the started server; 0: its default")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::server);
   if (auto rc = cli::parse(app, args)) return *rc;
   if (*engine) {
     if (eo.device != "cpu" && engine->count("--batches") == 0) eo.batches = {1, 8, 64, 256};
