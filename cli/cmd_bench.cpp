@@ -15,12 +15,18 @@ int run_bench_command(const std::vector<std::string>& args) {
   troupe::bench::engine_bench_options eo;
   auto* engine = app.add_subcommand("engine", "the forward pass and the serving engine on this machine");
   engine->add_option("--model", eo.model, "a model to measure (default: random weights, see --dtype)");
-  engine->add_option("--dtype", eo.dtype, "type of the random weights: bf16, f16, f32, q8_0")->capture_default_str();
+  engine->add_option("--dtype", eo.dtype, "type of the random weights: bf16, f16, f32, q8_0, q4_0, q4_k, q5_k, q6_k")->capture_default_str();
   engine->add_option("--threads", eo.threads, "CPU threads (default: every core this process may use)");
   engine->add_option("--prompt-tokens", eo.prompt_tokens, "prefill length")->capture_default_str();
   engine->add_option("--batches", eo.batches, "decode batch sizes")->delimiter(',')->capture_default_str();
   engine->add_option("--decode-steps", eo.decode_steps, "timed decode steps per batch size")->capture_default_str();
   engine->add_option("--context", eo.context, "tokens cached per sequence while decoding")->capture_default_str();
+  engine->add_option("--compare-dtypes", eo.compare_dtypes,
+                     "also measure prefill and batch-1 decode of random weights of these types, in the same run")
+      ->delimiter(',');
+  engine->add_flag("--compare-threads", eo.compare_threads,
+                   "also measure prefill and batch-1 decode on 1 thread, in the same run");
+  engine->add_option("--precision", eo.precision, "fast (default: TROUPE_PRECISION or fast) or f32");
   engine->add_option("--workload", eo.workload, "shared-prefix or mixed: the serving engine under a request stream");
   engine->add_option("--device", eo.device,
                      "cpu, or cuda / cuda:N: random bf16 weights in Llama-3-8B's shape made on the GPU "
