@@ -125,10 +125,11 @@ void fast_bf16(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix&
     for (int64_t r = r0; r < r1; ++r) round_to_bf16(x + r * ldx, k, xb + r * k);
   });
   if (usable().avx512_bf16 && k % 32 == 0) {
+    const int64_t dnnl_rows = detail::onednn_min_rows();
+    const detail::bf16_tile_fn tile = dnnl_rows > 0 && n_rows >= dnnl_rows ? detail::bf16_gemm_onednn
+                                                                            : detail::bf16_tile_avx512bf16;
     // Chunks of 64 columns: whole tiles, and both threads busy even for narrow matrices.
-    pool.parallel_for(w.n_out, 64, [&](int64_t c0, int64_t c1) {
-      detail::bf16_tile_avx512bf16(xb, k, n_rows, w, c0, c1, y, ldy);
-    });
+    pool.parallel_for(w.n_out, 64, [&](int64_t c0, int64_t c1) { tile(xb, k, n_rows, w, c0, c1, y, ldy); });
     return;
   }
   // Without bf16 units: the same rounded values, widened, through the f32 kernels.
@@ -220,6 +221,28 @@ precision default_precision() {
 }
 
 const char* precision_name(precision p) { return p == precision::f32 ? "f32" : "fast"; }
+
+namespace detail {
+int64_t onednn_min_rows() {
+#if defined(TROUPE_HAVE_DNNL)
+  static const int64_t rows = [] {
+    const char* v = std::getenv("TROUPE_BF16_GEMM");
+    if (v && std::string_view(v) == "own") return int64_t{0};
+    if (v && std::string_view(v) == "onednn") return int64_t{1};
+    return int64_t{16};  // measured: below 16 rows troupe's own kernel is as fast or faster
+  }();
+  return rows;
+#else
+  return 0;
+#endif
+}
+#if !defined(TROUPE_HAVE_DNNL)
+void bf16_gemm_onednn(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const weight_matrix& w, int64_t c0,
+                      int64_t c1, float* y, int64_t ldy) {
+  bf16_tile_avx512bf16(xb, ldxb, n_rows, w, c0, c1, y, ldy);
+}
+#endif
+}  // namespace detail
 
 int64_t blas_threshold_rows() {
   static const int64_t t = [] {

@@ -110,6 +110,11 @@ void dequant_avx512(const weight_matrix&, int64_t, int64_t, float*);
 using bf16_tile_fn = void (*)(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const weight_matrix& w,
                               int64_t c0, int64_t c1, float* y, int64_t ldy);
 void bf16_tile_avx512bf16(const uint16_t*, int64_t, int64_t, const weight_matrix&, int64_t, int64_t, float*, int64_t);
+// The same through oneDNN's matmul (matmul_onednn.cpp), for many rows; where troupe was built with it.
+void bf16_gemm_onednn(const uint16_t*, int64_t, int64_t, const weight_matrix&, int64_t, int64_t, float*, int64_t);
+// Rows from which the bf16 fast path uses oneDNN (TROUPE_BF16_GEMM=own|onednn overrides; 0 when
+// it is not built in, meaning never).
+int64_t onednn_min_rows();
 
 // The fast path for quantized weights: y[:, c0:c1) from activations quantized with
 // act_block(w.type).

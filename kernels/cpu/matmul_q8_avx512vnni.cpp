@@ -173,10 +173,13 @@ void b32_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float
   constexpr size_t bb = T == wtype::q8_0 ? ggml::q8_0_bytes : ggml::q4_0_bytes;
   constexpr int offset = T == wtype::q8_0 ? 128 : 8;
   const int64_t nb = x.n_in / 32;
-  __m256 facc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) facc[r][c] = _mm256_setzero_ps();
+  // Two sets of accumulators, for even and odd blocks: two chains of FMAs per (row, column).
+  __m256 facc[2][R][C];
+  for (int e = 0; e < 2; ++e)
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) facc[e][r][c] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
+    const int e = static_cast<int>(b & 1);
     __m256i u[C];
     float dw[C];
     for (int c = 0; c < C; ++c) {
@@ -199,12 +202,12 @@ void b32_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float
       const float dx = x.d[row * nb + b];
       for (int c = 0; c < C; ++c) {
         const __m256i isum = _mm256_dpbusd_epi32(init, u[c], xv);
-        facc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dw[c] * dx), facc[r][c]);
+        facc[e][r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dw[c] * dx), facc[e][r][c]);
       }
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(_mm512_zextps256_ps512(facc[r][c]));
+    for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(_mm512_zextps256_ps512(_mm256_add_ps(facc[0][r][c], facc[1][r][c])));
 }
 
 template <wtype T, int R, int C>
@@ -233,14 +236,23 @@ void tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, floa
   static const k_consts kc;
   const auto* base = static_cast<const uint8_t*>(w.data);
   const size_t rb = w.row_bytes();
-  constexpr int64_t max_rows = 4, cols = 2;
+  // 32-value types with one or two rows (decode): four weight rows at a time, for more
+  // independent FMA chains (2.5x faster than two, measured); otherwise two, so that the
+  // accumulators fit the registers (the K types measured 25% slower with four).
+  constexpr int64_t max_rows = 4;
+  constexpr bool b32 = T == wtype::q8_0 || T == wtype::q4_0;
+  const int64_t cols = b32 && x.n_rows <= 2 ? 4 : 2;
   for (int64_t c = c0; c < c1; c += cols) {
     const int64_t nc = std::min(cols, c1 - c);
     for (int64_t r = 0; r < x.n_rows; r += max_rows) {
       const int64_t nr = std::min(max_rows, x.n_rows - r);
       float* yr = y + r * ldy + c;
-      if (nc == cols) {
-        rows_dispatch<T, cols>(nr, x, r, base + c * rb, rb, yr, ldy, kc);
+      if (nc == 4) {
+        if (nr == 1) run<T, 1, 4>(x, r, base + c * rb, rb, yr, ldy, kc);
+        else run<T, 2, 4>(x, r, base + c * rb, rb, yr, ldy, kc);
+      } else if (nc >= 2) {
+        rows_dispatch<T, 2>(nr, x, r, base + c * rb, rb, yr, ldy, kc);
+        if (nc == 3) rows_dispatch<T, 1>(nr, x, r, base + (c + 2) * rb, rb, yr + 2, ldy, kc);
       } else {
         rows_dispatch<T, 1>(nr, x, r, base + c * rb, rb, yr, ldy, kc);
       }
