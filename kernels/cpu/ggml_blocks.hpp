@@ -80,31 +80,25 @@ inline void dequantize_q4_0(const uint8_t* row, int64_t n, float* out) {
     for (int j = 0; j < 32; ++j) out[b * 32 + j] = d * static_cast<float>(q4_0_value(blk, j) - 8);
   }
 }
-inline void dequantize_q4_k(const uint8_t* row, int64_t n, float* out) {
+// q4_K and q5_K: the same scales and mins, values of 4 or 5 bits.
+template <size_t BlockBytes, int (*Value)(const uint8_t*, int)>
+inline void dequantize_k45(const uint8_t* row, int64_t n, float* out) {
   for (int64_t b = 0; b < n / qk_k; ++b) {
-    const uint8_t* blk = row + b * q4_k_bytes;
+    const uint8_t* blk = row + b * BlockBytes;
     const float d = f16_at(blk), dmin = f16_at(blk + 2);
     for (int j = 0; j < 8; ++j) {
       int sc, m;
       scale_min_k4(j, blk + 4, sc, m);
       const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
-      for (int l = 0; l < 32; ++l)
-        out[b * qk_k + 32 * j + l] = d1 * static_cast<float>(q4_k_value(blk, 32 * j + l)) - m1;
+      for (int l = 0; l < 32; ++l) out[b * qk_k + 32 * j + l] = d1 * static_cast<float>(Value(blk, 32 * j + l)) - m1;
     }
   }
 }
+inline void dequantize_q4_k(const uint8_t* row, int64_t n, float* out) {
+  dequantize_k45<q4_k_bytes, q4_k_value>(row, n, out);
+}
 inline void dequantize_q5_k(const uint8_t* row, int64_t n, float* out) {
-  for (int64_t b = 0; b < n / qk_k; ++b) {
-    const uint8_t* blk = row + b * q5_k_bytes;
-    const float d = f16_at(blk), dmin = f16_at(blk + 2);
-    for (int j = 0; j < 8; ++j) {
-      int sc, m;
-      scale_min_k4(j, blk + 4, sc, m);
-      const float d1 = d * static_cast<float>(sc), m1 = dmin * static_cast<float>(m);
-      for (int l = 0; l < 32; ++l)
-        out[b * qk_k + 32 * j + l] = d1 * static_cast<float>(q5_k_value(blk, 32 * j + l)) - m1;
-    }
-  }
+  dequantize_k45<q5_k_bytes, q5_k_value>(row, n, out);
 }
 inline void dequantize_q6_k(const uint8_t* row, int64_t n, float* out) {
   for (int64_t b = 0; b < n / qk_k; ++b) {

@@ -18,11 +18,13 @@
 //     f32. Each activation is off by at most d/2.
 //   * f32 and f16 weights: as precision::f32.
 //   `reference_forward.py --round fast` simulates exactly these roundings (in float64 from the
-//   rounded values). A forward on this path matches that simulation within the reference path's
-//   tolerance, and matches the unrounded reference in greedy tokens except where the
-//   reference's top-2 logit gap is within twice the simulation's own logit deviation from it
-//   (a near-tie: the rounding alone may swap the two). tests/runtime/forward_reference_test.cpp
-//   checks both on every model of the reference suite and every kernel variant.
+//   rounded values); D, its largest logit deviation from the unrounded reference (relative to
+//   the largest logit), is recorded per model (0.4-0.5% for bf16, 1.2-2.6% for int8 in the test
+//   models). A forward on this path matches the simulation within 1e-3 + 0.75 D (activations whose
+//   rounding flips between the engine's f32 values and numpy's float64 ones), the unrounded
+//   reference within 1e-3 + 1.75 D, and its greedy tokens up to the first near-tie (a top-2 gap
+//   within twice that). tests/runtime/forward_reference_test.cpp checks all three on every model
+//   of the reference suite and every kernel variant.
 #pragma once
 
 #include <cstddef>

@@ -16,18 +16,13 @@
 #include <cstring>
 
 #include "kernels/cpu/ggml_blocks.hpp"
+#include "kernels/cpu/avx512_util.hpp"
 #include "kernels/cpu/matmul.hpp"
 
 namespace troupe::cpu::detail {
 namespace {
 
-inline float hsum(__m512 v) {
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+inline float hsum(__m512 v) { return hsum512(v); }
 
 inline float f16(const uint8_t* p) {
   uint16_t h;

@@ -4,10 +4,10 @@
 // - precision f32 (the reference path): logits at every position within 1e-3 of the largest
 //   logit magnitude, and greedy continuations exactly;
 // - precision fast (activations rounded to bf16 or int8 blocks as the weight types' fast kernels
-//   read them): logits within the same 1e-3 of the numpy forward that simulates that rounding,
-//   and so within 1e-3 + the simulation's own deviation of the exact reference; greedy
-//   continuations exactly, up to the first step where the reference's top-2 gap is within
-//   twice that deviation (a near-tie).
+//   read them): logits within 1e-3 + 0.75 D (D: the simulation's own deviation) of the numpy
+//   forward that simulates that rounding (fast_sim_tolerance), and so within 1e-3 + 1.75 D of the exact
+//   reference; greedy continuations exactly, up to the first step where the reference's top-2
+//   gap is within twice that (a near-tie).
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -102,6 +102,15 @@ void expect_close(const float* got, const float* want, int64_t n, const std::str
   ASSERT_LE(max_diff, tolerance * max_ref) << where;
 }
 
+// The fast path against its simulation: f32 sums, plus activations whose rounding flips (one
+// bf16 ulp, one int8 step) because the engine's f32 value and numpy's float64 one fall on either
+// side of a rounding boundary; in these 64- and 256-wide test models a few flipped activations
+// move logits by up to ~60% of the whole rounding's deviation D (measured), so 0.75 D is allowed.
+// (A rounding other than the simulated one, independent of it, would differ by about 1.4 D.)
+double fast_sim_tolerance(const reference& ref) { return rel_tolerance + 0.75 * ref.fast_deviation; }
+// Against the exact reference: the simulation's own deviation plus the above.
+double fast_exact_tolerance(const reference& ref) { return rel_tolerance + 1.75 * ref.fast_deviation; }
+
 // Each row of logits against the reference at its position: the reference path against the
 // exact forward; the fast path against the simulated rounding, and against the exact forward
 // within the tolerance that rounding implies.
@@ -112,9 +121,10 @@ void expect_row(const reference& ref, const reference::prompt& p, size_t pos, co
     expect_close(got, ref.logits(p, pos), V, where);
     return;
   }
-  expect_close(got, ref.fast_logits(p, pos), V, where + " (fast path against its simulated rounding)");
+  expect_close(got, ref.fast_logits(p, pos), V, where + " (fast path against its simulated rounding)",
+               fast_sim_tolerance(ref));
   expect_close(got, ref.logits(p, pos), V, where + " (fast path against the exact reference)",
-               rel_tolerance + ref.fast_deviation);
+               fast_exact_tolerance(ref));
 }
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
@@ -230,8 +240,8 @@ TEST_P(forward_reference_prec, greedy_continuations_match_batched_decode) {
       continue;
     }
     // The fast path: equal up to the first near-tie of the reference, where the rounding alone
-    // (twice its measured deviation, plus the f32 tolerance) may swap the top two tokens.
-    const double tie = 2 * ref.fast_deviation + rel_tolerance;
+    // may swap the top two tokens (each may move by the tolerance against the exact reference).
+    const double tie = 2 * fast_exact_tolerance(ref);
     for (size_t i = 0; i < p.greedy.size(); ++i) {
       if (p.top2_gaps[i] <= tie) break;
       ASSERT_EQ(out[s][i], p.greedy[i]) << name << " prompt " << s << " step " << i << " (top-2 gap "
