@@ -8,48 +8,130 @@
 
 #include "bench/engine_bench.hpp"
 #include "bench/serve_bench.hpp"
+#include "bench/structured_bench.hpp"
+#include "cli/command_line.hpp"
+
+namespace cli = troupe::cli;
 
 int run_bench_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe bench: run a benchmark and print JSON results"};
+  CLI::App app{"Run a benchmark and print its results as JSON.", "troupe bench"};
+  cli::setup(app);
   app.require_subcommand(1);
+  namespace group = cli::group;
   troupe::bench::engine_bench_options eo;
-  auto* engine = app.add_subcommand("engine", "the forward pass and the serving engine on this machine");
-  engine->add_option("--model", eo.model, "a model to measure (default: random weights, see --dtype)");
-  engine->add_option("--dtype", eo.dtype, "type of the random weights: bf16, f16, f32, q8_0, q4_0, q4_k, q5_k, q6_k")->capture_default_str();
-  engine->add_option("--threads", eo.threads, "CPU threads (default: every core this process may use)");
-  engine->add_option("--prompt-tokens", eo.prompt_tokens, "prefill length")->capture_default_str();
-  engine->add_option("--batches", eo.batches, "decode batch sizes")->delimiter(',')->capture_default_str();
-  engine->add_option("--decode-steps", eo.decode_steps, "timed decode steps per batch size")->capture_default_str();
-  engine->add_option("--context", eo.context, "tokens cached per sequence while decoding")->capture_default_str();
-  engine->add_option("--compare-dtypes", eo.compare_dtypes,
-                     "also measure prefill and batch-1 decode of random weights of these types, in the same run")
-      ->delimiter(',');
-  engine->add_flag("--compare-threads", eo.compare_threads,
-                   "also measure prefill and batch-1 decode on 1 thread, in the same run");
-  engine->add_option("--precision", eo.precision, "fast (default: TROUPE_PRECISION or fast) or f32");
-  engine->add_option("--workload", eo.workload, "shared-prefix or mixed: the serving engine under a request stream");
+  auto* engine = app.add_subcommand("engine", "The forward pass and the serving engine on this machine.");
+  engine->add_option("--model", eo.model, "a model to measure (default: random weights, see --dtype)")
+      ->type_name("PATH")
+      ->check(cli::existing_path())
+      ->group(group::model);
+  engine->add_option("--dtype", eo.dtype, "type of the random weights")
+      ->type_name("DTYPE")
+      ->check(cli::one_of({"bf16", "f16", "f32", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k"}))
+      ->group(group::model);
+  engine->add_option("--threads", eo.threads, "CPU threads; 0: every core this process may use")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::engine);
   engine->add_option("--device", eo.device,
-                     "cpu, or cuda / cuda:N: random bf16 weights in Llama-3-8B's shape made on the GPU "
+                     "the CPU, or CUDA device 0 or N: random bf16 weights in Llama-3-8B's shape made on the GPU "
                      "(decode batches 1,8,64,256 unless --batches)")
-      ->capture_default_str();
-  app.add_subcommand("router", "the KV-aware router (lands with the routing issue)");
+      ->type_name("DEVICE")
+      ->check(cli::device_name())
+      ->group(group::engine);
+  engine->add_option("--prompt-tokens", eo.prompt_tokens, "prefill length")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  engine->add_option("--batches", eo.batches, "decode batch sizes, comma-separated")
+      ->type_name("N,N")
+      ->delimiter(',')
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  engine->add_option("--decode-steps", eo.decode_steps, "timed decode steps per batch size")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  engine->add_option("--context", eo.context, "tokens cached per sequence while decoding")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::workload);
+  engine->add_option("--workload", eo.workload,
+                     "instead of the forward figures, the serving engine under a request stream")
+      ->type_name("NAME")
+      ->check(cli::one_of({"shared-prefix", "mixed"}))
+      ->group(group::workload);
+  engine->add_option("--compare-dtypes", eo.compare_dtypes,
+                     "also prefill and batch-1 decode of random weights of these types, in the same run")
+      ->type_name("DTYPE,DTYPE")
+      ->delimiter(',')
+      ->check(cli::one_of({"bf16", "f16", "f32", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k"}))
+      ->group(group::workload);
+  engine->add_flag("--compare-threads", eo.compare_threads, "also prefill and batch-1 decode on 1 thread, in the same run")
+      ->group(group::workload);
+  engine->add_option("--precision", eo.precision, "the matmuls' accuracy contract (default: TROUPE_PRECISION, else fast)")
+      ->type_name("fast|f32")
+      ->check(cli::one_of({"fast", "f32"}))
+      ->group(group::engine);
+  cli::add_kernel_environment(*engine);
+  troupe::bench::structured_bench_options sto;
+  auto* structured = app.add_subcommand("structured", "Decoding with and without a JSON Schema constraint.");
+  structured->add_option("--model", sto.model, "the model (default: the project's own, models/troupe-py-7m)")
+      ->type_name("PATH")
+      ->check(cli::existing_path())
+      ->group(group::model);
+  structured->add_option("--threads", sto.threads, "CPU threads; 0: every core this process may use")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::engine);
+  structured->add_option("--batches", sto.batches, "batch sizes, comma-separated")
+      ->type_name("N,N")
+      ->delimiter(',')
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  structured->add_option("--max-tokens", sto.max_tokens, "tokens generated per sequence")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  structured->add_option("--reps", sto.reps, "runs per batch size and mode; the fastest counts")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  app.add_subcommand("router", "The KV-aware router (not implemented yet: it lands with the routing issue).");
   troupe::bench::serve_bench_options so;
-  auto* serve = app.add_subcommand("serve", "a troupe server under concurrent streaming load on loopback");
-  serve->add_option("--url", so.url, "a running server (default: start one with --model)");
-  serve->add_option("--model", so.model, "start `troupe serve --model MODEL` on a free port");
-  serve->add_option("--workers", so.workers, "engines of the started server")->capture_default_str();
-  serve->add_option("--kv-cache-memory", so.kv_cache_memory, "KV cache of the started server")->capture_default_str();
-  serve->add_option("--concurrency", so.concurrency, "streams open at once")->capture_default_str();
-  serve->add_option("--duration", so.duration_s, "seconds during which new requests start")->capture_default_str();
-  serve->add_option("--max-tokens", so.max_tokens, "tokens per request")->capture_default_str();
-  serve->add_option("--prompt-words", so.prompt_words, "words per prompt")->capture_default_str();
-  serve->add_flag("--chat", so.chat, "use /v1/chat/completions");
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  auto* serve = app.add_subcommand("serve", "A troupe server under concurrent streaming load on loopback.");
+  serve->add_option("--url", so.url, "a running server (default: start one with --model)")
+      ->type_name("URL")
+      ->group(group::server);
+  serve->add_option("--model", so.model, "start `troupe serve --model PATH` on a free port")
+      ->type_name("PATH")
+      ->check(cli::existing_path())
+      ->group(group::server);
+  serve->add_option("--workers", so.workers, "engines of the started server")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::server);
+  serve->add_option("--kv-cache-memory", so.kv_cache_memory, "KV cache of the started server")
+      ->type_name("SIZE")
+      ->check(cli::memory_size())
+      ->group(group::server);
+  serve->add_option("--concurrency", so.concurrency, "streams open at once")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--duration", so.duration_s, "seconds during which new requests start")
+      ->type_name("SECONDS")
+      ->check(cli::above(0))
+      ->group(group::workload);
+  serve->add_option("--max-tokens", so.max_tokens, "tokens per request")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--prompt-words", so.prompt_words, "words per prompt")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_flag("--chat", so.chat, "use /v1/chat/completions (default: /v1/completions)")->group(group::workload);
+  if (auto rc = cli::parse(app, args)) return *rc;
   if (*engine) {
     if (eo.device != "cpu" && engine->count("--batches") == 0) eo.batches = {1, 8, 64, 256};
     auto r = troupe::bench::run_engine_bench(eo);
@@ -64,6 +146,15 @@ int run_bench_command(const std::vector<std::string>& args) {
     auto r = troupe::bench::run_serve_bench(so);
     if (!r.ok()) {
       std::fprintf(stderr, "troupe bench serve: %s\n", r.message().c_str());
+      return 1;
+    }
+    std::cout << r->dump(2) << "\n";
+    return 0;
+  }
+  if (*structured) {
+    auto r = troupe::bench::run_structured_bench(sto);
+    if (!r.ok()) {
+      std::fprintf(stderr, "troupe bench structured: %s\n", r.message().c_str());
       return 1;
     }
     std::cout << r->dump(2) << "\n";

@@ -16,6 +16,7 @@
 #include "actors/node_agent.hpp"
 #include "actors/router.hpp"
 #include "cli/cluster.hpp"
+#include "cli/command_line.hpp"
 #include "config/deployment_store.hpp"
 #include "config/checkpoint.hpp"
 #include "runtime/checkpoint.hpp"
@@ -36,12 +37,27 @@ struct control_flags {
 };
 
 void add_control_flags(CLI::App& app, control_flags& f) {
-  app.add_option("--host", f.host, "address the HTTP server listens on")->capture_default_str();
-  app.add_option("--port", f.port, "HTTP port (0: any free port)")->capture_default_str();
-  app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $TROUPE_API_KEY)");
-  app.add_option("--state-dir", f.state_dir, "where the management API keeps deployments (off without it)");
-  app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")->capture_default_str();
-  app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")->capture_default_str();
+  app.add_option("--host", f.host, "address the HTTP server listens on")->type_name("HOST")->group(cli::group::server);
+  app.add_option("--port", f.port, "HTTP port; 0: any free port")
+      ->type_name("PORT")
+      ->check(cli::between(0, 65535))
+      ->group(cli::group::server);
+  app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/*")
+      ->type_name("KEY")
+      ->envname("TROUPE_API_KEY")
+      ->group(cli::group::server);
+  app.add_option("--state-dir", f.state_dir,
+                 "where the management API (/v1/llm_models) keeps its deployments; without it the API is off")
+      ->type_name("DIR")
+      ->group(cli::group::server);
+  app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(cli::group::server);
+  app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")
+      ->type_name("SECONDS")
+      ->check(cli::at_least(0))
+      ->group(cli::group::server);
 }
 
 struct node_plan {
@@ -149,9 +165,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     frontend_options fo;
     fo.host = cf.host;
     fo.port = cf.port;
-    fo.api_key = cf.api_key;
-    if (fo.api_key.empty())
-      if (const char* k = std::getenv("TROUPE_API_KEY")) fo.api_key = k;
+    fo.api_key = cf.api_key;  // or $TROUPE_API_KEY: the option reads it
     fo.max_in_flight = cf.max_in_flight;
     fo.node = plan.node;
     std::string served;
@@ -239,18 +253,17 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
 }  // namespace
 
 int run_serve_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe serve: serve a model over an OpenAI-compatible API, every actor in this process"};
+  CLI::App app{"Serve a model over an OpenAI-compatible API, every actor in this process.", "troupe serve"};
+  cli::setup(app);
   worker_flags wf;
   wf.model = default_model_path();
   control_flags cf;
   add_worker_flags(app, wf, false);
+  app.get_option("--model")->envname("TROUPE_MODEL");
   add_control_flags(app, cf);
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  cli::add_kernel_environment(app);
+  cli::add_hf_cache_environment(app);
+  if (auto rc = cli::parse(app, args)) return *rc;
   node_plan plan;
   plan.node = "local";
   plan.control = true;
@@ -259,35 +272,48 @@ int run_serve_command(const std::vector<std::string>& args) {
 }
 
 int run_node_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe node: run one node of a multi-process deployment"};
+  CLI::App app{"Run one node of a multi-process deployment: the control node (router and HTTP frontend) or a "
+               "worker node (engines) that joins it.",
+               "troupe node"};
+  cli::setup(app);
   std::string role, name = default_node_name();
   int listen = 0;
   std::string join;
   worker_flags wf;
   control_flags cf;
-  app.add_option("--role", role, "control (router and HTTP) or worker (engines)")->required()->check(CLI::IsMember({"control", "worker"}));
-  app.add_option("--listen", listen, "control: the port worker nodes join");
-  app.add_option("--join", join, "worker: the control node's HOST:PORT");
-  app.add_option("--name", name, "this node's name in metrics and worker names")->capture_default_str();
+  app.add_option("--role", role, "control: the router and HTTP frontend; worker: engines")
+      ->type_name("ROLE")
+      ->required()
+      ->check(cli::one_of({"control", "worker"}))
+      ->group(cli::group::cluster);
+  app.add_option("--listen", listen, "control: the port worker nodes join (required with --role control)")
+      ->type_name("PORT")
+      ->check(cli::between(1, 65535))
+      ->default_str("")
+      ->group(cli::group::cluster);
+  app.add_option("--join", join, "worker: the control node's address (required with --role worker)")
+      ->type_name("HOST:PORT")
+      ->check(cli::host_port())
+      ->group(cli::group::cluster);
+  app.add_option("--name", name, "this node's name in metrics and in its workers' names")
+      ->type_name("NAME")
+      ->default_str("HOSTNAME-PID")
+      ->group(cli::group::cluster);
   add_worker_flags(app, wf, false);
   add_control_flags(app, cf);
-  wf.workers = 1;
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  cli::add_kernel_environment(app);
+  cli::add_hf_cache_environment(app);
+  if (auto rc = cli::parse(app, args)) return *rc;
   node_plan plan;
   plan.node = name;
   if (role == "control") {
-    if (listen <= 0) return fail("node", "--role control needs --listen PORT");
+    if (listen <= 0) return cli::usage_error(app, "--role control needs --listen PORT");
     plan.control = true;
     plan.listen = listen;
     plan.workers = false;
   } else {
-    if (join.empty()) return fail("node", "--role worker needs --join HOST:PORT");
-    if (wf.model.empty()) return fail("node", "--role worker needs --model");
+    if (join.empty()) return cli::usage_error(app, "--role worker needs --join HOST:PORT");
+    if (wf.model.empty()) return cli::usage_error(app, "--role worker needs --model PATH");
     plan.join = join;
     plan.workers = true;
   }
