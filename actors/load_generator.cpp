@@ -29,6 +29,68 @@ std::string prompt_text(std::mt19937& rng, int n) {
   return s;
 }
 
+// One streamed request: the time of each event that carries a choice, the text of the first
+// choice, the usage the server reported, and why it failed ("" when it did not).
+struct streamed {
+  std::string error;
+  std::vector<double> times;  // seconds from the start, per event with a choice
+  std::string text;
+  int64_t prompt_tokens = -1, cached_tokens = -1;
+};
+
+streamed stream_request(httplib::Client& cli, const httplib::Headers& headers, const std::string& path,
+                        const nlohmann::json& body) {
+  streamed out;
+  const auto start = clock_type::now();
+  std::string buf, error;
+  bool done = false;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path;
+  req.headers = headers;
+  req.set_header("Content-Type", "application/json");
+  req.body = body.dump();
+  req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+    buf.append(data, len);
+    size_t at;
+    while ((at = buf.find("\n\n")) != std::string::npos) {
+      const std::string event = buf.substr(0, at);
+      buf.erase(0, at + 2);
+      if (event.rfind("data: ", 0) != 0) continue;
+      const std::string payload = event.substr(6);
+      if (payload == "[DONE]") {
+        done = true;
+        continue;
+      }
+      auto j = nlohmann::json::parse(payload, nullptr, false);
+      if (j.is_discarded()) continue;
+      if (j.contains("error")) error = j["error"].value("message", "error event");
+      if (j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) {
+        out.times.push_back(since(start));
+        const auto& c = j["choices"][0];
+        if (c.contains("text") && c["text"].is_string()) out.text += c["text"].get<std::string>();
+        else if (c.contains("delta") && c["delta"].is_object() && c["delta"].contains("content") && c["delta"]["content"].is_string())
+          out.text += c["delta"]["content"].get<std::string>();
+      }
+      if (j.contains("usage") && j["usage"].is_object()) {
+        out.prompt_tokens = j["usage"].value("prompt_tokens", int64_t{-1});
+        if (j["usage"].contains("prompt_tokens_details") && j["usage"]["prompt_tokens_details"].is_object())
+          out.cached_tokens = j["usage"]["prompt_tokens_details"].value("cached_tokens", int64_t{-1});
+      }
+    }
+    return true;
+  };
+  httplib::Response res;
+  httplib::Error err = httplib::Error::Success;
+  const bool sent = cli.send(req, res, err);
+  if (!sent) out.error = httplib::to_string(err);
+  else if (res.status != 200) out.error = fmt::format("HTTP {}: {}", res.status, buf.substr(0, 200));
+  else if (!error.empty()) out.error = error;
+  else if (!done) out.error = "stream ended without [DONE]";
+  else if (out.times.empty()) out.error = "the stream carried no token";
+  return out;
+}
+
 }  // namespace
 
 result<load_result> run_load(const load_options& o) {
@@ -53,45 +115,13 @@ result<load_result> run_load(const load_options& o) {
         if (o.chat) body["messages"] = {{{"role", "user"}, {"content", text}}};
         else body["prompt"] = text;
         const auto start = clock_type::now();
-        std::vector<double> times;
-        std::string buf, error;
-        bool done = false;
-        httplib::Request req;
-        req.method = "POST";
-        req.path = o.chat ? "/v1/chat/completions" : "/v1/completions";
-        req.headers = headers;
-        req.set_header("Content-Type", "application/json");
-        req.body = body.dump();
-        req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-                              buf.append(data, len);
-                              size_t at;
-                              while ((at = buf.find("\n\n")) != std::string::npos) {
-                                const std::string event = buf.substr(0, at);
-                                buf.erase(0, at + 2);
-                                if (event.rfind("data: ", 0) != 0) continue;
-                                const std::string payload = event.substr(6);
-                                if (payload == "[DONE]") {
-                                  done = true;
-                                  continue;
-                                }
-                                auto j = nlohmann::json::parse(payload, nullptr, false);
-                                if (j.is_discarded()) continue;
-                                if (j.contains("error")) error = j["error"].value("message", "error event");
-                                if (j.contains("choices") && !j["choices"].empty()) times.push_back(since(start));
-                              }
-                              return true;
-                            };
-        httplib::Response res;
-        httplib::Error err = httplib::Error::Success;
-        const bool sent = cli.send(req, res, err);
-        if (!sent || res.status != 200 || !done || !error.empty() || times.empty()) {
+        const streamed r = stream_request(cli, headers, o.chat ? "/v1/chat/completions" : "/v1/completions", body);
+        if (!r.error.empty()) {
           ++mine.failed;
-          if (mine.errors.size() < 3)
-            mine.errors.push_back(!sent ? httplib::to_string(err)
-                                        : res.status != 200 ? fmt::format("HTTP {}: {}", res.status, buf.substr(0, 200))
-                                                            : error.empty() ? "stream ended without [DONE]" : error);
+          if (mine.errors.size() < 3) mine.errors.push_back(r.error);
           continue;
         }
+        const std::vector<double>& times = r.times;
         ++mine.ok;
         mine.output_tokens += static_cast<int64_t>(times.size());
         mine.ttft_s.push_back(times.front());
@@ -136,62 +166,19 @@ result<multi_turn_result> run_multi_turn(const multi_turn_options& o) {
         nlohmann::json body = {{"model", o.model}, {"prompt", history}, {"max_tokens", o.max_tokens}, {"stream", true},
                                {"temperature", 0}, {"ignore_eos", true},
                                {"stream_options", {{"include_usage", true}}}};
-        const auto start = clock_type::now();
-        double ttft = -1;
-        std::string buf, error, reply;
-        int64_t prompt_tokens = -1, cached = -1;
-        bool done = false;
-        httplib::Request req;
-        req.method = "POST";
-        req.path = "/v1/completions";
-        req.headers = headers;
-        req.set_header("Content-Type", "application/json");
-        req.body = body.dump();
-        req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
-          buf.append(data, len);
-          size_t at;
-          while ((at = buf.find("\n\n")) != std::string::npos) {
-            const std::string event = buf.substr(0, at);
-            buf.erase(0, at + 2);
-            if (event.rfind("data: ", 0) != 0) continue;
-            const std::string payload = event.substr(6);
-            if (payload == "[DONE]") {
-              done = true;
-              continue;
-            }
-            auto j = nlohmann::json::parse(payload, nullptr, false);
-            if (j.is_discarded()) continue;
-            if (j.contains("error")) error = j["error"].value("message", "error event");
-            if (j.contains("choices") && !j["choices"].empty()) {
-              if (ttft < 0) ttft = since(start);
-              reply += j["choices"][0].value("text", "");
-            }
-            if (j.contains("usage") && j["usage"].is_object()) {
-              prompt_tokens = j["usage"].value("prompt_tokens", -1);
-              if (j["usage"].contains("prompt_tokens_details") && j["usage"]["prompt_tokens_details"].is_object())
-                cached = j["usage"]["prompt_tokens_details"].value("cached_tokens", -1);
-            }
-          }
-          return true;
-        };
-        httplib::Response res;
-        httplib::Error err = httplib::Error::Success;
-        const bool sent = cli.send(req, res, err);
+        const streamed r = stream_request(cli, headers, "/v1/completions", body);
         std::lock_guard<std::mutex> lock(mu);
-        if (!sent || res.status != 200 || !done || !error.empty() || ttft < 0) {
+        if (!r.error.empty()) {
           ++total.failed;
-          if (total.errors.size() < 5)
-            total.errors.push_back(!sent ? httplib::to_string(err)
-                                         : res.status != 200 ? fmt::format("HTTP {}: {}", res.status, buf.substr(0, 200))
-                                                             : error.empty() ? "stream ended without [DONE]" : error);
+          if (total.errors.size() < 5) total.errors.push_back(r.error);
           return;  // this user's conversation ends with its error
         }
         ++total.ok;
-        total.ttft_s.push_back(ttft);
-        total.by_turn[static_cast<size_t>(turn)].push_back(ttft);
-        total.prompt_tokens.push_back(prompt_tokens);
-        total.cached_tokens.push_back(cached);
-        history += reply + "\n";
+        total.ttft_s.push_back(r.times.front());
+        total.by_turn[static_cast<size_t>(turn)].push_back(r.times.front());
+        total.prompt_tokens.push_back(r.prompt_tokens);
+        total.cached_tokens.push_back(r.cached_tokens);
+        history += r.text + "\n";
       }
     });
   }

@@ -113,6 +113,15 @@ result<std::unique_ptr<server_process>> start_server(const serve_bench_options& 
   return p;
 }
 
+// The name of the first model a server lists on /v1/models.
+result<std::string> first_model(const std::string& url) {
+  TROUPE_TRY(std::string models, http_get(url + "/v1/models"));
+  auto j = json::parse(models, nullptr, false);
+  if (j.is_discarded() || !j.contains("data") || !j["data"].is_array() || j["data"].empty() || !j["data"][0].contains("id"))
+    return make_error(url + " serves no model");
+  return j["data"][0]["id"].get<std::string>();
+}
+
 // A figure of a Prometheus text body for one model, NaN when absent.
 double metric_of(const std::string& text, const std::string& name, const std::string& model) {
   const std::string key = name + "{model=\"" + model + "\"} ";
@@ -132,10 +141,7 @@ result<json> multi_turn_run(serve_bench_options o, const std::string& policy) {
   std::fprintf(stderr, "bench serve: multi-turn, %s routing, %d workers%s, %d users x %d turns\n", policy.c_str(),
                o.workers, o.simulate.empty() ? "" : " (simulated)", o.users, o.turns);
   TROUPE_TRY(std::unique_ptr<server_process> server, start_server(o));
-  TROUPE_TRY(std::string models, http_get(server->url + "/v1/models"));
-  auto mj = json::parse(models, nullptr, false);
-  if (mj.is_discarded() || mj["data"].empty()) return make_error(server->url + " serves no model");
-  const std::string model = mj["data"][0]["id"];
+  TROUPE_TRY(const std::string model, first_model(server->url));
   multi_turn_options mo;
   mo.url = server->url;
   mo.model = model;
@@ -231,10 +237,7 @@ result<json> run_serve_bench(const serve_bench_options& o) {
     url = server->url;
   }
   if (model.empty()) {
-    TROUPE_TRY(std::string models, http_get(url + "/v1/models"));
-    auto j = json::parse(models, nullptr, false);
-    if (j.is_discarded() || j["data"].empty()) return make_error(url + " serves no model");
-    model = j["data"][0]["id"];
+    TROUPE_TRY(model, first_model(url));
   }
   load_options lo;
   lo.url = url;
