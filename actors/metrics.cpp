@@ -168,8 +168,11 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
   fams.push_back(std::move(f));
 
   // Router figures.
+  // Per-worker columns of router_stats; one shorter than r.workers (a partly filled report)
+  // reads as 0 rather than past its end.
+  const auto at = [](const auto& column, size_t i) { return i < column.size() ? static_cast<double>(column[i]) : 0.0; };
   std::map<std::string, std::pair<int, int>> replicas;  // model -> (active, lost)
-  for (size_t i = 0; i < r.workers.size(); ++i) (r.alive[i] ? replicas[r.models[i]].first : replicas[r.models[i]].second)++;
+  for (size_t i = 0; i < r.workers.size() && i < r.models.size(); ++i) (at(r.alive, i) != 0 ? replicas[r.models[i]].first : replicas[r.models[i]].second)++;
   f = family("replica_count_by_status", "Workers by status", MetricType::Gauge);
   for (auto& [model, n] : replicas) {
     f.metric.push_back(gauge(n.first, {{"model", model}, {"status", "active"}}));
@@ -237,7 +240,7 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
     auto fam = family(std::move(name), std::move(help), type);
     for (size_t i = 0; i < r.workers.size(); ++i) {
       prometheus::ClientMetric c;
-      c.label = {{"model", r.models[i]}, {"worker", r.workers[i]}};
+      c.label = {{"model", i < r.models.size() ? r.models[i] : std::string()}, {"worker", r.workers[i]}};
       const double v = static_cast<double>(value(i));
       if (type == MetricType::Counter) c.counter.value = v;
       else c.gauge.value = v;
@@ -246,18 +249,18 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
     fams.push_back(std::move(fam));
   };
   per_worker("router_kv_indexed_blocks", "KV blocks the router's index says the worker holds", MetricType::Gauge,
-             [&](size_t i) { return r.kv_cached_blocks[i]; });
-  per_worker("router_kv_events_total", "KV events received from the worker", MetricType::Counter, [&](size_t i) { return r.kv_events[i]; });
+             [&](size_t i) { return at(r.kv_cached_blocks, i); });
+  per_worker("router_kv_events_total", "KV events received from the worker", MetricType::Counter, [&](size_t i) { return at(r.kv_events, i); });
   per_worker("router_kv_event_gaps_total", "Gaps in the worker's KV event sequence", MetricType::Counter,
-             [&](size_t i) { return r.kv_event_gaps[i]; });
+             [&](size_t i) { return at(r.kv_event_gaps, i); });
   per_worker("router_kv_dumps_total", "Full dumps of the worker's cached blocks the router applied", MetricType::Counter,
-             [&](size_t i) { return r.kv_dumps[i]; });
+             [&](size_t i) { return at(r.kv_dumps, i); });
   per_worker("router_kv_replays_total", "Event replays from the worker's publisher the router applied (after a restart)",
-             MetricType::Counter, [&](size_t i) { return r.kv_replays[i]; });
+             MetricType::Counter, [&](size_t i) { return at(r.kv_replays, i); });
   per_worker("router_worker_active_blocks", "Prompt KV blocks of the requests in flight on the worker, as the router counts them",
-             MetricType::Gauge, [&](size_t i) { return r.active_blocks[i]; });
+             MetricType::Gauge, [&](size_t i) { return at(r.active_blocks, i); });
   per_worker("router_worker_routed_total", "Requests the router sent to the worker", MetricType::Counter,
-             [&](size_t i) { return r.routed_requests[i]; });
+             [&](size_t i) { return at(r.routed_requests, i); });
 
   // Actors.
   auto mailbox = family("actor_mailbox_size", "Messages waiting in the actor's mailbox", MetricType::Gauge);
