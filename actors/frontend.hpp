@@ -55,6 +55,7 @@ struct frontend_options {
   size_t max_body_bytes = 16u << 20;
   double idle_timeout_s = 600;   // a request with no news from its worker for this long fails
   std::string node = "local";
+  std::string status_json = "{}";  // the deployment as `troupe serve` settled it, for /v1/status
 };
 
 class frontend {

@@ -12,6 +12,7 @@
 
 #include "actors/node_agent.hpp"
 #include "config/config.hpp"
+#include "config/model_source.hpp"
 #include "kernels/cuda/device_name.hpp"
 #include "runtime/cpu_executor.hpp"
 #if defined(TROUPE_HAVE_CUDA)
@@ -21,7 +22,9 @@
 namespace troupe {
 
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
-  auto* m = app.add_option("--model", f.model, "a Hugging Face model directory or a .gguf file");
+  auto* m = app.add_option("--model", f.model,
+                           "a model directory, a .gguf file, or a hub id (org/name[@revision]) in the local "
+                           "Hugging Face cache");
   if (model_required) m->required();
   app.add_option("--config", f.config, "config.yaml whose trt_llm.runtime settings configure the engines");
   app.add_option("--workers", f.workers, "engines in this process (they share its cores)")->capture_default_str();
@@ -36,6 +39,16 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
   app.add_option("--device", f.device, "where the engines run: cpu (this build has no CUDA backend)")
       ->capture_default_str();
 #endif
+}
+
+result<config::resolved_model> resolve_model_arg(const std::string& spec, const std::string& flag) {
+  auto r = config::resolve_model(spec, config::hf_cache_from_environment(), ".", "", flag);
+  if (!r.ok()) {
+    std::string msg = config::format_errors(r.errors);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    return make_error(msg);
+  }
+  return r.value;
 }
 
 status check_device(const std::string& device) {
@@ -91,7 +104,7 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
   if (f.workers < 1) return make_error("--workers must be at least 1");
   worker_spec s;
   s.model_path = model_path;
-  s.served_name = !f.served_name.empty() ? f.served_name : rt.served_model_name;
+  s.served_name = !f.served_name.empty() ? f.served_name : !rt.served_model_name.empty() ? rt.served_model_name : f.model_name;
   s.threads = f.threads > 0 ? f.threads : std::max(1, available_cores() / f.workers);
   TROUPE_TRY(const int device, cuda::device_index(f.device));
   s.device = f.device;

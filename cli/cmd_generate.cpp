@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cluster.hpp"
+#include "config/model_source.hpp"
 #include "kernels/cuda/device_name.hpp"
 #include "runtime/text/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
@@ -57,7 +58,7 @@ int run_generate_command(const std::vector<std::string>& args) {
   bool json = false, chat = false;
   int threads = 0, top_logprobs = -1;
   std::optional<uint64_t> seed;
-  app.add_option("--model", model, "a Hugging Face directory or a .gguf file")->capture_default_str();
+  app.add_option("--model", model, "a model directory, a .gguf file, or a hub id (org/name[@revision]) in the local Hugging Face cache")->capture_default_str();
   app.add_option("--prompt", prompt, "the text to continue")->required();
   app.add_option("--max-tokens", p.max_tokens, "tokens to generate at most")->capture_default_str();
   app.add_option("--temperature", p.temperature, "0 for greedy")->capture_default_str();
@@ -86,12 +87,18 @@ int run_generate_command(const std::vector<std::string>& args) {
   p.seed = seed;
   p.logprobs = top_logprobs;
 
+  auto source = resolve_model_arg(model);
+  if (!source.ok()) {
+    std::fprintf(stderr, "troupe generate: %s\n", source.message().c_str());
+    return 1;
+  }
   const auto t0 = std::chrono::steady_clock::now();
-  auto bundle = load_model(model);
+  auto bundle = load_model(source->path);
   if (!bundle.ok()) {
     std::fprintf(stderr, "troupe generate: %s\n", bundle.message().c_str());
     return 1;
   }
+  bundle->name = source->served_name;
   if (!bundle->tok) {
     std::fprintf(stderr, "troupe generate: %s ships no tokenizer\n", model.c_str());
     return 1;

@@ -16,6 +16,7 @@
 #include "actors/node_agent.hpp"
 #include "actors/router.hpp"
 #include "cli/cluster.hpp"
+#include "cli/serve_config.hpp"
 #include "config/deployment_store.hpp"
 #include "config/checkpoint.hpp"
 #include "runtime/checkpoint.hpp"
@@ -42,6 +43,23 @@ void add_control_flags(CLI::App& app, control_flags& f) {
   app.add_option("--state-dir", f.state_dir, "where the management API keeps deployments (off without it)");
   app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")->capture_default_str();
   app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")->capture_default_str();
+}
+
+// What the command line gave explicitly (it wins over --config), after parsing.
+flags_given given_flags(const CLI::App& app, bool strict_config) {
+  flags_given g;
+  g.model = app.count("--model") > 0;
+  g.served_name = app.count("--served-model-name") > 0;
+  g.kv_cache_memory = app.count("--kv-cache-memory") > 0;
+  g.threads = app.count("--threads") > 0;
+  g.device = app.count("--device") > 0;
+  g.strict_config = strict_config;
+  return g;
+}
+
+void add_strict_config_flag(CLI::App& app, bool& strict) {
+  app.add_flag("--strict-config", strict,
+               "refuse to start when a field of --config would not take effect here (instead of a warning)");
 }
 
 struct node_plan {
@@ -87,9 +105,12 @@ result<router_actor> join_router(caf::actor_system& sys, const std::string& join
   return make_error(fmt::format("cannot reach the control node's router at {}: {}", join, last));
 }
 
-int run_node(const std::string& what, const node_plan& plan, worker_flags wf, const control_flags& cf) {
+int run_node(const std::string& what, const node_plan& plan, worker_flags wf, const control_flags& cf,
+             const flags_given& given) {
+  auto start = settle_start(what, wf, given);  // the model and the config file, before anything starts
+  if (!start.ok()) return fail(what, start.message());
   if (plan.workers)
-    if (status s = check_device(wf.device); !s.ok()) return fail(what, s.message());  // before anything starts
+    if (status s = check_device(wf.device); !s.ok()) return fail(what, s.message());
   block_stop_signals();
   caf::actor_system_config cfg;
   add_troupe_types(cfg);
@@ -154,6 +175,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       if (const char* k = std::getenv("TROUPE_API_KEY")) fo.api_key = k;
     fo.max_in_flight = cf.max_in_flight;
     fo.node = plan.node;
+    fo.status_json = start->status_json;
     std::string served;
     if (bundle) {
       auto spec = make_worker_spec(wf, wf.model);
@@ -245,6 +267,8 @@ int run_serve_command(const std::vector<std::string>& args) {
   control_flags cf;
   add_worker_flags(app, wf, false);
   add_control_flags(app, cf);
+  bool strict = false;
+  add_strict_config_flag(app, strict);
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
     app.parse(rev);
@@ -255,7 +279,7 @@ int run_serve_command(const std::vector<std::string>& args) {
   plan.node = "local";
   plan.control = true;
   plan.workers = true;
-  return run_node("serve", plan, wf, cf);
+  return run_node("serve", plan, wf, cf, given_flags(app, strict));
 }
 
 int run_node_command(const std::vector<std::string>& args) {
@@ -271,6 +295,8 @@ int run_node_command(const std::vector<std::string>& args) {
   app.add_option("--name", name, "this node's name in metrics and worker names")->capture_default_str();
   add_worker_flags(app, wf, false);
   add_control_flags(app, cf);
+  bool strict = false;
+  add_strict_config_flag(app, strict);
   wf.workers = 1;
   std::vector<std::string> rev(args.rbegin(), args.rend());
   try {
@@ -287,9 +313,9 @@ int run_node_command(const std::vector<std::string>& args) {
     plan.workers = false;
   } else {
     if (join.empty()) return fail("node", "--role worker needs --join HOST:PORT");
-    if (wf.model.empty()) return fail("node", "--role worker needs --model");
+    if (wf.model.empty() && wf.config.empty()) return fail("node", "--role worker needs --model (or --config)");
     plan.join = join;
     plan.workers = true;
   }
-  return run_node("node", plan, wf, cf);
+  return run_node("node", plan, wf, cf, given_flags(app, strict));
 }

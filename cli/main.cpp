@@ -8,6 +8,7 @@
 #include "cli/cmd_bench.hpp"
 #include "cli/cmd_config.hpp"
 #include "cli/cmd_generate.hpp"
+#include "cli/cmd_models.hpp"
 #include "cli/cmd_serve.hpp"
 
 
@@ -28,6 +29,8 @@ int main(int argc, char** argv) {
   config->prefix_command();  // everything after the name is the subcommand's own
   auto* actors = app.add_subcommand("actors", "list the actors of a running deployment");
   actors->prefix_command();  // everything after the name is the subcommand's own
+  auto* models = app.add_subcommand("models", "list the models in the local Hugging Face cache");
+  models->prefix_command();  // everything after the name is the subcommand's own
 
   CLI11_PARSE(app, argc, argv);
 
@@ -37,5 +40,6 @@ int main(int argc, char** argv) {
   if (*bench) return run_bench_command(bench->remaining());
   if (*config) return run_config_command(config->remaining());
   if (*actors) return run_actors_command(actors->remaining());
+  if (*models) return run_models_command(models->remaining());
   return 2;
 }
