@@ -37,7 +37,11 @@ std::string device_for(const resources& r, const start_facts& facts) {
 namespace {
 
 std::string memory_text(const kv_cache_memory& m) {
-  if (m.kind == kv_cache_memory::unit::bytes) return fmt::format("{} bytes", m.bytes);
+  if (m.kind == kv_cache_memory::unit::bytes) {
+    if (m.bytes % (1ull << 30) == 0) return fmt::format("{} GiB", m.bytes >> 30);
+    if (m.bytes % (1ull << 20) == 0) return fmt::format("{} MiB", m.bytes >> 20);
+    return fmt::format("{} bytes", m.bytes);
+  }
   return fmt::format("{} of the free memory", m.fraction);
 }
 
