@@ -84,6 +84,7 @@ result<load_result> run_load(const load_options& o) {
         httplib::Response res;
         httplib::Error err = httplib::Error::Success;
         const bool sent = cli.send(req, res, err);
+        if (o.finished) ++*o.finished;
         if (!sent || res.status != 200 || !done || !error.empty() || times.empty()) {
           ++mine.failed;
           if (mine.errors.size() < 3)

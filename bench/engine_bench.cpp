@@ -63,11 +63,6 @@ result<dtype> parse_dtype(const std::string& s) {
   return make_error("--dtype must be f32, f16, bf16 or q8_0, not " + s);
 }
 
-void progress(const std::string& what) {
-  std::fprintf(stderr, "bench engine: %s\n", what.c_str());
-  std::fflush(stderr);
-}
-
 // Seconds for OpenBLAS alone to do the matrix products of one prefill of m tokens (f32
 // weights, its own threads): what "the GEMM library's own throughput" means here.
 double gemm_reference_seconds(const model_config& c, int m, int threads) {
@@ -114,7 +109,8 @@ result<json> run_engine_bench(const engine_bench_options& o) {
   out["threads"] = threads;
   out["isa"] = cpu::isa_name(cpu::best_isa());
 
-  progress("measuring memory bandwidth (STREAM triad)");
+  bench_steps progress("bench engine", o.workload.empty() ? 4 + static_cast<int>(o.batches.size()) : 3);
+  progress.next("measuring memory bandwidth (STREAM triad)");
   double bandwidth;
   {
     cpu::thread_pool pool(threads);
@@ -127,17 +123,21 @@ result<json> run_engine_bench(const engine_bench_options& o) {
     TROUPE_TRY(dtype t, parse_dtype(o.dtype));
     const bool small = !o.workload.empty();
     const std::string shape = small ? "a 150 M-parameter Llama shape" : "TinyLlama-1.1B's shape";
-    progress("generating random " + o.dtype + " weights in " + shape);
+    progress.next("generating random " + o.dtype + " weights in " + shape);
     TROUPE_TRY(checkpoint c, checkpoint::synthetic(small ? small_shape() : tinyllama_shape(), t, 1234));
     ck = std::make_shared<const checkpoint>(std::move(c));
     out["model"] = "random " + o.dtype + " weights in " + shape;
   } else {
-    TROUPE_TRY(checkpoint c, checkpoint::open(o.model));
+    progress.next("loading " + o.model);
+    open_options oo;
+    oo.read_weights = true;
+    TROUPE_TRY(checkpoint c, checkpoint::open(o.model, oo));
     ck = std::make_shared<const checkpoint>(std::move(c));
     out["model"] = o.model;
   }
   out["model_description"] = ck->describe();
   if (!o.workload.empty()) {
+    progress.next("the " + o.workload + " workload");
     TROUPE_TRY(json w, run_workload(o.workload, ck, threads, o));
     out["workload"] = w;
     out["peak_rss_mib"] = static_cast<double>(peak_rss_bytes()) / (1 << 20);
@@ -160,7 +160,7 @@ result<json> run_engine_bench(const engine_bench_options& o) {
   std::vector<int32_t> table(static_cast<size_t>(per_seq_blocks));
   std::iota(table.begin(), table.end(), 0);
   std::vector<float> logits;
-  progress(fmt::format("prefill of {} tokens", o.prompt_tokens));
+  progress.next(fmt::format("prefill of {} tokens", o.prompt_tokens));
   double prefill_s = 1e30;
   for (int rep = 0; rep < 3; ++rep) {
     forward_batch b;
@@ -169,7 +169,7 @@ result<json> run_engine_bench(const engine_bench_options& o) {
     TROUPE_CHECK(ex->forward(b, logits));
     prefill_s = std::min(prefill_s, seconds_since(t));
   }
-  progress("the GEMM library alone at the same shapes");
+  progress.next("the GEMM library alone at the same shapes");
   const double gemm_s = gemm_reference_seconds(c, o.prompt_tokens, threads);
   const double flops = 2.0 * static_cast<double>(layer_params(c) * c.n_layer) * o.prompt_tokens;
   out["prefill"] = {{"prompt_tokens", o.prompt_tokens},
@@ -188,7 +188,7 @@ result<json> run_engine_bench(const engine_bench_options& o) {
   json decode = json::array();
   double batch1 = 0;
   for (int batch : o.batches) {
-    progress(fmt::format("decode at batch {}", batch));
+    progress.next(fmt::format("decode at batch {}", batch));
     decode_driver driver(*ex, batch, per_seq_blocks, o.context, c.n_vocab);
     TROUPE_CHECK(driver.run_steps(2, 0));
     const auto t = std::chrono::steady_clock::now();

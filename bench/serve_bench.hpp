@@ -1,9 +1,11 @@
 // serve_bench: `troupe bench serve`: a `troupe serve` process under a bounded streaming load
 // on loopback; prints throughput, time to first token, inter-token latency, errors, the
-// server's memory over the run and its KV blocks afterwards.
+// server's memory over the run and its KV blocks afterwards. Several concurrency levels run
+// one after another against the same server (latency over load): the JSON then has "runs".
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -18,7 +20,7 @@ struct serve_bench_options {
   std::string served_name;
   int workers = 1;
   std::string kv_cache_memory = "1GiB";
-  int concurrency = 64;
+  std::vector<int> concurrency = {64};  // one run per level, against the same server
   double duration_s = 30;
   int max_tokens = 32;
   int prompt_words = 48;

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 
@@ -15,6 +17,8 @@
 #include "config/model_source.hpp"
 #include "kernels/cuda/device_name.hpp"
 #include "runtime/cpu_executor.hpp"
+#include "runtime/model_bundle.hpp"
+#include "runtime/progress.hpp"
 #if defined(TROUPE_HAVE_CUDA)
 #include "kernels/cuda/device.hpp"
 #endif
@@ -49,6 +53,28 @@ result<config::resolved_model> resolve_model_arg(const std::string& spec, const 
     return make_error(msg);
   }
   return r.value;
+}
+
+result<model_bundle> load_model_showing_progress(const std::string& path, const std::string& name) {
+  std::unique_ptr<progress> shown;
+  std::string phase;
+  open_options o;
+  o.read_weights = true;
+  o.observer = [&](const load_progress& p) {
+    if (p.phase != phase) {
+      if (shown) shown->finish();
+      phase = p.phase;
+      shown = std::make_unique<progress>(fmt::format("loading {}: {}", name, phase), p.total, std::string(p.unit));
+    }
+    shown->set(p.done);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  auto b = load_model(path, o);
+  if (shown && b.ok()) shown->finish();
+  if (b.ok())
+    std::fprintf(stderr, "troupe: loaded %s (%s) in %.1f s\n", name.c_str(), b->weights->describe().c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return b;
 }
 
 status check_device(const std::string& device) {

@@ -42,6 +42,10 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
 // flag and says where it looked.
 [[nodiscard]] result<config::resolved_model> resolve_model_arg(const std::string& spec, const std::string& flag = "--model");
 
+// load_model with its progress on stderr, each phase a bar on a terminal or plain lines
+// ("loading NAME: reading weights: 40% (2.1/5.3 GiB)"); the weights are read in.
+[[nodiscard]] result<model_bundle> load_model_showing_progress(const std::string& path, const std::string& name);
+
 // Whether --device names something this build and machine have: ok for cpu; for cuda, the
 // device must exist ("no CUDA device: cudaGetDeviceCount failed: ..." otherwise). Commands
 // call it first, so that they fail at once and say why.

@@ -93,7 +93,7 @@ int run_generate_command(const std::vector<std::string>& args) {
     return 1;
   }
   const auto t0 = std::chrono::steady_clock::now();
-  auto bundle = load_model(source->path);
+  auto bundle = load_model_showing_progress(source->path, source->served_name);
   if (!bundle.ok()) {
     std::fprintf(stderr, "troupe generate: %s\n", bundle.message().c_str());
     return 1;

@@ -121,7 +121,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   // The model this node serves (the control node needs it too: it tokenizes).
   std::shared_ptr<const model_bundle> bundle;
   if (!wf.model.empty()) {
-    auto b = load_model(wf.model);
+    auto b = load_model_showing_progress(wf.model, wf.model_name.empty() ? wf.model : wf.model_name);
     if (!b.ok()) return fail(what, b.message());
     bundle = std::make_shared<const model_bundle>(std::move(*b));
   }
