@@ -36,7 +36,7 @@ def bars(ax, labels, series, ylabel, log=False):
     for i, (name, values, color) in enumerate(series):
         xs = [x + (i - (n - 1) / 2) * width for x in range(len(labels))]
         rects = ax.bar(xs, values, width, label=name, color=color)
-        ax.bar_label(rects, labels=[f'{v:,.3g}' for v in values], fontsize=8, padding=2)
+        ax.bar_label(rects, labels=[f'{v:,.0f}' if abs(v) >= 100 else f'{v:.3g}' for v in values], fontsize=8, padding=2)
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel(ylabel)
     if log:
