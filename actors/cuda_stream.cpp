@@ -111,37 +111,6 @@ device_actor spawn_cuda_stream(caf::actor_system& sys, std::shared_ptr<cuda::cud
   return a;
 }
 
-result<std::shared_ptr<cuda::cuda_executor>> cuda_devices::executor_for(std::shared_ptr<const checkpoint> model,
-                                                                        const worker_spec& spec) {
-  TROUPE_TRY(const int device, cuda::device_index(spec.device));
-  if (device < 0) return make_error("cuda_devices: " + spec.device + " is not a CUDA device");
-  uploaded& up = weights_[{spec.model_path, device}];
-  if (!up.weights) {
-    auto w = cuda::upload_weights(*model, device, cuda::precision::bf16);
-    if (!w.ok()) {
-      weights_.erase({spec.model_path, device});
-      return w.err();
-    }
-    up.weights = *w;
-    auto info = cuda::probe_device(device);
-    if (!info.ok()) return info.err();
-    up.free_after = info->free_bytes;
-  }
-  cuda::executor_options o;
-  o.kv_block_size = spec.kv_block_size;
-  // A fraction is of the memory free once the weights were in place, so that the workers
-  // sharing a device get equal shares whatever order they start in.
-  o.kv_cache_bytes = spec.kv_cache_bytes > 0 ? static_cast<size_t>(spec.kv_cache_bytes)
-                                             : static_cast<size_t>(static_cast<double>(up.free_after) *
-                                                                   (spec.kv_cache_fraction > 0 ? spec.kv_cache_fraction : 0.9));
-  o.max_batch_tokens = std::max(spec.max_num_tokens, 1);
-  o.max_seqs = std::max(spec.max_batch_size, 1);
-  // Speculative decoding asks for several logit rows per sequence.
-  o.max_logit_rows = std::min(o.max_batch_tokens, std::max(512, 4 * o.max_seqs));
-  TROUPE_TRY(std::unique_ptr<cuda::cuda_executor> ex, cuda::make_cuda_executor(up.weights, o));
-  return std::shared_ptr<cuda::cuda_executor>(std::move(ex));
-}
-
 device_actor cuda_devices::spawn(caf::actor_system& sys, std::shared_ptr<cuda::cuda_executor> ex, std::string node,
                                  std::string name) {
   const int device = ex->device();

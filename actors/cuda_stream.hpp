@@ -29,25 +29,17 @@ struct device_weights;
 device_actor spawn_cuda_stream(caf::actor_system& sys, std::shared_ptr<cuda::cuda_executor> ex,
                                std::shared_ptr<cuda::nccl_group> nccl, int rank, std::string node, std::string name);
 
-// What a process's CUDA workers share, owned by its node agent: weights uploaded once per
-// (model, device), and one NCCL communicator over the devices in use.
+// What a process's CUDA workers share, owned by its node agent: one NCCL communicator over the
+// devices in use. (Weights uploaded once per (model, device) are the executor factory's:
+// runtime/engine/factory.hpp.)
 class cuda_devices {
  public:
-  // An executor (its own stream, KV cache and scratch) for a worker of spec on spec.device, the
-  // model's weights uploaded on first use.
-  [[nodiscard]] result<std::shared_ptr<cuda::cuda_executor>> executor_for(std::shared_ptr<const checkpoint> model,
-                                                                          const worker_spec& spec);
   // Spawns the stream actor of ex, with its device's NCCL rank (set up on first use; if NCCL
   // cannot be set up the actor runs without, and the reason goes to stderr once).
   device_actor spawn(caf::actor_system& sys, std::shared_ptr<cuda::cuda_executor> ex, std::string node,
                      std::string name);
 
  private:
-  struct uploaded {
-    std::shared_ptr<const cuda::device_weights> weights;
-    size_t free_after = 0;  // device memory free once they were in place: the KV budget's base
-  };
-  std::map<std::pair<std::string, int>, uploaded> weights_;  // by (model path, device)
   std::vector<int> stream_devices_;
   std::shared_ptr<cuda::nccl_group> nccl_;
   std::string nccl_error_;

@@ -13,8 +13,8 @@
 #endif
 #include "actors/kv_publisher.hpp"
 #include "actors/worker.hpp"
-#include "runtime/cpu_executor.hpp"
-#include "runtime/engine.hpp"
+#include "runtime/engine/engine.hpp"
+#include "runtime/engine/factory.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/model_config.hpp"
 
@@ -33,8 +33,9 @@ struct node_state {
   std::map<std::string, started> workers;                             // by name
   int next_worker = 0;
   actor_meter meter;
+  executor_factory factory;  // shares CUDA weights per (model, device) between this node's workers
 #if defined(TROUPE_HAVE_CUDA)
-  cuda_devices cuda;  // weights per (model, device) and NCCL, for workers with --device cuda
+  cuda_devices cuda;  // NCCL, for workers with --device cuda
 #endif
 };
 
@@ -77,54 +78,42 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         break;
       }
   });
+  // The agent's end is its node's end: its workers, devices and publishers go with it (so a
+  // process, or a test's actor system, can shut down without waiting on orphans).
+  self->set_exit_handler([=](const caf::exit_msg& m) {
+    for (auto& [name, s] : self->state.workers) {
+      self->send_exit(s.worker, m.reason);
+      self->send_exit(s.device, m.reason);
+      self->send_exit(s.publisher, m.reason);
+    }
+    self->state.workers.clear();
+    self->quit(m.reason);
+  });
   return {
       [=](start_atom, const worker_spec& spec) -> caf::result<worker_actor, publisher_actor, worker_info> {
         metered g(self->state.meter);
         auto model = model_for(self, spec.model_path);
         if (!model.ok()) return caf::make_error(caf::sec::runtime_error, model.message());
         const std::shared_ptr<const model_bundle>& b = *model;
-        std::shared_ptr<executor> shared_ex;
-#if defined(TROUPE_HAVE_CUDA)
-        std::shared_ptr<cuda::cuda_executor> cuda_ex;
-#endif
-        if (spec.device.empty() || spec.device == "cpu") {
-          cpu_executor_options eo;
-          eo.n_threads = spec.threads;
-          eo.kv_block_size = spec.kv_block_size;
-          eo.kv_cache_bytes = static_cast<size_t>(spec.kv_cache_bytes > 0 ? spec.kv_cache_bytes : int64_t{512} << 20);
-          auto ex = make_cpu_executor(b->weights, eo);
-          if (!ex.ok()) return caf::make_error(caf::sec::runtime_error, ex.message());
-          shared_ex = std::move(*ex);
-        } else {
-#if defined(TROUPE_HAVE_CUDA)
-          auto ex = self->state.cuda.executor_for(b->weights, spec);
-          if (!ex.ok()) return caf::make_error(caf::sec::runtime_error, "--device " + spec.device + ": " + ex.message());
-          cuda_ex = *ex;
-          shared_ex = cuda_ex;
-#else
+        auto ex = self->state.factory.make_executor(b->weights, spec.model_path, spec.engine);
+        if (!ex.ok()) {
+          const bool on_cpu = spec.engine.device.empty() || spec.engine.device == "cpu";
+          const bool named = ex.message().rfind("--device", 0) == 0;
           return caf::make_error(caf::sec::runtime_error,
-                                 "--device " + spec.device + ": this build of troupe has no CUDA backend");
-#endif
+                                 on_cpu || named ? ex.message() : "--device " + spec.engine.device + ": " + ex.message());
         }
+        std::shared_ptr<executor> shared_ex = *ex;
         const std::string served = spec.served_name.empty() ? b->name : spec.served_name;
-        engine_config ec;
-        ec.max_batch_size = spec.max_batch_size;
-        ec.max_num_tokens = spec.max_num_tokens;
-        ec.max_seq_len = spec.max_seq_len;
-        ec.enable_chunked_prefill = spec.enable_chunked_prefill;
-        ec.prefill = spec.hybrid_prefill ? prefill_mode::hybrid : prefill_mode::chunked;
-        ec.prefix_cache = spec.prefix_cache;
-        ec.prefix_cache_max_num_recycling_seqs = spec.max_recycling_seqs;
-        ec.model_identity = served;
-        auto eng = engine::create(ec, model_info_of(*shared_ex, b->tok.get()), b->tok.get());
+        auto eng = make_engine(spec.engine, *shared_ex, b->tok.get(), served);
         if (!eng.ok()) return caf::make_error(caf::sec::runtime_error, eng.message());
         std::shared_ptr<engine> shared_eng(std::move(*eng));
         const std::string name = fmt::format("{}/w{}", node, self->state.next_worker++);
-        device_actor dev =
+        device_actor dev;
 #if defined(TROUPE_HAVE_CUDA)
-            cuda_ex ? self->state.cuda.spawn(self->system(), cuda_ex, node, name + "/cuda_stream") :
+        if (auto cuda_ex = std::dynamic_pointer_cast<cuda::cuda_executor>(shared_ex))
+          dev = self->state.cuda.spawn(self->system(), cuda_ex, node, name + "/cuda_stream");
 #endif
-                    spawn_device(self->system(), shared_ex, node, name + "/device");
+        if (!dev) dev = spawn_device(self->system(), shared_ex, node, name + "/device");
         publisher_actor pub = spawn_kv_publisher(self->system(), node, name + "/kv_publisher");
         worker_actor w = spawn_worker(self->system(), {node, name, b, shared_eng, dev, pub});
         self->monitor(w);

@@ -18,6 +18,7 @@
 #include <caf/all.hpp>
 
 #include "actors/metering.hpp"
+#include "runtime/engine/factory.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/sampler.hpp"
 
@@ -107,22 +108,11 @@ struct worker_info {
   uint64_t hash_salt = 0;
 };
 
-// The engine settings a worker is started with (engine_config as it travels).
+// What a worker is started with: the model and its engine's settings (runtime/engine/factory.hpp).
 struct worker_spec {
   std::string model_path;
   std::string served_name;
-  int32_t threads = 0;
-  int64_t kv_cache_bytes = 0;
-  int32_t kv_block_size = 16;
-  int32_t max_batch_size = 256;
-  int32_t max_num_tokens = 8192;
-  int32_t max_seq_len = 0;
-  bool enable_chunked_prefill = true;
-  bool hybrid_prefill = true;
-  bool prefix_cache = true;
-  int64_t max_recycling_seqs = 256;
-  std::string device = "cpu";     // cpu, cuda or cuda:N
-  double kv_cache_fraction = 0;   // cuda: share of the device memory free after weights (if no kv_cache_bytes)
+  engine_spec engine;
 };
 
 // One actor's counters, for /metrics and /v1/actors.
@@ -269,11 +259,14 @@ typename Inspector::result_type inspect(Inspector& f, worker_info& x) {
            x.kv_blocks_total, x.max_seq_len, x.max_batch_size, x.hash_salt);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, engine_spec& x) {
+  return f(caf::meta::type_name("engine_spec"), x.device, x.threads, x.kv_block_size, x.kv_n_blocks,
+           x.kv_cache_bytes, x.kv_cache_fraction, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
+           x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_spec& x) {
-  return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.threads,
-           x.kv_cache_bytes, x.kv_block_size, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
-           x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.device,
-           x.kv_cache_fraction);
+  return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.engine);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
@@ -312,6 +305,7 @@ CAF_ADD_TYPE_ID(troupe, (troupe::generate_request))
 CAF_ADD_TYPE_ID(troupe, (troupe::wire_kv_event))
 CAF_ADD_TYPE_ID(troupe, (troupe::kv_events_msg))
 CAF_ADD_TYPE_ID(troupe, (troupe::worker_info))
+CAF_ADD_TYPE_ID(troupe, (troupe::engine_spec))
 CAF_ADD_TYPE_ID(troupe, (troupe::worker_spec))
 CAF_ADD_TYPE_ID(troupe, (troupe::actor_stats))
 CAF_ADD_TYPE_ID(troupe, (troupe::router_stats))

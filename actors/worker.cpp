@@ -2,7 +2,7 @@
 
 #include <unordered_map>
 
-#include "runtime/engine.hpp"
+#include "runtime/engine/engine.hpp"
 #include "runtime/model_bundle.hpp"
 
 namespace troupe {
@@ -66,7 +66,7 @@ void maybe_quit(self_ptr self) {
 void step(self_ptr self) {
   auto& st = self->state;
   if (st.stepping || st.stopping) return;
-  auto sched = std::make_shared<scheduled_step>(st.setup.eng->schedule());
+  auto sched = std::make_shared<step_plan>(st.setup.eng->schedule());
   publish_events(self);  // scheduling may evict cached blocks
   if (sched->empty()) return;
   st.stepping = true;

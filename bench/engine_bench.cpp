@@ -18,6 +18,7 @@
 #include "kernels/cpu/thread_pool.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/cpu_executor.hpp"
+#include "runtime/engine/factory.hpp"
 #include "runtime/model_config.hpp"
 
 namespace troupe::bench {
@@ -146,11 +147,12 @@ result<json> run_engine_bench(const engine_bench_options& o) {
   const model_config& c = ck->config();
   const int max_batch = *std::max_element(o.batches.begin(), o.batches.end());
   const int per_seq_blocks = (std::max(o.prompt_tokens, o.context + o.decode_steps + 4) + 15) / 16;
-  cpu_executor_options eo;
-  eo.n_threads = threads;
-  eo.kv_block_size = 16;
-  eo.kv_n_blocks = per_seq_blocks * std::max(1, max_batch);
-  TROUPE_TRY(std::unique_ptr<executor> ex, make_cpu_executor(ck, eo));
+  engine_spec spec;
+  spec.threads = threads;
+  spec.kv_block_size = 16;
+  spec.kv_n_blocks = per_seq_blocks * std::max(1, max_batch);
+  executor_factory factory;
+  TROUPE_TRY(std::shared_ptr<executor> ex, factory.make_executor(ck, o.model.empty() ? "random" : o.model, spec));
   out["executor"] = ex->describe();
 
   // Prefill: one prompt of prompt_tokens tokens, logits for its last position.

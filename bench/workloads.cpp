@@ -13,8 +13,8 @@
 #include "bench/bench_util.hpp"
 #include "bench/engine_bench.hpp"
 #include "runtime/checkpoint.hpp"
-#include "runtime/cpu_executor.hpp"
-#include "runtime/engine.hpp"
+#include "runtime/engine/factory.hpp"
+#include "runtime/engine/engine.hpp"
 #include "runtime/model_config.hpp"
 
 namespace troupe::bench {
@@ -211,11 +211,12 @@ result<json> mixed(executor& ex, const model_config& c) {
 
 result<json> run_workload(const std::string& name, std::shared_ptr<const checkpoint> ck, int threads,
                           const engine_bench_options&) {
-  cpu_executor_options eo;
-  eo.n_threads = threads;
-  eo.kv_block_size = 16;
-  eo.kv_cache_bytes = size_t{2} << 30;
-  TROUPE_TRY(std::unique_ptr<executor> ex, make_cpu_executor(ck, eo));
+  engine_spec spec;
+  spec.threads = threads;
+  spec.kv_block_size = 16;
+  spec.kv_cache_bytes = int64_t{2} << 30;
+  executor_factory factory;
+  TROUPE_TRY(std::shared_ptr<executor> ex, factory.make_executor(ck, "random", spec));
   json out = {{"name", name}, {"executor", ex->describe()}};
   if (name == "shared-prefix") {
     TROUPE_TRY(out["results"], shared_prefix(*ex, ck->config()));

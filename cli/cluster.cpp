@@ -128,9 +128,10 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
     TROUPE_TRY(mem, parse_memory(f.kv_cache_memory));
   }
   if (f.workers < 1) return make_error("--workers must be at least 1");
-  worker_spec s;
-  s.model_path = model_path;
-  s.served_name = !f.served_name.empty() ? f.served_name : !rt.served_model_name.empty() ? rt.served_model_name : f.model_name;
+  worker_spec w;
+  w.model_path = model_path;
+  w.served_name = !f.served_name.empty() ? f.served_name : !rt.served_model_name.empty() ? rt.served_model_name : f.model_name;
+  engine_spec& s = w.engine;
   s.threads = f.threads > 0 ? f.threads : std::max(1, available_cores() / f.workers);
   TROUPE_TRY(const int device, cuda::device_index(f.device));
   s.device = f.device;
@@ -144,11 +145,12 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
                              : mem.fraction * static_cast<double>(available_memory_bytes());
     s.kv_cache_bytes = static_cast<int64_t>(total / f.workers);
   }
-  apply_engine_settings(s, rt.engine);
-  return s;
+  apply_engine_settings(w, rt.engine);
+  return w;
 }
 
-void apply_engine_settings(worker_spec& s, const config::engine_settings& e) {
+void apply_engine_settings(worker_spec& w, const config::engine_settings& e) {
+  engine_spec& s = w.engine;
   s.kv_block_size = static_cast<int32_t>(e.kv_block_size);
   s.max_batch_size = static_cast<int32_t>(e.max_batch_size);
   s.max_num_tokens = static_cast<int32_t>(e.max_num_tokens);

@@ -13,36 +13,14 @@
 #include "kernels/cuda/device_name.hpp"
 #include "runtime/text/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
-#include "runtime/cpu_executor.hpp"
-#include "runtime/engine.hpp"
+#include "runtime/engine/engine.hpp"
+#include "runtime/engine/factory.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/text/tokenizer.hpp"
-#if defined(TROUPE_HAVE_CUDA)
-#include "kernels/cuda/cuda_executor.hpp"
-#endif
 
 using namespace troupe;
 
 namespace {
-
-// The CPU executor, or on a GPU (check_device has vouched for it) one with the same cache.
-result<std::unique_ptr<executor>> make_executor(const std::string& device, std::shared_ptr<const checkpoint> model,
-                                                const cpu_executor_options& eo) {
-  TROUPE_TRY(const int index, cuda::device_index(device));
-  if (index < 0) return make_cpu_executor(std::move(model), eo);
-#if defined(TROUPE_HAVE_CUDA)
-  TROUPE_TRY(auto w, cuda::upload_weights(*model, index, cuda::precision::bf16));
-  cuda::executor_options o;
-  o.kv_block_size = eo.kv_block_size;
-  o.kv_n_blocks = eo.kv_n_blocks;
-  o.max_batch_tokens = engine_config{}.max_num_tokens;
-  o.max_seqs = 8;
-  TROUPE_TRY(std::unique_ptr<cuda::cuda_executor> ex, cuda::make_cuda_executor(std::move(w), o));
-  return std::unique_ptr<executor>(std::move(ex));
-#else
-  return make_error("--device " + device + ": this build of troupe has no CUDA backend");
-#endif
-}
 
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -129,17 +107,18 @@ int run_generate_command(const std::vector<std::string>& args) {
   req.prompt = tok.encode(text, add_special, chat);
   req.params = p;
 
-  cpu_executor_options eo;
-  eo.n_threads = threads;
-  eo.kv_n_blocks = static_cast<int32_t>((req.prompt.size() + static_cast<size_t>(p.max_tokens)) / 16 + 8);
-  auto ex = make_executor(device, bundle->weights, eo);
+  engine_spec spec;
+  spec.device = device;
+  spec.threads = threads;
+  spec.kv_n_blocks = static_cast<int32_t>((req.prompt.size() + static_cast<size_t>(p.max_tokens)) / 16 + 8);
+  spec.max_batch_size = 8;  // one request: a small batch keeps a GPU's scratch small
+  executor_factory factory;
+  auto ex = factory.make_executor(bundle->weights, model, spec);
   if (!ex.ok()) {
     std::fprintf(stderr, "troupe generate: %s\n", ex.message().c_str());
     return 1;
   }
-  engine_config ec;
-  ec.model_identity = bundle->name;
-  auto eng = engine::create(ec, model_info_of(**ex, &tok), &tok);
+  auto eng = make_engine(spec, **ex, &tok, bundle->name);
   if (!eng.ok()) {
     std::fprintf(stderr, "troupe generate: %s\n", eng.message().c_str());
     return 1;

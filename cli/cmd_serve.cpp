@@ -182,7 +182,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       if (!spec.ok()) return fail(what, spec.message());
       served = spec->served_name.empty() ? bundle->name : spec->served_name;
       int64_t max_len = bundle->weights->config().max_position;
-      if (spec->max_seq_len > 0) max_len = std::min<int64_t>(max_len, spec->max_seq_len);
+      if (spec->engine.max_seq_len > 0) max_len = std::min<int64_t>(max_len, spec->engine.max_seq_len);
       for (const worker_info& w : started) max_len = w.max_seq_len;
       registry->add(served, {bundle, max_len, static_cast<int64_t>(std::time(nullptr))});
     }

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <cmath>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -100,6 +101,38 @@ class cpu_executor final : public executor {
         std::copy_n(kc + src[i] * bf, bf, kc + dst[i] * bf);
         std::copy_n(vc + src[i] * bf, bf, vc + dst[i] * bf);
       }
+  }
+
+  // A block's bytes: for each layer, its keys [n_head_kv][head_dim][block_size] (transposed),
+  // then its values [n_head_kv][block_size][head_dim], in f32.
+  status read_blocks(std::span<const int32_t> blocks, std::vector<uint8_t>& out) override {
+    TROUPE_CHECK(validate_blocks(blocks, n_blocks_, kv_bytes_per_block(), nullptr));
+    const size_t bf = block_floats();
+    size_t at = out.size();
+    out.resize(at + blocks.size() * kv_bytes_per_block());
+    for (int32_t b : blocks)
+      for (int64_t l = 0; l < c_.n_layer; ++l)
+        for (const host_buffer* cache : {&k_cache_[static_cast<size_t>(l)], &v_cache_[static_cast<size_t>(l)]}) {
+          std::memcpy(out.data() + at, cache->data() + static_cast<size_t>(b) * bf, bf * sizeof(float));
+          at += bf * sizeof(float);
+        }
+    return {};
+  }
+  status write_blocks(std::span<const int32_t> blocks, std::span<const uint8_t> data) override {
+    const size_t bytes = data.size();
+    TROUPE_CHECK(validate_blocks(blocks, n_blocks_, kv_bytes_per_block(), &bytes));
+    const size_t bf = block_floats();
+    size_t at = 0;
+    for (int32_t b : blocks)
+      for (int64_t l = 0; l < c_.n_layer; ++l)
+        for (host_buffer* cache : {&k_cache_[static_cast<size_t>(l)], &v_cache_[static_cast<size_t>(l)]}) {
+          std::memcpy(cache->data() + static_cast<size_t>(b) * bf, data.data() + at, bf * sizeof(float));
+          at += bf * sizeof(float);
+        }
+    return {};
+  }
+  std::string kv_layout() const override {
+    return fmt::format("cpu f32 L{} kv{} d{} b{} k-transposed", c_.n_layer, c_.n_head_kv, c_.head_dim, block_size_);
   }
 
   status forward(const forward_batch& b, std::vector<float>& logits) override;

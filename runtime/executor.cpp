@@ -29,6 +29,16 @@ void forward_batch::clear() {
   block_tables.clear();
 }
 
+status validate_blocks(std::span<const int32_t> blocks, int32_t n_blocks, size_t bytes_per_block,
+                       const size_t* data_bytes) {
+  for (int32_t b : blocks)
+    if (b < 0 || b >= n_blocks) return make_error(fmt::format("KV transfer: block {} is not one of the {}", b, n_blocks));
+  if (data_bytes && *data_bytes != blocks.size() * bytes_per_block)
+    return make_error(fmt::format("KV transfer: {} bytes for {} blocks of {} bytes", *data_bytes, blocks.size(),
+                                  bytes_per_block));
+  return {};
+}
+
 status validate_batch(const forward_batch& b, int64_t n_vocab, int32_t block_size,
                       int32_t n_blocks, int64_t max_position) {
   int64_t total = 0;

@@ -56,9 +56,24 @@ class executor {
   // Copies the contents of KV blocks, src[i] -> dst[i] (for copy-on-write of shared blocks).
   virtual void copy_blocks(std::span<const int32_t> src, std::span<const int32_t> dst) = 0;
 
+  // KV transfer between executors (disaggregated prefill and decode). read_blocks appends the
+  // bytes of each block, in the order given, to out: kv_bytes_per_block() each, every layer's
+  // keys and values of that block in the executor's own layout. write_blocks stores such bytes
+  // into blocks. Only an executor whose kv_layout() is equal can read what another wrote. A
+  // block id out of range, or data of the wrong size, is an error, and nothing is written.
+  // Call them between forwards, never during one.
+  [[nodiscard]] virtual status read_blocks(std::span<const int32_t> blocks, std::vector<uint8_t>& out) = 0;
+  [[nodiscard]] virtual status write_blocks(std::span<const int32_t> blocks, std::span<const uint8_t> data) = 0;
+  // "f32 L4 kv2 d16 b16 k-transposed": what must match for blocks to move between executors.
+  virtual std::string kv_layout() const = 0;
+
   // "cpu, 2 threads, avx512+bf16, 1024 KV blocks of 16 tokens (64 MiB)".
   virtual std::string describe() const = 0;
 };
+
+// Checks a list of block ids (and, for a write, the data's size) before a KV transfer.
+[[nodiscard]] status validate_blocks(std::span<const int32_t> blocks, int32_t n_blocks, size_t bytes_per_block,
+                                     const size_t* data_bytes);
 
 // Checks a batch against a model and cache geometry; executors call it before running.
 [[nodiscard]] status validate_batch(const forward_batch& batch, int64_t n_vocab,

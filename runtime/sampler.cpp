@@ -113,28 +113,20 @@ sampled logprobs_of(std::span<const float> logits, token_id chosen, int32_t top_
   return s;
 }
 
-token_id sequence_sampler::sample_processed(std::span<float> logits) {
+// probs: unnormalised probabilities at this temperature (the most likely token has 1), total
+// their sum. False when the whole distribution is kept; else cand_[0, keep) holds the kept
+// (probability, id) pairs, most likely first (top-k, then min-p and top-p).
+bool sequence_sampler::truncate(std::span<const float> probs, double total, size_t& keep) {
   const sampling_params& p = params_;
-  const auto V = logits.size();
-  // Unnormalised probabilities at this temperature: the most likely token has 1.
-  const float inv_t = 1.0f / p.temperature;
-  const float m = *std::max_element(logits.begin(), logits.end());
-  const double total = cpu::exp_shifted(logits.data(), static_cast<int64_t>(V), m, inv_t);
+  const auto V = probs.size();
   const bool cut_k = p.top_k > 0 && static_cast<size_t>(p.top_k) < V;
-  if (!cut_k && p.top_p >= 1.0f && p.min_p <= 0.0f) {  // the whole distribution
-    double r = rng_.uniform() * total;
-    for (size_t i = 0; i < V; ++i) {
-      r -= logits[i];
-      if (r < 0) return static_cast<token_id>(i);
-    }
-    return static_cast<token_id>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  }
+  if (!cut_k && p.top_p >= 1.0f && p.min_p <= 0.0f) return false;
   // min-p keeps tokens at least min_p times as likely as the most likely one.
   float floor = p.min_p;
   double mass = total;
   if (p.min_p > 0.0f) {
     mass = 0;
-    for (float l : logits)
+    for (float l : probs)
       if (l >= floor) mass += l;
   }
   // Without top-k, no token below (1 - top_p) * mass / V can be in the nucleus (everything
@@ -143,7 +135,7 @@ token_id sequence_sampler::sample_processed(std::span<float> logits) {
     floor = std::max(floor, static_cast<float>((1.0 - p.top_p) * mass / static_cast<double>(V)));
   cand_.clear();
   for (size_t i = 0; i < V; ++i)
-    if (logits[i] >= floor && logits[i] > 0.0f) cand_.emplace_back(logits[i], static_cast<token_id>(i));
+    if (probs[i] >= floor && probs[i] > 0.0f) cand_.emplace_back(probs[i], static_cast<token_id>(i));
   auto by_prob = [](const auto& a, const auto& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
@@ -152,7 +144,7 @@ token_id sequence_sampler::sample_processed(std::span<float> logits) {
     cand_.resize(static_cast<size_t>(p.top_k));
   }
   std::sort(cand_.begin(), cand_.end(), by_prob);
-  size_t keep = cand_.size();
+  keep = cand_.size();
   if (p.top_p < 1.0f) {
     double kept_mass = 0;
     for (const auto& c : cand_) kept_mass += c.first;
@@ -166,6 +158,22 @@ token_id sequence_sampler::sample_processed(std::span<float> logits) {
       }
     }
   }
+  return true;
+}
+
+token_id sequence_sampler::sample_processed(std::span<float> logits) {
+  const auto V = logits.size();
+  const float m = *std::max_element(logits.begin(), logits.end());
+  const double total = cpu::exp_shifted(logits.data(), static_cast<int64_t>(V), m, 1.0f / params_.temperature);
+  size_t keep = 0;
+  if (!truncate(logits, total, keep)) {  // the whole distribution
+    double r = rng_.uniform() * total;
+    for (size_t i = 0; i < V; ++i) {
+      r -= logits[i];
+      if (r < 0) return static_cast<token_id>(i);
+    }
+    return static_cast<token_id>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
   double kept = 0;
   for (size_t i = 0; i < keep; ++i) kept += cand_[i].first;
   double r = rng_.uniform() * kept;
@@ -176,12 +184,8 @@ token_id sequence_sampler::sample_processed(std::span<float> logits) {
   return cand_[keep - 1].second;
 }
 
-sampled sequence_sampler::sample(std::span<float> logits) {
+void sequence_sampler::apply_penalties(std::span<float> logits) {
   const sampling_params& p = params_;
-  // Logprobs are reported under the model's own distribution, before any processing.
-  std::vector<float> raw;
-  if (p.logprobs >= 0) raw.assign(logits.begin(), logits.end());
-
   for (auto& [id, bias] : p.logit_bias) logits[static_cast<size_t>(id)] += bias;
   if (p.repetition_penalty != 1.0f) {
     seen_mask_.assign(logits.size(), 0);
@@ -195,13 +199,54 @@ sampled sequence_sampler::sample(std::span<float> logits) {
   if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f)
     for (auto& [id, n] : output_counts_)
       logits[static_cast<size_t>(id)] -= p.presence_penalty + p.frequency_penalty * static_cast<float>(n);
+}
 
-  token_id chosen;
-  if (p.temperature == 0.0f || p.top_k == 1) {
-    chosen = argmax(logits);
-  } else {
-    chosen = sample_processed(logits);
+bool sequence_sampler::greedy() const { return params_.temperature == 0.0f || params_.top_k == 1; }
+
+void sequence_sampler::distribution(std::span<float> logits) {
+  apply_penalties(logits);
+  const auto V = logits.size();
+  if (greedy()) {
+    const token_id t = argmax(logits);
+    std::fill(logits.begin(), logits.end(), 0.0f);
+    logits[static_cast<size_t>(t)] = 1.0f;
+    return;
   }
+  const float m = *std::max_element(logits.begin(), logits.end());
+  const double total = cpu::exp_shifted(logits.data(), static_cast<int64_t>(V), m, 1.0f / params_.temperature);
+  size_t keep = 0;
+  if (!truncate(logits, total, keep)) {
+    const auto inv = static_cast<float>(1.0 / total);
+    for (float& x : logits) x *= inv;
+    return;
+  }
+  double kept = 0;
+  for (size_t i = 0; i < keep; ++i) kept += cand_[i].first;
+  std::fill(logits.begin(), logits.end(), 0.0f);
+  for (size_t i = 0; i < keep; ++i) logits[static_cast<size_t>(cand_[i].second)] = static_cast<float>(cand_[i].first / kept);
+}
+
+token_id sequence_sampler::sample_from(std::span<const float> probs) {
+  double total = 0;
+  for (float x : probs) total += x;
+  double r = rng_.uniform() * total;
+  token_id last = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    if (probs[i] <= 0.0f) continue;
+    last = static_cast<token_id>(i);
+    r -= probs[i];
+    if (r < 0) return last;
+  }
+  return last;
+}
+
+sampled sequence_sampler::sample(std::span<float> logits) {
+  const sampling_params& p = params_;
+  // Logprobs are reported under the model's own distribution, before any processing.
+  std::vector<float> raw;
+  if (p.logprobs >= 0) raw.assign(logits.begin(), logits.end());
+  apply_penalties(logits);
+  const token_id chosen = greedy() ? argmax(logits) : sample_processed(logits);
   if (p.logprobs >= 0) return logprobs_of(raw, chosen, p.logprobs);
   sampled s;
   s.id = chosen;

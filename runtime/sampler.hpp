@@ -72,9 +72,20 @@ class sequence_sampler {
   // Records a token as generated (sample does not, so speculative decoding can decide).
   void accept(token_id id);
 
+  // For verifying draft tokens: the distribution sample() would draw from, written over logits
+  // as probabilities that sum to 1 (penalties, bias, temperature, top-k, min-p, top-p applied;
+  // greedy: 1 on the argmax). sample_from draws from such a vector; uniform is this sequence's
+  // own generator, so seeded runs stay reproducible.
+  void distribution(std::span<float> logits);
+  token_id sample_from(std::span<const float> probs);
+  double uniform() { return rng_.uniform(); }
+  bool greedy() const;
+
   const sampling_params& params() const { return params_; }
 
  private:
+  void apply_penalties(std::span<float> logits);
+  bool truncate(std::span<const float> probs, double total, size_t& keep);
   token_id sample_processed(std::span<float> logits);  // temperature > 0
 
   sampling_params params_;

@@ -57,6 +57,9 @@ class executor_impl final : public cuda_executor {
   std::string describe() const override;
   status forward(const forward_batch& b, std::vector<float>& logits) override;
   void copy_blocks(std::span<const int32_t> src, std::span<const int32_t> dst) override;
+  status read_blocks(std::span<const int32_t> blocks, std::vector<uint8_t>& out) override;
+  status write_blocks(std::span<const int32_t> blocks, std::span<const uint8_t> data) override;
+  std::string kv_layout() const override;
 
   status enqueue(const forward_batch& b) override;
   status notify_when_done(void (*fn)(void*), void* arg) override;
@@ -460,6 +463,46 @@ void executor_impl::copy_blocks(std::span<const int32_t> src, std::span<const in
     first += w.size();
   }
   cudaStreamSynchronize(stream_);  // the host may reuse copy_host_ once this returns
+}
+
+// A block's bytes: for each of the 2 * n_layer planes (a layer's keys, then its values), the
+// block's slice of that plane. Copied plane by plane with one 2D copy per block run.
+status executor_impl::read_blocks(std::span<const int32_t> blocks, std::vector<uint8_t>& out) {
+  TROUPE_CHECK(validate_blocks(blocks, n_blocks_, kv_bytes_per_block(), nullptr));
+  TROUPE_CHECK(use_device(device_));
+  const size_t at = out.size(), bb = block_bytes(), n_planes = 2 * static_cast<size_t>(c_.n_layer);
+  out.resize(at + blocks.size() * kv_bytes_per_block());
+  TROUPE_CUDA_TRY(cudaStreamSynchronize(stream_), "waiting for the stream");
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    // The planes of one block are plane_bytes() apart on the device and bb apart on the host.
+    const auto* src = static_cast<const uint8_t*>(kv_.get()) + static_cast<size_t>(blocks[i]) * bb;
+    TROUPE_CUDA_TRY(cudaMemcpy2DAsync(out.data() + at + i * kv_bytes_per_block(), bb, src, plane_bytes(), bb,
+                                      n_planes, cudaMemcpyDeviceToHost, stream_),
+                    "reading KV blocks");
+  }
+  TROUPE_CUDA_TRY(cudaStreamSynchronize(stream_), "reading KV blocks");
+  return {};
+}
+
+status executor_impl::write_blocks(std::span<const int32_t> blocks, std::span<const uint8_t> data) {
+  const size_t bytes = data.size();
+  TROUPE_CHECK(validate_blocks(blocks, n_blocks_, kv_bytes_per_block(), &bytes));
+  TROUPE_CHECK(use_device(device_));
+  const size_t bb = block_bytes(), n_planes = 2 * static_cast<size_t>(c_.n_layer);
+  TROUPE_CUDA_TRY(cudaStreamSynchronize(stream_), "waiting for the stream");
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    auto* dst = static_cast<uint8_t*>(kv_.get()) + static_cast<size_t>(blocks[i]) * bb;
+    TROUPE_CUDA_TRY(cudaMemcpy2DAsync(dst, plane_bytes(), data.data() + i * kv_bytes_per_block(), bb, bb, n_planes,
+                                      cudaMemcpyHostToDevice, stream_),
+                    "writing KV blocks");
+  }
+  TROUPE_CUDA_TRY(cudaStreamSynchronize(stream_), "writing KV blocks");
+  return {};
+}
+
+std::string executor_impl::kv_layout() const {
+  return fmt::format("cuda {} L{} kv{} d{} b{}", precision_name(w_->prec), c_.n_layer, c_.n_head_kv, c_.head_dim,
+                     opt_.kv_block_size);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "kernels/cuda/cuda_executor.hpp"
 #include "kernels/cuda/device.hpp"
 #include "runtime/checkpoint.hpp"
+#include "runtime/engine/factory.hpp"
 #include "tests/test_data.hpp"
 
 namespace troupe {
@@ -122,22 +123,21 @@ TEST(cuda_stream, answers_forwards_in_order_with_the_synchronous_logits) {
   self->send_exit(b, caf::exit_reason::user_shutdown);
 }
 
-TEST(cuda_stream, devices_share_the_weights_of_a_model_per_device) {
+TEST(cuda_stream, the_factory_shares_the_weights_of_a_model_per_device) {
   REQUIRE_GPU();
   const std::string path = test_model();
   ASSERT_FALSE(path.empty());
   auto ck = checkpoint::open(path);
   ASSERT_TRUE(ck.ok()) << ck.message();
   auto shared = std::make_shared<const checkpoint>(std::move(*ck));
-  cuda_devices devices;
-  worker_spec spec;
-  spec.model_path = path;
+  executor_factory factory;
+  engine_spec spec;
   spec.device = "cuda:0";
   spec.kv_cache_bytes = 1 << 20;
   spec.max_num_tokens = 256;
   spec.max_batch_size = 8;
-  auto a = devices.executor_for(shared, spec);
-  auto b = devices.executor_for(shared, spec);
+  auto a = factory.make_executor(shared, path, spec);
+  auto b = factory.make_executor(shared, path, spec);
   ASSERT_TRUE(a.ok()) << a.message();
   ASSERT_TRUE(b.ok()) << b.message();
   EXPECT_NE(a->get(), b->get());  // each worker its own stream and cache
@@ -146,7 +146,7 @@ TEST(cuda_stream, devices_share_the_weights_of_a_model_per_device) {
   ASSERT_TRUE((*b)->forward(batch_of(4, 1), lb).ok());
   EXPECT_EQ(la, lb);
   spec.device = "cuda:999";
-  EXPECT_FALSE(devices.executor_for(shared, spec).ok());
+  EXPECT_FALSE(factory.make_executor(shared, path, spec).ok());
 }
 
 }  // namespace

@@ -15,7 +15,7 @@
 
 #include "runtime/checkpoint.hpp"
 #include "runtime/cpu_executor.hpp"
-#include "runtime/engine.hpp"
+#include "runtime/engine/engine.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/text/tokenizer.hpp"
 #include "tests/test_data.hpp"

@@ -1,7 +1,7 @@
 // Proves the block pool's radix tree: longest-prefix matching in whole blocks, pins that
 // keep blocks, least-recently-used eviction of unpinned leaves only, the recycling bound,
 // and KV events whose replay reproduces the cached set exactly under random workloads.
-#include "runtime/block_pool.hpp"
+#include "runtime/engine/block_pool.hpp"
 
 #include <algorithm>
 #include <random>

@@ -1,4 +1,4 @@
-#include "runtime/block_pool.hpp"
+#include "runtime/engine/block_pool.hpp"
 
 #include <algorithm>
 #include <cassert>

@@ -1,21 +1,30 @@
 // engine: the serving engine a worker owns. Requests in (prompt tokens, sampling parameters,
 // id, priority), token deltas out, one batched forward per step.
 //
-// It owns: the waiting and running queues and the scheduling policy (continuous batching
-// inside max_batch_size and the max_num_tokens budget; chunked prefill; hybrid split-fuse
-// or chunked alternating; priority with aging; preemption by recompute), each request's KV
-// blocks through the block pool (prefix cache, KV events), sampling, detokenization and
-// stop conditions. It does not own the device: schedule() yields a forward_batch that any
-// executor can run (the worker may hand it to a device actor) and complete() takes the
-// logits back; step() does both with an executor in hand.
+// Three parts joined by plain structs (runtime/engine/step.hpp):
+//   scheduler        -> step_plan     queues, budget, priorities and aging, hybrid cap,
+//                                     preemption, drafts to verify (scheduler.hpp)
+//   kv_cache_manager                  block tables, hash chains, prefix cache, slots for
+//                                     draft tokens, truncation, export/import (kv_cache_manager.hpp)
+//   output_processor -> step_result   sampling or verification, detokenizing, stop strings
+//                                     (output_processor.hpp)
+// The engine owns the sequences and those three, and applies each step's result (accepted
+// tokens advance a sequence's computed KV; rejected drafts' slots are truncated; finished
+// sequences free their blocks). It does not own the device: schedule() yields a step_plan
+// whose forward_batch any executor can run (the worker may hand it to a device actor), and
+// complete() takes the logits back; step() does both with an executor in hand.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "runtime/engine/kv_cache_manager.hpp"
+#include "runtime/engine/proposer.hpp"
+#include "runtime/engine/step.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/kv_events.hpp"
 #include "runtime/result.hpp"
@@ -29,7 +38,7 @@ enum class prefill_mode { chunked, hybrid };
 
 struct engine_config {
   int32_t max_batch_size = 256;   // running sequences at most
-  int32_t max_num_tokens = 8192;  // tokens per step (prefill chunks plus decodes)
+  int32_t max_num_tokens = 8192;  // tokens per step (prefill chunks, decodes and draft tokens)
   int32_t max_seq_len = 0;        // prompt + completion; 0: the model's context length
   bool enable_chunked_prefill = true;
   // hybrid: decodes and prefill chunks share every forward (split-fuse); chunked: prefill
@@ -43,6 +52,8 @@ struct engine_config {
   // a long prompt never stalls decoding). The cap adapts to measured step times; 0 turns it
   // off (prefill chunks then fill the whole token budget).
   double hybrid_step_time_factor = 1.5;
+  // Draft tokens a decoding sequence may verify per step, when the engine has a proposer.
+  int32_t max_draft_len = 0;
   std::string model_identity;  // salts the block hashes (the served model's name)
 };
 
@@ -63,9 +74,6 @@ struct request {
   int32_t priority = 0;  // lower runs first
 };
 
-enum class finish_reason { stop, length, abort };
-const char* finish_reason_name(finish_reason r);
-
 struct usage {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
@@ -80,18 +88,8 @@ struct request_output {
   std::optional<finish_reason> finished;
   std::string stop_string;         // the stop string that ended it, if one did
   usage use;
-};
-
-struct step_stats {
-  int32_t n_scheduled_tokens = 0;
-  int32_t n_prefill_tokens = 0;
-  int32_t n_decode_seqs = 0;
-  int32_t n_running = 0;
-  int32_t n_waiting = 0;
-  int32_t n_preempted = 0;    // this step
-  int32_t kv_blocks_used = 0;
-  int32_t kv_blocks_total = 0;
-  int32_t hybrid_chunk_cap = 0;  // prefill tokens allowed beside decodes this step (0: none set)
+  int32_t n_drafted = 0;           // draft tokens verified this step
+  int32_t n_draft_accepted = 0;    // of those, accepted
 };
 
 struct step_output {
@@ -99,25 +97,23 @@ struct step_output {
   step_stats stats;
 };
 
-// What schedule() decided; complete() needs it back with the logits.
-struct scheduled_step {
-  forward_batch batch;
-  struct entry {
-    uint64_t seq = 0;     // engine-internal sequence number
-    int32_t n_new = 0;
-    bool sample = false;  // its last row has logits to sample from
-  };
-  std::vector<entry> entries;
-  step_stats stats;
-  bool empty() const { return entries.empty(); }
+// A request's KV, ready to move to another engine: its tokens and the blocks (of this engine)
+// that hold the keys and values of the first n_computed.
+struct request_kv {
+  std::vector<token_id> prompt;
+  std::vector<token_id> generated;
+  int32_t n_computed = 0;
+  kv_export blocks;
 };
 
 class engine {
  public:
-  // tok may be null (then no text, and stop strings are refused).
+  // tok may be null (then no text, and stop strings are refused); prop may be null (no
+  // speculation; config.max_draft_len is then ignored).
   [[nodiscard]] static result<std::unique_ptr<engine>> create(const engine_config& config,
                                                               const engine_model_info& model,
-                                                              const tokenizer* tok);
+                                                              const tokenizer* tok,
+                                                              std::unique_ptr<proposer> prop = nullptr);
   ~engine();
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
@@ -133,12 +129,23 @@ class engine {
   size_t n_running() const;
   size_t n_waiting() const;
 
-  scheduled_step schedule();
+  step_plan schedule();
   // forward_seconds: how long the step's forward took (it tunes the hybrid chunk size); < 0
-  // when unknown.
-  step_output complete(scheduled_step&& step, const std::vector<float>& logits, double forward_seconds = -1);
+  // when unknown. logits: [plan.batch.n_logit_rows(), n_vocab].
+  step_output complete(step_plan&& plan, const std::vector<float>& logits, double forward_seconds = -1);
   // schedule, forward, complete.
   [[nodiscard]] result<step_output> step(executor& ex);
+
+  // KV transfer between engines (disaggregated prefill and decode). export_kv names a running
+  // request's computed blocks (they stay its own until it finishes or is aborted). begin_import
+  // admits a request that another engine has started: `generated` are the tokens it sampled
+  // there (replayed here into sampling, detokenizing and stop strings without being emitted
+  // again), and the keys and values of the first n_computed tokens of prompt + generated will
+  // be written into the blocks the result names (blocks its prefix cache holds already are not
+  // asked for). end_import makes it run; abort drops it.
+  [[nodiscard]] result<request_kv> export_kv(const std::string& id);
+  [[nodiscard]] result<kv_import> begin_import(request r, std::span<const token_id> generated, int32_t n_computed);
+  [[nodiscard]] status end_import(const std::string& id);
 
   std::vector<kv_event> drain_kv_events();
   std::vector<uint64_t> cached_block_hashes() const;  // sorted

@@ -3,9 +3,11 @@
 // uninterrupted; and, under random arrivals, aborts and lengths, that every request ends or
 // is refused with a reason, nothing deadlocks, no KV block leaks, and the KV events replay
 // to the cached set.
-#include "runtime/engine.hpp"
+#include "runtime/engine/engine.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 #include <set>
@@ -14,6 +16,8 @@
 
 #include "runtime/checkpoint.hpp"
 #include "runtime/cpu_executor.hpp"
+#include "runtime/engine/proposer.hpp"
+#include "runtime/engine/sequence.hpp"
 #include "runtime/text/tokenizer.hpp"
 #include "tests/test_data.hpp"
 
@@ -296,7 +300,7 @@ TEST(engine, hybrid_chunk_cap_follows_measured_step_times) {
   double per_token = 0.002;
   std::vector<float> logits;
   auto run_step = [&] {
-    scheduled_step s = e->schedule();
+    step_plan s = e->schedule();
     ASSERT_TRUE(h.ex().forward(s.batch, logits).ok());
     const step_stats st = s.stats;
     const double seconds = st.n_prefill_tokens == 0 ? 0.010 : 0.010 + per_token * st.n_prefill_tokens;
@@ -309,7 +313,7 @@ TEST(engine, hybrid_chunk_cap_follows_measured_step_times) {
   ASSERT_TRUE(e->add_request(long_one).ok());
   std::vector<int32_t> caps, fused_tokens;
   for (int i = 0; i < 80; ++i) {
-    scheduled_step s = e->schedule();
+    step_plan s = e->schedule();
     if (s.stats.n_prefill_tokens > 0 && s.stats.n_decode_seqs > 0) {
       caps.push_back(s.stats.hybrid_chunk_cap);
       fused_tokens.push_back(s.stats.n_prefill_tokens);
@@ -426,6 +430,183 @@ TEST(engine, random_arrivals_aborts_and_lengths_end_cleanly) {
     EXPECT_EQ(e->kv_blocks_free(), e->kv_blocks_total()) << "seed " << seed << ": no block leaked";
     EXPECT_GT(accepted.size(), 15u);
   }
+}
+
+// ---- speculative verification and KV transfer ------------------------------------------
+
+// Proposes from a known continuation (the plain run's tokens), corrupting some drafts, or
+// random tokens; sequences whose id ends in an odd digit get no drafts (mixed batches).
+class test_proposer final : public proposer {
+ public:
+  enum class mode { oracle, corrupted, random };
+  test_proposer(mode m, std::map<std::string, std::vector<token_id>> plain, unsigned seed)
+      : mode_(m), plain_(std::move(plain)), rng_(seed) {}
+  draft propose(const sequence& s, int32_t max_tokens) override {
+    draft d;
+    if ((s.id.back() - '0') % 2 == 1) return d;
+    const int32_t n = std::uniform_int_distribution<int32_t>(1, max_tokens)(rng_);
+    const auto& want = plain_[s.id];
+    for (int32_t i = 0; i < n; ++i) {
+      const size_t at = static_cast<size_t>(s.completion() + i);
+      token_id t = mode_ == mode::random || at >= want.size() ? std::uniform_int_distribution<token_id>(0, 3000)(rng_)
+                                                               : want[at];
+      if (mode_ == mode::corrupted && std::uniform_int_distribution<int>(0, 3)(rng_) == 0) t = (t + 1) % 3000;
+      d.tokens.push_back(t);
+    }
+    return d;
+  }
+  const char* name() const override { return "test"; }
+
+ private:
+  mode mode_;
+  std::map<std::string, std::vector<token_id>> plain_;
+  std::mt19937 rng_;
+};
+
+TEST(engine, speculative_verification_equals_plain_greedy_decoding) {
+  engine_harness h;
+  auto reqs = prompts(6, 14, 21);
+  engine_config plain_cfg;
+  plain_cfg.prefix_cache = false;
+  const auto want = run_all(h, plain_cfg, reqs);
+  for (auto m : {test_proposer::mode::oracle, test_proposer::mode::corrupted, test_proposer::mode::random}) {
+    engine_config c = plain_cfg;
+    c.max_draft_len = 5;
+    auto e = engine::create(c, model_info_of(h.ex(), &h.tok()), &h.tok(),
+                            std::make_unique<test_proposer>(m, want, 5));
+    ASSERT_TRUE(e.ok()) << e.message();
+    for (auto& r : reqs) ASSERT_TRUE((*e)->add_request(r).ok());
+    int64_t drafted = 0, accepted = 0;
+    std::map<std::string, std::vector<token_id>> got;
+    while ((*e)->has_work()) {
+      auto s = (*e)->step(h.ex());
+      ASSERT_TRUE(s.ok()) << s.message();
+      for (auto& o : s->outputs) {
+        got[o.id].insert(got[o.id].end(), o.tokens.begin(), o.tokens.end());
+        drafted += o.n_drafted;
+        accepted += o.n_draft_accepted;
+      }
+    }
+    EXPECT_EQ(got, want) << "mode " << static_cast<int>(m);
+    EXPECT_GT(drafted, 0);
+    if (m == test_proposer::mode::oracle) {
+      EXPECT_EQ(accepted, drafted);
+    }
+    if (m == test_proposer::mode::corrupted) {
+      EXPECT_GT(accepted, 0);
+      EXPECT_LT(accepted, drafted);
+    }
+    EXPECT_EQ((*e)->kv_blocks_free(), (*e)->kv_blocks_total()) << "rejected drafts leave no block behind";
+  }
+}
+
+TEST(engine, rolled_back_drafts_leak_no_block_and_never_enter_the_prefix_cache) {
+  for (unsigned seed = 0; seed < 3; ++seed) {
+    engine_harness h(30, 4);
+    engine_config c;
+    c.max_batch_size = 4;
+    c.max_num_tokens = 24;
+    c.max_draft_len = 6;
+    c.max_seq_len = 100;
+    auto e = engine::create(c, model_info_of(h.ex(), &h.tok()), &h.tok(),
+                            std::make_unique<test_proposer>(test_proposer::mode::random,
+                                                            std::map<std::string, std::vector<token_id>>{}, seed));
+    ASSERT_TRUE(e.ok());
+    std::mt19937 rng(seed);
+    std::set<uint64_t> replay;
+    int id = 0;
+    for (int step = 0; step < 2000 && (step < 80 || (*e)->has_work()); ++step) {
+      if (step < 80 && std::uniform_int_distribution<int>(0, 2)(rng) == 0) {
+        request r = prompts(1, std::uniform_int_distribution<int>(1, 30)(rng), seed * 1000 + static_cast<unsigned>(step))[0];
+        r.id = "q" + std::to_string(id++);
+        r.params.temperature = seed == 0 ? 0.0f : 0.9f;
+        r.params.seed = seed;
+        (void)(*e)->add_request(r);
+      }
+      if (step % 17 == 5) (*e)->abort("q" + std::to_string(std::uniform_int_distribution<int>(0, std::max(0, id - 1))(rng)));
+      auto s = (*e)->step(h.ex());
+      ASSERT_TRUE(s.ok()) << s.message();
+      for (const kv_event& ev : (*e)->drain_kv_events()) {
+        if (ev.type == kv_event::kind::block_stored) replay.insert(ev.block_hashes.begin(), ev.block_hashes.end());
+        if (ev.type == kv_event::kind::block_removed)
+          for (uint64_t x : ev.block_hashes) replay.erase(x);
+      }
+      ASSERT_EQ(std::vector<uint64_t>(replay.begin(), replay.end()), (*e)->cached_block_hashes());
+    }
+    EXPECT_FALSE((*e)->has_work());
+    EXPECT_EQ((*e)->kv_blocks_free(), (*e)->kv_blocks_total()) << "seed " << seed;
+  }
+}
+
+TEST(engine, exported_kv_imported_elsewhere_continues_exactly_and_equals_the_original) {
+  engine_harness a, b;  // two executors, two caches
+  auto reqs = prompts(1, 12, 31, std::vector<token_id>(13, 77));
+  const request r = reqs[0];
+  engine_config c;
+  const auto want = run_all(a, c, {r})[r.id];
+
+  // Prefill and the first token on a.
+  auto ea = a.make(c);
+  ASSERT_TRUE(ea->add_request(r).ok());
+  std::vector<token_id> first;
+  while (first.empty()) {
+    auto s = ea->step(a.ex());
+    ASSERT_TRUE(s.ok());
+    for (auto& o : s->outputs) first.insert(first.end(), o.tokens.begin(), o.tokens.end());
+  }
+  auto kv = ea->export_kv(r.id);
+  ASSERT_TRUE(kv.ok()) << kv.message();
+  EXPECT_EQ(kv->n_computed, static_cast<int32_t>(r.prompt.size()));
+  EXPECT_EQ(kv->generated, first);
+  std::vector<uint8_t> bytes;
+  ASSERT_TRUE(a.ex().read_blocks(kv->blocks.blocks, bytes).ok());
+  ASSERT_EQ(bytes.size(), kv->blocks.blocks.size() * a.ex().kv_bytes_per_block());
+  ASSERT_EQ(a.ex().kv_layout(), b.ex().kv_layout());
+
+  // b already caches the first 8 tokens (a shared prefix): those blocks are not asked for.
+  auto eb = b.make(c);
+  request warm = r;
+  warm.id = "warm";
+  warm.prompt.resize(9);
+  warm.params.max_tokens = 1;
+  ASSERT_TRUE(eb->add_request(warm).ok());
+  b.drain(*eb);
+  auto imp = eb->begin_import(r, kv->generated, kv->n_computed);
+  ASSERT_TRUE(imp.ok()) << imp.message();
+  EXPECT_EQ(imp->first_block, 2);
+  const size_t per = a.ex().kv_bytes_per_block();
+  const std::span<const uint8_t> rest(bytes.data() + static_cast<size_t>(imp->first_block) * per,
+                                      bytes.size() - static_cast<size_t>(imp->first_block) * per);
+  ASSERT_TRUE(b.ex().write_blocks(imp->blocks, rest).ok());
+  ASSERT_TRUE(eb->end_import(r.id).ok());
+
+  // b's copy of the request's KV: the transferred blocks equal a's byte for byte; the prefix b
+  // computed itself equals a's within rounding (other batch shapes may round differently).
+  auto kv_b = eb->export_kv(r.id);
+  ASSERT_TRUE(kv_b.ok());
+  std::vector<uint8_t> bytes_b;
+  ASSERT_TRUE(b.ex().read_blocks(kv_b->blocks.blocks, bytes_b).ok());
+  ASSERT_EQ(bytes_b.size(), bytes.size());
+  const size_t held = static_cast<size_t>(imp->first_block) * per;
+  EXPECT_TRUE(std::equal(bytes.begin() + static_cast<ptrdiff_t>(held), bytes.end(), bytes_b.begin() + static_cast<ptrdiff_t>(held)));
+  std::vector<float> fa(held / 4), fb(held / 4);
+  std::memcpy(fa.data(), bytes.data(), held);
+  std::memcpy(fb.data(), bytes_b.data(), held);
+  for (size_t i = 0; i < fa.size(); ++i) ASSERT_NEAR(fa[i], fb[i], 1e-4f * (1.0f + std::fabs(fa[i]))) << i;
+
+  // Continuing on b gives what the request gives uninterrupted; a's copy is dropped.
+  auto rest_out = b.drain(*eb);
+  std::vector<token_id> got = first;
+  got.insert(got.end(), rest_out[r.id].tokens.begin(), rest_out[r.id].tokens.end());
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(rest_out[r.id].use.completion_tokens, static_cast<int32_t>(want.size()));
+  EXPECT_TRUE(ea->abort(r.id));
+  EXPECT_EQ(ea->kv_blocks_free(), ea->kv_blocks_total());
+  EXPECT_EQ(eb->kv_blocks_free(), eb->kv_blocks_total());
+  // Bad transfers are refused: data of the wrong size, unknown blocks.
+  EXPECT_FALSE(b.ex().write_blocks(imp->blocks, std::span<const uint8_t>(bytes.data(), 3)).ok());
+  const int32_t bad[1] = {b.ex().kv_n_blocks()};
+  EXPECT_FALSE(b.ex().read_blocks(bad, bytes_b).ok());
 }
 
 }  // namespace

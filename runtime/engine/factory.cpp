@@ -1,0 +1,104 @@
+#include "runtime/engine/factory.hpp"
+
+#include <map>
+#include <utility>
+
+#include "kernels/cuda/device_name.hpp"
+#include "runtime/checkpoint.hpp"
+#include "runtime/cpu_executor.hpp"
+#include "runtime/engine/proposer.hpp"
+#include "runtime/text/tokenizer.hpp"
+#if defined(TROUPE_HAVE_CUDA)
+#include "kernels/cuda/cuda_executor.hpp"
+#include "kernels/cuda/device.hpp"
+#endif
+
+namespace troupe {
+
+engine_config engine_config_of(const engine_spec& s, std::string model_identity) {
+  engine_config c;
+  c.max_batch_size = s.max_batch_size;
+  c.max_num_tokens = s.max_num_tokens;
+  c.max_seq_len = s.max_seq_len;
+  c.enable_chunked_prefill = s.enable_chunked_prefill;
+  c.prefill = s.hybrid_prefill ? prefill_mode::hybrid : prefill_mode::chunked;
+  c.prefix_cache = s.prefix_cache;
+  c.prefix_cache_max_num_recycling_seqs = s.max_recycling_seqs;
+  c.model_identity = std::move(model_identity);
+  return c;
+}
+
+struct executor_factory::impl {
+#if defined(TROUPE_HAVE_CUDA)
+  struct uploaded {
+    std::shared_ptr<const cuda::device_weights> weights;
+    size_t free_after = 0;  // device memory free once they were in place: the KV budget's base
+  };
+  std::map<std::pair<std::string, int>, uploaded> weights;  // by (model key, device)
+
+  result<std::shared_ptr<executor>> make_cuda(const checkpoint& model, const std::string& key, int device,
+                                              const engine_spec& spec) {
+    uploaded& up = weights[{key, device}];
+    if (!up.weights) {
+      auto w = cuda::upload_weights(model, device, cuda::precision::bf16);
+      if (!w.ok()) {
+        weights.erase({key, device});
+        return w.err();
+      }
+      up.weights = *w;
+      auto info = cuda::probe_device(device);
+      if (!info.ok()) return info.err();
+      up.free_after = info->free_bytes;
+    }
+    cuda::executor_options o;
+    o.kv_block_size = spec.kv_block_size;
+    o.kv_n_blocks = spec.kv_n_blocks;
+    // A fraction is of the memory free once the weights were in place, so that the workers
+    // sharing a device get equal shares whatever order they start in.
+    if (spec.kv_n_blocks <= 0)
+      o.kv_cache_bytes = spec.kv_cache_bytes > 0
+                             ? static_cast<size_t>(spec.kv_cache_bytes)
+                             : static_cast<size_t>(static_cast<double>(up.free_after) *
+                                                   (spec.kv_cache_fraction > 0 ? spec.kv_cache_fraction : 0.9));
+    o.max_batch_tokens = std::max(spec.max_num_tokens, 1);
+    o.max_seqs = std::max(spec.max_batch_size, 1);
+    // Speculative decoding asks for several logit rows per sequence.
+    o.max_logit_rows = std::min(o.max_batch_tokens, std::max(512, 4 * o.max_seqs));
+    TROUPE_TRY(std::unique_ptr<cuda::cuda_executor> ex, cuda::make_cuda_executor(up.weights, o));
+    return std::shared_ptr<executor>(std::move(ex));
+  }
+#endif
+};
+
+executor_factory::executor_factory() : impl_(std::make_unique<impl>()) {}
+executor_factory::~executor_factory() = default;
+
+result<std::shared_ptr<executor>> executor_factory::make_executor(std::shared_ptr<const checkpoint> model,
+                                                                  const std::string& model_key,
+                                                                  const engine_spec& spec) {
+  if (!model) return make_error("no model to run");
+  TROUPE_TRY(const int device, cuda::device_index(spec.device));
+  if (device < 0) {
+    cpu_executor_options o;
+    o.n_threads = spec.threads;
+    o.kv_block_size = spec.kv_block_size;
+    o.kv_n_blocks = spec.kv_n_blocks;
+    o.kv_cache_bytes = static_cast<size_t>(spec.kv_cache_bytes > 0 ? spec.kv_cache_bytes : kDefaultCpuKvBytes);
+    TROUPE_TRY(std::unique_ptr<executor> ex, make_cpu_executor(std::move(model), o));
+    return std::shared_ptr<executor>(std::move(ex));
+  }
+#if defined(TROUPE_HAVE_CUDA)
+  return impl_->make_cuda(*model, model_key, device, spec);
+#else
+  (void)model_key;
+  return make_error("--device " + spec.device + ": this build of troupe has no CUDA backend");
+#endif
+}
+
+result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const executor& ex, const tokenizer* tok,
+                                            std::string model_identity, std::unique_ptr<proposer> prop) {
+  return engine::create(engine_config_of(spec, std::move(model_identity)), model_info_of(ex, tok), tok,
+                        std::move(prop));
+}
+
+}  // namespace troupe

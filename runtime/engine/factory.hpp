@@ -1,0 +1,71 @@
+// factory: the one place that builds an executor and an engine from settings. `troupe serve`,
+// `troupe node`, `troupe generate` and the benchmarks all come here, so a new kind of executor
+// or a new engine setting is added once.
+//
+// It owns what the executors of one process share: CUDA weights uploaded once per (model,
+// device). It does not own the executors it makes (callers hold them) nor anything of CAF.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "runtime/engine/engine.hpp"
+#include "runtime/executor.hpp"
+#include "runtime/result.hpp"
+
+namespace troupe {
+
+class checkpoint;
+class tokenizer;
+
+// How one engine and its executor are set up (a worker's settings; it travels between nodes
+// inside worker_spec, actors/protocol.hpp).
+struct engine_spec {
+  // The executor.
+  std::string device = "cpu";     // cpu, cuda or cuda:N
+  int32_t threads = 0;            // cpu: 0 = every core this process may run on
+  int32_t kv_block_size = 16;     // tokens per KV block
+  int32_t kv_n_blocks = 0;        // > 0: exactly this many blocks
+  int64_t kv_cache_bytes = 0;     // else this many bytes of KV cache
+  double kv_cache_fraction = 0;   // cuda, when both are 0: the share of device memory free after weights
+  // The engine (engine_config).
+  int32_t max_batch_size = 256;
+  int32_t max_num_tokens = 8192;
+  int32_t max_seq_len = 0;
+  bool enable_chunked_prefill = true;
+  bool hybrid_prefill = true;
+  bool prefix_cache = true;
+  int64_t max_recycling_seqs = 256;
+};
+
+// The cpu executor's KV cache when a spec names neither blocks nor bytes.
+inline constexpr int64_t kDefaultCpuKvBytes = int64_t{512} << 20;
+
+engine_config engine_config_of(const engine_spec& spec, std::string model_identity);
+
+class executor_factory {
+ public:
+  executor_factory();
+  ~executor_factory();
+  executor_factory(const executor_factory&) = delete;
+  executor_factory& operator=(const executor_factory&) = delete;
+
+  // An executor of model on spec.device. model_key names the model (its path) so that CUDA
+  // weights are uploaded once per (model, device) and shared by every executor made here. On a
+  // build without CUDA, or a machine without the device, it says so.
+  [[nodiscard]] result<std::shared_ptr<executor>> make_executor(std::shared_ptr<const checkpoint> model,
+                                                                const std::string& model_key,
+                                                                const engine_spec& spec);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// An engine over ex's KV cache with spec's settings; tok may be null, prop too (no speculation).
+[[nodiscard]] result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const executor& ex,
+                                                          const tokenizer* tok, std::string model_identity,
+                                                          std::unique_ptr<proposer> prop = nullptr);
+
+}  // namespace troupe

@@ -1,0 +1,77 @@
+// scheduler: decides what each step of one engine computes.
+//
+// It owns the waiting and running queues (by sequence number) and the policy over them:
+// continuous batching inside max_batch_size and the max_num_tokens budget; chunked prefill;
+// hybrid split-fuse (prefill chunks beside decodes, capped from measured step times) or chunked
+// alternation of prefill and decode steps; priorities with aging; preemption by recompute
+// under block pressure (the lowest-priority, latest sequence goes first); and, for decoding
+// sequences, draft tokens from the proposer to verify. It classifies every scheduled sequence
+// explicitly (prefill, decode, verify) and writes a step_plan.
+//
+// It does not own the sequences (the engine does, and passes its table), the blocks (it asks
+// the KV cache manager for slots), sampling, or the device.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "runtime/engine/step.hpp"
+
+namespace troupe {
+
+struct engine_config;
+struct sequence;
+class kv_cache_manager;
+class proposer;
+
+using sequence_table = std::unordered_map<uint64_t, std::unique_ptr<sequence>>;
+
+class scheduler {
+ public:
+  // All references must outlive the scheduler; prop may be null (no speculation).
+  scheduler(const engine_config& cfg, sequence_table& seqs, kv_cache_manager& kv, proposer* prop);
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+
+  void add_waiting(uint64_t seq);  // a new request
+  void add_running(uint64_t seq);  // a request whose KV is in place already (imported)
+  void remove(uint64_t seq);       // from whichever queue holds it
+
+  step_plan schedule();
+  // A step's forward took `seconds` (< 0: unknown): it tunes the hybrid chunk cap.
+  void observe(const step_stats& st, double seconds);
+
+  bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+  size_t n_running() const { return running_.size(); }
+  size_t n_waiting() const { return waiting_.size(); }
+  uint64_t step_no() const { return step_no_; }
+
+ private:
+  sequence& get(uint64_t s) const { return *seqs_.at(s); }
+  void insert_running(uint64_t seq);
+  void preempt(uint64_t seq);
+  size_t best_waiting() const;
+  int32_t hybrid_cap();
+  // How many draft tokens s may verify this step (0: decode plainly).
+  int32_t draft_room(const sequence& s, int32_t budget) const;
+
+  const engine_config& cfg_;
+  sequence_table& seqs_;
+  kv_cache_manager& kv_;
+  proposer* prop_;
+  std::vector<uint64_t> running_;  // ordered by (priority, arrival)
+  std::vector<uint64_t> waiting_;
+  uint64_t step_no_ = 0;
+  bool last_was_prefill_ = false;
+  // Step-cost model for the hybrid chunk cap: decode-only step time, its cost per decoding
+  // sequence, and the extra time per prefill token in a fused step (exponential moving
+  // averages of measured forwards).
+  double decode_step_s_ = 0;
+  double decode_row_s_ = 0;
+  double prefill_token_s_ = 0;
+  int32_t last_cap_ = 0;  // the cap of the last fused step (the cap at most doubles per step)
+};
+
+}  // namespace troupe
