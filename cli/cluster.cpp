@@ -71,6 +71,7 @@ result<model_bundle> load_model_showing_progress(const std::string& path, const 
   const auto t0 = std::chrono::steady_clock::now();
   auto b = load_model(path, o);
   if (shown && b.ok()) shown->finish();
+  if (shown && !b.ok()) shown->abandon();
   if (b.ok())
     std::fprintf(stderr, "troupe: loaded %s (%s) in %.1f s\n", name.c_str(), b->weights->describe().c_str(),
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -69,6 +69,16 @@ void progress::finish(std::string_view detail) {
   finished_ = true;
 }
 
+void progress::abandon() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_) return;
+  finished_ = true;
+  if (shown_ && style_ == progress_style::bar) {
+    std::fputc('\n', out_);
+    std::fflush(out_);
+  }
+}
+
 std::string progress::figures() const {
   std::string unit = unit_ == "B" || unit_.empty() ? "" : " " + unit_;
   if (total_ <= 0) return amount(done_, unit_) + unit;

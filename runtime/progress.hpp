@@ -31,6 +31,8 @@ class progress {
   void add(double n, std::string_view detail = "");
   // The last line: "<what>: done, <figures> in 3.2 s" (and a newline after a bar).
   void finish(std::string_view detail = "");
+  // Ends without the last line, for work that failed (its error says the rest).
+  void abandon();
 
  private:
   void show(bool last);

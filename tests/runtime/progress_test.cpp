@@ -77,6 +77,16 @@ TEST(progress, quick_work_and_off_say_nothing) {
   }
 }
 
+TEST(progress, abandoned_work_has_no_done_line) {
+  const std::string out = written([](std::FILE* f) {
+    progress p("loading", 10, "", f, progress_style::lines, 0);
+    p.set(3);
+    p.abandon();
+  });
+  EXPECT_NE(out.find("loading: 30% (3/10)"), std::string::npos) << out;
+  EXPECT_EQ(out.find("done"), std::string::npos) << out;
+}
+
 TEST(progress, no_total_shows_counts) {
   const std::string out = written([](std::FILE* f) {
     progress p("requests", 0, "done", f, progress_style::lines, 0);
