@@ -13,8 +13,10 @@
 #include <fmt/format.h>
 
 #include "actors/node_agent.hpp"
+#include "cli/command_line.hpp"
 #include "config/config.hpp"
 #include "config/model_source.hpp"
+#include "config/readers.hpp"
 #include "kernels/cuda/device_name.hpp"
 #include "runtime/cpu_executor.hpp"
 #include "runtime/model_bundle.hpp"
@@ -26,23 +28,43 @@
 namespace troupe {
 
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
+  // Not an existing path only: a hub id (org/name) is looked up in the Hugging Face cache.
   auto* m = app.add_option("--model", f.model,
                            "a model directory, a .gguf file, or a hub id (org/name[@revision]) in the local "
-                           "Hugging Face cache");
+                           "Hugging Face cache")
+                ->type_name("MODEL")
+                ->group(cli::group::model);
   if (model_required) m->required();
-  app.add_option("--config", f.config, "config.yaml whose trt_llm.runtime settings configure the engines");
-  app.add_option("--workers", f.workers, "engines in this process (they share its cores)")->capture_default_str();
-  app.add_option("--threads", f.threads, "CPU threads per engine (default: the cores shared out)");
+  app.add_option("--served-model-name", f.served_name,
+                 "the model name clients ask for (default: the config's served_model_name, else the model's name)")
+      ->type_name("NAME")
+      ->group(cli::group::model);
+  app.add_option("--config", f.config, "config.yaml whose trt_llm.runtime settings configure the engines")
+      ->type_name("FILE")
+      ->check(cli::existing_path())
+      ->group(cli::group::engine);
+  app.add_option("--workers", f.workers, "engines in this process (they share its cores)")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(cli::group::engine);
+  app.add_option("--threads", f.threads, "CPU threads per engine; 0: this process's cores shared among its engines")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(cli::group::engine);
   app.add_option("--kv-cache-memory", f.kv_cache_memory,
-                 "KV cache of the process: bytes (2GiB, 512MiB) or a fraction of free memory (0.5); "
-                 "overrides the config");
-  app.add_option("--served-model-name", f.served_name, "the model name clients ask for");
+                 "KV cache of the process, shared among its engines; overrides the config's kv_cache_memory "
+                 "(default: the config's, else 0.9 of free memory)")
+      ->type_name("SIZE")
+      ->check(cli::memory_size())
+      ->group(cli::group::engine);
 #if defined(TROUPE_HAVE_CUDA)
-  app.add_option("--device", f.device, "where the engines run: cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--device", f.device, "where the engines run: the CPU, or CUDA device 0 or N")
 #else
-  app.add_option("--device", f.device, "where the engines run: cpu (this build has no CUDA backend)")
-      ->capture_default_str();
+  app.add_option("--device", f.device, "where the engines run (this build has no CUDA backend: cpu only)")
 #endif
+      ->type_name("DEVICE")
+      ->check(cli::device_name())
+      ->group(cli::group::engine);
 }
 
 result<config::resolved_model> resolve_model_arg(const std::string& spec, const std::string& flag) {
@@ -91,32 +113,6 @@ status check_device(const std::string& device) {
 #endif
 }
 
-namespace {
-
-// "2GiB", "512MiB", "1000000", "0.5" (a fraction).
-result<config::kv_cache_memory> parse_memory(const std::string& s) {
-  config::kv_cache_memory m;
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  const std::string unit = end ? std::string(end) : "";
-  if (end == s.c_str() || !(v > 0)) return make_error("--kv-cache-memory must be a positive size or fraction, not " + s);
-  if (unit.empty() && v <= 1.0) {
-    m.kind = config::kv_cache_memory::unit::fraction;
-    m.fraction = v;
-    return m;
-  }
-  double scale = 1;
-  if (unit == "KiB" || unit == "K") scale = 1024.0;
-  else if (unit == "MiB" || unit == "M") scale = 1024.0 * 1024.0;
-  else if (unit == "GiB" || unit == "G") scale = 1024.0 * 1024.0 * 1024.0;
-  else if (!unit.empty()) return make_error("--kv-cache-memory: unknown unit " + unit + " (use KiB, MiB or GiB)");
-  m.kind = config::kv_cache_memory::unit::bytes;
-  m.bytes = static_cast<uint64_t>(v * scale);
-  return m;
-}
-
-}  // namespace
-
 result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& model_path) {
   config::runtime_settings rt;
   if (!f.config.empty()) {
@@ -126,7 +122,10 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
   }
   config::kv_cache_memory mem = rt.engine.kv_memory;
   if (!f.kv_cache_memory.empty()) {
-    TROUPE_TRY(mem, parse_memory(f.kv_cache_memory));
+    auto m = config::parse_kv_cache_memory(f.kv_cache_memory);
+    if (!m) return make_error(fmt::format("--kv-cache-memory must be {}, not {}", config::kv_cache_memory_forms,
+                                          f.kv_cache_memory));
+    mem = *m;
   }
   if (f.workers < 1) return make_error("--workers must be at least 1");
   worker_spec w;

@@ -8,22 +8,17 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/frontend.hpp"
+#include "cli/command_line.hpp"
 
 int run_actors_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe actors: list the actors of a running deployment with their metrics"};
+  CLI::App app{"List the actors of a running deployment with their metrics.", "troupe actors"};
+  troupe::cli::setup(app);
   std::string url = "http://localhost:8000", key;
   bool json = false;
-  app.add_option("--url", url, "the deployment's HTTP address")->capture_default_str();
-  app.add_option("--api-key", key, "API key (default: $TROUPE_API_KEY)");
+  app.add_option("--url", url, "the deployment's HTTP address")->type_name("URL");
+  app.add_option("--api-key", key, "the deployment's API key")->type_name("KEY")->envname("TROUPE_API_KEY");
   app.add_flag("--json", json, "print the JSON as served by /v1/actors");
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
-  if (key.empty())
-    if (const char* k = std::getenv("TROUPE_API_KEY")) key = k;
+  if (auto rc = troupe::cli::parse(app, args)) return *rc;
   auto body = troupe::http_get(url + "/v1/actors", key);
   if (!body.ok()) {
     std::fprintf(stderr, "troupe actors: %s\n", body.message().c_str());

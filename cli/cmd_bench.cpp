@@ -9,50 +9,107 @@
 #include "bench/engine_bench.hpp"
 #include "bench/serve_bench.hpp"
 #include "cli/cluster.hpp"
+#include "cli/command_line.hpp"
 #include "cli/plot.hpp"
 #include "config/model_source.hpp"
 
+namespace cli = troupe::cli;
+
 int run_bench_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe bench: run a benchmark and print JSON results"};
+  CLI::App app{"Run a benchmark and print its results as JSON.", "troupe bench"};
+  cli::setup(app);
   app.require_subcommand(1);
+  namespace group = cli::group;
   troupe::bench::engine_bench_options eo;
   std::string plot;
-  const char* plot_help = "also draw the results into this PNG (matplotlib): ";
-  auto* engine = app.add_subcommand("engine", "the forward pass and the serving engine on this machine");
-  engine->add_option("--model", eo.model, "a model to measure (default: random weights, see --dtype)");
-  engine->add_option("--dtype", eo.dtype, "type of the random weights: bf16, f16, f32, q8_0")->capture_default_str();
-  engine->add_option("--threads", eo.threads, "CPU threads (default: every core this process may use)");
-  engine->add_option("--prompt-tokens", eo.prompt_tokens, "prefill length")->capture_default_str();
-  engine->add_option("--batches", eo.batches, "decode batch sizes")->delimiter(',')->capture_default_str();
-  engine->add_option("--decode-steps", eo.decode_steps, "timed decode steps per batch size")->capture_default_str();
-  engine->add_option("--context", eo.context, "tokens cached per sequence while decoding")->capture_default_str();
-  engine->add_option("--workload", eo.workload, "shared-prefix or mixed: the serving engine under a request stream");
+  const std::string plot_help = "also draw the results into this PNG with matplotlib: ";
+  auto* engine = app.add_subcommand("engine", "The forward pass and the serving engine on this machine.");
+  engine->add_option("--model", eo.model,
+                     "a model to measure: a directory, a .gguf file or a cached hub id (default: random weights, "
+                     "see --dtype)")
+      ->type_name("MODEL")
+      ->group(group::model);
+  engine->add_option("--dtype", eo.dtype, "type of the random weights")
+      ->type_name("DTYPE")
+      ->check(cli::one_of({"bf16", "f16", "f32", "q8_0"}))
+      ->group(group::model);
+  engine->add_option("--threads", eo.threads, "CPU threads; 0: every core this process may use")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::engine);
   engine->add_option("--device", eo.device,
-                     "cpu, or cuda / cuda:N: random bf16 weights in Llama-3-8B's shape made on the GPU "
+                     "the CPU, or CUDA device 0 or N: random bf16 weights in Llama-3-8B's shape made on the GPU "
                      "(decode batches 1,8,64,256 unless --batches)")
-      ->capture_default_str();
-  engine->add_option("--plot", plot, std::string(plot_help) + "tokens/s by batch size, or the workload's latencies");
-  app.add_subcommand("router", "the KV-aware router (lands with the routing issue)");
-  troupe::bench::serve_bench_options so;
-  auto* serve = app.add_subcommand("serve", "a troupe server under concurrent streaming load on loopback");
-  serve->add_option("--url", so.url, "a running server (default: start one with --model)");
-  serve->add_option("--model", so.model, "start `troupe serve --model MODEL` on a free port");
-  serve->add_option("--workers", so.workers, "engines of the started server")->capture_default_str();
-  serve->add_option("--kv-cache-memory", so.kv_cache_memory, "KV cache of the started server")->capture_default_str();
-  serve->add_option("--concurrency", so.concurrency, "streams open at once; a list (1,8,64) runs each level in turn")
+      ->type_name("DEVICE")
+      ->check(cli::device_name())
+      ->group(group::engine);
+  engine->add_option("--prompt-tokens", eo.prompt_tokens, "prefill length")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  engine->add_option("--batches", eo.batches, "decode batch sizes, comma-separated")
+      ->type_name("N,N")
       ->delimiter(',')
-      ->capture_default_str();
-  serve->add_option("--duration", so.duration_s, "seconds during which new requests start")->capture_default_str();
-  serve->add_option("--max-tokens", so.max_tokens, "tokens per request")->capture_default_str();
-  serve->add_option("--prompt-words", so.prompt_words, "words per prompt")->capture_default_str();
-  serve->add_flag("--chat", so.chat, "use /v1/chat/completions");
-  serve->add_option("--plot", plot, std::string(plot_help) + "latency percentiles and tokens/s over the concurrency");
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  engine->add_option("--decode-steps", eo.decode_steps, "timed decode steps per batch size")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  engine->add_option("--context", eo.context, "tokens cached per sequence while decoding")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::workload);
+  engine->add_option("--workload", eo.workload,
+                     "instead of the forward figures, the serving engine under a request stream")
+      ->type_name("NAME")
+      ->check(cli::one_of({"shared-prefix", "mixed"}))
+      ->group(group::workload);
+  engine->add_option("--plot", plot, plot_help + "tokens/s by batch size, or the workload's latencies")
+      ->type_name("FILE.png")
+      ->group(group::output);
+  cli::add_kernel_environment(*engine);
+  cli::add_hf_cache_environment(*engine);
+  app.add_subcommand("router", "The KV-aware router (not implemented yet: it lands with the routing issue).");
+  troupe::bench::serve_bench_options so;
+  auto* serve = app.add_subcommand("serve", "A troupe server under concurrent streaming load on loopback.");
+  serve->add_option("--url", so.url, "a running server (default: start one with --model)")
+      ->type_name("URL")
+      ->group(group::server);
+  serve->add_option("--model", so.model, "start `troupe serve --model MODEL` on a free port")
+      ->type_name("MODEL")
+      ->group(group::server);
+  serve->add_option("--workers", so.workers, "engines of the started server")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::server);
+  serve->add_option("--kv-cache-memory", so.kv_cache_memory, "KV cache of the started server")
+      ->type_name("SIZE")
+      ->check(cli::memory_size())
+      ->group(group::server);
+  serve->add_option("--concurrency", so.concurrency, "streams open at once; a list runs each level in turn")
+      ->type_name("N,N")
+      ->delimiter(',')
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--duration", so.duration_s, "seconds during which new requests start")
+      ->type_name("SECONDS")
+      ->check(cli::above(0))
+      ->group(group::workload);
+  serve->add_option("--max-tokens", so.max_tokens, "tokens per request")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--prompt-words", so.prompt_words, "words per prompt")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_flag("--chat", so.chat, "use /v1/chat/completions (default: /v1/completions)")->group(group::workload);
+  serve->add_option("--plot", plot, plot_help + "latency percentiles and tokens/s over the concurrency")
+      ->type_name("FILE.png")
+      ->group(group::output);
+  cli::add_hf_cache_environment(*serve);
+  if (auto rc = cli::parse(app, args)) return *rc;
   // The JSON on stdout, then the figure.
   auto report = [&plot](const char* what, const troupe::result<nlohmann::json>& r) {
     if (!r.ok()) {
@@ -71,10 +128,7 @@ int run_bench_command(const std::vector<std::string>& args) {
   for (std::string* m : {&eo.model, &so.model}) {
     if (m->empty()) continue;
     auto r = troupe::resolve_model_arg(*m);
-    if (!r.ok()) {
-      std::fprintf(stderr, "troupe bench: %s\n", r.message().c_str());
-      return 1;
-    }
+    if (!r.ok()) return cli::usage_error(*engine ? *engine : *serve, r.message());
     if (m == &so.model && so.served_name.empty()) so.served_name = r->served_name;
     *m = r->path;
   }

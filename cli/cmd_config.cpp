@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli/command_line.hpp"
 #include "config/atomic_file.hpp"
 #include "config/checkpoint.hpp"
 #include "config/config.hpp"
@@ -91,8 +92,8 @@ int migrate(const std::string& file, const migrate_options& options, const std::
 
 int run_config_command(const std::vector<std::string>& args) {
   CLI::App app{"Validate a v2 config.yaml, or migrate a v1 one to v2.", "troupe config"};
+  troupe::cli::setup(app);
   app.require_subcommand(1);
-
   std::string file;
   bool schema_only = false;
   auto* v = app.add_subcommand(
@@ -101,7 +102,7 @@ int run_config_command(const std::vector<std::string>& args) {
   v->add_option("FILE", file, "the config.yaml")->required();
   v->add_flag("--schema-only", schema_only,
               "do not look up the checkpoint (in the local Hugging Face cache or on disk)");
-
+  troupe::cli::add_hf_cache_environment(*v);
   migrate_options options;
   std::string output;
   auto* m = app.add_subcommand(
@@ -111,22 +112,14 @@ int run_config_command(const std::vector<std::string>& args) {
   m->add_option("--avg-input-tokens", options.avg_input_tokens,
                 "average input tokens per request, for concurrency_target -> "
                 "target_in_flight_tokens")
-      ->capture_default_str();
+      ->type_name("N")
+      ->check(troupe::cli::at_least(1));
   m->add_option("--avg-output-tokens", options.avg_output_tokens,
                 "average output tokens per request, for the same conversion")
-      ->capture_default_str();
-  m->add_option("-o,--output", output, "write the v2 file here instead of printing it");
-
-  try {
-    std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
-    app.parse(reversed);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    // `troupe config --help` is answered by the main command; show the full usage here.
-    std::cerr << "troupe config: " << e.what() << "\n\n" << app.help();
-    return 2;
-  }
+      ->type_name("N")
+      ->check(troupe::cli::at_least(1));
+  m->add_option("-o,--output", output, "write the v2 file here instead of printing it")->type_name("FILE");
+  if (auto rc = troupe::cli::parse(app, args)) return *rc;
   if (*v) return validate(file, schema_only);
   return migrate(file, options, output);
 }

@@ -10,6 +10,7 @@
 
 #include "cli/cluster.hpp"
 #include "config/model_source.hpp"
+#include "cli/command_line.hpp"
 #include "kernels/cuda/device_name.hpp"
 #include "runtime/text/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
@@ -29,35 +30,74 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 }  // namespace
 
 int run_generate_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe generate: generate text offline, with no server"};
+  CLI::App app{"Generate text offline, with no server: the prompt's continuation goes to stdout as it is made.",
+               "troupe generate"};
+  cli::setup(app);
   std::string model = default_model_path(), prompt, device = "cpu";
   sampling_params p;
   p.max_tokens = 64;
   bool json = false, chat = false;
   int threads = 0, top_logprobs = -1;
   std::optional<uint64_t> seed;
-  app.add_option("--model", model, "a model directory, a .gguf file, or a hub id (org/name[@revision]) in the local Hugging Face cache")->capture_default_str();
-  app.add_option("--prompt", prompt, "the text to continue")->required();
-  app.add_option("--max-tokens", p.max_tokens, "tokens to generate at most")->capture_default_str();
-  app.add_option("--temperature", p.temperature, "0 for greedy")->capture_default_str();
-  app.add_option("--top-p", p.top_p)->capture_default_str();
-  app.add_option("--top-k", p.top_k)->capture_default_str();
-  app.add_option("--min-p", p.min_p)->capture_default_str();
-  app.add_option("--repetition-penalty", p.repetition_penalty)->capture_default_str();
-  app.add_option("--seed", seed, "makes sampling reproducible");
-  app.add_option("--stop", p.stop, "stop strings (repeatable)");
-  app.add_option("--logprobs", top_logprobs, "report the chosen token's logprob and this many alternatives");
-  app.add_flag("--ignore-eos", p.ignore_eos, "keep going past end-of-sequence tokens");
-  app.add_flag("--chat", chat, "send the prompt as a user message through the model's chat template");
-  app.add_flag("--json", json, "print one JSON object: text, token ids, logprobs, timings");
-  app.add_option("--threads", threads, "CPU threads (default: every core this process may use)");
-  app.add_option("--device", device, "cpu, cuda or cuda:N (cuda in builds with the CUDA backend)")->capture_default_str();
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  namespace group = cli::group;
+  app.add_option("--model", model,
+                 "a model directory, a .gguf file, or a hub id (org/name[@revision]) in the local Hugging Face cache")
+      ->type_name("MODEL")
+      ->envname("TROUPE_MODEL")
+      ->group(group::model);
+  app.add_option("--prompt", prompt, "the text to continue")->type_name("TEXT")->required()->group(group::sampling);
+  app.add_flag("--chat", chat, "send the prompt as a user message through the model's chat template")
+      ->group(group::sampling);
+  app.add_option("--max-tokens", p.max_tokens, "tokens to generate at most")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::sampling);
+  app.add_option("--temperature", p.temperature, "0: greedy")
+      ->type_name("T")
+      ->check(cli::between(0, 100))
+      ->group(group::sampling);
+  app.add_option("--top-p", p.top_p, "nucleus sampling: the smallest set of tokens whose probabilities reach P")
+      ->type_name("P")
+      ->check(cli::above_up_to(0, 1))
+      ->group(group::sampling);
+  app.add_option("--top-k", p.top_k, "sample among the K likeliest tokens; 0 or -1: all")
+      ->type_name("K")
+      ->check(cli::at_least(-1))
+      ->group(group::sampling);
+  app.add_option("--min-p", p.min_p, "drop tokens less likely than P times the likeliest")
+      ->type_name("P")
+      ->check(cli::between(0, 1))
+      ->group(group::sampling);
+  app.add_option("--repetition-penalty", p.repetition_penalty,
+                 "above 1 discourages the tokens of the prompt and the output so far")
+      ->type_name("X")
+      ->check(cli::above_up_to(0, 100))
+      ->group(group::sampling);
+  app.add_option("--seed", seed, "makes sampling reproducible (default: a random seed)")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::sampling);
+  app.add_option("--stop", p.stop, "a stop string, never part of the output (repeat the option for more)")
+      ->type_name("TEXT")
+      ->group(group::sampling);
+  app.add_flag("--ignore-eos", p.ignore_eos, "keep going past end-of-sequence tokens")->group(group::sampling);
+  app.add_option("--threads", threads, "CPU threads; 0: every core this process may use")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::engine);
+  app.add_option("--device", device, "where the model runs: the CPU, or CUDA device 0 or N")
+      ->type_name("DEVICE")
+      ->check(cli::device_name())
+      ->group(group::engine);
+  app.add_flag("--json", json, "print one JSON object: text, token ids, logprobs, timings")->group(group::output);
+  app.add_option("--logprobs", top_logprobs,
+                 "with --json: the chosen token's logprob and this many alternatives per token; -1: none")
+      ->type_name("K")
+      ->check(cli::between(-1, 20))
+      ->group(group::output);
+  cli::add_kernel_environment(app);
+  cli::add_hf_cache_environment(app);
+  if (auto rc = cli::parse(app, args)) return *rc;
   if (status s = check_device(device); !s.ok()) {  // before the model loads
     std::fprintf(stderr, "troupe generate: %s\n", s.message().c_str());
     return 1;
@@ -66,10 +106,7 @@ int run_generate_command(const std::vector<std::string>& args) {
   p.logprobs = top_logprobs;
 
   auto source = resolve_model_arg(model);
-  if (!source.ok()) {
-    std::fprintf(stderr, "troupe generate: %s\n", source.message().c_str());
-    return 1;
-  }
+  if (!source.ok()) return cli::usage_error(app, source.message());
   const auto t0 = std::chrono::steady_clock::now();
   auto bundle = load_model_showing_progress(source->path, source->served_name);
   if (!bundle.ok()) {

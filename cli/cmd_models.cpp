@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/command_line.hpp"
 #include "config/hf_cache.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/model_bundle.hpp"
@@ -50,16 +51,17 @@ verdict check(const config::cached_snapshot& s) {
 }  // namespace
 
 int run_models_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe models: the models in the local Hugging Face cache (HF_HUB_CACHE, HF_HOME, "
-               "~/.cache/huggingface/hub), each with whether `troupe serve --model ORG/NAME` can serve it"};
+  CLI::App app{"List the models in the local Hugging Face cache (HF_HUB_CACHE, HF_HOME, ~/.cache/huggingface/hub), "
+               "each with whether `troupe serve --model ORG/NAME` can serve it.",
+               "troupe models"};
+  troupe::cli::setup(app);
   bool json = false;
-  app.add_flag("--json", json, "print one JSON object");
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  app.add_flag("--json", json,
+               "print one JSON object: the cache, and each snapshot with its revisions, format, size, architecture "
+               "and whether troupe serves it")
+      ->group(troupe::cli::group::output);
+  troupe::cli::add_hf_cache_environment(app);
+  if (auto rc = troupe::cli::parse(app, args)) return *rc;
   const config::hf_cache_location cache = config::hf_cache_from_environment();
   const auto repos = config::scan_hf_cache(cache);
   nlohmann::json list = nlohmann::json::array();

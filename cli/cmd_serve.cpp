@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <optional>
 #include <cstdio>
 #include <thread>
 
@@ -17,6 +18,7 @@
 #include "actors/router.hpp"
 #include "cli/cluster.hpp"
 #include "cli/serve_config.hpp"
+#include "cli/command_line.hpp"
 #include "config/deployment_store.hpp"
 #include "config/checkpoint.hpp"
 #include "runtime/checkpoint.hpp"
@@ -37,15 +39,39 @@ struct control_flags {
 };
 
 void add_control_flags(CLI::App& app, control_flags& f) {
-  app.add_option("--host", f.host, "address the HTTP server listens on")->capture_default_str();
-  app.add_option("--port", f.port, "HTTP port (0: any free port)")->capture_default_str();
-  app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/* (default: $TROUPE_API_KEY)");
-  app.add_option("--state-dir", f.state_dir, "where the management API keeps deployments (off without it)");
-  app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")->capture_default_str();
-  app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")->capture_default_str();
+  app.add_option("--host", f.host, "address the HTTP server listens on")->type_name("HOST")->group(cli::group::server);
+  app.add_option("--port", f.port, "HTTP port; 0: any free port")
+      ->type_name("PORT")
+      ->check(cli::between(0, 65535))
+      ->group(cli::group::server);
+  app.add_option("--api-key", f.api_key, "require 'Authorization: Bearer KEY' on /v1/*")
+      ->type_name("KEY")
+      ->envname("TROUPE_API_KEY")
+      ->group(cli::group::server);
+  app.add_option("--state-dir", f.state_dir,
+                 "where the management API (/v1/llm_models) keeps its deployments; without it the API is off")
+      ->type_name("DIR")
+      ->group(cli::group::server);
+  app.add_option("--max-in-flight", f.max_in_flight, "HTTP requests served at once; more get 429")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(cli::group::server);
+  app.add_option("--drain-timeout", f.drain_timeout_s, "on SIGTERM, seconds to let requests in flight finish")
+      ->type_name("SECONDS")
+      ->check(cli::at_least(0))
+      ->group(cli::group::server);
 }
 
 // What the command line gave explicitly (it wins over --config), after parsing.
+// A --model that names nothing is a wrong command line (exit 2), as a wrong path was before
+// hub ids: checked here, where the parser can say so; settle_start resolves it for use.
+std::optional<int> check_model_flag(const CLI::App& app, const worker_flags& wf) {
+  if (app.count("--model") == 0) return std::nullopt;
+  auto m = resolve_model_arg(wf.model);
+  if (m.ok()) return std::nullopt;
+  return cli::usage_error(app, m.message());
+}
+
 flags_given given_flags(const CLI::App& app, bool strict_config) {
   flags_given g;
   g.model = app.count("--model") > 0;
@@ -59,7 +85,8 @@ flags_given given_flags(const CLI::App& app, bool strict_config) {
 
 void add_strict_config_flag(CLI::App& app, bool& strict) {
   app.add_flag("--strict-config", strict,
-               "refuse to start when a field of --config would not take effect here (instead of a warning)");
+               "refuse to start when a field of --config would not take effect here (instead of a warning)")
+      ->group(cli::group::engine);
 }
 
 struct node_plan {
@@ -170,9 +197,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     frontend_options fo;
     fo.host = cf.host;
     fo.port = cf.port;
-    fo.api_key = cf.api_key;
-    if (fo.api_key.empty())
-      if (const char* k = std::getenv("TROUPE_API_KEY")) fo.api_key = k;
+    fo.api_key = cf.api_key;  // or $TROUPE_API_KEY: the option reads it
     fo.max_in_flight = cf.max_in_flight;
     fo.node = plan.node;
     fo.status_json = start->status_json;
@@ -261,20 +286,20 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
 }  // namespace
 
 int run_serve_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe serve: serve a model over an OpenAI-compatible API, every actor in this process"};
+  CLI::App app{"Serve a model over an OpenAI-compatible API, every actor in this process.", "troupe serve"};
+  cli::setup(app);
   worker_flags wf;
   wf.model = default_model_path();
   control_flags cf;
   add_worker_flags(app, wf, false);
+  app.get_option("--model")->envname("TROUPE_MODEL");
   add_control_flags(app, cf);
   bool strict = false;
   add_strict_config_flag(app, strict);
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  cli::add_kernel_environment(app);
+  cli::add_hf_cache_environment(app);
+  if (auto rc = cli::parse(app, args)) return *rc;
+  if (auto rc = check_model_flag(app, wf)) return *rc;
   node_plan plan;
   plan.node = "local";
   plan.control = true;
@@ -283,37 +308,51 @@ int run_serve_command(const std::vector<std::string>& args) {
 }
 
 int run_node_command(const std::vector<std::string>& args) {
-  CLI::App app{"troupe node: run one node of a multi-process deployment"};
+  CLI::App app{"Run one node of a multi-process deployment: the control node (router and HTTP frontend) or a "
+               "worker node (engines) that joins it.",
+               "troupe node"};
+  cli::setup(app);
   std::string role, name = default_node_name();
   int listen = 0;
   std::string join;
   worker_flags wf;
   control_flags cf;
-  app.add_option("--role", role, "control (router and HTTP) or worker (engines)")->required()->check(CLI::IsMember({"control", "worker"}));
-  app.add_option("--listen", listen, "control: the port worker nodes join");
-  app.add_option("--join", join, "worker: the control node's HOST:PORT");
-  app.add_option("--name", name, "this node's name in metrics and worker names")->capture_default_str();
+  app.add_option("--role", role, "control: the router and HTTP frontend; worker: engines")
+      ->type_name("ROLE")
+      ->required()
+      ->check(cli::one_of({"control", "worker"}))
+      ->group(cli::group::cluster);
+  app.add_option("--listen", listen, "control: the port worker nodes join (required with --role control)")
+      ->type_name("PORT")
+      ->check(cli::between(1, 65535))
+      ->default_str("")
+      ->group(cli::group::cluster);
+  app.add_option("--join", join, "worker: the control node's address (required with --role worker)")
+      ->type_name("HOST:PORT")
+      ->check(cli::host_port())
+      ->group(cli::group::cluster);
+  app.add_option("--name", name, "this node's name in metrics and in its workers' names")
+      ->type_name("NAME")
+      ->default_str("HOSTNAME-PID")
+      ->group(cli::group::cluster);
   add_worker_flags(app, wf, false);
   add_control_flags(app, cf);
   bool strict = false;
   add_strict_config_flag(app, strict);
-  wf.workers = 1;
-  std::vector<std::string> rev(args.rbegin(), args.rend());
-  try {
-    app.parse(rev);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  cli::add_kernel_environment(app);
+  cli::add_hf_cache_environment(app);
+  if (auto rc = cli::parse(app, args)) return *rc;
+  if (auto rc = check_model_flag(app, wf)) return *rc;
   node_plan plan;
   plan.node = name;
   if (role == "control") {
-    if (listen <= 0) return fail("node", "--role control needs --listen PORT");
+    if (listen <= 0) return cli::usage_error(app, "--role control needs --listen PORT");
     plan.control = true;
     plan.listen = listen;
     plan.workers = false;
   } else {
-    if (join.empty()) return fail("node", "--role worker needs --join HOST:PORT");
-    if (wf.model.empty() && wf.config.empty()) return fail("node", "--role worker needs --model (or --config)");
+    if (join.empty()) return cli::usage_error(app, "--role worker needs --join HOST:PORT");
+    if (wf.model.empty() && wf.config.empty()) return cli::usage_error(app, "--role worker needs --model MODEL (or --config)");
     plan.join = join;
     plan.workers = true;
   }

@@ -1,7 +1,9 @@
 // readers: the schema of each configuration block, read from a node with every error kept.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "config/config_error.hpp"
 #include "config/node.hpp"
@@ -22,6 +24,12 @@ void read_runtime(const node* n, const std::string& path, runtime_settings& out,
 // least 1 MiB, or a size with a unit ("512MiB", "16GiB", "16GB").
 void read_kv_cache_memory(const node& n, const std::string& path, kv_cache_memory& out,
                           error_list& errors);
+
+// kv_cache_memory as text, as `--kv-cache-memory` gives it: the same forms and limits, where a
+// bare integer is bytes and any other number a fraction. nullopt when it is none of them.
+std::optional<kv_cache_memory> parse_kv_cache_memory(std::string_view text);
+// What kv_cache_memory accepts, for messages: "a fraction of free memory in (0, 1] such as ...".
+extern const std::string_view kv_cache_memory_forms;
 
 // trt_llm.build under v2: the five v2 fields; the v1-only ones get the documented message.
 void read_build(const node* n, const std::string& path, build_settings& out, error_list& errors);

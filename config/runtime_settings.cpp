@@ -1,4 +1,5 @@
 // runtime_settings: trt_llm.runtime, the serving engine's settings and kv_cache_memory.
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -48,7 +49,35 @@ bool parse_size(std::string_view s, kv_cache_memory& out) {
   return true;
 }
 
+// Whether a parsed kv_cache_memory is within the limits: a fraction in (0, 1], or 1 MiB or more.
+bool within_limits(const kv_cache_memory& v) {
+  return v.kind == kv_cache_memory::unit::fraction ? (std::isfinite(v.fraction) && v.fraction > 0 && v.fraction <= 1)
+                                                   : v.bytes >= kMiB;
+}
+
 }  // namespace
+
+const std::string_view kv_cache_memory_forms =
+    "a fraction of free memory in (0, 1] such as 0.9 or \"90%\", or a size of at least 1 MiB in "
+    "bytes (an integer, or with a unit: \"512MiB\", \"16GiB\", \"16GB\")";
+
+std::optional<kv_cache_memory> parse_kv_cache_memory(std::string_view text) {
+  kv_cache_memory v;
+  const bool integer = !text.empty() && text.size() <= 19 &&
+                       std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (integer) {
+    v.kind = kv_cache_memory::unit::bytes;
+    v.bytes = std::strtoull(std::string(text).c_str(), nullptr, 10);
+  } else if (!parse_size(text, v)) {
+    const std::string s(text);
+    char* end = nullptr;
+    v.kind = kv_cache_memory::unit::fraction;
+    v.fraction = std::strtod(s.c_str(), &end);
+    if (s.empty() || end != s.c_str() + s.size()) return std::nullopt;
+  }
+  if (!within_limits(v)) return std::nullopt;
+  return v;
+}
 
 void read_kv_cache_memory(const node& n, const std::string& path, kv_cache_memory& out,
                           error_list& errors) {
@@ -65,17 +94,9 @@ void read_kv_cache_memory(const node& n, const std::string& path, kv_cache_memor
   } else if (n.kind == node_kind::string) {
     parsed = parse_size(n.text, v);
   }
-  bool ok = parsed && (v.kind == kv_cache_memory::unit::fraction
-                           ? (std::isfinite(v.fraction) && v.fraction > 0 && v.fraction <= 1)
-                           : v.bytes >= kMiB);
-  if (!ok) {
-    errors.push_back(
-        {path,
-         fmt::format("{}: must be a fraction of free memory in (0, 1] such as 0.9 or \"90%\", "
-                     "or a size of at least 1 MiB in bytes (an integer, or with a unit: "
-                     "\"512MiB\", \"16GiB\", \"16GB\"), got {}",
-                     path, n.describe()),
-         n.line, n.column});
+  if (!parsed || !within_limits(v)) {
+    errors.push_back({path, fmt::format("{}: must be {}, got {}", path, kv_cache_memory_forms, n.describe()),
+                      n.line, n.column});
     return;
   }
   out = v;

@@ -1,54 +1,22 @@
 // Proves --device on the command line by running the built binary: a name that is not a
-// device is refused; `--device cuda` fails at once, non-zero, saying why, where there is no GPU
-// (or no CUDA backend in the build) for generate, serve, node and bench engine; and where
-// there is a GPU, generate runs on it.
+// device is a command-line error (exit status 2); `--device cuda` fails at once with status 1,
+// saying why, where there is no GPU (or no CUDA backend in the build) for generate, serve, node
+// and bench engine; and where there is a GPU, generate runs on it.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <string>
 
-#include "tests/test_data.hpp"
+#include "tests/cli/run_command.hpp"
 #if defined(TROUPE_HAVE_CUDA)
 #include "kernels/cuda/device.hpp"
 #endif
 
 namespace {
 
-namespace fs = std::filesystem;
-
-struct run_result {
-  int rc = -1;
-  std::string out, err;
-  double seconds = 0;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using troupe::testing::run_result;
 
 run_result troupe_run(const std::string& args) {
-  const fs::path dir = fs::temp_directory_path() / ("troupe_device_flag_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  const std::string bin = troupe::testing::build_dir() + "/cli/troupe";
-  const std::string cmd = "timeout 60 '" + bin + "' " + args + " >'" + (dir / "out").string() + "' 2>'" +
-                          (dir / "err").string() + "' </dev/null";
-  const auto t0 = std::chrono::steady_clock::now();
-  const int st = std::system(cmd.c_str());
-  run_result r;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = slurp(dir / "out");
-  r.err = slurp(dir / "err");
-  fs::remove_all(dir);
-  return r;
+  return troupe::testing::run_command("timeout 60 '" + troupe::testing::troupe_binary() + "' " + args);
 }
 
 // Why `--device cuda` cannot work here, or "" when it can.
@@ -62,9 +30,11 @@ std::string why_no_cuda() {
 }
 
 TEST(device_flag, a_name_that_is_not_a_device_is_refused) {
-  const run_result r = troupe_run("generate --device tpu --prompt hi");
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("--device must be cpu, cuda or cuda:N, not tpu"), std::string::npos) << r.err;
+  for (const std::string cmd : {"generate --prompt hi", "serve", "bench engine"}) {
+    const run_result r = troupe_run(cmd + " --device tpu");
+    EXPECT_EQ(r.rc, 2) << cmd;  // a command-line error
+    EXPECT_NE(r.err.find("--device: must be cpu, cuda or cuda:N, not tpu"), std::string::npos) << cmd << ": " << r.err;
+  }
 }
 
 TEST(device_flag, cuda_without_a_gpu_fails_at_once_saying_why) {

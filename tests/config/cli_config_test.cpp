@@ -1,30 +1,19 @@
 // Proves `troupe config validate|migrate FILE` by running the built troupe binary.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
-#include "tests/test_data.hpp"
+#include "tests/cli/run_command.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct run_result {
-  int rc = -1;
-  std::string out, err;
-};
+using troupe::testing::run_result;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+std::string slurp(const fs::path& p) { return troupe::testing::read_file(p); }
 
 class cli_config_test : public ::testing::Test {
  protected:
@@ -45,16 +34,8 @@ class cli_config_test : public ::testing::Test {
 
   // Runs troupe with the test's HF cache; stdout and stderr are captured separately.
   run_result troupe(const std::string& args) {
-    const std::string bin = troupe::testing::build_dir() + "/cli/troupe";
-    const std::string cmd = "HF_HUB_CACHE='" + (dir_ / "hub").string() + "' '" + bin + "' " +
-                            args + " >'" + (dir_ / "out").string() + "' 2>'" +
-                            (dir_ / "err").string() + "'";
-    int st = std::system(cmd.c_str());
-    run_result r;
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    r.out = slurp(dir_ / "out");
-    r.err = slurp(dir_ / "err");
-    return r;
+    return troupe::testing::run_command("HF_HUB_CACHE='" + (dir_ / "hub").string() + "' '" +
+                                        troupe::testing::troupe_binary() + "' " + args);
   }
   std::string data(const std::string& name) {
     return troupe::testing::source_dir() + "/tests/config/data/" + name;

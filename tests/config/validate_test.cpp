@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "config/readers.hpp"
 
 namespace troupe::config {
 namespace {
@@ -113,25 +114,26 @@ struct kv_case {
   uint64_t bytes;
 };
 
+const kv_case cases_of_kv_cache_memory[] = {
+    {"0.9", true, kv_cache_memory::unit::fraction, 0.9, 0},
+    {"1.0", true, kv_cache_memory::unit::fraction, 1.0, 0},
+    {"\"85%\"", true, kv_cache_memory::unit::fraction, 0.85, 0},
+    {"17179869184", true, kv_cache_memory::unit::bytes, 0, 17179869184ull},
+    {"512MiB", true, kv_cache_memory::unit::bytes, 0, 512ull << 20},
+    {"16GB", true, kv_cache_memory::unit::bytes, 0, 16000000000ull},
+    {"1.5 GiB", true, kv_cache_memory::unit::bytes, 0, 3ull << 29},
+    {"0", false, {}, 0, 0},
+    {"1", false, {}, 0, 0},  // ambiguous: 1 byte is never meant
+    {"1.5", false, {}, 0, 0},
+    {"-0.5", false, {}, 0, 0},
+    {"lots", false, {}, 0, 0},
+    {"16 parsecs", false, {}, 0, 0},
+    {"9000000TB", false, {}, 0, 0},  // beyond an exbibyte
+    {"true", false, {}, 0, 0},
+};
+
 TEST(config_validate, kv_cache_memory_is_bytes_or_a_fraction_of_free_memory) {
-  const kv_case cases[] = {
-      {"0.9", true, kv_cache_memory::unit::fraction, 0.9, 0},
-      {"1.0", true, kv_cache_memory::unit::fraction, 1.0, 0},
-      {"\"85%\"", true, kv_cache_memory::unit::fraction, 0.85, 0},
-      {"17179869184", true, kv_cache_memory::unit::bytes, 0, 17179869184ull},
-      {"512MiB", true, kv_cache_memory::unit::bytes, 0, 512ull << 20},
-      {"16GB", true, kv_cache_memory::unit::bytes, 0, 16000000000ull},
-      {"1.5 GiB", true, kv_cache_memory::unit::bytes, 0, 3ull << 29},
-      {"0", false, {}, 0, 0},
-      {"1", false, {}, 0, 0},  // ambiguous: 1 byte is never meant
-      {"1.5", false, {}, 0, 0},
-      {"-0.5", false, {}, 0, 0},
-      {"lots", false, {}, 0, 0},
-      {"16 parsecs", false, {}, 0, 0},
-      {"9000000TB", false, {}, 0, 0},  // beyond an exbibyte
-      {"true", false, {}, 0, 0},
-  };
-  for (const auto& k : cases) {
+  for (const auto& k : cases_of_kv_cache_memory) {
     auto c = parse_config_yaml(canonical("", std::string("    kv_cache_memory: ") + k.value + "\n"));
     ASSERT_EQ(c.ok(), k.ok) << k.value << "\n" << all_messages(c.errors);
     if (!k.ok) {
@@ -148,6 +150,25 @@ TEST(config_validate, kv_cache_memory_is_bytes_or_a_fraction_of_free_memory) {
       EXPECT_EQ(m.bytes, k.bytes) << k.value;
     }
   }
+}
+
+// --kv-cache-memory takes the field's text: the same values are accepted, with the same meaning.
+TEST(config_validate, kv_cache_memory_text_reads_as_the_field_does) {
+  for (const auto& k : cases_of_kv_cache_memory) {
+    std::string text = k.value;
+    if (text.front() == '"') text = text.substr(1, text.size() - 2);
+    const auto m = parse_kv_cache_memory(text);
+    ASSERT_EQ(m.has_value(), k.ok) << text;
+    if (!m) continue;
+    EXPECT_EQ(m->kind, k.kind) << text;
+    if (k.kind == kv_cache_memory::unit::fraction) {
+      EXPECT_DOUBLE_EQ(m->fraction, k.fraction) << text;
+    } else {
+      EXPECT_EQ(m->bytes, k.bytes) << text;
+    }
+  }
+  EXPECT_FALSE(parse_kv_cache_memory(""));
+  EXPECT_FALSE(parse_kv_cache_memory("99999999999999999999"));  // beyond 64 bits
 }
 
 // One row per documented (or troupe) rule: the lines added, the field path of the error,
