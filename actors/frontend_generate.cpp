@@ -13,6 +13,7 @@
 #include "runtime/text/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/model_bundle.hpp"
+#include "runtime/structured/tool_calls.hpp"
 #include "runtime/text/tokenizer.hpp"
 
 namespace troupe {
@@ -54,7 +55,50 @@ struct choice_state {
   bool accepted = false;
   bool role_sent = false;
   int32_t text_offset = 0;  // code points written so far (completions' logprobs)
+  std::unique_ptr<structured::tool_call_parser> tools;  // chat with tools: calls out of the text
+  std::vector<std::string> call_ids;
 };
+
+// The parser of a chat request's tool calls, or null when its output is content only.
+std::unique_ptr<structured::tool_call_parser> tool_parser_for(const openai::chat_request& r, const model_bundle& m) {
+  using structured::tool_format;
+  switch (r.tool_mode) {
+    case openai::tool_mode::none: return nullptr;
+    case openai::tool_mode::required: return std::make_unique<structured::tool_call_parser>(tool_format::json_array);
+    case openai::tool_mode::named:
+      return std::make_unique<structured::tool_call_parser>(tool_format::arguments, r.tool_choice->function_name);
+    case openai::tool_mode::parse:
+      for (tool_format f : {tool_format::hermes, tool_format::llama3_json, tool_format::mistral})
+        if (m.tool_format == structured::tool_format_name(f)) return std::make_unique<structured::tool_call_parser>(f);
+      return nullptr;  // the template shows no tool format: the model answers in text
+  }
+  return nullptr;
+}
+
+std::string new_call_id() {
+  std::string id = openai::new_request_id("call");
+  id[4] = '_';
+  return id.substr(0, 29);  // "call_" and 24 hex digits, as OpenAI's
+}
+
+// Parser events folded into a delta's content and tool_calls entries; new calls get ids.
+void fold_tool_events(choice_state& c, const std::vector<structured::tool_event>& events, std::string& content,
+                      std::vector<openai::tool_call_delta>& calls) {
+  for (const auto& e : events) {
+    const auto index = static_cast<int32_t>(e.index);
+    switch (e.what) {
+      case structured::tool_event::kind::content: content += e.text; break;
+      case structured::tool_event::kind::call_start:
+        c.call_ids.push_back(new_call_id());
+        calls.push_back({index, c.call_ids.back(), e.text, ""});
+        break;
+      case structured::tool_event::kind::arguments:
+        if (!calls.empty() && calls.back().index == index) calls.back().arguments += e.text;
+        else calls.push_back({index, "", "", e.text});
+        break;
+    }
+  }
+}
 
 openai::finish_reason finish_of(const std::string& s) {
   if (s == "length") return openai::finish_reason::length;
@@ -232,7 +276,7 @@ std::optional<api_error> admit(frontend::impl& fe) {
 
 std::vector<generate_request> choices_for(const std::string& base, size_t first_index, const std::string& model,
                                           const std::vector<token_id>& prompt, const sampling_params& p, int32_t n,
-                                          int32_t priority) {
+                                          int32_t priority, const std::string& constraint) {
   std::vector<generate_request> out;
   for (int32_t j = 0; j < n; ++j) {
     generate_request r;
@@ -243,6 +287,7 @@ std::vector<generate_request> choices_for(const std::string& base, size_t first_
     if (q.seed && j > 0) *q.seed += static_cast<uint64_t>(j);  // n choices, n streams
     r.params = to_wire(q);
     r.priority = priority;
+    r.constraint = constraint;
     out.push_back(std::move(r));
   }
   return out;
@@ -318,12 +363,6 @@ void frontend::impl::handle_chat(const httplib::Request& req, httplib::Response&
   auto parsed = openai::parse_chat_request(req.body);
   if (!parsed) return send_error(res, parsed.error());
   openai::chat_request& r = parsed.value();
-  if (r.tool_choice && (r.tool_choice->mode == openai::tool_choice::kind::required ||
-                        r.tool_choice->mode == openai::tool_choice::kind::function))
-    return send_error(res, openai::invalid_request("tool_choice",
-                                                   "tool_choice \"required\" or a named function needs constrained "
-                                                   "decoding, which troupe does not do; use \"auto\" or \"none\"",
-                                                   "unsupported_value"));
   auto entry = models->get(r.model);
   if (!entry) return send_error(res, model_not_found(r.model));
   const model_bundle& m = *entry->model;
@@ -348,7 +387,9 @@ void frontend::impl::handle_chat(const httplib::Request& req, httplib::Response&
 
   const std::string id = openai::new_request_id("chatcmpl");
   auto gen = std::make_shared<generation>(*this, r.model, m.tok,
-                                          choices_for(id, 0, r.model, prompt, params.value(), r.n, r.priority));
+                                          choices_for(id, 0, r.model, prompt, params.value(), r.n, r.priority,
+                                                      r.constraint));
+  for (auto& c : gen->choices()) c.tools = tool_parser_for(r, m);
   auto probe = std::make_shared<connection_probe>(req);
   if (auto e = gen->submit(*probe)) return send_error(res, *e);
 
@@ -367,13 +408,23 @@ void frontend::impl::handle_chat(const httplib::Request& req, httplib::Response&
             first.role = true;
             openai::append_chat_chunk(out, info, first);
           }
-          if (d.text.empty() && !d.finished && lp.empty()) return;
+          std::string content = d.text;
+          std::vector<openai::tool_call_delta> calls;
+          if (c.tools) {
+            content.clear();
+            fold_tool_events(c, c.tools->push(d.text), content, calls);
+            if (d.finished) fold_tool_events(c, c.tools->finish(), content, calls);
+          }
+          if (content.empty() && calls.empty() && !d.finished && lp.empty()) return;
           openai::chat_delta cd;
           cd.index = static_cast<int32_t>(i);
-          cd.content = d.text;
+          cd.content = content;
+          cd.tool_calls = calls;
           if (want_logprobs) cd.logprobs = std::span<const openai::logprob_entry>(lp);
           if (d.finished) {
             cd.finish_reason = c.finish;
+            if (c.tools && !c.tools->calls().empty() && c.finish == openai::finish_reason::stop)
+              cd.finish_reason = openai::finish_reason::tool_calls;
             cd.stop_reason = c.stop;
           }
           openai::append_chat_chunk(out, info, cd);
@@ -397,6 +448,14 @@ void frontend::impl::handle_chat(const httplib::Request& req, httplib::Response&
     cc.content = c.text;
     cc.finish_reason = c.finish.value_or(openai::finish_reason::stop);
     cc.stop_reason = c.stop;
+    if (c.tools) {
+      (void)c.tools->push(c.text);
+      (void)c.tools->finish();
+      cc.content = c.tools->content();
+      for (const auto& call : c.tools->calls()) cc.tool_calls.push_back({new_call_id(), call.name, call.arguments});
+      if (!cc.tool_calls.empty() && cc.finish_reason == openai::finish_reason::stop)
+        cc.finish_reason = openai::finish_reason::tool_calls;
+    }
     if (r.logprobs) cc.logprobs = c.logprobs;
     out.choices.push_back(std::move(cc));
   }
@@ -424,7 +483,8 @@ void frontend::impl::handle_completion(const httplib::Request& req, httplib::Res
     auto params = openai::sampling_for_prompt(r, p, static_cast<int64_t>(prompt.size()), limits);
     if (!params) return send_error(res, params.error());
     const std::string echo = r.echo ? (in.is_tokens ? m.tok->decode(in.tokens, true) : in.text) : std::string();
-    auto some = choices_for(id, p * static_cast<size_t>(r.n), r.model, prompt, params.value(), r.n, r.priority);
+    auto some = choices_for(id, p * static_cast<size_t>(r.n), r.model, prompt, params.value(), r.n, r.priority,
+                            r.constraint);
     for (auto& x : some) {
       reqs.push_back(std::move(x));
       echoes.push_back(echo);

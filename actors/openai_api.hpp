@@ -75,6 +75,10 @@ struct generation_request {
   bool skip_special_tokens = true;
   int32_t priority = 0;               // lower runs first (vLLM)
   std::optional<std::string> user;
+  // The output constraint (runtime/structured/constraint_spec.hpp) from response_format
+  // (json_object, json_schema), vLLM's guided_json, or a forced tool_choice; "" for none.
+  // Checked when parsed: a schema it cannot honour is a 400 naming the keyword.
+  std::string constraint;
 };
 
 enum class role { system, developer, user, assistant, tool };
@@ -105,6 +109,14 @@ struct tool_choice {
   std::string function_name;  // kind::function
 };
 
+// How a chat request's output becomes tool calls.
+enum class tool_mode {
+  none,      // no tools, or tool_choice "none": the output is content
+  parse,     // tool_choice "auto": calls in the model's own format are parsed out of the output
+  required,  // constrained to [{"name", "parameters"}, ...] (one at least; one only without parallel_tool_calls)
+  named,     // constrained to the arguments of tool_choice's function
+};
+
 struct chat_request : generation_request {
   std::vector<chat_message> messages;
   bool logprobs = false;
@@ -112,6 +124,7 @@ struct chat_request : generation_request {
   nlohmann::ordered_json tools;              // as sent (validated); null when absent
   std::optional<openai::tool_choice> tool_choice;  // absent: OpenAI's default (auto with tools)
   bool parallel_tool_calls = true;
+  openai::tool_mode tool_mode = openai::tool_mode::none;  // from tools and tool_choice
   nlohmann::ordered_json chat_template_kwargs = nlohmann::ordered_json::object();
   bool add_generation_prompt = true;         // false when continue_final_message and not sent
   bool continue_final_message = false;
@@ -218,10 +231,18 @@ struct usage_info {
   int32_t cached_tokens = 0;  // prompt_tokens_details.cached_tokens
 };
 
+// A tool call the model made, as the response carries it.
+struct tool_call_out {
+  std::string id;  // new_request_id("call") style: "call_<hex>"
+  std::string name;
+  std::string arguments;  // JSON text
+};
+
 // Non-streaming chat.completion.
 struct chat_choice {
   int32_t index = 0;
-  std::string content;
+  std::string content;  // written as null when empty and there are tool calls
+  std::vector<tool_call_out> tool_calls;
   std::optional<std::string> reasoning_content;
   openai::finish_reason finish_reason = openai::finish_reason::stop;
   openai::stop_reason stop_reason;
@@ -266,10 +287,20 @@ struct stream_info {
 
 // One chat.completion.chunk. The first chunk of each choice has role (and content ""); content
 // deltas follow; the last one has finish_reason (its delta may still hold text, or be {}).
+// One entry of delta.tool_calls: the first of a call has its id and name (and arguments ""),
+// the following ones fragments of its arguments.
+struct tool_call_delta {
+  int32_t index = 0;       // the call's place in the message
+  std::string id;          // "" after the first
+  std::string name;        // "" after the first
+  std::string arguments;
+};
+
 struct chat_delta {
   int32_t index = 0;
   bool role = false;  // write delta.role "assistant"
   std::string_view content;
+  std::span<const tool_call_delta> tool_calls;
   std::string_view reasoning_content;             // written when not empty
   std::optional<std::span<const logprob_entry>> logprobs;  // set when logprobs were asked
   std::optional<openai::finish_reason> finish_reason;

@@ -9,6 +9,7 @@
 #include <simdjson.h>
 
 #include "actors/openai_api.hpp"
+#include "runtime/structured/constraint_spec.hpp"
 
 // Returns the error of an expression giving std::optional<api_error>, if it has one.
 #define OPENAI_TRY(expr)                                   \
@@ -333,22 +334,99 @@ maybe_error read_stream_options(element v, bool& include_usage) {
   return {};
 }
 
-maybe_error read_response_format(element v) {
+// A spec the grammar compiler must accept; param names the schema's field for the 400.
+maybe_error check_spec(const std::string& spec, std::string_view param) {
+  auto g = structured::grammar_of_spec(spec);
+  if (!g.ok()) return unsupported(param, fmt::format("'{}': {}", param, g.message()));
+  return {};
+}
+
+// A JSON Schema given as an object, or as a string holding one (vLLM's guided_json allows it).
+maybe_error read_schema(element v, std::string_view param, ojson& out) {
+  std::string_view text;
+  if (v.get(text) == simdjson::SUCCESS) {
+    out = ojson::parse(text, nullptr, false);
+    if (out.is_discarded()) return bad_value(param, fmt::format("'{}' is a string that is not JSON", param));
+  } else {
+    out = to_json(v);
+  }
+  if (!out.is_object() && !out.is_boolean()) return wrong_type(param, "a JSON Schema object", v);
+  return {};
+}
+
+maybe_error read_response_format(element v, std::string& constraint) {
   simdjson::dom::object o;
-  if (v.get(o) != simdjson::SUCCESS) return wrong_type("response_format", "an object such as {\"type\": \"text\"}", v);
+  if (v.get(o) != simdjson::SUCCESS) return wrong_type("response_format", "an object such as {\"type\": \"json_object\"}", v);
   std::string type;
   bool have_type = false;
-  for (auto field : o)
+  std::optional<element> js;
+  for (auto field : o) {
     if (field.key == "type") {
       OPENAI_TRY(read_string(field.value, "response_format.type", type));
       have_type = true;
+    } else if (field.key == "json_schema" && !field.value.is_null()) {
+      js = field.value;
     }
-  if (!have_type) return missing("response_format.type", "only {\"type\": \"text\"} is supported");
-  if (type != "text")
-    return unsupported("response_format",
-                       fmt::format("'response_format' of type {} is not supported: troupe has no constrained "
-                                   "decoding, so only {{\"type\": \"text\"}} is accepted",
-                                   quote_short(type)));
+  }
+  const char* types = "\"text\", \"json_object\" or \"json_schema\"";
+  if (!have_type) return missing("response_format.type", types);
+  if (type == "text") return {};
+  if (type == "json_object") {
+    constraint = structured::json_object_spec();
+    return {};
+  }
+  if (type != "json_schema")
+    return bad_value("response_format.type", fmt::format("'response_format.type' must be {}; got {}", types, quote_short(type)));
+  if (!js) return missing("response_format.json_schema", "give {\"name\", \"schema\"} for type json_schema");
+  simdjson::dom::object jo;
+  if (js->get(jo) != simdjson::SUCCESS)
+    return wrong_type("response_format.json_schema", "an object with name, schema and strict", *js);
+  std::optional<element> schema;
+  bool have_name = false;
+  for (auto field : jo) {
+    if (field.value.is_null()) continue;
+    if (field.key == "schema") {
+      schema = field.value;
+    } else if (field.key == "name") {
+      std::string name;
+      OPENAI_TRY(read_string(field.value, "response_format.json_schema.name", name));
+      have_name = true;
+    } else if (field.key == "strict") {
+      bool strict = false;  // outputs always follow the schema, strict or not
+      OPENAI_TRY(read_bool(field.value, "response_format.json_schema.strict", strict));
+    } else if (field.key == "description") {
+      std::string d;
+      OPENAI_TRY(read_string(field.value, "response_format.json_schema.description", d));
+    }
+  }
+  if (!have_name) return missing("response_format.json_schema.name", "name the schema (a-z, A-Z, 0-9, _ and -)");
+  ojson s = ojson::object();  // OpenAI: a missing schema is an empty one (any JSON)
+  if (schema) OPENAI_TRY(read_schema(*schema, "response_format.json_schema.schema", s));
+  constraint = structured::json_schema_spec(s);
+  return check_spec(constraint, "response_format.json_schema.schema");
+}
+
+// vLLM's structured_outputs: {"json": schema} or {"json_object": true}; other kinds are refused.
+maybe_error read_structured_outputs(element v, std::string& constraint) {
+  simdjson::dom::object o;
+  if (v.get(o) != simdjson::SUCCESS) return wrong_type("structured_outputs", "an object such as {\"json\": {...}}", v);
+  for (auto field : o) {
+    if (field.value.is_null()) continue;
+    const std::string param = fmt::format("structured_outputs.{}", field.key);
+    if (field.key == "json") {
+      ojson s;
+      OPENAI_TRY(read_schema(field.value, param, s));
+      constraint = structured::json_schema_spec(s);
+      OPENAI_TRY(check_spec(constraint, param));
+    } else if (field.key == "json_object") {
+      bool on = false;
+      OPENAI_TRY(read_bool(field.value, param, on));
+      if (on) constraint = structured::json_object_spec();
+    } else {
+      return unsupported(param, fmt::format("'{}' is not supported: troupe constrains outputs to JSON (json, "
+                                            "json_object), not to regular expressions, choices or grammars", param));
+    }
+  }
   return {};
 }
 
@@ -420,10 +498,18 @@ maybe_error shared_field(std::string_view key, element v, generation_request& g,
     OPENAI_TRY(read_int_as(v, "priority", std::numeric_limits<int32_t>::min(), k_int32_max,
                            "from -2147483648 to 2147483647", g.priority));
   } else if (key == "response_format") {
-    OPENAI_TRY(read_response_format(v));
-  } else if (key.starts_with("guided_") || key == "structured_outputs") {
-    // vLLM's constrained decoding: ignoring it would pass unconstrained text off as constrained.
-    return unsupported(key, fmt::format("'{}' is not supported: troupe has no constrained decoding", key));
+    OPENAI_TRY(read_response_format(v, g.constraint));
+  } else if (key == "guided_json") {
+    ojson schema;
+    OPENAI_TRY(read_schema(v, "guided_json", schema));
+    g.constraint = structured::json_schema_spec(schema);
+    OPENAI_TRY(check_spec(g.constraint, "guided_json"));
+  } else if (key == "structured_outputs") {
+    OPENAI_TRY(read_structured_outputs(v, g.constraint));
+  } else if (key.starts_with("guided_")) {
+    // vLLM's other constraints: ignoring one would pass unconstrained text off as constrained.
+    return unsupported(key, fmt::format("'{}' is not supported: troupe constrains outputs to JSON (response_format, "
+                                        "guided_json), not to regular expressions, choices or grammars", key));
   } else {
     handled = false;
   }
@@ -798,6 +884,41 @@ maybe_error check_tool_choice(const chat_request& req) {
                                quote_short(c.function_name)));
 }
 
+// Which tools the output may call and how; tool_choice "required" and a named function are
+// constrained, so their calls are always well formed.
+maybe_error resolve_tool_mode(chat_request& req) {
+  const bool have_tools = req.tools.is_array() && !req.tools.empty();
+  const tool_choice::kind choice = req.tool_choice ? req.tool_choice->mode : tool_choice::kind::auto_;
+  if (!have_tools || choice == tool_choice::kind::none) {
+    req.tool_mode = tool_mode::none;
+    return {};
+  }
+  if (choice == tool_choice::kind::auto_) {
+    req.tool_mode = tool_mode::parse;
+    return {};
+  }
+  if (!req.constraint.empty())
+    return bad_value("tool_choice", "'tool_choice' \"required\" or a named function constrains the output to tool "
+                                    "calls, so it cannot be combined with 'response_format' or 'guided_json'");
+  ojson functions = ojson::array();
+  for (const auto& t : req.tools) {
+    const ojson& fn = t["function"];
+    ojson f = {{"name", fn["name"]}};
+    if (fn.contains("parameters")) f["parameters"] = fn["parameters"];
+    if (choice == tool_choice::kind::function && fn["name"] != req.tool_choice->function_name) continue;
+    functions.push_back(std::move(f));
+  }
+  if (choice == tool_choice::kind::function) {
+    req.tool_mode = tool_mode::named;
+    const ojson& f = functions.at(0);
+    req.constraint = structured::tool_arguments_spec(f.contains("parameters") ? f["parameters"] : ojson::object());
+  } else {
+    req.tool_mode = tool_mode::required;
+    req.constraint = structured::tool_calls_spec(functions, req.parallel_tool_calls);
+  }
+  return check_spec(req.constraint, "tools");
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -858,6 +979,7 @@ api_result<chat_request> parse_chat_request(std::string_view body) {
     return bad_value("top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
   req.params.logprobs = req.logprobs ? req.top_logprobs : -1;
   OPENAI_TRY(check_tool_choice(req));
+  OPENAI_TRY(resolve_tool_mode(req));
   if (req.continue_final_message) {
     if (add_generation_prompt_sent && req.add_generation_prompt)
       return bad_value("continue_final_message", "'continue_final_message' and 'add_generation_prompt' cannot both "

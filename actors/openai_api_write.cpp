@@ -355,9 +355,26 @@ std::string write_chat_completion(const chat_completion& c) {
     append_int(out, ch.index);
     key(out, "message");
     out += "{\"role\":\"assistant\",\"content\":";
-    append_json_string(out, ch.content);
+    if (ch.content.empty() && !ch.tool_calls.empty()) out += "null";
+    else append_json_string(out, ch.content);
     key(out, "refusal");
     out += "null";
+    if (!ch.tool_calls.empty()) {
+      key(out, "tool_calls");
+      out += '[';
+      for (size_t j = 0; j < ch.tool_calls.size(); ++j) {
+        const tool_call_out& t = ch.tool_calls[j];
+        if (j) out += ',';
+        out += "{\"id\":";
+        append_json_string(out, t.id);
+        out += ",\"type\":\"function\",\"function\":{\"name\":";
+        append_json_string(out, t.name);
+        key(out, "arguments");
+        append_json_string(out, t.arguments);
+        out += "}}";
+      }
+      out += ']';
+    }
     if (ch.reasoning_content) {
       key(out, "reasoning_content");
       append_json_string(out, *ch.reasoning_content);
@@ -423,6 +440,32 @@ void append_chat_chunk(std::string& out, const stream_info& s, const chat_delta&
   if (!d.reasoning_content.empty()) {
     key(out, "reasoning_content", first);
     append_json_string(out, d.reasoning_content);
+    first = false;
+  }
+  if (!d.tool_calls.empty()) {
+    key(out, "tool_calls", first);
+    out += '[';
+    for (size_t j = 0; j < d.tool_calls.size(); ++j) {
+      const tool_call_delta& t = d.tool_calls[j];
+      if (j) out += ',';
+      out += "{\"index\":";
+      append_int(out, t.index);
+      if (!t.id.empty()) {
+        key(out, "id");
+        append_json_string(out, t.id);
+        out += ",\"type\":\"function\"";
+      }
+      out += ",\"function\":{";
+      if (!t.name.empty()) {
+        out += "\"name\":";
+        append_json_string(out, t.name);
+        out += ',';
+      }
+      out += "\"arguments\":";
+      append_json_string(out, t.arguments);
+      out += "}}";
+    }
+    out += ']';
   }
   out += '}';
   key(out, "logprobs");

@@ -80,6 +80,9 @@ struct generate_request {
   wire_sampling params;
   int32_t priority = 0;
   stream_actor reply_to;
+  // What the output must match, as runtime/structured/constraint_spec.hpp writes it (a
+  // compiled grammar cannot travel; the worker compiles this, once per spec); "" for none.
+  std::string constraint;
 };
 
 struct wire_kv_event {
@@ -242,7 +245,7 @@ typename Inspector::result_type inspect(Inspector& f, wire_sampling& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
   return f(caf::meta::type_name("generate_request"), x.id, x.model, x.prompt, x.params, x.priority,
-           x.reply_to);
+           x.reply_to, x.constraint);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_kv_event& x) {

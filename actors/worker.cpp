@@ -1,9 +1,13 @@
 #include "actors/worker.hpp"
 
+#include <algorithm>
 #include <unordered_map>
 
+#include "runtime/checkpoint.hpp"
 #include "runtime/engine/engine.hpp"
 #include "runtime/model_bundle.hpp"
+#include "runtime/structured/constraint_spec.hpp"
+#include "runtime/text/tokenizer.hpp"
 
 namespace troupe {
 namespace {
@@ -16,6 +20,8 @@ struct worker_state {
   bool stopping = false;
   actor_meter meter;
   step_stats last;
+  // Output constraints compiled against this model's vocabulary, made on first use.
+  std::unique_ptr<structured::constraint_factory> constraints;
 };
 
 using self_ptr = worker_actor::stateful_pointer<worker_state>;
@@ -55,6 +61,20 @@ void publish_events(self_ptr self) {
     msg.events.push_back({e.event_id, static_cast<uint8_t>(e.type), std::move(e.block_hashes),
                           e.parent_hash.has_value(), e.parent_hash.value_or(0), e.block_size});
   self->send(self->state.setup.publisher, kv_events_atom::value, std::move(msg));
+}
+
+// The constraint a request's spec asks for (compiled once per spec and kept).
+result<std::shared_ptr<token_constraint>> constraint_of(worker_state& st, const std::string& spec) {
+  const model_bundle& m = *st.setup.model;
+  if (!m.tok) return make_error("constrained decoding needs the model's tokenizer, and it ships none");
+  if (!st.constraints) {
+    std::vector<token_id> ends = m.weights->config().eos_ids;
+    for (token_id t : m.tok->stop_ids())
+      if (std::find(ends.begin(), ends.end(), t) == ends.end()) ends.push_back(t);
+    st.constraints = std::make_unique<structured::constraint_factory>(
+        structured::vocab_index::of(*m.tok, std::move(ends), m.weights->config().n_vocab));
+  }
+  return st.constraints->make(spec);
 }
 
 void maybe_quit(self_ptr self) {
@@ -142,6 +162,14 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
         req.prompt = std::move(r.prompt);
         req.params = from_wire(r.params);
         req.priority = r.priority;
+        if (!r.constraint.empty()) {
+          auto c = constraint_of(s, r.constraint);
+          if (!c.ok()) {
+            self->send(r.reply_to, failure_delta(r.id, 400, "the output constraint cannot be used: " + c.message(), s.setup.name));
+            return;
+          }
+          req.constraint = std::move(*c);
+        }
         if (status st = s.setup.eng->add_request(std::move(req)); !st.ok()) {
           self->send(r.reply_to, failure_delta(r.id, 400, st.message(), s.setup.name));
           return;

@@ -8,6 +8,7 @@
 
 #include "bench/engine_bench.hpp"
 #include "bench/serve_bench.hpp"
+#include "bench/structured_bench.hpp"
 #include "cli/cluster.hpp"
 #include "cli/command_line.hpp"
 #include "cli/plot.hpp"
@@ -70,6 +71,29 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->group(group::output);
   cli::add_kernel_environment(*engine);
   cli::add_hf_cache_environment(*engine);
+  troupe::bench::structured_bench_options sto;
+  auto* structured = app.add_subcommand("structured", "Decoding with and without a JSON Schema constraint.");
+  structured->add_option("--model", sto.model, "the model (default: the project's own, models/troupe-py-7m)")
+      ->type_name("PATH")
+      ->check(cli::existing_path())
+      ->group(group::model);
+  structured->add_option("--threads", sto.threads, "CPU threads; 0: every core this process may use")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::engine);
+  structured->add_option("--batches", sto.batches, "batch sizes, comma-separated")
+      ->type_name("N,N")
+      ->delimiter(',')
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  structured->add_option("--max-tokens", sto.max_tokens, "tokens generated per sequence")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  structured->add_option("--reps", sto.reps, "runs per batch size and mode; the fastest counts")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
   app.add_subcommand("router", "The KV-aware router (not implemented yet: it lands with the routing issue).");
   troupe::bench::serve_bench_options so;
   auto* serve = app.add_subcommand("serve", "A troupe server under concurrent streaming load on loopback.");
@@ -137,6 +161,7 @@ int run_bench_command(const std::vector<std::string>& args) {
     return report("engine", troupe::bench::run_engine_bench(eo));
   }
   if (*serve) return report("serve", troupe::bench::run_serve_bench(so));
+  if (*structured) return report("structured", troupe::bench::run_structured_bench(sto));
   std::fprintf(stderr, "troupe bench router: not implemented yet (it lands with the KV-aware routing issue)\n");
   return 2;
 }

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "runtime/structured/tool_calls.hpp"
 #include "runtime/text/chat_template.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/gguf.hpp"
@@ -35,6 +36,7 @@ result<model_bundle> load_model(const std::string& path, const open_options& opt
     auto t = chat_template::parse(c.chat_template());
     if (t.ok()) b.chat = std::make_shared<const chat_template>(std::move(*t));
     else b.chat_error = t.message();
+    b.tool_format = structured::tool_format_name(structured::tool_format_of_template(c.chat_template()));
   }
   return b;
 }

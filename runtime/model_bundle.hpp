@@ -19,6 +19,9 @@ struct model_bundle {
   std::shared_ptr<const tokenizer> tok;         // null when the model ships none
   std::shared_ptr<const chat_template> chat;    // null when it ships none or it does not parse
   std::string chat_error;                        // why chat is null, if it ships one
+  // The format its chat template writes tool calls in (structured/tool_calls.hpp's
+  // tool_format), read off the template; "none" when it shows no tools.
+  std::string tool_format = "none";
 };
 
 // path: a Hugging Face directory, a .gguf file, or a directory holding one .gguf. `options`

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Builds troupe's libFuzzer targets with clang (ASan + UBSan) and runs each for a while.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET ...]
-# Targets: gguf safetensors tokenizer chat_template openai_request config_yaml llm_config_json.
+# Targets: gguf safetensors tokenizer chat_template openai_request config_yaml llm_config_json json_schema
+# tool_calls.
 # Corpora grow in fuzz-corpus/<target> (git-ignored); crashes are written there too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(gguf safetensors tokenizer chat_template openai_request config_yaml llm_config_json)
+[ ${#targets[@]} -eq 0 ] && targets=(gguf safetensors tokenizer chat_template openai_request config_yaml llm_config_json
+                                     json_schema tool_calls)
 data=${TROUPE_TEST_DATA:-$HOME/.cache/troupe/testdata}
 out=build-fuzz
 mkdir -p "$out" fuzz-corpus
@@ -22,7 +24,13 @@ sources() {
     tokenizer) echo tests/fuzz/tokenizer_fuzz.cpp runtime/text/tokenizer*.cpp runtime/text/pre_tokenizer.cpp runtime/text/unicode*.cpp \
                     runtime/gguf.cpp runtime/mapped_file.cpp runtime/tensor.cpp ;;
     chat_template) echo tests/fuzz/chat_template_fuzz.cpp runtime/text/chat_template.cpp runtime/text/jinja_*.cpp ;;
-    openai_request) echo tests/fuzz/openai_request_fuzz.cpp actors/openai_api_*.cpp runtime/sampler.cpp ;;
+    openai_request) echo tests/fuzz/openai_request_fuzz.cpp actors/openai_api_*.cpp runtime/sampler.cpp \
+                         runtime/structured/*.cpp runtime/text/tokenizer*.cpp runtime/text/pre_tokenizer.cpp \
+                         runtime/text/unicode*.cpp runtime/gguf.cpp runtime/mapped_file.cpp runtime/tensor.cpp ;;
+    json_schema) echo tests/fuzz/json_schema_fuzz.cpp runtime/structured/*.cpp runtime/text/tokenizer*.cpp \
+                      runtime/text/pre_tokenizer.cpp runtime/text/unicode*.cpp runtime/gguf.cpp runtime/mapped_file.cpp \
+                      runtime/tensor.cpp ;;
+    tool_calls) echo tests/fuzz/tool_calls_fuzz.cpp runtime/structured/tool_calls.cpp ;;
     config_yaml) echo tests/fuzz/config_yaml_fuzz.cpp config/*.cpp ;;
     llm_config_json) echo tests/fuzz/llm_config_json_fuzz.cpp config/*.cpp ;;
     *) echo "unknown fuzz target $1" >&2; exit 2 ;;
@@ -31,7 +39,7 @@ sources() {
 libs() {
   case "$1" in
     tokenizer) echo -lpcre2-8 -lxxhash -lfmt ;;
-    openai_request) echo -lsimdjson -lfmt ;;
+    openai_request|json_schema) echo -lsimdjson -lfmt -lpcre2-8 -lxxhash ;;
     config_yaml|llm_config_json) echo -lyaml-cpp -lfmt ;;
     *) echo -lfmt ;;
   esac
@@ -43,6 +51,8 @@ seeds() {
     config_yaml) echo tests/fuzz/seeds/config_yaml tests/config/data ;;
     llm_config_json) echo tests/fuzz/seeds/llm_config_json ;;
     openai_request) echo tests/fuzz/seeds/openai_request ;;
+    json_schema) echo tests/fuzz/seeds/json_schema ;;
+    tool_calls) echo tests/fuzz/seeds/tool_calls ;;
     *) ;;
   esac
 }

@@ -14,7 +14,7 @@ packages=(
   libpcre2-dev libxxhash-dev libopenblas-dev libopenblas0-pthread libcli11-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   libssl-dev zlib1g-dev libbrotli-dev
-  python3 python3-numpy python3-jinja2 python3-torch python3-regex python3-yaml
+  python3 python3-numpy python3-jinja2 python3-torch python3-regex python3-jsonschema python3-yaml
   nodejs npm wrk hyperfine prometheus clang libclang-rt-14-dev
   chromium python3-matplotlib
 )

@@ -87,6 +87,7 @@ struct engine::impl {
   sequence& make_sequence(request& r) {
     const uint64_t seq = next_seq++;
     auto s = std::make_unique<sequence>(seq, r.id, r.priority, std::move(r.prompt), r.params, tok);
+    s->constraint = std::move(r.constraint);
     sequence& ref = *s;
     by_id[ref.id] = seq;
     seqs.emplace(seq, std::move(s));

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/constraint.hpp"
 #include "runtime/engine/kv_cache_manager.hpp"
 #include "runtime/engine/proposer.hpp"
 #include "runtime/engine/step.hpp"
@@ -72,6 +73,10 @@ struct request {
   std::vector<token_id> prompt;
   sampling_params params;
   int32_t priority = 0;  // lower runs first
+  // What the output must match (structured output, forced tool calls); null: anything. Its
+  // mask applies before sampling; it decides where the output may end (min_tokens then does
+  // not hold back end tokens), and the sequence stops as soon as it has ended.
+  std::shared_ptr<token_constraint> constraint;
 };
 
 struct usage {

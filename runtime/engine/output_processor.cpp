@@ -32,9 +32,15 @@ output_processor::output_processor(int64_t n_vocab, int64_t n_tokens, std::vecto
 std::span<float> output_processor::masked(const sequence& s, std::span<const float> row) {
   row_.assign(row.begin(), row.end());
   // Ids past the tokenizer's vocabulary (padding rows) are never sampled, nor stop tokens
-  // before min_tokens.
+  // before min_tokens. Under a constraint its mask decides, end tokens included (it is the
+  // state after every token emitted so far, so row i of a verification gets the mask after
+  // drafts 0..i-1).
   const float ninf = -std::numeric_limits<float>::infinity();
   for (auto i = static_cast<size_t>(n_tokens_); i < row_.size(); ++i) row_[i] = ninf;
+  if (s.constraint) {
+    s.constraint->mask_logits(row_);
+    return row_;
+  }
   if (s.completion() < s.params.min_tokens) {
     if (!s.params.ignore_eos)
       for (token_id t : eos_) row_[static_cast<size_t>(t)] = ninf;
@@ -44,6 +50,12 @@ std::span<float> output_processor::masked(const sequence& s, std::span<const flo
 }
 
 void output_processor::emit(sequence& s, token_id t, const sampled* lp, seq_result& out) {
+  if (s.constraint && !s.constraint->accept(t)) {
+    // The mask allowed nothing (a grammar that cannot go on): end rather than write a token
+    // it refuses.
+    out.finished = finish_reason::stop;
+    return;
+  }
   s.sampler.accept(t);
   s.tokens.push_back(t);
   out.tokens.push_back(t);
@@ -62,6 +74,7 @@ void output_processor::emit(sequence& s, token_id t, const sampled* lp, seq_resu
       out.stop_string = o.matched;
     }
   }
+  if (!out.finished && s.constraint && s.constraint->finished()) out.finished = finish_reason::stop;
   if (!out.finished && (s.completion() >= s.params.max_tokens || s.size() >= max_seq_len_))
     out.finished = finish_reason::length;
 }

@@ -148,6 +148,9 @@ step_plan scheduler::schedule() {
       if (const int32_t room = draft_room(s, budget); room > 0) {
         d = prop_->propose(s, room);
         if (static_cast<int32_t>(d.tokens.size()) > room) d.tokens.resize(static_cast<size_t>(room));
+        // A constrained sequence verifies only the drafts its grammar allows (the rows of the
+        // rest would be rejected anyway; their probs, indexed by draft position, go unread).
+        if (s.constraint && !d.tokens.empty()) d.tokens.resize(s.constraint->allowed_prefix(d.tokens));
         if (!d.tokens.empty() && !kv_.allocate_slots(id, s.n_computed, n, static_cast<int32_t>(d.tokens.size())))
           d = {};
       }

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "runtime/constraint.hpp"
 #include "runtime/sampler.hpp"
 #include "runtime/stop_strings.hpp"
 #include "runtime/text/tokenizer.hpp"
@@ -32,6 +34,9 @@ struct sequence {
   sampling_params params;
   int64_t n_drafted = 0;          // draft tokens verified over its life
   int64_t n_draft_accepted = 0;
+  // What the output must match (request::constraint); the output processor masks with it and
+  // feeds it each token kept, the scheduler trims drafts to what it allows. May be null.
+  std::shared_ptr<token_constraint> constraint;
 
   sequence(uint64_t seq_no, std::string id_, int32_t prio, std::vector<token_id> prompt,
            const sampling_params& p, const tokenizer* tok)

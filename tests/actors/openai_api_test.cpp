@@ -129,7 +129,20 @@ std::vector<chat_accept_case> chat_accept_cases() {
          EXPECT_EQ(r.priority, -3);
        }},
       {"top_k_off", chat_body(R"("top_k":-1)"), [](auto& r) { EXPECT_EQ(r.params.top_k, -1); }},
-      {"response_format_text", chat_body(R"("response_format":{"type":"text"})"), [](auto& r) { EXPECT_EQ(r.model, "m"); }},
+      {"response_format_text", chat_body(R"("response_format":{"type":"text"})"),
+       [](auto& r) { EXPECT_EQ(r.constraint, ""); }},
+      {"response_format_json_object", chat_body(R"("response_format":{"type":"json_object"})"),
+       [](auto& r) { EXPECT_EQ(r.constraint, R"({"type":"json_object"})"); }},
+      {"response_format_json_schema",
+       chat_body(R"("response_format":{"type":"json_schema","json_schema":{"name":"x","strict":true,"schema":{"type":"object","properties":{"b":{"type":"integer"},"a":{"type":"string"}}}}})"),
+       [](auto& r) {  // the schema travels with its keys in the client's order
+         EXPECT_EQ(r.constraint,
+                   R"({"type":"json_schema","schema":{"type":"object","properties":{"b":{"type":"integer"},"a":{"type":"string"}}}})");
+       }},
+      {"vllm_guided_json_string", chat_body(R"("guided_json":"{\"type\": \"integer\"}")"),
+       [](auto& r) { EXPECT_EQ(r.constraint, R"({"type":"json_schema","schema":{"type":"integer"}})"); }},
+      {"vllm_structured_outputs_json", chat_body(R"("structured_outputs":{"json":{"type":"boolean"}})"),
+       [](auto& r) { EXPECT_EQ(r.constraint, R"({"type":"json_schema","schema":{"type":"boolean"}})"); }},
       {"tools_and_auto", chat_body(k_tools + R"(,"tool_choice":"auto")"),
        [](auto& r) {
          ASSERT_TRUE(r.tools.is_array());
@@ -145,7 +158,12 @@ std::vector<chat_accept_case> chat_accept_cases() {
       {"tool_choice_none_without_tools", chat_body(R"("tool_choice":"none")"),
        [](auto& r) { EXPECT_EQ(r.tool_choice->mode, tool_choice::kind::none); }},
       {"tool_choice_required", chat_body(k_tools + R"(,"tool_choice":"required")"),
-       [](auto& r) { EXPECT_EQ(r.tool_choice->mode, tool_choice::kind::required); }},
+       [](auto& r) {
+         EXPECT_EQ(r.tool_choice->mode, tool_choice::kind::required);
+         EXPECT_EQ(r.tool_mode, tool_mode::required);
+         EXPECT_TRUE(r.constraint.starts_with(R"({"type":"tool_calls","tools":[{"name":)")) << r.constraint;
+         EXPECT_TRUE(r.constraint.ends_with(R"("parallel":true})")) << r.constraint;
+       }},
       {"tool_choice_named", chat_body(k_tools + R"(,"tool_choice":{"type":"function","function":{"name":"get_time"}})"),
        [](auto& r) {
          EXPECT_EQ(r.tool_choice->mode, tool_choice::kind::function);
@@ -474,10 +492,19 @@ std::vector<reject_case> chat_reject_cases() {
       {"skip_special_tokens_number", chat_body(R"("skip_special_tokens":1)"), "skip_special_tokens", "invalid_type", "true or false"},
       {"priority_string", chat_body(R"("priority":"high")"), "priority", "invalid_type", "an integer"},
       {"priority_too_large", chat_body(R"("priority":4294967296)"), "priority", "invalid_value", "from -2147483648 to 2147483647; got 4294967296"},
-      {"response_format_json_object", chat_body(R"("response_format":{"type":"json_object"})"), "response_format",
-       "unsupported_value", "of type \"json_object\" is not supported"},
-      {"response_format_json_schema", chat_body(R"("response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}})"),
-       "response_format", "unsupported_value", "only {\"type\": \"text\"} is accepted"},
+      {"response_format_unknown_type", chat_body(R"("response_format":{"type":"yaml"})"), "response_format.type",
+       "invalid_value", "must be \"text\", \"json_object\" or \"json_schema\""},
+      {"response_format_schema_pattern",
+       chat_body(R"("response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"string","pattern":"a"}}})"),
+       "response_format.json_schema.schema", "unsupported_value", "keyword 'pattern' (at #) is not supported"},
+      {"response_format_schema_no_name", chat_body(R"("response_format":{"type":"json_schema","json_schema":{"schema":{}}})"),
+       "response_format.json_schema.name", "missing_required_parameter", "is required"},
+      {"response_format_schema_not_object",
+       chat_body(R"("response_format":{"type":"json_schema","json_schema":{"name":"x","schema":[1]}})"),
+       "response_format.json_schema.schema", "invalid_type", "a JSON Schema object"},
+      {"tool_choice_required_and_response_format",
+       chat_body(k_tools + R"(,"tool_choice":"required","response_format":{"type":"json_object"})"), "tool_choice",
+       "invalid_value", "cannot be combined"},
       {"response_format_string", chat_body(R"("response_format":"text")"), "response_format", "invalid_type", "an object"},
       {"response_format_no_type", chat_body(R"("response_format":{})"), "response_format.type", "missing_required_parameter",
        "is required"},
@@ -514,10 +541,12 @@ std::vector<reject_case> chat_reject_cases() {
        "true or false"},
       {"continue_and_add_generation_prompt", chat_body(R"("continue_final_message":true,"add_generation_prompt":true)"),
        "continue_final_message", "invalid_value", "cannot both be true"},
-      {"vllm_guided_json", chat_body(R"("guided_json":{"type":"object"})"), "guided_json", "unsupported_value",
-       "no constrained decoding"},
-      {"vllm_structured_outputs", chat_body(R"("structured_outputs":{"regex":"a+"})"), "structured_outputs",
-       "unsupported_value", "no constrained decoding"},
+      {"vllm_guided_regex", chat_body(R"("guided_regex":"a+")"), "guided_regex", "unsupported_value",
+       "not to regular expressions"},
+      {"vllm_guided_json_format", chat_body(R"("guided_json":{"type":"string","format":"uuid"})"), "guided_json",
+       "unsupported_value", "'format'"},
+      {"vllm_structured_outputs", chat_body(R"("structured_outputs":{"regex":"a+"})"), "structured_outputs.regex",
+       "unsupported_value", "not to regular expressions"},
       {"chat_template_in_request", chat_body(R"("chat_template":"{{ messages }}")"), "chat_template", "unsupported_value",
        "not supported"},
       {"long_value_is_cut_in_message", chat_with(R"([{"role":")" + std::string(500, 'x') + R"(","content":"b"}])"),
@@ -1294,6 +1323,55 @@ TEST(openai_parse, error_messages_of_broken_input_are_written_as_valid_json) {
     ASSERT_FALSE(r.ok());
     EXPECT_TRUE(json::accept(write_error(r.error())));
   }
+}
+
+}  // namespace
+}  // namespace troupe::openai
+
+namespace troupe::openai {
+namespace {
+
+TEST(openai_write, tool_calls_in_a_message_and_in_stream_deltas) {
+  chat_completion c;
+  c.id = "chatcmpl-1";
+  c.model = "m";
+  chat_choice ch;
+  ch.finish_reason = finish_reason::tool_calls;
+  ch.tool_calls.push_back({"call_abc", "get_weather", R"({"city": "Paris"})"});
+  c.choices.push_back(ch);
+  const auto j = nlohmann::json::parse(write_chat_completion(c));
+  const auto& m = j["choices"][0]["message"];
+  EXPECT_TRUE(m["content"].is_null());  // no text beside the calls
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_EQ(m["tool_calls"][0]["id"], "call_abc");
+  EXPECT_EQ(m["tool_calls"][0]["type"], "function");
+  EXPECT_EQ(m["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(m["tool_calls"][0]["function"]["arguments"], R"({"city": "Paris"})");
+
+  stream_info s{"chatcmpl-1", 1, "m", false};
+  const std::vector<tool_call_delta> first = {{0, "call_abc", "get_weather", ""}};
+  const std::vector<tool_call_delta> more = {{0, "", "", R"({"ci)"}};
+  std::string out;
+  chat_delta d;
+  d.tool_calls = first;
+  append_chat_chunk(out, s, d);
+  d.tool_calls = more;
+  append_chat_chunk(out, s, d);
+  std::vector<nlohmann::json> chunks;
+  for (size_t at = 0; (at = out.find("data: ", at)) != std::string::npos; at += 6)
+    chunks.push_back(nlohmann::json::parse(out.substr(at + 6, out.find("\n\n", at) - at - 6)));
+  ASSERT_EQ(chunks.size(), 2u);
+  const auto& t0 = chunks[0]["choices"][0]["delta"]["tool_calls"][0];
+  EXPECT_EQ(t0["index"], 0);
+  EXPECT_EQ(t0["id"], "call_abc");
+  EXPECT_EQ(t0["type"], "function");
+  EXPECT_EQ(t0["function"]["name"], "get_weather");
+  EXPECT_EQ(t0["function"]["arguments"], "");
+  const auto& t1 = chunks[1]["choices"][0]["delta"]["tool_calls"][0];
+  EXPECT_FALSE(t1.contains("id"));
+  EXPECT_FALSE(t1["function"].contains("name"));
+  EXPECT_EQ(t1["function"]["arguments"], R"({"ci)");
+  EXPECT_FALSE(chunks[1]["choices"][0]["delta"].contains("content"));
 }
 
 }  // namespace
