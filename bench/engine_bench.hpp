@@ -19,6 +19,9 @@ struct engine_bench_options {
   std::vector<int> batches = {1, 8, 32};
   int decode_steps = 16;
   int context = 128;            // tokens already cached per sequence while decoding
+  std::vector<std::string> compare_dtypes;  // extra random-weight types: prefill, batch-1 decode
+  bool compare_threads = false; // also prefill and batch-1 decode on one thread
+  std::string precision;        // "", "fast" or "f32" (kernels/cpu/matmul.hpp)
   std::string workload;         // "" (forward figures), "shared-prefix" or "mixed"
   std::string device = "cpu";   // cpu, cuda or cuda:N (bench/cuda_engine_bench.hpp)
 };

@@ -32,7 +32,7 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->group(group::model);
   engine->add_option("--dtype", eo.dtype, "type of the random weights")
       ->type_name("DTYPE")
-      ->check(cli::one_of({"bf16", "f16", "f32", "q8_0"}))
+      ->check(cli::one_of({"bf16", "f16", "f32", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k"}))
       ->group(group::model);
   engine->add_option("--threads", eo.threads, "CPU threads; 0: every core this process may use")
       ->type_name("N")
@@ -69,6 +69,18 @@ int run_bench_command(const std::vector<std::string>& args) {
   engine->add_option("--plot", plot, plot_help + "tokens/s by batch size, or the workload's latencies")
       ->type_name("FILE.png")
       ->group(group::output);
+  engine->add_option("--compare-dtypes", eo.compare_dtypes,
+                     "also prefill and batch-1 decode of random weights of these types, in the same run")
+      ->type_name("DTYPE,DTYPE")
+      ->delimiter(',')
+      ->check(cli::one_of({"bf16", "f16", "f32", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k"}))
+      ->group(group::workload);
+  engine->add_flag("--compare-threads", eo.compare_threads, "also prefill and batch-1 decode on 1 thread, in the same run")
+      ->group(group::workload);
+  engine->add_option("--precision", eo.precision, "the matmuls' accuracy contract (default: TROUPE_PRECISION, else fast)")
+      ->type_name("fast|f32")
+      ->check(cli::one_of({"fast", "f32"}))
+      ->group(group::engine);
   cli::add_kernel_environment(*engine);
   cli::add_hf_cache_environment(*engine);
   troupe::bench::structured_bench_options sto;

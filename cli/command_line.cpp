@@ -295,8 +295,11 @@ void add_environment(CLI::App& app, const std::string& name, const std::string& 
 
 void add_kernel_environment(CLI::App& app) {
   add_environment(app, "TROUPE_ISA",
-                  "generic or avx2: use a lower CPU kernel set than this CPU allows (troupe --version names "
-                  "the one chosen)");
+                  "generic, avx2 or avx512 (without its BF16 and VNNI extensions): use a lower CPU kernel set "
+                  "than this CPU allows (troupe --version names the one chosen)");
+  add_environment(app, "TROUPE_PRECISION",
+                  "fast (default: activations rounded to bf16 or int8 as the weights' fast kernels read them) "
+                  "or f32 (the reference path); the accuracy contract is in the README");
 }
 
 void add_hf_cache_environment(CLI::App& app) {

@@ -5,11 +5,16 @@ function(troupe_library name)
   target_link_libraries(${name} PUBLIC troupe_options ${ARG_DEPS})
 endfunction()
 
-# troupe_test(NAME SOURCES ... DEPS ... [LABELS ...] [FIXTURES ...] [TIMEOUT s]): one GoogleTest
-# executable, one ctest entry; FIXTURES names ctest fixtures it needs (e.g. reference_models).
-# Tests find fetched test data, the source tree and Debian's python through the environment.
+# troupe_test(NAME SOURCES ... DEPS ... [LABELS ...] [FIXTURES ...] [TIMEOUT s] [EXACT]): one
+# GoogleTest executable, one ctest entry; FIXTURES names ctest fixtures it needs (e.g.
+# reference_models). Tests find fetched test data, the source tree and Debian's python through
+# the environment. EXACT: the test asserts token-exact equivalences between runs that put
+# different numbers of rows through the matmuls (batched = alone, speculative = plain,
+# chunked = unchunked); those hold on the f32 reference path, whose result for a row does not
+# depend on the rows beside it, so the test runs with TROUPE_PRECISION=f32. The fast path keeps
+# its accuracy contract (kernels/cpu/matmul.hpp) but not bitwise batch invariance.
 function(troupe_test name)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS;FIXTURES" ${ARGN})
+  cmake_parse_arguments(ARG "EXACT" "TIMEOUT" "SOURCES;DEPS;LABELS;FIXTURES" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE troupe_options ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   add_test(NAME ${name} COMMAND ${name})
@@ -19,6 +24,9 @@ function(troupe_test name)
   set_tests_properties(${name} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
     FIXTURES_REQUIRED "${ARG_FIXTURES}"
     ENVIRONMENT "TROUPE_TEST_DATA=${TROUPE_TEST_DATA};TROUPE_SOURCE_DIR=${PROJECT_SOURCE_DIR};TROUPE_BUILD_DIR=${PROJECT_BINARY_DIR};TROUPE_PYTHON=${TROUPE_PYTHON}")
+  if(ARG_EXACT)
+    set_property(TEST ${name} APPEND PROPERTY ENVIRONMENT "TROUPE_PRECISION=f32")
+  endif()
 endfunction()
 
 # troupe_test_variant(BASE NAME ENV ...): runs test BASE again as NAME with extra environment

@@ -97,8 +97,8 @@ class binder {
   result<tensor_view> matrix(const std::string& name, std::vector<int64_t> shape) {
     TROUPE_TRY(tensor_source::found f, get(name, shape));
     const dtype t = f.view->type;
-    if (t != dtype::f32 && t != dtype::f16 && t != dtype::bf16 && t != dtype::q8_0)
-      return make_error(fmt::format("{}: tensor {} has dtype {}; weights must be f32, f16, bf16 or q8_0",
+    if (t != dtype::f32 && t != dtype::f16 && t != dtype::bf16 && !is_ggml_quantized(t))
+      return make_error(fmt::format("{}: tensor {} has dtype {}; weights must be f32, f16, bf16 or a GGML block type",
                                     f.file, name, dtype_name(t)));
     m_.matrix_bytes += f.view->n_bytes;
     count(*f.view);
@@ -366,6 +366,31 @@ void fill_random(uint8_t* out, dtype t, int64_t n, uint64_t seed, float scale) {
         }
         return;
       }
+      if (is_ggml_quantized(t)) {  // other GGML blocks: random bits, scales that keep |w| <= scale
+        const int64_t bv = dtype_block(t);
+        const auto bb = static_cast<int64_t>(dtype_block_bytes(t));
+        b = b / bv * bv;
+        e = th + 1 == n_threads ? n : e / bv * bv;
+        for (int64_t blk = b / bv; blk < e / bv; ++blk) {
+          uint8_t* o = out + blk * bb;
+          for (int64_t j = 0; j < bb; ++j)
+            o[j] = static_cast<uint8_t>(static_cast<uint32_t>((value(blk * bb + j) / scale + 1.0f) * 127.5f));
+          auto put_f16 = [&](int64_t at, float v) {
+            const uint16_t h = f32_to_fp16(v);
+            std::memcpy(o + at, &h, 2);
+          };
+          if (t == dtype::q4_0) {
+            put_f16(0, scale / 8.0f);
+          } else if (t == dtype::q6_k) {
+            for (int j = 192; j < 208; ++j) o[j] &= 0x3f;  // scales 0..63
+            put_f16(208, scale / (32.0f * 63.0f));
+          } else {  // q4_K, q5_K: |d * sc * q - dmin * m| <= scale
+            put_f16(0, scale / (2.0f * 63.0f * (t == dtype::q4_k ? 15.0f : 31.0f)));
+            put_f16(2, scale / (2.0f * 63.0f));
+          }
+        }
+        return;
+      }
       for (int64_t i = b; i < e; ++i) {
         const float v = value(i);
         if (t == dtype::f32) {
@@ -396,10 +421,11 @@ class owned_source : public tensor_source {
 }  // namespace
 
 result<checkpoint> checkpoint::synthetic(const model_config& c, dtype t, uint64_t seed) {
-  if (t != dtype::f32 && t != dtype::f16 && t != dtype::bf16 && t != dtype::q8_0)
-    return make_error("synthetic weights must be f32, f16, bf16 or q8_0");
-  if (c.n_embd % 32 || c.n_ff % 32 || c.q_dim() % 32)
-    return make_error("synthetic weights need dimensions that are multiples of 32");
+  if (t != dtype::f32 && t != dtype::f16 && t != dtype::bf16 && !is_ggml_quantized(t))
+    return make_error("synthetic weights must be f32, f16, bf16 or a GGML block type");
+  const int64_t blk = std::max<int64_t>(32, dtype_block(t));
+  if (c.n_embd % blk || c.n_ff % blk || c.q_dim() % blk)
+    return make_error(fmt::format("synthetic {} weights need dimensions that are multiples of {}", dtype_name(t), blk));
   auto m = std::make_unique<impl>();
   m->path = "synthetic";
   m->config = c;

@@ -61,7 +61,7 @@ class checkpoint {
   // Every problem (unknown architecture, missing config field, missing or misshapen tensor,
   // unsupported dtype, truncated file) is an error naming the file and the field or tensor.
   [[nodiscard]] static result<checkpoint> open(const std::string& path, const open_options& options = {});
-  // Random weights of type t (f32, f16, bf16 or q8_0) in the shape of config, generated in
+  // Random weights of type t (f32, f16, bf16 or a GGML block type) in the shape of config, generated in
   // memory with the given seed: for benchmarks of shapes no file here has.
   [[nodiscard]] static result<checkpoint> synthetic(const model_config& config, dtype t, uint64_t seed);
 

@@ -54,9 +54,9 @@ struct layer_mats {
 class cpu_executor final : public executor {
  public:
   cpu_executor(std::shared_ptr<const checkpoint> m, int n_threads, int32_t block_size,
-               int32_t n_blocks)
+               int32_t n_blocks, cpu::precision prec)
       : model_(std::move(m)), c_(model_->config()), pool_(n_threads), block_size_(block_size),
-        n_blocks_(n_blocks) {
+        n_blocks_(n_blocks), prec_(prec) {
     const model_weights& w = model_->weights();
     embd_ = weight_matrix_of(w.tok_embd);
     output_ = weight_matrix_of(w.output);
@@ -87,8 +87,8 @@ class cpu_executor final : public executor {
   }
 
   std::string describe() const override {
-    return fmt::format("cpu, {} threads, {}, {} KV blocks of {} tokens ({} MiB)", pool_.size(),
-                       cpu::isa_name(cpu::best_isa()), n_blocks_, block_size_,
+    return fmt::format("cpu, {} threads, {}, {} precision, {} KV blocks of {} tokens ({} MiB)", pool_.size(),
+                       cpu::isa_name(cpu::best_isa()), cpu::precision_name(prec_), n_blocks_, block_size_,
                        kv_bytes_per_block() * static_cast<size_t>(n_blocks_) >> 20);
   }
 
@@ -152,6 +152,7 @@ class cpu_executor final : public executor {
   const model_config& c_;
   cpu::thread_pool pool_;
   int32_t block_size_, n_blocks_;
+  cpu::precision prec_;
   cpu::weight_matrix embd_, output_;
   std::vector<layer_mats> layers_;
   std::vector<double> inv_freq_;
@@ -223,9 +224,9 @@ status cpu_executor::forward(const forward_batch& b, std::vector<float>& logits)
     rows(T, [&](int64_t r0, int64_t r1) {
       cpu::rms_norm(x + r0 * H, H, r1 - r0, H, lw.attn_norm.data(), eps, h + r0 * H, H);
     });
-    cpu::matmul(h, H, T, lm.wq, q, QD, pool_);  // [T, QD]
-    cpu::matmul(h, H, T, lm.wk, k, KVD, pool_);  // [T, KVD]
-    cpu::matmul(h, H, T, lm.wv, v, KVD, pool_);  // [T, KVD]
+    cpu::matmul(h, H, T, lm.wq, q, QD, pool_, prec_);  // [T, QD]
+    cpu::matmul(h, H, T, lm.wk, k, KVD, pool_, prec_);  // [T, KVD]
+    cpu::matmul(h, H, T, lm.wv, v, KVD, pool_, prec_);  // [T, KVD]
     rows(T, [&](int64_t r0, int64_t r1) {
       for (int64_t t = r0; t < r1; ++t) {
         if (c_.qkv_bias) {
@@ -248,15 +249,15 @@ status cpu_executor::forward(const forward_batch& b, std::vector<float>& logits)
       cpu::kv_store(kv, s.block_table, pos_.data() + s.q_row, s.n_q, k + s.q_row * KVD, KVD,
                     v + s.q_row * KVD, KVD);
     cpu::paged_attention(q, QD, seqs, kv, c_.n_head, c_.sliding_window, scale, att, QD, pool_);
-    cpu::matmul(att, QD, T, lm.wo, h, H, pool_);  // [T, H]
+    cpu::matmul(att, QD, T, lm.wo, h, H, pool_, prec_);  // [T, H]
     rows(T, [&](int64_t r0, int64_t r1) {
       cpu::add(x + r0 * H, h + r0 * H, (r1 - r0) * H);
       cpu::rms_norm(x + r0 * H, H, r1 - r0, H, lw.ffn_norm.data(), eps, h + r0 * H, H);
     });
-    cpu::matmul(h, H, T, lm.w_gate, g, FF, pool_);  // [T, FF]
-    cpu::matmul(h, H, T, lm.w_up, u, FF, pool_);    // [T, FF]
+    cpu::matmul(h, H, T, lm.w_gate, g, FF, pool_, prec_);  // [T, FF]
+    cpu::matmul(h, H, T, lm.w_up, u, FF, pool_, prec_);    // [T, FF]
     rows(T, [&](int64_t r0, int64_t r1) { cpu::silu_mul(g + r0 * FF, u + r0 * FF, (r1 - r0) * FF); });
-    cpu::matmul(g, FF, T, lm.w_down, h, H, pool_);  // [T, H]
+    cpu::matmul(g, FF, T, lm.w_down, h, H, pool_, prec_);  // [T, H]
     rows(T, [&](int64_t r0, int64_t r1) { cpu::add(x + r0 * H, h + r0 * H, (r1 - r0) * H); });
   }
 
@@ -270,7 +271,7 @@ status cpu_executor::forward(const forward_batch& b, std::vector<float>& logits)
     for (int32_t i = s.n_q - bs.n_logits; i < s.n_q; ++i, ++o)
       cpu::rms_norm(x + (s.q_row + i) * H, H, 1, H, W.output_norm.data(), eps, hl_.data() + o * H, H);
   }
-  cpu::matmul(hl_.data(), H, n_out, output_, logits.data(), c_.n_vocab, pool_);
+  cpu::matmul(hl_.data(), H, n_out, output_, logits.data(), c_.n_vocab, pool_, prec_);
   return {};
 }
 
@@ -298,7 +299,7 @@ result<std::unique_ptr<executor>> make_cpu_executor(std::shared_ptr<const checkp
   const int threads = opt.n_threads > 0 ? opt.n_threads : available_cores();
   try {
     return std::unique_ptr<executor>(
-        new cpu_executor(std::move(model), threads, opt.kv_block_size, static_cast<int32_t>(n_blocks)));
+        new cpu_executor(std::move(model), threads, opt.kv_block_size, static_cast<int32_t>(n_blocks), opt.precision));
   } catch (const std::bad_alloc&) {
     return make_error(fmt::format("cannot reserve {} KV blocks of {} bytes", n_blocks, per_block));
   }

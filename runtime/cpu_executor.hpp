@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <memory>
 
+#include "kernels/cpu/matmul.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/result.hpp"
 
@@ -17,6 +18,9 @@ struct cpu_executor_options {
   int32_t kv_block_size = 16;    // tokens per KV block
   int32_t kv_n_blocks = 0;       // if 0, derived from kv_cache_bytes
   size_t kv_cache_bytes = 256u << 20;
+  // The matmuls' accuracy contract (kernels/cpu/matmul.hpp): fast (activations rounded to bf16
+  // or int8 as the weight type's fast kernels read them) or f32 (the reference path).
+  cpu::precision precision = cpu::default_precision();
 };
 
 [[nodiscard]] result<std::unique_ptr<executor>> make_cpu_executor(

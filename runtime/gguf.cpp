@@ -15,7 +15,10 @@ enum : uint32_t {
 };
 
 // GGML tensor type numbers that troupe reads.
-enum : uint32_t { g_f32 = 0, g_f16 = 1, g_q8_0 = 8, g_i8 = 24, g_i32 = 26, g_i64 = 27, g_bf16 = 30 };
+enum : uint32_t {
+  g_f32 = 0, g_f16 = 1, g_q4_0 = 2, g_q8_0 = 8, g_q4_k = 12, g_q5_k = 13, g_q6_k = 14,
+  g_i8 = 24, g_i32 = 26, g_i64 = 27, g_bf16 = 30
+};
 
 std::string ggml_type_name(uint32_t t) {
   static const char* names[] = {"F32",  "F16",  "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0",
@@ -192,13 +195,17 @@ result<dtype> dtype_of(uint32_t g, const std::string& tensor, const std::string&
     case g_f16: return dtype::f16;
     case g_bf16: return dtype::bf16;
     case g_q8_0: return dtype::q8_0;
+    case g_q4_0: return dtype::q4_0;
+    case g_q4_k: return dtype::q4_k;
+    case g_q5_k: return dtype::q5_k;
+    case g_q6_k: return dtype::q6_k;
     case g_i32: return dtype::i32;
     case g_i64: return dtype::i64;
     case g_i8: return dtype::u8;
     default: break;
   }
   return make_error(fmt::format(
-      "{}: tensor {} has type {}, which troupe does not read (supported: F32, F16, BF16, Q8_0)",
+      "{}: tensor {} has type {}, which troupe does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)",
       name, tensor, ggml_type_name(g)));
 }
 
@@ -298,9 +305,9 @@ result<gguf_file> gguf_file::parse(std::span<const uint8_t> bytes, const std::st
     uint64_t offset = 0;
     TROUPE_CHECK(r.read(offset, info.name));
     TROUPE_TRY(dtype t, dtype_of(info.ggml_type, info.name, name));
-    if (t == dtype::q8_0 && dims.back() % q8_0_block != 0)
-      return make_error(fmt::format("{}: tensor {} is Q8_0 but its rows ({}) are not a multiple of 32",
-                                    name, info.name, dims.back()));
+    if (dims.back() % dtype_block(t) != 0)
+      return make_error(fmt::format("{}: tensor {} is {} but its rows ({}) are not a multiple of its block ({})",
+                                    name, info.name, ggml_type_name(info.ggml_type), dims.back(), dtype_block(t)));
     if (offset % alignment != 0)
       return make_error(fmt::format("{}: tensor {} is not aligned to {} bytes", name, info.name,
                                     alignment));

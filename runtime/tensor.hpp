@@ -9,12 +9,17 @@
 
 namespace troupe {
 
-// The weight types the engine reads. q8_0 is GGML's: blocks of 32 int8 values sharing
-// one f16 scale (34 bytes a block), along the innermost dimension.
-enum class dtype : uint8_t { f32, f16, bf16, q8_0, i32, i64, u8 };
+// The weight types the engine reads. q8_0, q4_0, q4_K, q5_K and q6_K are GGML's block types
+// (kernels/cpu/ggml_blocks.hpp has their layouts), blocked along the innermost dimension.
+enum class dtype : uint8_t { f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k, i32, i64, u8 };
 
 inline constexpr int64_t q8_0_block = 32;
 inline constexpr size_t q8_0_block_bytes = 34;
+
+// Values per block along a row (1 for the plain types) and bytes per block.
+int64_t dtype_block(dtype t);
+size_t dtype_block_bytes(dtype t);
+bool is_ggml_quantized(dtype t);
 
 std::string_view dtype_name(dtype t);
 // Bytes taken by n_elements values of type t along the innermost dimension (n_elements

@@ -13,6 +13,10 @@ inline cpu::weight_matrix weight_matrix_of(const tensor_view& t) {
     case dtype::f16: m.type = cpu::wtype::f16; break;
     case dtype::bf16: m.type = cpu::wtype::bf16; break;
     case dtype::q8_0: m.type = cpu::wtype::q8_0; break;
+    case dtype::q4_0: m.type = cpu::wtype::q4_0; break;
+    case dtype::q4_k: m.type = cpu::wtype::q4_k; break;
+    case dtype::q5_k: m.type = cpu::wtype::q5_k; break;
+    case dtype::q6_k: m.type = cpu::wtype::q6_k; break;
     default: m.type = cpu::wtype::f32; break;
   }
   m.data = t.data;

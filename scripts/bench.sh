@@ -13,9 +13,15 @@ run() {  # name, command...
   echo "== $name: $*" >&2
   "$@" >"$out/$name.json"
 }
-run engine "$troupe" bench engine
-TROUPE_BF16_DOT=split run engine-bf16-split "$troupe" bench engine --batches 1 8 32
-run engine-q8_0 "$troupe" bench engine --dtype q8_0 --batches 1 8 32
+# bf16 (fast path), with q8_0 and q4_K batch-1 decode and one thread beside it, in one run
+run engine "$troupe" bench engine --compare-dtypes q8_0,q4_k --compare-threads
+run engine-f32-precision "$troupe" bench engine --precision f32 --batches 1,32
+run engine-q4_k "$troupe" bench engine --dtype q4_k --batches 1,8,32
+# the bf16 GEMM against oneDNN and libxsmm (built where libdnnl-dev and libxsmm-dev are installed)
+if [ -x build/bench/troupe_gemm_libraries ]; then
+  run gemm-libraries build/bench/troupe_gemm_libraries --threads 1
+  run gemm-libraries-2-threads build/bench/troupe_gemm_libraries --threads 2
+fi
 run shared-prefix "$troupe" bench engine --workload shared-prefix
 run mixed "$troupe" bench engine --workload mixed
 run serve "$troupe" bench serve --model models/troupe-py-7m --concurrency 64 --duration 30

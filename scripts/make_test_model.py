@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes small random-weight test models, for every architecture troupe serves, with real
 tokenizers: a Hugging Face directory per dtype (f32, f16, bf16) and a GGUF file per dtype
-(f32, f16, bf16, q8_0), all holding the same underlying weights.
+(f32, f16, bf16, q8_0, q4_0), all holding the same underlying weights; and, as NAME-k, a
+256-wide twin of each (the K types quantize blocks of 256) as GGUF files of llama-quantize's
+Q4_K_M recipe (and, for llama2-k, Q5_K_M and Q6_K), converted from an f32 source directory.
 
   /usr/bin/python3 scripts/make_test_model.py --out DIR [--only llama3 ...] [--test-data DIR]
 
@@ -43,7 +45,18 @@ SPECS = {
 }
 HIDDEN, LAYERS, FFN = 64, 2, 128
 HF_DTYPES = ["f32", "f16", "bf16"]
-GGUF_DTYPES = ["f32", "f16", "bf16", "q8_0"]
+GGUF_DTYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
+# The K-type twins: name: (spec, config overrides, GGUF outtypes). Only their GGUF files are
+# test models; the f32 directory they are converted from is not.
+K_HIDDEN, K_FFN = 256, 512
+K_VARIANTS = {
+    "llama2-k": ("llama2", {}, ["q4_k_m", "q5_k_m", "q6_k"]),
+    "llama3-k": ("llama3", {}, ["q4_k_m"]),
+    "mistral-k": ("mistral", {}, ["q4_k_m"]),
+    "qwen2-k": ("qwen2", {}, ["q4_k_m"]),
+    "qwen3-k": ("qwen3", dict(num_attention_heads=8, num_key_value_heads=4), ["q4_k_m"]),
+}
+ALL = sorted(SPECS) + sorted(K_VARIANTS)
 
 
 def vocab_size(test_data, vocab):
@@ -89,15 +102,23 @@ def make_weights(cfg, seed):
 
 
 def make(name, out, test_data):
-    arch, tok, vocab, extra = SPECS[name]
+    k_overrides, hf_dtypes, gguf_dtypes = None, HF_DTYPES, GGUF_DTYPES
+    if name in K_VARIANTS:
+        spec, k_overrides, gguf_dtypes = K_VARIANTS[name]
+        hf_dtypes = ["f32"]
+    else:
+        spec = name
+    arch, tok, vocab, extra = SPECS[spec]
     cfg = dict(architectures=[arch], model_type=arch.replace("ForCausalLM", "").lower(),
                hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
                max_position_embeddings=2048, vocab_size=vocab_size(test_data, vocab),
                hidden_act="silu", torch_dtype="float32")
     cfg.update(extra)
+    if k_overrides is not None:
+        cfg.update(hidden_size=K_HIDDEN, intermediate_size=K_FFN, **k_overrides)
     weights = make_weights(cfg, seed=sum(map(ord, name)))
     made = []
-    for dt in HF_DTYPES:
+    for dt in hf_dtypes:
         d = os.path.join(out, f"{name}-hf-{dt}")
         os.makedirs(d, exist_ok=True)
         c = dict(cfg, torch_dtype={"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[dt])
@@ -109,7 +130,9 @@ def make(name, out, test_data):
         mf.write_safetensors(os.path.join(d, "model.safetensors"), weights, dt, {"format": "pt"})
         made.append(d)
     src = os.path.join(out, f"{name}-hf-f32")
-    for dt in GGUF_DTYPES:
+    if k_overrides is not None:
+        made = []  # the source directory is not a test model
+    for dt in gguf_dtypes:
         g = os.path.join(out, f"{name}-{dt}.gguf")
         hf_to_gguf.convert(src, g, dt, os.path.join(test_data, "vocab", f"ggml-vocab-{vocab}.gguf"))
         made.append(g)
@@ -119,12 +142,12 @@ def make(name, out, test_data):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--only", nargs="*", choices=sorted(SPECS))
+    ap.add_argument("--only", nargs="*", choices=ALL)
     ap.add_argument("--test-data", default=os.environ.get(
         "TROUPE_TEST_DATA", os.path.expanduser("~/.cache/troupe/testdata")))
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    for name in a.only or sorted(SPECS):
+    for name in a.only or ALL:
         for p in make(name, a.out, a.test_data):
             print(p)
 

@@ -6,8 +6,9 @@ code with the C++ engine and gives the reference logits the engine is tested aga
   /usr/bin/python3 scripts/reference_forward.py --model PATH --prompts '[[1, 2, 3], [4, 5]]' \
       --greedy 8 --out OUT
 
-PATH is a Hugging Face directory or a GGUF file (read with model_files.py: q8_0 dequantized,
-Llama's permuted q/k rows put back). Writes OUT.json ({"n_vocab", "prompts": [{"tokens",
+PATH is a Hugging Face directory or a GGUF file (read with model_files.py: GGML blocks
+dequantized, Llama's permuted q/k rows put back). --round fast rounds each matmul's activations
+as the engine's fast path does for the weight's stored type (bf16, or int8 blocks). Writes OUT.json ({"n_vocab", "prompts": [{"tokens",
 "greedy", "logits_offset"}]}) and OUT.bin: float32 logits, [n_tokens, n_vocab] per prompt."""
 import argparse
 import json
@@ -21,14 +22,51 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_files as mf  # noqa: E402
 
 
+def round_bf16(x):
+    """x as f32, rounded to bf16 (nearest even), as float64."""
+    return mf.bf16_bits_to_f32(mf.f32_to_bf16_bits(np.asarray(x, dtype=np.float32))).astype(np.float64)
+
+
+def round_q8(x, block):
+    """Rows of x as f32, quantized to int8 in blocks (d = amax / 127, q = nearest-even(x * 127 /
+    amax), all in f32), as float64 q * d: what the engine's integer kernels multiply by."""
+    x32 = np.asarray(x, dtype=np.float32)
+    b = x32.reshape(-1, block)
+    amax = np.abs(b).max(axis=1)
+    iscale = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, np.float32(1)), np.float32(0))
+    q = np.rint(b * iscale.astype(np.float32)[:, None])
+    d = amax / np.float32(127)
+    return (q.astype(np.float64) * d.astype(np.float64)[:, None]).reshape(x32.shape)
+
+
+# The activation rounding of the engine's fast path (kernels/cpu/matmul.hpp) per stored weight type.
+FAST_ROUNDING = {"bf16": round_bf16, "q8_0": lambda x: round_q8(x, 32), "q4_0": lambda x: round_q8(x, 32),
+                 "q4_K": lambda x: round_q8(x, 256), "q5_K": lambda x: round_q8(x, 256),
+                 "q6_K": lambda x: round_q8(x, 256)}
+
+
 class model:
-    def __init__(self, path):
+    def __init__(self, path, rounding=None):
+        """rounding: None (exact), or "fast": round each matmul's activations as the engine's
+        fast path does for that weight's stored type."""
+        self.types = {}
         if os.path.isdir(path):
             self._load_hf(path)
         else:
             self._load_gguf(path)
+        self.rounding = rounding
         self.hd = self.head_dim
         self.inv_freq = self._inv_freq()
+
+    def has_fast_rounding(self):
+        return any(t in FAST_ROUNDING for t in self.types.values())
+
+    def linear(self, x, name):
+        if self.rounding == "fast":
+            f = FAST_ROUNDING.get(self.types.get(name))
+            if f is not None:
+                x = f(x)
+        return x @ self.w[name].T
 
     def _load_hf(self, d):
         c = json.load(open(os.path.join(d, "config.json")))
@@ -43,11 +81,15 @@ class model:
         window = self.arch == "MistralForCausalLM" or (self.arch == "Qwen2ForCausalLM" and c.get("use_sliding_window"))
         self.window = c.get("sliding_window") if window else None
         self.w = {k: v.astype(np.float64) for k, v in mf.read_safetensors(os.path.join(d, "model.safetensors")).items()}
+        dt = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}.get(c.get("torch_dtype"), "f32")
+        self.types = {k: dt for k, v in self.w.items() if v.ndim == 2}
         if "lm_head.weight" not in self.w:
             self.w["lm_head.weight"] = self.w["model.embed_tokens.weight"]
+            self.types["lm_head.weight"] = self.types.get("model.embed_tokens.weight")
 
     def _load_gguf(self, p):
-        meta, t = mf.read_gguf(p)
+        gtypes = {}
+        meta, t = mf.read_gguf(p, gtypes)
         a = meta["general.architecture"]
         self.arch = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[a]
         self.n_layer, self.n_head = meta[a + ".block_count"], meta[a + ".attention.head_count"]
@@ -69,8 +111,10 @@ class model:
             if a == "llama" and hf.endswith("k_proj.weight"):
                 arr = mf.llama_unpermute(arr, self.n_kv)
             self.w[hf] = arr
+            self.types[hf] = gtypes[name]
         if "lm_head.weight" not in self.w:
             self.w["lm_head.weight"] = self.w["model.embed_tokens.weight"]
+            self.types["lm_head.weight"] = self.types["model.embed_tokens.weight"]
 
     def _inv_freq(self):
         d = self.head_dim
@@ -117,9 +161,9 @@ class model:
         for li in range(self.n_layer):
             p = f"model.layers.{li}."
             h = self.rms(x, W[p + "input_layernorm.weight"])
-            q = h @ W[p + "self_attn.q_proj.weight"].T
-            k = h @ W[p + "self_attn.k_proj.weight"].T
-            v = h @ W[p + "self_attn.v_proj.weight"].T
+            q = self.linear(h, p + "self_attn.q_proj.weight")
+            k = self.linear(h, p + "self_attn.k_proj.weight")
+            v = self.linear(h, p + "self_attn.v_proj.weight")
             if p + "self_attn.q_proj.bias" in W:
                 q = q + W[p + "self_attn.q_proj.bias"]
                 k = k + W[p + "self_attn.k_proj.bias"]
@@ -139,12 +183,12 @@ class model:
                 s = np.exp(s - s.max(-1, keepdims=True))
                 s /= s.sum(-1, keepdims=True)
                 o[:, hh] = s @ v[:, kv]
-            x = x + o.reshape(T, -1) @ W[p + "self_attn.o_proj.weight"].T
+            x = x + self.linear(o.reshape(T, -1), p + "self_attn.o_proj.weight")
             h = self.rms(x, W[p + "post_attention_layernorm.weight"])
-            g = h @ W[p + "mlp.gate_proj.weight"].T
-            u = h @ W[p + "mlp.up_proj.weight"].T
-            x = x + ((g / (1 + np.exp(-g))) * u) @ W[p + "mlp.down_proj.weight"].T
-        return self.rms(x, W["model.norm.weight"]) @ W["lm_head.weight"].T
+            g = self.linear(h, p + "mlp.gate_proj.weight")
+            u = self.linear(h, p + "mlp.up_proj.weight")
+            x = x + self.linear((g / (1 + np.exp(-g))) * u, p + "mlp.down_proj.weight")
+        return self.linear(self.rms(x, W["model.norm.weight"]), "lm_head.weight")
 
 
 def main():
@@ -153,8 +197,9 @@ def main():
     ap.add_argument("--prompts", required=True, help="JSON list of token-id lists")
     ap.add_argument("--greedy", type=int, default=0, help="greedy continuation length")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--round", choices=["fast"], help="simulate the fast path's activation rounding")
     a = ap.parse_args()
-    m = model(a.model)
+    m = model(a.model, a.round)
     prompts = json.loads(a.prompts)
     out = {"prompts": []}
     offset = 0

@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
 packages=(
   build-essential cmake ninja-build pkg-config ccache git
   libcaf-dev libcpp-httplib-dev libsimdjson-dev prometheus-cpp-dev libyaml-cpp-dev
-  libpcre2-dev libxxhash-dev libopenblas-dev libopenblas0-pthread libcli11-dev
+  libpcre2-dev libxxhash-dev libopenblas-dev libopenblas0-pthread libdnnl-dev libcli11-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   libssl-dev zlib1g-dev libbrotli-dev
   python3 python3-numpy python3-jinja2 python3-torch python3-regex python3-jsonschema python3-yaml

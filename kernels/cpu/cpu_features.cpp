@@ -13,29 +13,42 @@ const features& detect() {
     r.avx512 = r.avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     r.avx512_bf16 = r.avx512 && __builtin_cpu_supports("avx512bf16");
+    r.avx512_vnni = r.avx512 && __builtin_cpu_supports("avx512vnni");
+    return r;
+  }();
+  return f;
+}
+
+const features& usable() {
+  static const features f = [] {
+    features r = detect();
+    const char* want = std::getenv("TROUPE_ISA");
+    if (!want || std::strcmp(want, "native") == 0) return r;
+    r.avx512_bf16 = r.avx512_vnni = false;
+    if (std::strcmp(want, "avx512") == 0) return r;
+    r.avx512 = false;
+    if (std::strcmp(want, "avx2") == 0) return r;
+    r.avx2 = false;
     return r;
   }();
   return f;
 }
 
 isa best_isa() {
-  static const isa chosen = [] {
-    const features& f = detect();
-    isa best = f.avx512 ? isa::avx512 : f.avx2 ? isa::avx2 : isa::generic;
-    if (const char* want = std::getenv("TROUPE_ISA")) {
-      if (std::strcmp(want, "generic") == 0) best = isa::generic;
-      else if (std::strcmp(want, "avx2") == 0 && f.avx2) best = isa::avx2;
-    }
-    return best;
-  }();
-  return chosen;
+  const features& f = usable();
+  return f.avx512 ? isa::avx512 : f.avx2 ? isa::avx2 : isa::generic;
 }
 
 std::string isa_name(isa i) {
   switch (i) {
     case isa::generic: return "generic";
     case isa::avx2: return "avx2";
-    case isa::avx512: return detect().avx512_bf16 ? "avx512+bf16" : "avx512";
+    case isa::avx512: {
+      std::string s = "avx512";
+      if (usable().avx512_bf16) s += "+bf16";
+      if (usable().avx512_vnni) s += "+vnni";
+      return s;
+    }
   }
   return "?";
 }

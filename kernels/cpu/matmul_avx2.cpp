@@ -104,6 +104,7 @@ void tile_avx2(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix&
     case wtype::f16: tile<wtype::f16>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
     case wtype::bf16: tile<wtype::bf16>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
     case wtype::q8_0: tile<wtype::q8_0>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
+    default: tile_generic(x, ldx, n_rows, w, c0, c1, y, ldy); break;  // matmul sends panels instead
   }
 }
 

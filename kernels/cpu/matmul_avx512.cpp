@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "kernels/cpu/matmul.hpp"
 
@@ -124,6 +125,7 @@ void tile_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matri
     case wtype::f16: tile<wtype::f16>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
     case wtype::bf16: tile<wtype::bf16>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
     case wtype::q8_0: tile<wtype::q8_0>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
+    default: tile_generic(x, ldx, n_rows, w, c0, c1, y, ldy); break;  // matmul sends panels instead
   }
 }
 
@@ -133,7 +135,25 @@ void dequant_avx512(const weight_matrix& w, int64_t r0, int64_t r1, float* out) 
     case wtype::f16: dequant<wtype::f16>(w, r0, r1, out); break;
     case wtype::bf16: dequant<wtype::bf16>(w, r0, r1, out); break;
     case wtype::q8_0: dequant<wtype::q8_0>(w, r0, r1, out); break;
+    default: dequant_generic(w, r0, r1, out); break;
   }
+}
+
+// f32 FMA in registers only (12 independent chains): this thread's f32 peak.
+double fma_peak_gflops(int64_t iters) {
+  __m512 acc[12];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  __m512 a = _mm512_set1_ps(1.0001f), b = _mm512_set1_ps(0.9999f);
+  const auto t = std::chrono::steady_clock::now();
+  for (int64_t k = 0; k < iters; ++k) {
+    for (auto& c : acc) c = _mm512_fmadd_ps(a, b, c);
+    __asm__ volatile("" : "+v"(a));
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  float sink = 0;
+  for (auto& c : acc) sink += _mm512_cvtss_f32(c);
+  __asm__ volatile("" ::"x"(sink));
+  return static_cast<double>(iters) * 12 * 32 / s / 1e9;
 }
 
 }  // namespace troupe::cpu::detail

@@ -142,10 +142,12 @@ result<std::shared_ptr<const device_weights>> upload_weights(const checkpoint& c
   if (e.data == mw.output.data) {
     w->embd = w->output;
     w->embd_type = prec == precision::bf16 ? table_type::bf16 : table_type::f32;
-  } else if (e.type == dtype::f32 && prec == precision::bf16) {
+  } else if ((e.type == dtype::f32 && prec == precision::bf16) ||
+             (e.type != dtype::f32 && e.type != dtype::f16 && e.type != dtype::bf16 && e.type != dtype::q8_0)) {
+    // (GGML's other block types are dequantized: the device gathers f32, f16, bf16, q8_0 rows.)
     TROUPE_TRY(w->embd, up.stacked({&e}, prec, "the embedding table"));
-    w->matrix_bytes -= static_cast<size_t>(e.n_elements()) * 2;  // gathered rows only, not read whole
-    w->embd_type = table_type::bf16;
+    w->matrix_bytes -= static_cast<size_t>(e.n_elements()) * elem_bytes(prec);  // gathered rows only, not read whole
+    w->embd_type = prec == precision::bf16 ? table_type::bf16 : table_type::f32;
   } else {
     TROUPE_TRY(void* p, up.alloc(e.n_bytes, "the embedding table"));
     TROUPE_CHECK(check(cudaMemcpy(p, e.data, e.n_bytes, cudaMemcpyHostToDevice), "the embedding table"));

@@ -400,7 +400,7 @@ TEST(help, a_wrong_option_or_value_exits_2_naming_the_option_and_what_it_accepts
       {"troupe generate --prompt hi --seed -3", {"--seed: must be at least 0, not -3"}},
       {"troupe generate --max-tokens 4", {"--prompt is required"}},
       {"troupe bench engine --workload mixd", {"--workload: must be shared-prefix or mixed, not mixd", "did you mean mixed?"}},
-      {"troupe bench engine --dtype f8", {"--dtype: must be bf16, f16, f32 or q8_0, not f8"}},
+      {"troupe bench engine --dtype f8", {"--dtype: must be bf16, f16, f32, q8_0, q4_0, q4_k, q5_k or q6_k, not f8"}},
       {"troupe bench engine --batches 1,0", {"--batches: must be at least 1, not 0"}},
       {"troupe bench serve --duration 0", {"--duration: must be above 0, not 0"}},
       {"troupe bench frobnicate", {"unknown command frobnicate", "engine"}},

@@ -46,6 +46,7 @@ std::vector<uint8_t> make_table(cpu::wtype type, int64_t n_vocab, int64_t n_embd
           bytes.push_back(static_cast<uint8_t>(static_cast<int8_t>(std::lround(d > 0 ? v[b + i] / d : 0))));
       }
       break;
+    default: ADD_FAILURE() << "no table of type " << cpu::wtype_name(type); break;
   }
   return bytes;
 }

@@ -117,6 +117,7 @@ std::unique_ptr<executor> cpu_executor_for(std::shared_ptr<const checkpoint> ck)
   o.n_threads = 2;
   o.kv_block_size = block_size;
   o.kv_n_blocks = blocks_per_seq * 8;
+  o.precision = cpu::precision::f32;  // the reference path
   auto ex = make_cpu_executor(std::move(ck), o);
   EXPECT_TRUE(ex.ok()) << ex.message();
   return std::move(*ex);

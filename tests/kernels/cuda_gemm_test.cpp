@@ -28,7 +28,7 @@ void check(gemm_runner& g, int64_t m, int64_t n, int64_t k, gemm_type in, gemm_t
   cw.n_in = k;
   std::vector<float> want(static_cast<size_t>(m * ldy), 0.0f);
   cpu::thread_pool pool(2);
-  cpu::matmul(x.data(), ldx, m, cw, want.data(), ldy, pool, cpu::matmul_path::kernel);
+  cpu::matmul(x.data(), ldx, m, cw, want.data(), ldy, pool, cpu::precision::f32, cpu::matmul_path::kernel);
   device_buffer dw = in == gemm_type::bf16 ? upload(to_bf16(w)) : upload(w);
   device_buffer dx = in == gemm_type::bf16 ? upload(to_bf16(x)) : upload(x);
   device_buffer dy = out == gemm_type::bf16 ? upload(std::vector<uint16_t>(want.size())) : upload(std::vector<float>(want.size()));

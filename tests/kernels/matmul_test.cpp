@@ -1,8 +1,11 @@
-// Proves every matmul path (generic, AVX2, AVX-512 micro-kernels, BLAS over dequantized
-// panels) equals a double-precision reference for every weight type and awkward shapes.
+// Proves every matmul path equals a double-precision reference for every weight type and
+// awkward shapes: the reference path (generic, AVX2, AVX-512 micro-kernels, BLAS over
+// dequantized panels) against the stored values, and the fast path (bf16 dot products, integer
+// dot products) against the same sums over the activations as it rounds them.
 #include "kernels/cpu/matmul.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -64,6 +67,7 @@ packed pack(wtype t, const std::vector<float>& w, int64_t n_out, int64_t n_in) {
           }
           continue;
         }
+        default: ADD_FAILURE() << "pack: use random_blocks for " << wtype_name(t); return p;
       }
       p.values[static_cast<size_t>(r * n_in + i)] = stored;
     }
@@ -103,33 +107,164 @@ void check_all_paths(wtype t, int64_t n_rows, int64_t n_out, int64_t n_in) {
     tile(x.data(), n_in, n_rows, m, 0, n_out, y.data(), n_out);
     compare(y, "tile");
   }
-  if (t == wtype::bf16 && n_in % 32 == 0 && detect().avx512_bf16) {
-    std::fill(y.begin(), y.end(), NAN);
-    detail::tile_avx512bf16(x.data(), n_in, n_rows, m, 0, n_out, y.data(), n_out);
-    compare(y, "bf16 dot products, split activations");
-    // Activations rounded to bf16: each product is off by at most 2^-8 of its size.
-    std::fill(y.begin(), y.end(), NAN);
-    detail::tile_avx512bf16_single(x.data(), n_in, n_rows, m, 0, n_out, y.data(), n_out);
-    for (int64_t r = 0; r < n_rows; ++r)
-      for (int64_t c = 0; c < n_out; ++c) {
-        double bound = 0;
-        for (int64_t i = 0; i < n_in; ++i)
-          bound += std::fabs(static_cast<double>(x[static_cast<size_t>(r * n_in + i)]) * p.values[static_cast<size_t>(c * n_in + i)]);
-        ASSERT_NEAR(y[static_cast<size_t>(r * n_out + c)], ref[static_cast<size_t>(r * n_out + c)], bound / 256 + tol)
-            << "bf16 dot products, single activations";
-      }
-  }
   std::fill(y.begin(), y.end(), NAN);
-  matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, matmul_path::kernel);
+  matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, precision::f32, matmul_path::kernel);
   compare(y, "kernel path");
   std::fill(y.begin(), y.end(), NAN);
-  matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, matmul_path::blas);
+  matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, precision::f32, matmul_path::blas);
   compare(y, "blas path");
   // dequantize_rows gives the values the kernels multiply by
   std::vector<float> rows(static_cast<size_t>(2 * n_in));
   dequantize_rows(m, n_out - 2, n_out, rows.data());
   for (int64_t i = 0; i < 2 * n_in; ++i)
     ASSERT_EQ(rows[static_cast<size_t>(i)], p.values[static_cast<size_t>((n_out - 2) * n_in + i)]);
+}
+
+// Random GGML blocks of type t: random bits, with scales that keep values in a sane range.
+std::vector<uint8_t> random_blocks(wtype t, int64_t n_out, int64_t n_in, unsigned seed) {
+  std::mt19937 rng(seed);
+  const int64_t n_blocks = n_out * n_in / block_values(t);
+  const size_t bb = block_bytes(t);
+  std::vector<uint8_t> out(static_cast<size_t>(n_blocks) * bb);
+  for (auto& b : out) b = static_cast<uint8_t>(rng());
+  std::uniform_real_distribution<float> u(0.5f, 1.5f);
+  auto put = [](uint8_t* p, float v) {
+    const uint16_t h = f32_to_fp16(v);
+    std::memcpy(p, &h, 2);
+  };
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    uint8_t* blk = out.data() + static_cast<size_t>(b) * bb;
+    switch (t) {
+      case wtype::q8_0: put(blk, u(rng) / 127); break;
+      case wtype::q4_0: put(blk, u(rng) / 8); break;
+      case wtype::q4_k: put(blk, u(rng) / 900); put(blk + 2, u(rng) / 120); break;
+      case wtype::q5_k: put(blk, u(rng) / 1800); put(blk + 2, u(rng) / 120); break;
+      case wtype::q6_k: put(blk + 208, u(rng) / 2000); break;
+      default: break;
+    }
+  }
+  return out;
+}
+
+// The fast path against the double-precision sums over the values it multiplies: activations
+// rounded as the contract says (bf16, or int8 blocks), weights as stored.
+void check_fast_path(wtype t, int64_t n_rows, int64_t n_out, int64_t n_in) {
+  std::mt19937 rng(static_cast<unsigned>(n_rows * 31 + n_out * 3 + n_in + static_cast<int>(t)));
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n_rows * n_in));
+  for (float& v : x) v = nd(rng);
+  x[0] = 0.0f;  // an all-zero block must not divide by zero
+  std::vector<uint8_t> bytes;
+  if (t == wtype::bf16) {
+    std::vector<float> w(static_cast<size_t>(n_out * n_in));
+    for (float& v : w) v = nd(rng);
+    bytes = pack(t, w, n_out, n_in).bytes;
+  } else {
+    bytes = random_blocks(t, n_out, n_in, static_cast<unsigned>(n_out + n_in));
+  }
+  weight_matrix m{t, bytes.data(), n_out, n_in};
+  std::vector<float> wv(static_cast<size_t>(n_out * n_in));
+  dequantize_rows(m, 0, n_out, wv.data());
+  // The activations as the fast path rounds them.
+  std::vector<double> xr(x.size());
+  if (t == wtype::bf16) {
+    for (size_t i = 0; i < x.size(); ++i) xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+  } else {
+    const int64_t bs = act_block(t);
+    for (int64_t r = 0; r < n_rows; ++r)
+      for (int64_t b = 0; b < n_in / bs; ++b) {
+        float amax = 0;
+        for (int64_t i = 0; i < bs; ++i) amax = std::max(amax, std::fabs(x[static_cast<size_t>(r * n_in + b * bs + i)]));
+        const float d = amax / 127.0f, is = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int64_t i = 0; i < bs; ++i) {
+          const size_t k = static_cast<size_t>(r * n_in + b * bs + i);
+          xr[k] = static_cast<double>(d) * std::nearbyint(x[k] * is);
+        }
+      }
+  }
+  thread_pool pool(2);
+  std::vector<float> y(static_cast<size_t>(n_rows * n_out), NAN);
+  matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, precision::fast);
+  for (int64_t r = 0; r < n_rows; ++r)
+    for (int64_t c = 0; c < n_out; ++c) {
+      double want = 0, mag = 0;
+      for (int64_t i = 0; i < n_in; ++i) {
+        const double p = xr[static_cast<size_t>(r * n_in + i)] * wv[static_cast<size_t>(c * n_in + i)];
+        want += p;
+        mag += std::fabs(p);
+      }
+      // f32 sums (and f32 scales of exact integer sums): a few ulp of the magnitude.
+      ASSERT_NEAR(y[static_cast<size_t>(r * n_out + c)], want, 1e-6 * mag + 1e-6)
+          << "fast path, " << wtype_name(t) << " rows " << n_rows << " out " << n_out << " in " << n_in
+          << " at row " << r << " col " << c;
+    }
+}
+
+TEST(matmul, fast_path_matches_its_rounding_for_every_weight_type) {
+  for (wtype t : {wtype::bf16, wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k})
+    for (int64_t rows : {1, 2, 3, 5, 7, 13, 17, 40})  // (bf16: 16 rows or more go to oneDNN where built in)
+      for (auto [out, in] : {std::pair<int64_t, int64_t>{1, 256}, {3, 512}, {37, 768}, {70, 2048}})
+        check_fast_path(t, rows, out, in);
+}
+
+TEST(matmul, reference_path_reads_every_block_type) {
+  for (wtype t : {wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k})
+    for (int64_t n_rows : {1, 7, 50}) {
+      const int64_t n_out = 21, n_in = 512;
+      std::vector<uint8_t> bytes = random_blocks(t, n_out, n_in, 9);
+      weight_matrix m{t, bytes.data(), n_out, n_in};
+      std::vector<float> wv(static_cast<size_t>(n_out * n_in)), wg(wv.size());
+      dequantize_rows(m, 0, n_out, wv.data());
+      detail::dequant_generic(m, 0, n_out, wg.data());
+      ASSERT_EQ(wv, wg) << wtype_name(t);
+      std::mt19937 rng(4);
+      std::normal_distribution<float> nd;
+      std::vector<float> x(static_cast<size_t>(n_rows * n_in));
+      for (float& v : x) v = nd(rng);
+      thread_pool pool(2);
+      for (matmul_path path : {matmul_path::kernel, matmul_path::blas}) {
+        std::vector<float> y(static_cast<size_t>(n_rows * n_out), NAN);
+        matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, precision::f32, path);
+        for (int64_t r = 0; r < n_rows; ++r)
+          for (int64_t c = 0; c < n_out; ++c) {
+            double want = 0;
+            for (int64_t i = 0; i < n_in; ++i)
+              want += static_cast<double>(x[static_cast<size_t>(r * n_in + i)]) * wv[static_cast<size_t>(c * n_in + i)];
+            ASSERT_NEAR(y[static_cast<size_t>(r * n_out + c)], want, 1e-4 * std::sqrt(double(n_in)) * (1 + std::fabs(want)))
+                << wtype_name(t) << " rows " << n_rows;
+          }
+      }
+    }
+}
+
+TEST(matmul, every_integer_kernel_equals_the_generic_one) {
+  if (!detect().avx512_vnni) GTEST_SKIP() << "no AVX512-VNNI";
+  for (wtype t : {wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k}) {
+    const int64_t n_rows = 6, n_out = 9, n_in = 1024;
+    std::vector<uint8_t> bytes = random_blocks(t, n_out, n_in, 5);
+    weight_matrix m{t, bytes.data(), n_out, n_in};
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    std::vector<float> x(static_cast<size_t>(n_rows * n_in));
+    for (float& v : x) v = nd(rng);
+    q8_rows a;
+    a.n_rows = n_rows;
+    a.n_in = n_in;
+    a.block = act_block(t);
+    a.ldq = n_in;
+    alignas(64) static int8_t q[6 * 1024];
+    std::vector<float> d(static_cast<size_t>(n_rows * n_in / a.block));
+    std::vector<int16_t> s16(static_cast<size_t>(n_rows * n_in / 16));
+    a.q = q;
+    a.d = d.data();
+    a.sum16 = s16.data();
+    quantize_rows_q8(x.data(), n_in, 0, n_rows, a);
+    std::vector<float> want(static_cast<size_t>(n_rows * n_out)), got(want.size());
+    detail::q8_tile_generic(a, m, 0, n_out, want.data(), n_out);
+    detail::q8_tile_avx512vnni(a, m, 0, n_out, got.data(), n_out);
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << wtype_name(t) << " at " << i;
+  }
 }
 
 TEST(matmul, every_path_matches_reference_for_every_weight_type) {

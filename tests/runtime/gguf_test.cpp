@@ -123,11 +123,26 @@ TEST(gguf, names_an_unsupported_tensor_type) {
   g.str("output.weight");
   g.put<uint32_t>(1);
   g.put<uint64_t>(256);
-  g.put<uint32_t>(12);  // Q4_K
+  g.put<uint32_t>(10);  // Q2_K
   g.put<uint64_t>(0);
   auto f = gguf_file::parse(g.b, "t.gguf");
   ASSERT_FALSE(f.ok());
-  EXPECT_NE(f.message().find("output.weight has type Q4_K"), std::string::npos) << f.message();
+  EXPECT_NE(f.message().find("output.weight has type Q2_K"), std::string::npos) << f.message();
+}
+
+TEST(gguf, names_a_block_type_whose_rows_are_not_whole_blocks) {
+  gguf_builder g;
+  g.header(1, 0);
+  g.str("output.weight");
+  g.put<uint32_t>(1);
+  g.put<uint64_t>(128);  // Q4_K blocks hold 256 values
+  g.put<uint32_t>(12);
+  g.put<uint64_t>(0);
+  auto f = gguf_file::parse(g.b, "t.gguf");
+  ASSERT_FALSE(f.ok());
+  EXPECT_NE(f.message().find("output.weight is Q4_K but its rows (128) are not a multiple of its block (256)"),
+            std::string::npos)
+      << f.message();
 }
 
 TEST(gguf, every_truncation_of_a_real_file_is_an_error_not_a_crash) {

@@ -1,0 +1,271 @@
+// The fast path for GGML quantized weights on CPUs with AVX512-VNNI: activations quantized to
+// int8 (q8_rows), weights unpacked in registers to unsigned 8-bit values, integer dot products.
+// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni.
+//
+// K types (q4_K, q5_K, q6_K; 256 values a block): per 64 values, vpmaddubsw (u8 weights x s8
+// activations, pairs summed to int16: at most 63 * 127 * 2, no saturation) then vpdpwssd with
+// the sub-block scales (int16) into int32; once per block, to f32 with d * d_x. Mins (q4_K,
+// q5_K) and q6_K's -32 come from the activations' sums of 16 (q8_rows::sum16).
+// 32-value types (q8_0 as w + 128, q4_0 as its nibbles): vpdpbusd per block, its offset from the
+// activation sums, then f32 scales per block.
+// A tile is up to R activation rows x C weight rows, so each unpacked weight vector serves R rows
+// and C weight rows stream at once.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/ggml_blocks.hpp"
+#include "kernels/cpu/avx512_util.hpp"
+#include "kernels/cpu/matmul.hpp"
+
+namespace troupe::cpu::detail {
+namespace {
+
+inline float hsum(__m512 v) { return hsum512(v); }
+
+inline float f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// q4_K / q5_K: the 8 scales and 8 mins of a block as int16 lanes 0-7 and 8-15.
+inline __m512i k4_scales_mins(const uint8_t* s) {
+  uint32_t u[4];
+  std::memcpy(u, s, 12);
+  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+  const uint32_t mins_lo = u[1] & m1;
+  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+  u[2] = mins_lo;
+  u[0] &= m1;
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));  // sc0..7, m0..7
+  return _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(b));
+}
+
+// Index vectors that spread per-sub-block scales over the int16 lanes of chunk j's products.
+struct k_consts {
+  __m512i sc32[4];  // lanes 0-15: scale 2j, 16-31: scale 2j+1 (sub-blocks of 32)
+  __m512i sc16[4];  // lanes 8 at a time: scales 4j..4j+3 (q6_K's sub-blocks of 16)
+  __m256i mins16;   // group g of 16 values: min g/2 (lanes 8-15 of k4_scales_mins)
+  k_consts() {
+    alignas(64) int16_t a[32];
+    for (int j = 0; j < 4; ++j) {
+      for (int l = 0; l < 32; ++l) a[l] = static_cast<int16_t>(2 * j + l / 16);
+      sc32[j] = _mm512_load_si512(a);
+      for (int l = 0; l < 32; ++l) a[l] = static_cast<int16_t>(4 * j + l / 8);
+      sc16[j] = _mm512_load_si512(a);
+    }
+    for (int l = 0; l < 16; ++l) a[l] = static_cast<int16_t>(8 + l / 2);
+    mins16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(a));
+  }
+};
+
+template <wtype T>
+constexpr size_t kbytes() {
+  return T == wtype::q4_k ? ggml::q4_k_bytes : T == wtype::q5_k ? ggml::q5_k_bytes : ggml::q6_k_bytes;
+}
+
+// Chunk j (values 64j .. 64j+63) of a K block as unsigned bytes.
+template <wtype T>
+inline __m512i k_chunk(const uint8_t* blk, int j, __m512i qh) {
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  if constexpr (T == wtype::q4_k || T == wtype::q5_k) {
+    const uint8_t* qs = blk + (T == wtype::q4_k ? 16 : 48) + 32 * j;
+    const __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs)));
+    __m512i u = _mm512_and_si512(_mm512_srlv_epi16(v, _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1)),
+                                 low4);
+    if constexpr (T == wtype::q5_k) {
+      const __m512i bits = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * j))),
+                                              _mm256_set1_epi8(static_cast<char>(1 << (2 * j + 1))), 1);
+      const __mmask64 k = _mm512_test_epi8_mask(qh, bits);
+      u = _mm512_mask_add_epi8(u, k, u, _mm512_set1_epi8(16));
+    }
+    return u;
+  } else {  // q6_K: half j / 2; chunks 0-1 of the half are low nibbles of ql, 2-3 high nibbles
+    const uint8_t* ql = blk + 64 * (j / 2);
+    const __m512i v = _mm512_loadu_si512(ql);
+    const __m512i nib = (j & 1) ? _mm512_and_si512(_mm512_srli_epi16(v, 4), low4) : _mm512_and_si512(v, low4);
+    const int s0 = (j & 1) ? 4 : 0;
+    const __m512i shifts = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(s0)),
+                                              _mm256_set1_epi16(static_cast<short>(s0 + 2)), 1);
+    const __m512i hi = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shifts), _mm512_set1_epi8(3)), 4);
+    return _mm512_or_si512(nib, hi);
+  }
+}
+
+template <wtype T, int R, int C>
+void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy, const k_consts& kc) {
+  const int64_t nb = x.n_in / ggml::qk_k;
+  __m512 facc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) facc[r][c] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i scales[C], qh[C];
+    float dw[C], mw[C];
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* blk = w + c * rb + b * kbytes<T>();
+      if constexpr (T == wtype::q6_k) {
+        scales[c] = _mm512_zextsi256_si512(
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192))));
+        dw[c] = f16(blk + 208);
+        mw[c] = 0;
+      } else {
+        scales[c] = k4_scales_mins(blk + 4);
+        dw[c] = f16(blk);
+        mw[c] = f16(blk + 2);
+      }
+      qh[c] = _mm512_setzero_si512();
+    }
+    __m512i iacc[R][C];
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) iacc[r][c] = _mm512_setzero_si512();
+    for (int j = 0; j < 4; ++j) {
+      __m512i u[C], sc[C];
+      for (int c = 0; c < C; ++c) {
+        const uint8_t* blk = w + c * rb + b * kbytes<T>();
+        if constexpr (T == wtype::q5_k) {
+          if (j == 0) qh[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
+        } else if constexpr (T == wtype::q6_k) {
+          if ((j & 1) == 0)
+            qh[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (j / 2))));
+        }
+        u[c] = k_chunk<T>(blk, j, qh[c]);
+        sc[c] = _mm512_permutexvar_epi16(T == wtype::q6_k ? kc.sc16[j] : kc.sc32[j], scales[c]);
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m512i xv = _mm512_load_si512(x.q + (r0 + r) * x.ldq + b * ggml::qk_k + 64 * j);
+        for (int c = 0; c < C; ++c)
+          iacc[r][c] = _mm512_dpwssd_epi32(iacc[r][c], _mm512_maddubs_epi16(u[c], xv), sc[c]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum16 + (r0 + r) * (x.n_in / 16) + b * 16));
+      const float dx = x.d[(r0 + r) * nb + b];
+      for (int c = 0; c < C; ++c) {
+        if constexpr (T == wtype::q6_k) {
+          // sum over groups g of scale_g * (dot_g - 32 * sum_g)
+          const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(_mm512_castsi512_si256(scales[c]), bs), 5);
+          iacc[r][c] = _mm512_sub_epi32(iacc[r][c], _mm512_zextsi256_si512(corr));
+          facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][c]), _mm512_set1_ps(dw[c] * dx), facc[r][c]);
+        } else {
+          const __m256i m16 = _mm256_permutexvar_epi16(kc.mins16, _mm512_castsi512_si256(scales[c]));
+          const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(m16, bs));
+          facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][c]), _mm512_set1_ps(dw[c] * dx), facc[r][c]);
+          facc[r][c] = _mm512_fmadd_ps(_mm512_zextps256_ps512(mins), _mm512_set1_ps(-mw[c] * dx), facc[r][c]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(facc[r][c]);
+}
+
+// q8_0 and q4_0: blocks of 32, one 256-bit vector each.
+template <wtype T, int R, int C>
+void b32_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy) {
+  constexpr size_t bb = T == wtype::q8_0 ? ggml::q8_0_bytes : ggml::q4_0_bytes;
+  constexpr int offset = T == wtype::q8_0 ? 128 : 8;
+  const int64_t nb = x.n_in / 32;
+  // Two sets of accumulators, for even and odd blocks: two chains of FMAs per (row, column).
+  __m256 facc[2][R][C];
+  for (int e = 0; e < 2; ++e)
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < C; ++c) facc[e][r][c] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const int e = static_cast<int>(b & 1);
+    __m256i u[C];
+    float dw[C];
+    for (int c = 0; c < C; ++c) {
+      const uint8_t* blk = w + c * rb + b * bb;
+      dw[c] = f16(blk);
+      if constexpr (T == wtype::q8_0) {
+        u[c] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), _mm256_set1_epi8(-128));
+      } else {
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+        const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0f));
+        const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
+        u[c] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      const int64_t row = r0 + r;
+      const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q + row * x.ldq + 32 * b));
+      const int16_t* s = x.sum16 + row * (x.n_in / 16) + 2 * b;
+      const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-offset * (s[0] + s[1])));
+      const float dx = x.d[row * nb + b];
+      for (int c = 0; c < C; ++c) {
+        const __m256i isum = _mm256_dpbusd_epi32(init, u[c], xv);
+        facc[e][r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dw[c] * dx), facc[e][r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(_mm512_zextps256_ps512(_mm256_add_ps(facc[0][r][c], facc[1][r][c])));
+}
+
+template <wtype T, int R, int C>
+inline void run(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy, const k_consts& kc) {
+  if constexpr (T == wtype::q8_0 || T == wtype::q4_0) {
+    (void)kc;
+    b32_kernel<T, R, C>(x, r0, w, rb, y, ldy);
+  } else {
+    k_kernel<T, R, C>(x, r0, w, rb, y, ldy, kc);
+  }
+}
+
+template <wtype T, int C>
+inline void rows_dispatch(int64_t nr, const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy,
+                          const k_consts& kc) {
+  switch (nr) {
+    case 1: run<T, 1, C>(x, r0, w, rb, y, ldy, kc); break;
+    case 2: run<T, 2, C>(x, r0, w, rb, y, ldy, kc); break;
+    case 3: run<T, 3, C>(x, r0, w, rb, y, ldy, kc); break;
+    default: run<T, 4, C>(x, r0, w, rb, y, ldy, kc); break;
+  }
+}
+
+template <wtype T>
+void tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  static const k_consts kc;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  // 32-value types with one or two rows (decode): four weight rows at a time, for more
+  // independent FMA chains (2.5x faster than two, measured); otherwise two, so that the
+  // accumulators fit the registers (the K types measured 25% slower with four).
+  constexpr int64_t max_rows = 4;
+  constexpr bool b32 = T == wtype::q8_0 || T == wtype::q4_0;
+  const int64_t cols = b32 && x.n_rows <= 2 ? 4 : 2;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    for (int64_t r = 0; r < x.n_rows; r += max_rows) {
+      const int64_t nr = std::min(max_rows, x.n_rows - r);
+      float* yr = y + r * ldy + c;
+      if (nc == 4) {
+        if (nr == 1) run<T, 1, 4>(x, r, base + c * rb, rb, yr, ldy, kc);
+        else run<T, 2, 4>(x, r, base + c * rb, rb, yr, ldy, kc);
+      } else if (nc >= 2) {
+        rows_dispatch<T, 2>(nr, x, r, base + c * rb, rb, yr, ldy, kc);
+        if (nc == 3) rows_dispatch<T, 1>(nr, x, r, base + (c + 2) * rb, rb, yr + 2, ldy, kc);
+      } else {
+        rows_dispatch<T, 1>(nr, x, r, base + c * rb, rb, yr, ldy, kc);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void q8_tile_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  switch (w.type) {
+    case wtype::q8_0: tile<wtype::q8_0>(x, w, c0, c1, y, ldy); break;
+    case wtype::q4_0: tile<wtype::q4_0>(x, w, c0, c1, y, ldy); break;
+    case wtype::q4_k: tile<wtype::q4_k>(x, w, c0, c1, y, ldy); break;
+    case wtype::q5_k: tile<wtype::q5_k>(x, w, c0, c1, y, ldy); break;
+    case wtype::q6_k: tile<wtype::q6_k>(x, w, c0, c1, y, ldy); break;
+    default: q8_tile_generic(x, w, c0, c1, y, ldy); break;
+  }
+}
+
+}  // namespace troupe::cpu::detail
