@@ -62,7 +62,7 @@ def forward(r, fig):
     bw = f", batch 1 reads {b1['bandwidth_used_gb_s']:.1f} of {r['memory_bandwidth_gb_s']:.1f} GB/s" if b1 and 'bandwidth_used_gb_s' in b1 else ''
     ax.set_title(f"{r.get('model_description', r.get('model', ''))}\n"
                  f"prefill {p['prompt_tokens']} tokens: {p['tokens_per_s']:.1f} tokens/s "
-                 f"({100 * p['fraction_of_gemm_library']:.0f}% of the GEMM library){bw}", fontsize=9)
+                 f"({p['over_openblas_sgemm']:.2f}x OpenBLAS sgemm alone){bw}", fontsize=9)
     fig.suptitle(f"troupe bench engine: tokens/s by batch size ({r['threads']} threads, {r['isa']})")
 
 

@@ -147,7 +147,7 @@ trt_llm:
   it('says what it looked for, and what the cache holds, on a miss', async () => {
     const miss = await run(bin, ['serve', '--model', 'troupe-test/py-8m', '--port', '0'], { env: { ...process.env, ...env } })
       .catch((e) => e);
-    assert.equal(miss.code, 1);
+    assert.equal(miss.code, 2);  // a command-line error: --model names nothing servable
     assert.match(miss.stderr, /--model: troupe-test\/py-8m is not in the local Hugging Face cache: looked for .*models--troupe-test--py-8m/);
     assert.match(miss.stderr, new RegExp(`the cache holds: ${REPO}`));
     assert.match(miss.stderr, /fix: troupe does not download checkpoints/);
