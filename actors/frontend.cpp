@@ -405,6 +405,8 @@ status frontend::start() {
     send_error(res, e);
   });
 
+  add_status_routes(fe, srv);
+
   // The management API.
   auto management_call = [&fe](httplib::Response& res, const config::http_response& r) {
     res.status = r.status;

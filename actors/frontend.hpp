@@ -56,6 +56,7 @@ struct frontend_options {
   double idle_timeout_s = 600;   // a request with no news from its worker for this long fails
   std::string node = "local";
   std::vector<router_actor> replicas;  // more routers (replicas of the first) to spread requests over
+  std::string status_json = "{}";  // the deployment as `troupe serve` settled it, for /v1/status
 };
 
 class frontend {

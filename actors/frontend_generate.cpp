@@ -130,8 +130,14 @@ class generation {
     for (auto& c : choices_) completion += c.completion_tokens;
     for (size_t i = 0; i < choices_.size(); ++i)
       if (i == 0 || reqs_[i].prompt != reqs_[i - 1].prompt) prompt += choices_[i].prompt_tokens;
-    fe_.stats->request_finished(model_, prompt, completion,
-                                std::chrono::duration<double>(clock_type::now() - start_).count(), ok_);
+    const auto end = clock_type::now();
+    fe_.stats->request_finished(model_, prompt, completion, std::chrono::duration<double>(end - start_).count(), ok_);
+    if (ok_ && first_token_ != clock_type::time_point{}) {
+      int32_t longest = 0;
+      for (auto& c : choices_) longest = std::max(longest, c.completion_tokens);
+      fe_.stats->request_latency(model_, std::chrono::duration<double>(first_token_ - start_).count(),
+                                 longest > 1 ? std::chrono::duration<double>(end - first_token_).count() / (longest - 1) : -1);
+    }
     --fe_.in_flight;
   }
 
@@ -175,6 +181,7 @@ class generation {
     for (auto& d : ds) {
       if (d.error_status) return delta_error(d);
       if (d.tokens.empty() && !d.finished) continue;  // an acceptance
+      if (!d.tokens.empty() && first_token_ == clock_type::time_point{}) first_token_ = clock_type::now();
       const size_t i = index_of(d.id);
       choice_state& c = choices_[i];
       std::vector<openai::logprob_entry> lp;
@@ -253,6 +260,7 @@ class generation {
   bool aborted_ = false;
   bool ok_ = false;
   clock_type::time_point last_news_, start_;
+  clock_type::time_point first_token_{};  // when the first output token reached the frontend
 };
 
 // Admission: a slot among max_in_flight, or a 429.

@@ -17,6 +17,7 @@
 namespace httplib {
 struct Request;
 struct Response;
+class Server;
 }  // namespace httplib
 
 namespace troupe {
@@ -83,6 +84,9 @@ struct frontend::impl {
   void handle_chat(const httplib::Request& req, httplib::Response& res);
   void handle_completion(const httplib::Request& req, httplib::Response& res);
 };
+
+// The status page at / and /v1/status (frontend_status.cpp).
+void add_status_routes(frontend::impl& fe, httplib::Server& srv);
 
 // Writes an OpenAI error body with its status.
 void send_error(httplib::Response& res, const openai::api_error& e);

@@ -116,6 +116,7 @@ result<load_result> run_load(const load_options& o) {
         else body["prompt"] = text;
         const auto start = clock_type::now();
         const streamed r = stream_request(cli, headers, o.chat ? "/v1/chat/completions" : "/v1/completions", body);
+        if (o.finished) ++*o.finished;
         if (!r.error.empty()) {
           ++mine.failed;
           if (mine.errors.size() < 3) mine.errors.push_back(r.error);

@@ -3,6 +3,7 @@
 // may speak HTTP through cpp-httplib.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ struct load_options {
   int max_tokens = 32;
   int prompt_words = 48;
   bool chat = false;
+  std::atomic<int64_t>* finished = nullptr;  // when set, counts requests as they end (for progress)
 };
 
 struct load_result {

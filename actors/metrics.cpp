@@ -28,6 +28,9 @@ Histogram::BucketBoundaries token_buckets() {
   return {1, 4, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
 }
 Histogram::BucketBoundaries tps_buckets() { return {0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000}; }
+Histogram::BucketBoundaries ttft_buckets() { return {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}; }
+Histogram::BucketBoundaries tpot_buckets() { return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}; }
+Histogram::BucketBoundaries e2e_buckets() { return {0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}; }
 
 // Process CPU time in seconds.
 double cpu_seconds() {
@@ -73,6 +76,23 @@ struct metrics::impl {
       prometheus::BuildHistogram().Name("output_tokens_per_request").Help("Generated tokens per request").Register(*registry);
   prometheus::Family<prometheus::Histogram>& tps =
       prometheus::BuildHistogram().Name("tps_per_request").Help("Generated tokens per second, per request").Register(*registry);
+  // Latency, as vLLM names it, so that its dashboards' queries carry over.
+  prometheus::Family<prometheus::Histogram>& ttft = prometheus::BuildHistogram()
+                                                         .Name("time_to_first_token_seconds")
+                                                         .Help("Seconds from a request's arrival to its first output token")
+                                                         .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& tpot = prometheus::BuildHistogram()
+                                                         .Name("time_per_output_token_seconds")
+                                                         .Help("Mean seconds between a request's output tokens after the first")
+                                                         .Register(*registry);
+  prometheus::Family<prometheus::Histogram>& e2e = prometheus::BuildHistogram()
+                                                        .Name("e2e_request_latency_seconds")
+                                                        .Help("Seconds from a request's arrival to its last token")
+                                                        .Register(*registry);
+  prometheus::Family<prometheus::Counter>& requests = prometheus::BuildCounter()
+                                                          .Name("requests_total")
+                                                          .Help("Finished generation requests by outcome (ok or error)")
+                                                          .Register(*registry);
   prometheus::Family<prometheus::Gauge>& concurrent =
       prometheus::BuildGauge().Name("concurrent_requests").Help("Requests in flight").Register(*registry);
   std::mutex mu;  // guards the CPU-usage sample and the throughput window
@@ -99,7 +119,9 @@ void metrics::request_started(const std::string& model) { impl_->concurrent.Add(
 void metrics::request_finished(const std::string& model, int64_t prompt, int64_t completion, double seconds, bool ok) {
   impl& m = *impl_;
   m.concurrent.Add({{"model", model}}).Decrement();
+  m.requests.Add({{"model", model}, {"outcome", ok ? "ok" : "error"}}).Increment();
   if (!ok) return;
+  m.e2e.Add({{"model", model}}, e2e_buckets()).Observe(seconds);
   {
     std::lock_guard<std::mutex> lock(m.mu);
     auto& slot = m.window[model][impl::now_s()];
@@ -112,6 +134,11 @@ void metrics::request_finished(const std::string& model, int64_t prompt, int64_t
   m.output_per_request.Add({{"model", model}}, token_buckets()).Observe(static_cast<double>(completion));
   if (seconds > 0 && completion > 0)
     m.tps.Add({{"model", model}}, tps_buckets()).Observe(static_cast<double>(completion) / seconds);
+}
+
+void metrics::request_latency(const std::string& model, double ttft_s, double tpot_s) {
+  impl_->ttft.Add({{"model", model}}, ttft_buckets()).Observe(ttft_s);
+  if (tpot_s >= 0) impl_->tpot.Add({{"model", model}}, tpot_buckets()).Observe(tpot_s);
 }
 
 std::string metrics::render(const router_stats& r, const std::vector<actor_stats>& actors) {

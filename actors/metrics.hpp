@@ -24,6 +24,10 @@ class metrics {
   void request_finished(const std::string& model, int64_t prompt_tokens, int64_t completion_tokens,
                         double seconds, bool ok);
 
+  // A request that produced output: seconds from arrival to its first token, and mean seconds
+  // per output token after it (tpot_s < 0: it had one token).
+  void request_latency(const std::string& model, double ttft_s, double tpot_s);
+
   // Prometheus text exposition of everything, with the router's and actors' figures now.
   std::string render(const router_stats& router, const std::vector<actor_stats>& actors);
 

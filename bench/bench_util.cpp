@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/thread_pool.hpp"
 #include "runtime/executor.hpp"
+#include "runtime/progress.hpp"
 
 namespace troupe::bench {
 
@@ -77,5 +78,11 @@ status decode_driver::run_steps(int steps, int first) {
   }
   return {};
 }
+
+bench_steps::bench_steps(std::string what, int n_steps)
+    : shown_(std::make_unique<progress>(std::move(what), n_steps, "steps", stderr, progress_style_for(stderr), 0.0)) {}
+bench_steps::~bench_steps() = default;
+
+void bench_steps::next(const std::string& step) { shown_->set(++done_, step); }
 
 }  // namespace troupe::bench

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "runtime/result.hpp"
@@ -13,6 +15,7 @@ class thread_pool;
 }
 namespace troupe {
 class executor;
+class progress;
 }
 
 namespace troupe::bench {
@@ -42,6 +45,19 @@ class decode_driver {
   int context_;
   int64_t n_vocab_;
   std::vector<float> logits_;
+};
+
+// A benchmark's steps as progress on stderr ("bench engine [####....] 3/7 steps, decode at
+// batch 8"): next() starts the named step.
+class bench_steps {
+ public:
+  bench_steps(std::string what, int n_steps);
+  ~bench_steps();
+  void next(const std::string& step);
+
+ private:
+  std::unique_ptr<progress> shown_;
+  int done_ = -1;
 };
 
 inline double seconds_since(std::chrono::steady_clock::time_point t) {

@@ -259,7 +259,10 @@ result<json> run_engine_bench(const engine_bench_options& o) {
     TROUPE_TRY(ck, random_model(o.dtype, small));
     out["model"] = "random " + o.dtype + " weights in " + (small ? "a 150 M-parameter Llama shape" : "TinyLlama-1.1B's shape");
   } else {
-    TROUPE_TRY(checkpoint c, checkpoint::open(o.model));
+    progress("loading " + o.model);
+    open_options oo;
+    oo.read_weights = true;  // the figures measure the forward, not the first reads from disk
+    TROUPE_TRY(checkpoint c, checkpoint::open(o.model, oo));
     ck = std::make_shared<const checkpoint>(std::move(c));
     out["model"] = o.model;
   }

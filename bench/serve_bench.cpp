@@ -20,6 +20,7 @@
 #include "actors/load_generator.hpp"
 #include "bench/bench_model.hpp"
 #include "bench/bench_util.hpp"
+#include "runtime/progress.hpp"
 
 extern char** environ;
 
@@ -63,9 +64,10 @@ result<std::unique_ptr<server_process>> start_server(const serve_bench_options& 
   }
   int out[2];
   if (pipe(out) != 0) return make_error("pipe failed");
+  const int most = *std::max_element(o.concurrency.begin(), o.concurrency.end());
   std::vector<std::string> args = {exe, "serve", "--model", o.model, "--host", "127.0.0.1", "--port", "0",
                                    "--workers", std::to_string(o.workers), "--kv-cache-memory", o.kv_cache_memory,
-                                   "--max-in-flight", std::to_string(std::max(512, std::max(o.concurrency, o.users) * 2))};
+                                   "--max-in-flight", std::to_string(std::max(512, std::max(most, o.users) * 2))};
   if (!o.served_name.empty()) {
     args.push_back("--served-model-name");
     args.push_back(o.served_name);
@@ -225,41 +227,36 @@ result<json> run_multi_turn_bench(serve_bench_options o) {
 
 }  // namespace
 
-result<json> run_serve_bench(const serve_bench_options& o) {
-  if (o.workload == "multi-turn") return run_multi_turn_bench(o);
-  if (!o.workload.empty()) return make_error("--workload must be multi-turn (or absent), not " + o.workload);
-  std::unique_ptr<server_process> server;
-  std::string url = o.url, model = o.served_name;
-  if (url.empty()) {
-    if (o.model.empty()) return make_error("give --url of a running server, or --model to start one");
-    std::fprintf(stderr, "bench serve: starting troupe serve --model %s\n", o.model.c_str());
-    TROUPE_TRY(server, start_server(o));
-    url = server->url;
-  }
-  if (model.empty()) {
-    TROUPE_TRY(model, first_model(url));
-  }
+namespace {
+
+// One level of load against a running server.
+result<json> run_level(const serve_bench_options& o, const std::string& url, const std::string& model,
+                       const server_process* server, int concurrency) {
   load_options lo;
   lo.url = url;
   lo.model = model;
-  lo.concurrency = o.concurrency;
+  lo.concurrency = concurrency;
   lo.duration_s = o.duration_s;
   lo.max_tokens = o.max_tokens;
   lo.prompt_words = o.prompt_words;
   lo.chat = o.chat;
-  // The server's resident memory, sampled while the load runs.
+  std::atomic<int64_t> finished{0};
+  lo.finished = &finished;
+  // The server's resident memory, sampled while the load runs, and the progress.
   std::atomic<bool> running{true};
   std::vector<double> rss;
+  progress shown(fmt::format("bench serve: {} streams", concurrency), o.duration_s, "s");
   std::thread sampler([&] {
-    while (running && server) {
-      rss.push_back(rss_mib(server->pid));
-      std::this_thread::sleep_for(std::chrono::seconds(1));
+    for (int tick = 0; running; ++tick) {
+      if (server && tick % 4 == 0) rss.push_back(rss_mib(server->pid));
+      shown.set(std::min(o.duration_s, 0.25 * tick), fmt::format("{} requests done", finished.load()));
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
   });
-  std::fprintf(stderr, "bench serve: %d streams for %.0f s against %s\n", o.concurrency, o.duration_s, url.c_str());
   auto r = run_load(lo);
   running = false;
   sampler.join();
+  shown.finish(fmt::format("{} requests", finished.load()));
   if (!r.ok()) return r.err();
   // Afterwards every engine should be idle with every KV block free.
   json after = json::object();
@@ -284,7 +281,7 @@ result<json> run_serve_bench(const serve_bench_options& o) {
   };
   json out = {{"url", url},
               {"model", model},
-              {"concurrency", o.concurrency},
+              {"concurrency", concurrency},
               {"duration_s", l.seconds},
               {"max_tokens", o.max_tokens},
               {"requests_ok", l.ok},
@@ -304,6 +301,33 @@ result<json> run_serve_bench(const serve_bench_options& o) {
     out["server_rss_mib"] = {{"first_half_max", first}, {"second_half_max", second}, {"samples", rss}};
   }
   return out;
+}
+
+}  // namespace
+
+result<json> run_serve_bench(const serve_bench_options& o) {
+  if (o.workload == "multi-turn") return run_multi_turn_bench(o);
+  if (!o.workload.empty()) return make_error("--workload must be multi-turn (or absent), not " + o.workload);
+  std::unique_ptr<server_process> server;
+  std::string url = o.url, model = o.served_name;
+  if (o.concurrency.empty()) return make_error("--concurrency needs at least one level");
+  if (url.empty()) {
+    if (o.model.empty()) return make_error("give --url of a running server, or --model to start one");
+    std::fprintf(stderr, "bench serve: starting troupe serve --model %s\n", o.model.c_str());
+    TROUPE_TRY(server, start_server(o));
+    url = server->url;
+  }
+  if (model.empty()) {
+    TROUPE_TRY(model, first_model(url));
+  }
+  json runs = json::array();
+  for (int c : o.concurrency) {
+    TROUPE_TRY(json r, run_level(o, url, model, server.get(), c));
+    runs.push_back(std::move(r));
+  }
+  if (runs.size() == 1) return runs[0];
+  return json{{"url", url}, {"model", model}, {"max_tokens", o.max_tokens}, {"duration_s", o.duration_s},
+              {"runs", std::move(runs)}};
 }
 
 }  // namespace troupe::bench

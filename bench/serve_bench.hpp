@@ -1,9 +1,10 @@
 // serve_bench: `troupe bench serve`: a `troupe serve` process under a bounded streaming load
 // on loopback; prints throughput, time to first token, inter-token latency, errors, the
-// server's memory over the run and its KV blocks afterwards. `--workload multi-turn` runs an
-// agent loop instead (users x turns, each turn resending the whole history) once per routing
-// policy, each against a fresh server, and prints time to first token, the router's hit-rate
-// metrics and the load per worker for each.
+// server's memory over the run and its KV blocks afterwards. Several concurrency levels run
+// one after another against the same server (latency over load): the JSON then has "runs".
+// `--workload multi-turn` runs an agent loop instead (users x turns, each turn resending the
+// whole history) once per routing policy, each against a fresh server, and prints time to
+// first token, the router's hit-rate metrics and the load per worker for each.
 #pragma once
 
 #include <string>
@@ -22,7 +23,7 @@ struct serve_bench_options {
   std::string served_name;
   int workers = 1;
   std::string kv_cache_memory = "1GiB";
-  int concurrency = 64;
+  std::vector<int> concurrency = {64};  // one run per level, against the same server
   double duration_s = 30;
   int max_tokens = 32;
   int prompt_words = 48;

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 
@@ -13,10 +15,13 @@
 #include "actors/node_agent.hpp"
 #include "cli/command_line.hpp"
 #include "config/config.hpp"
+#include "config/model_source.hpp"
 #include "config/readers.hpp"
 #include "kernels/cuda/device_name.hpp"
 #include "config/atomic_file.hpp"
 #include "runtime/cpu_executor.hpp"
+#include "runtime/model_bundle.hpp"
+#include "runtime/progress.hpp"
 #include "runtime/sim_executor.hpp"
 #if defined(TROUPE_HAVE_CUDA)
 #include "kernels/cuda/device.hpp"
@@ -25,9 +30,11 @@
 namespace troupe {
 
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
-  auto* m = app.add_option("--model", f.model, "a Hugging Face model directory or a .gguf file")
-                ->type_name("PATH")
-                ->check(cli::existing_path())
+  // Not an existing path only: a hub id (org/name) is looked up in the Hugging Face cache.
+  auto* m = app.add_option("--model", f.model,
+                           "a model directory, a .gguf file, or a hub id (org/name[@revision]) in the local "
+                           "Hugging Face cache")
+                ->type_name("MODEL")
                 ->group(cli::group::model);
   if (model_required) m->required();
   app.add_option("--served-model-name", f.served_name,
@@ -68,6 +75,39 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
       ->group(cli::group::engine);
 }
 
+result<config::resolved_model> resolve_model_arg(const std::string& spec, const std::string& flag) {
+  auto r = config::resolve_model(spec, config::hf_cache_from_environment(), ".", "", flag);
+  if (!r.ok()) {
+    std::string msg = config::format_errors(r.errors);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    return make_error(msg);
+  }
+  return r.value;
+}
+
+result<model_bundle> load_model_showing_progress(const std::string& path, const std::string& name) {
+  std::unique_ptr<progress> shown;
+  std::string phase;
+  open_options o;
+  o.read_weights = true;
+  o.observer = [&](const load_progress& p) {
+    if (p.phase != phase) {
+      if (shown) shown->finish();
+      phase = p.phase;
+      shown = std::make_unique<progress>(fmt::format("loading {}: {}", name, phase), p.total, std::string(p.unit));
+    }
+    shown->set(p.done);
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  auto b = load_model(path, o);
+  if (shown && b.ok()) shown->finish();
+  if (shown && !b.ok()) shown->abandon();
+  if (b.ok())
+    std::fprintf(stderr, "troupe: loaded %s (%s) in %.1f s\n", name.c_str(), b->weights->describe().c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return b;
+}
+
 status check_device(const std::string& device) {
   TROUPE_TRY(const int index, cuda::device_index(device));
   if (index < 0) return {};
@@ -100,7 +140,7 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
   if (f.workers < 1) return make_error("--workers must be at least 1");
   worker_spec w;
   w.model_path = model_path;
-  w.served_name = !f.served_name.empty() ? f.served_name : rt.served_model_name;
+  w.served_name = !f.served_name.empty() ? f.served_name : !rt.served_model_name.empty() ? rt.served_model_name : f.model_name;
   engine_spec& s = w.engine;
   s.threads = f.threads > 0 ? f.threads : std::max(1, available_cores() / f.workers);
   TROUPE_TRY(const int device, cuda::device_index(f.device));

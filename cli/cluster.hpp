@@ -19,6 +19,7 @@ namespace troupe {
 namespace config {
 struct engine_settings;
 struct runtime_settings;
+struct resolved_model;
 }
 
 struct model_bundle;
@@ -26,7 +27,8 @@ class model_registry;
 
 // Flags that shape the workers of a process.
 struct worker_flags {
-  std::string model;             // a model directory or .gguf
+  std::string model;             // a model directory or .gguf (settle_start resolves a hub id to one)
+  std::string model_name;        // what the model serves as unless configured ("" = its directory name)
   std::string config;            // config.yaml: trt_llm.runtime engine settings
   int workers = 1;
   int threads = 0;               // per worker; 0: this process's cores shared among its workers
@@ -38,6 +40,15 @@ struct worker_flags {
   std::shared_ptr<const config::runtime_settings> llm_runtime;
 };
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
+
+// A --model value (a directory, a .gguf file, or a hub id org/name[@revision] from the local
+// Hugging Face cache: config/model_source.hpp) resolved to what to load. The error names the
+// flag and says where it looked.
+[[nodiscard]] result<config::resolved_model> resolve_model_arg(const std::string& spec, const std::string& flag = "--model");
+
+// load_model with its progress on stderr, each phase a bar on a terminal or plain lines
+// ("loading NAME: reading weights: 40% (2.1/5.3 GiB)"); the weights are read in.
+[[nodiscard]] result<model_bundle> load_model_showing_progress(const std::string& path, const std::string& name);
 
 // Whether --device names something this build and machine have: ok for cpu; for cuda, the
 // device must exist ("no CUDA device: cudaGetDeviceCount failed: ..." otherwise). Commands

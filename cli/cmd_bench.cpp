@@ -10,7 +10,10 @@
 #include "bench/router_bench.hpp"
 #include "bench/serve_bench.hpp"
 #include "bench/structured_bench.hpp"
+#include "cli/cluster.hpp"
 #include "cli/command_line.hpp"
+#include "cli/plot.hpp"
+#include "config/model_source.hpp"
 
 namespace cli = troupe::cli;
 
@@ -20,10 +23,13 @@ int run_bench_command(const std::vector<std::string>& args) {
   app.require_subcommand(1);
   namespace group = cli::group;
   troupe::bench::engine_bench_options eo;
+  std::string plot;
+  const std::string plot_help = "also draw the results into this PNG with matplotlib: ";
   auto* engine = app.add_subcommand("engine", "The forward pass and the serving engine on this machine.");
-  engine->add_option("--model", eo.model, "a model to measure (default: random weights, see --dtype)")
-      ->type_name("PATH")
-      ->check(cli::existing_path())
+  engine->add_option("--model", eo.model,
+                     "a model to measure: a directory, a .gguf file or a cached hub id (default: random weights, "
+                     "see --dtype)")
+      ->type_name("MODEL")
       ->group(group::model);
   engine->add_option("--dtype", eo.dtype, "type of the random weights")
       ->type_name("DTYPE")
@@ -61,6 +67,9 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->type_name("NAME")
       ->check(cli::one_of({"shared-prefix", "mixed"}))
       ->group(group::workload);
+  engine->add_option("--plot", plot, plot_help + "tokens/s by batch size, or the workload's latencies")
+      ->type_name("FILE.png")
+      ->group(group::output);
   engine->add_option("--compare-dtypes", eo.compare_dtypes,
                      "also prefill and batch-1 decode of random weights of these types, in the same run")
       ->type_name("DTYPE,DTYPE")
@@ -74,6 +83,7 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->check(cli::one_of({"fast", "f32"}))
       ->group(group::engine);
   cli::add_kernel_environment(*engine);
+  cli::add_hf_cache_environment(*engine);
   troupe::bench::structured_bench_options sto;
   auto* structured = app.add_subcommand("structured", "Decoding with and without a JSON Schema constraint.");
   structured->add_option("--model", sto.model, "the model (default: the project's own, models/troupe-py-7m)")
@@ -126,9 +136,8 @@ int run_bench_command(const std::vector<std::string>& args) {
   serve->add_option("--url", so.url, "a running server (default: start one with --model)")
       ->type_name("URL")
       ->group(group::server);
-  serve->add_option("--model", so.model, "start `troupe serve --model PATH` on a free port")
-      ->type_name("PATH")
-      ->check(cli::existing_path())
+  serve->add_option("--model", so.model, "start `troupe serve --model MODEL` on a free port")
+      ->type_name("MODEL")
       ->group(group::server);
   serve->add_option("--workers", so.workers, "engines of the started server")
       ->type_name("N")
@@ -138,8 +147,9 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->type_name("SIZE")
       ->check(cli::memory_size())
       ->group(group::server);
-  serve->add_option("--concurrency", so.concurrency, "streams open at once")
-      ->type_name("N")
+  serve->add_option("--concurrency", so.concurrency, "streams open at once; a list runs each level in turn")
+      ->type_name("N,N")
+      ->delimiter(',')
       ->check(cli::at_least(1))
       ->group(group::workload);
   serve->add_option("--duration", so.duration_s, "seconds during which new requests start")
@@ -190,40 +200,38 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->type_name("N")
       ->check(cli::at_least(0))
       ->group(group::server);
+  serve->add_option("--plot", plot, plot_help + "latency percentiles and tokens/s over the concurrency")
+      ->type_name("FILE.png")
+      ->group(group::output);
+  cli::add_hf_cache_environment(*serve);
   if (auto rc = cli::parse(app, args)) return *rc;
+  // The JSON on stdout, then the figure.
+  auto report = [&plot](const char* what, const troupe::result<nlohmann::json>& r) {
+    if (!r.ok()) {
+      std::fprintf(stderr, "troupe bench %s: %s\n", what, r.message().c_str());
+      return 1;
+    }
+    std::cout << r->dump(2) << "\n" << std::flush;
+    if (plot.empty()) return 0;
+    if (auto s = troupe::plot_bench_result(*r, plot); !s.ok()) {
+      std::fprintf(stderr, "troupe bench %s: %s\n", what, s.message().c_str());
+      return 1;
+    }
+    return 0;
+  };
+  // A model named by hub id resolves the way `troupe serve --model` does.
+  for (std::string* m : {&eo.model, &so.model}) {
+    if (m->empty()) continue;
+    auto r = troupe::resolve_model_arg(*m);
+    if (!r.ok()) return cli::usage_error(*engine ? *engine : *serve, r.message());
+    if (m == &so.model && so.served_name.empty()) so.served_name = r->served_name;
+    *m = r->path;
+  }
   if (*engine) {
     if (eo.device != "cpu" && engine->count("--batches") == 0) eo.batches = {1, 8, 64, 256};
-    auto r = troupe::bench::run_engine_bench(eo);
-    if (!r.ok()) {
-      std::fprintf(stderr, "troupe bench engine: %s\n", r.message().c_str());
-      return 1;
-    }
-    std::cout << r->dump(2) << "\n";
-    return 0;
+    return report("engine", troupe::bench::run_engine_bench(eo));
   }
-  if (*serve) {
-    auto r = troupe::bench::run_serve_bench(so);
-    if (!r.ok()) {
-      std::fprintf(stderr, "troupe bench serve: %s\n", r.message().c_str());
-      return 1;
-    }
-    std::cout << r->dump(2) << "\n";
-    return 0;
-  }
-  if (*structured) {
-    auto r = troupe::bench::run_structured_bench(sto);
-    if (!r.ok()) {
-      std::fprintf(stderr, "troupe bench structured: %s\n", r.message().c_str());
-      return 1;
-    }
-    std::cout << r->dump(2) << "\n";
-    return 0;
-  }
-  auto r = troupe::bench::run_router_bench(ro);
-  if (!r.ok()) {
-    std::fprintf(stderr, "troupe bench router: %s\n", r.message().c_str());
-    return 1;
-  }
-  std::cout << r->dump(2) << "\n";
-  return 0;
+  if (*serve) return report("serve", troupe::bench::run_serve_bench(so));
+  if (*structured) return report("structured", troupe::bench::run_structured_bench(sto));
+  return report("router", troupe::bench::run_router_bench(ro));
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cluster.hpp"
+#include "config/model_source.hpp"
 #include "cli/command_line.hpp"
 #include "kernels/cuda/device_name.hpp"
 #include "runtime/text/chat_template.hpp"
@@ -39,10 +40,10 @@ int run_generate_command(const std::vector<std::string>& args) {
   int threads = 0, top_logprobs = -1;
   std::optional<uint64_t> seed;
   namespace group = cli::group;
-  app.add_option("--model", model, "a Hugging Face directory or a .gguf file")
-      ->type_name("PATH")
+  app.add_option("--model", model,
+                 "a model directory, a .gguf file, or a hub id (org/name[@revision]) in the local Hugging Face cache")
+      ->type_name("MODEL")
       ->envname("TROUPE_MODEL")
-      ->check(cli::existing_path())
       ->group(group::model);
   app.add_option("--prompt", prompt, "the text to continue")->type_name("TEXT")->required()->group(group::sampling);
   app.add_flag("--chat", chat, "send the prompt as a user message through the model's chat template")
@@ -95,6 +96,7 @@ int run_generate_command(const std::vector<std::string>& args) {
       ->check(cli::between(-1, 20))
       ->group(group::output);
   cli::add_kernel_environment(app);
+  cli::add_hf_cache_environment(app);
   if (auto rc = cli::parse(app, args)) return *rc;
   if (status s = check_device(device); !s.ok()) {  // before the model loads
     std::fprintf(stderr, "troupe generate: %s\n", s.message().c_str());
@@ -103,12 +105,15 @@ int run_generate_command(const std::vector<std::string>& args) {
   p.seed = seed;
   p.logprobs = top_logprobs;
 
+  auto source = resolve_model_arg(model);
+  if (!source.ok()) return cli::usage_error(app, source.message());
   const auto t0 = std::chrono::steady_clock::now();
-  auto bundle = load_model(model);
+  auto bundle = load_model_showing_progress(source->path, source->served_name);
   if (!bundle.ok()) {
     std::fprintf(stderr, "troupe generate: %s\n", bundle.message().c_str());
     return 1;
   }
+  bundle->name = source->served_name;
   if (!bundle->tok) {
     std::fprintf(stderr, "troupe generate: %s ships no tokenizer\n", model.c_str());
     return 1;

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <optional>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "actors/router.hpp"
 #include "actors/snapshotter.hpp"
 #include "cli/cluster.hpp"
+#include "cli/serve_config.hpp"
 #include "cli/command_line.hpp"
 #include "config/checkpoint.hpp"
 #include "config/config.hpp"
@@ -92,6 +94,33 @@ void add_control_flags(CLI::App& app, control_flags& f) {
       ->type_name("N")
       ->check(cli::between(1, 64))
       ->group(cli::group::cluster);
+}
+
+// What the command line gave explicitly (it wins over --config), after parsing.
+// A --model that names nothing is a wrong command line (exit 2), as a wrong path was before
+// hub ids: checked here, where the parser can say so; settle_start resolves it for use.
+std::optional<int> check_model_flag(const CLI::App& app, const worker_flags& wf) {
+  if (app.count("--model") == 0) return std::nullopt;
+  auto m = resolve_model_arg(wf.model);
+  if (m.ok()) return std::nullopt;
+  return cli::usage_error(app, m.message());
+}
+
+flags_given given_flags(const CLI::App& app, bool strict_config) {
+  flags_given g;
+  g.model = app.count("--model") > 0;
+  g.served_name = app.count("--served-model-name") > 0;
+  g.kv_cache_memory = app.count("--kv-cache-memory") > 0;
+  g.threads = app.count("--threads") > 0;
+  g.device = app.count("--device") > 0;
+  g.strict_config = strict_config;
+  return g;
+}
+
+void add_strict_config_flag(CLI::App& app, bool& strict) {
+  app.add_flag("--strict-config", strict,
+               "refuse to start when a field of --config would not take effect here (instead of a warning)")
+      ->group(cli::group::engine);
 }
 
 struct node_plan {
@@ -226,9 +255,12 @@ void configure_routers(caf::actor_system& sys, const std::vector<router_actor>& 
 
 std::string snapshot_file(size_t i) { return fmt::format("kv-index-{}.snapshot", i); }
 
-int run_node(const std::string& what, const node_plan& plan, worker_flags wf, const control_flags& cf) {
+int run_node(const std::string& what, const node_plan& plan, worker_flags wf, const control_flags& cf,
+             const flags_given& given) {
+  auto start = settle_start(what, wf, given);  // the model and the config file, before anything starts
+  if (!start.ok()) return fail(what, start.message());
   if (plan.workers)
-    if (status s = check_device(wf.device); !s.ok()) return fail(what, s.message());  // before anything starts
+    if (status s = check_device(wf.device); !s.ok()) return fail(what, s.message());
   std::optional<config::llm_config_file> llm;
   if (!cf.llm_config.empty()) {
     auto l = load_llm_config(cf.llm_config);
@@ -249,7 +281,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   // The model this node serves (the control node needs it too: it tokenizes).
   std::shared_ptr<const model_bundle> bundle;
   if (!wf.model.empty()) {
-    auto b = load_model(wf.model);
+    auto b = load_model_showing_progress(wf.model, wf.model_name.empty() ? wf.model : wf.model_name);
     if (!b.ok()) return fail(what, b.message());
     bundle = std::make_shared<const model_bundle>(std::move(*b));
   }
@@ -355,6 +387,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     fo.max_in_flight = cf.max_in_flight;
     fo.node = plan.node;
     fo.replicas.assign(routers.begin() + 1, routers.end());
+    fo.status_json = start->status_json;
     std::string served;
     if (bundle) {
       auto spec = make_worker_spec(wf, wf.model);
@@ -453,14 +486,17 @@ int run_serve_command(const std::vector<std::string>& args) {
   add_worker_flags(app, wf, false);
   app.get_option("--model")->envname("TROUPE_MODEL");
   add_control_flags(app, cf);
+  bool strict = false;
+  add_strict_config_flag(app, strict);
   cli::add_kernel_environment(app);
   cli::add_hf_cache_environment(app);
   if (auto rc = cli::parse(app, args)) return *rc;
+  if (auto rc = check_model_flag(app, wf)) return *rc;
   node_plan plan;
   plan.node = "local";
   plan.control = true;
   plan.workers = true;
-  return run_node("serve", plan, wf, cf);
+  return run_node("serve", plan, wf, cf, given_flags(app, strict));
 }
 
 int run_node_command(const std::vector<std::string>& args) {
@@ -502,9 +538,12 @@ int run_node_command(const std::vector<std::string>& args) {
       ->group(cli::group::cluster);
   add_worker_flags(app, wf, false);
   add_control_flags(app, cf);
+  bool strict = false;
+  add_strict_config_flag(app, strict);
   cli::add_kernel_environment(app);
   cli::add_hf_cache_environment(app);
   if (auto rc = cli::parse(app, args)) return *rc;
+  if (auto rc = check_model_flag(app, wf)) return *rc;
   node_plan plan;
   plan.node = name;
   if (role == "control") {
@@ -515,9 +554,9 @@ int run_node_command(const std::vector<std::string>& args) {
     plan.peers = peers;
   } else {
     if (join.empty()) return cli::usage_error(app, "--role worker needs --join HOST:PORT");
-    if (wf.model.empty()) return cli::usage_error(app, "--role worker needs --model PATH");
+    if (wf.model.empty() && wf.config.empty()) return cli::usage_error(app, "--role worker needs --model MODEL (or --config)");
     plan.join = join;
     plan.workers = true;
   }
-  return run_node("node", plan, wf, cf);
+  return run_node("node", plan, wf, cf, given_flags(app, strict));
 }

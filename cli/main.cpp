@@ -17,6 +17,7 @@
 #include "cli/cmd_bench.hpp"
 #include "cli/cmd_config.hpp"
 #include "cli/cmd_generate.hpp"
+#include "cli/cmd_models.hpp"
 #include "cli/cmd_serve.hpp"
 #include "cli/command_line.hpp"
 #include "cli/version.hpp"
@@ -37,6 +38,7 @@ const command commands[] = {
     {"bench", "run a benchmark and print JSON results (engine, serve, router)", run_bench_command},
     {"config", "validate a config.yaml, or migrate a v1 one to v2", run_config_command},
     {"actors", "list the actors of a running deployment with their metrics", run_actors_command},
+    {"models", "list the models in the local Hugging Face cache and whether troupe serves each", run_models_command},
 };
 
 }  // namespace

@@ -38,3 +38,15 @@ function(troupe_test_variant base name)
   set_tests_properties(${name} PROPERTIES TIMEOUT 600 FIXTURES_REQUIRED "${fixtures}"
                        ENVIRONMENT "${env};${ARGN}")
 endfunction()
+
+# troupe_embed(TARGET NAME FILE): compiles the bytes of FILE into TARGET as
+# `troupe::assets::NAME` (a std::string_view; declare it `extern const std::string_view NAME;`
+# where it is used). Editing FILE rebuilds it. For the status page and the plot script.
+function(troupe_embed target name file)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/embedded_${name}.cpp)
+  add_custom_command(OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -DIN=${file} -DOUT=${out} -DNAME=${name} -P ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
+    DEPENDS ${file} ${PROJECT_SOURCE_DIR}/cmake/embed.cmake
+    COMMENT "Embedding ${file}")
+  target_sources(${target} PRIVATE ${out})
+endfunction()

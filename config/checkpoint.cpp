@@ -1,6 +1,8 @@
 // checkpoint: Hugging Face cache lookup (refs and snapshots) and local directories.
 #include "config/checkpoint.hpp"
 
+#include "config/hf_cache.hpp"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fmt/format.h>
@@ -98,7 +100,9 @@ checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckp
     std::error_code ec;
     fs::path abs = fs::weakly_canonical(p, ec);
     if (ec) abs = p;
-    if (!is_dir(abs))
+    std::error_code fe;
+    const bool gguf_file = abs.extension() == ".gguf" && fs::is_regular_file(abs, fe);
+    if (!is_dir(abs) && !gguf_file)
       return fail(repo_field,
                   fmt::format("{}: the local checkpoint directory {} does not exist (looked at "
                               "{})", repo_field, ckpt.repo, abs.string()));
@@ -121,10 +125,8 @@ checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckp
                 fmt::format("{}: \"{}\" is not a branch, tag or commit name", fields.revision,
                             ckpt.revision));
 
-  std::string folder = "models--" + ckpt.repo;
-  for (size_t i = 0; (i = folder.find('/', i)) != std::string::npos;) folder.replace(i, 1, "--");
   const fs::path hub(cache.hub_dir);
-  const fs::path repo_dir = hub / folder;
+  const fs::path repo_dir = hub / hf_cache_folder(ckpt.repo);
   const std::string fix = fmt::format(
       "troupe does not download checkpoints: fetch it first (huggingface-cli download {}), or "
       "set HF_HOME or HF_HUB_CACHE to a cache that has it",
@@ -132,9 +134,9 @@ checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckp
   if (!is_dir(repo_dir))
     return fail(repo_field,
                 fmt::format("{}: {} is not in the local Hugging Face cache: looked for {} "
-                            "(hub cache {}, from {})",
+                            "(hub cache {}, from {}); the cache holds: {}",
                             repo_field, ckpt.repo, repo_dir.string(), hub.string(),
-                            cache.decided_by),
+                            cache.decided_by, cached_model_names(cache)),
                 fix);
 
   std::string commit;

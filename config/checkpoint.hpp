@@ -32,9 +32,9 @@ struct checkpoint_fields {
 
 // Cache layout: <hub>/models--<org>--<name>/refs/<revision> holds a commit hash, and
 // <hub>/models--<org>--<name>/snapshots/<commit>/ the files. A revision of 40 hex digits
-// names the snapshot directly. LOCAL repos are directories, relative ones taken from
-// `base_dir` (the config file's directory). Errors name the field and every path looked at;
-// nothing is downloaded.
+// names the snapshot directly. LOCAL repos are directories (or .gguf files), relative ones
+// taken from `base_dir` (the config file's directory). Errors name the field and every path
+// looked at, and a repo the cache lacks lists the ones it has; nothing is downloaded.
 checked<resolved_checkpoint> resolve_checkpoint(const checkpoint_repository& ckpt,
                                                 const hf_cache_location& cache,
                                                 const std::string& base_dir = ".",

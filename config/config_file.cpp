@@ -1,4 +1,6 @@
 // config_file: the config.yaml schema: model_name, resources, trt_llm (v2), llm_config.
+#include <cctype>
+
 #include <fmt/format.h>
 
 #include "config/map_reader.hpp"
@@ -81,11 +83,32 @@ void read_resources(const node* n, const std::string& path, resources& out, erro
   r.finish();
 }
 
-// Blocks of free-form content that troupe keeps but does not interpret.
-void read_free_map(map_reader& r, std::string_view key) {
+// Blocks of free-form content: the map node, or nullptr (absent, null, or not a map: an error).
+const node* read_free_map(map_reader& r, std::string_view key) {
   const node* n = r.get(key);
   if (n && n->kind != node_kind::map && n->kind != node_kind::null)
     r.error(key, fmt::format("{}: expected a map, got {}", r.path_of(key), n->describe()));
+  return n && n->kind == node_kind::map ? n : nullptr;
+}
+
+// environment_variables: NAME: scalar. The process gets them before the model loads.
+void read_environment(const node* n, config_file& out, error_list& errors) {
+  if (!n) return;
+  for (const node_member& m : n->members) {
+    const bool name_ok = !m.key.empty() && m.key.find('=') == std::string::npos &&
+                         !std::isdigit(static_cast<unsigned char>(m.key[0]));
+    if (!name_ok)
+      errors.push_back({"environment_variables." + m.key,
+                        fmt::format("environment_variables: \"{}\" is not a variable name", m.key), m.line,
+                        m.column});
+    else if (!m.value.is_scalar() && m.value.kind != node_kind::null)
+      errors.push_back({"environment_variables." + m.key,
+                        fmt::format("environment_variables.{}: expected a string, got {}", m.key,
+                                    m.value.describe()),
+                        m.line, m.column});
+    else
+      out.environment_variables.emplace_back(m.key, m.value.kind == node_kind::null ? "" : m.value.text);
+  }
 }
 
 }  // namespace
@@ -143,9 +166,10 @@ void read_config_file(const node& root, config_file& out, error_list& errors) {
   if (auto v = top.string("model_name")) out.model_name = *v;
   if (auto v = top.string("description")) out.description = *v;
   read_resources(top.map("resources"), "resources", out.res, errors);
-  read_free_map(top, "environment_variables");
-  read_free_map(top, "secrets");
-  read_free_map(top, "model_metadata");
+  read_environment(read_free_map(top, "environment_variables"), out, errors);
+  if (const node* n = read_free_map(top, "secrets"))
+    for (const node_member& m : n->members) out.secrets.push_back(m.key);
+  if (const node* n = read_free_map(top, "model_metadata")) out.model_metadata_json = to_json_text(*n);
 
   const node* trt = top.map("trt_llm");
   if (!trt || trt->kind == node_kind::null) {
@@ -182,6 +206,7 @@ void read_config_file(const node& root, config_file& out, error_list& errors) {
     } else {
       read_autoscaling(a, "autoscaling_settings", out.llm.autoscaling, errors);
       out.llm.has_autoscaling = true;
+      out.autoscaling_at_top_level = true;
     }
   }
   top.finish();

@@ -12,6 +12,7 @@
 
 #include "config/atomic_file.hpp"
 #include "config/map_reader.hpp"
+#include "config/model_source.hpp"
 #include "config/node.hpp"
 #include "config/readers.hpp"
 
@@ -41,11 +42,6 @@ std::string name_from_model(const std::string& model) {
   while (!out.empty() && !std::isalnum(static_cast<unsigned char>(out[0]))) out.erase(0, 1);
   if (out.size() > 64) out.resize(64);
   return out.empty() ? "model" : out;
-}
-
-bool is_local_path(const std::string& model) {
-  return !model.empty() && (model[0] == '/' || model.rfind("./", 0) == 0 ||
-                            model.rfind("../", 0) == 0 || model == "." || model == "..");
 }
 
 std::string new_id() {
@@ -226,20 +222,8 @@ store_outcome deployment_store::create(const deployment_request& request, deploy
   d.llm_config_json = request.llm_config_json;
   if (d.runtime.served_model_name.empty()) d.runtime.served_model_name = d.name;
 
-  checkpoint_repository ckpt;
-  ckpt.repo = request.model;
-  ckpt.revision = request.revision;
-  if (is_local_path(request.model)) {
-    ckpt.source = checkpoint_source::local;
-    if (request.revision != "main") {
-      out.failure = store_failure::invalid;
-      out.errors.push_back({"revision", "revision: only used with a Hugging Face repo id, and "
-                                        "model is a directory"});
-      return out;
-    }
-  }
-  auto resolved = resolve_checkpoint(ckpt, options_.hf_cache, options_.base_dir,
-                                     {"model", "model", "revision"});
+  auto resolved = resolve_model(request.model, options_.hf_cache, options_.base_dir,
+                                request.revision == "main" ? "" : request.revision, "model", "revision");
   if (!resolved.ok()) {
     out.failure = store_failure::invalid;
     out.errors = std::move(resolved.errors);

@@ -17,7 +17,8 @@ namespace troupe::config {
 
 // What POST /v1/llm_models carries, validated.
 //   {"name": "qwen3-4b",          optional; else derived from the model
-//    "model": "Qwen/Qwen3-4B",    an HF repo id (local cache) or a directory ("/..." or "./...")
+//    "model": "Qwen/Qwen3-4B",    a hub id (org/name[@revision], from the local HF cache), a
+//                                 directory or a .gguf file (model_source.hpp)
 //    "revision": "main",          optional, HF only
 //    "llm_config": {...}}         optional: runtime, b10_routing_config, is_disaggregated,
 //                                 b10_disagg_config, speculative_config, autoscaling_settings

@@ -1,6 +1,7 @@
 // feature_status: which llm_config settings take effect now and which are only stored.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace troupe::config {
@@ -27,6 +28,14 @@ inline constexpr feature_status kFeatureStatus[] = {
     {"b10_disagg_config", "disaggregated serving", feature_state::stored},
     {"autoscaling_settings", "token-based autoscaling", feature_state::stored},
 };
+
+// What a deployment or `troupe serve --config` says about a setting that is only stored:
+// "<path> is stored but not yet active: <feature> has not landed in troupe yet; it takes
+// effect when it does". `path` is where it was set ("llm_config.speculative_config").
+inline std::string not_yet_active_message(const feature_status& f, std::string_view path) {
+  return std::string(path) + " is stored but not yet active: " + std::string(f.feature) +
+         " has not landed in troupe yet; it takes effect when it does";
+}
 
 inline const feature_status* find_feature(std::string_view field) {
   for (const auto& f : kFeatureStatus)

@@ -60,9 +60,7 @@ json deployment_json(const deployment& d) {
       active.push_back(f.field);
     } else if (set) {
       stored.push_back(f.field);
-      warnings.push_back(fmt::format("{} is stored but not yet active: {} has not landed in "
-                                     "troupe yet; it takes effect when it does",
-                                     f.field, f.feature));
+      warnings.push_back(not_yet_active_message(f, f.field));
     }
   }
   return json{{"object", "llm_model"},

@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace troupe::config {
 
@@ -142,6 +144,11 @@ struct config_file {
   build_settings build;
   runtime_settings runtime;
   llm_config llm;  // from llm_config: and the top-level autoscaling_settings:
+  bool autoscaling_at_top_level = false;  // it came from autoscaling_settings:, not llm_config:
+  // environment_variables: NAME: value (scalars as written), in file order.
+  std::vector<std::pair<std::string, std::string>> environment_variables;
+  std::vector<std::string> secrets;  // the names under secrets: (their values are not kept)
+  std::string model_metadata_json;   // model_metadata as compact JSON, "" when absent
 };
 
 // Names as written in config files.

@@ -157,7 +157,11 @@ class binder {
   checkpoint::impl& m_;
 };
 
-status bind_weights(const tensor_source& src, bool is_gguf, checkpoint::impl& m) {
+void report(const open_options* o, std::string_view phase, double done, double total, std::string_view unit) {
+  if (o && o->observer) o->observer({phase, done, total, unit});
+}
+
+status bind_weights(const tensor_source& src, bool is_gguf, checkpoint::impl& m, const open_options* o = nullptr) {
   const model_config& c = m.config;
   const namer n{is_gguf};
   binder b(src, m);
@@ -176,6 +180,7 @@ status bind_weights(const tensor_source& src, bool is_gguf, checkpoint::impl& m)
   }
   w.layers.resize(static_cast<size_t>(c.n_layer));
   for (int64_t i = 0; i < c.n_layer; ++i) {
+    report(o, "checking tensors", static_cast<double>(i), static_cast<double>(c.n_layer), "layers");
     layer_weights& l = w.layers[static_cast<size_t>(i)];
     TROUPE_TRY(l.attn_norm, b.vector(n.layer(i, "input_layernorm.weight", "attn_norm.weight"), c.n_embd));
     TROUPE_TRY(l.wq, b.matrix(n.layer(i, "self_attn.q_proj.weight", "attn_q.weight"), {c.q_dim(), c.n_embd}));
@@ -196,7 +201,34 @@ status bind_weights(const tensor_source& src, bool is_gguf, checkpoint::impl& m)
     TROUPE_TRY(l.w_up, b.matrix(n.layer(i, "mlp.up_proj.weight", "ffn_up.weight"), {c.n_ff, c.n_embd}));
     TROUPE_TRY(l.w_down, b.matrix(n.layer(i, "mlp.down_proj.weight", "ffn_down.weight"), {c.n_embd, c.n_ff}));
   }
+  report(o, "checking tensors", static_cast<double>(c.n_layer), static_cast<double>(c.n_layer), "layers");
   return {};
+}
+
+// Pages every matrix in (one read per page), reporting bytes; a matrix shared by two names
+// (tied embeddings) is read once.
+void read_weights(const model_weights& w, const open_options* o) {
+  std::vector<const tensor_view*> views = {&w.tok_embd};
+  if (w.output.data != w.tok_embd.data) views.push_back(&w.output);
+  for (const auto& l : w.layers)
+    for (const tensor_view* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) views.push_back(v);
+  double total = 0, done = 0;
+  for (const tensor_view* v : views) total += static_cast<double>(v->n_bytes);
+  constexpr size_t page = 4096, report_every = size_t{64} << 20;
+  size_t since = 0;
+  volatile uint8_t sink = 0;
+  for (const tensor_view* v : views) {
+    const auto* p = static_cast<const uint8_t*>(v->data);
+    for (size_t i = 0; i < v->n_bytes; i += page) {
+      sink = sink ^ p[i];
+      if ((since += page) >= report_every) {
+        report(o, "reading weights", done + static_cast<double>(i), total, "B");
+        since = 0;
+      }
+    }
+    done += static_cast<double>(v->n_bytes);
+  }
+  report(o, "reading weights", total, total, "B");
 }
 
 result<json> read_json(const std::string& path) {
@@ -222,7 +254,7 @@ std::string pick_chat_template(const json& tc) {
   return {};
 }
 
-status open_hf(const fs::path& dir, checkpoint::impl& m) {
+status open_hf(const fs::path& dir, checkpoint::impl& m, const open_options* o) {
   const std::string config_path = (dir / "config.json").string();
   TROUPE_TRY(json config, read_json(config_path));
   TROUPE_TRY(m.config, model_config_from_hf(config, config_path));
@@ -250,11 +282,20 @@ status open_hf(const fs::path& dir, checkpoint::impl& m) {
   } else {
     return make_error(dir.string() + ": no model.safetensors or model.safetensors.index.json");
   }
+  double total = 0, mapped = 0;
   for (const auto& f : files) {
+    std::error_code ec;
+    total += static_cast<double>(fs::file_size(f, ec));
+  }
+  for (const auto& f : files) {
+    report(o, "mapping", mapped, total, "B");
     TROUPE_TRY(safetensors_file s, safetensors_file::open(f));
     m.shards.push_back(std::move(s));
+    std::error_code ec;
+    mapped += static_cast<double>(fs::file_size(f, ec));
   }
-  TROUPE_CHECK(bind_weights(hf_source(m.shards, std::move(index), index_file), false, m));
+  report(o, "mapping", total, total, "B");
+  TROUPE_CHECK(bind_weights(hf_source(m.shards, std::move(index), index_file), false, m, o));
 
   if (fs::exists(dir / "tokenizer.json")) m.tokenizer_json = (dir / "tokenizer.json").string();
   if (fs::exists(dir / "tokenizer_config.json")) {
@@ -282,12 +323,16 @@ status open_hf(const fs::path& dir, checkpoint::impl& m) {
   return {};
 }
 
-status open_gguf(const std::string& file, checkpoint::impl& m) {
+status open_gguf(const std::string& file, checkpoint::impl& m, const open_options* o) {
   m.format = checkpoint_format::gguf;
+  std::error_code ec;
+  const double size = static_cast<double>(fs::file_size(file, ec));
+  report(o, "mapping", 0, size, "B");
   TROUPE_TRY(gguf_file g, gguf_file::open(file));
+  report(o, "mapping", size, size, "B");
   m.gguf = std::make_unique<gguf_file>(std::move(g));
   TROUPE_TRY(m.config, model_config_from_gguf(*m.gguf));
-  TROUPE_CHECK(bind_weights(gguf_source(*m.gguf), true, m));
+  TROUPE_CHECK(bind_weights(gguf_source(*m.gguf), true, m, o));
   if (const gguf_value* t = m.gguf->find("tokenizer.chat_template"); t && t->as_string())
     m.chat_template = *t->as_string();
   return {};
@@ -429,7 +474,7 @@ result<checkpoint> checkpoint::synthetic(const model_config& c, dtype t, uint64_
   return checkpoint(std::move(m));
 }
 
-result<checkpoint> checkpoint::open(const std::string& path) {
+result<checkpoint> checkpoint::open(const std::string& path, const open_options& options) {
   auto m = std::make_unique<impl>();
   m->path = path;
   std::error_code ec;
@@ -437,7 +482,7 @@ result<checkpoint> checkpoint::open(const std::string& path) {
   if (!fs::exists(p, ec)) return make_error(path + ": no such file or directory");
   if (fs::is_directory(p, ec)) {
     if (fs::exists(p / "config.json")) {
-      TROUPE_CHECK(open_hf(p, *m));
+      TROUPE_CHECK(open_hf(p, *m, &options));
     } else {
       std::vector<fs::path> ggufs;
       for (auto& e : fs::directory_iterator(p, ec))
@@ -445,11 +490,12 @@ result<checkpoint> checkpoint::open(const std::string& path) {
       if (ggufs.size() != 1)
         return make_error(path + ": not a model directory (no config.json, and " +
                           (ggufs.empty() ? "no .gguf file)" : "more than one .gguf file)"));
-      TROUPE_CHECK(open_gguf(ggufs.front().string(), *m));
+      TROUPE_CHECK(open_gguf(ggufs.front().string(), *m, &options));
     }
   } else {
-    TROUPE_CHECK(open_gguf(path, *m));
+    TROUPE_CHECK(open_gguf(path, *m, &options));
   }
+  if (options.read_weights) read_weights(m->weights, &options);
   return checkpoint(std::move(m));
 }
 

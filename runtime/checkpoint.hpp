@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/model_config.hpp"
@@ -36,12 +38,29 @@ struct model_weights {
 
 enum class checkpoint_format { hugging_face, gguf };
 
+// How far opening a checkpoint has come, for a progress display. Phases in order: "mapping"
+// (bytes of the files mapped), "checking tensors" (layers bound and checked), and with
+// read_weights "reading weights" (bytes paged in).
+struct load_progress {
+  std::string_view phase;
+  double done = 0;
+  double total = 0;
+  std::string_view unit;  // "B" or "layers"
+};
+
+struct open_options {
+  std::function<void(const load_progress&)> observer;  // called on the opening thread
+  // Read every matrix once, so that the first request does not wait on the disk (what
+  // `troupe serve` and `generate` do; `troupe models` only maps).
+  bool read_weights = false;
+};
+
 class checkpoint {
  public:
   // path: a Hugging Face model directory, a .gguf file, or a directory holding one .gguf.
   // Every problem (unknown architecture, missing config field, missing or misshapen tensor,
   // unsupported dtype, truncated file) is an error naming the file and the field or tensor.
-  [[nodiscard]] static result<checkpoint> open(const std::string& path);
+  [[nodiscard]] static result<checkpoint> open(const std::string& path, const open_options& options = {});
   // Random weights of type t (f32, f16, bf16 or a GGML block type) in the shape of config, generated in
   // memory with the given seed: for benchmarks of shapes no file here has.
   [[nodiscard]] static result<checkpoint> synthetic(const model_config& config, dtype t, uint64_t seed);

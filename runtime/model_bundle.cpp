@@ -15,9 +15,10 @@
 
 namespace troupe {
 
-result<model_bundle> load_model(const std::string& path) {
+result<model_bundle> load_model(const std::string& path, const open_options& options) {
   model_bundle b;
-  TROUPE_TRY(checkpoint ck, checkpoint::open(path));
+  TROUPE_TRY(checkpoint ck, checkpoint::open(path, options));
+  if (options.observer) options.observer({"loading the tokenizer", 0, 1, ""});
   b.weights = std::make_shared<const checkpoint>(std::move(ck));
   std::filesystem::path p(path);
   if (p.filename().empty()) p = p.parent_path();
@@ -30,6 +31,7 @@ result<model_bundle> load_model(const std::string& path) {
     TROUPE_TRY(tokenizer t, tokenizer::from_hf_files(c.tokenizer_json_path(), c.tokenizer_config_path()));
     b.tok = std::make_shared<const tokenizer>(std::move(t));
   }
+  if (options.observer) options.observer({"loading the tokenizer", 1, 1, ""});
   if (!c.chat_template().empty()) {
     auto t = chat_template::parse(c.chat_template());
     if (t.ok()) b.chat = std::make_shared<const chat_template>(std::move(*t));

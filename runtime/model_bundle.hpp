@@ -5,11 +5,11 @@
 #include <memory>
 #include <string>
 
+#include "runtime/checkpoint.hpp"
 #include "runtime/result.hpp"
 
 namespace troupe {
 
-class checkpoint;
 class tokenizer;
 class chat_template;
 
@@ -24,8 +24,9 @@ struct model_bundle {
   std::string tool_format = "none";
 };
 
-// path: a Hugging Face directory, a .gguf file, or a directory holding one .gguf.
-[[nodiscard]] result<model_bundle> load_model(const std::string& path);
+// path: a Hugging Face directory, a .gguf file, or a directory holding one .gguf. `options`
+// go to checkpoint::open; its observer also hears phase "loading the tokenizer" (0 then 1).
+[[nodiscard]] result<model_bundle> load_model(const std::string& path, const open_options& options = {});
 
 // The model `troupe serve` and `troupe generate` use without --model: $TROUPE_MODEL, else the
 // project's own default model in models/.

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import model_files as mf  # noqa: E402
+from progress import Progress  # noqa: E402
 
 ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama",
         "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}
@@ -195,7 +196,9 @@ def convert(model_dir, out, outtype, vocab_gguf=None):
     factors = rope_freq_factors(cfg, head_dim)
     if factors is not None and arch == "llama":
         w.add_tensor("rope_freqs.weight", factors, "f32")
-    for name in sorted(tensors, key=lambda s: (s.count("."), s)):
+    bar = Progress(f"converting {os.path.basename(os.path.normpath(model_dir))}", len(tensors), unit="tensors")
+    for i, name in enumerate(sorted(tensors, key=lambda s: (s.count("."), s))):
+        bar.update(i, name)
         a = tensors[name]
         if name == "lm_head.weight" and cfg.get("tie_word_embeddings"):
             continue
@@ -206,6 +209,7 @@ def convert(model_dir, out, outtype, vocab_gguf=None):
         g = mf.gguf_name(name)
         is_output = g == "output.weight" or (g == "token_embd.weight" and cfg.get("tie_word_embeddings"))
         w.add_tensor(g, a, tensor_type(g, a.shape, outtype, cfg["num_hidden_layers"], is_output))
+    bar.finish(f"{outtype}")
     w.write(out)
 
 

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from progress import Progress  # noqa: E402
 import make_test_model  # noqa: E402
 import reference_forward  # noqa: E402
 
@@ -78,12 +79,14 @@ def main():
         return
     os.makedirs(a.out, exist_ok=True)
     listing = []
-    for name in make_test_model.ALL:
+    bar = Progress("test models", len(make_test_model.ALL), unit="specs")
+    for i, name in enumerate(make_test_model.ALL):
+        bar.update(i, name)
         for path in make_test_model.make(name, a.out, a.test_data):
             base = os.path.basename(path.rstrip("/"))
             write_reference(path, os.path.join(a.out, base + ".ref"), name)
             listing.append(base)
-            print("reference:", base, flush=True)
+    bar.finish(f"{len(listing)} models with reference outputs")
     json.dump(listing, open(os.path.join(a.out, "models.json"), "w"))
     open(stamp, "w").write(VERSION)
 

@@ -14,8 +14,9 @@ packages=(
   libpcre2-dev libxxhash-dev libopenblas-dev libopenblas0-pthread libdnnl-dev libcli11-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libgtest-dev libgmock-dev
   libssl-dev zlib1g-dev libbrotli-dev
-  python3 python3-numpy python3-jinja2 python3-torch python3-regex python3-jsonschema
+  python3 python3-numpy python3-jinja2 python3-torch python3-regex python3-jsonschema python3-yaml
   nodejs npm wrk hyperfine prometheus clang libclang-rt-14-dev
+  chromium python3-matplotlib
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -34,8 +35,9 @@ fi
 
 "$here/scripts/fetch_test_data.sh"
 
-# The official openai client for the end-to-end tests (pinned in tests/e2e/package-lock.json).
-if [ ! -d "$here/tests/e2e/node_modules/openai" ]; then
+# The official openai client for the end-to-end tests and playwright-core, which drives
+# Debian's chromium for the status page's test (pinned in tests/e2e/package-lock.json).
+if [ ! -d "$here/tests/e2e/node_modules/openai" ] || [ ! -d "$here/tests/e2e/node_modules/playwright-core" ]; then
   (cd "$here/tests/e2e" && npm ci --no-audit --no-fund --silent)
 fi
 

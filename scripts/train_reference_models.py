@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import troupe_lm as lm  # noqa: E402
+from progress import Progress  # noqa: E402
 from bpe_tokenizer import ByteLevelBPE, train_bpe  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -121,29 +122,6 @@ def write_json(path, obj):
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-class Progress:
-    """A one-line progress bar: redrawn in place on a terminal, a line per update in a log."""
-
-    def __init__(self, name, total, start=0):
-        self.name, self.total, self.t0, self.start = name, total, time.time(), start
-        self.tty = sys.stderr.isatty()
-
-    def update(self, done, extra=""):
-        frac = done / max(1, self.total)
-        bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
-        el = time.time() - self.t0
-        rate = (done - self.start) / el if el > 0 else 0
-        eta = (self.total - done) / rate if rate > 0 else 0
-        line = (f"{self.name:7s} [{bar}] {100 * frac:5.1f}% {done}/{self.total} {extra} "
-                f"eta {eta / 60:5.1f} min")
-        if self.tty:
-            print("\r" + line, end="", file=sys.stderr, flush=True)
-            if done >= self.total:
-                print(file=sys.stderr)
-        else:
-            print(time.strftime("%H:%M:%S"), line, file=sys.stderr, flush=True)
 
 
 def check_blas(min_gflops):
@@ -331,7 +309,7 @@ def train_loop(name, work, plan, scale, module, loss_fn, seed):
         torch.manual_seed(seed)
         with open(os.path.join(d, "loss.tsv"), "w") as f:
             f.write("step\ttokens\tloss\tlr\telapsed_s\tcpu_s\n")
-    bar = Progress(name, plan["steps"], step)
+    bar = Progress(name, plan["steps"], step, "steps")
     module.train()
     t_last_ckpt = time.time()
     smooth = None
@@ -362,6 +340,7 @@ def train_loop(name, work, plan, scale, module, loss_fn, seed):
                        ckpt_path + ".tmp")
             os.replace(ckpt_path + ".tmp", ckpt_path)
             t_last_ckpt = time.time()
+    bar.finish(f"loss {smooth:.3f}" if smooth is not None else "")
     torch.save(module.state_dict(), os.path.join(d, "final.pt"))
     info = dict(steps=step, tokens=tokens, train_seconds=round(elapsed, 1),
                 train_cpu_seconds=round(cpu, 1),

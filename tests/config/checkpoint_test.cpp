@@ -87,7 +87,7 @@ TEST_F(checkpoint_test, errors_say_where_they_looked) {
   EXPECT_EQ(missing.errors[0].message,
             "trt_llm.build.checkpoint_repository.repo: meta-llama/Llama-3.1-8B is not in the "
             "local Hugging Face cache: looked for " + repo_dir + " (hub cache " + hub_.string() +
-            ", from HF_HUB_CACHE)");
+            ", from HF_HUB_CACHE); the cache holds: Qwen/Qwen3-4B, gpt2");
   EXPECT_NE(missing.errors[0].hint.find("huggingface-cli download meta-llama/Llama-3.1-8B"),
             std::string::npos);
 

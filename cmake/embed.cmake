@@ -1,0 +1,18 @@
+# cmake -DIN=file -DOUT=file.cpp -DNAME=ident -P embed.cmake: writes a C++ source defining
+# troupe::assets::NAME, a std::string_view over the bytes of IN (no build step, no tools).
+file(READ "${IN}" hex HEX)
+string(LENGTH "${hex}" n)
+set(body "")
+set(pos 0)
+while(pos LESS n)
+  string(SUBSTRING "${hex}" ${pos} 128 chunk)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" chunk "${chunk}")
+  string(APPEND body "    \"${chunk}\"\n")
+  math(EXPR pos "${pos} + 128")
+endwhile()
+if(body STREQUAL "")
+  set(body "    \"\"\n")
+endif()
+file(WRITE "${OUT}.tmp" "// Generated from ${IN} by cmake/embed.cmake: do not edit.\n#include <string_view>\n\nnamespace troupe::assets {\nnamespace {\nconstexpr char data[] =\n${body};\n}  // namespace\nextern const std::string_view ${NAME};\nconst std::string_view ${NAME}{data, sizeof data - 1};\n}  // namespace troupe::assets\n")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
+file(REMOVE "${OUT}.tmp")
