@@ -58,19 +58,18 @@ class kv_aware final : public routing_policy {
 
   size_t choose(const route_request_view& r, std::span<const worker_view> w) override {
     cost_.resize(w.size());
-    double lo = INFINITY, hi = -INFINITY;
+    double lo = INFINITY;
     for (size_t i = 0; i < w.size(); ++i) {
       cost_[i] = kv_cost(r, w[i], o_.overlap_score_weight);
       lo = std::min(lo, cost_[i]);
-      hi = std::max(hi, cost_[i]);
     }
     if (o_.temperature > 0) {
-      // Softmax over normalised costs: the best worker has weight 1, the worst exp(-1/T).
+      // Softmax over costs in units of the request's cold cost: the best worker has weight 1.
       weight_.resize(w.size());
+      const double cold = std::max(1.0, (o_.overlap_score_weight + 1) * static_cast<double>(r.request_blocks));
       double sum = 0;
       for (size_t i = 0; i < w.size(); ++i) {
-        const double norm = hi > lo ? (cost_[i] - lo) / (hi - lo) : 0.0;
-        weight_[i] = std::exp(-norm / o_.temperature);
+        weight_[i] = std::exp(-(cost_[i] - lo) / cold / o_.temperature);
         sum += weight_[i];
       }
       double x = std::uniform_real_distribution<double>(0, sum)(rng_);

@@ -62,7 +62,7 @@ TEST(routing_policy, the_overlap_weight_trades_cache_hits_for_balance) {
   EXPECT_EQ(make_kv_policy(o)->choose(r, w), 1u);
 }
 
-TEST(routing_policy, temperature_samples_by_the_softmax_of_normalised_costs) {
+TEST(routing_policy, temperature_samples_by_the_softmax_of_costs_in_units_of_the_cold_cost) {
   std::vector<worker_view> w = {kv_view("best", 10, 0, 0), kv_view("worst", 0, 0, 0), kv_view("mid", 5, 0, 0)};
   route_request_view r{{}, 16, 10};
   for (double t : {0.0, 0.05, 0.5, 2.0}) {
@@ -73,8 +73,9 @@ TEST(routing_policy, temperature_samples_by_the_softmax_of_normalised_costs) {
     std::map<size_t, int> seen;
     const int n = 30000;
     for (int i = 0; i < n; ++i) ++seen[p->choose(r, w)];
-    // Normalised costs 0, 1, 0.5: weights 1, exp(-1/t), exp(-0.5/t).
-    const double w1 = t > 0 ? std::exp(-1 / t) : 0, w2 = t > 0 ? std::exp(-0.5 / t) : 0, sum = 1 + w1 + w2;
+    // Costs 10, 45 and 27.5; the cold cost is (3.5 + 1) x 10 = 45.
+    const double cold = 45, w1 = t > 0 ? std::exp(-(45 - 10) / cold / t) : 0,
+                 w2 = t > 0 ? std::exp(-(27.5 - 10) / cold / t) : 0, sum = 1 + w1 + w2;
     EXPECT_NEAR(seen[0] / double(n), 1 / sum, 0.015) << "t " << t;
     EXPECT_NEAR(seen[1] / double(n), w1 / sum, 0.015) << "t " << t;
     EXPECT_NEAR(seen[2] / double(n), w2 / sum, 0.015) << "t " << t;
@@ -86,6 +87,28 @@ TEST(routing_policy, temperature_samples_by_the_softmax_of_normalised_costs) {
   int first = 0;
   for (int i = 0; i < 10000; ++i) first += p->choose(r, same) == 0;
   EXPECT_NEAR(first / 10000.0, 0.5, 0.03);
+}
+
+TEST(routing_policy, the_worker_holding_the_prefix_keeps_its_share_among_many_cold_idle_workers) {
+  // 256 workers: one holds 24 of the request's 32 blocks, 255 hold nothing and are idle. At the
+  // default temperature the holder is chosen nearly always, as with 4 workers; once it is busy
+  // enough to cost more than a cold prefill, the idle workers take the request.
+  route_request_view r{{}, 16, 32};
+  for (size_t n_workers : {4u, 256u}) {
+    std::vector<worker_view> w;
+    w.push_back(kv_view("holder", 24, 0, 0));
+    for (size_t i = 1; i < n_workers; ++i) w.push_back(kv_view("cold", 0, 0, 0));
+    kv_policy_options o;
+    o.seed = 5;
+    auto p = make_kv_policy(o);
+    int holder = 0;
+    for (int i = 0; i < 4000; ++i) holder += p->choose(r, w) == 0;
+    EXPECT_GT(holder, 3960) << n_workers << " workers";
+    w[0].active_blocks = 200;  // 3.5 x 8 + 232 = 260 against a cold worker's 3.5 x 32 + 32 = 144
+    holder = 0;
+    for (int i = 0; i < 4000; ++i) holder += p->choose(r, w) == 0;
+    EXPECT_LT(holder, 40) << n_workers << " workers";
+  }
 }
 
 TEST(routing_policy, ties_go_to_fewer_active_blocks_then_at_random) {
