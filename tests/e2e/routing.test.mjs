@@ -47,7 +47,13 @@ describe('KV-aware routing over a control node and two worker nodes', () => {
       const r = await client.completions.create({ model: MODEL, prompt: `${prefix(i)} second`, max_tokens: 2 });
       assert.ok(r.usage.prompt_tokens_details.cached_tokens >= 32, `prefix ${i} was served from cache: ${JSON.stringify(r.usage)}`);
     }
-    const text = await (await fetch(`${control.url}/metrics`)).text();
+    // A request's completion reaches the router's window from its worker, which may be just after
+    // the client has the reply: wait until all twelve are counted (half the prompts mostly cached).
+    let text = '';
+    await eventually(async () => {
+      text = await (await fetch(`${control.url}/metrics`)).text();
+      return metric(text, 'kv_cache_hit_rate', MODEL) > 0.3;
+    });
     const hit = metric(text, 'kv_cache_hit_rate', MODEL), best = metric(text, 'kv_cache_best_prefix_hit_rate', MODEL);
     assert.ok(hit > 0.3, `kv_cache_hit_rate ${hit}`);
     assert.ok(Math.abs(metric(text, 'kv_cache_hit_rate_skew', MODEL)) < 0.05, 'the estimate matched the engines');
