@@ -351,7 +351,8 @@ status frontend::start() {
                          {"kv_event_gaps", rs.kv_event_gaps[i]},
                          {"kv_dumps", rs.kv_dumps[i]},
                          {"kv_replays", rs.kv_replays[i]},
-                         {"kv_cached_blocks", rs.kv_cached_blocks[i]}});
+                         {"kv_cached_blocks", rs.kv_cached_blocks[i]},
+                         {"status", i < rs.status.size() ? rs.status[i] : rs.alive[i] != 0 ? "active" : "lost"}});
     nlohmann::json models = nlohmann::json::array();
     for (const router_model_stats& m : rs.model_stats)
       models.push_back({{"model", m.model},
@@ -383,7 +384,8 @@ status frontend::start() {
                           {"decision_seconds_mean",
                            rs.decision_seconds.count ? rs.decision_seconds.sum / static_cast<double>(rs.decision_seconds.count) : 0.0},
                           {"models", models},
-                          {"workers", workers}}}};
+                          {"workers", workers}}},
+                        {"autoscalers", nlohmann::json::parse(autoscalers_json(rs))}};
     res.set_content(j.dump(), "application/json");
   });
 
