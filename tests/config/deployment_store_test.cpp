@@ -75,7 +75,7 @@ TEST_F(store_test, create_list_get_delete) {
   EXPECT_EQ(d["llm_config"]["runtime"]["served_model_name"], "qwen3-4b");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_queue_policy"], "wspt");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_overlap_score_weight"], 3.5);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config"}));  // KV-aware routing acts on it
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "autoscaling_settings"}));  // KV-aware routing acts on it
   EXPECT_EQ(d["settings"]["not_yet_active"], json::array());
   EXPECT_TRUE(fs::exists(deployments_dir() + "/" + id + ".json"));
 
@@ -176,10 +176,9 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
       "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 4}}})");
   ASSERT_EQ(r.status, 201) << r.body;
   json d = json::parse(r.body);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config"}));
-  EXPECT_EQ(d["settings"]["not_yet_active"],
-            json({"speculative_config", "is_disaggregated", "b10_disagg_config", "autoscaling_settings"}));
-  ASSERT_EQ(d["warnings"].size(), 4u);
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "autoscaling_settings"}));
+  EXPECT_EQ(d["settings"]["not_yet_active"], json({"speculative_config", "is_disaggregated", "b10_disagg_config"}));
+  ASSERT_EQ(d["warnings"].size(), 3u);
   EXPECT_EQ(d["warnings"][0], "speculative_config is stored but not yet active: speculative "
                               "decoding has not landed in troupe yet; it takes effect when it "
                               "does");
