@@ -218,8 +218,21 @@ std::vector<uint64_t> hashes_for(const request_entry& e, const hash_group& g) {
   return out;
 }
 
-// Routes the request: the policy picks among the live workers of its model and it goes to
-// that worker, unless every one is saturated.
+// No worker can take the request now: it waits in its model's queue, if it may and there is room.
+route_outcome wait_in_queue(model_entry& m, request_entry& e, bool may_queue, int64_t uncached_tokens) {
+  if (!may_queue) return route_outcome::busy;
+  if (m.queue.full()) {
+    ++m.rejected;
+    return route_outcome::full;
+  }
+  e.queued = true;
+  e.queued_at = now_s();
+  m.queue.push({e.req.id, e.req.priority, e.queued_at, uncached_tokens});
+  return route_outcome::queued;
+}
+
+// Routes the request: the policy picks among the live workers of its model that are not
+// draining and it goes to that worker, unless every one is saturated.
 route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
   auto& st = self->state;
   const auto t0 = clock_type::now();
@@ -234,15 +247,7 @@ route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
   if (st.candidates.empty()) {
     // Only draining workers: the request waits for a replica rather than fail.
     if (!draining) return route_outcome::no_worker;
-    if (!may_queue) return route_outcome::busy;
-    if (m.queue.full()) {
-      ++m.rejected;
-      return route_outcome::full;
-    }
-    e.queued = true;
-    e.queued_at = now_s();
-    m.queue.push({e.req.id, e.req.priority, e.queued_at, static_cast<int64_t>(e.req.prompt.size())});
-    return route_outcome::queued;
+    return wait_in_queue(m, e, may_queue, static_cast<int64_t>(e.req.prompt.size()));
   }
 
   // One hash pass per group of workers (a model's workers share one group in practice).
@@ -280,15 +285,7 @@ route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
   }
   if (all_saturated) {
     observe(st.stats.decision_seconds, std::chrono::duration<double>(clock_type::now() - t0).count());
-    if (!may_queue) return route_outcome::busy;
-    if (m.queue.full()) {
-      ++m.rejected;
-      return route_outcome::full;
-    }
-    e.queued = true;
-    e.queued_at = now_s();
-    m.queue.push({e.req.id, e.req.priority, e.queued_at, min_uncached});
-    return route_outcome::queued;
+    return wait_in_queue(m, e, may_queue, min_uncached);
   }
   route_request_view rv;
   rv.prompt = e.req.prompt;

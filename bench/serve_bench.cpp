@@ -140,6 +140,27 @@ json percentiles_ms(const std::vector<double>& v) {
               {"p99", 1000 * percentile(v, 99)}};
 }
 
+// The streaming load the options ask for, at one concurrency.
+load_options load_of(const serve_bench_options& o, const std::string& url, const std::string& model, int concurrency) {
+  load_options lo;
+  lo.url = url;
+  lo.model = model;
+  lo.concurrency = concurrency;
+  lo.duration_s = o.duration_s;
+  lo.max_tokens = o.max_tokens;
+  lo.prompt_words = o.prompt_words;
+  lo.chat = o.chat;
+  return lo;
+}
+
+// Without --model: the random-weight 22 M-parameter model, written once.
+result<std::string> default_bench_model() {
+  const char* home = std::getenv("HOME");
+  const std::string dir = std::string(home ? home : "/tmp") + "/.cache/troupe/bench-models/troupe-bench-22m";
+  std::fprintf(stderr, "bench serve: the random-weight model troupe-bench-22m in %s\n", dir.c_str());
+  return write_bench_model(dir);
+}
+
 // One policy's run: a fresh server, the agent loop, the router's view afterwards.
 result<json> multi_turn_run(serve_bench_options o, const std::string& policy) {
   o.routing = {policy};
@@ -197,10 +218,7 @@ result<json> multi_turn_run(serve_bench_options o, const std::string& policy) {
 result<json> run_multi_turn_bench(serve_bench_options o) {
   if (!o.url.empty()) return make_error("--workload multi-turn starts its own servers (one per --routing policy): give --model, not --url");
   if (o.model.empty()) {
-    const char* home = std::getenv("HOME");
-    const std::string dir = std::string(home ? home : "/tmp") + "/.cache/troupe/bench-models/troupe-bench-22m";
-    std::fprintf(stderr, "bench serve: the random-weight model troupe-bench-22m in %s\n", dir.c_str());
-    TROUPE_TRY(o.model, write_bench_model(dir));
+    TROUPE_TRY(o.model, default_bench_model());
   }
   json out = {{"workload", "multi-turn"},
               {"model", o.model},
@@ -237,14 +255,7 @@ result<json> ramp_run(serve_bench_options o, const std::string& llm_config, cons
   std::fprintf(stderr, "bench serve: ramp to %d streams over %.0f s, %s\n", peak, o.duration_s, mode);
   TROUPE_TRY(std::unique_ptr<server_process> server, start_server(o));
   TROUPE_TRY(const std::string model, first_model(server->url));
-  load_options lo;
-  lo.url = server->url;
-  lo.model = model;
-  lo.concurrency = peak;
-  lo.duration_s = o.duration_s;
-  lo.max_tokens = o.max_tokens;
-  lo.prompt_words = o.prompt_words;
-  lo.chat = o.chat;
+  load_options lo = load_of(o, server->url, model, peak);
   lo.ramp = true;
   std::atomic<bool> running{true};
   json t = json::array(), streams = json::array(), tokens = json::array(), active = json::array(), desired = json::array();
@@ -279,8 +290,12 @@ result<json> ramp_run(serve_bench_options o, const std::string& llm_config, cons
   if (!r.ok()) return r.err();
   // TTFT in the busiest half of the run (the middle), where the replicas count.
   std::vector<double> middle;
-  for (size_t i = 0; i < r->ttft_s.size(); ++i)
+  json started = json::array(), ttft = json::array();
+  for (size_t i = 0; i < r->ttft_s.size(); ++i) {
     if (r->started_s[i] >= 0.25 * o.duration_s && r->started_s[i] < 0.75 * o.duration_s) middle.push_back(r->ttft_s[i]);
+    started.push_back(std::round(r->started_s[i] * 1000) / 1000);
+    ttft.push_back(std::round(r->ttft_s[i] * 1e4) / 10);
+  }
   auto actors_text = http_get(server->url + "/v1/actors");
   const json actors = actors_text.ok() ? json::parse(*actors_text, nullptr, false) : json();
   return json{{"mode", mode},
@@ -294,6 +309,7 @@ result<json> ramp_run(serve_bench_options o, const std::string& llm_config, cons
               {"output_tokens_per_s", static_cast<double>(r->output_tokens) / r->seconds},
               {"samples", {{"t_s", t}, {"planned_streams", streams}, {"in_flight_tokens", tokens},
                            {"active_replicas", active}, {"desired_replicas", desired}}},
+              {"requests", {{"started_s", started}, {"ttft_ms", ttft}}},
               {"decision_log", actors.is_object() && actors.contains("autoscalers") && !actors["autoscalers"].empty()
                                    ? actors["autoscalers"][0]["log"]
                                    : json::array()}};
@@ -302,10 +318,7 @@ result<json> ramp_run(serve_bench_options o, const std::string& llm_config, cons
 result<json> run_ramp_bench(serve_bench_options o) {
   if (!o.url.empty()) return make_error("--workload ramp starts its own servers (autoscaled, then one fixed replica): give --model, not --url");
   if (o.model.empty()) {
-    const char* home = std::getenv("HOME");
-    const std::string dir = std::string(home ? home : "/tmp") + "/.cache/troupe/bench-models/troupe-bench-22m";
-    std::fprintf(stderr, "bench serve: the random-weight model troupe-bench-22m in %s\n", dir.c_str());
-    TROUPE_TRY(o.model, write_bench_model(dir));
+    TROUPE_TRY(o.model, default_bench_model());
   }
   const int peak = *std::max_element(o.concurrency.begin(), o.concurrency.end());
   // Sized so that the peak needs every replica: about a token per prompt word.
@@ -347,14 +360,7 @@ namespace {
 // One level of load against a running server.
 result<json> run_level(const serve_bench_options& o, const std::string& url, const std::string& model,
                        const server_process* server, int concurrency) {
-  load_options lo;
-  lo.url = url;
-  lo.model = model;
-  lo.concurrency = concurrency;
-  lo.duration_s = o.duration_s;
-  lo.max_tokens = o.max_tokens;
-  lo.prompt_words = o.prompt_words;
-  lo.chat = o.chat;
+  load_options lo = load_of(o, url, model, concurrency);
   std::atomic<int64_t> finished{0};
   lo.finished = &finished;
   // The server's resident memory, sampled while the load runs, and the progress.

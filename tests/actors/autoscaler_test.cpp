@@ -15,16 +15,15 @@
 
 #include "actors/node_agent.hpp"
 #include "actors/router.hpp"
+#include "tests/actors/actor_test_setup.hpp"
 
 namespace troupe {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string model_dir() {
-  const char* src = std::getenv("TROUPE_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/models/troupe-py-7m";
-}
+using testing_setup::model_dir;
+using testing_setup::with_types;
 
 // The last delta of every request, for the test thread to wait on.
 struct finals {
@@ -37,12 +36,6 @@ struct finals {
     return cv.wait_for(lock, limit, [&] { return done.size() >= n; });
   }
 };
-
-caf::actor_system_config& with_types(caf::actor_system_config& cfg) {
-  add_troupe_types(cfg);
-  cfg.set("logger.verbosity", caf::atom("quiet"));
-  return cfg;
-}
 
 // A router, a node agent and a collector of deltas; workers are simulated troupe-py-7m engines.
 class deployment {
