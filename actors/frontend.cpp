@@ -201,6 +201,10 @@ void frontend::set_management(config::deployment_store* store,
   impl_->on_removed = std::move(on_removed);
 }
 
+void frontend::set_management_update(std::function<void(const config::deployment&)> on_updated) {
+  impl_->on_updated = std::move(on_updated);
+}
+
 int frontend::port() const { return impl_->bound_port; }
 
 int frontend::drain(double timeout_s) {
@@ -443,6 +447,13 @@ status frontend::start() {
     auto before = fe.store->get(std::string(req.matches[1]));
     config::http_response r = fe.management->remove(std::string(req.matches[1]));
     if (r.status == 200 && before && fe.on_removed) fe.on_removed(*before);
+    management_call(res, r);
+  });
+  srv.Patch(R"(/v1/llm_models/(.+))", [&fe, management_call](const httplib::Request& req, httplib::Response& res) {
+    if (!fe.management) return send_error(res, server_error(404, "the management API is off (no --state-dir)", "invalid_request_error", "not_found"));
+    config::http_response r = fe.management->update(std::string(req.matches[1]), req.body);
+    if (r.status == 200 && fe.on_updated)
+      if (auto d = fe.store->get(std::string(req.matches[1]))) fe.on_updated(*d);
     management_call(res, r);
   });
 

@@ -65,6 +65,7 @@ struct frontend::impl {
   std::unique_ptr<config::management_api> management;
   std::function<std::string(const config::deployment&)> on_created;
   std::function<void(const config::deployment&)> on_removed;
+  std::function<void(const config::deployment&)> on_updated;
   struct server;
   std::unique_ptr<server> srv;
   std::thread listener;

@@ -445,16 +445,21 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         std::map<std::string, autoscaler_actor> by_name;
       };
       auto scalers = std::make_shared<deployment_scalers>();
-      auto start_deployment = [&sys, agent, routers, registry, wf, node = plan.node, scalers](const config::deployment& d) -> std::string {
-        auto b = load_model(d.model_path);
-        if (!b.ok()) return b.message();
+      // What a deployment's workers start with (with autoscaling, sized for max_replica of them).
+      auto deployment_spec = [wf](const config::deployment& d) -> result<worker_spec> {
         worker_flags f = wf;
         f.served_name = d.name;
         f.llm_runtime.reset();
         if (d.llm.has_autoscaling) f.workers = std::max(f.workers, static_cast<int>(d.llm.autoscaling.max_replica));
         auto spec = make_worker_spec(f, d.model_path);
+        if (spec.ok()) apply_engine_settings(*spec, d.runtime.engine);
+        return spec;
+      };
+      auto start_deployment = [&sys, agent, routers, registry, deployment_spec, node = plan.node, scalers](const config::deployment& d) -> std::string {
+        auto b = load_model(d.model_path);
+        if (!b.ok()) return b.message();
+        auto spec = deployment_spec(d);
         if (!spec.ok()) return spec.message();
-        apply_engine_settings(*spec, d.runtime.engine);
         // Its b10_routing_config is the routers' for its model.
         configure_routers(sys, routers, to_routing(d.llm.routing, d.name));
         auto infos = start_workers(sys, agent, routers[0], *spec, 1);
@@ -490,6 +495,21 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         if (!err.empty()) std::fprintf(stderr, "troupe: deployment %s did not start: %s\n", d.name.c_str(), err.c_str());
       }
       fe->set_management(store.get(), start_deployment, stop_deployment);
+      // New autoscaling_settings (PATCH): the running autoscaler takes them at its next
+      // decision; a deployment created without them gets one now.
+      fe->set_management_update([&sys, agent, routers, deployment_spec, node = plan.node, scalers](const config::deployment& d) {
+        std::lock_guard<std::mutex> lock(scalers->mu);
+        if (auto it = scalers->by_name.find(d.name); it != scalers->by_name.end()) {
+          caf::anon_send(it->second, configure_atom::value, to_rule_settings(d.llm.autoscaling));
+          return;
+        }
+        auto spec = deployment_spec(d);
+        if (!spec.ok()) {
+          std::fprintf(stderr, "troupe: deployment %s cannot autoscale: %s\n", d.name.c_str(), spec.message().c_str());
+          return;
+        }
+        scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, agent);
+      });
     }
     if (status s = fe->start(); !s.ok()) return fail(what, s.message());
     const std::string host = cf.host == "0.0.0.0" ? "localhost" : cf.host;

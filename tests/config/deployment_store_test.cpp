@@ -215,6 +215,40 @@ TEST_F(store_test, deployments_survive_a_restart) {
   EXPECT_EQ(api.create(R"({"name": "keep", "model": "./local-model"})").status, 409);
 }
 
+TEST_F(store_test, autoscaling_settings_change_on_a_running_deployment_and_survive_a_restart) {
+  std::string id;
+  {
+    deployment_store store = open_store();
+    management_api api(store);
+    auto r = api.create(R"({"name": "scaled", "model": "./local-model", "llm_config": {
+        "b10_routing_config": {"router_temperature": 0.1},
+        "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 2}}})");
+    ASSERT_EQ(r.status, 201) << r.body;
+    id = json::parse(r.body)["id"];
+    auto u = api.update("scaled", R"({"autoscaling_settings": {"target_in_flight_tokens": 1000, "min_replica": 2, "max_replica": 4}})");
+    ASSERT_EQ(u.status, 200) << u.body;
+    json d = json::parse(u.body);
+    EXPECT_EQ(d["llm_config"]["autoscaling_settings"]["target_in_flight_tokens"], 1000);
+    EXPECT_EQ(d["llm_config"]["autoscaling_settings"]["max_replica"], 4);
+    EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_temperature"], 0.1);  // the rest is kept
+    // Validated as a new request's block, with the same messages; nothing else may change.
+    auto bad = api.update(id, R"({"autoscaling_settings": {"min_replica": 3, "max_replica": 2}})");
+    EXPECT_EQ(bad.status, 400);
+    EXPECT_EQ(json::parse(bad.body)["errors"][0]["field"], "llm_config.autoscaling_settings.min_replica") << bad.body;
+    auto other = api.update(id, R"({"autoscaling_settings": {}, "b10_routing_config": {}})");
+    EXPECT_EQ(other.status, 400);
+    EXPECT_EQ(json::parse(other.body)["errors"][0]["field"], "b10_routing_config") << other.body;
+    EXPECT_EQ(api.update("nobody", R"({"autoscaling_settings": {}})").status, 404);
+  }
+  deployment_store reopened = open_store();
+  auto d = reopened.get(id);
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->llm.has_autoscaling);
+  EXPECT_EQ(d->llm.autoscaling.target_in_flight_tokens, 1000);
+  EXPECT_EQ(d->llm.autoscaling.min_replica, 2);
+  EXPECT_EQ(d->llm.autoscaling.max_replica, 4);
+}
+
 TEST_F(store_test, leftovers_of_an_interrupted_write_are_dropped_and_complete_files_kept) {
   std::string id;
   {

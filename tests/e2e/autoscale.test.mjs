@@ -3,7 +3,8 @@
 // step, so that requests hold their replicas for seconds whatever the machine). A burst of
 // concurrent streams from the official openai client scales it to >= 2 active replicas
 // (read from /metrics); once the load stops it drains back to 1, with 0 failed requests, every
-// KV block free, and the decision log on /v1/actors.
+// KV block free, and the decision log on /v1/actors. A deployment's autoscaling_settings
+// changed with PATCH /v1/llm_models/{id} take effect on the running deployment.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -98,5 +99,54 @@ describe('token-based autoscaling', () => {
     assert.ok(a[0].log.some((e) => /^scale up 1 -> [23]/.test(e.event)), JSON.stringify(a[0].log));
     assert.ok(a[0].log.some((e) => /^scale down/.test(e.event)), JSON.stringify(a[0].log));
     assert.ok(a[0].log.some((e) => /drained: stopped/.test(e.event)), JSON.stringify(a[0].log));
+  });
+});
+
+describe('autoscaling settings of a running deployment', () => {
+  let server, dir;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-autoscale-api-'));
+    fs.writeFileSync(path.join(dir, 'costs.json'), JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
+    const port = await freePort();
+    server = await start(['serve', '--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--threads', '1',
+                          '--kv-cache-memory', '96MiB', '--simulate', path.join(dir, 'costs.json'),
+                          '--state-dir', path.join(dir, 'state')]);
+  });
+  after(async () => {
+    await server?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const call = async (method, p, body) => {
+    const res = await fetch(`${server.url}${p}`, { method, headers: { 'Content-Type': 'application/json' },
+                                                   body: body ? JSON.stringify(body) : undefined });
+    return { status: res.status, body: await res.json() };
+  };
+  const active = async (model) => (await actors(server.url)).router.workers.filter((w) => w.model === model && w.status === 'active').length;
+
+  it('PATCH /v1/llm_models/{id} changes them without a restart', async () => {
+    const created = await call('POST', '/v1/llm_models', { name: 'scaled', model: MODEL_DIR, llm_config: {
+      autoscaling_settings: { target_in_flight_tokens: 100000, min_replica: 1, max_replica: 3, scale_down_delay: 1 } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.ok(created.body.settings.active.includes('autoscaling_settings'));
+    assert.equal(await active('scaled'), 1);
+
+    const patched = await call('PATCH', `/v1/llm_models/${created.body.id}`, { autoscaling_settings: {
+      target_in_flight_tokens: 100000, min_replica: 2, max_replica: 3, scale_down_delay: 1 } });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.equal(patched.body.llm_config.autoscaling_settings.min_replica, 2);
+    assert.ok(await eventually(async () => (await active('scaled')) === 2), 'min_replica 2 took effect');
+    const a = (await actors(server.url)).autoscalers.find((x) => x.model === 'scaled');
+    assert.equal(a.settings.min_replica, 2);
+
+    const bad = await call('PATCH', '/v1/llm_models/scaled', { autoscaling_settings: { min_replica: 4, max_replica: 3 } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.errors[0].field, 'llm_config.autoscaling_settings.min_replica');
+
+    // Back to one: the extra replica drains and stops.
+    assert.equal((await call('PATCH', '/v1/llm_models/scaled', { autoscaling_settings: { target_in_flight_tokens: 100000,
+      min_replica: 1, max_replica: 1 } })).status, 200);
+    assert.ok(await eventually(async () => (await active('scaled')) === 1, { timeoutMs: 15000 }), 'max_replica 1 took effect');
+    assert.equal((await call('DELETE', '/v1/llm_models/scaled')).status, 200);
   });
 });
