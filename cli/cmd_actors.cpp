@@ -52,7 +52,10 @@ int run_actors_command(const std::vector<std::string>& args) {
     for (const auto& w : j["router"]["workers"]) {
       const double prompt = w.value("prompt_tokens", 0.0), cached = w.value("cached_tokens", 0.0);
       std::printf("%-28s %-8s %8lld %8lld %8lld %10lld %8lld %6lld %6lld %8.2f\n", w.value("worker", "").c_str(),
-                  !w.value("alive", false) ? "lost" : w.value("in_sync", false) ? "yes" : "syncing",
+                  !w.value("alive", false)                 ? (w.value("status", "") == "stopped" ? "stopped" : "lost")
+                  : w.value("status", "") == "draining" ? "draining"
+                  : w.value("in_sync", false)           ? "yes"
+                                                        : "syncing",
                   static_cast<long long>(w.value("kv_cached_blocks", 0)), static_cast<long long>(w.value("in_flight_requests", 0)),
                   static_cast<long long>(w.value("active_blocks", 0)), static_cast<long long>(w.value("queued_prefill_blocks", 0)),
                   static_cast<long long>(w.value("routed", 0)), static_cast<long long>(w.value("kv_event_gaps", 0)),
