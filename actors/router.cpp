@@ -245,8 +245,9 @@ route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
     }
   model_entry& m = model_of(self, e.req.model);
   if (st.candidates.empty()) {
-    // Only draining workers: the request waits for a replica rather than fail.
-    if (!draining) return route_outcome::no_worker;
+    // Only draining workers, or none while an autoscaler sizes the model (it may have scaled
+    // to zero): the request waits for a replica rather than fail, and counts as demand.
+    if (!draining && !st.autoscalers.count(e.req.model)) return route_outcome::no_worker;
     return wait_in_queue(m, e, may_queue, static_cast<int64_t>(e.req.prompt.size()));
   }
 

@@ -3,7 +3,8 @@
 // gets no new requests and finishes the ones it holds, and stops as "stopped", not "lost";
 // a burst of in-flight tokens scales one replica to several and, once the load is gone, back
 // to one, with no failed request and every KV block free; new settings take effect at the
-// next decision, without a restart.
+// next decision, without a restart; with min_replica 0, requests wait while no replica runs
+// and bring one up.
 #include "actors/autoscaler.hpp"
 
 #include <condition_variable>
@@ -248,6 +249,29 @@ TEST(autoscaler, a_burst_scales_one_replica_up_and_back_down_without_a_failed_re
     self->request(*c.scaler, 10s, configure_atom::value, s).receive([](bool) {}, [](caf::error&) { ADD_FAILURE() << "configure"; });
   }
   ASSERT_TRUE(c.eventually([](const router_stats& rs) { return n_status(rs, "active") == 2; }, 30s)) << "min_replica 2";
+}
+
+TEST(autoscaler, scales_from_zero_when_requests_wait_and_back_to_zero) {
+  deployment c;
+  autoscale_settings s;
+  s.target_in_flight_tokens = 1000;
+  s.min_replica = 0;
+  s.max_replica = 2;
+  s.scale_down_delay_s = 0.5;
+  s.window_s = 0.2;
+  c.autoscale(s);
+  ASSERT_TRUE(c.eventually([](const router_stats& r) { return r.autoscalers.size() == 1; }));
+  EXPECT_EQ(c.count("active"), 0);
+  // No replica: the requests wait in the router's queue, and their tokens are the demand.
+  for (int i = 0; i < 3; ++i) c.submit(fmt::format("cold-{}", i), 20);
+  ASSERT_TRUE(c.box->wait_for(3, 60s));
+  expect_all_ok(*c.box);
+  ASSERT_TRUE(c.eventually([](const router_stats& r) {
+    return n_status(r, "active") == 0 && n_status(r, "draining") == 0 && n_status(r, "stopped") >= 1;
+  }, 30s)) << "back to zero";
+  c.submit("warm-again", 4);
+  ASSERT_TRUE(c.box->wait_for(4, 60s));
+  expect_all_ok(*c.box);
 }
 
 }  // namespace
