@@ -201,6 +201,10 @@ void frontend::set_management(config::deployment_store* store,
   impl_->on_removed = std::move(on_removed);
 }
 
+void frontend::set_management_update(std::function<void(const config::deployment&)> on_updated) {
+  impl_->on_updated = std::move(on_updated);
+}
+
 int frontend::port() const { return impl_->bound_port; }
 
 int frontend::drain(double timeout_s) {
@@ -351,7 +355,8 @@ status frontend::start() {
                          {"kv_event_gaps", rs.kv_event_gaps[i]},
                          {"kv_dumps", rs.kv_dumps[i]},
                          {"kv_replays", rs.kv_replays[i]},
-                         {"kv_cached_blocks", rs.kv_cached_blocks[i]}});
+                         {"kv_cached_blocks", rs.kv_cached_blocks[i]},
+                         {"status", i < rs.status.size() ? rs.status[i] : rs.alive[i] != 0 ? "active" : "lost"}});
     nlohmann::json models = nlohmann::json::array();
     for (const router_model_stats& m : rs.model_stats)
       models.push_back({{"model", m.model},
@@ -383,7 +388,8 @@ status frontend::start() {
                           {"decision_seconds_mean",
                            rs.decision_seconds.count ? rs.decision_seconds.sum / static_cast<double>(rs.decision_seconds.count) : 0.0},
                           {"models", models},
-                          {"workers", workers}}}};
+                          {"workers", workers}}},
+                        {"autoscalers", nlohmann::json::parse(autoscalers_json(rs))}};
     res.set_content(j.dump(), "application/json");
   });
 
@@ -441,6 +447,13 @@ status frontend::start() {
     auto before = fe.store->get(std::string(req.matches[1]));
     config::http_response r = fe.management->remove(std::string(req.matches[1]));
     if (r.status == 200 && before && fe.on_removed) fe.on_removed(*before);
+    management_call(res, r);
+  });
+  srv.Patch(R"(/v1/llm_models/(.+))", [&fe, management_call](const httplib::Request& req, httplib::Response& res) {
+    if (!fe.management) return send_error(res, server_error(404, "the management API is off (no --state-dir)", "invalid_request_error", "not_found"));
+    config::http_response r = fe.management->update(std::string(req.matches[1]), req.body);
+    if (r.status == 200 && fe.on_updated)
+      if (auto d = fe.store->get(std::string(req.matches[1]))) fe.on_updated(*d);
     management_call(res, r);
   });
 

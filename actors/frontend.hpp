@@ -74,6 +74,10 @@ class frontend {
                       std::function<std::string(const config::deployment&)> on_created,
                       std::function<void(const config::deployment&)> on_removed);
 
+  // PATCH /v1/llm_models/{id} changed a deployment's autoscaling_settings: on_updated hands
+  // them to its autoscaler (they take effect at its next decision, without a restart).
+  void set_management_update(std::function<void(const config::deployment&)> on_updated);
+
   // Binds (with a listen backlog far above cpp-httplib's 5) and serves on its own threads.
   [[nodiscard]] status start();
   // Refuses new generation requests (503) and waits up to timeout_s for the ones in flight to

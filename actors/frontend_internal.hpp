@@ -65,6 +65,7 @@ struct frontend::impl {
   std::unique_ptr<config::management_api> management;
   std::function<std::string(const config::deployment&)> on_created;
   std::function<void(const config::deployment&)> on_removed;
+  std::function<void(const config::deployment&)> on_updated;
   struct server;
   std::unique_ptr<server> srv;
   std::thread listener;
@@ -87,6 +88,9 @@ struct frontend::impl {
 
 // The status page at / and /v1/status (frontend_status.cpp).
 void add_status_routes(frontend::impl& fe, httplib::Server& srv);
+// Each model's autoscaler as /v1/actors and /v1/status show it: settings, load, replicas and
+// the decision log (JSON text, so that this header needs no JSON library).
+std::string autoscalers_json(const router_stats& rs);
 
 // Writes an OpenAI error body with its status.
 void send_error(httplib::Response& res, const openai::api_error& e);

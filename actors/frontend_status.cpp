@@ -79,10 +79,42 @@ nlohmann::json status_json(frontend::impl& fe, std::chrono::steady_clock::time_p
             {"best_prefix_hit_rate", ratio(window_best, window_prompt)},
             {"hit_rate_efficiency", window_best > 0 ? ratio(window_cached, window_best) : 1.0},
             {"workers_alive", alive},
-            {"workers", std::move(workers)}}}};
+            {"workers", std::move(workers)}}},
+          {"autoscalers", nlohmann::json::parse(autoscalers_json(rs))}};
 }
 
 }  // namespace
+
+std::string autoscalers_json(const router_stats& rs) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const autoscaler_report& a : rs.autoscalers) {
+    nlohmann::json log = nlohmann::json::array();
+    for (size_t i = 0; i < a.log.size(); ++i)
+      log.push_back({{"time", i < a.log_times.size() ? a.log_times[i] : 0.0}, {"event", a.log[i]}});
+    const autoscale_settings& s = a.settings;
+    out.push_back({{"model", a.model},
+                   {"group", a.group},
+                   {"settings",
+                    {{"target_in_flight_tokens", s.target_in_flight_tokens},
+                     {"min_replica", s.min_replica},
+                     {"max_replica", s.max_replica},
+                     {"scale_up_delay", s.scale_up_delay_s},
+                     {"scale_down_delay", s.scale_down_delay_s},
+                     {"autoscaling_window", s.window_s}}},
+                   {"in_flight_tokens", a.in_flight_tokens},
+                   {"in_flight_tokens_windowed", a.window_mean},
+                   {"recommended", a.recommended},
+                   {"desired", a.desired},
+                   {"current", a.current},
+                   {"starting", a.starting},
+                   {"draining", a.draining},
+                   {"scale_ups", a.scale_ups},
+                   {"scale_downs", a.scale_downs},
+                   {"reason", a.reason},
+                   {"log", std::move(log)}});
+  }
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 void add_status_routes(frontend::impl& fe, httplib::Server& srv) {
   const auto started = std::chrono::steady_clock::now();

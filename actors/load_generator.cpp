@@ -108,7 +108,12 @@ result<load_result> run_load(const load_options& o) {
       if (!o.api_key.empty()) headers.emplace("Authorization", "Bearer " + o.api_key);
       std::mt19937 rng(static_cast<unsigned>(w) * 7919u + 1);
       load_result mine;
-      while (since(t0) < o.duration_s) {
+      const double from = o.ramp ? 0.5 * o.duration_s * w / o.concurrency : 0, until = o.duration_s - from;
+      while (since(t0) < until) {
+        if (since(t0) < from) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          continue;
+        }
         nlohmann::json body = {{"model", o.model}, {"max_tokens", o.max_tokens}, {"stream", true}, {"temperature", 0.8},
                                {"ignore_eos", true}};
         const std::string text = prompt_text(rng, o.prompt_words);
@@ -126,6 +131,7 @@ result<load_result> run_load(const load_options& o) {
         ++mine.ok;
         mine.output_tokens += static_cast<int64_t>(times.size());
         mine.ttft_s.push_back(times.front());
+        mine.started_s.push_back(std::chrono::duration<double>(start - t0).count());
         for (size_t i = 1; i < times.size(); ++i) mine.itl_s.push_back(times[i] - times[i - 1]);
         mine.latency_s.push_back(since(start));
       }
@@ -134,6 +140,7 @@ result<load_result> run_load(const load_options& o) {
       total.failed += mine.failed;
       total.output_tokens += mine.output_tokens;
       total.ttft_s.insert(total.ttft_s.end(), mine.ttft_s.begin(), mine.ttft_s.end());
+      total.started_s.insert(total.started_s.end(), mine.started_s.begin(), mine.started_s.end());
       total.itl_s.insert(total.itl_s.end(), mine.itl_s.begin(), mine.itl_s.end());
       total.latency_s.insert(total.latency_s.end(), mine.latency_s.begin(), mine.latency_s.end());
       for (auto& e : mine.errors)

@@ -21,6 +21,9 @@ struct load_options {
   int max_tokens = 32;
   int prompt_words = 48;
   bool chat = false;
+  // A ramp: stream w of n runs during [w/n x T/2, T - w/n x T/2] of T = duration_s, so that
+  // the concurrency rises to n at the middle and falls back.
+  bool ramp = false;
   std::atomic<int64_t>* finished = nullptr;  // when set, counts requests as they end (for progress)
 };
 
@@ -30,6 +33,7 @@ struct load_result {
   int64_t output_tokens = 0;
   double seconds = 0;
   std::vector<double> ttft_s, itl_s, latency_s;
+  std::vector<double> started_s;  // each ok request's start, seconds from the run's, as ttft_s
   std::vector<std::string> errors;  // the first few
 };
 

@@ -198,14 +198,41 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
   // Per-worker columns of router_stats; one shorter than r.workers (a partly filled report)
   // reads as 0 rather than past its end.
   const auto at = [](const auto& column, size_t i) { return i < column.size() ? static_cast<double>(column[i]) : 0.0; };
-  std::map<std::string, std::pair<int, int>> replicas;  // model -> (active, lost)
-  for (size_t i = 0; i < r.workers.size() && i < r.models.size(); ++i) (at(r.alive, i) != 0 ? replicas[r.models[i]].first : replicas[r.models[i]].second)++;
-  f = family("replica_count_by_status", "Workers by status", MetricType::Gauge);
-  for (auto& [model, n] : replicas) {
-    f.metric.push_back(gauge(n.first, {{"model", model}, {"status", "active"}}));
-    f.metric.push_back(gauge(n.second, {{"model", model}, {"status", "lost"}}));
-  }
+  // Replica lifecycle: starting (asked of a node agent by the autoscaler, not registered yet),
+  // active, draining, stopped (drained, then stopped) and lost.
+  static const char* const statuses[] = {"starting", "active", "draining", "stopped", "lost"};
+  std::map<std::string, std::map<std::string, int64_t>> replicas;  // model -> status -> count
+  for (size_t i = 0; i < r.workers.size() && i < r.models.size(); ++i)
+    ++replicas[r.models[i]][i < r.status.size() ? r.status[i] : at(r.alive, i) != 0 ? "active" : "lost"];
+  for (const autoscaler_report& a : r.autoscalers) replicas[a.model]["starting"] += a.starting;
+  f = family("replica_count_by_status", "Workers by lifecycle status", MetricType::Gauge);
+  for (auto& [model, n] : replicas)
+    for (const char* status : statuses)
+      f.metric.push_back(gauge(static_cast<double>(n[status]), {{"model", model}, {"status", status}}));
   fams.push_back(std::move(f));
+  // Token-based autoscaling, per model and replica group (actors/autoscaler.hpp).
+  auto as_load = family("autoscaler_in_flight_tokens", "In-flight tokens (prompt + max_tokens of admitted, unfinished requests), the last sample", MetricType::Gauge);
+  auto as_mean = family("autoscaler_in_flight_tokens_windowed", "In-flight tokens averaged over autoscaling_window", MetricType::Gauge);
+  auto as_target = family("autoscaler_target_in_flight_tokens", "target_in_flight_tokens: in-flight tokens one replica is sized for", MetricType::Gauge);
+  auto as_desired = family("autoscaler_desired_replicas", "Replicas the autoscaler wants (the rule, after its delays)", MetricType::Gauge);
+  auto as_current = family("autoscaler_current_replicas", "Replicas starting or active", MetricType::Gauge);
+  auto as_events = family("autoscaler_scale_events_total", "Scale events by direction (up or down)", MetricType::Counter);
+  for (const autoscaler_report& a : r.autoscalers) {
+    const std::vector<prometheus::ClientMetric::Label> l = {{"model", a.model}, {"group", a.group}};
+    as_load.metric.push_back(gauge(a.in_flight_tokens, l));
+    as_mean.metric.push_back(gauge(a.window_mean, l));
+    as_target.metric.push_back(gauge(static_cast<double>(a.settings.target_in_flight_tokens), l));
+    as_desired.metric.push_back(gauge(static_cast<double>(a.desired), l));
+    as_current.metric.push_back(gauge(static_cast<double>(a.current), l));
+    for (auto [direction, n] : {std::pair{"up", a.scale_ups}, {"down", a.scale_downs}}) {
+      prometheus::ClientMetric c;
+      c.label = l;
+      c.label.push_back({"direction", direction});
+      c.counter.value = static_cast<double>(n);
+      as_events.metric.push_back(std::move(c));
+    }
+  }
+  for (auto* fam : {&as_load, &as_mean, &as_target, &as_desired, &as_current, &as_events}) fams.push_back(std::move(*fam));
   // The reference's routing metrics, per model, over the router's window of finished
   // requests (router_model_stats::window_s).
   const auto ratio = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };

@@ -11,6 +11,8 @@
 //   routers <--route_decision--> router replicas (their in-flight pictures stay whole)
 //   snapshotter --snapshot--> router; node agent: starts and stops workers; router and node
 //   agents answer metrics (/v1/actors).
+//   autoscaler --load--> router (in-flight tokens), --start/stop--> node agents,
+//              --drain--> routers, --autoscale (its report)--> router (for /metrics)
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,7 @@
 
 #include "actors/metering.hpp"
 #include "actors/router_queue.hpp"
+#include "runtime/autoscale/autoscale_rule.hpp"
 #include "runtime/engine/factory.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/kv_events.hpp"
@@ -206,6 +209,36 @@ struct router_model_stats {
   int64_t rejected = 0;  // 429s: the queue was full
 };
 
+// A model's in-flight tokens and its workers, as the router counts them, for its autoscaler.
+struct group_load {
+  std::string model;
+  int64_t in_flight_tokens = 0;  // prompt + max_tokens of its requests routed and not ended, and queued
+  int64_t queued_tokens = 0;     // of those, waiting in the router's queue
+  // Its live workers (active or draining), in the same order.
+  std::vector<std::string> workers;
+  std::vector<std::string> nodes;
+  std::vector<uint8_t> draining;
+  std::vector<int32_t> in_flight_requests;
+};
+
+// What a model's autoscaler last decided (actors/autoscaler.hpp), for /metrics and /v1/actors.
+struct autoscaler_report {
+  std::string model;
+  std::string group = "aggregated";  // the replica group
+  autoscale_settings settings;
+  double in_flight_tokens = 0;  // the last sample
+  double window_mean = 0;       // over autoscaling_window
+  int64_t recommended = 0;      // ceil(mean / target), clamped
+  int64_t desired = 0;
+  int64_t current = 0;          // active + starting
+  int64_t starting = 0;
+  int64_t draining = 0;
+  int64_t scale_ups = 0, scale_downs = 0;  // scale events
+  std::string reason;                      // the last decision's
+  std::vector<double> log_times;           // unix seconds, oldest first
+  std::vector<std::string> log;            // the decision log: scale events, starts, drains, stops
+};
+
 // What the router knows, for /metrics, /v1/actors and tests.
 struct router_stats {
   std::string router;
@@ -240,6 +273,8 @@ struct router_stats {
   std::vector<uint64_t> kv_dumps;
   std::vector<uint64_t> kv_replays;     // event replays asked of its publisher (after a restart)
   std::vector<uint64_t> kv_cached_blocks;  // blocks it holds, in the index
+  std::vector<std::string> status;  // active, draining, stopped (drained and gone) or lost
+  std::vector<autoscaler_report> autoscalers;  // the latest of each model's autoscaler
 };
 
 struct forward_result {
@@ -266,6 +301,10 @@ using replay_atom = caf::atom_constant<caf::atom("replay")>;
 using configure_atom = caf::atom_constant<caf::atom("configure")>;
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
 using peer_atom = caf::atom_constant<caf::atom("peer")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using drain_atom = caf::atom_constant<caf::atom("drain")>;
+using load_atom = caf::atom_constant<caf::atom("load")>;
+using autoscale_atom = caf::atom_constant<caf::atom("autoscale")>;
 
 // ---- interfaces --------------------------------------------------------------------------
 
@@ -325,7 +364,19 @@ using router_actor = kv_sink_actor::extend_with<route_sink_actor>::extend_with<r
     caf::replies_to<list_atom>::with<std::vector<worker_info>>,
     caf::replies_to<stats_atom>::with<router_stats>,
     caf::replies_to<snapshot_atom>::with<std::string>,
-    caf::replies_to<metrics_atom>::with<std::vector<actor_stats>>>;
+    caf::replies_to<metrics_atom>::with<std::vector<actor_stats>>,
+    // The autoscaler's side: a model's load, a drain (the worker gets no new requests; it
+    // finishes what it holds), and its latest report to show.
+    caf::replies_to<load_atom, std::string>::with<group_load>,
+    caf::replies_to<drain_atom, std::string>::with<bool>,
+    caf::reacts_to<autoscale_atom, autoscaler_report>>;
+
+// Sizes one model's replica group by its in-flight tokens (actors/autoscaler.hpp); configure
+// replaces its settings (they take effect at its next decision).
+using autoscaler_actor = caf::typed_actor<
+    caf::reacts_to<tick_atom>,
+    caf::replies_to<configure_atom, autoscale_settings>::with<bool>,
+    caf::replies_to<stats_atom>::with<autoscaler_report>>;
 
 // Writes a router's KV index to disk every interval; snapshot writes one now (bytes written).
 using snapshotter_actor = caf::typed_actor<
@@ -417,7 +468,23 @@ typename Inspector::result_type inspect(Inspector& f, router_stats& x) {
            x.kv_index_evicted, x.peers, x.decision_seconds, x.queue_wait_seconds, x.model_stats, x.workers,
            x.models, x.alive, x.in_sync, x.in_flight_tokens, x.in_flight_requests, x.active_blocks,
            x.queued_prefill_blocks, x.routed_requests, x.worker_prompt_tokens, x.worker_cached_tokens,
-           x.kv_events, x.kv_event_gaps, x.kv_dumps, x.kv_replays, x.kv_cached_blocks);
+           x.kv_events, x.kv_event_gaps, x.kv_dumps, x.kv_replays, x.kv_cached_blocks, x.status, x.autoscalers);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, autoscale_settings& x) {
+  return f(caf::meta::type_name("autoscale_settings"), x.target_in_flight_tokens, x.min_replica, x.max_replica,
+           x.scale_up_delay_s, x.scale_down_delay_s, x.window_s);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_load& x) {
+  return f(caf::meta::type_name("group_load"), x.model, x.in_flight_tokens, x.queued_tokens, x.workers, x.nodes,
+           x.draining, x.in_flight_requests);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, autoscaler_report& x) {
+  return f(caf::meta::type_name("autoscaler_report"), x.model, x.group, x.settings, x.in_flight_tokens, x.window_mean,
+           x.recommended, x.desired, x.current, x.starting, x.draining, x.scale_ups, x.scale_downs, x.reason,
+           x.log_times, x.log);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_result& x) {
@@ -451,6 +518,9 @@ CAF_ADD_TYPE_ID(troupe, (troupe::worker_info))
 CAF_ADD_TYPE_ID(troupe, (troupe::engine_spec))
 CAF_ADD_TYPE_ID(troupe, (troupe::worker_spec))
 CAF_ADD_TYPE_ID(troupe, (troupe::actor_stats))
+CAF_ADD_TYPE_ID(troupe, (troupe::autoscale_settings))
+CAF_ADD_TYPE_ID(troupe, (troupe::group_load))
+CAF_ADD_TYPE_ID(troupe, (troupe::autoscaler_report))
 CAF_ADD_TYPE_ID(troupe, (troupe::router_stats))
 CAF_ADD_TYPE_ID(troupe, (troupe::forward_result))
 CAF_ADD_TYPE_ID(troupe, (troupe::forward_batch))
@@ -466,6 +536,7 @@ CAF_ADD_TYPE_ID(troupe, (troupe::worker_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::node_agent_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::router_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::snapshotter_actor))
+CAF_ADD_TYPE_ID(troupe, (troupe::autoscaler_actor))
 CAF_END_TYPE_ID_BLOCK(troupe)
 
 namespace troupe {

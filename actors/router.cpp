@@ -61,6 +61,10 @@ struct worker_entry {
   publisher_actor publisher;
   worker_info info;
   bool alive = true;
+  // Lifecycle (the autoscaler's drains): a draining worker gets no new requests and finishes
+  // what it holds; one that ends while draining was stopped, not lost.
+  bool draining = false;
+  bool stopped = false;
   hash_group* group = nullptr;
   kv_index::worker_slot slot = 0;   // in group->index
   kv_index::worker_slot pslot = 0;  // in group->predicted
@@ -124,6 +128,7 @@ struct router_state {
   std::map<std::string, kv_snapshot::worker> restored;  // by worker name, until it registers
   std::vector<node_agent_actor> agents;
   std::vector<router_peer_actor> peers;
+  std::map<std::string, autoscaler_report> autoscalers;  // by model, the latest
   router_stats stats;
   actor_meter meter;
   uint64_t seed = 0;
@@ -213,16 +218,38 @@ std::vector<uint64_t> hashes_for(const request_entry& e, const hash_group& g) {
   return out;
 }
 
-// Routes the request: the policy picks among the live workers of its model and it goes to
-// that worker, unless every one is saturated.
+// No worker can take the request now: it waits in its model's queue, if it may and there is room.
+route_outcome wait_in_queue(model_entry& m, request_entry& e, bool may_queue, int64_t uncached_tokens) {
+  if (!may_queue) return route_outcome::busy;
+  if (m.queue.full()) {
+    ++m.rejected;
+    return route_outcome::full;
+  }
+  e.queued = true;
+  e.queued_at = now_s();
+  m.queue.push({e.req.id, e.req.priority, e.queued_at, uncached_tokens});
+  return route_outcome::queued;
+}
+
+// Routes the request: the policy picks among the live workers of its model that are not
+// draining and it goes to that worker, unless every one is saturated.
 route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
   auto& st = self->state;
   const auto t0 = clock_type::now();
   st.candidates.clear();
+  bool draining = false;
   for (auto& [name, w] : st.workers)
-    if (w.alive && w.info.model == e.req.model) st.candidates.push_back(&w);
-  if (st.candidates.empty()) return route_outcome::no_worker;
+    if (w.alive && w.info.model == e.req.model) {
+      if (w.draining) draining = true;
+      else st.candidates.push_back(&w);
+    }
   model_entry& m = model_of(self, e.req.model);
+  if (st.candidates.empty()) {
+    // Only draining workers, or none while an autoscaler sizes the model (it may have scaled
+    // to zero): the request waits for a replica rather than fail, and counts as demand.
+    if (!draining && !st.autoscalers.count(e.req.model)) return route_outcome::no_worker;
+    return wait_in_queue(m, e, may_queue, static_cast<int64_t>(e.req.prompt.size()));
+  }
 
   // One hash pass per group of workers (a model's workers share one group in practice).
   const auto P = static_cast<int64_t>(e.req.prompt.size());
@@ -259,15 +286,7 @@ route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
   }
   if (all_saturated) {
     observe(st.stats.decision_seconds, std::chrono::duration<double>(clock_type::now() - t0).count());
-    if (!may_queue) return route_outcome::busy;
-    if (m.queue.full()) {
-      ++m.rejected;
-      return route_outcome::full;
-    }
-    e.queued = true;
-    e.queued_at = now_s();
-    m.queue.push({e.req.id, e.req.priority, e.queued_at, min_uncached});
-    return route_outcome::queued;
+    return wait_in_queue(m, e, may_queue, min_uncached);
   }
   route_request_view rv;
   rv.prompt = e.req.prompt;
@@ -619,7 +638,10 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
     auto& st = self->state;
     for (auto& [name, w] : st.workers)
       if (w.alive && w.handle.address() == m.source) {
+        const bool drained = w.draining && w.in_flight_requests == 0;
         worker_lost(self, w);
+        w.stopped = drained;
+        if (drained) log_line(self, fmt::format("{} stopped after its drain", name));
         drain_queues(self);
         return;
       }
@@ -824,12 +846,47 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
           s.kv_dumps.push_back(w.dumps);
           s.kv_replays.push_back(w.replays);
           s.kv_cached_blocks.push_back(w.alive ? w.group->index.n_entries(w.slot) : 0);
+          s.status.push_back(w.alive ? (w.draining ? "draining" : "active") : (w.stopped ? "stopped" : "lost"));
         }
+        for (auto& [model, a] : st.autoscalers) s.autoscalers.push_back(a);
         return s;
       },
       [=](snapshot_atom) {
         metered g(self->state.meter);
         return snapshot_bytes(self);
+      },
+      [=](load_atom, const std::string& model) {
+        metered g(self->state.meter);
+        auto& st = self->state;
+        group_load l;
+        l.model = model;
+        for (auto& [name, w] : st.workers) {
+          if (!w.alive || w.info.model != model) continue;
+          l.in_flight_tokens += w.in_flight_tokens;
+          l.workers.push_back(name);
+          l.nodes.push_back(w.info.node);
+          l.draining.push_back(w.draining ? 1 : 0);
+          l.in_flight_requests.push_back(w.in_flight_requests);
+        }
+        // Requests waiting for a worker were admitted too: they are demand.
+        for (auto& [id, e] : st.requests)
+          if (e.queued && e.req.model == model)
+            l.queued_tokens += static_cast<int64_t>(e.req.prompt.size()) + e.req.params.max_tokens;
+        l.in_flight_tokens += l.queued_tokens;
+        return l;
+      },
+      [=](drain_atom, const std::string& worker) {
+        metered g(self->state.meter);
+        auto it = self->state.workers.find(worker);
+        if (it == self->state.workers.end() || !it->second.alive) return false;
+        if (!it->second.draining) log_line(self, fmt::format("draining {}", worker));
+        it->second.draining = true;
+        return true;
+      },
+      [=](autoscale_atom, autoscaler_report& r) {
+        metered g(self->state.meter);
+        std::string model = r.model;
+        self->state.autoscalers[model] = std::move(r);
       },
       [=](metrics_atom) -> caf::result<std::vector<actor_stats>> {
         auto rp = self->make_response_promise<std::vector<actor_stats>>();

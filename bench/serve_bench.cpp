@@ -5,11 +5,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <map>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <thread>
 
@@ -74,6 +76,7 @@ result<std::unique_ptr<server_process>> start_server(const serve_bench_options& 
   }
   for (const auto& [flag, value] : {std::pair<const char*, std::string>{"--routing", o.routing.empty() ? "" : o.routing[0]},
                                     {"--simulate", o.simulate},
+                                    {"--llm-config", o.llm_config},
                                     {"--threads", o.threads > 0 ? std::to_string(o.threads) : ""}})
     if (!value.empty()) {
       args.push_back(flag);
@@ -137,6 +140,27 @@ json percentiles_ms(const std::vector<double>& v) {
               {"p99", 1000 * percentile(v, 99)}};
 }
 
+// The streaming load the options ask for, at one concurrency.
+load_options load_of(const serve_bench_options& o, const std::string& url, const std::string& model, int concurrency) {
+  load_options lo;
+  lo.url = url;
+  lo.model = model;
+  lo.concurrency = concurrency;
+  lo.duration_s = o.duration_s;
+  lo.max_tokens = o.max_tokens;
+  lo.prompt_words = o.prompt_words;
+  lo.chat = o.chat;
+  return lo;
+}
+
+// Without --model: the random-weight 22 M-parameter model, written once.
+result<std::string> default_bench_model() {
+  const char* home = std::getenv("HOME");
+  const std::string dir = std::string(home ? home : "/tmp") + "/.cache/troupe/bench-models/troupe-bench-22m";
+  std::fprintf(stderr, "bench serve: the random-weight model troupe-bench-22m in %s\n", dir.c_str());
+  return write_bench_model(dir);
+}
+
 // One policy's run: a fresh server, the agent loop, the router's view afterwards.
 result<json> multi_turn_run(serve_bench_options o, const std::string& policy) {
   o.routing = {policy};
@@ -194,10 +218,7 @@ result<json> multi_turn_run(serve_bench_options o, const std::string& policy) {
 result<json> run_multi_turn_bench(serve_bench_options o) {
   if (!o.url.empty()) return make_error("--workload multi-turn starts its own servers (one per --routing policy): give --model, not --url");
   if (o.model.empty()) {
-    const char* home = std::getenv("HOME");
-    const std::string dir = std::string(home ? home : "/tmp") + "/.cache/troupe/bench-models/troupe-bench-22m";
-    std::fprintf(stderr, "bench serve: the random-weight model troupe-bench-22m in %s\n", dir.c_str());
-    TROUPE_TRY(o.model, write_bench_model(dir));
+    TROUPE_TRY(o.model, default_bench_model());
   }
   json out = {{"workload", "multi-turn"},
               {"model", o.model},
@@ -225,6 +246,113 @@ result<json> run_multi_turn_bench(serve_bench_options o) {
   return out;
 }
 
+// One ramp run: a fresh server (autoscaled when llm_config is set, else one fixed replica),
+// the ramp, and the server's replicas and in-flight tokens sampled every half second.
+result<json> ramp_run(serve_bench_options o, const std::string& llm_config, const char* mode) {
+  o.workers = 1;
+  o.llm_config = llm_config;
+  const int peak = *std::max_element(o.concurrency.begin(), o.concurrency.end());
+  std::fprintf(stderr, "bench serve: ramp to %d streams over %.0f s, %s\n", peak, o.duration_s, mode);
+  TROUPE_TRY(std::unique_ptr<server_process> server, start_server(o));
+  TROUPE_TRY(const std::string model, first_model(server->url));
+  load_options lo = load_of(o, server->url, model, peak);
+  lo.ramp = true;
+  std::atomic<bool> running{true};
+  json t = json::array(), streams = json::array(), tokens = json::array(), active = json::array(), desired = json::array();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::thread sampler([&] {
+    while (running) {
+      const double now = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      auto a = http_get(server->url + "/v1/actors");
+      if (a.ok()) {
+        const json j = json::parse(*a, nullptr, false);
+        int64_t in_flight = 0, n_active = 0;
+        if (!j.is_discarded())
+          for (const auto& w : j["router"]["workers"]) {
+            if (w.value("status", "") != "active" && w.value("status", "") != "draining") continue;
+            in_flight += w.value("in_flight_tokens", int64_t{0});
+            n_active += w.value("status", "") == "active";
+          }
+        const bool scaled = !j.is_discarded() && j.contains("autoscalers") && !j["autoscalers"].empty();
+        const double half = 0.5 * o.duration_s, x = std::min(now, o.duration_s);
+        t.push_back(now);
+        streams.push_back(static_cast<int>(std::ceil(peak * (x < half ? x / half : (o.duration_s - x) / half))));
+        tokens.push_back(scaled ? j["autoscalers"][0].value("in_flight_tokens", 0.0) : static_cast<double>(in_flight));
+        active.push_back(n_active);
+        desired.push_back(scaled ? j["autoscalers"][0].value("desired", int64_t{1}) : int64_t{1});
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  });
+  auto r = run_load(lo);
+  running = false;
+  sampler.join();
+  if (!r.ok()) return r.err();
+  // TTFT in the busiest half of the run (the middle), where the replicas count.
+  std::vector<double> middle;
+  json started = json::array(), ttft = json::array();
+  for (size_t i = 0; i < r->ttft_s.size(); ++i) {
+    if (r->started_s[i] >= 0.25 * o.duration_s && r->started_s[i] < 0.75 * o.duration_s) middle.push_back(r->ttft_s[i]);
+    started.push_back(std::round(r->started_s[i] * 1000) / 1000);
+    ttft.push_back(std::round(r->ttft_s[i] * 1e4) / 10);
+  }
+  auto actors_text = http_get(server->url + "/v1/actors");
+  const json actors = actors_text.ok() ? json::parse(*actors_text, nullptr, false) : json();
+  return json{{"mode", mode},
+              {"requests_ok", r->ok},
+              {"requests_failed", r->failed},
+              {"errors", r->errors},
+              {"seconds", r->seconds},
+              {"ttft_ms", percentiles_ms(r->ttft_s)},
+              {"ttft_ms_middle_half", percentiles_ms(middle)},
+              {"itl_ms", percentiles_ms(r->itl_s)},
+              {"output_tokens_per_s", static_cast<double>(r->output_tokens) / r->seconds},
+              {"samples", {{"t_s", t}, {"planned_streams", streams}, {"in_flight_tokens", tokens},
+                           {"active_replicas", active}, {"desired_replicas", desired}}},
+              {"requests", {{"started_s", started}, {"ttft_ms", ttft}}},
+              {"decision_log", actors.is_object() && actors.contains("autoscalers") && !actors["autoscalers"].empty()
+                                   ? actors["autoscalers"][0]["log"]
+                                   : json::array()}};
+}
+
+result<json> run_ramp_bench(serve_bench_options o) {
+  if (!o.url.empty()) return make_error("--workload ramp starts its own servers (autoscaled, then one fixed replica): give --model, not --url");
+  if (o.model.empty()) {
+    TROUPE_TRY(o.model, default_bench_model());
+  }
+  const int peak = *std::max_element(o.concurrency.begin(), o.concurrency.end());
+  // Sized so that the peak needs every replica: about a token per prompt word.
+  const int64_t target = o.target_in_flight_tokens > 0
+                             ? o.target_in_flight_tokens
+                             : std::max<int64_t>(1, int64_t{peak} * (o.prompt_words + o.max_tokens) / std::max(1, o.max_replica));
+  const json autoscaling = {{"target_in_flight_tokens", target},
+                            {"min_replica", 1},
+                            {"max_replica", o.max_replica},
+                            {"scale_up_delay", 0},
+                            {"scale_down_delay", std::max(2, static_cast<int>(o.duration_s / 10))},
+                            {"autoscaling_window", std::max(1, static_cast<int>(o.duration_s / 30))}};
+  char dir_template[] = "/tmp/troupe-ramp-XXXXXX";
+  if (!mkdtemp(dir_template)) return make_error("cannot make a temporary directory");
+  const std::string llm = std::string(dir_template) + "/llm_config.json";
+  std::ofstream(llm) << json{{"autoscaling_settings", autoscaling}}.dump(2);
+  json out = {{"workload", "ramp"},
+              {"model", o.model},
+              {"simulated", !o.simulate.empty()},
+              {"peak_streams", peak},
+              {"duration_s", o.duration_s},
+              {"max_tokens", o.max_tokens},
+              {"prompt_words", o.prompt_words},
+              {"autoscaling_settings", autoscaling}};
+  TROUPE_TRY(json scaled, ramp_run(o, llm, "autoscaled"));
+  TROUPE_TRY(json fixed, ramp_run(o, "", "fixed single replica"));
+  std::remove(llm.c_str());
+  rmdir(dir_template);
+  const double a = scaled["ttft_ms"]["p99"], f = fixed["ttft_ms"]["p99"];
+  out["ttft_p99_ms"] = {{"autoscaled", a}, {"fixed_single_replica", f}, {"fixed_over_autoscaled", a > 0 ? f / a : 0.0}};
+  out["runs"] = json::array({std::move(scaled), std::move(fixed)});
+  return out;
+}
+
 }  // namespace
 
 namespace {
@@ -232,14 +360,7 @@ namespace {
 // One level of load against a running server.
 result<json> run_level(const serve_bench_options& o, const std::string& url, const std::string& model,
                        const server_process* server, int concurrency) {
-  load_options lo;
-  lo.url = url;
-  lo.model = model;
-  lo.concurrency = concurrency;
-  lo.duration_s = o.duration_s;
-  lo.max_tokens = o.max_tokens;
-  lo.prompt_words = o.prompt_words;
-  lo.chat = o.chat;
+  load_options lo = load_of(o, url, model, concurrency);
   std::atomic<int64_t> finished{0};
   lo.finished = &finished;
   // The server's resident memory, sampled while the load runs, and the progress.
@@ -307,7 +428,8 @@ result<json> run_level(const serve_bench_options& o, const std::string& url, con
 
 result<json> run_serve_bench(const serve_bench_options& o) {
   if (o.workload == "multi-turn") return run_multi_turn_bench(o);
-  if (!o.workload.empty()) return make_error("--workload must be multi-turn (or absent), not " + o.workload);
+  if (o.workload == "ramp") return run_ramp_bench(o);
+  if (!o.workload.empty()) return make_error("--workload must be multi-turn or ramp (or absent), not " + o.workload);
   std::unique_ptr<server_process> server;
   std::string url = o.url, model = o.served_name;
   if (o.concurrency.empty()) return make_error("--concurrency needs at least one level");

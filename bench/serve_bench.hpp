@@ -5,6 +5,9 @@
 // `--workload multi-turn` runs an agent loop instead (users x turns, each turn resending the
 // whole history) once per routing policy, each against a fresh server, and prints time to
 // first token, the router's hit-rate metrics and the load per worker for each.
+// `--workload ramp` starts a server with token-based autoscaling and then one with a fixed
+// single replica, runs the same rising and falling load against each, and prints replicas and
+// in-flight tokens over time and time to first token for both.
 #pragma once
 
 #include <string>
@@ -37,6 +40,11 @@ struct serve_bench_options {
   int turns = 6;
   int system_words = 300;
   int turn_words = 30;
+  // --workload ramp: the load rises to the highest --concurrency and falls over --duration,
+  // against an autoscaled server (1 to max_replica replicas) and then a fixed single replica.
+  int max_replica = 3;
+  int64_t target_in_flight_tokens = 0;  // 0: the peak's in-flight tokens over max_replica
+  std::string llm_config;               // --llm-config of the started server (set per run)
 };
 
 [[nodiscard]] result<nlohmann::json> run_serve_bench(const serve_bench_options& o);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -51,12 +52,34 @@ int run_actors_command(const std::vector<std::string>& args) {
     for (const auto& w : j["router"]["workers"]) {
       const double prompt = w.value("prompt_tokens", 0.0), cached = w.value("cached_tokens", 0.0);
       std::printf("%-28s %-8s %8lld %8lld %8lld %10lld %8lld %6lld %6lld %8.2f\n", w.value("worker", "").c_str(),
-                  !w.value("alive", false) ? "lost" : w.value("in_sync", false) ? "yes" : "syncing",
+                  !w.value("alive", false)                 ? (w.value("status", "") == "stopped" ? "stopped" : "lost")
+                  : w.value("status", "") == "draining" ? "draining"
+                  : w.value("in_sync", false)           ? "yes"
+                                                        : "syncing",
                   static_cast<long long>(w.value("kv_cached_blocks", 0)), static_cast<long long>(w.value("in_flight_requests", 0)),
                   static_cast<long long>(w.value("active_blocks", 0)), static_cast<long long>(w.value("queued_prefill_blocks", 0)),
                   static_cast<long long>(w.value("routed", 0)), static_cast<long long>(w.value("kv_event_gaps", 0)),
                   static_cast<long long>(w.value("kv_dumps", 0)), prompt > 0 ? cached / prompt : 0.0);
     }
   }
+  // Each autoscaler: its figures and the last entries of its decision log.
+  if (j.contains("autoscalers"))
+    for (const auto& a : j["autoscalers"]) {
+      std::printf("\nAUTOSCALER %s (%s): in-flight tokens %.0f (%.0f over the window, target %lld), replicas %lld "
+                  "(desired %lld, starting %lld, draining %lld), scale events up %lld down %lld\n",
+                  a.value("model", "").c_str(), a.value("group", "").c_str(), a.value("in_flight_tokens", 0.0),
+                  a.value("in_flight_tokens_windowed", 0.0),
+                  static_cast<long long>(a["settings"].value("target_in_flight_tokens", 0)),
+                  static_cast<long long>(a.value("current", 0)), static_cast<long long>(a.value("desired", 0)),
+                  static_cast<long long>(a.value("starting", 0)), static_cast<long long>(a.value("draining", 0)),
+                  static_cast<long long>(a.value("scale_ups", 0)), static_cast<long long>(a.value("scale_downs", 0)));
+      const auto& log = a["log"];
+      for (size_t i = log.size() > 10 ? log.size() - 10 : 0; i < log.size(); ++i) {
+        const auto t = static_cast<std::time_t>(log[i].value("time", 0.0));
+        char when[32] = {};
+        std::strftime(when, sizeof when, "%H:%M:%S", std::gmtime(&t));
+        std::printf("  %s  %s\n", when, log[i].value("event", "").c_str());
+      }
+    }
   return 0;
 }

@@ -167,9 +167,21 @@ int run_bench_command(const std::vector<std::string>& args) {
   serve->add_flag("--chat", so.chat, "use /v1/chat/completions (default: /v1/completions)")->group(group::workload);
   serve->add_option("--workload", so.workload,
                     "multi-turn: an agent loop (users x turns, each turn resending the whole history) against a "
-                    "fresh server per --routing policy; without --model, a random-weight 22 M-parameter model")
+                    "fresh server per --routing policy; ramp: streams rising to the highest --concurrency and "
+                    "falling over --duration, against an autoscaled server and then a fixed single replica; "
+                    "without --model, a random-weight 22 M-parameter model")
       ->type_name("NAME")
-      ->check(cli::one_of({"multi-turn"}))
+      ->check(cli::one_of({"multi-turn", "ramp"}))
+      ->group(group::workload);
+  serve->add_option("--max-replica", so.max_replica, "ramp: the autoscaled server's max_replica")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--target-in-flight-tokens", so.target_in_flight_tokens,
+                    "ramp: the autoscaled server's target_in_flight_tokens; 0: the peak's in-flight tokens "
+                    "(streams x (prompt words + max tokens)) over --max-replica")
+      ->type_name("N")
+      ->check(cli::at_least(0))
       ->group(group::workload);
   serve->add_option("--routing", so.routing, "multi-turn: the routing policies to compare, comma-separated")
       ->type_name("POLICY,POLICY")
@@ -200,7 +212,8 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->type_name("N")
       ->check(cli::at_least(0))
       ->group(group::server);
-  serve->add_option("--plot", plot, plot_help + "latency percentiles and tokens/s over the concurrency")
+  serve->add_option("--plot", plot, plot_help + "latency percentiles and tokens/s over the concurrency (ramp: replicas and "
+                                              "in-flight tokens over time)")
       ->type_name("FILE.png")
       ->group(group::output);
   cli::add_hf_cache_environment(*serve);

@@ -14,6 +14,7 @@
 #include <caf/io/all.hpp>
 #include <fmt/format.h>
 
+#include "actors/autoscaler.hpp"
 #include "actors/frontend.hpp"
 #include "actors/metrics.hpp"
 #include "actors/node_agent.hpp"
@@ -253,6 +254,25 @@ void configure_routers(caf::actor_system& sys, const std::vector<router_actor>& 
     self->request(r, std::chrono::seconds(10), configure_atom::value, c).receive([](bool) {}, [](caf::error&) {});
 }
 
+autoscaler_actor start_autoscaler(caf::actor_system& sys, const std::string& node, const std::string& model,
+                                  const worker_spec& spec, const config::autoscaling_settings& a,
+                                  const std::vector<router_actor>& routers, const node_agent_actor& agent) {
+  autoscaler_options o;
+  o.node = node;
+  o.model = model;
+  o.spec = spec;
+  o.settings = to_rule_settings(a);
+  o.routers = routers;
+  o.agents = {{node, agent}};
+  std::fprintf(stderr,
+               "troupe: autoscaling %s: target_in_flight_tokens %lld, replicas %lld to %lld, scale_up_delay %llds, "
+               "scale_down_delay %llds, autoscaling_window %llds\n",
+               model.c_str(), static_cast<long long>(a.target_in_flight_tokens), static_cast<long long>(a.min_replica),
+               static_cast<long long>(a.max_replica), static_cast<long long>(a.scale_up_delay),
+               static_cast<long long>(a.scale_down_delay), static_cast<long long>(a.autoscaling_window));
+  return spawn_autoscaler(sys, std::move(o));
+}
+
 std::string snapshot_file(size_t i) { return fmt::format("kv-index-{}.snapshot", i); }
 
 int run_node(const std::string& what, const node_plan& plan, worker_flags wf, const control_flags& cf,
@@ -269,6 +289,12 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     if (std::find(llm->present.begin(), llm->present.end(), "runtime") != llm->present.end())
       wf.llm_runtime = std::make_shared<const config::runtime_settings>(llm->config.runtime);
   }
+  // Token-based autoscaling: --llm-config's autoscaling_settings, else the config file's.
+  std::optional<config::autoscaling_settings> autoscaling = start->autoscaling;
+  if (llm && llm->config.llm.has_autoscaling) autoscaling = llm->config.llm.autoscaling;
+  if (autoscaling && !(plan.control && plan.workers))
+    return fail(what, "autoscaling_settings: troupe node does not autoscale yet (the autoscaler starts workers through "
+                      "the node agent of its own process); use troupe serve, or remove autoscaling_settings");
   auto kind = parse_routing_kind(cf.routing);
   if (!kind.ok()) return fail(what, kind.message());
   block_stop_signals();
@@ -337,12 +363,18 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   if (status s = register_node(sys, routers[0], agent, plan.node, {}); !s.ok()) return fail(what, s.message());
 
   std::vector<started_worker> started;
+  std::optional<autoscaler_actor> scaler;
   if (plan.workers) {
-    auto spec = make_worker_spec(wf, wf.model);
+    // With autoscaling, every replica up to max_replica gets an equal share of the KV cache
+    // memory and the cores.
+    worker_flags sizing = wf;
+    if (autoscaling) sizing.workers = std::max(wf.workers, static_cast<int>(autoscaling->max_replica));
+    auto spec = make_worker_spec(sizing, wf.model);
     if (!spec.ok()) return fail(what, spec.message());
     auto w = start_workers(sys, agent, routers[0], *spec, wf.workers);
     if (!w.ok()) return fail(what, w.message());
     started = std::move(*w);
+    if (autoscaling && !started.empty()) scaler = start_autoscaler(sys, plan.node, started[0].info.model, *spec, *autoscaling, routers, agent);
     if (started.size() <= 8)
       for (const started_worker& s : started)
         std::fprintf(stderr, "troupe: worker %s serves %s (%d KV blocks of %d tokens)\n", s.info.name.c_str(),
@@ -407,25 +439,48 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       if (!st.ok()) return fail(what, st.message());
       store = std::make_unique<config::deployment_store>(std::move(*st));
       for (const auto& w : store->load_warnings()) std::fprintf(stderr, "troupe: %s\n", w.c_str());
-      auto start_deployment = [&sys, agent, routers, registry, wf](const config::deployment& d) -> std::string {
-        auto b = load_model(d.model_path);
-        if (!b.ok()) return b.message();
+      // Deployments' autoscalers, by name (the management API's handlers run on HTTP threads).
+      struct deployment_scalers {
+        std::mutex mu;
+        std::map<std::string, autoscaler_actor> by_name;
+      };
+      auto scalers = std::make_shared<deployment_scalers>();
+      // What a deployment's workers start with (with autoscaling, sized for max_replica of them).
+      auto deployment_spec = [wf](const config::deployment& d) -> result<worker_spec> {
         worker_flags f = wf;
         f.served_name = d.name;
         f.llm_runtime.reset();
+        if (d.llm.has_autoscaling) f.workers = std::max(f.workers, static_cast<int>(d.llm.autoscaling.max_replica));
         auto spec = make_worker_spec(f, d.model_path);
+        if (spec.ok()) apply_engine_settings(*spec, d.runtime.engine);
+        return spec;
+      };
+      auto start_deployment = [&sys, agent, routers, registry, deployment_spec, node = plan.node, scalers](const config::deployment& d) -> std::string {
+        auto b = load_model(d.model_path);
+        if (!b.ok()) return b.message();
+        auto spec = deployment_spec(d);
         if (!spec.ok()) return spec.message();
-        apply_engine_settings(*spec, d.runtime.engine);
         // Its b10_routing_config is the routers' for its model.
         configure_routers(sys, routers, to_routing(d.llm.routing, d.name));
         auto infos = start_workers(sys, agent, routers[0], *spec, 1);
         if (!infos.ok()) return infos.message();
         auto shared = std::make_shared<const model_bundle>(std::move(*b));
         registry->add(d.name, {shared, infos->front().info.max_seq_len, d.created_at});
+        if (d.llm.has_autoscaling) {
+          std::lock_guard<std::mutex> lock(scalers->mu);
+          scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, agent);
+        }
         return "";
       };
-      auto stop_deployment = [&sys, agent, routers, registry](const config::deployment& d) {
+      auto stop_deployment = [&sys, agent, routers, registry, scalers](const config::deployment& d) {
         registry->remove(d.name);
+        {
+          std::lock_guard<std::mutex> lock(scalers->mu);
+          if (auto it = scalers->by_name.find(d.name); it != scalers->by_name.end()) {
+            caf::anon_send_exit(it->second, caf::exit_reason::user_shutdown);
+            scalers->by_name.erase(it);
+          }
+        }
         caf::scoped_actor self{sys};
         self->request(routers[0], std::chrono::seconds(10), list_atom::value)
             .receive(
@@ -440,6 +495,21 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         if (!err.empty()) std::fprintf(stderr, "troupe: deployment %s did not start: %s\n", d.name.c_str(), err.c_str());
       }
       fe->set_management(store.get(), start_deployment, stop_deployment);
+      // New autoscaling_settings (PATCH): the running autoscaler takes them at its next
+      // decision; a deployment created without them gets one now.
+      fe->set_management_update([&sys, agent, routers, deployment_spec, node = plan.node, scalers](const config::deployment& d) {
+        std::lock_guard<std::mutex> lock(scalers->mu);
+        if (auto it = scalers->by_name.find(d.name); it != scalers->by_name.end()) {
+          caf::anon_send(it->second, configure_atom::value, to_rule_settings(d.llm.autoscaling));
+          return;
+        }
+        auto spec = deployment_spec(d);
+        if (!spec.ok()) {
+          std::fprintf(stderr, "troupe: deployment %s cannot autoscale: %s\n", d.name.c_str(), spec.message().c_str());
+          return;
+        }
+        scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, agent);
+      });
     }
     if (status s = fe->start(); !s.ok()) return fail(what, s.message());
     const std::string host = cf.host == "0.0.0.0" ? "localhost" : cf.host;
@@ -453,6 +523,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
 
   wait_for_stop_signal();
   link.stop();
+  if (scaler) caf::anon_send_exit(*scaler, caf::exit_reason::user_shutdown);  // no replica starts or drains while stopping
   if (fe) {
     // Let requests in flight finish, then stop; a second signal stops at once.
     std::thread([] {

@@ -76,6 +76,7 @@ result<start_settings> settle_start(const std::string& what, worker_flags& wf, c
     if (!given.device) wf.device = config::device_for(cfg->res, facts);
     if (const int t = config::cpu_threads(cfg->res); t > 0 && !given.threads) wf.threads = std::max(1, t / std::max(1, wf.workers));
     out.effects = config::config_effects(*cfg, facts);
+    if (cfg->llm.has_autoscaling) out.autoscaling = cfg->llm.autoscaling;
 
     std::vector<std::string> refused;
     for (const auto& e : out.effects) {

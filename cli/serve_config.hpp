@@ -5,12 +5,14 @@
 // the deployment's description for the status page.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "cli/cluster.hpp"
 #include "config/config_effect.hpp"
 #include "config/model_source.hpp"
+#include "config/settings.hpp"
 #include "runtime/result.hpp"
 
 namespace troupe {
@@ -29,6 +31,7 @@ struct start_settings {
   config::resolved_model model;                // path "" when the node serves no model
   std::vector<config::field_effect> effects;   // empty without --config
   std::string status_json;                     // the deployment for /v1/status (JSON text)
+  std::optional<config::autoscaling_settings> autoscaling;  // the config's autoscaling_settings, when set
 };
 
 // Reads wf.config (when set), applies it to wf and the environment, resolves wf.model in place

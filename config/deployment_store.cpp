@@ -264,6 +264,47 @@ std::optional<deployment> deployment_store::get(std::string_view id_or_name) con
   return d ? std::optional<deployment>(*d) : std::nullopt;
 }
 
+store_outcome deployment_store::set_autoscaling(std::string_view id_or_name, std::string_view autoscaling_json,
+                                                deployment* updated) {
+  store_outcome out;
+  std::lock_guard<std::mutex> lock(mu_);
+  const deployment* found = find(id_or_name);
+  deployment* d = found ? &deployments_[static_cast<size_t>(found - deployments_.data())] : nullptr;
+  if (!d) {
+    out.failure = store_failure::not_found;
+    out.errors.push_back({"", fmt::format("no deployment with id or name \"{}\"", id_or_name)});
+    return out;
+  }
+  nlohmann::json llm = nlohmann::json::parse(d->llm_config_json, nullptr, false);
+  if (!llm.is_object()) llm = nlohmann::json::object();
+  nlohmann::json block = nlohmann::json::parse(autoscaling_json, nullptr, false);
+  if (block.is_discarded()) {
+    out.failure = store_failure::invalid;
+    out.errors.push_back({"autoscaling_settings", "autoscaling_settings: not valid JSON"});
+    return out;
+  }
+  llm["autoscaling_settings"] = std::move(block);
+  // The whole llm_config again through a new request's validation (paths and messages alike).
+  nlohmann::json req{{"name", d->name}, {"model", d->model}, {"revision", d->revision}, {"llm_config", llm}};
+  auto r = parse_deployment_request(req.dump());
+  if (!r.ok()) {
+    out.failure = store_failure::invalid;
+    out.errors = std::move(r.errors);
+    return out;
+  }
+  deployment next = *d;
+  next.llm = r.value.llm;
+  next.llm_config_json = llm.dump();
+  if (auto s = write_file_atomic(dir_, next.id + ".json", deployment_to_record(next)); !s.ok()) {
+    out.failure = store_failure::io;
+    out.errors.push_back({"", "cannot store the deployment: " + s.message()});
+    return out;
+  }
+  *d = next;
+  if (updated) *updated = std::move(next);
+  return out;
+}
+
 store_outcome deployment_store::remove(std::string_view id_or_name) {
   store_outcome out;
   std::lock_guard<std::mutex> lock(mu_);

@@ -83,6 +83,11 @@ class deployment_store {
   std::vector<deployment> list() const;                         // oldest first
   std::optional<deployment> get(std::string_view id_or_name) const;
   store_outcome remove(std::string_view id_or_name);
+  // Replaces a deployment's autoscaling_settings (validated with the rest of its llm_config,
+  // as a new request's); the record is rewritten atomically.
+  // `autoscaling_json` is the new block's JSON text.
+  store_outcome set_autoscaling(std::string_view id_or_name, std::string_view autoscaling_json,
+                                deployment* updated = nullptr);
 
   const std::vector<std::string>& load_warnings() const { return warnings_; }
   const std::string& dir() const { return dir_; }

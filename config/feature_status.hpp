@@ -17,16 +17,16 @@ struct feature_status {
   feature_state state;
 };
 
-// Update a row when its feature lands. Engine settings and the router's settings (queue
-// policy, overlap weight, temperature) are active; speculation, disaggregation and
-// autoscaling wait for theirs: stored, not yet active.
+// Update a row when its feature lands. Engine settings, the router's settings (queue
+// policy, overlap weight, temperature) and token-based autoscaling (aggregated serving) are
+// active; speculation and disaggregation wait for theirs: stored, not yet active.
 inline constexpr feature_status kFeatureStatus[] = {
     {"runtime", "the serving engine", feature_state::active},
     {"b10_routing_config", "KV-aware routing", feature_state::active},
     {"speculative_config", "speculative decoding", feature_state::stored},
     {"is_disaggregated", "disaggregated serving", feature_state::stored},
     {"b10_disagg_config", "disaggregated serving", feature_state::stored},
-    {"autoscaling_settings", "token-based autoscaling", feature_state::stored},
+    {"autoscaling_settings", "token-based autoscaling", feature_state::active},
 };
 
 // What a deployment or `troupe serve --config` says about a setting that is only stored:

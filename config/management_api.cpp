@@ -118,4 +118,27 @@ http_response management_api::remove(std::string_view id_or_name) {
   return {500, dump(error_body(o.errors, "server_error", "storage_error"))};
 }
 
+http_response management_api::update(std::string_view id_or_name, std::string_view body) {
+  json j = json::parse(body, nullptr, false);
+  error_list errors;
+  if (!j.is_object()) {
+    errors.push_back({"", "the request body must be a JSON object: {\"autoscaling_settings\": {...}}"});
+  } else {
+    for (auto& [k, v] : j.items())
+      if (k != "autoscaling_settings")
+        errors.push_back({k, fmt::format("{}: cannot change on a running deployment; only autoscaling_settings can "
+                                         "(delete and create the deployment to change the rest)", k)});
+    if (!j.contains("autoscaling_settings"))
+      errors.push_back({"autoscaling_settings", "autoscaling_settings: required (the new settings)"});
+  }
+  if (!errors.empty()) return {400, dump(error_body(errors, "invalid_request_error", "invalid_llm_config"))};
+  store_outcome o = store_.set_autoscaling(id_or_name, j["autoscaling_settings"].dump());
+  if (o.ok()) return get(id_or_name);
+  if (o.failure == store_failure::not_found)
+    return {404, dump(error_body(o.errors, "not_found_error", "deployment_not_found"))};
+  if (o.failure == store_failure::invalid)
+    return {400, dump(error_body(o.errors, "invalid_request_error", "invalid_llm_config"))};
+  return {500, dump(error_body(o.errors, "server_error", "storage_error"))};
+}
+
 }  // namespace troupe::config

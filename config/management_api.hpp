@@ -21,6 +21,8 @@ struct http_response {
 //   GET    /v1/llm_models       -> list()         200
 //   GET    /v1/llm_models/{id}  -> get(id)        200 or 404 (id or name)
 //   DELETE /v1/llm_models/{id}  -> remove(id)     200 or 404
+//   PATCH  /v1/llm_models/{id}  -> update(id, body)  200, 400 (field errors; only
+//                                  {"autoscaling_settings": {...}} may change), 404
 // Errors use OpenAI's body, {"error": {"message", "type", "param", "code"}}, plus
 // "errors": [{"field", "message", "fix"?}, ...] listing every field error.
 // A deployment's body says which of its settings are active and which are only stored
@@ -33,6 +35,9 @@ class management_api {
   http_response list() const;
   http_response get(std::string_view id_or_name) const;
   http_response remove(std::string_view id_or_name);
+  // A running deployment's autoscaling_settings, replaced whole (unset fields take their
+  // defaults); the caller hands the new settings to its autoscaler.
+  http_response update(std::string_view id_or_name, std::string_view body);
 
  private:
   deployment_store& store_;

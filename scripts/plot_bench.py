@@ -15,6 +15,8 @@ JSON it prints. The kind of result decides the figure:
     latency and end-to-end latency percentiles, and tokens/s, over the concurrency.
   - bench serve --workload multi-turn: mean and p99 time to first token and the measured
     KV cache hit rate, by routing policy.
+  - bench serve --workload ramp: active and desired replicas over time against in-flight
+    tokens (autoscaled run), and time to first token, autoscaled against a fixed replica.
 """
 import json
 import sys
@@ -139,9 +141,40 @@ def multi_turn(r, fig):
                  f"{r['users']} users x {r['turns']} turns")
 
 
+def ramp(r, fig):
+    scaled, fixed = r['runs'][0], r['runs'][1]
+    ax = fig.add_subplot(1, 2, 1)
+    s = scaled['samples']
+    ax.step(s['t_s'], s['active_replicas'], where='post', color=BLUE, label='active replicas')
+    ax.step(s['t_s'], s['desired_replicas'], where='post', color=GREY, linestyle='--', label='desired replicas')
+    ax.set_xlabel('seconds')
+    ax.set_ylabel('replicas')
+    ax.set_ylim(0, max(s['desired_replicas'] + s['active_replicas'] + [1]) + 0.5)
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(s['t_s'], s['in_flight_tokens'], color=ORANGE, label='in-flight tokens')
+    ax2.axhline(r['autoscaling_settings']['target_in_flight_tokens'], color=ORANGE, linestyle=':', label='target per replica')
+    ax2.set_ylabel('in-flight tokens')
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [l.get_label() for l in lines], fontsize=8, loc='upper left')
+    ax.set_title('autoscaled run')
+    ax = fig.add_subplot(1, 2, 2)
+    bars(ax, ['mean', 'p50', 'p90', 'p99'],
+         [('autoscaled', [scaled['ttft_ms'][q] for q in ('mean', 'p50', 'p90', 'p99')], BLUE),
+          ('fixed single replica', [fixed['ttft_ms'][q] for q in ('mean', 'p50', 'p90', 'p99')], ORANGE)],
+         'time to first token, ms')
+    ax.set_title(f"requests done: {scaled['requests_ok']} autoscaled, {fixed['requests_ok']} fixed; output tokens/s: "
+                 f"{scaled['output_tokens_per_s']:.0f} and {fixed['output_tokens_per_s']:.0f}", fontsize=9)
+    failed = scaled['requests_failed'] + fixed['requests_failed']
+    fig.suptitle(f"troupe bench serve --workload ramp: up to {r['peak_streams']} streams over {r['duration_s']:.0f} s"
+                 f"{' (simulated engines)' if r.get('simulated') else ''}, {failed} failed")
+
+
 def kind(r):
     if r.get('workload') == 'multi-turn':
         return multi_turn
+    if r.get('workload') == 'ramp':
+        return ramp
     if 'runs' in r or 'ttft_ms' in r:
         return serve
     if isinstance(r.get('workload'), dict):

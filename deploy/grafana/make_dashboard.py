@@ -119,6 +119,21 @@ ROWS = [
           (f'sum by (worker) (rate(router_worker_routed_total{{{M}}}[{RI}]))', 'routed/s {{worker}}')],
          'The router\'s picture of each worker: prompt KV blocks in flight and requests sent.'),
     ]),
+    ('Autoscaler', [
+        ('In-flight tokens against the target', 'short', 'timeseries',
+         [(f'sum by (model, group) (autoscaler_in_flight_tokens{{{M}}})', 'in flight {{model}} {{group}}'),
+          (f'sum by (model, group) (autoscaler_in_flight_tokens_windowed{{{M}}})', 'over the window {{model}} {{group}}'),
+          (f'max by (model, group) (autoscaler_target_in_flight_tokens{{{M}}})', 'target per replica {{model}} {{group}}')],
+         'autoscaler_in_flight_tokens: prompt + max_tokens of admitted, unfinished requests; the rule wants '
+         'ceil(windowed mean / target_in_flight_tokens) replicas.'),
+        ('Desired and current replicas', 'short', 'timeseries',
+         [(f'max by (model, group) (autoscaler_desired_replicas{{{M}}})', 'desired {{model}} {{group}}'),
+          (f'max by (model, group) (autoscaler_current_replicas{{{M}}})', 'current {{model}} {{group}}')],
+         'What the autoscaler wants after its delays, and the replicas starting or active.'),
+        ('Scale events', 'short', 'timeseries',
+         [(f'sum by (model, direction) (increase(autoscaler_scale_events_total{{{M}}}[{RI}]))', '{{direction}} {{model}}')],
+         'autoscaler_scale_events_total by direction: starts (up) and drains (down).'),
+    ]),
     ('Resources', [
         ('CPU usage', 'percentunit', 'timeseries', [('cpu_usage', '{{instance}}')],
          'Fraction of the machine\'s CPU time the process used.'),

@@ -86,7 +86,7 @@ autoscale_decision autoscale_rule::decide(double now, int64_t current) {
     const int64_t up = extreme_since(settings_.scale_up_delay_s, true);
     if (up > current) {
       d.desired = up;
-      d.reason = fmt::format("up {} -> {}: at least {} units recommended for {}s (load {})", current, up, up,
+      d.reason = fmt::format("up {} -> {}: at least {} units recommended for {}s (load {:.0f})", current, up, up,
                              settings_.scale_up_delay_s, fmt::join(d.group_load, "/"));
       return d;
     }
@@ -95,7 +95,7 @@ autoscale_decision autoscale_rule::decide(double now, int64_t current) {
     const int64_t down = extreme_since(settings_.scale_down_delay_s, false);
     if (down < current) {
       d.desired = down;
-      d.reason = fmt::format("down {} -> {}: at most {} units recommended for {}s (load {})", current, down, down,
+      d.reason = fmt::format("down {} -> {}: at most {} units recommended for {}s (load {:.0f})", current, down, down,
                              settings_.scale_down_delay_s, fmt::join(d.group_load, "/"));
       return d;
     }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "actors/protocol.hpp"
@@ -80,6 +81,37 @@ TEST(metrics, actor_reports_become_labelled_series) {
   EXPECT_TRUE(has_line(text, "actor_message_seconds_sum{node=\"n\",actor=\"n/w0\",role=\"worker\"} 1.5")) << text;
   EXPECT_TRUE(has_line(text, "replica_count_by_status{model=\"m\",status=\"active\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "replica_count_by_status{model=\"m\",status=\"lost\"} 1")) << text;
+}
+
+TEST(metrics, replica_lifecycle_and_the_autoscaler_become_labelled_series) {
+  metrics m;
+  router_stats r;
+  r.workers = {"n/w0", "n/w1", "n/w2", "n/w3"};
+  r.models = {"m", "m", "m", "m"};
+  r.alive = {1, 1, 0, 0};
+  r.status = {"active", "draining", "stopped", "lost"};
+  autoscaler_report a;
+  a.model = "m";
+  a.settings.target_in_flight_tokens = 300;
+  a.in_flight_tokens = 900;
+  a.window_mean = 450;
+  a.desired = 3;
+  a.current = 3;
+  a.starting = 2;
+  a.scale_ups = 2;
+  a.scale_downs = 1;
+  r.autoscalers = {a};
+  const std::string text = m.render(r, {});
+  for (auto [status, n] : {std::pair{"starting", 2}, {"active", 1}, {"draining", 1}, {"stopped", 1}, {"lost", 1}})
+    EXPECT_TRUE(has_line(text, fmt::format("replica_count_by_status{{model=\"m\",status=\"{}\"}} {}", status, n))) << text;
+  const std::string l = "model=\"m\",group=\"aggregated\"";
+  EXPECT_TRUE(has_line(text, "autoscaler_in_flight_tokens{" + l + "} 900")) << text;
+  EXPECT_TRUE(has_line(text, "autoscaler_in_flight_tokens_windowed{" + l + "} 450")) << text;
+  EXPECT_TRUE(has_line(text, "autoscaler_target_in_flight_tokens{" + l + "} 300")) << text;
+  EXPECT_TRUE(has_line(text, "autoscaler_desired_replicas{" + l + "} 3")) << text;
+  EXPECT_TRUE(has_line(text, "autoscaler_current_replicas{" + l + "} 3")) << text;
+  EXPECT_TRUE(has_line(text, "autoscaler_scale_events_total{" + l + ",direction=\"up\"} 2")) << text;
+  EXPECT_TRUE(has_line(text, "autoscaler_scale_events_total{" + l + ",direction=\"down\"} 1")) << text;
 }
 
 TEST(metrics, promtool_accepts_the_text) {

@@ -23,16 +23,15 @@
 #include "actors/kv_publisher.hpp"
 #include "actors/node_agent.hpp"
 #include "actors/snapshotter.hpp"
+#include "tests/actors/actor_test_setup.hpp"
 
 namespace troupe {
 namespace {
 
 using namespace std::chrono_literals;
 
-std::string model_dir() {
-  const char* src = std::getenv("TROUPE_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/models/troupe-py-7m";
-}
+using testing_setup::model_dir;
+using testing_setup::with_types;
 
 // Deltas from the stream actors, for the test thread to wait on.
 struct inbox {
@@ -73,12 +72,6 @@ stream_actor spawn_collector(caf::actor_system& sys, std::shared_ptr<inbox> box)
       box->cv.notify_all();
     }};
   });
-}
-
-caf::actor_system_config& with_types(caf::actor_system_config& cfg) {
-  add_troupe_types(cfg);
-  cfg.set("logger.verbosity", caf::atom("quiet"));
-  return cfg;
 }
 
 struct started_worker {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Proves `troupe bench ... --plot FILE.png`: short real runs of `bench engine` (the project's
-own model) and `bench serve` (two concurrency levels against a started server) print their
+own model), `bench serve` (two concurrency levels against a started server) and `bench serve
+--workload ramp` (an autoscaled server against a fixed replica, simulated engines) print their
 JSON and draw a PNG with matplotlib, kept as test artifacts; a missing python is a clear error.
 Usage: bench_plot_test.py TROUPE_BIN ARTIFACT_DIR
 """
@@ -54,6 +55,24 @@ def main():
         r = json.loads(p.stdout)
         if [x['concurrency'] for x in r['runs']] != [1, 4] or any(x['requests_ok'] == 0 for x in r['runs']):
             failures.append(f'bench serve JSON: {p.stdout[:300]}')
+        check_png(png, failures)
+
+    # The ramp: an autoscaled server (simulated engines, 20 ms per step) against a fixed replica.
+    png = os.path.join(artifacts, 'bench_serve_ramp.png')
+    costs = os.path.join(artifacts, 'ramp_costs.json')
+    with open(costs, 'w') as f:
+        json.dump({'prefill_token_ms': 0.5, 'decode_step_ms': {'1': 10, '32': 100}}, f)
+    p = run(troupe, ['serve', '--workload', 'ramp', '--model', MODEL, '--simulate', costs, '--concurrency', '12',
+                     '--duration', '6', '--max-tokens', '24', '--kv-cache-memory', '64MiB'], png)
+    if p.returncode != 0:
+        failures.append(f'bench serve --workload ramp --plot exited {p.returncode}: {p.stderr}')
+    else:
+        r = json.loads(p.stdout)
+        modes = [x['mode'] for x in r['runs']]
+        if modes != ['autoscaled', 'fixed single replica'] or any(x['requests_ok'] == 0 or x['requests_failed'] for x in r['runs']):
+            failures.append(f'bench serve --workload ramp JSON: {p.stdout[:300]}')
+        elif max(r['runs'][0]['samples']['active_replicas']) < 2:
+            failures.append(f'the ramp did not scale: {r["runs"][0]["samples"]}')
         check_png(png, failures)
 
     # Without python the JSON still comes out, and the error says what is missing.

@@ -75,7 +75,7 @@ TEST_F(store_test, create_list_get_delete) {
   EXPECT_EQ(d["llm_config"]["runtime"]["served_model_name"], "qwen3-4b");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_queue_policy"], "wspt");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_overlap_score_weight"], 3.5);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config"}));  // KV-aware routing acts on it
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "autoscaling_settings"}));  // KV-aware routing acts on it
   EXPECT_EQ(d["settings"]["not_yet_active"], json::array());
   EXPECT_TRUE(fs::exists(deployments_dir() + "/" + id + ".json"));
 
@@ -176,10 +176,9 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
       "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 4}}})");
   ASSERT_EQ(r.status, 201) << r.body;
   json d = json::parse(r.body);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config"}));
-  EXPECT_EQ(d["settings"]["not_yet_active"],
-            json({"speculative_config", "is_disaggregated", "b10_disagg_config", "autoscaling_settings"}));
-  ASSERT_EQ(d["warnings"].size(), 4u);
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "autoscaling_settings"}));
+  EXPECT_EQ(d["settings"]["not_yet_active"], json({"speculative_config", "is_disaggregated", "b10_disagg_config"}));
+  ASSERT_EQ(d["warnings"].size(), 3u);
   EXPECT_EQ(d["warnings"][0], "speculative_config is stored but not yet active: speculative "
                               "decoding has not landed in troupe yet; it takes effect when it "
                               "does");
@@ -214,6 +213,40 @@ TEST_F(store_test, deployments_survive_a_restart) {
   EXPECT_EQ(d->llm.speculative->type, decoding_type::mtp);
   management_api api(reopened);
   EXPECT_EQ(api.create(R"({"name": "keep", "model": "./local-model"})").status, 409);
+}
+
+TEST_F(store_test, autoscaling_settings_change_on_a_running_deployment_and_survive_a_restart) {
+  std::string id;
+  {
+    deployment_store store = open_store();
+    management_api api(store);
+    auto r = api.create(R"({"name": "scaled", "model": "./local-model", "llm_config": {
+        "b10_routing_config": {"router_temperature": 0.1},
+        "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 2}}})");
+    ASSERT_EQ(r.status, 201) << r.body;
+    id = json::parse(r.body)["id"];
+    auto u = api.update("scaled", R"({"autoscaling_settings": {"target_in_flight_tokens": 1000, "min_replica": 2, "max_replica": 4}})");
+    ASSERT_EQ(u.status, 200) << u.body;
+    json d = json::parse(u.body);
+    EXPECT_EQ(d["llm_config"]["autoscaling_settings"]["target_in_flight_tokens"], 1000);
+    EXPECT_EQ(d["llm_config"]["autoscaling_settings"]["max_replica"], 4);
+    EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_temperature"], 0.1);  // the rest is kept
+    // Validated as a new request's block, with the same messages; nothing else may change.
+    auto bad = api.update(id, R"({"autoscaling_settings": {"min_replica": 3, "max_replica": 2}})");
+    EXPECT_EQ(bad.status, 400);
+    EXPECT_EQ(json::parse(bad.body)["errors"][0]["field"], "llm_config.autoscaling_settings.min_replica") << bad.body;
+    auto other = api.update(id, R"({"autoscaling_settings": {}, "b10_routing_config": {}})");
+    EXPECT_EQ(other.status, 400);
+    EXPECT_EQ(json::parse(other.body)["errors"][0]["field"], "b10_routing_config") << other.body;
+    EXPECT_EQ(api.update("nobody", R"({"autoscaling_settings": {}})").status, 404);
+  }
+  deployment_store reopened = open_store();
+  auto d = reopened.get(id);
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->llm.has_autoscaling);
+  EXPECT_EQ(d->llm.autoscaling.target_in_flight_tokens, 1000);
+  EXPECT_EQ(d->llm.autoscaling.min_replica, 2);
+  EXPECT_EQ(d->llm.autoscaling.max_replica, 4);
 }
 
 TEST_F(store_test, leftovers_of_an_interrupted_write_are_dropped_and_complete_files_kept) {

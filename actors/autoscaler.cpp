@@ -1,0 +1,225 @@
+#include "actors/autoscaler.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "config/settings.hpp"
+
+namespace troupe {
+
+autoscale_settings to_rule_settings(const config::autoscaling_settings& a) {
+  autoscale_settings s;
+  s.target_in_flight_tokens = a.target_in_flight_tokens;
+  s.min_replica = a.min_replica;
+  s.max_replica = a.max_replica;
+  s.scale_up_delay_s = static_cast<double>(a.scale_up_delay);
+  s.scale_down_delay_s = static_cast<double>(a.scale_down_delay);
+  s.window_s = static_cast<double>(a.autoscaling_window);
+  return s;
+}
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct autoscaler_state {
+  static inline const char* name = "troupe.autoscaler";
+  autoscaler_options opt;
+  std::string me;  // "<node>/autoscaler/<model>"
+  std::unique_ptr<autoscale_rule> rule;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  int64_t starting = 0;
+  std::map<std::string, int64_t> starting_on;  // by node
+  std::set<std::string> stopping;              // drained workers whose agent was asked to stop them
+  autoscaler_report report;
+};
+
+using self_ptr = autoscaler_actor::stateful_pointer<autoscaler_state>;
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// An entry of the decision log (also on stderr, as the router logs its own changes).
+void note(self_ptr self, const std::string& line) {
+  auto& st = self->state;
+  autoscaler_report& r = st.report;
+  r.log_times.push_back(unix_now());
+  r.log.push_back(line);
+  while (r.log.size() > st.opt.log_size) {
+    r.log.erase(r.log.begin());
+    r.log_times.erase(r.log_times.begin());
+  }
+  std::fprintf(stderr, "troupe: %s: %s\n", st.me.c_str(), line.c_str());
+}
+
+const node_agent_actor* agent_of(self_ptr self, const std::string& node) {
+  for (const auto& [name, a] : self->state.opt.agents)
+    if (name == node) return &a;
+  return nullptr;
+}
+
+void started_one(self_ptr self, const std::string& node) {
+  auto& st = self->state;
+  --st.starting;
+  if (--st.starting_on[node] <= 0) st.starting_on.erase(node);
+}
+
+// Starts one replica on the node with the fewest workers of the model (those starting too).
+void start_one(self_ptr self, const group_load& l) {
+  auto& st = self->state;
+  if (st.opt.agents.empty()) return note(self, "cannot start a replica: no node agent");
+  std::map<std::string, int64_t> on_node;
+  for (const auto& [node, n] : st.starting_on) on_node[node] += n;
+  for (const std::string& node : l.nodes) ++on_node[node];
+  const auto* pick = &st.opt.agents.front();
+  for (const auto& a : st.opt.agents)
+    if (on_node[a.first] < on_node[pick->first]) pick = &a;
+  const std::string node = pick->first;
+  const node_agent_actor agent = pick->second;
+  ++st.starting;
+  ++st.starting_on[node];
+  self->request(agent, std::chrono::minutes(5), start_atom::value, st.opt.spec)
+      .then(
+          [=](worker_actor& w, publisher_actor& p, worker_info& info) {
+            const std::string name = info.name;
+            self->request(self->state.opt.routers.front(), 30s, register_atom::value, w, p, info)
+                .then(
+                    [=](bool) {
+                      started_one(self, node);
+                      note(self, fmt::format("started {}: active", name));
+                    },
+                    [=](caf::error& e) {
+                      started_one(self, node);
+                      note(self, fmt::format("started {}, but the router did not take it ({}); stopping it", name,
+                                             self->system().render(e)));
+                      self->request(agent, 10s, stop_atom::value, name).then([](bool) {}, [](caf::error&) {});
+                    });
+          },
+          [=](caf::error& e) {
+            started_one(self, node);
+            note(self, fmt::format("a replica did not start on {}: {}", node, self->system().render(e)));
+          });
+}
+
+void drain_one(self_ptr self, const std::string& worker) {
+  for (const router_actor& r : self->state.opt.routers)
+    self->request(r, 10s, drain_atom::value, worker).then([](bool) {}, [](caf::error&) {});
+  note(self, fmt::format("draining {}", worker));
+}
+
+// A drained worker holds nothing more: its node agent stops it.
+void stop_drained(self_ptr self, const std::string& worker, const std::string& node) {
+  auto& st = self->state;
+  if (!st.stopping.insert(worker).second) return;
+  const node_agent_actor* agent = agent_of(self, node);
+  if (!agent) return note(self, fmt::format("{} is drained, but no node agent of {} is known to stop it", worker, node));
+  self->request(*agent, 10s, stop_atom::value, worker)
+      .then([=](bool ok) { note(self, fmt::format("{} drained: {}", worker, ok ? "stopped" : "already gone")); },
+            [=](caf::error& e) { note(self, fmt::format("{} drained, stop failed: {}", worker, self->system().render(e))); });
+}
+
+void decide(self_ptr self, const group_load& l) {
+  auto& st = self->state;
+  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now() - st.t0).count();
+  st.rule->observe(now, 0, static_cast<double>(l.in_flight_tokens));
+
+  // Workers by state; drained ones stop.
+  std::vector<std::pair<int32_t, std::string>> active;  // (requests in flight, name)
+  int64_t draining = 0;
+  std::set<std::string> listed;
+  for (size_t i = 0; i < l.workers.size(); ++i) {
+    listed.insert(l.workers[i]);
+    if (l.draining[i]) {
+      ++draining;
+      if (l.in_flight_requests[i] == 0) stop_drained(self, l.workers[i], l.nodes[i]);
+    } else {
+      active.emplace_back(l.in_flight_requests[i], l.workers[i]);
+    }
+  }
+  for (auto it = st.stopping.begin(); it != st.stopping.end();) it = listed.count(*it) ? std::next(it) : st.stopping.erase(it);
+
+  const int64_t current = static_cast<int64_t>(active.size()) + st.starting;
+  const autoscale_decision d = st.rule->decide(now, current);
+  autoscaler_report& r = st.report;
+  r.settings = st.rule->settings();
+  r.in_flight_tokens = static_cast<double>(l.in_flight_tokens);
+  r.window_mean = d.group_load.empty() ? 0 : d.group_load[0];
+  r.recommended = d.recommended;
+  r.desired = d.desired;
+  r.reason = d.reason;
+  // "scale up 1 -> 3: <the rule's reason>; <the load now>"
+  const std::string why = d.reason.substr(d.reason.rfind("up ", 0) == 0 || d.reason.rfind("down ", 0) == 0
+                                              ? d.reason.find(": ") + 2
+                                              : 0);
+  const std::string load = fmt::format("{} in-flight tokens now, target {}", l.in_flight_tokens, r.settings.target_in_flight_tokens);
+  if (d.desired > current) {
+    note(self, fmt::format("scale up {} -> {}: {}; {}", current, d.desired, why, load));
+    for (int64_t i = current; i < d.desired; ++i) start_one(self, l);
+    ++r.scale_ups;
+    st.rule->scaled(now);
+  } else if (d.desired < current) {
+    // Replicas still starting cannot be drained yet: the active ones with the least in flight go.
+    std::sort(active.begin(), active.end());
+    const auto n = static_cast<size_t>(std::min<int64_t>(current - d.desired, static_cast<int64_t>(active.size())));
+    if (n > 0) {
+      note(self, fmt::format("scale down {} -> {}: {}; {}", current, current - static_cast<int64_t>(n), why, load));
+      for (size_t i = 0; i < n; ++i) drain_one(self, active[i].second);
+      draining += static_cast<int64_t>(n);
+      ++r.scale_downs;
+      st.rule->scaled(now);
+    }
+  }
+  r.starting = st.starting;
+  r.draining = draining;
+  r.current = static_cast<int64_t>(l.workers.size()) - draining + st.starting;
+  self->send(st.opt.routers.front(), autoscale_atom::value, r);
+}
+
+autoscaler_actor::behavior_type autoscaler_fn(self_ptr self, autoscaler_options opt) {
+  auto& st = self->state;
+  st.opt = std::move(opt);
+  st.me = fmt::format("{}/autoscaler/{}", st.opt.node, st.opt.model);
+  st.rule = std::make_unique<autoscale_rule>(st.opt.settings, std::vector<int64_t>{1});
+  st.report.model = st.opt.model;
+  st.report.settings = st.opt.settings;
+  self->send(self, tick_atom::value);
+  return {
+      [=](tick_atom) {
+        auto& s = self->state;
+        const auto next = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(s.opt.tick_s));
+        if (s.opt.routers.empty()) return;
+        self->request(s.opt.routers.front(), 10s, load_atom::value, s.opt.model)
+            .then(
+                [=](group_load& l) {
+                  decide(self, l);
+                  self->delayed_send(self, next, tick_atom::value);
+                },
+                [=](caf::error&) { self->delayed_send(self, next, tick_atom::value); });
+      },
+      [=](configure_atom, const autoscale_settings& s) {
+        self->state.rule->set_settings(s);
+        self->state.report.settings = s;
+        note(self, fmt::format("settings: target_in_flight_tokens {}, min_replica {}, max_replica {}, scale_up_delay {}, "
+                               "scale_down_delay {}, autoscaling_window {}",
+                               s.target_in_flight_tokens, s.min_replica, s.max_replica, s.scale_up_delay_s,
+                               s.scale_down_delay_s, s.window_s));
+        return true;
+      },
+      [=](stats_atom) { return self->state.report; },
+  };
+}
+
+}  // namespace
+
+autoscaler_actor spawn_autoscaler(caf::actor_system& sys, autoscaler_options options) {
+  return sys.spawn(autoscaler_fn, std::move(options));
+}
+
+}  // namespace troupe

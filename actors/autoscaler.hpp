@@ -1,0 +1,51 @@
+// autoscaler: sizes one served model's replica group (aggregated serving: one engine worker
+// per replica) by its in-flight tokens, with token-based autoscaling's rule
+// (runtime/autoscale/autoscale_rule.hpp; README "Autoscaling").
+//
+// What it owns: the rule and its history, the settings (autoscaling_settings; `configure`
+// replaces them and they take effect at the next decision), the replicas it is starting, the
+// decision log, and its timer. Every tick it asks the model's router for the load (prompt +
+// max_tokens of the requests routed and not ended, and of those queued for a worker), feeds
+// the rule, and carries out what it decides:
+//   scale up:   a node agent starts a worker (the node with the fewest workers of the model,
+//               counting those starting), which is registered with the router once ready;
+//               it counts as a replica ("starting") from the moment it is asked for.
+//   scale down: the routers drain the active worker with the fewest requests in flight (no
+//               new requests go to it; it finishes what it holds); once the router counts
+//               nothing in flight on it, its node agent stops it. A drain never fails a request.
+// After every tick it sends its report (load, desired and current replicas, the log) to the
+// router, which shows it on /metrics and /v1/actors.
+//
+// What it does not own: the workers (node agents start and stop them), the routing and the
+// load picture (the router's), or disaggregated groups (prefill and decode apart: not built).
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "actors/protocol.hpp"
+
+namespace troupe {
+
+namespace config {
+struct autoscaling_settings;
+}
+
+struct autoscaler_options {
+  std::string node;   // for its name in logs: "<node>/autoscaler/<model>"
+  std::string model;  // the served model name
+  worker_spec spec;   // what a new replica is started with
+  autoscale_settings settings;
+  std::vector<router_actor> routers;  // [0] is asked for the load and registers new workers; all drain
+  std::vector<std::pair<std::string, node_agent_actor>> agents;  // by node name
+  double tick_s = 1;      // between decisions
+  size_t log_size = 100;  // decision log entries kept
+};
+
+autoscaler_actor spawn_autoscaler(caf::actor_system& sys, autoscaler_options options);
+
+// autoscaling_settings (config/settings.hpp; delays and window in seconds) as the rule takes them.
+autoscale_settings to_rule_settings(const config::autoscaling_settings& a);
+
+}  // namespace troupe

@@ -1,0 +1,278 @@
+// Proves the autoscaler and the router's drains as actors, in a real actor system in this
+// process, with real worker actors whose engines run on simulated devices: a drained worker
+// gets no new requests and finishes the ones it holds, and stops as "stopped", not "lost";
+// a burst of in-flight tokens scales one replica to several and, once the load is gone, back
+// to one, with no failed request and every KV block free; new settings take effect at the
+// next decision, without a restart; with min_replica 0, requests wait while no replica runs
+// and bring one up.
+#include "actors/autoscaler.hpp"
+
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "actors/node_agent.hpp"
+#include "actors/router.hpp"
+#include "tests/actors/actor_test_setup.hpp"
+
+namespace troupe {
+namespace {
+
+using namespace std::chrono_literals;
+
+using testing_setup::model_dir;
+using testing_setup::with_types;
+
+// The last delta of every request, for the test thread to wait on.
+struct finals {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, token_delta> done;
+
+  bool wait_for(size_t n, std::chrono::seconds limit = 120s) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, limit, [&] { return done.size() >= n; });
+  }
+};
+
+// A router, a node agent and a collector of deltas; workers are simulated troupe-py-7m engines.
+class deployment {
+  caf::actor_system_config cfg_;
+  caf::actor_system sys_;
+
+ public:
+  deployment() : sys_(with_types(cfg_)) {
+    router_options ro;
+    ro.seed = 42;
+    router = spawn_router(sys_, "test", std::move(ro));
+    agent = spawn_node_agent(sys_, "test");
+    box = std::make_shared<finals>();
+    auto b = box;
+    collector = sys_.spawn([b]() -> stream_actor::behavior_type {
+      return {[b](token_delta& d) {
+        if (!d.finished) return;
+        {
+          std::lock_guard<std::mutex> lock(b->mu);
+          b->done[d.id] = std::move(d);
+        }
+        b->cv.notify_all();
+      }};
+    });
+  }
+  ~deployment() {
+    if (scaler) caf::anon_send_exit(*scaler, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(agent, caf::exit_reason::user_shutdown);
+    std::this_thread::sleep_for(200ms);
+    caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(collector, caf::exit_reason::user_shutdown);
+  }
+
+  // 20 ms per decode step: a request of 60 output tokens holds its worker for over a second.
+  static worker_spec sim_spec() {
+    worker_spec s;
+    s.model_path = model_dir();
+    s.engine.kv_cache_bytes = int64_t{32} << 20;
+    s.engine.max_batch_size = 64;
+    s.engine.max_num_tokens = 2048;
+    s.engine.simulate = R"({"prefill_token_ms": 0.05, "decode_step_ms": {"1": 20, "64": 20}})";
+    return s;
+  }
+
+  void start_worker() {
+    caf::scoped_actor self{sys_};
+    self->request(agent, 60s, start_atom::value, sim_spec())
+        .receive(
+            [&](worker_actor& w, publisher_actor& p, worker_info& info) {
+              self->request(router, 30s, register_atom::value, w, p, info)
+                  .receive([](bool) {}, [](caf::error&) { ADD_FAILURE() << "register"; });
+            },
+            [&](caf::error& e) { ADD_FAILURE() << sys_.render(e); });
+  }
+
+  void autoscale(autoscale_settings s) {
+    autoscaler_options o;
+    o.node = "test";
+    o.model = "troupe-py-7m";
+    o.spec = sim_spec();
+    o.settings = s;
+    o.routers = {router};
+    o.agents = {{"test", agent}};
+    o.tick_s = 0.05;
+    scaler = spawn_autoscaler(sys_, std::move(o));
+  }
+
+  void submit(const std::string& id, int32_t max_tokens) {
+    generate_request r;
+    r.id = id;
+    r.model = "troupe-py-7m";
+    for (int32_t i = 0; i < 32; ++i) r.prompt.push_back((static_cast<int32_t>(id.size()) * 131 + i * 17 + id.back()) % 8000 + 1);
+    r.params.max_tokens = max_tokens;
+    r.params.temperature = 0;
+    r.params.ignore_eos = true;
+    r.reply_to = collector;
+    caf::anon_send(router, submit_atom::value, std::move(r));
+  }
+
+  router_stats stats() {
+    caf::scoped_actor self{sys_};
+    router_stats out;
+    self->request(router, 10s, stats_atom::value).receive([&](router_stats& s) { out = std::move(s); },
+                                                          [](caf::error&) { ADD_FAILURE() << "stats"; });
+    return out;
+  }
+
+  int64_t count(const std::string& status) {
+    const router_stats s = stats();
+    return std::count(s.status.begin(), s.status.end(), status);
+  }
+
+  // Until pred(stats) holds, or the limit passes.
+  template <class Pred>
+  bool eventually(Pred pred, std::chrono::milliseconds limit = 60s) {
+    const auto until = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < until) {
+      if (pred(stats())) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  }
+
+  std::vector<actor_stats> actors() {
+    caf::scoped_actor self{sys_};
+    std::vector<actor_stats> out;
+    self->request(agent, 10s, metrics_atom::value).receive([&](std::vector<actor_stats>& v) { out = std::move(v); },
+                                                           [](caf::error&) { ADD_FAILURE() << "metrics"; });
+    return out;
+  }
+
+  caf::actor_system& sys() { return sys_; }
+
+  router_actor router;
+  node_agent_actor agent;
+  std::optional<autoscaler_actor> scaler;
+  std::shared_ptr<finals> box;
+  stream_actor collector;
+};
+
+size_t n_status(const router_stats& s, const char* status) {
+  return static_cast<size_t>(std::count(s.status.begin(), s.status.end(), status));
+}
+
+void expect_all_ok(finals& box) {
+  std::lock_guard<std::mutex> lock(box.mu);
+  for (auto& [id, d] : box.done) {
+    EXPECT_EQ(d.error_status, 0) << id << ": " << d.error;
+    EXPECT_EQ(d.finish_reason, "length") << id;
+  }
+}
+
+TEST(router, a_drained_worker_finishes_what_it_holds_and_gets_nothing_new) {
+  deployment c;
+  c.start_worker();
+  c.start_worker();
+  for (int i = 0; i < 8; ++i) c.submit(fmt::format("before-{}", i), 60);
+  ASSERT_TRUE(c.eventually([](const router_stats& s) { return s.in_flight_requests.size() == 2 && s.in_flight_requests[0] > 0 && s.in_flight_requests[1] > 0; }));
+  const std::string drained = c.stats().workers[0];
+  {
+    caf::scoped_actor self{c.sys()};
+    bool ok = false;
+    self->request(c.router, 10s, drain_atom::value, drained).receive([&](bool b) { ok = b; }, [](caf::error&) {});
+    EXPECT_TRUE(ok);
+  }
+  EXPECT_EQ(c.count("draining"), 1);
+  for (int i = 0; i < 8; ++i) c.submit(fmt::format("after-{}", i), 4);
+  ASSERT_TRUE(c.box->wait_for(16));
+  expect_all_ok(*c.box);
+  {
+    std::lock_guard<std::mutex> lock(c.box->mu);
+    for (int i = 0; i < 8; ++i) EXPECT_NE(c.box->done[fmt::format("after-{}", i)].worker, drained);
+  }
+  // Its agent stops it: the router counts it stopped, not lost.
+  caf::anon_send(c.agent, stop_atom::value, drained);
+  ASSERT_TRUE(c.eventually([](const router_stats& s) { return n_status(s, "stopped") == 1; }));
+  EXPECT_EQ(c.count("lost"), 0);
+  EXPECT_EQ(c.count("active"), 1);
+}
+
+TEST(autoscaler, a_burst_scales_one_replica_up_and_back_down_without_a_failed_request) {
+  deployment c;
+  c.start_worker();
+  autoscale_settings s;
+  s.target_in_flight_tokens = 400;  // a burst of 12 x (32 + 60) tokens wants 3
+  s.min_replica = 1;
+  s.max_replica = 3;
+  s.scale_up_delay_s = 0;
+  s.scale_down_delay_s = 1;
+  s.window_s = 0.3;
+  c.autoscale(s);
+  ASSERT_TRUE(c.eventually([](const router_stats& r) { return r.autoscalers.size() == 1 && r.autoscalers[0].current == 1; }));
+
+  for (int i = 0; i < 12; ++i) c.submit(fmt::format("burst-{}", i), 60);
+  ASSERT_TRUE(c.eventually([](const router_stats& r) { return n_status(r, "active") >= 2; }, 30s)) << "scaled up";
+  // A second wave lands on the new replicas too.
+  for (int i = 0; i < 6; ++i) c.submit(fmt::format("wave-{}", i), 60);
+  ASSERT_TRUE(c.box->wait_for(18));
+  expect_all_ok(*c.box);
+
+  // The load is gone: back to one replica; the others were drained and stopped.
+  ASSERT_TRUE(c.eventually([](const router_stats& r) { return n_status(r, "active") == 1 && n_status(r, "draining") == 0; }, 30s))
+      << "scaled down";
+  const router_stats r = c.stats();
+  EXPECT_GE(n_status(r, "stopped"), 1u);
+  EXPECT_EQ(n_status(r, "lost"), 0u);
+  EXPECT_EQ(r.failed, 0);
+  ASSERT_EQ(r.autoscalers.size(), 1u);
+  const autoscaler_report& a = r.autoscalers[0];
+  EXPECT_GE(a.scale_ups, 1);
+  EXPECT_GE(a.scale_downs, 1);
+  EXPECT_EQ(a.current, 1);
+  EXPECT_FALSE(a.log.empty());
+  // Every KV block of the replicas still running is free.
+  ASSERT_TRUE(c.eventually([&](const router_stats&) {
+    auto workers = c.actors();
+    size_t n = 0;
+    for (const actor_stats& w : workers)
+      if (w.role == "worker") {
+        ++n;
+        if (w.kv_blocks_used != 0 || w.running != 0 || w.waiting != 0) return false;
+      }
+    return n == 1;
+  }, 10s));
+
+  // New settings take effect at the next decision, without a restart.
+  s.min_replica = 2;
+  {
+    caf::scoped_actor self{c.sys()};
+    self->request(*c.scaler, 10s, configure_atom::value, s).receive([](bool) {}, [](caf::error&) { ADD_FAILURE() << "configure"; });
+  }
+  ASSERT_TRUE(c.eventually([](const router_stats& rs) { return n_status(rs, "active") == 2; }, 30s)) << "min_replica 2";
+}
+
+TEST(autoscaler, scales_from_zero_when_requests_wait_and_back_to_zero) {
+  deployment c;
+  autoscale_settings s;
+  s.target_in_flight_tokens = 1000;
+  s.min_replica = 0;
+  s.max_replica = 2;
+  s.scale_down_delay_s = 0.5;
+  s.window_s = 0.2;
+  c.autoscale(s);
+  ASSERT_TRUE(c.eventually([](const router_stats& r) { return r.autoscalers.size() == 1; }));
+  EXPECT_EQ(c.count("active"), 0);
+  // No replica: the requests wait in the router's queue, and their tokens are the demand.
+  for (int i = 0; i < 3; ++i) c.submit(fmt::format("cold-{}", i), 20);
+  ASSERT_TRUE(c.box->wait_for(3, 60s));
+  expect_all_ok(*c.box);
+  ASSERT_TRUE(c.eventually([](const router_stats& r) {
+    return n_status(r, "active") == 0 && n_status(r, "draining") == 0 && n_status(r, "stopped") >= 1;
+  }, 30s)) << "back to zero";
+  c.submit("warm-again", 4);
+  ASSERT_TRUE(c.box->wait_for(4, 60s));
+  expect_all_ok(*c.box);
+}
+
+}  // namespace
+}  // namespace troupe

@@ -1,0 +1,152 @@
+// Token-based autoscaling end to end: `troupe serve --llm-config` with min_replica 1,
+// max_replica 3 and a small target_in_flight_tokens, on simulated engines (20 ms per decode
+// step, so that requests hold their replicas for seconds whatever the machine). A burst of
+// concurrent streams from the official openai client scales it to >= 2 active replicas
+// (read from /metrics); once the load stops it drains back to 1, with 0 failed requests, every
+// KV block free, and the decision log on /v1/actors. A deployment's autoscaling_settings
+// changed with PATCH /v1/llm_models/{id} take effect on the running deployment.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { start, freePort, eventually, actors, workersIdle } from './harness.mjs';
+
+const MODEL = 'troupe-py-7m';
+const MODEL_DIR = path.resolve(process.env.TROUPE_SOURCE_DIR ?? '../..', 'models', MODEL);
+
+const metric = (text, name, labels) => {
+  const m = text.match(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm'));
+  return m ? Number(m[1]) : NaN;
+};
+const replicas = (text, status) => metric(text, 'replica_count_by_status', `model="${MODEL}",status="${status}"`);
+
+describe('token-based autoscaling', () => {
+  let server, client, dir;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-autoscale-'));
+    fs.writeFileSync(path.join(dir, 'costs.json'), JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
+    fs.writeFileSync(path.join(dir, 'llm.json'), JSON.stringify({
+      autoscaling_settings: { target_in_flight_tokens: 300, min_replica: 1, max_replica: 3, scale_up_delay: 0,
+                              scale_down_delay: 3, autoscaling_window: 1 } }));
+    const port = await freePort();
+    server = await start(['serve', '--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--threads', '1',
+                          '--kv-cache-memory', '96MiB', '--simulate', path.join(dir, 'costs.json'),
+                          '--llm-config', path.join(dir, 'llm.json')]);
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
+  });
+  after(async () => {
+    await server?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('scales 1 -> >= 2 active replicas under a burst and back to 1, with no failed request', async () => {
+    const scrape = async () => (await fetch(`${server.url}/metrics`)).text();
+    assert.equal(replicas(await scrape(), 'active'), 1);
+    assert.match(server.stderr(), /autoscaling troupe-py-7m: target_in_flight_tokens 300, replicas 1 to 3/);
+
+    // Concurrent streams of 120 tokens each: some 16 x 130 in-flight tokens against a target of 300.
+    const stream = async (i) => {
+      const s = await client.completions.create({ model: MODEL, prompt: `burst ${i}: def f(x):`, max_tokens: 120,
+                                                  ignore_eos: true, stream: true });
+      let text = '', finish = null;
+      for await (const chunk of s) {
+        text += chunk.choices[0]?.text ?? '';
+        finish = chunk.choices[0]?.finish_reason ?? finish;
+      }
+      return { text, finish };
+    };
+    let maxActive = 0;
+    const first = Array.from({ length: 8 }, (_, i) => stream(i));
+    const scaled = await eventually(async () => {
+      maxActive = Math.max(maxActive, replicas(await scrape(), 'active'));
+      return maxActive >= 2;
+    }, { timeoutMs: 20000 });
+    assert.ok(scaled, `scaled up: at most ${maxActive} active replicas`);
+    // The second half of the burst spreads over the new replicas.
+    const second = Array.from({ length: 8 }, (_, i) => stream(8 + i));
+    const results = await Promise.all([...first, ...second]);
+    for (const r of results) {
+      assert.equal(r.finish, 'length');
+      assert.ok(r.text.length > 0);
+    }
+    const served = (await actors(server.url)).router.workers.filter((w) => w.routed > 0);
+    assert.ok(served.length >= 2, `the burst was served by ${served.length} replicas`);
+
+    // The load stopped: drained back to one replica, none lost, nothing failed.
+    const down = await eventually(async () => {
+      const t = await scrape();
+      return replicas(t, 'active') === 1 && replicas(t, 'draining') === 0 && replicas(t, 'starting') === 0 ? t : null;
+    }, { timeoutMs: 30000 });
+    assert.ok(down, 'scaled back down to 1 replica');
+    assert.ok(replicas(down, 'stopped') >= 1);
+    assert.equal(replicas(down, 'lost'), 0);
+    assert.ok(!(metric(down, 'requests_total', `model="${MODEL}",outcome="error"`) > 0), 'no request failed');
+    assert.equal(metric(down, 'requests_total', `model="${MODEL}",outcome="ok"`), 16);
+    assert.ok(metric(down, 'autoscaler_scale_events_total', `model="${MODEL}",group="aggregated",direction="up"`) >= 1);
+    assert.ok(metric(down, 'autoscaler_scale_events_total', `model="${MODEL}",group="aggregated",direction="down"`) >= 1);
+    assert.equal(metric(down, 'autoscaler_current_replicas', `model="${MODEL}",group="aggregated"`), 1);
+    assert.ok(await eventually(() => workersIdle(server.url)), 'every KV block is free');
+
+    // The decision log, on /v1/actors (the autoscaler's report follows each decision, once a second).
+    const a = await eventually(async () => {
+      const x = (await actors(server.url)).autoscalers;
+      return x.length === 1 && x[0].log.some((e) => /drained: stopped/.test(e.event)) ? x : null;
+    }, { timeoutMs: 5000 }) ?? (await actors(server.url)).autoscalers;
+    assert.equal(a.length, 1);
+    assert.equal(a[0].settings.target_in_flight_tokens, 300);
+    assert.ok(a[0].log.some((e) => /^scale up 1 -> [23]/.test(e.event)), JSON.stringify(a[0].log));
+    assert.ok(a[0].log.some((e) => /^scale down/.test(e.event)), JSON.stringify(a[0].log));
+    assert.ok(a[0].log.some((e) => /drained: stopped/.test(e.event)), JSON.stringify(a[0].log));
+  });
+});
+
+describe('autoscaling settings of a running deployment', () => {
+  let server, dir;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-autoscale-api-'));
+    fs.writeFileSync(path.join(dir, 'costs.json'), JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
+    const port = await freePort();
+    server = await start(['serve', '--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--threads', '1',
+                          '--kv-cache-memory', '96MiB', '--simulate', path.join(dir, 'costs.json'),
+                          '--state-dir', path.join(dir, 'state')]);
+  });
+  after(async () => {
+    await server?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const call = async (method, p, body) => {
+    const res = await fetch(`${server.url}${p}`, { method, headers: { 'Content-Type': 'application/json' },
+                                                   body: body ? JSON.stringify(body) : undefined });
+    return { status: res.status, body: await res.json() };
+  };
+  const active = async (model) => (await actors(server.url)).router.workers.filter((w) => w.model === model && w.status === 'active').length;
+
+  it('PATCH /v1/llm_models/{id} changes them without a restart', async () => {
+    const created = await call('POST', '/v1/llm_models', { name: 'scaled', model: MODEL_DIR, llm_config: {
+      autoscaling_settings: { target_in_flight_tokens: 100000, min_replica: 1, max_replica: 3, scale_down_delay: 1 } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.ok(created.body.settings.active.includes('autoscaling_settings'));
+    assert.equal(await active('scaled'), 1);
+
+    const patched = await call('PATCH', `/v1/llm_models/${created.body.id}`, { autoscaling_settings: {
+      target_in_flight_tokens: 100000, min_replica: 2, max_replica: 3, scale_down_delay: 1 } });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
+    assert.equal(patched.body.llm_config.autoscaling_settings.min_replica, 2);
+    assert.ok(await eventually(async () => (await active('scaled')) === 2), 'min_replica 2 took effect');
+    const a = (await actors(server.url)).autoscalers.find((x) => x.model === 'scaled');
+    assert.equal(a.settings.min_replica, 2);
+
+    const bad = await call('PATCH', '/v1/llm_models/scaled', { autoscaling_settings: { min_replica: 4, max_replica: 3 } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.errors[0].field, 'llm_config.autoscaling_settings.min_replica');
+
+    // Back to one: the extra replica drains and stops.
+    assert.equal((await call('PATCH', '/v1/llm_models/scaled', { autoscaling_settings: { target_in_flight_tokens: 100000,
+      min_replica: 1, max_replica: 1 } })).status, 200);
+    assert.ok(await eventually(async () => (await active('scaled')) === 1, { timeoutMs: 15000 }), 'max_replica 1 took effect');
+    assert.equal((await call('DELETE', '/v1/llm_models/scaled')).status, 200);
+  });
+});
