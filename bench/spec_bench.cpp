@@ -6,12 +6,11 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/cpu_executor.hpp"
+#include "bench/bench_util.hpp"
 #include "runtime/engine/engine.hpp"
 #include "runtime/engine/factory.hpp"
 #include "runtime/model_bundle.hpp"
@@ -129,13 +128,9 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, const workload
 }  // namespace
 
 result<json> run_spec_bench(const spec_bench_options& o) {
-  TROUPE_TRY(model_bundle m, load_model(o.model.empty() ? default_model_path() : o.model));
-  if (!m.tok) return make_error("the model ships no tokenizer: the workloads are text");
-  cpu_executor_options eo;
-  eo.n_threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  eo.kv_block_size = 16;
-  eo.kv_cache_bytes = size_t{1} << 30;
-  TROUPE_TRY(std::unique_ptr<executor> ex, make_cpu_executor(m.weights, eo));
+  TROUPE_TRY(text_model tm, load_text_model(o.model, o.threads, "the workloads are text"));
+  const model_bundle& m = *tm.bundle;
+  executor* ex = tm.ex.get();
   const int n = o.batches.empty() ? 0 : *std::max_element(o.batches.begin(), o.batches.end());
   TROUPE_TRY(std::vector<workload> workloads, make_workloads(*m.tok, o.code_dir, n));
   json out = {{"model", m.name},

@@ -10,14 +10,12 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/cpu_executor.hpp"
 #include "runtime/engine/engine.hpp"
 #include "runtime/engine/factory.hpp"
 #include "runtime/engine/sequence.hpp"
-#include "runtime/model_bundle.hpp"
 #include "runtime/spec/ngram_proposer.hpp"
 #include "runtime/text/tokenizer.hpp"
-#include "tests/test_data.hpp"
+#include "tests/runtime/shipped_model_fixture.hpp"
 
 namespace troupe {
 namespace {
@@ -62,28 +60,8 @@ class test_proposer final : public proposer {
   std::mt19937 rng_;
 };
 
-class ngram_engine : public ::testing::Test {
+class ngram_engine : public testing::shipped_model_fixture {
  protected:
-  static void SetUpTestSuite() {
-    auto b = load_model(testing::source_dir() + "/models/troupe-py-7m");
-    ASSERT_TRUE(b.ok()) << b.message();
-    bundle_ = new model_bundle(std::move(*b));
-  }
-  static void TearDownTestSuite() {
-    delete bundle_;
-    bundle_ = nullptr;
-  }
-
-  std::unique_ptr<executor> make_executor(int32_t n_blocks = 512) {
-    cpu_executor_options o;
-    o.n_threads = 2;
-    o.kv_block_size = 16;
-    o.kv_n_blocks = n_blocks;
-    auto ex = make_cpu_executor(bundle_->weights, o);
-    EXPECT_TRUE(ex.ok()) << ex.message();
-    return ex.ok() ? std::move(*ex) : nullptr;
-  }
-
   static std::vector<token_id> encode(const std::string& text) { return bundle_->tok->encode(text, true, false); }
 
   // Python-shaped prompts; some repeat code the continuation is likely to copy.
@@ -158,10 +136,7 @@ class ngram_engine : public ::testing::Test {
     }
     return out;
   }
-
-  static model_bundle* bundle_;
 };
-model_bundle* ngram_engine::bundle_ = nullptr;
 
 void expect_same(const std::map<std::string, outcome>& got, const std::map<std::string, outcome>& want) {
   ASSERT_EQ(got.size(), want.size());
