@@ -333,9 +333,14 @@ status frontend::start() {
       nlohmann::json j = {{"node", a.node},         {"actor", a.actor}, {"role", a.role},
                           {"mailbox_size", a.mailbox_size}, {"messages_total", a.messages_total},
                           {"handling_seconds", a.handling_seconds}};
-      if (a.role == "worker")
+      if (a.role == "worker") {
         j["engine"] = {{"running", a.running}, {"waiting", a.waiting}, {"kv_blocks_used", a.kv_blocks_used},
                        {"kv_blocks_total", a.kv_blocks_total}};
+        if (!a.decoding_type.empty())
+          j["engine"]["speculative"] = {{"decoding_type", a.decoding_type},
+                                        {"draft_tokens", a.draft_tokens},
+                                        {"accepted_draft_tokens", a.accepted_draft_tokens}};
+      }
       list.push_back(std::move(j));
     }
     nlohmann::json workers = nlohmann::json::array();

@@ -55,6 +55,23 @@ prometheus::MetricFamily family(std::string name, std::string help, prometheus::
   return f;
 }
 
+// A histogram as it travelled (histogram_data) as one labelled series.
+prometheus::ClientMetric histogram_metric(const histogram_data& h, std::vector<prometheus::ClientMetric::Label> labels) {
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  m.histogram.sample_count = h.count;
+  m.histogram.sample_sum = h.sum;
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < h.counts.size(); ++i) {
+    cumulative += h.counts[i];
+    prometheus::ClientMetric::Bucket b;
+    b.cumulative_count = cumulative;
+    b.upper_bound = i < h.bounds.size() ? h.bounds[i] : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back(b);
+  }
+  return m;
+}
+
 prometheus::ClientMetric gauge(double v, std::vector<prometheus::ClientMetric::Label> labels = {}) {
   prometheus::ClientMetric m;
   m.label = std::move(labels);
@@ -190,9 +207,46 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
   f = family("gpu_memory_usage", "GPU memory in use, bytes (0: this deployment runs on the CPU)", MetricType::Gauge);
   f.metric.push_back(gauge(0));
   fams.push_back(std::move(f));
-  f = family("speculation_rate", "Accepted draft tokens per verified token (0: speculative decoding is off)", MetricType::Gauge);
-  f.metric.push_back(gauge(0));
-  fams.push_back(std::move(f));
+  // Speculative decoding, per decoding type over the workers that draft (since they started).
+  struct speculation {
+    int64_t drafted = 0, accepted = 0;
+    histogram_data length;
+  };
+  std::map<std::string, speculation> spec;
+  for (const actor_stats& a : actors) {
+    if (a.decoding_type.empty()) continue;
+    speculation& x = spec[a.decoding_type];
+    x.drafted += a.draft_tokens;
+    x.accepted += a.accepted_draft_tokens;
+    const histogram_data& h = a.accepted_length;
+    if (x.length.counts.empty()) x.length = h;
+    else if (x.length.bounds == h.bounds) {
+      for (size_t i = 0; i < h.counts.size(); ++i) x.length.counts[i] += h.counts[i];
+      x.length.sum += h.sum;
+      x.length.count += h.count;
+    }
+  }
+  f = family("speculation_rate",
+             "The percentage of draft tokens accepted by the main model (0 while speculative decoding is off)",
+             MetricType::Gauge);
+  auto drafted = family("speculative_draft_tokens_total", "Draft tokens the main model verified", MetricType::Counter);
+  auto accepted = family("speculative_accepted_tokens_total", "Draft tokens the main model accepted", MetricType::Counter);
+  auto length = family("speculative_accepted_length",
+                       "Tokens one verification emitted: the draft tokens accepted, plus the main model's own",
+                       MetricType::Histogram);
+  if (spec.empty()) f.metric.push_back(gauge(0));
+  for (const auto& [type, x] : spec) {
+    const std::vector<prometheus::ClientMetric::Label> l = {{"decoding_type", type}};
+    f.metric.push_back(gauge(x.drafted > 0 ? 100.0 * static_cast<double>(x.accepted) / static_cast<double>(x.drafted) : 0, l));
+    for (auto [fam, v] : {std::pair{&drafted, x.drafted}, std::pair{&accepted, x.accepted}}) {
+      prometheus::ClientMetric c;
+      c.label = l;
+      c.counter.value = static_cast<double>(v);
+      fam->metric.push_back(c);
+    }
+    length.metric.push_back(histogram_metric(x.length, l));
+  }
+  for (auto* fam : {&f, &drafted, &accepted, &length}) fams.push_back(std::move(*fam));
 
   // Router figures.
   // Per-worker columns of router_stats; one shorter than r.workers (a partly filled report)
@@ -261,18 +315,7 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
   for (auto* fam : {&hit, &skew, &best, &eff, &depth, &rejected}) fams.push_back(std::move(*fam));
   const auto histogram = [](std::string name, std::string help, const histogram_data& h) {
     auto fam = family(std::move(name), std::move(help), MetricType::Histogram);
-    prometheus::ClientMetric m;
-    m.histogram.sample_count = h.count;
-    m.histogram.sample_sum = h.sum;
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < h.counts.size(); ++i) {
-      cumulative += h.counts[i];
-      prometheus::ClientMetric::Bucket b;
-      b.cumulative_count = cumulative;
-      b.upper_bound = i < h.bounds.size() ? h.bounds[i] : std::numeric_limits<double>::infinity();
-      m.histogram.bucket.push_back(b);
-    }
-    fam.metric.push_back(std::move(m));
+    fam.metric.push_back(histogram_metric(h, {}));
     return fam;
   };
   if (!r.decision_seconds.counts.empty())

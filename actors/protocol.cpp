@@ -79,6 +79,21 @@ token_delta failure_delta(std::string id, int status, std::string message, std::
   return d;
 }
 
+void observe(histogram_data& h, double v) {
+  size_t i = 0;
+  while (i < h.bounds.size() && v > h.bounds[i]) ++i;
+  ++h.counts[i];
+  h.sum += v;
+  ++h.count;
+}
+
+histogram_data make_histogram(const std::vector<double>& bounds) {
+  histogram_data h;
+  h.bounds = bounds;
+  h.counts.assign(bounds.size() + 1, 0);
+  return h;
+}
+
 actor_stats make_stats(const actor_meter& m, size_t mailbox_size) {
   actor_stats st;
   st.node = m.node;

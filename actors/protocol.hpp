@@ -168,6 +168,16 @@ struct worker_spec {
   engine_spec engine;
 };
 
+// A histogram as it travels: counts[i] of values <= bounds[i], the last of those above all.
+struct histogram_data {
+  std::vector<double> bounds;
+  std::vector<uint64_t> counts;  // bounds.size() + 1
+  double sum = 0;
+  uint64_t count = 0;
+};
+histogram_data make_histogram(const std::vector<double>& bounds);
+void observe(histogram_data& h, double v);
+
 // One actor's counters, for /metrics and /v1/actors.
 struct actor_stats {
   std::string node;
@@ -181,14 +191,13 @@ struct actor_stats {
   int32_t waiting = 0;
   int32_t kv_blocks_used = 0;
   int32_t kv_blocks_total = 0;
-};
-
-// A histogram as it travels: counts[i] of values <= bounds[i], the last of those above all.
-struct histogram_data {
-  std::vector<double> bounds;
-  std::vector<uint64_t> counts;  // bounds.size() + 1
-  double sum = 0;
-  uint64_t count = 0;
+  // Speculative decoding, for workers whose engine drafts ("" otherwise): the decoding type,
+  // draft tokens verified and accepted since the worker started, and the accepted length of
+  // each verification (tokens it emitted: accepted drafts + the target's own).
+  std::string decoding_type;
+  int64_t draft_tokens = 0;
+  int64_t accepted_draft_tokens = 0;
+  histogram_data accepted_length;
 };
 
 // The reference's router metrics for one model, over the last window_s seconds of finished
@@ -439,21 +448,22 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, engine_spec& x) {
   return f(caf::meta::type_name("engine_spec"), x.device, x.threads, x.kv_block_size, x.kv_n_blocks,
            x.kv_cache_bytes, x.kv_cache_fraction, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
-           x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.simulate);
+           x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.decoding_type,
+           x.max_draft_len, x.max_matching_ngram_size, x.min_matching_ngram_size, x.simulate);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_spec& x) {
   return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.engine);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, histogram_data& x) {
+  return f(caf::meta::type_name("histogram_data"), x.bounds, x.counts, x.sum, x.count);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
   return f(caf::meta::type_name("actor_stats"), x.node, x.actor, x.role, x.mailbox_size,
            x.messages_total, x.handling_seconds, x.running, x.waiting, x.kv_blocks_used,
-           x.kv_blocks_total);
-}
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, histogram_data& x) {
-  return f(caf::meta::type_name("histogram_data"), x.bounds, x.counts, x.sum, x.count);
+           x.kv_blocks_total, x.decoding_type, x.draft_tokens, x.accepted_draft_tokens, x.accepted_length);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, router_model_stats& x) {

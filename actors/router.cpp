@@ -29,21 +29,6 @@ using clock_type = std::chrono::steady_clock;
 
 double now_s() { return std::chrono::duration<double>(clock_type::now().time_since_epoch()).count(); }
 
-void observe(histogram_data& h, double v) {
-  size_t i = 0;
-  while (i < h.bounds.size() && v > h.bounds[i]) ++i;
-  ++h.counts[i];
-  h.sum += v;
-  ++h.count;
-}
-
-histogram_data make_histogram(const std::vector<double>& bounds) {
-  histogram_data h;
-  h.bounds = bounds;
-  h.counts.assign(bounds.size() + 1, 0);
-  return h;
-}
-
 // The workers of one model that share a KV block size and a hash salt: one index.
 struct hash_group {
   std::string model;

@@ -12,6 +12,12 @@
 namespace troupe {
 namespace {
 
+// Tokens one verification emits: 1 (every draft rejected) to max_draft_len + 1.
+const std::vector<double>& accepted_length_bounds() {
+  static const std::vector<double> b = {1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 33};
+  return b;
+}
+
 // A request in the engine: where its deltas go and which router to tell of its progress.
 struct live_request {
   stream_actor stream;
@@ -28,6 +34,10 @@ struct worker_state {
   bool stopping = false;
   actor_meter meter;
   step_stats last;
+  // Speculative decoding since the worker started (for /metrics).
+  int64_t draft_tokens = 0;
+  int64_t accepted_draft_tokens = 0;
+  histogram_data accepted_length = make_histogram(accepted_length_bounds());
   // Output constraints compiled against this model's vocabulary, made on first use.
   std::unique_ptr<structured::constraint_factory> constraints;
 };
@@ -129,6 +139,11 @@ void step(self_ptr self) {
               step_output out = s.setup.eng->complete(std::move(*sched), r.logits, r.seconds);
               s.last = out.stats;
               for (const request_output& o : out.outputs) {
+                if (o.n_drafted > 0) {
+                  s.draft_tokens += o.n_drafted;
+                  s.accepted_draft_tokens += o.n_draft_accepted;
+                  observe(s.accepted_length, o.n_draft_accepted + 1);
+                }
                 auto it = s.streams.find(o.id);
                 if (it == s.streams.end()) continue;
                 live_request& lr = it->second;
@@ -242,6 +257,12 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
         st.waiting = static_cast<int32_t>(s.setup.eng->n_waiting());
         st.kv_blocks_total = s.setup.eng->kv_blocks_total();
         st.kv_blocks_used = st.kv_blocks_total - s.setup.eng->kv_blocks_free();
+        st.decoding_type = s.setup.eng->decoding_type();
+        if (!st.decoding_type.empty()) {
+          st.draft_tokens = s.draft_tokens;
+          st.accepted_draft_tokens = s.accepted_draft_tokens;
+          st.accepted_length = s.accepted_length;
+        }
         return st;
       },
   };

@@ -5,9 +5,12 @@
 #include <algorithm>
 #include <memory>
 #include <numeric>
+#include <thread>
 
 #include "kernels/cpu/thread_pool.hpp"
+#include "runtime/cpu_executor.hpp"
 #include "runtime/executor.hpp"
+#include "runtime/model_bundle.hpp"
 #include "runtime/progress.hpp"
 
 namespace troupe::bench {
@@ -84,5 +87,17 @@ bench_steps::bench_steps(std::string what, int n_steps)
 bench_steps::~bench_steps() = default;
 
 void bench_steps::next(const std::string& step) { shown_->set(++done_, step); }
+
+result<text_model> load_text_model(const std::string& path, int threads, const std::string& why) {
+  TROUPE_TRY(model_bundle m, load_model(path.empty() ? default_model_path() : path));
+  if (!m.tok) return make_error("the model ships no tokenizer: " + why);
+  auto bundle = std::make_shared<const model_bundle>(std::move(m));
+  cpu_executor_options eo;
+  eo.n_threads = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  eo.kv_block_size = 16;
+  eo.kv_cache_bytes = size_t{1} << 30;
+  TROUPE_TRY(std::unique_ptr<executor> ex, make_cpu_executor(bundle->weights, eo));
+  return text_model{std::move(bundle), std::move(ex)};
+}
 
 }  // namespace troupe::bench

@@ -16,6 +16,7 @@ class thread_pool;
 namespace troupe {
 class executor;
 class progress;
+struct model_bundle;
 }
 
 namespace troupe::bench {
@@ -59,6 +60,15 @@ class bench_steps {
   std::unique_ptr<progress> shown_;
   int done_ = -1;
 };
+
+// A model that ships a tokenizer (the project's default, models/troupe-py-7m, for "") and a CPU
+// executor of it with 1 GiB of 16-token KV blocks (threads 0: every core this process may use).
+// `why` ends the refusal of a model without a tokenizer.
+struct text_model {
+  std::shared_ptr<const model_bundle> bundle;
+  std::unique_ptr<executor> ex;
+};
+[[nodiscard]] result<text_model> load_text_model(const std::string& path, int threads, const std::string& why);
 
 inline double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();

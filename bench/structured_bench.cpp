@@ -1,12 +1,11 @@
 #include "bench/structured_bench.hpp"
 
 #include <chrono>
-#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "runtime/cpu_executor.hpp"
+#include "bench/bench_util.hpp"
 #include "runtime/engine/engine.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/structured/constraint_spec.hpp"
@@ -102,13 +101,9 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, structured::co
 }  // namespace
 
 result<json> run_structured_bench(const structured_bench_options& o) {
-  TROUPE_TRY(model_bundle m, load_model(o.model.empty() ? default_model_path() : o.model));
-  if (!m.tok) return make_error("the model ships no tokenizer: constrained decoding needs one");
-  cpu_executor_options eo;
-  eo.n_threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  eo.kv_block_size = 16;
-  eo.kv_cache_bytes = size_t{1} << 30;
-  TROUPE_TRY(std::unique_ptr<executor> ex, make_cpu_executor(m.weights, eo));
+  TROUPE_TRY(text_model tm, load_text_model(o.model, o.threads, "constrained decoding needs one"));
+  const model_bundle& m = *tm.bundle;
+  executor* ex = tm.ex.get();
   const engine_model_info info = model_info_of(*ex, m.tok.get());
   json out = {{"model", m.name}, {"executor", ex->describe()}, {"max_tokens", o.max_tokens},
               {"schema", json::parse(k_schema)}, {"results", json::array()}};

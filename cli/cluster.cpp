@@ -156,6 +156,7 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
     s.kv_cache_bytes = static_cast<int64_t>(total / f.workers);
   }
   apply_engine_settings(w, rt.engine);
+  if (f.speculative) TROUPE_CHECK(apply_speculative_settings(w, *f.speculative));
   if (!f.simulate.empty()) {
     TROUPE_TRY(s.simulate, config::read_file(f.simulate));
     auto costs = parse_sim_costs(s.simulate);
@@ -174,6 +175,16 @@ void apply_engine_settings(worker_spec& w, const config::engine_settings& e) {
   s.hybrid_prefill = e.prefill == config::prefill_mode::hybrid;
   s.prefix_cache = e.prefix_cache == config::prefix_cache_mode::radix;
   s.max_recycling_seqs = e.prefix_cache_max_num_recycling_seqs;
+}
+
+status apply_speculative_settings(worker_spec& w, const config::speculative_settings& s) {
+  if (auto refused = config::unbuilt_decoding_type(s)) return make_error(refused->message);
+  engine_spec& e = w.engine;
+  e.decoding_type = "NGram";
+  e.max_draft_len = static_cast<int32_t>(s.max_draft_len.value_or(0));
+  e.max_matching_ngram_size = static_cast<int32_t>(s.max_matching_ngram_size.value_or(0));
+  e.min_matching_ngram_size = static_cast<int32_t>(s.min_matching_ngram_size.value_or(0));
+  return {};
 }
 
 result<std::vector<started_worker>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,

@@ -20,6 +20,7 @@ namespace config {
 struct engine_settings;
 struct runtime_settings;
 struct resolved_model;
+struct speculative_settings;
 }
 
 struct model_bundle;
@@ -38,6 +39,8 @@ struct worker_flags {
   std::string simulate;          // COSTS.json: simulated engines (runtime/sim_executor.hpp)
   // --llm-config's runtime block, when it has one: it replaces the config's trt_llm.runtime.
   std::shared_ptr<const config::runtime_settings> llm_runtime;
+  // The llm_config's speculative_config (--llm-config's, else config.yaml's); null: none.
+  std::shared_ptr<const config::speculative_settings> speculative;
 };
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
 
@@ -60,6 +63,10 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
 
 // The engine settings of a config (trt_llm.runtime, or a deployment's) onto a worker spec.
 void apply_engine_settings(worker_spec& spec, const config::engine_settings& engine);
+
+// A speculative_config onto a worker spec; a decoding type whose drafter troupe has not built
+// is refused, naming the field.
+[[nodiscard]] status apply_speculative_settings(worker_spec& spec, const config::speculative_settings& s);
 
 // A worker a node started: what registering it with a router takes.
 struct started_worker {

@@ -9,6 +9,7 @@
 #include "bench/engine_bench.hpp"
 #include "bench/router_bench.hpp"
 #include "bench/serve_bench.hpp"
+#include "bench/spec_bench.hpp"
 #include "bench/structured_bench.hpp"
 #include "cli/cluster.hpp"
 #include "cli/command_line.hpp"
@@ -104,6 +105,36 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->check(cli::at_least(1))
       ->group(group::workload);
   structured->add_option("--reps", sto.reps, "runs per batch size and mode; the fastest counts")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  troupe::bench::spec_bench_options spo;
+  auto* spec = app.add_subcommand("spec", "Speculative decoding (NGram drafts) against plain decoding, greedy, on held-out code.");
+  spec->add_option("--model", spo.model, "the model (default: the project's own, models/troupe-py-7m)")
+      ->type_name("PATH")
+      ->check(cli::existing_path())
+      ->group(group::model);
+  spec->add_option("--code-dir", spo.code_dir, "where the held-out Python files of the models' validation split are")
+      ->type_name("DIR")
+      ->group(group::workload);
+  spec->add_option("--threads", spo.threads, "CPU threads; 0: every core this process may use")
+      ->type_name("N")
+      ->check(cli::at_least(0))
+      ->group(group::engine);
+  spec->add_option("--batches", spo.batches, "batch sizes, comma-separated")
+      ->type_name("N,N")
+      ->delimiter(',')
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  spec->add_option("--max-tokens", spo.max_tokens, "tokens generated per sequence")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  spec->add_option("--max-draft-len", spo.max_draft_len, "draft tokens verified per step")
+      ->type_name("N")
+      ->check(cli::between(1, 32))
+      ->group(group::engine);
+  spec->add_option("--reps", spo.reps, "runs per workload, batch size and mode; the fastest counts")
       ->type_name("N")
       ->check(cli::at_least(1))
       ->group(group::workload);
@@ -246,5 +277,6 @@ int run_bench_command(const std::vector<std::string>& args) {
   }
   if (*serve) return report("serve", troupe::bench::run_serve_bench(so));
   if (*structured) return report("structured", troupe::bench::run_structured_bench(sto));
+  if (*spec) return report("spec", troupe::bench::run_spec_bench(spo));
   return report("router", troupe::bench::run_router_bench(ro));
 }

@@ -78,7 +78,8 @@ void add_control_flags(CLI::App& app, control_flags& f) {
       ->group(cli::group::cluster);
   app.add_option("--llm-config", f.llm_config,
                  "an llm_config block, JSON or YAML, with POST /v1/llm_models's schema: its b10_routing_config "
-                 "configures the router, its runtime the engines; features not active yet are refused")
+                 "configures the router, its runtime the engines, its speculative_config (NGram) their drafter; "
+                 "features not active yet are refused")
       ->type_name("FILE")
       ->check(cli::existing_path())
       ->group(cli::group::cluster);
@@ -227,10 +228,14 @@ class control_link {
 };
 
 // --llm-config: validated as POST /v1/llm_models validates it; fields whose feature has not
-// landed are refused, naming the field (never stored silently).
+// landed, and decoding types whose drafter has not, are refused, naming the field (never
+// stored silently).
 result<config::llm_config_file> load_llm_config(const std::string& path) {
   auto l = config::load_llm_config_file(path);
   if (!l.ok()) return make_error("--llm-config " + path + ":\n" + config::format_errors(l.errors, "  "));
+  if (l.value.config.llm.speculative)
+    if (auto refused = config::unbuilt_decoding_type(*l.value.config.llm.speculative))
+      return make_error("--llm-config " + path + ": " + refused->message);
   for (const std::string& field : l.value.present)
     if (const auto* f = config::find_feature(field); f && f->state == config::feature_state::stored)
       return make_error(fmt::format("--llm-config {}: llm_config.{} configures {}, which troupe does not do yet; remove "
@@ -288,6 +293,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     llm = std::move(*l);
     if (std::find(llm->present.begin(), llm->present.end(), "runtime") != llm->present.end())
       wf.llm_runtime = std::make_shared<const config::runtime_settings>(llm->config.runtime);
+    if (llm->config.llm.speculative)
+      wf.speculative = std::make_shared<const config::speculative_settings>(*llm->config.llm.speculative);
   }
   // Token-based autoscaling: --llm-config's autoscaling_settings, else the config file's.
   std::optional<config::autoscaling_settings> autoscaling = start->autoscaling;
@@ -451,6 +458,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         f.served_name = d.name;
         f.llm_runtime.reset();
         if (d.llm.has_autoscaling) f.workers = std::max(f.workers, static_cast<int>(d.llm.autoscaling.max_replica));
+        f.speculative.reset();
+        if (d.llm.speculative) f.speculative = std::make_shared<const config::speculative_settings>(*d.llm.speculative);
         auto spec = make_worker_spec(f, d.model_path);
         if (spec.ok()) apply_engine_settings(*spec, d.runtime.engine);
         return spec;

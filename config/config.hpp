@@ -19,6 +19,7 @@
 //   engine(cfg.value.runtime.engine, ckpt.value.path); router(cfg.value.llm.routing); ...
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,5 +53,11 @@ struct llm_config_file {
   std::vector<std::string> present;
 };
 checked<llm_config_file> load_llm_config_file(const std::string& path);
+
+// speculative_config's decoding types troupe runs: NGram. For any other (valid in the schema,
+// drafter not built yet) the error that refuses it, naming <path>.decoding_type: `troupe
+// serve`, `troupe node` and the Management API refuse it rather than store it and ignore it.
+std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s,
+                                                  const std::string& path = "llm_config.speculative_config");
 
 }  // namespace troupe::config

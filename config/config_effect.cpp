@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "config/config.hpp"
 #include "config/feature_status.hpp"
 
 namespace troupe::config {
@@ -43,6 +44,16 @@ std::string memory_text(const kv_cache_memory& m) {
     return fmt::format("{} bytes", m.bytes);
   }
   return fmt::format("{} of the free memory", m.fraction);
+}
+
+// What an NGram speculative_config does, with the settings it names (unset ones: the drafter's
+// defaults, README "Speculative decoding").
+std::string speculative_text(const speculative_settings& s) {
+  std::string what = "applied to every engine: NGram drafting (prompt lookup)";
+  if (s.max_draft_len) what += fmt::format(", max_draft_len {}", *s.max_draft_len);
+  if (s.max_matching_ngram_size) what += fmt::format(", max_matching_ngram_size {}", *s.max_matching_ngram_size);
+  if (s.min_matching_ngram_size) what += fmt::format(", min_matching_ngram_size {}", *s.min_matching_ngram_size);
+  return what;
 }
 
 class report {
@@ -177,7 +188,13 @@ std::vector<field_effect> config_effects(const config_file& c, const start_facts
   // llm_config: each block by its feature's state (feature_status.hpp).
   const llm_config& l = c.llm;
   if (l.has_routing) r.feature("b10_routing_config", "llm_config.b10_routing_config");
-  if (l.speculative) r.feature("speculative_config", "llm_config.speculative_config");
+  if (l.speculative) {
+    const speculative_settings& s = *l.speculative;
+    if (auto refused = unbuilt_decoding_type(s))
+      r.not_applied("llm_config.speculative_config", "not applied: " + refused->message);
+    else
+      r.applied("llm_config.speculative_config", speculative_text(s));
+  }
   if (l.has_disaggregation)
     r.feature(l.disaggregation.is_disaggregated ? "is_disaggregated" : "b10_disagg_config",
               l.disaggregation.is_disaggregated ? "llm_config.is_disaggregated" : "llm_config.b10_disagg_config");

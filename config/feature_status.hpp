@@ -17,13 +17,15 @@ struct feature_status {
   feature_state state;
 };
 
-// Update a row when its feature lands. Engine settings, the router's settings (queue
-// policy, overlap weight, temperature) and token-based autoscaling (aggregated serving) are
-// active; speculation and disaggregation wait for theirs: stored, not yet active.
+// Update a row when its feature lands. Engine settings, the router's settings (queue policy,
+// overlap weight, temperature), speculative decoding (speculative_config with a decoding type
+// whose drafter is not built is refused: config.hpp's unbuilt_decoding_type) and token-based
+// autoscaling (aggregated serving) are active; disaggregation waits for its issue: stored, not
+// yet active.
 inline constexpr feature_status kFeatureStatus[] = {
     {"runtime", "the serving engine", feature_state::active},
     {"b10_routing_config", "KV-aware routing", feature_state::active},
-    {"speculative_config", "speculative decoding", feature_state::stored},
+    {"speculative_config", "speculative decoding", feature_state::active},
     {"is_disaggregated", "disaggregated serving", feature_state::stored},
     {"b10_disagg_config", "disaggregated serving", feature_state::stored},
     {"autoscaling_settings", "token-based autoscaling", feature_state::active},

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <fmt/format.h>
 
+#include "config/config.hpp"
 #include "config/map_reader.hpp"
 #include "config/readers.hpp"
 
@@ -33,8 +34,10 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
   }
   auto dir = r.string("speculative_model_dir");
   auto layers = r.integer("num_nextn_predict_layers", 1);
-  out.max_draft_len = r.integer("max_draft_len", 1);
+  out.max_draft_len = r.integer("max_draft_len", 1, kMaxDraftLen);
   auto one_model = r.boolean("eagle3_one_model");
+  auto ngram_max = r.integer("max_matching_ngram_size", 1, kMaxDraftLen);
+  auto ngram_min = r.integer("min_matching_ngram_size", 1, kMaxDraftLen);
   if (type) {
     const std::string& t = *type;
     if (t == "Eagle" && !r.has("speculative_model_dir"))
@@ -51,6 +54,12 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
       r.error("num_nextn_predict_layers",
               fmt::format("{}: used only when decoding_type is MTP (decoding_type is {})",
                           r.path_of("num_nextn_predict_layers"), t));
+    for (const char* f : {"max_matching_ngram_size", "min_matching_ngram_size"})
+      if (t != "NGram" && r.has(f))
+        r.error(f, fmt::format("{}: used only when decoding_type is NGram (decoding_type is {})", r.path_of(f), t));
+    if (t == "NGram" && ngram_max && ngram_min && *ngram_min > *ngram_max)
+      r.error("min_matching_ngram_size", fmt::format("{}: must not exceed max_matching_ngram_size ({} > {})",
+                                                     r.path_of("min_matching_ngram_size"), *ngram_min, *ngram_max));
     if (t != "Eagle" && r.has("eagle3_one_model"))
       r.error("eagle3_one_model",
               fmt::format("{}: allowed only when decoding_type is Eagle (decoding_type is {})",
@@ -59,7 +68,18 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
   if (dir) out.speculative_model_dir = *dir;
   out.num_nextn_predict_layers = layers;
   out.eagle3_one_model = one_model;
+  out.max_matching_ngram_size = ngram_max;
+  out.min_matching_ngram_size = ngram_min;
   r.finish();
+}
+
+std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s, const std::string& path) {
+  if (s.type == decoding_type::ngram) return std::nullopt;
+  const std::string field = path + ".decoding_type";
+  return config_error{field,
+                      fmt::format("{}: {} is not built in troupe yet (its drafter has not landed); NGram is the "
+                                  "decoding type troupe runs",
+                                  field, to_string(s.type))};
 }
 
 void read_autoscaling(const node* n, const std::string& path, autoscaling_settings& out,

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "config/config.hpp"
 #include "config/feature_status.hpp"
 #include "config/node.hpp"
 #include "config/settings_json.hpp"
@@ -80,6 +81,10 @@ http_response management_api::create(std::string_view body) {
   auto req = parse_deployment_request(body);
   if (!req.ok())
     return {400, dump(error_body(req.errors, "invalid_request_error", "invalid_llm_config"))};
+  // Valid in the schema, but a drafter troupe has not built: refused, never stored and ignored.
+  if (req.value.llm.speculative)
+    if (auto refused = unbuilt_decoding_type(*req.value.llm.speculative))
+      return {400, dump(error_body({*refused}, "invalid_request_error", "not_supported"))};
   deployment created;
   store_outcome o = store_.create(req.value, &created);
   switch (o.failure) {

@@ -96,12 +96,19 @@ struct disaggregation_settings {
 
 enum class decoding_type { eagle, mtp, ngram };
 
+// max_draft_len's ceiling (a verification computes 1 + max_draft_len rows per sequence).
+inline constexpr int64_t kMaxDraftLen = 32;
+
 struct speculative_settings {
   decoding_type type = decoding_type::ngram;
   std::string speculative_model_dir;               // Eagle: the Eagle head's weights
   std::optional<int64_t> num_nextn_predict_layers;  // MTP: set for MTP, unset otherwise
   std::optional<int64_t> max_draft_len;             // unset: the engine's choice
   std::optional<bool> eagle3_one_model;             // Eagle only
+  // NGram only (troupe's names, after TensorRT-LLM's NGram config): the longest and shortest
+  // suffix of the output looked up in the prompt and output; unset: 4 and 1.
+  std::optional<int64_t> max_matching_ngram_size;
+  std::optional<int64_t> min_matching_ngram_size;
 };
 
 // Token-based autoscaling. target_in_flight_tokens defaults to the low end of the documented

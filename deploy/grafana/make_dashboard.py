@@ -90,8 +90,19 @@ ROWS = [
          'kv_cache_hit_rate_skew.'),
         ('Replicas by status', 'short', 'timeseries', [(f'sum by (model, status) (replica_count_by_status{{{M}}})', '{{status}} {{model}}')],
          'replica_count_by_status.'),
-        ('Speculation rate', 'percentunit', 'timeseries', [('speculation_rate', 'accepted')],
-         'Draft-token acceptance rate when speculative decoding is active.'),
+    ]),
+    ('Speculative decoding', [
+        ('Speculation rate', 'percent', 'timeseries', [('speculation_rate', '{{decoding_type}}')],
+         'speculation_rate: the percentage of draft tokens accepted by the main model, per decoding type.'),
+        ('Draft tokens/s', 'short', 'timeseries',
+         [(f'sum by (decoding_type) (rate(speculative_draft_tokens_total[{RI}]))', 'drafted {{decoding_type}}'),
+          (f'sum by (decoding_type) (rate(speculative_accepted_tokens_total[{RI}]))', 'accepted {{decoding_type}}')],
+         'Draft tokens the main model verified, and of those accepted.'),
+        ('Accepted length', 'short', 'timeseries',
+         [(f'sum by (decoding_type) (rate(speculative_accepted_length_sum[{RI}])) / '
+           f'sum by (decoding_type) (rate(speculative_accepted_length_count[{RI}]))', 'mean {{decoding_type}}')]
+         + quantiles('speculative_accepted_length', 'decoding_type'),
+         'Tokens one verification emitted: the draft tokens accepted, plus the main model\'s own.'),
     ]),
     ('Router internals', [
         ('Routing decision time', 's', 'timeseries',

@@ -158,6 +158,7 @@ int32_t engine::kv_blocks_free() const { return impl_->kv.n_available(); }
 int32_t engine::kv_blocks_total() const { return impl_->kv.n_blocks(); }
 uint64_t engine::block_hash_salt() const { return impl_->kv.salt(); }
 const engine_config& engine::config() const { return impl_->cfg; }
+const char* engine::decoding_type() const { return impl_->prop && impl_->cfg.max_draft_len > 0 ? impl_->prop->name() : ""; }
 
 step_plan engine::schedule() { return impl_->sched.schedule(); }
 

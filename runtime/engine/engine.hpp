@@ -158,6 +158,8 @@ class engine {
   int32_t kv_blocks_total() const;
   uint64_t block_hash_salt() const;
   const engine_config& config() const;
+  // The proposer's name (its decoding type, e.g. "NGram"); "" when the engine does not draft.
+  const char* decoding_type() const;
 
   struct impl;
 

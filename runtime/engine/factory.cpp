@@ -3,11 +3,14 @@
 #include <map>
 #include <utility>
 
+#include <fmt/format.h>
+
 #include "kernels/cuda/device_name.hpp"
 #include "runtime/checkpoint.hpp"
 #include "runtime/cpu_executor.hpp"
 #include "runtime/engine/proposer.hpp"
 #include "runtime/sim_executor.hpp"
+#include "runtime/spec/ngram_proposer.hpp"
 #include "runtime/text/tokenizer.hpp"
 #if defined(TROUPE_HAVE_CUDA)
 #include "kernels/cuda/cuda_executor.hpp"
@@ -26,6 +29,7 @@ engine_config engine_config_of(const engine_spec& s, std::string model_identity)
   c.prefix_cache = s.prefix_cache;
   c.prefix_cache_max_num_recycling_seqs = s.max_recycling_seqs;
   c.model_identity = std::move(model_identity);
+  if (!s.decoding_type.empty()) c.max_draft_len = s.max_draft_len > 0 ? s.max_draft_len : kDefaultNgramMaxDraftLen;
   return c;
 }
 
@@ -107,8 +111,25 @@ result<std::shared_ptr<executor>> executor_factory::make_executor(std::shared_pt
 #endif
 }
 
+result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec) {
+  if (spec.decoding_type.empty()) return std::unique_ptr<proposer>();
+  if (spec.decoding_type != "NGram")
+    return make_error(fmt::format("speculative_config.decoding_type {}: troupe has not built this drafter yet; NGram "
+                                  "is the one it runs",
+                                  spec.decoding_type));
+  ngram_options o;
+  if (spec.max_matching_ngram_size > 0) o.max_matching_ngram_size = spec.max_matching_ngram_size;
+  if (spec.min_matching_ngram_size > 0) o.min_matching_ngram_size = spec.min_matching_ngram_size;
+  auto p = ngram_proposer::create(o);
+  if (!p.ok()) return make_error("speculative_config: " + p.message());
+  return std::unique_ptr<proposer>(std::move(*p));
+}
+
 result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const executor& ex, const tokenizer* tok,
                                             std::string model_identity, std::unique_ptr<proposer> prop) {
+  if (!prop) {
+    TROUPE_TRY(prop, make_proposer(spec));
+  }
   return engine::create(engine_config_of(spec, std::move(model_identity)), model_info_of(ex, tok), tok,
                         std::move(prop));
 }

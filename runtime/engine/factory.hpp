@@ -37,6 +37,13 @@ struct engine_spec {
   bool hybrid_prefill = true;
   bool prefix_cache = true;
   int64_t max_recycling_seqs = 256;
+  // Speculative decoding (llm_config.speculative_config): decoding_type "" (off) or "NGram";
+  // drafts per step (0: the drafter's default) and the NGram drafter's match sizes (0: its
+  // defaults, runtime/spec/ngram_proposer.hpp). Types troupe has not built are refused.
+  std::string decoding_type;
+  int32_t max_draft_len = 0;
+  int32_t max_matching_ngram_size = 0;
+  int32_t min_matching_ngram_size = 0;
   // A cost model (runtime/sim_executor.hpp, JSON) instead of the forward: a simulated worker
   // with no weights read and no KV memory; "" for a real one.
   std::string simulate;
@@ -66,7 +73,14 @@ class executor_factory {
   std::unique_ptr<impl> impl_;
 };
 
-// An engine over ex's KV cache with spec's settings; tok may be null, prop too (no speculation).
+// The NGram drafter's max_draft_len when speculative_config sets none.
+inline constexpr int32_t kDefaultNgramMaxDraftLen = 4;
+
+// The drafter spec.decoding_type names (null when it names none), or why it cannot be made.
+[[nodiscard]] result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec);
+
+// An engine over ex's KV cache with spec's settings; tok may be null. prop: the drafter; null
+// makes the one spec.decoding_type names (none when it names none).
 [[nodiscard]] result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const executor& ex,
                                                           const tokenizer* tok, std::string model_identity,
                                                           std::unique_ptr<proposer> prop = nullptr);

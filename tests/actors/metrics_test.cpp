@@ -1,7 +1,8 @@
 // Proves the Prometheus rendering: every metric family DESIGN.md names is exported, finished
 // requests move the token counters and histograms by what they carried, failed ones only the
-// in-flight gauge, actor reports become labelled series, and Prometheus's own promtool accepts
-// the whole text.
+// in-flight gauge, actor reports become labelled series, speculation_rate is the percentage of
+// draft tokens accepted (per decoding type, over the workers that draft), and Prometheus's own
+// promtool accepts the whole text.
 #include "actors/metrics.hpp"
 
 #include <cstdio>
@@ -112,6 +113,32 @@ TEST(metrics, replica_lifecycle_and_the_autoscaler_become_labelled_series) {
   EXPECT_TRUE(has_line(text, "autoscaler_current_replicas{" + l + "} 3")) << text;
   EXPECT_TRUE(has_line(text, "autoscaler_scale_events_total{" + l + ",direction=\"up\"} 2")) << text;
   EXPECT_TRUE(has_line(text, "autoscaler_scale_events_total{" + l + ",direction=\"down\"} 1")) << text;
+}
+
+TEST(metrics, speculation_rate_is_the_percentage_of_draft_tokens_accepted_per_decoding_type) {
+  metrics m;
+  EXPECT_TRUE(has_line(render_with_two_actors(m), "speculation_rate 0")) << "0 while no worker drafts";
+  router_stats r;
+  std::vector<actor_stats> workers(2);
+  for (size_t i = 0; i < workers.size(); ++i) {
+    actor_stats& a = workers[i];
+    a.node = "n";
+    a.actor = "n/w" + std::to_string(i);
+    a.role = "worker";
+    a.decoding_type = "NGram";
+    a.draft_tokens = 40;
+    a.accepted_draft_tokens = i == 0 ? 10 : 20;
+    a.accepted_length = make_histogram({1, 2, 3});
+    observe(a.accepted_length, 1);
+    observe(a.accepted_length, 3);
+  }
+  const std::string text = m.render(r, workers);
+  EXPECT_TRUE(has_line(text, "speculation_rate{decoding_type=\"NGram\"} 37.5")) << text;  // 30 of 80
+  EXPECT_TRUE(has_line(text, "speculative_draft_tokens_total{decoding_type=\"NGram\"} 80")) << text;
+  EXPECT_TRUE(has_line(text, "speculative_accepted_tokens_total{decoding_type=\"NGram\"} 30")) << text;
+  EXPECT_TRUE(has_line(text, "speculative_accepted_length_count{decoding_type=\"NGram\"} 4")) << text;
+  EXPECT_TRUE(has_line(text, "speculative_accepted_length_bucket{decoding_type=\"NGram\",le=\"1\"} 2")) << text;
+  EXPECT_NE(text.find("# HELP speculation_rate The percentage of draft tokens accepted by the main model"), std::string::npos);
 }
 
 TEST(metrics, promtool_accepts_the_text) {

@@ -75,7 +75,7 @@ TEST_F(store_test, create_list_get_delete) {
   EXPECT_EQ(d["llm_config"]["runtime"]["served_model_name"], "qwen3-4b");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_queue_policy"], "wspt");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_overlap_score_weight"], 3.5);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "autoscaling_settings"}));  // KV-aware routing acts on it
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "speculative_config", "autoscaling_settings"}));  // KV-aware routing acts on it
   EXPECT_EQ(d["settings"]["not_yet_active"], json::array());
   EXPECT_TRUE(fs::exists(deployments_dir() + "/" + id + ".json"));
 
@@ -176,17 +176,32 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
       "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 4}}})");
   ASSERT_EQ(r.status, 201) << r.body;
   json d = json::parse(r.body);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "autoscaling_settings"}));
-  EXPECT_EQ(d["settings"]["not_yet_active"], json({"speculative_config", "is_disaggregated", "b10_disagg_config"}));
-  ASSERT_EQ(d["warnings"].size(), 3u);
-  EXPECT_EQ(d["warnings"][0], "speculative_config is stored but not yet active: speculative "
-                              "decoding has not landed in troupe yet; it takes effect when it "
-                              "does");
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "speculative_config", "autoscaling_settings"}));
+  EXPECT_EQ(d["settings"]["not_yet_active"], json({"is_disaggregated", "b10_disagg_config"}));
+  ASSERT_EQ(d["warnings"].size(), 2u);
+  EXPECT_EQ(d["warnings"][0], "is_disaggregated is stored but not yet active: disaggregated serving has not "
+                              "landed in troupe yet; it takes effect when it does");
   // Stored settings are kept in full.
   EXPECT_EQ(d["llm_config"]["speculative_config"]["decoding_type"], "NGram");
   EXPECT_EQ(d["llm_config"]["speculative_config"]["max_draft_len"], 4);
   EXPECT_EQ(d["llm_config"]["b10_disagg_config"]["decode_workers_per_replica"], 2);
   EXPECT_EQ(d["llm_config"]["autoscaling_settings"]["target_in_flight_tokens"], 80000);
+}
+
+TEST_F(store_test, a_decoding_type_whose_drafter_is_not_built_is_refused_naming_the_field) {
+  deployment_store store = open_store();
+  management_api api(store);
+  for (const char* spec : {R"({"decoding_type": "MTP", "num_nextn_predict_layers": 1})",
+                           R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle"})"}) {
+    auto r = api.create(std::string(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config": )") + spec + "}}");
+    EXPECT_EQ(r.status, 400) << r.body;
+    json e = json::parse(r.body);
+    EXPECT_EQ(e["error"]["param"], "llm_config.speculative_config.decoding_type") << r.body;
+    EXPECT_NE(e["error"]["message"].get<std::string>().find("not built in troupe yet"), std::string::npos) << r.body;
+  }
+  EXPECT_TRUE(store.list().empty()) << "nothing refused is stored";
+  EXPECT_EQ(api.create(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config":
+      {"decoding_type": "NGram", "max_matching_ngram_size": 3, "min_matching_ngram_size": 2}}})").status, 201);
 }
 
 TEST_F(store_test, deployments_survive_a_restart) {

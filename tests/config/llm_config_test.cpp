@@ -47,6 +47,21 @@ TEST(llm_config, documented_examples_parse) {
   auto ngram = parse(R"({"speculative_config": {"decoding_type": "NGram"}})");
   ASSERT_TRUE(ngram.ok()) << messages(ngram.errors);
   EXPECT_EQ(ngram.value.llm.speculative->type, decoding_type::ngram);
+  EXPECT_FALSE(unbuilt_decoding_type(*ngram.value.llm.speculative)) << "NGram is built";
+
+  auto sizes = parse(R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 6,
+      "max_matching_ngram_size": 3, "min_matching_ngram_size": 2}})");
+  ASSERT_TRUE(sizes.ok()) << messages(sizes.errors);
+  EXPECT_EQ(sizes.value.llm.speculative->max_matching_ngram_size, 3);
+  EXPECT_EQ(sizes.value.llm.speculative->min_matching_ngram_size, 2);
+
+  // Valid in the schema, but their drafters are not built: the refusal names the field.
+  for (const auto* p : {&eagle, &mtp}) {
+    auto refused = unbuilt_decoding_type(*p->value.llm.speculative);
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->path, "llm_config.speculative_config.decoding_type");
+    EXPECT_NE(refused->message.find("is not built in troupe yet"), std::string::npos) << refused->message;
+  }
 }
 
 TEST(llm_config, defaults) {
@@ -167,7 +182,16 @@ TEST(llm_config, each_rule_gives_its_message_for_its_field) {
              "NGram)"}}},
       {"max_draft_len positive",
        R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 0}})",
-       {{s + ".max_draft_len", s + ".max_draft_len: must be an integer >= 1, got 0"}}},
+       {{s + ".max_draft_len", s + ".max_draft_len: must be an integer from 1 to 32, got 0"}}},
+      {"n-gram sizes are NGram only",
+       R"({"speculative_config": {"decoding_type": "MTP", "num_nextn_predict_layers": 1,
+           "max_matching_ngram_size": 3}})",
+       {{s + ".max_matching_ngram_size",
+         s + ".max_matching_ngram_size: used only when decoding_type is NGram (decoding_type is MTP)"}}},
+      {"n-gram minimum above maximum",
+       R"({"speculative_config": {"decoding_type": "NGram", "max_matching_ngram_size": 2,
+           "min_matching_ngram_size": 3}})",
+       {{s + ".min_matching_ngram_size", s + ".min_matching_ngram_size: must not exceed max_matching_ngram_size (3 > 2)"}}},
       {"speculative_config typo",
        R"({"speculative_config": {"decoding_type": "NGram", "max_draft_length": 4}})",
        {{s + ".max_draft_length",

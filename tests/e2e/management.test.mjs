@@ -26,8 +26,8 @@ describe('the management API', () => {
                     b10_routing_config: { router_queue_policy: 'wspt', router_overlap_score_weight: 2 },
                     speculative_config: { decoding_type: 'NGram', max_draft_len: 4 } } });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    assert.deepEqual(created.body.settings.active, ['runtime', 'b10_routing_config', 'autoscaling_settings']);
-    assert.ok(created.body.settings.not_yet_active.includes('speculative_config'));
+    assert.deepEqual(created.body.settings.active, ['runtime', 'b10_routing_config', 'speculative_config', 'autoscaling_settings']);
+    assert.ok(!created.body.settings.not_yet_active.includes('speculative_config'));
     // Its routing settings are the router's for that model.
     const routed = (await (await fetch(`${server.url}/v1/actors`)).json()).router.models.find((m) => m.model === 'second');
     assert.equal(routed?.router_queue_policy, 'wspt');
@@ -76,5 +76,15 @@ describe('the management API', () => {
     const fields = bad.body.errors.map((e) => e.field).join(' ');
     for (const f of ['max_batch_size', 'b10_disagg_config', 'concurrency_target', 'speculative_model_dir'])
       assert.match(fields + JSON.stringify(bad.body.errors), new RegExp(f));
+  });
+
+  it('refuses a decoding type whose drafter troupe has not built, naming the field, and stores nothing', async () => {
+    const r = await api(server.url, 'POST', '/v1/llm_models', {
+      name: 'mtp', model: path.resolve(models, 'llama3-hf-bf16'),
+      llm_config: { speculative_config: { decoding_type: 'MTP', num_nextn_predict_layers: 1 } } });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.param, 'llm_config.speculative_config.decoding_type');
+    assert.match(r.body.error.message, /MTP is not built in troupe yet/);
+    assert.equal((await api(server.url, 'GET', '/v1/llm_models/mtp')).status, 404);
   });
 });

@@ -18,6 +18,7 @@
 #include "runtime/model_bundle.hpp"
 #include "runtime/structured/constraint_spec.hpp"
 #include "runtime/text/tokenizer.hpp"
+#include "tests/runtime/shipped_model_fixture.hpp"
 #include "tests/test_data.hpp"
 
 namespace troupe {
@@ -40,28 +41,8 @@ struct outcome {
   std::string finish;
 };
 
-class constrained_engine : public ::testing::Test {
+class constrained_engine : public testing::shipped_model_fixture {
  protected:
-  static void SetUpTestSuite() {
-    auto b = load_model(testing::source_dir() + "/models/troupe-py-7m");
-    ASSERT_TRUE(b.ok()) << b.message();
-    bundle_ = new model_bundle(std::move(*b));
-  }
-  static void TearDownTestSuite() {
-    delete bundle_;
-    bundle_ = nullptr;
-  }
-
-  std::unique_ptr<executor> make_executor() {
-    cpu_executor_options o;
-    o.n_threads = 2;
-    o.kv_block_size = 16;
-    o.kv_n_blocks = 512;
-    auto ex = make_cpu_executor(bundle_->weights, o);
-    EXPECT_TRUE(ex.ok()) << ex.message();
-    return ex.ok() ? std::move(*ex) : nullptr;
-  }
-
   // Runs the requests in one engine, all at once; a constraint per request from one factory.
   std::map<std::string, outcome> run(const std::vector<run_spec>& runs, int32_t max_tokens,
                                      std::unique_ptr<proposer> prop = nullptr, int64_t* drafted = nullptr) {
@@ -101,10 +82,7 @@ class constrained_engine : public ::testing::Test {
     }
     return out;
   }
-
-  static model_bundle* bundle_;
 };
-model_bundle* constrained_engine::bundle_ = nullptr;
 
 TEST_F(constrained_engine, every_schema_gives_complete_json_batched_as_alone) {
   std::ifstream in(testing::source_dir() + "/tests/runtime/structured/data/schemas.json");

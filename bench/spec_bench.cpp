@@ -1,0 +1,173 @@
+#include "bench/spec_bench.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "bench/bench_util.hpp"
+#include "runtime/engine/engine.hpp"
+#include "runtime/engine/factory.hpp"
+#include "runtime/model_bundle.hpp"
+#include "runtime/text/tokenizer.hpp"
+
+namespace troupe::bench {
+
+namespace {
+
+using json = nlohmann::json;
+using clock_type = std::chrono::steady_clock;
+
+// Files of the models' validation split (models/MODEL_CARD.md: sha256 of the path, 1 in 20):
+// code the target never trained on.
+const char* const k_held_out[] = {"getopt.py",       "py_compile.py", "xml/etree/ElementInclude.py", "types.py",
+                                  "unittest/result.py", "html/__init__.py", "secrets.py",             "asynchat.py"};
+
+struct workload {
+  std::string name;
+  std::vector<std::vector<token_id>> prompts;  // one per sequence of the largest batch
+};
+
+// Lines of `text` from line `from`, as many as fit n_tokens.
+std::string lines_within(const tokenizer& tok, const std::vector<std::string>& lines, size_t from, size_t n_tokens) {
+  std::string out;
+  for (size_t i = from; i < lines.size(); ++i) {
+    const std::string next = out + lines[i] + "\n";
+    if (tok.encode(next, false, false).size() > n_tokens && !out.empty()) break;
+    out = next;
+  }
+  return out;
+}
+
+result<std::vector<workload>> make_workloads(const tokenizer& tok, const std::string& dir, int n) {
+  std::vector<std::vector<std::string>> files;
+  for (const char* f : k_held_out) {
+    std::ifstream in(dir + "/" + f);
+    if (!in) continue;
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    if (lines.size() > 40) files.push_back(std::move(lines));
+  }
+  if (files.empty())
+    return make_error(fmt::format("no held-out Python file under {} (the models' validation split: getopt.py, "
+                                  "py_compile.py, ...); give --code-dir",
+                                  dir));
+  workload edit{"edit", {}}, cont{"continue", {}};
+  for (int i = 0; i < n; ++i) {
+    const auto& lines = files[static_cast<size_t>(i) % files.size()];
+    // Different places in the file for the sequences that share one.
+    const size_t from = (static_cast<size_t>(i / static_cast<int>(files.size())) * 17) % (lines.size() - 30);
+    // (a) The code, then its first three lines again: the continuation rewrites what the prompt holds.
+    const std::string code = lines_within(tok, lines, from, 160);
+    size_t cut = 0;
+    for (int l = 0; l < 3 && cut != std::string::npos; ++l) cut = code.find('\n', cut + (l > 0));
+    const std::string again = code.substr(0, cut == std::string::npos ? code.size() : cut + 1);
+    edit.prompts.push_back(tok.encode(code + "\n\n# The same code, edited:\n" + again, true, false));
+    // (b) Held-out code to continue.
+    cont.prompts.push_back(tok.encode(lines_within(tok, lines, from, 128), true, false));
+  }
+  return std::vector<workload>{std::move(edit), std::move(cont)};
+}
+
+struct run_figures {
+  int64_t tokens = 0;
+  int64_t steps = 0;          // target forward passes
+  int64_t verifications = 0;  // sequence-steps that verified drafts
+  int64_t drafted = 0, accepted = 0;
+  double seconds = 0;
+  double cpu_seconds = 0;  // this process's CPU time: steadier than wall time on a shared machine
+};
+
+double process_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
+}
+
+result<run_figures> run_once(executor& ex, const model_bundle& m, const workload& w, int batch, int max_tokens,
+                             int max_draft_len) {
+  engine_spec spec;
+  spec.prefix_cache = false;  // every run pays the same prefill
+  if (max_draft_len > 0) {
+    spec.decoding_type = "NGram";
+    spec.max_draft_len = max_draft_len;
+  }
+  TROUPE_TRY(std::unique_ptr<engine> e, make_engine(spec, ex, m.tok.get(), m.name));
+  for (int i = 0; i < batch; ++i) {
+    request r;
+    r.id = std::to_string(i);
+    r.prompt = w.prompts[static_cast<size_t>(i)];
+    r.params.temperature = 0;
+    r.params.max_tokens = max_tokens;
+    r.params.ignore_eos = true;
+    TROUPE_CHECK(e->add_request(std::move(r)));
+  }
+  run_figures fig;
+  const auto t0 = clock_type::now();
+  const double c0 = process_cpu_seconds();
+  while (e->has_work()) {
+    TROUPE_TRY(step_output out, e->step(ex));
+    ++fig.steps;
+    for (const auto& o : out.outputs) {
+      fig.tokens += static_cast<int64_t>(o.tokens.size());
+      if (o.n_drafted > 0) ++fig.verifications;
+      fig.drafted += o.n_drafted;
+      fig.accepted += o.n_draft_accepted;
+    }
+  }
+  fig.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+  fig.cpu_seconds = process_cpu_seconds() - c0;
+  return fig;
+}
+
+}  // namespace
+
+result<json> run_spec_bench(const spec_bench_options& o) {
+  TROUPE_TRY(text_model tm, load_text_model(o.model, o.threads, "the workloads are text"));
+  const model_bundle& m = *tm.bundle;
+  executor* ex = tm.ex.get();
+  const int n = o.batches.empty() ? 0 : *std::max_element(o.batches.begin(), o.batches.end());
+  TROUPE_TRY(std::vector<workload> workloads, make_workloads(*m.tok, o.code_dir, n));
+  json out = {{"model", m.name},
+              {"executor", ex->describe()},
+              {"decoding_type", "NGram"},
+              {"max_draft_len", o.max_draft_len},
+              {"max_tokens", o.max_tokens},
+              {"sampling", "greedy"},
+              {"results", json::array()}};
+  for (const workload& w : workloads)
+    for (int batch : o.batches) {
+      run_figures plain, spec;
+      for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
+        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
+        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len));
+        if (rep == 0 || p.seconds < plain.seconds) plain = p;
+        if (rep == 0 || s.seconds < spec.seconds) spec = s;
+      }
+      const double tps_plain = static_cast<double>(plain.tokens) / plain.seconds;
+      const double tps_spec = static_cast<double>(spec.tokens) / spec.seconds;
+      const double cpu_plain = static_cast<double>(plain.tokens) / plain.cpu_seconds;
+      const double cpu_spec = static_cast<double>(spec.tokens) / spec.cpu_seconds;
+      const auto per = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
+      out["results"].push_back({{"workload", w.name},
+                                {"batch", batch},
+                                {"tokens_per_s_plain", tps_plain},
+                                {"tokens_per_s_ngram", tps_spec},
+                                {"speedup", tps_spec / tps_plain},
+                                {"tokens_per_cpu_s_plain", cpu_plain},
+                                {"tokens_per_cpu_s_ngram", cpu_spec},
+                                {"cpu_speedup", cpu_spec / cpu_plain},
+                                {"steps_plain", plain.steps},
+                                {"steps_ngram", spec.steps},
+                                {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
+                                {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)}});
+    }
+  return out;
+}
+
+}  // namespace troupe::bench

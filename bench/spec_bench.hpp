@@ -1,0 +1,29 @@
+// spec_bench: `troupe bench spec`: speculative decoding against plain decoding on one engine,
+// greedy, at several batch sizes, for two workloads over held-out Python code: an edit of code
+// the prompt already holds (the prompt ends by starting the code over) and free continuation.
+// Figures: generated tokens/s (prefill included, the same in both modes), target forward
+// passes, and the mean accepted length (tokens one verification emits).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "runtime/result.hpp"
+
+namespace troupe::bench {
+
+struct spec_bench_options {
+  std::string model;                          // "" = the project's default model (models/troupe-py-7m)
+  std::string code_dir = "/usr/lib/python3.11";  // where the held-out files are
+  int threads = 0;                            // 0: every core this process may use
+  std::vector<int> batches = {1, 8, 32};
+  int max_tokens = 128;                       // generated per sequence
+  int max_draft_len = 4;
+  int reps = 1;                               // runs per (workload, batch, mode); the fastest counts
+};
+
+[[nodiscard]] result<nlohmann::json> run_spec_bench(const spec_bench_options& o);
+
+}  // namespace troupe::bench

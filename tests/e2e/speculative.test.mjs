@@ -1,0 +1,96 @@
+// Speculative decoding through the official openai client, on the project's own model
+// (models/troupe-py-7m): a server started with `--llm-config` holding an NGram
+// speculative_config answers greedy requests (several at once, streamed and not, with stop
+// strings and max_tokens) with exactly the tokens of a server without it; its /metrics then
+// shows speculation_rate > 0 and the drafted and accepted counters for NGram; a decoding type
+// whose drafter is not built is refused at start, naming the field.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { start, freePort, bin } from './harness.mjs';
+
+const MODEL = 'troupe-py-7m';
+const root = new URL('../..', import.meta.url).pathname;
+const dir = mkdtempSync(join(tmpdir(), 'troupe-spec-'));
+
+async function serveShipped(extra = []) {
+  const port = await freePort();
+  // Token-exact comparisons between batches: the f32 reference path (troupe_test EXACT).
+  return start(['serve', '--model', join(root, 'models', MODEL), '--host', '127.0.0.1', '--port', String(port),
+                '--kv-cache-memory', '256MiB', '--threads', '1', ...extra], { env: { TROUPE_PRECISION: 'f32' } });
+}
+
+const code = 'def add_item(self, key, value):\n    if key in self.items:\n        self.items[key].append(value)\n' +
+             '    else:\n        self.items[key] = [value]\n    return self.items[key]\n\n';
+const prompts = [
+  `${code}# The same method, again:\n${code.slice(0, 30)}`,
+  'import os\nimport sys\n\n\ndef main(argv):\n    for name in argv:\n        path = os.path.join(',
+  `${code}${code.slice(0, 45)}`,
+  'for i in range(10):\n    print(i)\nfor i in range(10):\n    print(',
+];
+const requests = prompts.flatMap((prompt, i) => [
+  { prompt, max_tokens: 64, temperature: 0 },
+  { prompt, max_tokens: 7 + i, temperature: 0, stop: ['\n\n'] },
+]);
+
+async function answers(client) {
+  // All at once, so that the server batches them; every second one streamed.
+  return Promise.all(requests.map(async (r, i) => {
+    if (i % 2 === 0) {
+      const c = await client.completions.create({ model: MODEL, ...r });
+      return { text: c.choices[0].text, finish: c.choices[0].finish_reason, tokens: c.usage.completion_tokens };
+    }
+    let text = '', finish = null, tokens = null;
+    const stream = await client.completions.create({ model: MODEL, ...r, stream: true, stream_options: { include_usage: true } });
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        text += c.text;
+        finish = c.finish_reason ?? finish;
+      }
+      if (chunk.usage) tokens = chunk.usage.completion_tokens;
+    }
+    return { text, finish, tokens };
+  }));
+}
+
+describe('NGram speculative decoding through the openai client', () => {
+  let plain, spec;
+  before(async () => {
+    writeFileSync(join(dir, 'ngram.json'), JSON.stringify({ speculative_config: { decoding_type: 'NGram', max_draft_len: 4 } }));
+    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'ngram.json')])]);
+  });
+  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
+
+  it('answers greedy requests with exactly the tokens of a server without it', async () => {
+    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
+    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
+    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }));
+    assert.deepEqual(got, want);
+    for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
+  });
+
+  it('reports speculation_rate and the draft counters for NGram on /metrics', async () => {
+    const text = await (await fetch(`${spec.url}/metrics`)).text();
+    const rate = Number(text.match(/^speculation_rate\{decoding_type="NGram"\} (\S+)$/m)?.[1]);
+    assert.ok(rate > 0 && rate <= 100, `speculation_rate ${rate}`);
+    const drafted = Number(text.match(/^speculative_draft_tokens_total\{decoding_type="NGram"\} (\S+)$/m)?.[1]);
+    const accepted = Number(text.match(/^speculative_accepted_tokens_total\{decoding_type="NGram"\} (\S+)$/m)?.[1]);
+    assert.ok(drafted > 0 && accepted > 0 && accepted <= drafted, `${accepted} of ${drafted}`);
+    assert.ok(Math.abs(rate - (100 * accepted) / drafted) < 1e-6);
+    assert.match(text, /^speculative_accepted_length_count\{decoding_type="NGram"\} [1-9]/m);
+    // The server without it says 0.
+    assert.match(await (await fetch(`${plain.url}/metrics`)).text(), /^speculation_rate 0$/m);
+  });
+
+  it('refuses at start a decoding type whose drafter is not built, naming the field', () => {
+    writeFileSync(join(dir, 'mtp.json'), JSON.stringify({ speculative_config: { decoding_type: 'MTP', num_nextn_predict_layers: 1 } }));
+    const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, 'mtp.json')],
+                        { encoding: 'utf8', timeout: 60000 });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /llm_config\.speculative_config\.decoding_type: MTP is not built in troupe yet/);
+  });
+});
