@@ -82,6 +82,12 @@ cuda_stream_actor::behavior_type cuda_stream_fn(self_ptr self, std::shared_ptr<c
   return {
       [=](forward_atom, forward_batch& b) -> caf::result<forward_result> {
         metered m(self->state.meter);
+        if (b.n_hidden_rows() > 0) {
+          forward_result r;
+          r.error = "the CUDA executor does not return hidden states, so it cannot compute embeddings; serve "
+                    "the model on the CPU for them";
+          return r;
+        }
         auto rp = self->make_response_promise<forward_result>();
         self->state.queue.push_back({std::move(b), rp});
         start_next(self);

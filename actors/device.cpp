@@ -25,7 +25,7 @@ device_actor::behavior_type device_fn(device_actor::stateful_pointer<device_stat
         metered m(self->state.meter);
         forward_result r;
         const auto t0 = std::chrono::steady_clock::now();
-        status s = self->state.ex->forward(b, r.logits);
+        status s = self->state.ex->forward_hidden(b, r.logits, r.hidden);
         if (!s.ok()) r.error = s.message();
         r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         return r;

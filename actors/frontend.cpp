@@ -289,7 +289,11 @@ status frontend::start() {
     for (auto& [name, len] : served) {
       openai::model_card c;
       c.id = name;
-      if (auto e = fe.models->get(name)) c.created = e->created;
+      if (auto e = fe.models->get(name)) {
+        c.created = e->created;
+        c.embedding_pooling = pooling_name(embedding_pooling_of(*e->model));
+        c.embedding_dimensions = e->model->weights->config().n_embd;
+      }
       c.max_model_len = len;
       cards.push_back(std::move(c));
     }
@@ -402,19 +406,8 @@ status frontend::start() {
            [&fe](const httplib::Request& req, httplib::Response& res) { fe.handle_chat(req, res); });
   srv.Post("/v1/completions",
            [&fe](const httplib::Request& req, httplib::Response& res) { fe.handle_completion(req, res); });
-  srv.Post("/v1/embeddings", [&fe](const httplib::Request& req, httplib::Response& res) {
-    auto parsed = openai::parse_embedding_request(req.body);
-    if (!parsed) return send_error(res, parsed.error());
-    if (!fe.models->get(parsed->model))
-      return send_error(res, server_error(404, fmt::format("The model `{}` does not exist", parsed->model),
-                                          "invalid_request_error", "model_not_found"));
-    // The decoder-only models troupe serves are generation models; vLLM answers the same.
-    openai::api_error e = openai::invalid_request("model", fmt::format("The model `{}` does not support the "
-                                                                        "Embeddings API: it is served for generation",
-                                                                        parsed->model),
-                                                  "unsupported_model");
-    send_error(res, e);
-  });
+  srv.Post("/v1/embeddings",
+           [&fe](const httplib::Request& req, httplib::Response& res) { fe.handle_embeddings(req, res); });
 
   add_status_routes(fe, srv);
 

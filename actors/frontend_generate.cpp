@@ -1,5 +1,5 @@
-// The frontend's generation endpoints: /v1/chat/completions and /v1/completions, streaming
-// and not, from request body to the last byte.
+// The frontend's engine endpoints: /v1/chat/completions and /v1/completions, streaming and
+// not, and /v1/embeddings, from request body to the last byte.
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -58,7 +58,23 @@ struct choice_state {
   int32_t text_offset = 0;  // code points written so far (completions' logprobs)
   std::unique_ptr<structured::tool_call_parser> tools;  // chat with tools: calls out of the text
   std::vector<std::string> call_ids;
+  std::vector<openai::logprob_entry> prompt_logprobs;  // echo with logprobs: every prompt token's
+  std::vector<float> embedding;                       // an embedding request's result
 };
+
+std::vector<openai::logprob_entry> entries_of(const std::vector<wire_logprob>& ws, const tokenizer& tok) {
+  std::vector<sampled> s;
+  s.reserve(ws.size());
+  for (const wire_logprob& w : ws) {
+    sampled x;
+    x.id = w.id;
+    x.logprob = w.logprob;
+    for (size_t k = 0; k < w.top_ids.size() && k < w.top_logprobs.size(); ++k)
+      x.top.push_back({w.top_ids[k], w.top_logprobs[k]});
+    s.push_back(std::move(x));
+  }
+  return openai::logprob_entries(s, [&](token_id t) { return tok.token_bytes(t); });
+}
 
 // The parser of a chat request's tool calls, or null when its output is content only.
 std::unique_ptr<structured::tool_call_parser> tool_parser_for(const openai::chat_request& r, const model_bundle& m) {
@@ -186,17 +202,19 @@ class generation {
       choice_state& c = choices_[i];
       std::vector<openai::logprob_entry> lp;
       if (!d.logprobs.empty()) {
-        std::vector<sampled> s;
-        for (const wire_logprob& w : d.logprobs) {
-          sampled x;
-          x.id = w.id;
-          x.logprob = w.logprob;
-          for (size_t k = 0; k < w.top_ids.size(); ++k) x.top.push_back({w.top_ids[k], w.top_logprobs[k]});
-          s.push_back(std::move(x));
-        }
-        lp = openai::logprob_entries(s, [&](token_id t) { return tok_->token_bytes(t); });
+        lp = entries_of(d.logprobs, *tok_);
         c.logprobs.insert(c.logprobs.end(), lp.begin(), lp.end());
       }
+      if (c.prompt_logprobs.empty() && reqs_[i].params.prompt_logprobs >= 0 && !reqs_[i].prompt.empty() &&
+          (!d.prompt_logprobs.empty() || reqs_[i].prompt.size() == 1)) {
+        openai::logprob_entry first;  // the prompt's first token has nothing before it
+        first.token = tok_->token_bytes(reqs_[i].prompt.front());
+        first.none = true;
+        c.prompt_logprobs.push_back(std::move(first));
+        auto rest = entries_of(d.prompt_logprobs, *tok_);
+        c.prompt_logprobs.insert(c.prompt_logprobs.end(), rest.begin(), rest.end());
+      }
+      if (!d.embedding.empty()) c.embedding = std::move(d.embedding);
       c.text += d.text;
       c.completion_tokens = d.completion_tokens;
       c.prompt_tokens = d.prompt_tokens;
@@ -473,8 +491,6 @@ void frontend::impl::handle_completion(const httplib::Request& req, httplib::Res
   if (!entry) return send_error(res, model_not_found(r.model));
   const model_bundle& m = *entry->model;
   if (!m.tok) return send_error(res, error_with(400, fmt::format("model {} ships no tokenizer", r.model), "invalid_request_error"));
-  if (r.echo && r.logprobs)
-    return send_error(res, openai::invalid_request("echo", "echo with logprobs (prompt logprobs) is not supported", "unsupported_value"));
   openai::model_limits limits{m.weights->config().n_vocab, entry->max_seq_len};
   const std::string id = openai::new_request_id("cmpl");
   std::vector<generate_request> reqs;
@@ -505,15 +521,18 @@ void frontend::impl::handle_completion(const httplib::Request& req, httplib::Res
                                            const std::vector<openai::logprob_entry>& lp) {
           choice_state& c = gen->choices()[i];
           std::string text = d.text;
-          if (!c.role_sent) {  // the first chunk of a choice carries the echo
+          std::vector<openai::logprob_entry> with_prompt;
+          if (!c.role_sent) {  // the first chunk of a choice carries the echo (and its logprobs)
             c.role_sent = true;
             text = echoes[i] + text;
+            with_prompt = c.prompt_logprobs;
+            with_prompt.insert(with_prompt.end(), lp.begin(), lp.end());
           }
           if (text.empty() && !d.finished && lp.empty()) return;
           openai::completion_delta cd;
           cd.index = static_cast<int32_t>(i);
           cd.text = text;
-          if (want_logprobs) cd.logprobs = std::span<const openai::logprob_entry>(lp);
+          if (want_logprobs) cd.logprobs = std::span<const openai::logprob_entry>(with_prompt.empty() ? lp : with_prompt);
           cd.text_offset = c.text_offset;
           c.text_offset += code_points(text);
           if (d.finished) {
@@ -544,11 +563,72 @@ void frontend::impl::handle_completion(const httplib::Request& req, httplib::Res
     if (want_logprobs) {
       cc.logprobs = c.logprobs;
       cc.text_offset_base = code_points(echoes[i]);
+      if (!c.prompt_logprobs.empty()) {  // echo: the prompt's tokens lead, from offset 0
+        cc.logprobs->insert(cc.logprobs->begin(), c.prompt_logprobs.begin(), c.prompt_logprobs.end());
+        cc.text_offset_base = 0;
+      }
     }
     out.choices.push_back(std::move(cc));
   }
   out.usage = gen->usage();
   res.set_content(openai::write_completion(out), "application/json");
+}
+
+pooling embedding_pooling_of(const model_bundle&) { return pooling::mean; }
+
+void frontend::impl::handle_embeddings(const httplib::Request& req, httplib::Response& res) {
+  auto parsed = openai::parse_embedding_request(req.body);
+  if (!parsed) return send_error(res, parsed.error());
+  openai::embedding_request& r = parsed.value();
+  auto entry = models->get(r.model);
+  if (!entry) return send_error(res, model_not_found(r.model));
+  const model_bundle& m = *entry->model;
+  const int64_t width = m.weights->config().n_embd;
+  // The models troupe loads were not trained to keep their meaning in a prefix of the vector
+  // (Matryoshka), so a shortened embedding would be a worse one: only the full width is served.
+  if (r.dimensions && *r.dimensions != width)
+    return send_error(res, openai::invalid_request("dimensions",
+                                                   fmt::format("model {} gives {}-dimensional embeddings and does not "
+                                                               "support shortened ones; leave out 'dimensions' or "
+                                                               "give {}",
+                                                               r.model, width, width),
+                                                   "unsupported_value"));
+  openai::model_limits limits{m.weights->config().n_vocab, entry->max_seq_len};
+  const std::string id = openai::new_request_id("embd");
+  const pooling pool = embedding_pooling_of(m);
+  std::vector<generate_request> reqs;
+  for (size_t i = 0; i < r.inputs.size(); ++i) {
+    const openai::prompt_input& in = r.inputs[i];
+    if (!in.is_tokens && !m.tok)
+      return send_error(res, openai::invalid_request(r.batch ? fmt::format("input[{}]", i) : "input",
+                                                     fmt::format("model {} ships no tokenizer: give token ids", r.model)));
+    std::vector<token_id> prompt = in.is_tokens ? in.tokens : m.tok->encode(in.text, true, false);
+    if (auto e = openai::check_embedding_input(r, i, static_cast<int64_t>(prompt.size()), limits))
+      return send_error(res, *e);
+    generate_request g;
+    g.id = fmt::format("{}/{}", id, i);
+    g.model = r.model;
+    g.prompt = std::move(prompt);
+    g.params.max_tokens = 0;  // nothing is generated (the router counts the prompt only)
+    g.priority = r.priority;
+    g.pool = pool;
+    reqs.push_back(std::move(g));
+  }
+  if (auto e = admit(*this)) return send_error(res, *e);
+  auto gen = std::make_shared<generation>(*this, r.model, m.tok, std::move(reqs));
+  auto probe = std::make_shared<connection_probe>(req);
+  if (auto e = gen->submit(*probe)) return send_error(res, *e);
+  bool gone = false;
+  if (auto e = wait_all(*gen, *probe, gone)) return send_error(res, *e);
+  if (gone) return;
+  openai::embedding_response out;
+  out.model = r.model;
+  out.encoding_format = r.encoding_format;
+  for (choice_state& c : gen->choices()) {
+    out.prompt_tokens += c.prompt_tokens;
+    out.embeddings.push_back(std::move(c.embedding));
+  }
+  res.set_content(openai::write_embeddings(out), "application/json");
 }
 
 }  // namespace troupe

@@ -84,7 +84,12 @@ struct frontend::impl {
 
   void handle_chat(const httplib::Request& req, httplib::Response& res);
   void handle_completion(const httplib::Request& req, httplib::Response& res);
+  void handle_embeddings(const httplib::Request& req, httplib::Response& res);
 };
+
+// How /v1/embeddings pools a model's final hidden states: mean for the decoder-only models
+// troupe loads (every token's state; the last token's alone carries mostly what comes next).
+pooling embedding_pooling_of(const model_bundle& m);
 
 // The status page at / and /v1/status (frontend_status.cpp).
 void add_status_routes(frontend::impl& fe, httplib::Server& srv);

@@ -123,7 +123,8 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         // two apart by this.
         const uint64_t instance = std::random_device{}() * 0x9E3779B97F4A7C15ull ^
                                   static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-        worker_actor w = spawn_worker(self->system(), {node, name, b, shared_eng, dev, pub, instance});
+        worker_actor w = spawn_worker(self->system(), {node, name, b, shared_eng, dev, pub, instance,
+                                                       shared_ex->returns_hidden_states() ? "" : shared_ex->describe()});
         self->monitor(w);
         self->state.workers[name] = {w, dev, pub};
         worker_info info;

@@ -219,6 +219,7 @@ struct logprob_entry {
   std::string token;
   float logprob = 0.0f;
   std::vector<top_logprob> top;
+  bool none = false;  // a prompt's first token (echo): its logprob and top_logprobs are null
 };
 
 // The sampler's output with each token's bytes from token_bytes (tokenizer::token_bytes).
@@ -341,6 +342,10 @@ struct model_card {
   int64_t created = 0;
   std::string owned_by = "troupe";
   std::optional<int64_t> max_model_len;  // vLLM's extension
+  // troupe's: how /v1/embeddings pools this model's hidden states ("mean", "last") and their
+  // width; written as "embedding": {"pooling", "dimensions", "normalized": true} when set.
+  std::optional<std::string> embedding_pooling;
+  int64_t embedding_dimensions = 0;
 };
 std::string write_model(const model_card& m);
 std::string write_model_list(std::span<const model_card> models);

@@ -1025,10 +1025,8 @@ api_result<completion_request> parse_completion_request(std::string_view body) {
     return bad_value("min_tokens", fmt::format("'min_tokens' ({}) must not exceed 'max_tokens' ({}, the default)",
                                                req.params.min_tokens, req.params.max_tokens));
   if (!have_prompt) return missing("prompt", "give the text (or token ids) to complete");
-  if (req.echo && req.logprobs)
-    return unsupported("echo", "'echo' with 'logprobs' needs the prompt's logprobs, which troupe does not compute; "
-                               "ask for one or the other");
   req.params.logprobs = req.logprobs.value_or(-1);
+  if (req.echo) req.params.prompt_logprobs = req.params.logprobs;  // the echoed tokens' logprobs lead
   return req;
 }
 

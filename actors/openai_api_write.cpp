@@ -174,12 +174,17 @@ void append_completion_logprobs(std::string& out, std::span<const logprob_entry>
   out += "],\"token_logprobs\":[";
   for (size_t i = 0; i < entries.size(); ++i) {
     if (i) out += ',';
-    append_float(out, entries[i].logprob);
+    if (entries[i].none) out += "null";
+    else append_float(out, entries[i].logprob);
   }
   out += "],\"top_logprobs\":[";
   std::vector<std::pair<std::string, float>> top;
   for (size_t i = 0; i < entries.size(); ++i) {
     if (i) out += ',';
+    if (entries[i].none) {
+      out += "null";
+      continue;
+    }
     top.clear();
     auto add = [&](std::string_view token, float logprob) {
       repaired.clear();
@@ -547,6 +552,14 @@ void append_model(std::string& out, const model_card& m) {
   if (m.max_model_len) {
     key(out, "max_model_len");
     append_int(out, *m.max_model_len);
+  }
+  if (m.embedding_pooling) {
+    key(out, "embedding");
+    out += "{\"pooling\":";
+    append_json_string(out, *m.embedding_pooling);
+    key(out, "dimensions");
+    append_int(out, m.embedding_dimensions);
+    out += ",\"normalized\":true}";
   }
   out += '}';
 }

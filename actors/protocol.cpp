@@ -12,6 +12,7 @@ wire_sampling to_wire(const sampling_params& p) {
   w.frequency_penalty = p.frequency_penalty;
   w.top_k = p.top_k;
   w.logprobs = p.logprobs;
+  w.prompt_logprobs = p.prompt_logprobs;
   w.max_tokens = p.max_tokens;
   w.min_tokens = p.min_tokens;
   for (auto& [id, b] : p.logit_bias) {
@@ -36,6 +37,7 @@ sampling_params from_wire(const wire_sampling& w) {
   p.frequency_penalty = w.frequency_penalty;
   p.top_k = w.top_k;
   p.logprobs = w.logprobs;
+  p.prompt_logprobs = w.prompt_logprobs;
   p.max_tokens = w.max_tokens;
   p.min_tokens = w.min_tokens;
   for (size_t i = 0; i < w.bias_ids.size() && i < w.bias_values.size(); ++i)

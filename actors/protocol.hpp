@@ -25,6 +25,7 @@
 #include "actors/router_queue.hpp"
 #include "runtime/autoscale/autoscale_rule.hpp"
 #include "runtime/engine/factory.hpp"
+#include "runtime/engine/step.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/kv_events.hpp"
 #include "runtime/sampler.hpp"
@@ -50,6 +51,8 @@ struct token_delta {
   std::string id;
   std::vector<int32_t> tokens;
   std::vector<wire_logprob> logprobs;
+  std::vector<wire_logprob> prompt_logprobs;  // prompt tokens 1.., with the first token (when asked)
+  std::vector<float> embedding;               // an embedding request's result, in its last delta
   std::string text;
   bool finished = false;
   std::string finish_reason;  // stop | length | abort | error
@@ -68,7 +71,7 @@ using stream_actor = caf::typed_actor<caf::reacts_to<token_delta>>;
 struct wire_sampling {
   float temperature = 1, top_p = 1, min_p = 0, repetition_penalty = 1, presence_penalty = 0,
         frequency_penalty = 0;
-  int32_t top_k = 0, logprobs = -1, max_tokens = 16, min_tokens = 0;
+  int32_t top_k = 0, logprobs = -1, prompt_logprobs = -1, max_tokens = 16, min_tokens = 0;
   std::vector<int32_t> bias_ids;
   std::vector<float> bias_values;
   bool has_seed = false;
@@ -99,6 +102,9 @@ struct generate_request {
   // What the output must match, as runtime/structured/constraint_spec.hpp writes it (a
   // compiled grammar cannot travel; the worker compiles this, once per spec); "" for none.
   std::string constraint;
+  // Not none: an embedding request (runtime/engine/engine.hpp request::pool); its last delta
+  // carries the embedding, and params are unused (max_tokens 0).
+  pooling pool = pooling::none;
 };
 
 // kv_event as it travels.
@@ -288,6 +294,7 @@ struct router_stats {
 
 struct forward_result {
   std::vector<float> logits;
+  std::vector<float> hidden;  // the batch's hidden rows (executor::forward_hidden)
   std::string error;  // empty on success
   double seconds = 0;
 };
@@ -401,7 +408,8 @@ typename Inspector::result_type inspect(Inspector& f, wire_logprob& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, token_delta& x) {
-  return f(caf::meta::type_name("token_delta"), x.id, x.tokens, x.logprobs, x.text, x.finished,
+  return f(caf::meta::type_name("token_delta"), x.id, x.tokens, x.logprobs, x.prompt_logprobs, x.embedding, x.text,
+           x.finished,
            x.finish_reason, x.stop_string, x.prompt_tokens, x.completion_tokens, x.cached_tokens,
            x.error_status, x.error, x.worker);
 }
@@ -409,13 +417,13 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_sampling& x) {
   return f(caf::meta::type_name("wire_sampling"), x.temperature, x.top_p, x.min_p,
            x.repetition_penalty, x.presence_penalty, x.frequency_penalty, x.top_k, x.logprobs,
-           x.max_tokens, x.min_tokens, x.bias_ids, x.bias_values, x.has_seed, x.seed,
+           x.prompt_logprobs, x.max_tokens, x.min_tokens, x.bias_ids, x.bias_values, x.has_seed, x.seed,
            x.stop_token_ids, x.stop, x.ignore_eos);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
   return f(caf::meta::type_name("generate_request"), x.id, x.model, x.prompt, x.params, x.priority,
-           x.reply_to, x.router, x.constraint);
+           x.reply_to, x.router, x.constraint, x.pool);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_kv_event& x) {
@@ -498,11 +506,11 @@ typename Inspector::result_type inspect(Inspector& f, autoscaler_report& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_result& x) {
-  return f(caf::meta::type_name("forward_result"), x.logits, x.error, x.seconds);
+  return f(caf::meta::type_name("forward_result"), x.logits, x.hidden, x.error, x.seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_batch::seq& x) {
-  return f(caf::meta::type_name("forward_seq"), x.n_past, x.n_new, x.n_logits, x.table_offset,
+  return f(caf::meta::type_name("forward_seq"), x.n_past, x.n_new, x.n_logits, x.n_hidden, x.table_offset,
            x.table_size);
 }
 template <class Inspector>

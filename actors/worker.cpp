@@ -44,19 +44,23 @@ struct worker_state {
 
 using self_ptr = worker_actor::stateful_pointer<worker_state>;
 
+wire_logprob wire_of(const sampled& s) {
+  wire_logprob w{s.id, s.logprob, {}, {}};
+  for (const token_logprob& t : s.top) {
+    w.top_ids.push_back(t.id);
+    w.top_logprobs.push_back(t.logprob);
+  }
+  return w;
+}
+
 token_delta delta_of(const request_output& o, const std::string& worker) {
   token_delta d;
   d.id = o.id;
   d.tokens = o.tokens;
   d.text = o.text;
-  for (const sampled& s : o.logprobs) {
-    wire_logprob w{s.id, s.logprob, {}, {}};
-    for (const token_logprob& t : s.top) {
-      w.top_ids.push_back(t.id);
-      w.top_logprobs.push_back(t.logprob);
-    }
-    d.logprobs.push_back(std::move(w));
-  }
+  for (const sampled& s : o.logprobs) d.logprobs.push_back(wire_of(s));
+  for (const sampled& s : o.prompt_logprobs) d.prompt_logprobs.push_back(wire_of(s));
+  d.embedding = o.embedding;
   d.prompt_tokens = o.use.prompt_tokens;
   d.completion_tokens = o.use.completion_tokens;
   d.cached_tokens = o.use.cached_tokens;
@@ -136,7 +140,7 @@ void step(self_ptr self) {
               // request rather than retry the same batch forever.
               fail_all(self, 500, "forward pass failed: " + r.error);
             } else {
-              step_output out = s.setup.eng->complete(std::move(*sched), r.logits, r.seconds);
+              step_output out = s.setup.eng->complete(std::move(*sched), r.logits, r.seconds, r.hidden);
               s.last = out.stats;
               for (const request_output& o : out.outputs) {
                 if (o.n_drafted > 0) {
@@ -196,11 +200,19 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
           self->send(r.reply_to, failure_delta(r.id, 503, "the worker is shutting down", s.setup.name));
           return;
         }
+        if (r.pool != pooling::none && !s.setup.no_hidden_states.empty()) {
+          self->send(r.reply_to, failure_delta(r.id, 400,
+                                               "this worker cannot compute embeddings: its executor (" +
+                                                   s.setup.no_hidden_states + ") returns no hidden states",
+                                               s.setup.name));
+          return;
+        }
         request req;
         req.id = r.id;
         req.prompt = std::move(r.prompt);
         req.params = from_wire(r.params);
         req.priority = r.priority;
+        req.pool = r.pool;
         if (!r.constraint.empty()) {
           auto c = constraint_of(s, r.constraint);
           if (!c.ok()) {

@@ -24,6 +24,9 @@ struct worker_setup {
   device_actor device;
   publisher_actor publisher;
   uint64_t instance = 0;  // worker_info::instance
+  // What its executor describes itself as, when it returns no hidden states (the CUDA and
+  // simulated ones): embedding requests are then refused, saying so. Empty: it returns them.
+  std::string no_hidden_states;
 };
 
 worker_actor spawn_worker(caf::actor_system& sys, worker_setup setup);

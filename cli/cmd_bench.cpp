@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "bench/embed_bench.hpp"
 #include "bench/engine_bench.hpp"
 #include "bench/router_bench.hpp"
 #include "bench/serve_bench.hpp"
@@ -85,59 +86,49 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->group(group::engine);
   cli::add_kernel_environment(*engine);
   cli::add_hf_cache_environment(*engine);
+  // What the in-process model benchmarks (structured, embed) share: the model, the threads,
+  // the batch sizes, a per-sequence count and the repetitions.
+  auto add_model_bench = [](CLI::App* cmd, std::string& model, int& threads, std::vector<int>& batches,
+                            const char* batches_help, const char* count_name, int& count, const char* count_help,
+                            int& reps, const char* reps_help) {
+    cmd->add_option("--model", model, "the model (default: the project's own, models/troupe-py-7m)")
+        ->type_name("PATH")
+        ->check(cli::existing_path())
+        ->group(group::model);
+    cmd->add_option("--threads", threads, "CPU threads; 0: every core this process may use")
+        ->type_name("N")
+        ->check(cli::at_least(0))
+        ->group(group::engine);
+    cmd->add_option("--batches", batches, batches_help)
+        ->type_name("N,N")
+        ->delimiter(',')
+        ->check(cli::at_least(1))
+        ->group(group::workload);
+    cmd->add_option(count_name, count, count_help)->type_name("N")->check(cli::at_least(1))->group(group::workload);
+    cmd->add_option("--reps", reps, reps_help)->type_name("N")->check(cli::at_least(1))->group(group::workload);
+  };
   troupe::bench::structured_bench_options sto;
   auto* structured = app.add_subcommand("structured", "Decoding with and without a JSON Schema constraint.");
-  structured->add_option("--model", sto.model, "the model (default: the project's own, models/troupe-py-7m)")
-      ->type_name("PATH")
-      ->check(cli::existing_path())
-      ->group(group::model);
-  structured->add_option("--threads", sto.threads, "CPU threads; 0: every core this process may use")
-      ->type_name("N")
-      ->check(cli::at_least(0))
-      ->group(group::engine);
-  structured->add_option("--batches", sto.batches, "batch sizes, comma-separated")
-      ->type_name("N,N")
-      ->delimiter(',')
-      ->check(cli::at_least(1))
-      ->group(group::workload);
-  structured->add_option("--max-tokens", sto.max_tokens, "tokens generated per sequence")
-      ->type_name("N")
-      ->check(cli::at_least(1))
-      ->group(group::workload);
-  structured->add_option("--reps", sto.reps, "runs per batch size and mode; the fastest counts")
-      ->type_name("N")
-      ->check(cli::at_least(1))
-      ->group(group::workload);
+  add_model_bench(structured, sto.model, sto.threads, sto.batches, "batch sizes, comma-separated", "--max-tokens",
+                  sto.max_tokens, "tokens generated per sequence", sto.reps,
+                  "runs per batch size and mode; the fastest counts");
+  troupe::bench::embed_bench_options emo;
+  auto* embed = app.add_subcommand("embed", "Embeddings through the serving engine: embeddings and tokens per second.");
+  add_model_bench(embed, emo.model, emo.threads, emo.batches, "inputs embedded at once, comma-separated",
+                  "--input-tokens", emo.input_tokens, "tokens per input", emo.reps,
+                  "runs per batch size; the fastest counts");
   troupe::bench::spec_bench_options spo;
   auto* spec = app.add_subcommand("spec", "Speculative decoding (NGram drafts) against plain decoding, greedy, on held-out code.");
-  spec->add_option("--model", spo.model, "the model (default: the project's own, models/troupe-py-7m)")
-      ->type_name("PATH")
-      ->check(cli::existing_path())
-      ->group(group::model);
+  add_model_bench(spec, spo.model, spo.threads, spo.batches, "batch sizes, comma-separated", "--max-tokens",
+                  spo.max_tokens, "tokens generated per sequence", spo.reps,
+                  "runs per workload, batch size and mode; the fastest counts");
   spec->add_option("--code-dir", spo.code_dir, "where the held-out Python files of the models' validation split are")
       ->type_name("DIR")
-      ->group(group::workload);
-  spec->add_option("--threads", spo.threads, "CPU threads; 0: every core this process may use")
-      ->type_name("N")
-      ->check(cli::at_least(0))
-      ->group(group::engine);
-  spec->add_option("--batches", spo.batches, "batch sizes, comma-separated")
-      ->type_name("N,N")
-      ->delimiter(',')
-      ->check(cli::at_least(1))
-      ->group(group::workload);
-  spec->add_option("--max-tokens", spo.max_tokens, "tokens generated per sequence")
-      ->type_name("N")
-      ->check(cli::at_least(1))
       ->group(group::workload);
   spec->add_option("--max-draft-len", spo.max_draft_len, "draft tokens verified per step")
       ->type_name("N")
       ->check(cli::between(1, 32))
       ->group(group::engine);
-  spec->add_option("--reps", spo.reps, "runs per workload, batch size and mode; the fastest counts")
-      ->type_name("N")
-      ->check(cli::at_least(1))
-      ->group(group::workload);
   troupe::bench::router_bench_options ro;
   auto* router = app.add_subcommand(
       "router", "The KV-aware router's decision latency over a large KV index, and the index's event rate, in process.");
@@ -278,5 +269,6 @@ int run_bench_command(const std::vector<std::string>& args) {
   if (*serve) return report("serve", troupe::bench::run_serve_bench(so));
   if (*structured) return report("structured", troupe::bench::run_structured_bench(sto));
   if (*spec) return report("spec", troupe::bench::run_spec_bench(spo));
+  if (*embed) return report("embed", troupe::bench::run_embed_bench(emo));
   return report("router", troupe::bench::run_router_bench(ro));
 }

@@ -135,7 +135,11 @@ class cpu_executor final : public executor {
     return fmt::format("cpu f32 L{} kv{} d{} b{} k-transposed", c_.n_layer, c_.n_head_kv, c_.head_dim, block_size_);
   }
 
-  status forward(const forward_batch& b, std::vector<float>& logits) override;
+  status forward(const forward_batch& b, std::vector<float>& logits) override {
+    return forward_hidden(b, logits, hidden_);
+  }
+  status forward_hidden(const forward_batch& b, std::vector<float>& logits, std::vector<float>& hidden) override;
+  bool returns_hidden_states() const override { return true; }
 
  private:
   size_t block_floats() const {
@@ -158,7 +162,7 @@ class cpu_executor final : public executor {
   std::vector<double> inv_freq_;
   std::vector<host_buffer> k_cache_, v_cache_;  // per layer
   // Scratch for one forward, grown to the largest batch seen.
-  std::vector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_, hl_;
+  std::vector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_, hl_, hidden_;
   std::vector<int32_t> pos_;
 };
 
@@ -179,13 +183,14 @@ void cpu_executor::resize(int64_t n) {
   if (pos_.size() < static_cast<size_t>(n)) pos_.resize(static_cast<size_t>(n));
 }
 
-status cpu_executor::forward(const forward_batch& b, std::vector<float>& logits) {
+status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& logits, std::vector<float>& hidden) {
   TROUPE_CHECK(validate_batch(b, c_.n_vocab, block_size_, n_blocks_, c_.max_position));
   const int64_t T = b.n_tokens();
   const int64_t H = c_.n_embd, QD = c_.q_dim(), KVD = c_.kv_dim(), FF = c_.n_ff, HD = c_.head_dim;
   const float eps = static_cast<float>(c_.rms_eps);
   resize(T);
   logits.resize(static_cast<size_t>(b.n_logit_rows()) * static_cast<size_t>(c_.n_vocab));
+  hidden.resize(static_cast<size_t>(b.n_hidden_rows() * H));
   if (T == 0) return {};
 
   // Positions, rotary angles (in double, then rounded) and the attention work list.
@@ -259,6 +264,18 @@ status cpu_executor::forward(const forward_batch& b, std::vector<float>& logits)
     rows(T, [&](int64_t r0, int64_t r1) { cpu::silu_mul(g + r0 * FF, u + r0 * FF, (r1 - r0) * FF); });
     cpu::matmul(g, FF, T, lm.w_down, h, H, pool_, prec_);  // [T, H]
     rows(T, [&](int64_t r0, int64_t r1) { cpu::add(x + r0 * H, h + r0 * H, (r1 - r0) * H); });
+  }
+
+  // Hidden rows: the final norm of the rows asked for, [n_hidden_rows, H].
+  int64_t o_h = 0;
+  for (const auto& s : seqs) {
+    const auto& bs = b.seqs[static_cast<size_t>(&s - seqs.data())];
+    if (bs.n_hidden == 0) continue;
+    const int64_t first = s.q_row + s.n_q - bs.n_hidden;
+    rows(bs.n_hidden, [&](int64_t r0, int64_t r1) {
+      cpu::rms_norm(x + (first + r0) * H, H, r1 - r0, H, W.output_norm.data(), eps, hidden.data() + (o_h + r0) * H, H);
+    });
+    o_h += bs.n_hidden;
   }
 
   // Final norm and output projection only for the rows that need logits.

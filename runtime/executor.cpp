@@ -5,11 +5,12 @@
 namespace troupe {
 
 void forward_batch::add(int32_t n_past, std::span<const token_id> new_tokens,
-                        std::span<const int32_t> blocks, int32_t n_logits) {
+                        std::span<const int32_t> blocks, int32_t n_logits, int32_t n_hidden) {
   seq s;
   s.n_past = n_past;
   s.n_new = static_cast<int32_t>(new_tokens.size());
   s.n_logits = n_logits;
+  s.n_hidden = n_hidden;
   s.table_offset = static_cast<int32_t>(block_tables.size());
   s.table_size = static_cast<int32_t>(blocks.size());
   tokens.insert(tokens.end(), new_tokens.begin(), new_tokens.end());
@@ -21,6 +22,21 @@ int32_t forward_batch::n_logit_rows() const {
   int32_t n = 0;
   for (const seq& s : seqs) n += s.n_logits;
   return n;
+}
+
+int32_t forward_batch::n_hidden_rows() const {
+  int32_t n = 0;
+  for (const seq& s : seqs) n += s.n_hidden;
+  return n;
+}
+
+status executor::forward_hidden(const forward_batch& batch, std::vector<float>& logits, std::vector<float>& hidden) {
+  hidden.clear();
+  if (batch.n_hidden_rows() > 0)
+    return make_error(fmt::format("this executor ({}) does not return hidden states, so it cannot compute "
+                                  "embeddings; serve the model on the CPU for them",
+                                  describe()));
+  return forward(batch, logits);
 }
 
 void forward_batch::clear() {
@@ -44,9 +60,10 @@ status validate_batch(const forward_batch& b, int64_t n_vocab, int32_t block_siz
   int64_t total = 0;
   for (size_t i = 0; i < b.seqs.size(); ++i) {
     const auto& s = b.seqs[i];
-    if (s.n_past < 0 || s.n_new <= 0 || s.n_logits < 0 || s.n_logits > s.n_new)
-      return make_error(fmt::format("forward batch: sequence {} has n_past {}, n_new {}, n_logits {}",
-                                    i, s.n_past, s.n_new, s.n_logits));
+    if (s.n_past < 0 || s.n_new <= 0 || s.n_logits < 0 || s.n_logits > s.n_new || s.n_hidden < 0 ||
+        s.n_hidden > s.n_new)
+      return make_error(fmt::format("forward batch: sequence {} has n_past {}, n_new {}, n_logits {}, n_hidden {}",
+                                    i, s.n_past, s.n_new, s.n_logits, s.n_hidden));
     const int64_t end = static_cast<int64_t>(s.n_past) + s.n_new;
     if (end > max_position)
       return make_error(fmt::format("forward batch: sequence {} reaches position {}, beyond the model's {}",

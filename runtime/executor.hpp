@@ -24,6 +24,8 @@ struct forward_batch {
     int32_t n_past = 0;
     int32_t n_new = 0;
     int32_t n_logits = 0;      // logits for its last n_logits new tokens (0 while prefilling a chunk)
+    int32_t n_hidden = 0;      // final hidden states (after the final norm) for its last n_hidden
+                               // new tokens: what embeddings are pooled from
     int32_t table_offset = 0;  // into block_tables
     int32_t table_size = 0;
   };
@@ -32,9 +34,10 @@ struct forward_batch {
   std::vector<int32_t> block_tables;   // every sequence's block ids, concatenated
 
   void add(int32_t n_past, std::span<const token_id> new_tokens, std::span<const int32_t> blocks,
-           int32_t n_logits);
+           int32_t n_logits, int32_t n_hidden = 0);
   int32_t n_tokens() const { return static_cast<int32_t>(tokens.size()); }
   int32_t n_logit_rows() const;
+  int32_t n_hidden_rows() const;
   void clear();
 };
 
@@ -52,6 +55,13 @@ class executor {
   // fit the model or the cache (a token id out of range, a block table too short, a block id
   // out of range) is an error, and nothing is computed.
   [[nodiscard]] virtual status forward(const forward_batch& batch, std::vector<float>& logits) = 0;
+  // forward, and also the hidden rows asked for (seq::n_hidden) into hidden: [n_hidden_rows,
+  // n_embd], sequences in order. An executor that cannot return them (this default) refuses a
+  // batch that asks for any, saying so.
+  [[nodiscard]] virtual status forward_hidden(const forward_batch& batch, std::vector<float>& logits,
+                                              std::vector<float>& hidden);
+  // Whether forward_hidden returns hidden rows (else embedding requests must not reach it).
+  virtual bool returns_hidden_states() const { return false; }
 
   // Copies the contents of KV blocks, src[i] -> dst[i] (for copy-on-write of shared blocks).
   virtual void copy_blocks(std::span<const int32_t> src, std::span<const int32_t> dst) = 0;

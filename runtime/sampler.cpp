@@ -56,6 +56,7 @@ status sampling_params::validate(int64_t n_vocab) const {
       return bad("logit_bias", fmt::format("for token {} must be between -100 and 100", id));
   }
   if (logprobs < -1 || logprobs > 20) return bad("logprobs", "must be between 0 and 20");
+  if (prompt_logprobs < -1 || prompt_logprobs > 20) return bad("prompt_logprobs", "must be between 0 and 20");
   if (max_tokens < 1) return bad("max_tokens", "must be at least 1");
   if (min_tokens < 0 || min_tokens > max_tokens)
     return bad("min_tokens", "must be between 0 and max_tokens");

@@ -150,6 +150,10 @@ class model:
 
     def forward(self, tokens):
         """Logits [T, n_vocab] for every position of one sequence."""
+        return self.linear(self.hidden(tokens), "lm_head.weight")
+
+    def hidden(self, tokens):
+        """Final hidden states [T, n_embd] after the final norm (what embeddings pool)."""
         W, T = self.w, len(tokens)
         pos = np.arange(T)
         x = W["model.embed_tokens.weight"][np.array(tokens)]
@@ -188,7 +192,7 @@ class model:
             g = self.linear(h, p + "mlp.gate_proj.weight")
             u = self.linear(h, p + "mlp.up_proj.weight")
             x = x + self.linear((g / (1 + np.exp(-g))) * u, p + "mlp.down_proj.weight")
-        return self.linear(self.rms(x, W["model.norm.weight"]), "lm_head.weight")
+        return self.rms(x, W["model.norm.weight"])
 
 
 def main():
@@ -198,7 +202,20 @@ def main():
     ap.add_argument("--greedy", type=int, default=0, help="greedy continuation length")
     ap.add_argument("--out", required=True)
     ap.add_argument("--round", choices=["fast"], help="simulate the fast path's activation rounding")
+    ap.add_argument("--embeddings", action="store_true",
+                    help="write, per prompt, its mean- and last-token-pooled L2-normalised embeddings "
+                         "(OUT.json only) instead of logits")
     a = ap.parse_args()
+    if a.embeddings:
+        m = model(a.model, a.round)
+        out = {"prompts": []}
+        for toks in json.loads(a.prompts):
+            h = m.hidden(toks)
+            mean, last = h.mean(0), h[-1]
+            out["prompts"].append({"tokens": toks, "mean": (mean / np.linalg.norm(mean)).tolist(),
+                                   "last": (last / np.linalg.norm(last)).tolist()})
+        json.dump(out, open(a.out + ".json", "w"))
+        return
     m = model(a.model, a.round)
     prompts = json.loads(a.prompts)
     out = {"prompts": []}

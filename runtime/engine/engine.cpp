@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -60,6 +61,7 @@ struct engine::impl {
     for (token_id t : r.prompt)
       if (t < 0 || t >= model.n_vocab)
         return make_error(fmt::format("prompt token {} is outside the vocabulary of {}", t, model.n_vocab));
+    if (r.pool != pooling::none) return check_embedding(r, n_generated);
     TROUPE_CHECK(r.params.validate(model.n_vocab));
     if (!r.params.stop.empty() && !tok) return make_error("stop strings need a tokenizer");
     const int64_t L = cfg.max_seq_len, M = r.params.max_tokens;
@@ -84,10 +86,29 @@ struct engine::impl {
     return {};
   }
 
+  // An embedding request reads its prompt and no more: it must fit the context and the cache.
+  status check_embedding(const request& r, int64_t n_generated) const {
+    const auto P = static_cast<int64_t>(r.prompt.size());
+    if (n_generated > 0) return make_error("an embedding request generates nothing to import");
+    if (P > cfg.max_seq_len)
+      return make_error(fmt::format("This model's maximum context length is {} tokens; the input has {} tokens",
+                                    cfg.max_seq_len, P));
+    const int64_t blocks = (P + model.kv_block_size - 1) / model.kv_block_size;
+    if (blocks > kv.n_blocks())
+      return make_error(fmt::format("the input needs {} KV blocks ({} tokens) but the whole cache holds {}", blocks,
+                                    P, kv.n_blocks()));
+    if (!cfg.enable_chunked_prefill && P > cfg.max_num_tokens)
+      return make_error(fmt::format("the input has {} tokens, more than max_num_tokens ({}), and chunked "
+                                    "prefill is off",
+                                    P, cfg.max_num_tokens));
+    return {};
+  }
+
   sequence& make_sequence(request& r) {
     const uint64_t seq = next_seq++;
     auto s = std::make_unique<sequence>(seq, r.id, r.priority, std::move(r.prompt), r.params, tok);
     s->constraint = std::move(r.constraint);
+    s->pool = r.pool;
     sequence& ref = *s;
     by_id[ref.id] = seq;
     seqs.emplace(seq, std::move(s));
@@ -105,8 +126,48 @@ struct engine::impl {
     ro.n_drafted = r.n_drafted;
     ro.n_draft_accepted = r.n_draft_accepted;
     if (ro.finished) ro.text += output_processor::flush(s);
+    if ((!ro.tokens.empty() || ro.finished) && s.wants_prompt_rows()) {
+      ro.prompt_logprobs = std::move(s.prompt_logprobs);
+      s.prompt_logprobs_sent = true;
+    }
     ro.use = usage_of(s);
     return ro;
+  }
+
+  // An embedding request's hidden rows from one step ([n_hidden, H]): summed (mean) or kept
+  // (last). When its prompt is complete, the output with the pooled, L2-normalised vector.
+  std::optional<request_output> pool_rows(sequence& s, const scheduled_seq& p, std::span<const float> rows, size_t H) {
+    if (p.n_hidden > 0) {
+      if (p.n_past == 0 || s.pool == pooling::last || s.pooled.size() != H) s.pooled.assign(H, 0.0);
+      for (int32_t i = 0; i < p.n_hidden; ++i)
+        for (size_t j = 0; j < H; ++j) s.pooled[j] += rows[static_cast<size_t>(i) * H + j];
+    }
+    if (s.n_computed < s.size()) return std::nullopt;
+    request_output ro;
+    ro.id = s.id;
+    ro.finished = finish_reason::stop;
+    ro.use = usage_of(s);
+    double norm = 0;
+    for (double v : s.pooled) norm += v * v;  // the mean's 1/n cancels in the normalisation
+    norm = std::sqrt(norm);
+    ro.embedding.resize(s.pooled.size());
+    for (size_t j = 0; j < s.pooled.size(); ++j)
+      ro.embedding[j] = static_cast<float>(norm > 0 ? s.pooled[j] / norm : 0.0);
+    return ro;
+  }
+
+  // Logprobs of the prompt tokens whose predicting rows a prefill chunk returned (every row of
+  // the chunk: row i is position n_past + i, which predicts token n_past + i + 1).
+  void prompt_rows(sequence& s, const scheduled_seq& p, std::span<const float> rows) {
+    const auto V = static_cast<size_t>(model.n_vocab);
+    if (s.prompt_logprobs.empty()) s.prompt_logprobs.resize(static_cast<size_t>(std::max(0, s.n_prompt - 1)));
+    for (int32_t i = 0; i < p.n_logits; ++i) {
+      const int32_t pos = p.n_past + i;
+      if (pos + 1 >= s.n_prompt) break;
+      s.prompt_logprobs[static_cast<size_t>(pos)] =
+          logprobs_of(rows.subspan(static_cast<size_t>(i) * V, V), s.tokens[static_cast<size_t>(pos + 1)],
+                      s.params.prompt_logprobs);
+    }
   }
 };
 
@@ -162,26 +223,57 @@ const char* engine::decoding_type() const { return impl_->prop && impl_->cfg.max
 
 step_plan engine::schedule() { return impl_->sched.schedule(); }
 
-step_output engine::complete(step_plan&& plan, const std::vector<float>& logits, double forward_seconds) {
+step_output engine::complete(step_plan&& plan, const std::vector<float>& logits, double forward_seconds,
+                             std::span<const float> hidden) {
   impl& e = *impl_;
   e.sched.observe(plan.stats, forward_seconds);
   step_output out;
   out.stats = plan.stats;
   const auto V = static_cast<size_t>(e.model.n_vocab);
-  size_t row = 0;
+  const int32_t n_hidden_rows = plan.batch.n_hidden_rows();
+  const size_t H = n_hidden_rows > 0 ? hidden.size() / static_cast<size_t>(n_hidden_rows) : 0;
+  size_t row = 0, hrow = 0;
   for (const scheduled_seq& p : plan.seqs) {
-    const std::span<const float> rows(logits.data() + row * V, static_cast<size_t>(p.n_logits) * V);
+    std::span<const float> rows(logits.data() + row * V, static_cast<size_t>(p.n_logits) * V);
     row += static_cast<size_t>(p.n_logits);
+    const std::span<const float> hrows = hidden.subspan(hrow * H, static_cast<size_t>(p.n_hidden) * H);
+    hrow += static_cast<size_t>(p.n_hidden);
     auto it = e.seqs.find(p.seq);
     if (it == e.seqs.end()) continue;  // aborted while its forward ran
     sequence& s = *it->second;
+    if (s.pool != pooling::none) {
+      s.n_computed += p.n_new;
+      e.kv.commit(s.seq, s.tokens, s.n_computed);
+      if (auto ro = e.pool_rows(s, p, hrows, H)) {
+        e.drop(s);
+        out.outputs.push_back(std::move(*ro));
+      }
+      continue;
+    }
+    scheduled_seq last_row;  // a prompt-logprobs chunk: only its last row samples
+    const scheduled_seq* sp = &p;
+    if (p.phase == seq_phase::prefill && s.wants_prompt_rows() && p.n_logits > 0) {
+      e.prompt_rows(s, p, rows);
+      if (p.n_past + p.n_new < s.size()) {
+        s.n_computed += p.n_new;
+        e.kv.commit(s.seq, s.tokens, s.n_computed);
+        continue;
+      }
+      rows = rows.subspan(static_cast<size_t>(p.n_logits - 1) * V, V);
+      last_row.seq = p.seq;
+      last_row.phase = p.phase;
+      last_row.n_past = p.n_past;
+      last_row.n_new = p.n_new;
+      last_row.n_logits = 1;
+      sp = &last_row;
+    }
     if (p.n_logits == 0) {  // a prefill chunk short of the prompt's end
       s.n_computed += p.n_new;
       e.kv.commit(s.seq, s.tokens, s.n_computed);
       continue;
     }
     const int32_t n_real = p.n_new - static_cast<int32_t>(p.drafted.tokens.size());
-    seq_result r = e.out.process(s, p, rows);
+    seq_result r = e.out.process(s, *sp, rows);
     // Computed and kept: the real tokens, and the drafts the target accepted.
     s.n_computed += n_real + r.n_draft_accepted;
     e.kv.commit(s.seq, s.tokens, s.n_computed);
@@ -198,14 +290,14 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
 
 result<step_output> engine::step(executor& ex) {
   step_plan p = schedule();
-  std::vector<float> logits;
+  std::vector<float> logits, hidden;
   double seconds = -1;
   if (!p.empty()) {
     const auto t0 = std::chrono::steady_clock::now();
-    TROUPE_CHECK(ex.forward(p.batch, logits));
+    TROUPE_CHECK(ex.forward_hidden(p.batch, logits, hidden));
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  return complete(std::move(p), logits, seconds);
+  return complete(std::move(p), logits, seconds, hidden);
 }
 
 result<request_kv> engine::export_kv(const std::string& id) {

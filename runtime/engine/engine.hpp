@@ -77,6 +77,10 @@ struct request {
   // mask applies before sampling; it decides where the output may end (min_tokens then does
   // not hold back end tokens), and the sequence stops as soon as it has ended.
   std::shared_ptr<token_constraint> constraint;
+  // Not none: an embedding request. Its prompt is computed (never sampled; params other than
+  // prompt_logprobs are ignored) and its one output holds the pooled, L2-normalised final
+  // hidden state. It may fill the whole context (no room for a completion is needed).
+  troupe::pooling pool = pooling::none;
 };
 
 struct usage {
@@ -89,6 +93,10 @@ struct request_output {
   std::string id;
   std::vector<token_id> tokens;    // new tokens this step
   std::vector<sampled> logprobs;   // one per new token, when asked
+  // params.prompt_logprobs: one per prompt token but the first (which has none), in the
+  // output with the first new token.
+  std::vector<sampled> prompt_logprobs;
+  std::vector<float> embedding;    // an embedding request's result, in its last output
   std::string text;                // new text this step (complete UTF-8, stop strings cut)
   std::optional<finish_reason> finished;
   std::string stop_string;         // the stop string that ended it, if one did
@@ -136,8 +144,10 @@ class engine {
 
   step_plan schedule();
   // forward_seconds: how long the step's forward took (it tunes the hybrid chunk size); < 0
-  // when unknown. logits: [plan.batch.n_logit_rows(), n_vocab].
-  step_output complete(step_plan&& plan, const std::vector<float>& logits, double forward_seconds = -1);
+  // when unknown. logits: [plan.batch.n_logit_rows(), n_vocab]; hidden: [plan.batch.n_hidden_rows(),
+  // n_embd] (executor::forward_hidden).
+  step_output complete(step_plan&& plan, const std::vector<float>& logits, double forward_seconds = -1,
+                       std::span<const float> hidden = {});
   // schedule, forward, complete.
   [[nodiscard]] result<step_output> step(executor& ex);
 

@@ -25,6 +25,15 @@ const char* seq_phase_name(seq_phase p) {
   return "?";
 }
 
+const char* pooling_name(pooling p) {
+  switch (p) {
+    case pooling::none: return "none";
+    case pooling::mean: return "mean";
+    case pooling::last: return "last";
+  }
+  return "?";
+}
+
 output_processor::output_processor(int64_t n_vocab, int64_t n_tokens, std::vector<token_id> eos_ids,
                                    int32_t max_seq_len)
     : n_vocab_(n_vocab), n_tokens_(n_tokens), eos_(eos_ids.begin(), eos_ids.end()), max_seq_len_(max_seq_len) {}

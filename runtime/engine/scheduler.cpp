@@ -96,10 +96,17 @@ size_t scheduler::best_waiting() const {
 }
 
 int32_t scheduler::draft_room(const sequence& s, int32_t budget) const {
-  if (!prop_ || cfg_.max_draft_len <= 0) return 0;
+  if (!prop_ || cfg_.max_draft_len <= 0 || s.pool != pooling::none) return 0;
   // Never past max_tokens or the context: every accepted draft plus the token after it must fit.
   const int32_t left = std::min(s.params.max_tokens - s.completion(), cfg_.max_seq_len - s.size()) - 1;
   return std::max(0, std::min({cfg_.max_draft_len, left, budget - 1}));
+}
+
+// A sequence whose prefill returns a logit row per token computes at most this many a step,
+// so that a long prompt's rows ([n, n_vocab] floats) stay a bounded buffer.
+int32_t scheduler::row_cap(const sequence& s) const {
+  constexpr int32_t max_prompt_logit_rows = 256;
+  return s.wants_prompt_rows() && s.n_computed < s.n_prompt ? max_prompt_logit_rows : INT32_MAX;
 }
 
 step_plan scheduler::schedule() {
@@ -141,7 +148,7 @@ step_plan scheduler::schedule() {
     sequence& s = get(id);
     const bool is_decode = s.decoding();
     if ((is_decode && !allow_decode) || (!is_decode && !allow_prefill)) continue;
-    const int32_t n = std::min({s.remaining(), budget, is_decode ? INT32_MAX : prefill_budget});
+    const int32_t n = std::min({s.remaining(), budget, is_decode ? INT32_MAX : prefill_budget, row_cap(s)});
     if (n <= 0) continue;
     draft d;
     if (is_decode)
@@ -181,10 +188,10 @@ step_plan scheduler::schedule() {
     const uint64_t id = waiting_[wi];
     sequence& s = get(id);
     // The longest cached prefix in whole blocks, leaving at least one token to compute.
-    const int32_t cached = kv_.count_cached_prefix(id, s.tokens);
+    const int32_t cached = s.computes_whole_prompt() ? 0 : kv_.count_cached_prefix(id, s.tokens);
     const int32_t rest = s.size() - cached;
     if (!cfg_.enable_chunked_prefill && rest > std::min(budget, prefill_budget)) break;
-    const int32_t n = std::min({rest, budget, prefill_budget});
+    const int32_t n = std::min({rest, budget, prefill_budget, row_cap(s)});
     kv_.pin_prefix(id, s.tokens, cached / kv_.block_size());
     if (!kv_.allocate_slots(id, cached, n)) {
       kv_.release(id);
@@ -210,10 +217,16 @@ step_plan scheduler::schedule() {
     const auto k = static_cast<int32_t>(w.drafted.tokens.size());
     const bool last = s.n_computed + (w.n - k) == s.size();
     e.n_logits = last ? 1 + k : 0;
+    if (s.pool != pooling::none) {
+      e.n_logits = 0;  // never sampled: hidden rows instead
+      e.n_hidden = s.pool == pooling::mean ? w.n : last ? 1 : 0;
+    } else if (s.wants_prompt_rows() && s.n_computed < s.n_prompt) {
+      e.n_logits = w.n;  // every row of the chunk (the last one also samples, when it ends the prompt)
+    }
     const auto n_real = static_cast<size_t>(w.n - k);
     std::vector<token_id> toks(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + static_cast<ptrdiff_t>(n_real));
     toks.insert(toks.end(), w.drafted.tokens.begin(), w.drafted.tokens.end());
-    out.batch.add(s.n_computed, toks, kv_.blocks(w.seq), e.n_logits);
+    out.batch.add(s.n_computed, toks, kv_.blocks(w.seq), e.n_logits, e.n_hidden);
     const auto added = kv_.last_allocated(w.seq);
     e.new_blocks.assign(added.begin(), added.end());
     e.drafted = std::move(w.drafted);

@@ -56,6 +56,8 @@ class scheduler {
   int32_t hybrid_cap();
   // How many draft tokens s may verify this step (0: decode plainly).
   int32_t draft_room(const sequence& s, int32_t budget) const;
+  // Tokens s may compute this step at most, for its own sake (INT32_MAX: no limit of its own).
+  int32_t row_cap(const sequence& s) const;
 
   const engine_config& cfg_;
   sequence_table& seqs_;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/constraint.hpp"
+#include "runtime/engine/step.hpp"
 #include "runtime/sampler.hpp"
 #include "runtime/stop_strings.hpp"
 #include "runtime/text/tokenizer.hpp"
@@ -37,6 +38,15 @@ struct sequence {
   // What the output must match (request::constraint); the output processor masks with it and
   // feeds it each token kept, the scheduler trims drafts to what it allows. May be null.
   std::shared_ptr<token_constraint> constraint;
+  // An embedding request (request::pool): never sampled. pooled holds the sum of its hidden
+  // rows so far (mean, summed in order in double, so chunking cannot change it) or its last
+  // row (last). The engine touches these.
+  pooling pool = pooling::none;
+  std::vector<double> pooled;
+  // Prompt logprobs (params.prompt_logprobs): entry p is token p + 1's, filled from the logit
+  // rows of its prefill chunks and sent with its first token.
+  std::vector<sampled> prompt_logprobs;
+  bool prompt_logprobs_sent = false;
 
   sequence(uint64_t seq_no, std::string id_, int32_t prio, std::vector<token_id> prompt,
            const sampling_params& p, const tokenizer* tok)
@@ -54,6 +64,11 @@ struct sequence {
   // One token left to compute, then one to sample: it decodes (or verifies drafts) next. (A
   // prompt whose prefix was cached up to its last token decodes too.)
   bool decoding() const { return remaining() == 1; }
+  // Its prefill chunks need a logit row at every prompt position.
+  bool wants_prompt_rows() const { return params.prompt_logprobs >= 0 && !prompt_logprobs_sent; }
+  // Its prefill must compute every prompt token (no prefix-cache hit): mean pooling sums every
+  // row, and prompt logprobs need every row's logits.
+  bool computes_whole_prompt() const { return pool == pooling::mean || wants_prompt_rows(); }
 };
 
 }  // namespace troupe

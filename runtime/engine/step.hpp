@@ -24,6 +24,11 @@ enum class seq_phase : uint8_t {
 };
 const char* seq_phase_name(seq_phase p);
 
+// How an embedding request pools its prompt's final hidden states (after the final norm) into
+// one vector, which is then L2-normalised: none for a generation request.
+enum class pooling : uint8_t { none, mean, last };
+const char* pooling_name(pooling p);
+
 // Draft tokens a proposer offers for one sequence. probs holds the drafter's distribution at
 // each drafted position ([n][n_vocab]) when it sampled them; empty means the drafts are
 // deterministic (an n-gram match, or greedy drafting), i.e. probability 1 each.
@@ -52,7 +57,9 @@ struct scheduled_seq {
   seq_phase phase = seq_phase::prefill;
   int32_t n_past = 0;             // tokens whose keys and values were computed before this step
   int32_t n_new = 0;              // tokens computed this step (a verify: 1 + draft tokens)
-  int32_t n_logits = 0;           // logit rows: 0, 1, or 1 + draft tokens
+  int32_t n_logits = 0;           // logit rows: 0, 1, or 1 + draft tokens; a prefill chunk of
+                                  // a sequence that wants its prompt's logprobs: every token's
+  int32_t n_hidden = 0;           // hidden rows (an embedding request): its last n_hidden tokens'
   draft drafted;                  // verify only
   std::vector<int32_t> new_blocks;  // block ids its table gained this step (what changed)
 };

@@ -607,7 +607,9 @@ TEST(openai_completion_parse, accepts_every_prompt_form_and_field) {
        }},
       {"logprobs_zero", completion_body(R"("logprobs":0)"), [](auto& r) { EXPECT_EQ(r.logprobs, 0); EXPECT_EQ(r.params.logprobs, 0); }},
       {"logprobs_five", completion_body(R"("logprobs":5)"), [](auto& r) { EXPECT_EQ(r.params.logprobs, 5); }},
-      {"echo", completion_body(R"("echo":true)"), [](auto& r) { EXPECT_TRUE(r.echo); }},
+      {"echo", completion_body(R"("echo":true)"), [](auto& r) { EXPECT_TRUE(r.echo); EXPECT_EQ(r.params.prompt_logprobs, -1); }},
+      {"echo_with_logprobs", completion_body(R"("echo":true,"logprobs":2)"),
+       [](auto& r) { EXPECT_EQ(r.params.logprobs, 2); EXPECT_EQ(r.params.prompt_logprobs, 2); }},
       {"suffix_null_or_empty", completion_body(R"("suffix":null,"suffix":"")"), [](auto& r) { EXPECT_EQ(r.prompts.size(), 1u); }},
       {"best_of_equal_n", completion_body(R"("n":3,"best_of":3)"), [](auto& r) { EXPECT_EQ(r.n, 3); }},
       {"shared_fields", completion_body(R"("max_tokens":100,"temperature":0,"stop":["\n"],"stream":true,
@@ -663,8 +665,6 @@ TEST(openai_completion_parse, rejects_each_bad_field_naming_it) {
       {"logprobs_too_many", completion_body(R"("logprobs":6)"), "logprobs", "invalid_value", "between 0 and 5"},
       {"logprobs_bool", completion_body(R"("logprobs":true)"), "logprobs", "invalid_type", "an integer between 0 and 5, not a boolean"},
       {"echo_string", completion_body(R"("echo":"yes")"), "echo", "invalid_type", "true or false"},
-      {"echo_with_logprobs", completion_body(R"("echo":true,"logprobs":1)"), "echo", "unsupported_value",
-       "needs the prompt's logprobs"},
       {"suffix", completion_body(R"("suffix":"}")"), "suffix", "unsupported_value", "'suffix' is not supported"},
       {"suffix_number", completion_body(R"("suffix":1)"), "suffix", "invalid_type", "must be a string"},
       {"best_of_above_n", completion_body(R"("best_of":2)"), "best_of", "unsupported_value", "got best_of 2 with n 1"},
@@ -1119,6 +1119,21 @@ TEST(openai_write, completion_logprobs_have_offsets_and_the_chosen_token) {
   EXPECT_EQ(j["usage"]["total_tokens"], 7);
 }
 
+TEST(openai_write, echoed_prompt_logprobs_start_with_a_null_entry) {
+  completion c;
+  c.id = "cmpl-2";
+  c.model = "m";
+  logprob_entry first{"<s>", 0.0f, {}};
+  first.none = true;
+  std::vector<logprob_entry> lp = {first, {"Hi", -1.5f, {{"Hi", -1.5f}, {"Ho", -2.0f}}}, {"!", -0.25f, {{"!", -0.25f}}}};
+  c.choices.push_back({.index = 0, .text = "Hi!", .logprobs = lp, .text_offset_base = 0});
+  const json l = json::parse(write_completion(c))["choices"][0]["logprobs"];
+  EXPECT_EQ(l["tokens"], json::parse(R"(["<s>","Hi","!"])"));
+  EXPECT_EQ(l["token_logprobs"], json::parse("[null,-1.5,-0.25]"));
+  EXPECT_EQ(l["top_logprobs"], json::parse(R"([null,{"Hi":-1.5,"Ho":-2.0},{"!":-0.25}])"));
+  EXPECT_EQ(l["text_offset"], json::parse("[0,3,5]"));
+}
+
 TEST(openai_write, completion_stream_chunks_and_usage) {
   stream_info s{.id = "cmpl-2", .created = 9, .model = "m", .include_usage = true};
   std::string stream;
@@ -1216,6 +1231,10 @@ TEST(openai_write, model_list_error_body_and_ids) {
   EXPECT_EQ(l["data"][1], json::parse(R"({"id":"other","object":"model","created":6,"owned_by":"me"})"));
   EXPECT_EQ(json::parse(write_model(models[1])), l["data"][1]);
   EXPECT_EQ(json::parse(write_model_list({})), json::parse(R"({"object":"list","data":[]})"));
+  model_card embeds{.id = "e", .created = 1};
+  embeds.embedding_pooling = "mean";
+  embeds.embedding_dimensions = 64;
+  EXPECT_EQ(json::parse(write_model(embeds))["embedding"], json::parse(R"({"pooling":"mean","dimensions":64,"normalized":true})"));
 
   const json e = json::parse(write_error({.status = 401, .message = "Invalid \"key\"", .type = "authentication_error",
                                           .param = "", .code = "invalid_api_key"}));

@@ -1,5 +1,6 @@
 // Proves the worker actor in a real actor system, on the project's own model: its token deltas
-// add up to what the engine alone generates, a refusal comes back as a 400 delta, an abort or
+// add up to what the engine alone generates, an embedding request's last delta carries its
+// vector (a simulated worker refuses one), a refusal comes back as a 400 delta, an abort or
 // a vanished client frees the request's KV blocks, KV events reach a subscribed sink, and a
 // stopped worker fails what it holds with a 503 and exits.
 #include "actors/worker.hpp"
@@ -179,6 +180,39 @@ TEST_F(worker_test, an_abort_or_a_vanished_client_frees_the_request) {
   for (int i = 0; i < 200 && stats_of(w.worker).running > 0; ++i) std::this_thread::sleep_for(20ms);
   EXPECT_EQ(stats_of(w.worker).running, 0);
   EXPECT_EQ(stats_of(w.worker).kv_blocks_used, 0);
+}
+
+TEST_F(worker_test, an_embedding_request_gets_one_last_delta_with_the_vector_and_a_simulated_worker_refuses_it) {
+  started_worker w = start();
+  const auto prompt = prompt_of("def add(a, b):\n    return a + b\n");
+  generate_request r = req("emb", prompt, 0);
+  r.pool = pooling::mean;
+  self->send(w.worker, submit_atom::value, r);
+  auto deltas = collect("emb");
+  ASSERT_EQ(deltas.size(), 2u);  // the acknowledgement, then the vector
+  const token_delta& d = deltas.back();
+  EXPECT_TRUE(d.finished);
+  EXPECT_EQ(d.error_status, 0) << d.error;
+  EXPECT_TRUE(d.tokens.empty());
+  EXPECT_EQ(d.prompt_tokens, static_cast<int32_t>(prompt.size()));
+  ASSERT_EQ(d.embedding.size(), 256u);  // troupe-py-7m's width
+  double norm = 0;
+  for (float v : d.embedding) norm += static_cast<double>(v) * v;
+  EXPECT_NEAR(norm, 1.0, 1e-5);
+  EXPECT_EQ(stats_of(w.worker).running, 0);
+
+  worker_spec sim = spec_of();
+  sim.engine.simulate = R"({"prefill_token_ms": 0.01, "decode_step_ms": {"1": 0.1}})";
+  started_worker s;
+  self->request(agent, 120s, start_atom::value, sim)
+      .receive([&](worker_actor& x, publisher_actor& p, worker_info& i) { s = {x, p, i}; },
+               [&](caf::error& e) { ADD_FAILURE() << sys.render(e); });
+  r.id = "emb-sim";
+  self->send(s.worker, submit_atom::value, r);
+  auto refused = collect("emb-sim", 10s, 1);
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].error_status, 400);
+  EXPECT_NE(refused[0].error.find("cannot compute embeddings"), std::string::npos) << refused[0].error;
 }
 
 TEST_F(worker_test, kv_events_reach_a_subscribed_sink_in_order) {
