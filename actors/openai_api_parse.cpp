@@ -439,7 +439,7 @@ maybe_error shared_field(std::string_view key, element v, generation_request& g,
     OPENAI_TRY(read_string(v, "model", g.model));
   } else if (key == "max_tokens") {
     int32_t m = 0;
-    OPENAI_TRY(read_int_as(v, "max_tokens", 1, k_int32_max, "at least 1", m));
+    OPENAI_TRY(read_int_as(v, "max_tokens", 0, k_int32_max, "at least 1", m));  // 0: see the callers
     g.max_tokens = m;
   } else if (key == "temperature") {
     OPENAI_TRY(read_float(v, "temperature", 0, 100, false, "between 0 and 100 (0 is greedy)", p.temperature));
@@ -973,6 +973,7 @@ api_result<chat_request> parse_chat_request(std::string_view body) {
     }
   }
   if (max_completion_tokens) req.max_tokens = max_completion_tokens;  // the newer name wins (vLLM)
+  if (req.max_tokens == 0) return bad_value("max_tokens", "'max_tokens' must be at least 1; got 0");
   OPENAI_TRY(finish_shared(req, s));
   if (!have_messages) return missing("messages", "give the conversation as an array of messages");
   if (req.top_logprobs > 0 && !req.logprobs)
@@ -1027,6 +1028,9 @@ api_result<completion_request> parse_completion_request(std::string_view body) {
   if (!have_prompt) return missing("prompt", "give the text (or token ids) to complete");
   req.params.logprobs = req.logprobs.value_or(-1);
   if (req.echo) req.params.prompt_logprobs = req.params.logprobs;  // the echoed tokens' logprobs lead
+  if (req.max_tokens == 0 && req.params.prompt_logprobs < 0)
+    return bad_value("max_tokens", "'max_tokens' must be at least 1; got 0 (0 only with 'echo' and 'logprobs', to "
+                                   "score the prompt alone)");
   return req;
 }
 

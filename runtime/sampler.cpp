@@ -57,7 +57,8 @@ status sampling_params::validate(int64_t n_vocab) const {
   }
   if (logprobs < -1 || logprobs > 20) return bad("logprobs", "must be between 0 and 20");
   if (prompt_logprobs < -1 || prompt_logprobs > 20) return bad("prompt_logprobs", "must be between 0 and 20");
-  if (max_tokens < 1) return bad("max_tokens", "must be at least 1");
+  if (max_tokens < 0 || (max_tokens == 0 && prompt_logprobs < 0))
+    return bad("max_tokens", "must be at least 1 (0 only with prompt_logprobs: the prompt scored alone)");
   if (min_tokens < 0 || min_tokens > max_tokens)
     return bad("min_tokens", "must be between 0 and max_tokens");
   for (token_id id : stop_token_ids)

@@ -30,7 +30,7 @@ struct sampling_params {
   std::optional<uint64_t> seed;
   int32_t logprobs = -1;            // -1: none; k >= 0: the chosen token's and k alternatives
   int32_t prompt_logprobs = -1;     // the same for every prompt token but the first (-1: none)
-  int32_t max_tokens = 16;
+  int32_t max_tokens = 16;          // 0 with prompt_logprobs: the prompt is scored, nothing generated
   int32_t min_tokens = 0;           // stop tokens are ignored before this many
   std::vector<token_id> stop_token_ids;
   std::vector<std::string> stop;    // stop strings, never part of the output

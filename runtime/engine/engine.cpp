@@ -65,7 +65,7 @@ struct engine::impl {
     TROUPE_CHECK(r.params.validate(model.n_vocab));
     if (!r.params.stop.empty() && !tok) return make_error("stop strings need a tokenizer");
     const int64_t L = cfg.max_seq_len, M = r.params.max_tokens;
-    if (P >= L)
+    if (M > 0 ? P >= L : P > L)
       return make_error(fmt::format("This model's maximum context length is {} tokens; the prompt has {} "
                                     "tokens, which leaves no room for a completion",
                                     L, P));
@@ -81,7 +81,7 @@ struct engine::impl {
       return make_error(fmt::format("the prompt has {} tokens, more than max_num_tokens ({}), and chunked "
                                     "prefill is off",
                                     P, cfg.max_num_tokens));
-    if (n_generated >= M)
+    if (n_generated > 0 && n_generated >= M)
       return make_error(fmt::format("{} tokens were generated already, and max_tokens is {}", n_generated, M));
     return {};
   }
@@ -252,11 +252,21 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     }
     scheduled_seq last_row;  // a prompt-logprobs chunk: only its last row samples
     const scheduled_seq* sp = &p;
-    if (p.phase == seq_phase::prefill && s.wants_prompt_rows() && p.n_logits > 0) {
+    if (s.wants_prompt_rows() && p.n_logits > 0 && p.n_past < s.n_prompt) {
       e.prompt_rows(s, p, rows);
-      if (p.n_past + p.n_new < s.size()) {
+      if (p.n_past + p.n_new < s.size() || s.params.max_tokens == 0) {
         s.n_computed += p.n_new;
         e.kv.commit(s.seq, s.tokens, s.n_computed);
+        if (s.n_computed == s.size()) {  // max_tokens 0: the prompt scored alone, nothing sampled
+          request_output ro;
+          ro.id = s.id;
+          ro.finished = finish_reason::length;
+          ro.prompt_logprobs = std::move(s.prompt_logprobs);
+          s.prompt_logprobs_sent = true;
+          ro.use = e.usage_of(s);
+          e.drop(s);
+          out.outputs.push_back(std::move(ro));
+        }
         continue;
       }
       rows = rows.subspan(static_cast<size_t>(p.n_logits - 1) * V, V);

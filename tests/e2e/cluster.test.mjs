@@ -1,5 +1,5 @@
 // A control node and two worker nodes, real processes joined over CAF's middleman on
-// loopback: requests spread over both workers, KV events reach the router in order, and when
+// loopback: requests (embeddings too) spread over both workers, KV events reach the router in order, and when
 // a worker node is killed with SIGKILL the router stops using it at once, retries its requests
 // that had streamed nothing, ends the others with a clear error, and nothing hangs.
 import { describe, it, before, after } from 'node:test';
@@ -46,6 +46,16 @@ describe('a control node and two worker nodes', () => {
     }
     const nodes = new Set(st.data.map((x) => x.node));
     for (const n of ['control', 'node-a', 'node-b']) assert.ok(nodes.has(n), `/v1/actors covers ${n}`);
+  });
+
+  it('embeds on remote workers (the request and its vector cross the middleman)', async () => {
+    const inputs = Array.from({ length: 6 }, (_, i) => `embed me ${i} `.repeat(4));
+    const r = await client.embeddings.create({ model: MODEL, input: inputs, encoding_format: 'float' });
+    assert.equal(r.data.length, inputs.length);
+    for (const d of r.data) {
+      assert.ok(d.embedding.length > 0);
+      assert.ok(Math.abs(d.embedding.reduce((s, x) => s + x * x, 0) - 1) < 1e-4);
+    }
   });
 
   it('survives a worker node killed with SIGKILL', async () => {

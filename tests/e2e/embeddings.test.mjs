@@ -4,7 +4,7 @@
 // normalised (cosine(x, x) = 1); a batch equals single calls; base64 (the client's default)
 // decodes to the same floats; token-array input equals the text it tokenizes to; errors are
 // 400s with OpenAI's error body naming the field. Completions with echo and logprobs give every
-// prompt token's logprob, the first null, streamed as not.
+// prompt token's logprob, the first null, streamed as not, and with max_tokens 0 the prompt's alone.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -145,6 +145,13 @@ describe('embeddings and prompt logprobs with the openai client', () => {
     assert.deepEqual(streamed, lp.tokens);
     assert.deepEqual(streamedLp, lp.token_logprobs);
     assert.equal(chunks.map((ch) => ch.choices.map((x) => x.text).join('')).join(''), c.choices[0].text);
+    // max_tokens 0 scores the prompt alone (as lm-evaluation-harness asks for loglikelihoods).
+    const scored = await client.completions.create({ ...body, max_tokens: 0 });
+    assert.equal(scored.choices[0].text, prompt);
+    assert.equal(scored.usage.completion_tokens, 0);
+    assert.equal(scored.choices[0].finish_reason, 'length');
+    assert.deepEqual(scored.choices[0].logprobs.tokens, lp.tokens.slice(0, n));
+    assert.deepEqual(scored.choices[0].logprobs.token_logprobs, lp.token_logprobs.slice(0, n));
   });
 
   it('refuses what it cannot do with a 400 and an OpenAI error body naming the field', async () => {

@@ -226,6 +226,35 @@ TEST_P(embedding_reference, prompt_logprobs_equal_numpys_log_softmax) {
   }
 }
 
+TEST(prompt_logprobs_engine, max_tokens_zero_scores_the_prompt_alone) {
+  harness h("qwen2-hf-f32");
+  const auto prompts = reference_prompts("qwen2-hf-f32");
+  std::vector<request> reqs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    reqs.push_back(generate("score" + std::to_string(i), prompts[i], 0, 3));
+    reqs.push_back(generate("gen" + std::to_string(i), prompts[i], 2, 3));
+  }
+  EXPECT_FALSE(h.make()->add_request(generate("no-logprobs", prompts[1], 0)).ok()) << "max_tokens 0 needs prompt_logprobs";
+  auto out = h.run(reqs);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const outcome& s = out["score" + std::to_string(i)];
+    const outcome& g = out["gen" + std::to_string(i)];
+    EXPECT_TRUE(s.finished);
+    EXPECT_TRUE(s.tokens.empty());
+    ASSERT_EQ(s.prompt_logprobs.size(), prompts[i].size() - 1);
+    ASSERT_EQ(g.prompt_logprobs.size(), s.prompt_logprobs.size());
+    for (size_t k = 0; k < s.prompt_logprobs.size(); ++k)
+      EXPECT_EQ(s.prompt_logprobs[k].logprob, g.prompt_logprobs[k].logprob) << i << " " << k;
+  }
+  // A prompt may fill the whole context when nothing is generated.
+  engine_config c;
+  c.max_seq_len = 16;
+  auto e = h.make(c);
+  EXPECT_TRUE(e->add_request(generate("full", std::vector<token_id>(16, 5), 0, 0)).ok());
+  EXPECT_FALSE(e->add_request(generate("full-gen", std::vector<token_id>(16, 5), 1, 0)).ok());
+  EXPECT_EQ(h.drain(*e)["full"].prompt_logprobs.size(), 15u);
+}
+
 INSTANTIATE_TEST_SUITE_P(models, embedding_reference, ::testing::Values("qwen2-hf-f32", "qwen3-hf-f32", "llama3-hf-f32"));
 
 std::vector<std::vector<token_id>> random_prompts(int n, unsigned seed) {
