@@ -195,11 +195,25 @@ autoscaler_actor::behavior_type autoscaler_fn(self_ptr self, autoscaler_options 
         auto& s = self->state;
         const auto next = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(s.opt.tick_s));
         if (s.opt.routers.empty()) return;
-        self->request(s.opt.routers.front(), 10s, load_atom::value, s.opt.model)
+        const router_actor router = s.opt.routers.front();
+        auto load_and_decide = [=] {
+          self->request(router, 10s, load_atom::value, self->state.opt.model)
+              .then(
+                  [=](group_load& l) {
+                    decide(self, l);
+                    self->delayed_send(self, next, tick_atom::value);
+                  },
+                  [=](caf::error&) { self->delayed_send(self, next, tick_atom::value); });
+        };
+        if (!s.opt.agents_from_router) return load_and_decide();
+        self->request(router, 10s, agents_atom::value)
             .then(
-                [=](group_load& l) {
-                  decide(self, l);
-                  self->delayed_send(self, next, tick_atom::value);
+                [=](std::vector<node_agent_actor>& agents, std::vector<std::string>& nodes) {
+                  auto& known = self->state.opt.agents;
+                  known.clear();
+                  for (size_t i = 0; i < agents.size() && i < nodes.size(); ++i)
+                    if (nodes[i] != self->state.opt.control_node) known.emplace_back(nodes[i], agents[i]);
+                  load_and_decide();
                 },
                 [=](caf::error&) { self->delayed_send(self, next, tick_atom::value); });
       },

@@ -8,7 +8,8 @@
 // max_tokens of the requests routed and not ended, and of those queued for a worker), feeds
 // the rule, and carries out what it decides:
 //   scale up:   a node agent starts a worker (the node with the fewest workers of the model,
-//               counting those starting), which is registered with the router once ready;
+//               counting those starting; its own process's agent, or across processes those
+//               registered with the router), which is registered with the router once ready;
 //               it counts as a replica ("starting") from the moment it is asked for.
 //   scale down: the routers drain the active worker with the fewest requests in flight (no
 //               new requests go to it; it finishes what it holds); once the router counts
@@ -39,6 +40,10 @@ struct autoscaler_options {
   autoscale_settings settings;
   std::vector<router_actor> routers;  // [0] is asked for the load and registers new workers; all drain
   std::vector<std::pair<std::string, node_agent_actor>> agents;  // by node name
+  // Across processes (troupe node --role control): every tick the agents are the ones
+  // registered with the router, except this node's (a control node runs no workers).
+  bool agents_from_router = false;
+  std::string control_node;
   double tick_s = 1;      // between decisions
   size_t log_size = 100;  // decision log entries kept
 };

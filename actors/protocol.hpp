@@ -321,6 +321,7 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using drain_atom = caf::atom_constant<caf::atom("drain")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using autoscale_atom = caf::atom_constant<caf::atom("autoscale")>;
+using agents_atom = caf::atom_constant<caf::atom("agents")>;
 
 // ---- interfaces --------------------------------------------------------------------------
 
@@ -385,7 +386,9 @@ using router_actor = kv_sink_actor::extend_with<route_sink_actor>::extend_with<r
     // finishes what it holds), and its latest report to show.
     caf::replies_to<load_atom, std::string>::with<group_load>,
     caf::replies_to<drain_atom, std::string>::with<bool>,
-    caf::reacts_to<autoscale_atom, autoscaler_report>>;
+    caf::reacts_to<autoscale_atom, autoscaler_report>,
+    // The node agents registered with it, and their nodes (where an autoscaler can start workers).
+    caf::replies_to<agents_atom>::with<std::vector<node_agent_actor>, std::vector<std::string>>>;
 
 // Sizes one model's replica group by its in-flight tokens (actors/autoscaler.hpp); configure
 // replaces its settings (they take effect at its next decision).
@@ -544,6 +547,7 @@ CAF_ADD_TYPE_ID(troupe, (troupe::forward_result))
 CAF_ADD_TYPE_ID(troupe, (troupe::forward_batch))
 CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::worker_info>))
 CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::actor_stats>))
+CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::node_agent_actor>))
 CAF_ADD_TYPE_ID(troupe, (troupe::stream_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::route_sink_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::router_peer_actor))

@@ -112,6 +112,7 @@ struct router_state {
   std::unordered_map<std::string, load_share> foreign;  // replicas' requests in flight
   std::map<std::string, kv_snapshot::worker> restored;  // by worker name, until it registers
   std::vector<node_agent_actor> agents;
+  std::vector<std::string> agent_nodes;  // each agent's node, in the same order
   std::vector<router_peer_actor> peers;
   std::map<std::string, autoscaler_report> autoscalers;  // by model, the latest
   router_stats stats;
@@ -630,9 +631,13 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
         drain_queues(self);
         return;
       }
-    auto& agents = st.agents;
-    agents.erase(std::remove_if(agents.begin(), agents.end(), [&](const node_agent_actor& a) { return a.address() == m.source; }),
-                 agents.end());
+    for (size_t i = 0; i < st.agents.size();)
+      if (st.agents[i].address() == m.source) {
+        st.agents.erase(st.agents.begin() + static_cast<ptrdiff_t>(i));
+        st.agent_nodes.erase(st.agent_nodes.begin() + static_cast<ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
     auto& peers = st.peers;
     const size_t n_peers = peers.size();
     peers.erase(std::remove_if(peers.begin(), peers.end(), [&](const router_peer_actor& p) { return p.address() == m.source; }),
@@ -767,14 +772,18 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
         metered g(self->state.meter);
         register_worker(self, w, pub, info, false);
       },
-      [=](register_atom, const node_agent_actor& agent, const std::string&) {
+      [=](register_atom, const node_agent_actor& agent, const std::string& agent_node) {
         metered g(self->state.meter);
         auto& agents = self->state.agents;
         if (std::find(agents.begin(), agents.end(), agent) == agents.end()) {
           agents.push_back(agent);
+          self->state.agent_nodes.push_back(agent_node);
           self->monitor(agent);
         }
         return true;
+      },
+      [=](agents_atom) {
+        return caf::make_result(self->state.agents, self->state.agent_nodes);
       },
       [=](register_atom, const router_peer_actor& peer) {
         metered g(self->state.meter);

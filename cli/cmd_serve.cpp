@@ -259,16 +259,21 @@ void configure_routers(caf::actor_system& sys, const std::vector<router_actor>& 
     self->request(r, std::chrono::seconds(10), configure_atom::value, c).receive([](bool) {}, [](caf::error&) {});
 }
 
+// The autoscaler of one model; with no agents given, it starts workers through the agents of
+// the worker nodes registered with the router (a control node's).
 autoscaler_actor start_autoscaler(caf::actor_system& sys, const std::string& node, const std::string& model,
                                   const worker_spec& spec, const config::autoscaling_settings& a,
-                                  const std::vector<router_actor>& routers, const node_agent_actor& agent) {
+                                  const std::vector<router_actor>& routers,
+                                  std::vector<std::pair<std::string, node_agent_actor>> agents) {
   autoscaler_options o;
   o.node = node;
   o.model = model;
   o.spec = spec;
   o.settings = to_rule_settings(a);
   o.routers = routers;
-  o.agents = {{node, agent}};
+  o.agents_from_router = agents.empty();
+  o.control_node = node;
+  o.agents = std::move(agents);
   std::fprintf(stderr,
                "troupe: autoscaling %s: target_in_flight_tokens %lld, replicas %lld to %lld, scale_up_delay %llds, "
                "scale_down_delay %llds, autoscaling_window %llds\n",
@@ -299,9 +304,12 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   // Token-based autoscaling: --llm-config's autoscaling_settings, else the config file's.
   std::optional<config::autoscaling_settings> autoscaling = start->autoscaling;
   if (llm && llm->config.llm.has_autoscaling) autoscaling = llm->config.llm.autoscaling;
-  if (autoscaling && !(plan.control && plan.workers))
-    return fail(what, "autoscaling_settings: troupe node does not autoscale yet (the autoscaler starts workers through "
-                      "the node agent of its own process); use troupe serve, or remove autoscaling_settings");
+  if (autoscaling && !plan.control)
+    return fail(what, "autoscaling_settings: give it to the control node (its autoscaler starts workers on the worker "
+                      "nodes), not to a worker node");
+  if (autoscaling && !plan.workers && wf.model.empty())
+    return fail(what, "autoscaling_settings: the control node needs --model (the model, at the same path on the worker "
+                      "nodes, that new replicas load)");
   auto kind = parse_routing_kind(cf.routing);
   if (!kind.ok()) return fail(what, kind.message());
   block_stop_signals();
@@ -381,7 +389,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     auto w = start_workers(sys, agent, routers[0], *spec, wf.workers);
     if (!w.ok()) return fail(what, w.message());
     started = std::move(*w);
-    if (autoscaling && !started.empty()) scaler = start_autoscaler(sys, plan.node, started[0].info.model, *spec, *autoscaling, routers, agent);
+    if (autoscaling && !started.empty())
+      scaler = start_autoscaler(sys, plan.node, started[0].info.model, *spec, *autoscaling, routers, {{plan.node, agent}});
     if (started.size() <= 8)
       for (const started_worker& s : started)
         std::fprintf(stderr, "troupe: worker %s serves %s (%d KV blocks of %d tokens)\n", s.info.name.c_str(),
@@ -436,6 +445,14 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       if (spec->engine.max_seq_len > 0) max_len = std::min<int64_t>(max_len, spec->engine.max_seq_len);
       for (const started_worker& w : started) max_len = w.info.max_seq_len;
       registry->add(served, {bundle, max_len, static_cast<int64_t>(std::time(nullptr))});
+      if (autoscaling && !plan.workers) {
+        // A control node: replicas start on the worker nodes with this node's engine flags.
+        worker_flags sizing = wf;
+        sizing.workers = std::max(wf.workers, static_cast<int>(autoscaling->max_replica));
+        auto sized = make_worker_spec(sizing, wf.model);
+        if (!sized.ok()) return fail(what, sized.message());
+        scaler = start_autoscaler(sys, plan.node, served, *sized, *autoscaling, routers, {});
+      }
     }
     fe = std::make_unique<frontend>(sys, routers[0], registry, stats, fo);
     if (!cf.state_dir.empty()) {
@@ -477,7 +494,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         registry->add(d.name, {shared, infos->front().info.max_seq_len, d.created_at});
         if (d.llm.has_autoscaling) {
           std::lock_guard<std::mutex> lock(scalers->mu);
-          scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, agent);
+          scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, {{node, agent}});
         }
         return "";
       };
@@ -517,7 +534,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
           std::fprintf(stderr, "troupe: deployment %s cannot autoscale: %s\n", d.name.c_str(), spec.message().c_str());
           return;
         }
-        scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, agent);
+        scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, {{node, agent}});
       });
     }
     if (status s = fe->start(); !s.ok()) return fail(what, s.message());

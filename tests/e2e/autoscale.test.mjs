@@ -4,7 +4,8 @@
 // concurrent streams from the official openai client scales it to >= 2 active replicas
 // (read from /metrics); once the load stops it drains back to 1, with 0 failed requests, every
 // KV block free, and the decision log on /v1/actors. A deployment's autoscaling_settings
-// changed with PATCH /v1/llm_models/{id} take effect on the running deployment.
+// changed with PATCH /v1/llm_models/{id} take effect on the running deployment. Across
+// processes, a control node's autoscaler starts and drains workers on a worker node.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -148,5 +149,46 @@ describe('autoscaling settings of a running deployment', () => {
       min_replica: 1, max_replica: 1 } })).status, 200);
     assert.ok(await eventually(async () => (await active('scaled')) === 1, { timeoutMs: 15000 }), 'max_replica 1 took effect');
     assert.equal((await call('DELETE', '/v1/llm_models/scaled')).status, 200);
+  });
+});
+
+describe('autoscaling across processes', () => {
+  let control, worker, dir;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-autoscale-nodes-'));
+    const costs = path.join(dir, 'costs.json'), llm = path.join(dir, 'llm.json');
+    fs.writeFileSync(costs, JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
+    fs.writeFileSync(llm, JSON.stringify({ autoscaling_settings: { target_in_flight_tokens: 300, min_replica: 1, max_replica: 3,
+                                                                   scale_down_delay: 3, autoscaling_window: 1 } }));
+    const nodePort = await freePort(), httpPort = await freePort();
+    const engine = ['--model', MODEL_DIR, '--simulate', costs, '--kv-cache-memory', '96MiB', '--threads', '1'];
+    control = await start(['node', '--role', 'control', '--listen', String(nodePort), '--host', '127.0.0.1', '--port', String(httpPort),
+                           '--name', 'control', '--llm-config', llm, ...engine]);
+    worker = await start(['node', '--role', 'worker', '--join', `127.0.0.1:${nodePort}`, '--name', 'node-a', ...engine],
+                         { ready: /troupe: node (\S+) joined/ });
+  });
+  after(async () => {
+    for (const p of [worker, control]) await p?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the control node starts replicas on the worker node and drains them', async () => {
+    const client = new OpenAI({ baseURL: `${control.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
+    const workers = async () => (await actors(control.url)).router.workers;
+    assert.ok(await eventually(async () => (await workers()).filter((w) => w.status === 'active').length === 1));
+    const burst = Array.from({ length: 12 }, (_, i) => client.completions.create({
+      model: MODEL, prompt: `node burst ${i}`, max_tokens: 120, ignore_eos: true }));
+    const up = await eventually(async () => (await workers()).filter((w) => w.status === 'active').length >= 2, { timeoutMs: 20000 });
+    assert.ok(up, 'scaled up across processes');
+    for (const r of await Promise.all(burst)) assert.equal(r.choices[0].finish_reason, 'length');
+    const started = (await workers()).map((w) => w.worker);
+    assert.ok(started.every((w) => w.startsWith('node-a/')), `every replica runs on the worker node: ${started}`);
+    const down = await eventually(async () => {
+      const ws = await workers();
+      return ws.filter((w) => w.status === 'active').length === 1 && !ws.some((w) => w.status === 'draining') ? ws : null;
+    }, { timeoutMs: 30000 });
+    assert.ok(down, 'scaled back to 1');
+    assert.ok(down.some((w) => w.status === 'stopped'));
+    assert.ok(!down.some((w) => w.status === 'lost'));
   });
 });
