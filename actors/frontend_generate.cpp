@@ -53,6 +53,8 @@ struct choice_state {
   int32_t completion_tokens = 0;
   int32_t prompt_tokens = 0;
   int32_t cached_tokens = 0;
+  int32_t draft_tokens = 0;  // speculative decoding, summed over the deltas
+  int32_t accepted_draft_tokens = 0;
   bool accepted = false;
   bool role_sent = false;
   int32_t text_offset = 0;  // code points written so far (completions' logprobs)
@@ -219,6 +221,8 @@ class generation {
       c.completion_tokens = d.completion_tokens;
       c.prompt_tokens = d.prompt_tokens;
       c.cached_tokens = d.cached_tokens;
+      c.draft_tokens += d.draft_tokens;
+      c.accepted_draft_tokens += d.accepted_draft_tokens;
       if (d.finished) {
         c.finish = finish_of(d.finish_reason);
         if (!d.stop_string.empty()) c.stop = d.stop_string;
@@ -251,6 +255,8 @@ class generation {
     openai::usage_info u;
     for (size_t i = 0; i < choices_.size(); ++i) {
       u.completion_tokens += choices_[i].completion_tokens;
+      u.draft_tokens += choices_[i].draft_tokens;
+      u.accepted_draft_tokens += choices_[i].accepted_draft_tokens;
       if (i == 0 || reqs_[i].prompt != reqs_[i - 1].prompt) {
         u.prompt_tokens += choices_[i].prompt_tokens;
         u.cached_tokens += choices_[i].cached_tokens;

@@ -230,6 +230,11 @@ struct usage_info {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   int32_t cached_tokens = 0;  // prompt_tokens_details.cached_tokens
+  // Speculative decoding, when it drafted: completion_tokens_details' accepted_prediction_tokens
+  // (drafts the model accepted) and rejected_prediction_tokens (drafted - accepted), OpenAI's
+  // fields for predicted tokens.
+  int32_t draft_tokens = 0;
+  int32_t accepted_draft_tokens = 0;
 };
 
 // A tool call the model made, as the response carries it.

@@ -115,7 +115,16 @@ void append_usage(std::string& out, const usage_info& u) {
   key(out, "prompt_tokens_details");
   out += "{\"cached_tokens\":";
   append_int(out, u.cached_tokens);
-  out += "}}";
+  out += "}";
+  if (u.draft_tokens > 0) {
+    key(out, "completion_tokens_details");
+    out += "{\"accepted_prediction_tokens\":";
+    append_int(out, u.accepted_draft_tokens);
+    key(out, "rejected_prediction_tokens");
+    append_int(out, int64_t{u.draft_tokens} - u.accepted_draft_tokens);
+    out += "}";
+  }
+  out += "}";
 }
 
 // The fields every chunk and body of one response opens with.

@@ -60,6 +60,8 @@ struct token_delta {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
   int32_t cached_tokens = 0;
+  int32_t draft_tokens = 0;           // this delta's: draft tokens verified (speculative decoding)
+  int32_t accepted_draft_tokens = 0;  // of those, accepted
   int32_t error_status = 0;
   std::string error;
   std::string worker;
@@ -414,7 +416,7 @@ typename Inspector::result_type inspect(Inspector& f, token_delta& x) {
   return f(caf::meta::type_name("token_delta"), x.id, x.tokens, x.logprobs, x.prompt_logprobs, x.embedding, x.text,
            x.finished,
            x.finish_reason, x.stop_string, x.prompt_tokens, x.completion_tokens, x.cached_tokens,
-           x.error_status, x.error, x.worker);
+           x.draft_tokens, x.accepted_draft_tokens, x.error_status, x.error, x.worker);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_sampling& x) {

@@ -64,6 +64,8 @@ token_delta delta_of(const request_output& o, const std::string& worker) {
   d.prompt_tokens = o.use.prompt_tokens;
   d.completion_tokens = o.use.completion_tokens;
   d.cached_tokens = o.use.cached_tokens;
+  d.draft_tokens = o.n_drafted;
+  d.accepted_draft_tokens = o.n_draft_accepted;
   if (o.finished) {
     d.finished = true;
     d.finish_reason = finish_reason_name(*o.finished);

@@ -2,7 +2,8 @@
 // (models/troupe-py-7m): a server started with `--llm-config` holding an NGram
 // speculative_config answers greedy requests (several at once, streamed and not, with stop
 // strings and max_tokens) with exactly the tokens of a server without it; its /metrics then
-// shows speculation_rate > 0 and the drafted and accepted counters for NGram; a decoding type
+// shows speculation_rate > 0 and the drafted and accepted counters for NGram, and usage carries
+// the drafts as completion_tokens_details' accepted and rejected prediction tokens; a decoding type
 // whose drafter is not built is refused at start, naming the field.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,11 +38,13 @@ const requests = prompts.flatMap((prompt, i) => [
   { prompt, max_tokens: 7 + i, temperature: 0, stop: ['\n\n'] },
 ]);
 
-async function answers(client) {
+// details collects each non-streamed answer's usage.completion_tokens_details.
+async function answers(client, details = []) {
   // All at once, so that the server batches them; every second one streamed.
   return Promise.all(requests.map(async (r, i) => {
     if (i % 2 === 0) {
       const c = await client.completions.create({ model: MODEL, ...r });
+      details.push(c.usage.completion_tokens_details);
       return { text: c.choices[0].text, finish: c.choices[0].finish_reason, tokens: c.usage.completion_tokens };
     }
     let text = '', finish = null, tokens = null;
@@ -67,9 +70,15 @@ describe('NGram speculative decoding through the openai client', () => {
 
   it('answers greedy requests with exactly the tokens of a server without it', async () => {
     const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
-    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
-    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }));
+    const plainDetails = [], specDetails = [];
+    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }), plainDetails);
+    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), specDetails);
     assert.deepEqual(got, want);
+    // Usage says what was drafted, as OpenAI's predicted-token counts; without drafts it is absent.
+    assert.ok(plainDetails.every((d) => d === undefined), JSON.stringify(plainDetails));
+    const accepted = specDetails.reduce((n, d) => n + (d?.accepted_prediction_tokens ?? 0), 0);
+    assert.ok(accepted > 0, JSON.stringify(specDetails));
+    for (const d of specDetails.filter(Boolean)) assert.ok(d.rejected_prediction_tokens >= 0);
     for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
   });
 
