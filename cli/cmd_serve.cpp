@@ -302,6 +302,9 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       wf.speculative = std::make_shared<const config::speculative_settings>(*llm->config.llm.speculative);
   }
   // Token-based autoscaling: --llm-config's autoscaling_settings, else the config file's.
+  // The router's settings: --llm-config's b10_routing_config, else the config file's, else the defaults.
+  config::routing_settings routing = start->routing.value_or(config::routing_settings{});
+  if (llm && llm->config.llm.has_routing) routing = llm->config.llm.routing;
   std::optional<config::autoscaling_settings> autoscaling = start->autoscaling;
   if (llm && llm->config.llm.has_autoscaling) autoscaling = llm->config.llm.autoscaling;
   if (autoscaling && !plan.control)
@@ -336,7 +339,7 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       router_options ro;
       ro.name = i == 0 ? plan.node + "/router" : fmt::format("{}/router{}", plan.node, i);
       ro.kind = *kind;
-      ro.defaults = to_routing(llm ? llm->config.llm.routing : config::routing_settings{}, "");
+      ro.defaults = to_routing(routing, "");
       ro.queue_capacity = static_cast<size_t>(cf.router_queue);
       if (!snap_dir.empty()) {
         std::string why;

@@ -77,6 +77,7 @@ result<start_settings> settle_start(const std::string& what, worker_flags& wf, c
     if (const int t = config::cpu_threads(cfg->res); t > 0 && !given.threads) wf.threads = std::max(1, t / std::max(1, wf.workers));
     out.effects = config::config_effects(*cfg, facts);
     if (cfg->llm.has_autoscaling) out.autoscaling = cfg->llm.autoscaling;
+    if (cfg->llm.has_routing) out.routing = cfg->llm.routing;
     // Its llm_config.speculative_config drives the engines (unless --llm-config has one); a
     // decoding type whose drafter is not built is refused, not warned about and ignored.
     if (cfg->llm.speculative) {

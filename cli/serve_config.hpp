@@ -32,6 +32,7 @@ struct start_settings {
   std::vector<config::field_effect> effects;   // empty without --config
   std::string status_json;                     // the deployment for /v1/status (JSON text)
   std::optional<config::autoscaling_settings> autoscaling;  // the config's autoscaling_settings, when set
+  std::optional<config::routing_settings> routing;  // the config's b10_routing_config, when set
 };
 
 // Reads wf.config (when set), applies it to wf and the environment, resolves wf.model in place

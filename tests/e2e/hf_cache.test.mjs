@@ -113,6 +113,10 @@ trt_llm:
       revision: v1
   runtime:
     max_seq_len: 256
+llm_config:
+  b10_routing_config:
+    router_queue_policy: wspt
+    router_temperature: 0.2
 `);
     const s = await serveWith(['--config', cfg], {});  // no HF_HUB_CACHE outside the file
     const stderr = s.stderr();
@@ -123,11 +127,16 @@ trt_llm:
     const r = await client.completions.create({ model: 'py-from-config', prompt: 'x', max_tokens: 300 }).catch((e) => e);
     assert.equal(r.status, 400);  // runtime.max_seq_len 256 is in effect
     assert.match(r.error.message, /256/);
+    // Its b10_routing_config is the router's.
+    await client.completions.create({ model: 'py-from-config', prompt: 'x', max_tokens: 2 });
+    const routed = (await (await fetch(`${s.url}/v1/actors`)).json()).router.models.find((m) => m.model === 'py-from-config');
+    assert.equal(routed?.router_queue_policy, 'wspt', JSON.stringify(routed));
+    assert.equal(routed?.router_temperature, 0.2);
     const status = await (await fetch(`${s.url}/v1/status`)).json();
     assert.equal(status.deployment.model.commit, TAG_COMMIT);
     assert.deepEqual(status.deployment.config.map((e) => e.field),
                      ['model_name', 'environment_variables', 'resources.memory', 'trt_llm.build.checkpoint_repository',
-                      'trt_llm.runtime']);
+                      'trt_llm.runtime', 'llm_config.b10_routing_config']);
     // --strict-config refuses what would not take effect.
     const strict = await run(bin, ['serve', '--config', cfg, '--strict-config', '--port', '0'], { env: process.env }).catch((e) => e);
     assert.equal(strict.code, 1);
