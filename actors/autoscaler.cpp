@@ -34,8 +34,12 @@ struct autoscaler_state {
   std::string me;  // "<node>/autoscaler/<model>"
   std::unique_ptr<autoscale_rule> rule;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
-  int64_t starting = 0;
-  std::map<std::string, int64_t> starting_on;  // by node
+  std::map<std::string, int64_t> starting_on;  // replicas being started, by node
+  int64_t starting() const {
+    int64_t n = 0;
+    for (const auto& [node, k] : starting_on) n += k;
+    return n;
+  }
   std::set<std::string> stopping;              // drained workers whose agent was asked to stop them
   autoscaler_report report;
 };
@@ -67,7 +71,6 @@ const node_agent_actor* agent_of(self_ptr self, const std::string& node) {
 
 void started_one(self_ptr self, const std::string& node) {
   auto& st = self->state;
-  --st.starting;
   if (--st.starting_on[node] <= 0) st.starting_on.erase(node);
 }
 
@@ -83,7 +86,6 @@ void start_one(self_ptr self, const group_load& l) {
     if (on_node[a.first] < on_node[pick->first]) pick = &a;
   const std::string node = pick->first;
   const node_agent_actor agent = pick->second;
-  ++st.starting;
   ++st.starting_on[node];
   self->request(agent, std::chrono::minutes(5), start_atom::value, st.opt.spec)
       .then(
@@ -145,7 +147,7 @@ void decide(self_ptr self, const group_load& l) {
   }
   for (auto it = st.stopping.begin(); it != st.stopping.end();) it = listed.count(*it) ? std::next(it) : st.stopping.erase(it);
 
-  const int64_t current = static_cast<int64_t>(active.size()) + st.starting;
+  const int64_t current = static_cast<int64_t>(active.size()) + st.starting();
   const autoscale_decision d = st.rule->decide(now, current);
   autoscaler_report& r = st.report;
   r.settings = st.rule->settings();
@@ -176,9 +178,9 @@ void decide(self_ptr self, const group_load& l) {
       st.rule->scaled(now);
     }
   }
-  r.starting = st.starting;
+  r.starting = st.starting();
   r.draining = draining;
-  r.current = static_cast<int64_t>(l.workers.size()) - draining + st.starting;
+  r.current = static_cast<int64_t>(l.workers.size()) - draining + st.starting();
   self->send(st.opt.routers.front(), autoscale_atom::value, r);
 }
 
