@@ -42,10 +42,14 @@ struct run_totals {
 // only_s; it keeps every sequence's MTP KV in step either way.
 class only_s_proposer final : public proposer {
  public:
-  only_s_proposer(std::unique_ptr<mtp_proposer> p, bool only_s) : inner_(std::move(p)), only_s_(only_s) {}
+  only_s_proposer(std::unique_ptr<mtp_proposer> p, bool only_s,
+                  std::map<std::pair<std::string, int32_t>, std::vector<token_id>>* log = nullptr)
+      : inner_(std::move(p)), only_s_(only_s), log_(log) {}
   draft propose(const sequence& s, int32_t max_tokens) override {
     if (only_s_ && s.id[0] != 's') return {};
-    return inner_->propose(s, max_tokens);
+    draft d = inner_->propose(s, max_tokens);
+    if (log_) (*log_)[{s.id, s.size()}] = d.tokens;
+    return d;
   }
   void forget(const sequence& s) override { inner_->forget(s); }
   const char* name() const override { return "MTP"; }
@@ -56,6 +60,7 @@ class only_s_proposer final : public proposer {
  private:
   std::unique_ptr<mtp_proposer> inner_;
   bool only_s_;
+  std::map<std::pair<std::string, int32_t>, std::vector<token_id>>* log_;
 };
 
 class mtp_engine : public testing::shipped_model_fixture {
@@ -205,6 +210,21 @@ TEST_F(mtp_engine, greedy_equals_plain_batched_with_plain_sequences) {
   EXPECT_FALSE(t.target_leaked);
   EXPECT_EQ(t.mtp_blocks_after, 0) << "the MTP layer's KV blocks are all freed";
   EXPECT_EQ(t.mtp_tracked_after, 0u);
+}
+
+// Batching changes no draft: each sequence's drafts at each length, batched with the others,
+// are the drafts it gets alone (f32 path); and every verification had a draft to verify.
+TEST_F(mtp_engine, batched_drafts_equal_drafts_alone) {
+  const auto reqs = requests(32, false);
+  std::map<std::pair<std::string, int32_t>, std::vector<token_id>> batched, alone;
+  run({reqs}, std::make_unique<only_s_proposer>(make_mtp(3), false, &batched));
+  for (const request& r : reqs) run({{r}}, std::make_unique<only_s_proposer>(make_mtp(3), false, &alone));
+  EXPECT_EQ(batched.size(), alone.size());
+  for (const auto& [key, d] : alone) {
+    ASSERT_TRUE(batched.count(key)) << key.first << " at " << key.second;
+    EXPECT_EQ(batched.at(key), d) << key.first << " at " << key.second;
+    EXPECT_GE(d.size(), 1u) << key.first << " at " << key.second;  // fewer only near max_tokens
+  }
 }
 
 TEST_F(mtp_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) {
