@@ -24,7 +24,7 @@ struct spec_bench_options {
   int max_draft_len = 4;
   // MTP drafts per step (the model's own MTP layer), measured on the free-continuation workload
   // into "mtp_results"; 0: not measured (a model without MTP layers is skipped, saying so).
-  int mtp_draft_len = 1;
+  int mtp_draft_len = 3;
   int reps = 1;                               // runs per (workload, batch, mode); the fastest counts
 };
 

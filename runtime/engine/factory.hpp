@@ -78,7 +78,7 @@ class executor_factory {
 inline constexpr int32_t kDefaultNgramMaxDraftLen = 4;
 
 // The MTP drafter's max_draft_len when speculative_config sets none.
-inline constexpr int32_t kDefaultMtpMaxDraftLen = 1;
+inline constexpr int32_t kDefaultMtpMaxDraftLen = 3;
 
 // The drafter spec.decoding_type names (null when it names none), or why it cannot be made.
 // MTP needs the target's checkpoint (its MTP layers live there) and sizes its KV to the
