@@ -106,7 +106,7 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         }
         std::shared_ptr<executor> shared_ex = *ex;
         const std::string served = spec.served_name.empty() ? b->name : spec.served_name;
-        auto eng = make_engine(spec.engine, *shared_ex, b->tok.get(), served);
+        auto eng = make_engine(spec.engine, *shared_ex, b->tok.get(), served, nullptr, b->weights);
         if (!eng.ok()) return caf::make_error(caf::sec::runtime_error, eng.message());
         std::shared_ptr<engine> shared_eng(std::move(*eng));
         const std::string name = fmt::format("{}/w{}", node, self->state.next_worker++);

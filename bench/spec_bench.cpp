@@ -13,6 +13,7 @@
 #include "bench/bench_util.hpp"
 #include "runtime/engine/engine.hpp"
 #include "runtime/engine/factory.hpp"
+#include "runtime/checkpoint.hpp"
 #include "runtime/model_bundle.hpp"
 #include "runtime/text/tokenizer.hpp"
 
@@ -90,14 +91,15 @@ double process_cpu_seconds() {
 }
 
 result<run_figures> run_once(executor& ex, const model_bundle& m, const workload& w, int batch, int max_tokens,
-                             int max_draft_len) {
+                             int max_draft_len, const char* type = "NGram", int threads = 0) {
   engine_spec spec;
   spec.prefix_cache = false;  // every run pays the same prefill
+  spec.threads = threads;
   if (max_draft_len > 0) {
-    spec.decoding_type = "NGram";
+    spec.decoding_type = type;
     spec.max_draft_len = max_draft_len;
   }
-  TROUPE_TRY(std::unique_ptr<engine> e, make_engine(spec, ex, m.tok.get(), m.name));
+  TROUPE_TRY(std::unique_ptr<engine> e, make_engine(spec, ex, m.tok.get(), m.name, nullptr, m.weights));
   for (int i = 0; i < batch; ++i) {
     request r;
     r.id = std::to_string(i);
@@ -167,6 +169,40 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                                 {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
                                 {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)}});
     }
+  // MTP (the model's own MTP layer) on free continuation.
+  if (o.mtp_draft_len > 0 && m.weights->config().n_nextn_layers <= 0) {
+    out["mtp_results"] = fmt::format("skipped: {} has no MTP layers", m.name);
+  } else if (o.mtp_draft_len > 0) {
+    out["mtp_draft_len"] = o.mtp_draft_len;
+    out["mtp_results"] = json::array();
+    const workload& w = workloads.at(1);
+    for (int batch : o.batches) {
+      run_figures plain, spec;
+      for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
+        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
+        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.mtp_draft_len, "MTP", o.threads));
+        if (rep == 0 || p.seconds < plain.seconds) plain = p;
+        if (rep == 0 || s.seconds < spec.seconds) spec = s;
+      }
+      const auto per = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
+      const double tps_plain = static_cast<double>(plain.tokens) / plain.seconds;
+      const double tps_spec = static_cast<double>(spec.tokens) / spec.seconds;
+      const double cpu_plain = static_cast<double>(plain.tokens) / plain.cpu_seconds;
+      const double cpu_spec = static_cast<double>(spec.tokens) / spec.cpu_seconds;
+      out["mtp_results"].push_back({{"workload", w.name},
+                                    {"batch", batch},
+                                    {"tokens_per_s_plain", tps_plain},
+                                    {"tokens_per_s_mtp", tps_spec},
+                                    {"speedup", tps_spec / tps_plain},
+                                    {"tokens_per_cpu_s_plain", cpu_plain},
+                                    {"tokens_per_cpu_s_mtp", cpu_spec},
+                                    {"cpu_speedup", cpu_spec / cpu_plain},
+                                    {"steps_plain", plain.steps},
+                                    {"steps_mtp", spec.steps},
+                                    {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
+                                    {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)}});
+    }
+  }
   return out;
 }
 

@@ -2,7 +2,8 @@
 // greedy, at several batch sizes, for two workloads over held-out Python code: an edit of code
 // the prompt already holds (the prompt ends by starting the code over) and free continuation.
 // Figures: generated tokens/s (prefill included, the same in both modes), target forward
-// passes, and the mean accepted length (tokens one verification emits).
+// passes, and the mean accepted length (tokens one verification emits). NGram on both
+// workloads ("results"); MTP on free continuation ("mtp_results").
 #pragma once
 
 #include <string>
@@ -21,6 +22,9 @@ struct spec_bench_options {
   std::vector<int> batches = {1, 8, 32};
   int max_tokens = 128;                       // generated per sequence
   int max_draft_len = 4;
+  // MTP drafts per step (the model's own MTP layer), measured on the free-continuation workload
+  // into "mtp_results"; 0: not measured (a model without MTP layers is skipped, saying so).
+  int mtp_draft_len = 3;
   int reps = 1;                               // runs per (workload, batch, mode); the fastest counts
 };
 

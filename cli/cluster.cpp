@@ -179,8 +179,10 @@ void apply_engine_settings(worker_spec& w, const config::engine_settings& e) {
 
 status apply_speculative_settings(worker_spec& w, const config::speculative_settings& s) {
   if (auto refused = config::unbuilt_decoding_type(s)) return make_error(refused->message);
+  if (auto missing = config::mtp_layers_missing(s, w.model_path)) return make_error(missing->message);
   engine_spec& e = w.engine;
-  e.decoding_type = "NGram";
+  e.decoding_type = s.type == config::decoding_type::mtp ? "MTP" : "NGram";
+  e.num_nextn_predict_layers = s.num_nextn_predict_layers.value_or(0);
   e.max_draft_len = static_cast<int32_t>(s.max_draft_len.value_or(0));
   e.max_matching_ngram_size = static_cast<int32_t>(s.max_matching_ngram_size.value_or(0));
   e.min_matching_ngram_size = static_cast<int32_t>(s.min_matching_ngram_size.value_or(0));

@@ -118,7 +118,7 @@ int run_bench_command(const std::vector<std::string>& args) {
                   "--input-tokens", emo.input_tokens, "tokens per input", emo.reps,
                   "runs per batch size; the fastest counts");
   troupe::bench::spec_bench_options spo;
-  auto* spec = app.add_subcommand("spec", "Speculative decoding (NGram drafts) against plain decoding, greedy, on held-out code.");
+  auto* spec = app.add_subcommand("spec", "Speculative decoding (NGram drafts; MTP drafts on free continuation) against plain decoding, greedy, on held-out code.");
   add_model_bench(spec, spo.model, spo.threads, spo.batches, "batch sizes, comma-separated", "--max-tokens",
                   spo.max_tokens, "tokens generated per sequence", spo.reps,
                   "runs per workload, batch size and mode; the fastest counts");
@@ -128,6 +128,11 @@ int run_bench_command(const std::vector<std::string>& args) {
   spec->add_option("--max-draft-len", spo.max_draft_len, "draft tokens verified per step")
       ->type_name("N")
       ->check(cli::between(1, 32))
+      ->group(group::engine);
+  spec->add_option("--mtp-draft-len", spo.mtp_draft_len,
+                   "MTP drafts per step on the free-continuation workload (the model's MTP layer; 0: skip MTP)")
+      ->type_name("N")
+      ->check(cli::between(0, 32))
       ->group(group::engine);
   troupe::bench::router_bench_options ro;
   auto* router = app.add_subcommand(

@@ -78,7 +78,7 @@ void add_control_flags(CLI::App& app, control_flags& f) {
       ->group(cli::group::cluster);
   app.add_option("--llm-config", f.llm_config,
                  "an llm_config block, JSON or YAML, with POST /v1/llm_models's schema: its b10_routing_config "
-                 "configures the router, its runtime the engines, its speculative_config (NGram) their drafter, its "
+                 "configures the router, its runtime the engines, its speculative_config (NGram or MTP) their drafter, its "
                  "autoscaling_settings the model's autoscaler; features not active yet are refused")
       ->type_name("FILE")
       ->check(cli::existing_path())

@@ -54,10 +54,16 @@ struct llm_config_file {
 };
 checked<llm_config_file> load_llm_config_file(const std::string& path);
 
-// speculative_config's decoding types troupe runs: NGram. For any other (valid in the schema,
+// speculative_config's decoding types troupe runs: NGram and MTP (whose layer count the model
+// is checked against when its engine is made). For any other (valid in the schema,
 // drafter not built yet) the error that refuses it, naming <path>.decoding_type: `troupe
 // serve`, `troupe node` and the Management API refuse it rather than store it and ignore it.
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s,
                                                   const std::string& path = "llm_config.speculative_config");
+// MTP against the model it would run on (a directory's config.json; a .gguf file carries no
+// MTP layers): the error naming <path>.num_nextn_predict_layers when the model has fewer MTP
+// layers than asked, or none. nullopt for other types, or when there is no config to read.
+std::optional<config_error> mtp_layers_missing(const speculative_settings& s, const std::string& model_path,
+                                               const std::string& path = "llm_config.speculative_config");
 
 }  // namespace troupe::config

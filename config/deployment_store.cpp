@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/atomic_file.hpp"
+#include "config/config.hpp"
 #include "config/map_reader.hpp"
 #include "config/model_source.hpp"
 #include "config/node.hpp"
@@ -231,6 +232,12 @@ store_outcome deployment_store::create(const deployment_request& request, deploy
   }
   d.model_path = resolved.value.path;
   d.commit = resolved.value.commit;
+  if (d.llm.speculative)
+    if (auto missing = mtp_layers_missing(*d.llm.speculative, d.model_path)) {
+      out.failure = store_failure::invalid;
+      out.errors.push_back(std::move(*missing));
+      return out;
+    }
 
   std::lock_guard<std::mutex> lock(mu_);
   if (const deployment* other = find(d.name)) {

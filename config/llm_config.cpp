@@ -1,6 +1,10 @@
 // llm_config: routing, disaggregation, speculative decoding and autoscaling blocks.
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "config/config.hpp"
 #include "config/map_reader.hpp"
@@ -74,12 +78,37 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
 }
 
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s, const std::string& path) {
-  if (s.type == decoding_type::ngram) return std::nullopt;
+  if (s.type == decoding_type::ngram || s.type == decoding_type::mtp) return std::nullopt;
   const std::string field = path + ".decoding_type";
   return config_error{field,
-                      fmt::format("{}: {} is not built in troupe yet (its drafter has not landed); NGram is the "
-                                  "decoding type troupe runs",
+                      fmt::format("{}: {} is not built in troupe yet (its drafter has not landed); NGram and MTP are "
+                                  "the decoding types troupe runs",
                                   field, to_string(s.type))};
+}
+
+std::optional<config_error> mtp_layers_missing(const speculative_settings& s, const std::string& model_path,
+                                               const std::string& path) {
+  if (s.type != decoding_type::mtp) return std::nullopt;
+  const std::string field = path + ".num_nextn_predict_layers";
+  const int64_t asked = s.num_nextn_predict_layers.value_or(1);
+  int64_t has = 0;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(model_path, ec)) {
+    std::ifstream in(fs::path(model_path) / "config.json");
+    if (!in) return std::nullopt;  // no config to read here: the engine checks when it loads the model
+    const nlohmann::json c = nlohmann::json::parse(in, nullptr, false);
+    if (c.is_discarded()) return std::nullopt;
+    if (auto it = c.find("num_nextn_predict_layers"); it != c.end() && it->is_number_integer()) has = it->get<int64_t>();
+  }
+  if (has <= 0)
+    return config_error{field, fmt::format("{}: the model {} has no MTP layers (no num_nextn_predict_layers in its "
+                                           "config), so decoding_type MTP cannot run on it",
+                                           field, model_path)};
+  if (asked > has)
+    return config_error{field, fmt::format("{}: {} asked, but the model {} has {} MTP layer{}", field, asked,
+                                           model_path, has, has == 1 ? "" : "s")};
+  return std::nullopt;
 }
 
 void read_autoscaling(const node* n, const std::string& path, autoscaling_settings& out,

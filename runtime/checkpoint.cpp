@@ -178,10 +178,7 @@ status bind_weights(const tensor_source& src, bool is_gguf, checkpoint::impl& m,
   if (is_gguf && b.has("rope_freqs.weight")) {
     TROUPE_TRY(w.rope_freq_factors, b.vector("rope_freqs.weight", c.head_dim / 2));
   }
-  w.layers.resize(static_cast<size_t>(c.n_layer));
-  for (int64_t i = 0; i < c.n_layer; ++i) {
-    report(o, "checking tensors", static_cast<double>(i), static_cast<double>(c.n_layer), "layers");
-    layer_weights& l = w.layers[static_cast<size_t>(i)];
+  auto bind_layer = [&](int64_t i, layer_weights& l) -> status {
     TROUPE_TRY(l.attn_norm, b.vector(n.layer(i, "input_layernorm.weight", "attn_norm.weight"), c.n_embd));
     TROUPE_TRY(l.wq, b.matrix(n.layer(i, "self_attn.q_proj.weight", "attn_q.weight"), {c.q_dim(), c.n_embd}));
     TROUPE_TRY(l.wk, b.matrix(n.layer(i, "self_attn.k_proj.weight", "attn_k.weight"), {c.kv_dim(), c.n_embd}));
@@ -200,6 +197,32 @@ status bind_weights(const tensor_source& src, bool is_gguf, checkpoint::impl& m,
     TROUPE_TRY(l.w_gate, b.matrix(n.layer(i, "mlp.gate_proj.weight", "ffn_gate.weight"), {c.n_ff, c.n_embd}));
     TROUPE_TRY(l.w_up, b.matrix(n.layer(i, "mlp.up_proj.weight", "ffn_up.weight"), {c.n_ff, c.n_embd}));
     TROUPE_TRY(l.w_down, b.matrix(n.layer(i, "mlp.down_proj.weight", "ffn_down.weight"), {c.n_embd, c.n_ff}));
+    return {};
+  };
+  w.layers.resize(static_cast<size_t>(c.n_layer));
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    report(o, "checking tensors", static_cast<double>(i), static_cast<double>(c.n_layer), "layers");
+    TROUPE_CHECK(bind_layer(i, w.layers[static_cast<size_t>(i)]));
+  }
+  // MTP layers (DeepSeek-V3's layout, after the decoder stack): bound for the MTP drafter, not
+  // counted as the target's parameters or the bytes its forward reads.
+  if (!is_gguf && c.n_nextn_layers > 0) {
+    const int64_t params = m.n_params;
+    const size_t bytes = m.matrix_bytes;
+    const auto by_type = m.params_by_type;
+    w.mtp.resize(static_cast<size_t>(c.n_nextn_layers));
+    for (int64_t j = 0; j < c.n_nextn_layers; ++j) {
+      const int64_t i = c.n_layer + j;
+      mtp_layer_weights& x = w.mtp[static_cast<size_t>(j)];
+      TROUPE_TRY(x.enorm, b.vector(n.layer(i, "enorm.weight", ""), c.n_embd));
+      TROUPE_TRY(x.hnorm, b.vector(n.layer(i, "hnorm.weight", ""), c.n_embd));
+      TROUPE_TRY(x.eh_proj, b.matrix(n.layer(i, "eh_proj.weight", ""), {c.n_embd, 2 * c.n_embd}));
+      TROUPE_TRY(x.shared_head_norm, b.vector(n.layer(i, "shared_head.norm.weight", ""), c.n_embd));
+      TROUPE_CHECK(bind_layer(i, x.block));
+    }
+    m.n_params = params;
+    m.matrix_bytes = bytes;
+    m.params_by_type = by_type;
   }
   report(o, "checking tensors", static_cast<double>(c.n_layer), static_cast<double>(c.n_layer), "layers");
   return {};

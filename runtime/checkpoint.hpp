@@ -28,12 +28,26 @@ struct layer_weights {
   tensor_view w_gate, w_up, w_down;   // [n_ff, n_embd] x2 [n_embd, n_ff]
 };
 
+// One multi-token-prediction layer in DeepSeek-V3's form (model.layers.<n_layer + i>.*):
+// in = eh_proj(cat[enorm(embed(next token)), hnorm(hidden)]); out = block(in) (a Llama decoder
+// layer, whose pre-norm output feeds the next chained step); logits = head(shared_head_norm(out)).
+// The embedding and head are the target's.
+struct mtp_layer_weights {
+  std::vector<float> enorm, hnorm;     // [n_embd]
+  tensor_view eh_proj;                 // [n_embd, 2 * n_embd]
+  layer_weights block;
+  std::vector<float> shared_head_norm;  // [n_embd]
+};
+
 struct model_weights {
   tensor_view tok_embd;                  // [n_vocab, n_embd]
   std::vector<float> output_norm;        // [n_embd]
   tensor_view output;                    // [n_vocab, n_embd]; the embedding when tied
   std::vector<layer_weights> layers;
   std::vector<float> rope_freq_factors;  // [head_dim / 2] divisors (GGUF Llama 3.1), or empty
+  // config.n_nextn_layers MTP layers (Hugging Face checkpoints only; a GGUF file carries none).
+  // Not counted in the parameters or matrix bytes the target's forward reads.
+  std::vector<mtp_layer_weights> mtp;
 };
 
 enum class checkpoint_format { hugging_face, gguf };

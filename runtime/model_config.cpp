@@ -128,6 +128,8 @@ result<model_config> model_config_from_hf(const json& c, const std::string& file
   TROUPE_TRY(m.n_layer, need_int(c, "num_hidden_layers", file));
   TROUPE_TRY(m.n_head, need_int(c, "num_attention_heads", file));
   TROUPE_TRY(m.n_ff, need_int(c, "intermediate_size", file));
+  TROUPE_TRY(m.n_nextn_layers, opt_int(c, "num_nextn_predict_layers", 0, file));
+  if (m.n_nextn_layers < 0) return make_error(file + ": field num_nextn_predict_layers must not be negative");
   TROUPE_TRY(m.n_head_kv, opt_int(c, "num_key_value_heads", m.n_head, file));
   if (m.n_head_kv == 0) m.n_head_kv = m.n_head;
   TROUPE_TRY(m.head_dim, opt_int(c, "head_dim", m.n_embd / m.n_head, file));

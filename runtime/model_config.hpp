@@ -50,6 +50,10 @@ struct model_config {
   bool qk_norm = false;   // Qwen3
   std::vector<int32_t> bos_ids;
   std::vector<int32_t> eos_ids;
+  // Multi-token-prediction layers stored after the decoder stack (DeepSeek-V3's
+  // num_nextn_predict_layers: model.layers.<n_layer + i>.*); the forward never runs them, the
+  // MTP drafter (runtime/spec/mtp_proposer.hpp) does. 0: none.
+  int64_t n_nextn_layers = 0;
 
   int64_t q_dim() const { return n_head * head_dim; }
   int64_t kv_dim() const { return n_head_kv * head_dim; }

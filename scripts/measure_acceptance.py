@@ -111,7 +111,7 @@ def main():
     M = args.models
     target = lm.load_llama(os.path.join(M, trm.TARGET_NAME))
     draft = lm.load_llama(os.path.join(M, trm.DRAFT_NAME))
-    mtp = lm.load_mtp(os.path.join(M, trm.MTP_NAME))
+    mtp = lm.load_mtp(os.path.join(M, trm.TARGET_NAME))  # its layer 6
     eagle, _ = lm.load_eagle3(os.path.join(M, trm.EAGLE_NAME))
     tok = ByteLevelBPE.from_tokenizer_json(os.path.join(M, trm.TARGET_NAME, "tokenizer.json"))
     prompts = held_out_prompts(tok, args.prompts, args.prompt_tokens, args.seed)

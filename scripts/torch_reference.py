@@ -122,7 +122,7 @@ def main():
         return
 
     draft = lm.load_llama(os.path.join(M, trm.DRAFT_NAME))
-    mtp = lm.load_mtp(os.path.join(M, trm.MTP_NAME))
+    mtp = lm.load_mtp(os.path.join(M, trm.TARGET_NAME))  # its layer 6
     eagle, _ = lm.load_eagle3(os.path.join(M, trm.EAGLE_NAME))
     cases = []
     for p in prompt_texts(args.prompts, args.lines, args.seed):

@@ -3,7 +3,8 @@
 
   troupe-py-7m/      the default target: LlamaForCausalLM, GQA, tied embeddings
   troupe-py-draft/   a draft model with the same tokenizer, ~1/4 of the target's compute
-  troupe-py-mtp/     an MTP module in the DeepSeek-V3 form, trained on the frozen target
+  troupe-py-7m/ also holds an MTP module in the DeepSeek-V3 form (its model.layers.6.*), trained on
+                     the frozen target and folded in by scripts/fold_mtp_into_target.py
   troupe-py-eagle3/  an Eagle-3 head, trained on the frozen target (speculative_model_dir)
   troupe-py-7m.gguf  the target again as GGUF (bf16), via scripts/hf_to_gguf.py
 
@@ -524,15 +525,19 @@ def stage_export(work, args, scale):
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "hf_to_gguf.py"),
                     os.path.join(out, TARGET_NAME), gguf, "--outtype", "bf16"], check=True)
     log(f"wrote {gguf}")
-    d = os.path.join(out, MTP_NAME)
+    # The MTP module goes inside the target's checkpoint (DeepSeek-V3's layout: its layer is
+    # model.layers.6.*, config.json says num_nextn_predict_layers), after the GGUF file was
+    # written from the target alone.
+    d = os.path.join(work, MTP_NAME)
     os.makedirs(d, exist_ok=True)
     head = lm.MTPModule(MTP_CFG)
     head.load_state_dict(torch.load(os.path.join(work, "mtp", "final_bf16.pt")))
     lm.save_safetensors(os.path.join(d, "model.safetensors"),
                         head.export_tensors(MTP_CFG["num_hidden_layers"]), meta)
     write_json(os.path.join(d, "config.json"), MTP_CFG)
-    write_tokenizer_files(work, d)
-    log(f"wrote {d}")
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "fold_mtp_into_target.py"),
+                    "--target", os.path.join(out, TARGET_NAME), "--mtp", d], check=True)
+    log(f"folded {d} into {os.path.join(out, TARGET_NAME)}")
     d = os.path.join(out, EAGLE_NAME)
     os.makedirs(d, exist_ok=True)
     head = lm.Eagle3Head(EAGLE_CFG)
@@ -561,7 +566,7 @@ def stage_eval(work, args, scale):
     val = load_stream(work, "val")
     target = lm.load_llama(os.path.join(out, TARGET_NAME))
     draft = lm.load_llama(os.path.join(out, DRAFT_NAME))
-    mtp = lm.load_mtp(os.path.join(out, MTP_NAME))
+    mtp = lm.load_mtp(os.path.join(out, TARGET_NAME))
     eagle, _ = lm.load_eagle3(os.path.join(out, EAGLE_NAME))
     results = {}
     # Language models: next-token loss over non-overlapping full-context windows.

@@ -442,21 +442,30 @@ def load_config(d):
 
 
 def load_llama(d):
+    """The decoder stack only: tensors of layers past num_hidden_layers (the MTP layers that
+    troupe-py-7m carries, DeepSeek-V3's layout) are left out."""
     cfg = load_config(d)
     m = LlamaForCausalLM(cfg)
     sd = load_safetensors(os.path.join(d, "model.safetensors"))
+    mtp = tuple(f"model.layers.{cfg['num_hidden_layers'] + i}."
+                for i in range(cfg.get("num_nextn_predict_layers", 0)))
+    sd = {k: t for k, t in sd.items() if not (mtp and k.startswith(mtp))}
     m.load_state_dict(sd, strict=True)
     return m.eval()
 
 
 def load_mtp(d):
-    """Reads an MTP directory (DeepSeek-V3 names under model.layers.<num_hidden_layers>.)."""
+    """Reads the first MTP layer of a checkpoint (DeepSeek-V3 names under
+    model.layers.<num_hidden_layers>.): the target's directory, which holds it beside its own
+    layers, or a directory holding the module alone."""
     cfg = load_config(d)
+    assert cfg.get("num_nextn_predict_layers", 0) >= 1, f"{d}: no num_nextn_predict_layers"
     m = MTPModule(cfg)
     p = f"model.layers.{cfg['num_hidden_layers']}."
     local = {}
     for k, t in load_safetensors(os.path.join(d, "model.safetensors")).items():
-        assert k.startswith(p), k
+        if not k.startswith(p):
+            continue
         s = k[len(p):]
         if s.startswith("shared_head.norm."):
             local["shared_head_norm." + s[len("shared_head.norm."):]] = t

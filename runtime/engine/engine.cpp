@@ -233,6 +233,8 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
   const int32_t n_hidden_rows = plan.batch.n_hidden_rows();
   const size_t H = n_hidden_rows > 0 ? hidden.size() / static_cast<size_t>(n_hidden_rows) : 0;
   size_t row = 0, hrow = 0;
+  const bool observe = e.prop && e.prop->wants_hidden() && e.cfg.max_draft_len > 0;
+  std::vector<kept_rows> kept;
   for (const scheduled_seq& p : plan.seqs) {
     std::span<const float> rows(logits.data() + row * V, static_cast<size_t>(p.n_logits) * V);
     row += static_cast<size_t>(p.n_logits);
@@ -266,6 +268,8 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
           ro.use = e.usage_of(s);
           e.drop(s);
           out.outputs.push_back(std::move(ro));
+        } else if (observe && p.n_hidden == p.n_new) {
+          kept.push_back({&s, p.n_past, s.n_computed, hrows});
         }
         continue;
       }
@@ -280,6 +284,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     if (p.n_logits == 0) {  // a prefill chunk short of the prompt's end
       s.n_computed += p.n_new;
       e.kv.commit(s.seq, s.tokens, s.n_computed);
+      if (observe && p.n_hidden == p.n_new) kept.push_back({&s, p.n_past, s.n_computed, hrows});
       continue;
     }
     const int32_t n_real = p.n_new - static_cast<int32_t>(p.drafted.tokens.size());
@@ -290,8 +295,10 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     if (p.phase == seq_phase::verify) e.kv.truncate(s.seq, s.size());
     request_output ro = e.output_of(s, std::move(r));
     if (ro.finished) e.drop(s);
+    else if (observe && p.n_hidden == p.n_new) kept.push_back({&s, p.n_past, s.n_computed, hrows});
     out.outputs.push_back(std::move(ro));
   }
+  if (!kept.empty()) e.prop->observe(kept, H);
   out.stats.n_running = static_cast<int32_t>(e.sched.n_running());
   out.stats.n_waiting = static_cast<int32_t>(e.sched.n_waiting());
   out.stats.kv_blocks_used = e.kv.n_pinned();

@@ -10,6 +10,7 @@
 #include "runtime/cpu_executor.hpp"
 #include "runtime/engine/proposer.hpp"
 #include "runtime/sim_executor.hpp"
+#include "runtime/spec/mtp_proposer.hpp"
 #include "runtime/spec/ngram_proposer.hpp"
 #include "runtime/text/tokenizer.hpp"
 #if defined(TROUPE_HAVE_CUDA)
@@ -29,7 +30,10 @@ engine_config engine_config_of(const engine_spec& s, std::string model_identity)
   c.prefix_cache = s.prefix_cache;
   c.prefix_cache_max_num_recycling_seqs = s.max_recycling_seqs;
   c.model_identity = std::move(model_identity);
-  if (!s.decoding_type.empty()) c.max_draft_len = s.max_draft_len > 0 ? s.max_draft_len : kDefaultNgramMaxDraftLen;
+  if (!s.decoding_type.empty())
+    c.max_draft_len = s.max_draft_len > 0           ? s.max_draft_len
+                      : s.decoding_type == "MTP" ? kDefaultMtpMaxDraftLen
+                                                 : kDefaultNgramMaxDraftLen;
   return c;
 }
 
@@ -111,8 +115,21 @@ result<std::shared_ptr<executor>> executor_factory::make_executor(std::shared_pt
 #endif
 }
 
-result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec) {
+result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, std::shared_ptr<const checkpoint> target,
+                                                int32_t kv_n_blocks) {
   if (spec.decoding_type.empty()) return std::unique_ptr<proposer>();
+  if (spec.decoding_type == "MTP") {
+    if (!target) return make_error("speculative_config.decoding_type MTP: the MTP drafter needs the target's checkpoint");
+    mtp_options o;
+    o.num_nextn_predict_layers = spec.num_nextn_predict_layers > 0 ? spec.num_nextn_predict_layers : 1;
+    o.draft_len = spec.max_draft_len > 0 ? spec.max_draft_len : kDefaultMtpMaxDraftLen;
+    o.n_threads = spec.threads;
+    o.block_size = spec.kv_block_size;
+    // One entry per target position, and a chain's scratch slots per sequence.
+    if (kv_n_blocks > 0) o.n_blocks = kv_n_blocks + std::max(1, spec.max_batch_size) * (o.draft_len / o.block_size + 2);
+    TROUPE_TRY(std::unique_ptr<mtp_proposer> p, mtp_proposer::create(std::move(target), o));
+    return std::unique_ptr<proposer>(std::move(p));
+  }
   if (spec.decoding_type != "NGram")
     return make_error(fmt::format("speculative_config.decoding_type {}: troupe has not built this drafter yet; NGram "
                                   "is the one it runs",
@@ -126,10 +143,15 @@ result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec) {
 }
 
 result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const executor& ex, const tokenizer* tok,
-                                            std::string model_identity, std::unique_ptr<proposer> prop) {
+                                            std::string model_identity, std::unique_ptr<proposer> prop,
+                                            std::shared_ptr<const checkpoint> target) {
   if (!prop) {
-    TROUPE_TRY(prop, make_proposer(spec));
+    TROUPE_TRY(prop, make_proposer(spec, std::move(target), ex.kv_n_blocks()));
   }
+  if (prop && prop->wants_hidden() && !ex.returns_hidden_states())
+    return make_error(fmt::format("speculative_config.decoding_type {}: the drafter reads the target's hidden "
+                                  "states, which this executor ({}) does not return",
+                                  prop->name(), ex.describe()));
   return engine::create(engine_config_of(spec, std::move(model_identity)), model_info_of(ex, tok), tok,
                         std::move(prop));
 }

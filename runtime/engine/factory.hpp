@@ -37,11 +37,12 @@ struct engine_spec {
   bool hybrid_prefill = true;
   bool prefix_cache = true;
   int64_t max_recycling_seqs = 256;
-  // Speculative decoding (llm_config.speculative_config): decoding_type "" (off) or "NGram";
+  // Speculative decoding (llm_config.speculative_config): decoding_type "" (off), "NGram" or "MTP";
   // drafts per step (0: the drafter's default) and the NGram drafter's match sizes (0: its
   // defaults, runtime/spec/ngram_proposer.hpp). Types troupe has not built are refused.
   std::string decoding_type;
   int32_t max_draft_len = 0;
+  int64_t num_nextn_predict_layers = 0;  // MTP: the model's MTP layers to run (its checkpoint's)
   int32_t max_matching_ngram_size = 0;
   int32_t min_matching_ngram_size = 0;
   // A cost model (runtime/sim_executor.hpp, JSON) instead of the forward: a simulated worker
@@ -76,13 +77,21 @@ class executor_factory {
 // The NGram drafter's max_draft_len when speculative_config sets none.
 inline constexpr int32_t kDefaultNgramMaxDraftLen = 4;
 
+// The MTP drafter's max_draft_len when speculative_config sets none.
+inline constexpr int32_t kDefaultMtpMaxDraftLen = 3;
+
 // The drafter spec.decoding_type names (null when it names none), or why it cannot be made.
-[[nodiscard]] result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec);
+// MTP needs the target's checkpoint (its MTP layers live there) and sizes its KV to the
+// target's kv_n_blocks.
+[[nodiscard]] result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec,
+                                                              std::shared_ptr<const checkpoint> target = nullptr,
+                                                              int32_t kv_n_blocks = 0);
 
 // An engine over ex's KV cache with spec's settings; tok may be null. prop: the drafter; null
-// makes the one spec.decoding_type names (none when it names none).
+// makes the one spec.decoding_type names (none when it names none) over target (MTP needs it).
 [[nodiscard]] result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const executor& ex,
                                                           const tokenizer* tok, std::string model_identity,
-                                                          std::unique_ptr<proposer> prop = nullptr);
+                                                          std::unique_ptr<proposer> prop = nullptr,
+                                                          std::shared_ptr<const checkpoint> target = nullptr);
 
 }  // namespace troupe

@@ -5,12 +5,24 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "runtime/engine/step.hpp"
 
 namespace troupe {
 
 struct sequence;
+
+// What one step kept of a sequence, for a drafter that reads the target's hidden states: the
+// keys and values of positions n_past .. n_computed - 1 are now the target's, and hidden holds
+// the step's final hidden rows (after the final norm) from position n_past on ([n_new, H]; the
+// first n_computed - n_past are the kept ones). s.tokens holds every token up to n_computed.
+struct kept_rows {
+  const sequence* s = nullptr;
+  int32_t n_past = 0;
+  int32_t n_computed = 0;
+  std::span<const float> hidden;
+};
 
 class proposer {
  public:
@@ -21,6 +33,12 @@ class proposer {
   // s has finished or was aborted: drop what is kept for it.
   virtual void forget(const sequence& /*s*/) {}
   virtual const char* name() const = 0;
+  // A drafter that reads the target's hidden states (MTP) says so: the scheduler then asks
+  // for a hidden row at every position each generating sequence computes, and the engine
+  // hands what each step kept to observe() once the step is applied (sequences that finished
+  // in it left out: they were forgotten).
+  virtual bool wants_hidden() const { return false; }
+  virtual void observe(std::span<const kept_rows> /*rows*/, size_t /*H*/) {}
 };
 
 }  // namespace troupe

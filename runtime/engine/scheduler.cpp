@@ -223,6 +223,8 @@ step_plan scheduler::schedule() {
     } else if (s.wants_prompt_rows() && s.n_computed < s.n_prompt) {
       e.n_logits = w.n;  // every row of the chunk (the last one also samples, when it ends the prompt)
     }
+    if (s.pool == pooling::none && prop_ && prop_->wants_hidden() && cfg_.max_draft_len > 0)
+      e.n_hidden = w.n;  // the drafter reads the target's hidden state at every position
     const auto n_real = static_cast<size_t>(w.n - k);
     std::vector<token_id> toks(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + static_cast<ptrdiff_t>(n_real));
     toks.insert(toks.end(), w.drafted.tokens.begin(), w.drafted.tokens.end());

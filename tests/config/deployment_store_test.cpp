@@ -191,8 +191,7 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
 TEST_F(store_test, a_decoding_type_whose_drafter_is_not_built_is_refused_naming_the_field) {
   deployment_store store = open_store();
   management_api api(store);
-  for (const char* spec : {R"({"decoding_type": "MTP", "num_nextn_predict_layers": 1})",
-                           R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle"})"}) {
+  for (const char* spec : {R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle"})"}) {
     auto r = api.create(std::string(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config": )") + spec + "}}");
     EXPECT_EQ(r.status, 400) << r.body;
     json e = json::parse(r.body);
@@ -202,6 +201,26 @@ TEST_F(store_test, a_decoding_type_whose_drafter_is_not_built_is_refused_naming_
   EXPECT_TRUE(store.list().empty()) << "nothing refused is stored";
   EXPECT_EQ(api.create(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config":
       {"decoding_type": "NGram", "max_matching_ngram_size": 3, "min_matching_ngram_size": 2}}})").status, 201);
+}
+
+TEST_F(store_test, mtp_is_checked_against_the_models_mtp_layers_naming_the_field) {
+  deployment_store store = open_store();
+  management_api api(store);
+  auto mtp = [&](int layers) {
+    return api.create(R"({"model": "./local-model", "llm_config": {"speculative_config": {"decoding_type": "MTP", )"
+                      R"("num_nextn_predict_layers": )" + std::to_string(layers) + "}}}");
+  };
+  std::ofstream(root_ / "local-model" / "config.json") << R"({"num_hidden_layers": 6})";
+  auto none = mtp(1);
+  EXPECT_EQ(none.status, 400) << none.body;
+  EXPECT_EQ(json::parse(none.body)["error"]["param"], "llm_config.speculative_config.num_nextn_predict_layers");
+  EXPECT_NE(none.body.find("has no MTP layers"), std::string::npos) << none.body;
+  std::ofstream(root_ / "local-model" / "config.json") << R"({"num_hidden_layers": 6, "num_nextn_predict_layers": 1})";
+  auto two = mtp(2);
+  EXPECT_EQ(two.status, 400) << two.body;
+  EXPECT_NE(two.body.find("2 asked, but the model"), std::string::npos) << two.body;
+  EXPECT_TRUE(store.list().empty()) << "nothing refused is stored";
+  EXPECT_EQ(mtp(1).status, 201);
 }
 
 TEST_F(store_test, deployments_survive_a_restart) {

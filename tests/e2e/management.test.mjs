@@ -80,11 +80,21 @@ describe('the management API', () => {
 
   it('refuses a decoding type whose drafter troupe has not built, naming the field, and stores nothing', async () => {
     const r = await api(server.url, 'POST', '/v1/llm_models', {
+      name: 'eagle', model: path.resolve(models, 'llama3-hf-bf16'),
+      llm_config: { speculative_config: { decoding_type: 'Eagle', speculative_model_dir: path.resolve(models, 'llama3-hf-bf16') } } });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.param, 'llm_config.speculative_config.decoding_type');
+    assert.match(r.body.error.message, /Eagle is not built in troupe yet/);
+    assert.equal((await api(server.url, 'GET', '/v1/llm_models/eagle')).status, 404);
+  });
+
+  it('refuses MTP on a model without MTP layers, naming num_nextn_predict_layers, and stores nothing', async () => {
+    const r = await api(server.url, 'POST', '/v1/llm_models', {
       name: 'mtp', model: path.resolve(models, 'llama3-hf-bf16'),
       llm_config: { speculative_config: { decoding_type: 'MTP', num_nextn_predict_layers: 1 } } });
     assert.equal(r.status, 400, JSON.stringify(r.body));
-    assert.equal(r.body.error.param, 'llm_config.speculative_config.decoding_type');
-    assert.match(r.body.error.message, /MTP is not built in troupe yet/);
+    assert.equal(r.body.error.param, 'llm_config.speculative_config.num_nextn_predict_layers');
+    assert.match(r.body.error.message, /has no MTP layers/);
     assert.equal((await api(server.url, 'GET', '/v1/llm_models/mtp')).status, 404);
   });
 });

@@ -4,7 +4,9 @@
 // strings and max_tokens) with exactly the tokens of a server without it; its /metrics then
 // shows speculation_rate > 0 and the drafted and accepted counters for NGram, and usage carries
 // the drafts as completion_tokens_details' accepted and rejected prediction tokens; a decoding type
-// whose drafter is not built is refused at start, naming the field.
+// whose drafter is not built is refused at start, naming the field. The same for MTP (the
+// model's own MTP layer, inside troupe-py-7m), and MTP on a model without MTP layers (or asking
+// for more than it has) is refused at start naming num_nextn_predict_layers.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -96,10 +98,52 @@ describe('NGram speculative decoding through the openai client', () => {
   });
 
   it('refuses at start a decoding type whose drafter is not built, naming the field', () => {
-    writeFileSync(join(dir, 'mtp.json'), JSON.stringify({ speculative_config: { decoding_type: 'MTP', num_nextn_predict_layers: 1 } }));
-    const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, 'mtp.json')],
+    writeFileSync(join(dir, 'eagle.json'), JSON.stringify({ speculative_config: { decoding_type: 'Eagle', speculative_model_dir: join(root, 'models', 'troupe-py-eagle3') } }));
+    const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, 'eagle.json')],
                         { encoding: 'utf8', timeout: 60000 });
     assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /llm_config\.speculative_config\.decoding_type: MTP is not built in troupe yet/);
+    assert.match(r.stderr, /llm_config\.speculative_config\.decoding_type: Eagle is not built in troupe yet/);
+  });
+});
+
+describe('MTP speculative decoding through the openai client', () => {
+  let plain, spec;
+  before(async () => {
+    writeFileSync(join(dir, 'mtp.json'), JSON.stringify({ speculative_config: { decoding_type: 'MTP', num_nextn_predict_layers: 1, max_draft_len: 2 } }));
+    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'mtp.json')])]);
+  });
+  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
+
+  it('answers greedy requests with exactly the tokens of a server without it', async () => {
+    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
+    const specDetails = [];
+    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
+    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), specDetails);
+    assert.deepEqual(got, want);
+    const accepted = specDetails.reduce((n, d) => n + (d?.accepted_prediction_tokens ?? 0), 0);
+    assert.ok(accepted > 0, JSON.stringify(specDetails));
+    for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
+  });
+
+  it('reports speculation_rate and the draft counters for MTP on /metrics', async () => {
+    const text = await (await fetch(`${spec.url}/metrics`)).text();
+    const rate = Number(text.match(/^speculation_rate\{decoding_type="MTP"\} (\S+)$/m)?.[1]);
+    assert.ok(rate > 0 && rate <= 100, `speculation_rate ${rate}`);
+    const drafted = Number(text.match(/^speculative_draft_tokens_total\{decoding_type="MTP"\} (\S+)$/m)?.[1]);
+    const accepted = Number(text.match(/^speculative_accepted_tokens_total\{decoding_type="MTP"\} (\S+)$/m)?.[1]);
+    assert.ok(drafted > 0 && accepted > 0 && accepted <= drafted, `${accepted} of ${drafted}`);
+  });
+
+  it('refuses at start a model without MTP layers, or more layers than it has, naming the field', () => {
+    writeFileSync(join(dir, 'mtp2.json'), JSON.stringify({ speculative_config: { decoding_type: 'MTP', num_nextn_predict_layers: 2 } }));
+    for (const [model, config, message] of [
+      [join(root, 'models', 'troupe-py-draft'), 'mtp.json', /num_nextn_predict_layers: the model \S+ has no MTP layers/],
+      [join(root, 'models', 'troupe-py-7m.gguf'), 'mtp.json', /num_nextn_predict_layers: the model \S+ has no MTP layers/],
+      [join(root, 'models', MODEL), 'mtp2.json', /num_nextn_predict_layers: 2 asked, but the model \S+ has 1 MTP layer/]]) {
+      const r = spawnSync(bin, ['serve', '--model', model, '--port', '0', '--llm-config', join(dir, config)],
+                          { encoding: 'utf8', timeout: 60000 });
+      assert.notEqual(r.status, 0, model);
+      assert.match(r.stderr, new RegExp(`llm_config\\.speculative_config\\.${message.source}`), r.stderr);
+    }
   });
 });

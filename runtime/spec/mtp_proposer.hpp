@@ -1,0 +1,71 @@
+// mtp_proposer: the MTP drafter (speculative_config decoding_type MTP). It runs the target's own
+// multi-token-prediction layer, stored in the target's checkpoint the way DeepSeek-V3 stores it
+// (model.layers.<num_hidden_layers>.*, runtime/checkpoint.hpp's mtp_layer_weights), on the CPU:
+//
+//   entry at position p  = layer(eh_proj(cat[enorm(embed(token p + 1)), hnorm(h_p)]))
+//   h_p                  = the target's final hidden state at p (after its final norm)
+//   draft                = argmax head(shared_head.norm(out)), head = the target's
+//
+// After each engine step it fills its own paged KV (one layer) for every position the target
+// kept, from the target's hidden rows (kept_rows), batched over every sequence; then, for each
+// sequence that decodes next, drafts k tokens greedily by chaining: step j >= 1 embeds the
+// previous draft and feeds the layer's own pre-norm output back in place of h. The chain's
+// entries are scratch: the kept count never moves past the target's, so a rejected draft
+// leaves nothing behind (the next step truncates to the target's n_past). propose() hands
+// out the draft made for the sequence's current length.
+//
+// It owns: the MTP layer's KV blocks and each sequence's table of them, the drafts. It does
+// not own the target's KV, verification or sampling (the engine does). Positions whose
+// target hidden state it never saw (a prefix-cache hit, an imported request) are left out of
+// its attention: it starts a sequence's entries at the first position it is given.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "runtime/engine/proposer.hpp"
+#include "runtime/result.hpp"
+
+namespace troupe {
+
+class checkpoint;
+struct model_config;
+
+// speculative_config.num_nextn_predict_layers against the model: refused (naming the field)
+// when the checkpoint has fewer MTP layers, or none.
+[[nodiscard]] status check_mtp_layers(const model_config& c, int64_t num_nextn_predict_layers,
+                                      const std::string& model_name);
+
+struct mtp_options {
+  int64_t num_nextn_predict_layers = 1;
+  int32_t draft_len = 1;   // k: tokens drafted per step (the engine's max_draft_len)
+  int n_threads = 0;       // 0: every core this process may run on
+  int32_t block_size = 16;
+  int32_t n_blocks = 0;    // the MTP layer's KV blocks; 0: enough for 1024 sequences of 1024
+};
+
+class mtp_proposer final : public proposer {
+ public:
+  [[nodiscard]] static result<std::unique_ptr<mtp_proposer>> create(std::shared_ptr<const checkpoint> target,
+                                                                    const mtp_options& o);
+  ~mtp_proposer() override;
+
+  draft propose(const sequence& s, int32_t max_tokens) override;
+  void forget(const sequence& s) override;
+  const char* name() const override { return "MTP"; }
+  bool wants_hidden() const override { return true; }
+  void observe(std::span<const kept_rows> rows, size_t H) override;
+
+  // KV blocks of the MTP layer held by sequences (0 once every sequence is forgotten).
+  int32_t kv_blocks_used() const;
+  // Sequences it keeps state for.
+  size_t n_tracked() const;
+
+  struct impl;
+
+ private:
+  explicit mtp_proposer(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace troupe
