@@ -250,6 +250,10 @@ autoscaler_actor::behavior_type autoscaler_fn(self_ptr self, autoscaler_options 
         auto& s = self->state;
         if (s.retired) return;
         s.retired = true;
+        // The router forgets its report (metrics, /v1/status): the model is gone.
+        autoscaler_report last = s.report;
+        last.retired = true;
+        if (!s.opt.routers.empty()) self->send(s.opt.routers.front(), autoscale_atom::value, std::move(last));
         if (s.starting_on.empty()) return self->quit();
         note(self, fmt::format("retired with {} replica(s) starting: they stop as they come up", s.starting()));
       },

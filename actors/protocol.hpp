@@ -254,6 +254,7 @@ struct autoscaler_report {
   std::string reason;                      // the last decision's
   std::vector<double> log_times;           // unix seconds, oldest first
   std::vector<std::string> log;            // the decision log: scale events, starts, drains, stops
+  bool retired = false;  // its last report (its deployment was deleted): the router forgets it
 };
 
 // What the router knows, for /metrics, /v1/actors and tests.
@@ -524,7 +525,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, autoscaler_report& x) {
   return f(caf::meta::type_name("autoscaler_report"), x.model, x.group, x.settings, x.in_flight_tokens, x.window_mean,
            x.recommended, x.desired, x.current, x.starting, x.draining, x.scale_ups, x.scale_downs, x.reason,
-           x.log_times, x.log);
+           x.log_times, x.log, x.retired);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_result& x) {

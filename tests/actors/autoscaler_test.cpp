@@ -381,6 +381,8 @@ TEST(autoscaler, retired_while_a_replica_starts_stops_that_replica_and_quits) {
   EXPECT_TRUE(clean) << "the replica stopped: no worker runs on the node";
   const router_stats r = c.stats();
   EXPECT_TRUE(r.workers.empty()) << "the router never got it";
+  // Nor does it show the retired autoscaler any more (its metrics and /v1/status entry).
+  EXPECT_TRUE(c.eventually([](const router_stats& rs) { return rs.autoscalers.empty(); }, 5s));
   // Nothing is left for the retired autoscaler to do: it quit.
   bool gone = false;
   for (int i = 0; i < 100 && !gone; ++i) {

@@ -202,6 +202,10 @@ describe('autoscaling settings of a running deployment', () => {
       min_replica: 1, max_replica: 1 } })).status, 200);
     assert.ok(await eventually(async () => (await active('scaled')) === 1, { timeoutMs: 15000 }), 'max_replica 1 took effect');
     assert.equal((await call('DELETE', '/v1/llm_models/scaled')).status, 200);
+    // Its autoscaler is retired: gone from /v1/actors, and so are its workers.
+    assert.ok(await eventually(async () => !(await actors(server.url)).autoscalers.some((x) => x.model === 'scaled')),
+              'the deleted deployment\'s autoscaler is no longer shown');
+    assert.ok(await eventually(async () => (await active('scaled')) === 0), 'its workers stopped');
   });
 
   it('refuses PATCH of a start-up model that runs without an autoscaler, saying why', async () => {
@@ -286,7 +290,9 @@ describe('a worker node rejoining a restarted control node', () => {
     control = await startControl([]);
     const after = await eventually(async () => { const a = await active(); return a.length === 2 ? a : null; }, { timeoutMs: 30000 });
     assert.deepEqual(after, before, `rejoined with both workers: ${JSON.stringify(await active())}`);
-    assert.match(worker.stderr(), /rejoined the control node at \S+ with 2 workers/);
+    // The node says so once its registrations are through (just after the router lists them).
+    assert.ok(await eventually(async () => /rejoined the control node at \S+ with 2 workers/.test(worker.stderr())),
+              worker.stderr().slice(-2000));
     const client = new OpenAI({ baseURL: `${control.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
     const rs = await Promise.all(Array.from({ length: 4 }, (_, i) => client.completions.create({
       model: MODEL, prompt: `after the restart ${i}`, max_tokens: 4, ignore_eos: true })));
