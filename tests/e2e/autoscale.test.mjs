@@ -224,7 +224,9 @@ describe('autoscaling across processes', () => {
     fs.writeFileSync(costs, JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
     fs.writeFileSync(llm, JSON.stringify({ autoscaling_settings: { target_in_flight_tokens: 300, min_replica: 1, max_replica: 3,
                                                                    scale_down_delay: 3, autoscaling_window: 1 } }));
-    const nodePort = await freePort(), httpPort = await freePort();
+    const nodePort = await freePort();
+    let httpPort;
+    do httpPort = await freePort(); while (httpPort === nodePort);  // two calls may return the same free port
     const engine = ['--model', MODEL_DIR, '--simulate', costs, '--kv-cache-memory', '96MiB', '--threads', '1'];
     control = await start(['node', '--role', 'control', '--listen', String(nodePort), '--host', '127.0.0.1', '--port', String(httpPort),
                            '--name', 'control', '--llm-config', llm, ...engine]);
@@ -269,7 +271,7 @@ describe('a worker node rejoining a restarted control node', () => {
     fs.writeFileSync(llm, JSON.stringify({ autoscaling_settings: { target_in_flight_tokens: 100000, min_replica: 2,
                                                                    max_replica: 2 } }));
     nodePort = await freePort();
-    httpPort = await freePort();
+    do httpPort = await freePort(); while (httpPort === nodePort);  // two calls may return the same free port
     engine = ['--model', MODEL_DIR, '--simulate', costs, '--kv-cache-memory', '96MiB', '--threads', '1'];
     control = await startControl(['--llm-config', llm]);
     worker = await start(['node', '--role', 'worker', '--join', `127.0.0.1:${nodePort}`, '--name', 'node-a', ...engine],
