@@ -42,6 +42,7 @@ struct autoscaler_state {
   }
   std::set<std::string> stopping;              // drained workers whose agent was asked to stop them
   autoscaler_report report;
+  bool retired = false;  // its deployment is gone: no more decisions; replicas starting stop
 };
 
 using self_ptr = autoscaler_actor::stateful_pointer<autoscaler_state>;
@@ -72,6 +73,14 @@ const node_agent_actor* agent_of(self_ptr self, const std::string& node) {
 void started_one(self_ptr self, const std::string& node) {
   auto& st = self->state;
   if (--st.starting_on[node] <= 0) st.starting_on.erase(node);
+  // Retired, with the last start settled: nothing of it is left to clean up.
+  if (st.retired && st.starting_on.empty()) self->quit();
+}
+
+// A replica that came up after its deployment was deleted: nobody would route to it or stop it.
+void stop_unwanted(self_ptr self, const node_agent_actor& agent, const std::string& name) {
+  note(self, fmt::format("started {}, but the deployment is gone; stopping it", name));
+  self->request(agent, 10s, stop_atom::value, name).then([](bool) {}, [](caf::error&) {});
 }
 
 // Starts one replica on the node with the fewest workers of the model (those starting too).
@@ -91,11 +100,18 @@ void start_one(self_ptr self, const group_load& l) {
       .then(
           [=](worker_actor& w, publisher_actor& p, worker_info& info) {
             const std::string name = info.name;
+            if (self->state.retired) {
+              stop_unwanted(self, agent, name);
+              return started_one(self, node);
+            }
             self->request(self->state.opt.routers.front(), 30s, register_atom::value, w, p, info)
                 .then(
                     [=](bool) {
+                      // Retired while the router took it: the deployment's own stop listed
+                      // the router's workers before this one was among them.
+                      if (self->state.retired) stop_unwanted(self, agent, name);
+                      else note(self, fmt::format("started {}: active", name));
                       started_one(self, node);
-                      note(self, fmt::format("started {}: active", name));
                     },
                     [=](caf::error& e) {
                       started_one(self, node);
@@ -129,6 +145,7 @@ void stop_drained(self_ptr self, const std::string& worker, const std::string& n
 
 void decide(self_ptr self, const group_load& l) {
   auto& st = self->state;
+  if (st.retired) return;  // a load asked for before the stop
   const double now = std::chrono::duration<double>(std::chrono::steady_clock::now() - st.t0).count();
   st.rule->observe(now, 0, static_cast<double>(l.in_flight_tokens));
 
@@ -195,6 +212,7 @@ autoscaler_actor::behavior_type autoscaler_fn(self_ptr self, autoscaler_options 
   return {
       [=](tick_atom) {
         auto& s = self->state;
+        if (s.retired) return;
         const auto next = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(s.opt.tick_s));
         if (s.opt.routers.empty()) return;
         const router_actor router = s.opt.routers.front();
@@ -227,6 +245,17 @@ autoscaler_actor::behavior_type autoscaler_fn(self_ptr self, autoscaler_options 
                                s.target_in_flight_tokens, s.min_replica, s.max_replica, s.scale_up_delay_s,
                                s.scale_down_delay_s, s.window_s));
         return true;
+      },
+      [=](stop_atom) {
+        auto& s = self->state;
+        if (s.retired) return;
+        s.retired = true;
+        // The router forgets its report (metrics, /v1/status): the model is gone.
+        autoscaler_report last = s.report;
+        last.retired = true;
+        if (!s.opt.routers.empty()) self->send(s.opt.routers.front(), autoscale_atom::value, std::move(last));
+        if (s.starting_on.empty()) return self->quit();
+        note(self, fmt::format("retired with {} replica(s) starting: they stop as they come up", s.starting()));
       },
       [=](stats_atom) { return self->state.report; },
   };

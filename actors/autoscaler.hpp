@@ -14,6 +14,10 @@
 //   scale down: the routers drain the active worker with the fewest requests in flight (no
 //               new requests go to it; it finishes what it holds); once the router counts
 //               nothing in flight on it, its node agent stops it. A drain never fails a request.
+// Retired (stop: its deployment was deleted), it decides no more and tells the router to
+// forget its report; a replica it was still starting is stopped through its node agent when
+// the start completes (never left running unregistered), and it quits once no start is
+// pending.
 // After every tick it sends its report (load, desired and current replicas, the log) to the
 // router, which shows it on /metrics and /v1/actors.
 //

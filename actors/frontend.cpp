@@ -205,6 +205,12 @@ void frontend::set_management_update(std::function<void(const config::deployment
   impl_->on_updated = std::move(on_updated);
 }
 
+void frontend::set_startup_update(std::string model,
+                                  std::function<std::string(const config::autoscaling_settings&)> on_update) {
+  impl_->startup_model = std::move(model);
+  impl_->on_startup_update = std::move(on_update);
+}
+
 int frontend::port() const { return impl_->bound_port; }
 
 int frontend::drain(double timeout_s) {
@@ -448,6 +454,15 @@ status frontend::start() {
     management_call(res, r);
   });
   srv.Patch(R"(/v1/llm_models/(.+))", [&fe, management_call](const httplib::Request& req, httplib::Response& res) {
+    const std::string id(req.matches[1]);
+    // The model troupe serve started with (a deployment of that name comes first).
+    if (fe.on_startup_update && id == fe.startup_model && !(fe.store && fe.store->get(id))) {
+      config::startup_update u = config::parse_startup_update(req.body);
+      if (!u.settings) return management_call(res, u.error);
+      if (const std::string err = fe.on_startup_update(*u.settings); !err.empty())
+        return send_error(res, server_error(400, err, "invalid_request_error", "not_autoscaled"));
+      return management_call(res, config::startup_update_response(id, *u.settings));
+    }
     if (!fe.management) return send_error(res, server_error(404, "the management API is off (no --state-dir)", "invalid_request_error", "not_found"));
     config::http_response r = fe.management->update(std::string(req.matches[1]), req.body);
     if (r.status == 200 && fe.on_updated)

@@ -27,6 +27,7 @@ namespace config {
 class management_api;
 class deployment_store;
 struct deployment;
+struct autoscaling_settings;
 }
 
 // The models the frontend can tokenize for: name -> bundle and its context length.
@@ -77,6 +78,11 @@ class frontend {
   // PATCH /v1/llm_models/{id} changed a deployment's autoscaling_settings: on_updated hands
   // them to its autoscaler (they take effect at its next decision, without a restart).
   void set_management_update(std::function<void(const config::deployment&)> on_updated);
+
+  // PATCH /v1/llm_models/{model} of the model `troupe serve` started with (not a deployment;
+  // with or without --state-dir): valid autoscaling_settings go to on_update, which hands them
+  // to the model's autoscaler ("" when it did, else why it cannot: a 400 error).
+  void set_startup_update(std::string model, std::function<std::string(const config::autoscaling_settings&)> on_update);
 
   // Binds (with a listen backlog far above cpp-httplib's 5) and serves on its own threads.
   [[nodiscard]] status start();

@@ -66,6 +66,8 @@ struct frontend::impl {
   std::function<std::string(const config::deployment&)> on_created;
   std::function<void(const config::deployment&)> on_removed;
   std::function<void(const config::deployment&)> on_updated;
+  std::string startup_model;  // PATCH of it goes to on_startup_update
+  std::function<std::string(const config::autoscaling_settings&)> on_startup_update;
   struct server;
   std::unique_ptr<server> srv;
   std::thread listener;

@@ -34,6 +34,7 @@ nlohmann::json status_json(frontend::impl& fe, std::chrono::steady_clock::time_p
     workers.push_back({{"worker", rs.workers[i]},
                        {"model", rs.models[i]},
                        {"alive", rs.alive[i] != 0},
+                       {"status", i < rs.status.size() ? rs.status[i] : std::string(rs.alive[i] ? "active" : "lost")},
                        {"in_flight_tokens", rs.in_flight_tokens[i]},
                        {"prompt_tokens", rs.worker_prompt_tokens[i]},
                        {"cached_tokens", rs.worker_cached_tokens[i]},

@@ -152,6 +152,18 @@ result<load_result> run_load(const load_options& o) {
   return total;
 }
 
+timed_completion stream_completion(const load_options& o, const std::string& prompt, int max_tokens) {
+  httplib::Client cli(o.url);
+  cli.set_connection_timeout(10);
+  cli.set_read_timeout(300);
+  httplib::Headers headers;
+  if (!o.api_key.empty()) headers.emplace("Authorization", "Bearer " + o.api_key);
+  const nlohmann::json body = {{"model", o.model}, {"prompt", prompt}, {"max_tokens", max_tokens}, {"stream", true},
+                               {"temperature", 0}, {"ignore_eos", true}, {"stream_options", {{"include_usage", true}}}};
+  streamed r = stream_request(cli, headers, "/v1/completions", body);
+  return {std::move(r.error), std::move(r.times), r.prompt_tokens};
+}
+
 result<multi_turn_result> run_multi_turn(const multi_turn_options& o) {
   multi_turn_result total;
   total.by_turn.resize(static_cast<size_t>(o.turns));

@@ -39,6 +39,17 @@ struct load_result {
 
 [[nodiscard]] result<load_result> run_load(const load_options& o);
 
+// One streamed completion of a given prompt (temperature 0, ignore_eos), on its own
+// connection: the time of each event that carries a token, from the request's start, and the
+// prompt tokens the server reported (-1 when it did not); error is "" when it went well.
+struct timed_completion {
+  std::string error;
+  std::vector<double> times;
+  int64_t prompt_tokens = -1;
+};
+
+[[nodiscard]] timed_completion stream_completion(const load_options& o, const std::string& prompt, int max_tokens);
+
 // An agent loop: `users` conversations at once, each with its own long system prompt, each
 // turn resending the whole history (system prompt, then every user message and reply so far)
 // as a streamed completion, its reply appended to the history.

@@ -27,6 +27,8 @@ struct started {
   worker_actor worker;
   device_actor device;
   publisher_actor publisher;
+  worker_info info;
+  bool stopping = false;  // asked to stop; gone at its down message
 };
 
 struct node_state {
@@ -126,7 +128,6 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         worker_actor w = spawn_worker(self->system(), {node, name, b, shared_eng, dev, pub, instance,
                                                        shared_ex->returns_hidden_states() ? "" : shared_ex->describe()});
         self->monitor(w);
-        self->state.workers[name] = {w, dev, pub};
         worker_info info;
         info.name = name;
         info.node = node;
@@ -137,6 +138,7 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         info.max_batch_size = shared_eng->config().max_batch_size;
         info.hash_salt = shared_eng->block_hash_salt();
         info.instance = instance;
+        self->state.workers[name] = {w, dev, pub, info};
         return {w, pub, info};
       },
       [=](stop_atom, const std::string& name) {
@@ -144,8 +146,15 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         auto& w = self->state.workers;
         auto it = w.find(name);
         if (it == w.end()) return false;
+        it->second.stopping = true;
         self->send(it->second.worker, stop_atom::value);
         return true;
+      },
+      [=](list_atom) {
+        std::vector<agent_worker> out;
+        for (const auto& [name, s] : self->state.workers)
+          if (!s.stopping) out.push_back({s.worker, s.publisher, s.info});
+        return out;
       },
       [=](metrics_atom) -> caf::result<std::vector<actor_stats>> {
         auto rp = self->make_response_promise<std::vector<actor_stats>>();

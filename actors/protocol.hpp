@@ -254,6 +254,7 @@ struct autoscaler_report {
   std::string reason;                      // the last decision's
   std::vector<double> log_times;           // unix seconds, oldest first
   std::vector<std::string> log;            // the decision log: scale events, starts, drains, stops
+  bool retired = false;  // its last report (its deployment was deleted): the router forgets it
 };
 
 // What the router knows, for /metrics, /v1/actors and tests.
@@ -359,10 +360,20 @@ using worker_actor = caf::typed_actor<
     caf::replies_to<dump_atom>::with<kv_dump>,
     caf::replies_to<metrics_atom>::with<actor_stats>>;
 
-// One per process: starts and stops workers, and reports on its actors.
+// A worker a node agent runs, as a router registers it (a worker node that rejoins its
+// control node registers every one, those an autoscaler started on it included).
+struct agent_worker {
+  worker_actor worker;
+  publisher_actor publisher;
+  worker_info info;
+};
+
+// One per process: starts and stops workers, lists the ones it runs (not those asked to
+// stop), and reports on its actors.
 using node_agent_actor = caf::typed_actor<
     caf::replies_to<start_atom, worker_spec>::with<worker_actor, publisher_actor, worker_info>,
     caf::replies_to<stop_atom, std::string>::with<bool>,
+    caf::replies_to<list_atom>::with<std::vector<agent_worker>>,
     caf::replies_to<metrics_atom>::with<std::vector<actor_stats>>>;
 
 // A router as its replicas see it: they tell each other their decisions, and the workers
@@ -393,9 +404,12 @@ using router_actor = kv_sink_actor::extend_with<route_sink_actor>::extend_with<r
     caf::replies_to<agents_atom>::with<std::vector<node_agent_actor>, std::vector<std::string>>>;
 
 // Sizes one model's replica group by its in-flight tokens (actors/autoscaler.hpp); configure
-// replaces its settings (they take effect at its next decision).
+// replaces its settings (they take effect at its next decision); stop retires it (its model's
+// deployment is gone): it decides no more, stops the replicas it is still starting as they
+// come up, and then quits.
 using autoscaler_actor = caf::typed_actor<
     caf::reacts_to<tick_atom>,
+    caf::reacts_to<stop_atom>,
     caf::replies_to<configure_atom, autoscale_settings>::with<bool>,
     caf::replies_to<stats_atom>::with<autoscaler_report>>;
 
@@ -458,6 +472,10 @@ typename Inspector::result_type inspect(Inspector& f, worker_info& x) {
            x.kv_blocks_total, x.max_seq_len, x.max_batch_size, x.hash_salt, x.instance);
 }
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, agent_worker& x) {
+  return f(caf::meta::type_name("agent_worker"), x.worker, x.publisher, x.info);
+}
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, engine_spec& x) {
   return f(caf::meta::type_name("engine_spec"), x.device, x.threads, x.kv_block_size, x.kv_n_blocks,
            x.kv_cache_bytes, x.kv_cache_fraction, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
@@ -508,7 +526,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, autoscaler_report& x) {
   return f(caf::meta::type_name("autoscaler_report"), x.model, x.group, x.settings, x.in_flight_tokens, x.window_mean,
            x.recommended, x.desired, x.current, x.starting, x.draining, x.scale_ups, x.scale_downs, x.reason,
-           x.log_times, x.log);
+           x.log_times, x.log, x.retired);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_result& x) {
@@ -562,6 +580,8 @@ CAF_ADD_TYPE_ID(troupe, (troupe::node_agent_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::router_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::snapshotter_actor))
 CAF_ADD_TYPE_ID(troupe, (troupe::autoscaler_actor))
+CAF_ADD_TYPE_ID(troupe, (troupe::agent_worker))
+CAF_ADD_TYPE_ID(troupe, (std::vector<troupe::agent_worker>))
 CAF_END_TYPE_ID_BLOCK(troupe)
 
 namespace troupe {

@@ -880,7 +880,8 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
       [=](autoscale_atom, autoscaler_report& r) {
         metered g(self->state.meter);
         std::string model = r.model;
-        self->state.autoscalers[model] = std::move(r);
+        if (r.retired) self->state.autoscalers.erase(model);
+        else self->state.autoscalers[model] = std::move(r);
       },
       [=](metrics_atom) -> caf::result<std::vector<actor_stats>> {
         auto rp = self->make_response_promise<std::vector<actor_stats>>();

@@ -22,14 +22,16 @@
 #include "actors/load_generator.hpp"
 #include "bench/bench_model.hpp"
 #include "bench/bench_util.hpp"
+#include "bench/serve_bench_internal.hpp"
 #include "runtime/progress.hpp"
 
 extern char** environ;
 
 namespace troupe::bench {
-namespace {
 
 using json = nlohmann::json;
+
+namespace detail {
 
 double rss_mib(pid_t pid) {
   std::ifstream in(fmt::format("/proc/{}/status", pid));
@@ -39,22 +41,17 @@ double rss_mib(pid_t pid) {
   return 0;
 }
 
-// A `troupe serve` child process; its URL once it says where it listens.
-struct server_process {
-  pid_t pid = -1;
-  std::string url;
-  ~server_process() {
-    if (pid > 0) {
-      kill(pid, SIGTERM);
-      int st = 0;
-      for (int i = 0; i < 100 && waitpid(pid, &st, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      if (waitpid(pid, &st, WNOHANG) == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-      }
+server_process::~server_process() {
+  if (pid > 0) {
+    kill(pid, SIGTERM);
+    int st = 0;
+    for (int i = 0; i < 100 && waitpid(pid, &st, WNOHANG) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (waitpid(pid, &st, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
     }
   }
-};
+}
 
 result<std::unique_ptr<server_process>> start_server(const serve_bench_options& o) {
   std::string exe = o.troupe;
@@ -160,6 +157,12 @@ result<std::string> default_bench_model() {
   std::fprintf(stderr, "bench serve: the random-weight model troupe-bench-22m in %s\n", dir.c_str());
   return write_bench_model(dir);
 }
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
 
 // One policy's run: a fresh server, the agent loop, the router's view afterwards.
 result<json> multi_turn_run(serve_bench_options o, const std::string& policy) {
@@ -317,6 +320,9 @@ result<json> ramp_run(serve_bench_options o, const std::string& llm_config, cons
 
 result<json> run_ramp_bench(serve_bench_options o) {
   if (!o.url.empty()) return make_error("--workload ramp starts its own servers (autoscaled, then one fixed replica): give --model, not --url");
+  if (!o.llm_config.empty())
+    return make_error("--workload ramp writes the autoscaled server's llm_config itself (from --max-replica and "
+                      "--target-in-flight-tokens): leave out --llm-config");
   if (o.model.empty()) {
     TROUPE_TRY(o.model, default_bench_model());
   }
@@ -427,9 +433,13 @@ result<json> run_level(const serve_bench_options& o, const std::string& url, con
 }  // namespace
 
 result<json> run_serve_bench(const serve_bench_options& o) {
+  if (!o.url.empty() && !o.llm_config.empty())
+    return make_error("--llm-config configures the server the bench starts (--model); a running server at --url "
+                      "has its own: leave out one of them");
   if (o.workload == "multi-turn") return run_multi_turn_bench(o);
   if (o.workload == "ramp") return run_ramp_bench(o);
-  if (!o.workload.empty()) return make_error("--workload must be multi-turn or ramp (or absent), not " + o.workload);
+  if (o.workload == "mixed") return run_mixed_bench(o);
+  if (!o.workload.empty()) return make_error("--workload must be multi-turn, ramp or mixed (or absent), not " + o.workload);
   std::unique_ptr<server_process> server;
   std::string url = o.url, model = o.served_name;
   if (o.concurrency.empty()) return make_error("--concurrency needs at least one level");

@@ -8,6 +8,10 @@
 // `--workload ramp` starts a server with token-based autoscaling and then one with a fixed
 // single replica, runs the same rising and falling load against each, and prints replicas and
 // in-flight tokens over time and time to first token for both.
+// `--workload mixed` (bench/mixed_bench.cpp) runs short decoding streams alone and then with
+// long prompts of held-out code arriving among them, against one server (a disaggregated one
+// through --llm-config): the streams' inter-token latency in both phases, the long prompts'
+// time to first token, and the server's kv_transfer_* figures when it has them.
 #pragma once
 
 #include <string>
@@ -44,7 +48,13 @@ struct serve_bench_options {
   // against an autoscaled server (1 to max_replica replicas) and then a fixed single replica.
   int max_replica = 3;
   int64_t target_in_flight_tokens = 0;  // 0: the peak's in-flight tokens over max_replica
-  std::string llm_config;               // --llm-config of the started server (set per run)
+  std::string llm_config;  // --llm-config of the started server (ramp: set per run)
+  // --workload mixed: --concurrency short streams (--prompt-words, --max-tokens), and long
+  // prompts arriving among them.
+  double long_rate = 0.5;        // long prompts per second
+  int long_prompt_tokens = 800;  // about, each
+  int long_max_tokens = 8;
+  std::string code_dir = "/usr/lib/python3.11";  // the held-out Python files
 };
 
 [[nodiscard]] result<nlohmann::json> run_serve_bench(const serve_bench_options& o);

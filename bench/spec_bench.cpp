@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -29,6 +30,15 @@ using clock_type = std::chrono::steady_clock;
 const char* const k_held_out[] = {"getopt.py",       "py_compile.py", "xml/etree/ElementInclude.py", "types.py",
                                   "unittest/result.py", "html/__init__.py", "secrets.py",             "asynchat.py"};
 
+}  // namespace
+
+const std::vector<std::string>& held_out_python_files() {
+  static const std::vector<std::string> files(std::begin(k_held_out), std::end(k_held_out));
+  return files;
+}
+
+namespace {
+
 struct workload {
   std::string name;
   std::vector<std::vector<token_id>> prompts;  // one per sequence of the largest batch
@@ -47,7 +57,7 @@ std::string lines_within(const tokenizer& tok, const std::vector<std::string>& l
 
 result<std::vector<workload>> make_workloads(const tokenizer& tok, const std::string& dir, int n) {
   std::vector<std::vector<std::string>> files;
-  for (const char* f : k_held_out) {
+  for (const std::string& f : held_out_python_files()) {
     std::ifstream in(dir + "/" + f);
     if (!in) continue;
     std::vector<std::string> lines;

@@ -30,4 +30,8 @@ struct spec_bench_options {
 
 [[nodiscard]] result<nlohmann::json> run_spec_bench(const spec_bench_options& o);
 
+// The models' validation split among the Python standard library's files (paths relative to
+// code_dir; models/MODEL_CARD.md): code the shipped models never trained on.
+const std::vector<std::string>& held_out_python_files();
+
 }  // namespace troupe::bench

@@ -196,9 +196,32 @@ int run_bench_command(const std::vector<std::string>& args) {
                     "multi-turn: an agent loop (users x turns, each turn resending the whole history) against a "
                     "fresh server per --routing policy; ramp: streams rising to the highest --concurrency and "
                     "falling over --duration, against an autoscaled server and then a fixed single replica; "
-                    "without --model, a random-weight 22 M-parameter model")
+                    "mixed: --concurrency short streams (default 8, --max-tokens default 128, --prompt-words default "
+                    "16) alone, then with long prompts arriving among them; without --model, a random-weight 22 "
+                    "M-parameter model")
       ->type_name("NAME")
-      ->check(cli::one_of({"multi-turn", "ramp"}))
+      ->check(cli::one_of({"multi-turn", "ramp", "mixed"}))
+      ->group(group::workload);
+  serve->add_option("--llm-config", so.llm_config,
+                    "the started server's --llm-config (as `troupe serve --llm-config`: e.g. is_disaggregated and "
+                    "b10_disagg_config for a disaggregated deployment)")
+      ->type_name("FILE")
+      ->check(cli::existing_path())
+      ->group(group::server);
+  serve->add_option("--long-rate", so.long_rate, "mixed: long prompts arriving per second among the short streams")
+      ->type_name("PER_S")
+      ->check(cli::above(0))
+      ->group(group::workload);
+  serve->add_option("--long-prompt-tokens", so.long_prompt_tokens, "mixed: tokens of each long prompt (held-out code), about")
+      ->type_name("N")
+      ->check(cli::at_least(16))
+      ->group(group::workload);
+  serve->add_option("--long-max-tokens", so.long_max_tokens, "mixed: tokens generated per long prompt")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
+  serve->add_option("--code-dir", so.code_dir, "mixed: where the held-out Python files of the models' validation split are")
+      ->type_name("DIR")
       ->group(group::workload);
   serve->add_option("--max-replica", so.max_replica, "ramp: the autoscaled server's max_replica")
       ->type_name("N")
@@ -270,6 +293,12 @@ int run_bench_command(const std::vector<std::string>& args) {
   if (*engine) {
     if (eo.device != "cpu" && engine->count("--batches") == 0) eo.batches = {1, 8, 64, 256};
     return report("engine", troupe::bench::run_engine_bench(eo));
+  }
+  if (*serve && so.workload == "mixed") {
+    // Short streams: a short prompt, a long answer.
+    if (serve->count("--concurrency") == 0) so.concurrency = {8};
+    if (serve->count("--max-tokens") == 0) so.max_tokens = 128;
+    if (serve->count("--prompt-words") == 0) so.prompt_words = 16;
   }
   if (*serve) return report("serve", troupe::bench::run_serve_bench(so));
   if (*structured) return report("structured", troupe::bench::run_structured_bench(sto));

@@ -174,6 +174,22 @@ status register_node(caf::actor_system& sys, const router_actor& router, const n
   return {};
 }
 
+// Every worker a node agent runs (those it was asked to stop left out): those the node started
+// itself and those an autoscaler started on it.
+result<std::vector<started_worker>> agent_workers(caf::actor_system& sys, const node_agent_actor& agent) {
+  caf::scoped_actor self{sys};
+  std::vector<started_worker> out;
+  std::string err;
+  self->request(agent, std::chrono::seconds(30), list_atom::value)
+      .receive(
+          [&](std::vector<agent_worker>& ws) {
+            for (auto& w : ws) out.push_back({std::move(w.worker), std::move(w.publisher), std::move(w.info)});
+          },
+          [&](caf::error& e) { err = sys.render(e); });
+  if (!err.empty()) return make_error("listing this node's workers: " + err);
+  return out;
+}
+
 // A worker node's link to its control node: it survives the control node's loss and, when
 // the control node comes back (restarted, with its snapshot), registers again, so that the
 // engines and their caches keep serving.
@@ -404,22 +420,25 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   }
   if (!plan.control) {
     // A worker node outlives its control node: it keeps its engines (and their caches) and
-    // registers again when the control node is back.
+    // registers again when the control node is back: every worker it runs, those a control
+    // node's autoscaler started on it included.
     link.watch(sys, routers[0]);
-    std::thread([&sys, &link, agent, plan, started] {
+    std::thread([&sys, &link, agent, plan] {
       while (link.wait_lost()) {
         std::fprintf(stderr, "troupe: lost the control node at %s; the workers stay up and rejoin when it is back\n",
                      plan.join.c_str());
         for (;;) {
           auto r = connect_router(sys, plan.join, 0, &link.stopping);
           if (!r.ok()) return;  // stopping
-          if (status s = register_node(sys, *r, agent, plan.node, started); !s.ok()) {
+          auto running = agent_workers(sys, agent);
+          status s = running.ok() ? register_node(sys, *r, agent, plan.node, *running) : status(running.err());
+          if (!s.ok()) {
             std::fprintf(stderr, "troupe: %s\n", s.message().c_str());
             std::this_thread::sleep_for(std::chrono::seconds(1));
             continue;
           }
           link.watch(sys, *r);
-          std::fprintf(stderr, "troupe: rejoined the control node at %s with %zu workers\n", plan.join.c_str(), started.size());
+          std::fprintf(stderr, "troupe: rejoined the control node at %s with %zu workers\n", plan.join.c_str(), running->size());
           break;
         }
       }
@@ -458,6 +477,19 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
       }
     }
     fe = std::make_unique<frontend>(sys, routers[0], registry, stats, fo);
+    // PATCH of the start-up model's autoscaling_settings: its autoscaler takes them at its
+    // next decision (not stored: a restart starts with the flags again).
+    if (!served.empty())
+      fe->set_startup_update(served, [scaler, served](const config::autoscaling_settings& a) -> std::string {
+        if (!scaler)
+          return fmt::format("{} runs without an autoscaler: start troupe serve with autoscaling_settings (--llm-config "
+                             "or the config file's llm_config) to change them while it runs",
+                             served);
+        caf::anon_send(*scaler, configure_atom::value, to_rule_settings(a));
+        std::fprintf(stderr, "troupe: autoscaling %s: new settings from PATCH /v1/llm_models/%s\n", served.c_str(),
+                     served.c_str());
+        return "";
+      });
     if (!cf.state_dir.empty()) {
       config::store_options so;
       so.state_dir = cf.state_dir;
@@ -506,7 +538,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         {
           std::lock_guard<std::mutex> lock(scalers->mu);
           if (auto it = scalers->by_name.find(d.name); it != scalers->by_name.end()) {
-            caf::anon_send_exit(it->second, caf::exit_reason::user_shutdown);
+            // Retired, not killed: a replica it is still starting is stopped when it comes up.
+            caf::anon_send(it->second, stop_atom::value);
             scalers->by_name.erase(it);
           }
         }

@@ -123,8 +123,10 @@ http_response management_api::remove(std::string_view id_or_name) {
   return {500, dump(error_body(o.errors, "server_error", "storage_error"))};
 }
 
-http_response management_api::update(std::string_view id_or_name, std::string_view body) {
-  json j = json::parse(body, nullptr, false);
+namespace {
+
+// A PATCH body: an object of autoscaling_settings alone.
+error_list check_update_body(const json& j, std::string_view rest) {
   error_list errors;
   if (!j.is_object()) {
     errors.push_back({"", "the request body must be a JSON object: {\"autoscaling_settings\": {...}}"});
@@ -132,10 +134,41 @@ http_response management_api::update(std::string_view id_or_name, std::string_vi
     for (auto& [k, v] : j.items())
       if (k != "autoscaling_settings")
         errors.push_back({k, fmt::format("{}: cannot change on a running deployment; only autoscaling_settings can "
-                                         "(delete and create the deployment to change the rest)", k)});
+                                         "({})", k, rest)});
     if (!j.contains("autoscaling_settings"))
       errors.push_back({"autoscaling_settings", "autoscaling_settings: required (the new settings)"});
   }
+  return errors;
+}
+
+}  // namespace
+
+startup_update parse_startup_update(std::string_view body) {
+  startup_update out;
+  json j = json::parse(body, nullptr, false);
+  error_list errors = check_update_body(j, "restart troupe serve with other flags to change the rest");
+  if (errors.empty()) {
+    // The block alone as an llm_config: the same checks, paths and messages as a deployment's.
+    auto r = parse_llm_config_json(dump(json{{"autoscaling_settings", j["autoscaling_settings"]}}));
+    if (r.ok()) out.settings = r.value.llm.autoscaling;
+    else errors = std::move(r.errors);
+  }
+  if (!errors.empty()) out.error = {400, dump(error_body(errors, "invalid_request_error", "invalid_llm_config"))};
+  return out;
+}
+
+http_response startup_update_response(const std::string& model, const autoscaling_settings& a) {
+  return {200, dump(json{{"object", "llm_model"},
+                         {"id", model},
+                         {"name", model},
+                         {"startup_model", true},
+                         {"stored", false},
+                         {"llm_config", {{"autoscaling_settings", to_json(a)}}}})};
+}
+
+http_response management_api::update(std::string_view id_or_name, std::string_view body) {
+  json j = json::parse(body, nullptr, false);
+  error_list errors = check_update_body(j, "delete and create the deployment to change the rest");
   if (!errors.empty()) return {400, dump(error_body(errors, "invalid_request_error", "invalid_llm_config"))};
   store_outcome o = store_.set_autoscaling(id_or_name, j["autoscaling_settings"].dump());
   if (o.ok()) return get(id_or_name);

@@ -1,6 +1,7 @@
 // management_api: the Management API's handlers as plain functions: body in, status + JSON out.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -42,6 +43,19 @@ class management_api {
  private:
   deployment_store& store_;
 };
+
+// PATCH /v1/llm_models/{name} of the model `troupe serve` started with (--model, --config,
+// --llm-config): not a deployment, so nothing is stored (a restart starts with its flags
+// again), but its running autoscaler takes the new settings. The body is checked as update()
+// checks a deployment's ({"autoscaling_settings": {...}} only, the block validated as an
+// llm_config's); `settings` is set when it is good, else `error` is the 400 response.
+struct startup_update {
+  std::optional<autoscaling_settings> settings;
+  http_response error;
+};
+startup_update parse_startup_update(std::string_view body);
+// The 200 response to such a PATCH: the model and its new autoscaling_settings.
+http_response startup_update_response(const std::string& model, const autoscaling_settings& a);
 
 // A deployment as the API shows it: its effective llm_config (defaults filled in) and the
 // "settings" report.

@@ -17,6 +17,8 @@ JSON it prints. The kind of result decides the figure:
     KV cache hit rate, by routing policy.
   - bench serve --workload ramp: active and desired replicas over time against in-flight
     tokens (autoscaled run), and time to first token, autoscaled against a fixed replica.
+  - bench serve --workload mixed: the short streams' inter-token latency alone and with the
+    long prompts arriving, and the long prompts' time to first token.
 """
 import json
 import sys
@@ -170,7 +172,25 @@ def ramp(r, fig):
                  f"{' (simulated engines)' if r.get('simulated') else ''}, {failed} failed")
 
 
+def serve_mixed(r, fig):
+    phases = [('decode alone', r['decode_alone']), ('with long prompts', r['mixed']['short'])]
+    ax = fig.add_subplot(1, 2, 1)
+    bars(ax, [p for p, _ in phases], [('p50', [s['itl_ms']['p50'] for _, s in phases], BLUE),
+                                      ('p99', [s['itl_ms']['p99'] for _, s in phases], ORANGE)],
+         'inter-token latency of the short streams (ms)')
+    ax.set_title(f"{r['short_streams']} streams; p99 ratio {r['short_itl_p99_ms']['mixed_over_alone']:.2f}x", fontsize=9)
+    ax2 = fig.add_subplot(1, 2, 2)
+    t = r['mixed']['long']['ttft_ms']
+    bars(ax2, ['p50', 'p90', 'p99'], [('time to first token', [t['p50'], t['p90'], t['p99']], GREY)],
+         'time to first token of the long prompts (ms)')
+    ax2.set_title(f"{r['mixed']['long']['requests_ok']} prompts of ~{r['mixed']['long']['prompt_tokens_mean']:.0f} tokens, "
+                  f"{r['long_rate_per_s']:g}/s", fontsize=9)
+    fig.suptitle('troupe bench serve --workload mixed' + (f" ({r['llm_config']})" if r.get('llm_config') else ''))
+
+
 def kind(r):
+    if r.get('workload') == 'mixed':
+        return serve_mixed
     if r.get('workload') == 'multi-turn':
         return multi_turn
     if r.get('workload') == 'ramp':

@@ -4,7 +4,8 @@
 // a burst of in-flight tokens scales one replica to several and, once the load is gone, back
 // to one, with no failed request and every KV block free; new settings take effect at the
 // next decision, without a restart; with min_replica 0, requests wait while no replica runs
-// and bring one up.
+// and bring one up; an autoscaler retired (its deployment deleted) while a replica is starting
+// stops that replica when it comes up, and then quits.
 #include "actors/autoscaler.hpp"
 
 #include <condition_variable>
@@ -272,6 +273,124 @@ TEST(autoscaler, scales_from_zero_when_requests_wait_and_back_to_zero) {
   c.submit("warm-again", 4);
   ASSERT_TRUE(c.box->wait_for(4, 60s));
   expect_all_ok(*c.box);
+}
+
+// A node agent's gate: start requests wait until the test opens it, then go to the real agent;
+// it records what started and what it was asked to stop.
+struct gate_state {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool asked = false, open = false;
+  std::string started;
+  std::vector<std::string> stopped;
+};
+
+node_agent_actor spawn_gate(caf::actor_system& sys, node_agent_actor agent, std::shared_ptr<gate_state> g) {
+  return sys.spawn<caf::detached>([agent, g](node_agent_actor::pointer self) -> node_agent_actor::behavior_type {
+    return {
+        [=](start_atom, const worker_spec& spec) -> caf::result<worker_actor, publisher_actor, worker_info> {
+          {
+            std::unique_lock<std::mutex> lock(g->mu);
+            g->asked = true;
+            g->cv.notify_all();
+            g->cv.wait(lock, [&] { return g->open; });  // blocks the gate's own thread only
+          }
+          auto rp = self->make_response_promise<worker_actor, publisher_actor, worker_info>();
+          self->request(agent, 60s, start_atom::value, spec)
+              .then(
+                  [=](worker_actor& w, publisher_actor& p, worker_info& info) mutable {
+                    {
+                      std::lock_guard<std::mutex> lock(g->mu);
+                      g->started = info.name;
+                    }
+                    rp.deliver(std::move(w), std::move(p), std::move(info));
+                  },
+                  [=](caf::error& e) mutable { rp.deliver(std::move(e)); });
+          return rp;
+        },
+        [=](stop_atom, const std::string& name) {
+          {
+            std::lock_guard<std::mutex> lock(g->mu);
+            g->stopped.push_back(name);
+          }
+          return self->delegate(agent, stop_atom::value, name);
+        },
+        [=](list_atom) { return self->delegate(agent, list_atom::value); },
+        [=](metrics_atom) { return self->delegate(agent, metrics_atom::value); },
+    };
+  });
+}
+
+TEST(autoscaler, retired_while_a_replica_starts_stops_that_replica_and_quits) {
+  deployment c;
+  auto g = std::make_shared<gate_state>();
+  const node_agent_actor gated = spawn_gate(c.sys(), c.agent, g);
+  // However the test ends, the gate opens and goes (the actor system waits for it).
+  struct close_gate {
+    std::shared_ptr<gate_state> g;
+    node_agent_actor a;
+    ~close_gate() {
+      {
+        std::lock_guard<std::mutex> lock(g->mu);
+        g->open = true;
+      }
+      g->cv.notify_all();
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    }
+  } closer{g, gated};
+  autoscale_settings s;
+  s.target_in_flight_tokens = 1000;
+  s.min_replica = 1;  // no replica yet: its first decision starts one
+  s.max_replica = 2;
+  autoscaler_options o;
+  o.node = "test";
+  o.model = "troupe-py-7m";
+  o.spec = deployment::sim_spec();
+  o.settings = s;
+  o.routers = {c.router};
+  o.agents = {{"test", gated}};
+  o.tick_s = 0.05;
+  const autoscaler_actor scaler = spawn_autoscaler(c.sys(), std::move(o));
+  {
+    std::unique_lock<std::mutex> lock(g->mu);
+    ASSERT_TRUE(g->cv.wait_for(lock, 30s, [&] { return g->asked; })) << "the autoscaler asked for a replica";
+  }
+  // The deployment is deleted while the replica starts; then the start goes through.
+  caf::anon_send(scaler, stop_atom::value);
+  std::this_thread::sleep_for(300ms);
+  {
+    std::lock_guard<std::mutex> lock(g->mu);
+    g->open = true;
+  }
+  g->cv.notify_all();
+  // The replica came up, was stopped, and never reached the router.
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  bool clean = false;
+  while (!clean && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+    std::lock_guard<std::mutex> lock(g->mu);
+    if (g->started.empty() || g->stopped.empty()) continue;
+    auto workers = c.actors();
+    clean = std::none_of(workers.begin(), workers.end(), [](const actor_stats& a) { return a.role == "worker"; });
+  }
+  {
+    std::lock_guard<std::mutex> lock(g->mu);
+    ASSERT_FALSE(g->started.empty()) << "the replica started";
+    EXPECT_EQ(g->stopped, std::vector<std::string>{g->started});
+  }
+  EXPECT_TRUE(clean) << "the replica stopped: no worker runs on the node";
+  const router_stats r = c.stats();
+  EXPECT_TRUE(r.workers.empty()) << "the router never got it";
+  // Nor does it show the retired autoscaler any more (its metrics and /v1/status entry).
+  EXPECT_TRUE(c.eventually([](const router_stats& rs) { return rs.autoscalers.empty(); }, 5s));
+  // Nothing is left for the retired autoscaler to do: it quit.
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    caf::scoped_actor self{c.sys()};
+    self->request(scaler, 1s, stats_atom::value).receive([](autoscaler_report&) {}, [&](caf::error&) { gone = true; });
+    if (!gone) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(gone) << "the retired autoscaler quit";
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 // concurrent streams from the official openai client scales it to >= 2 active replicas
 // (read from /metrics); once the load stops it drains back to 1, with 0 failed requests, every
 // KV block free, and the decision log on /v1/actors. A deployment's autoscaling_settings
-// changed with PATCH /v1/llm_models/{id} take effect on the running deployment. Across
-// processes, a control node's autoscaler starts and drains workers on a worker node.
+// changed with PATCH /v1/llm_models/{id} take effect on the running deployment, and so do the
+// start-up model's (PATCH /v1/llm_models/{its name}, not stored). Across
+// processes, a control node's autoscaler starts and drains workers on a worker node; when that
+// control node is killed and restarted, the worker node rejoins with every worker it runs,
+// those the autoscaler started on it included.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -103,6 +106,56 @@ describe('token-based autoscaling', () => {
   });
 });
 
+describe('autoscaling settings of the model troupe serve started with', () => {
+  let server, dir;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-autoscale-startup-'));
+    fs.writeFileSync(path.join(dir, 'costs.json'), JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
+    fs.writeFileSync(path.join(dir, 'llm.json'), JSON.stringify({
+      autoscaling_settings: { target_in_flight_tokens: 100000, min_replica: 1, max_replica: 3, scale_down_delay: 1 } }));
+    const port = await freePort();
+    // No --state-dir: the management API is off, and the start-up model's PATCH works all the same.
+    server = await start(['serve', '--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--threads', '1',
+                          '--kv-cache-memory', '96MiB', '--simulate', path.join(dir, 'costs.json'),
+                          '--llm-config', path.join(dir, 'llm.json')]);
+  });
+  after(async () => {
+    await server?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const patch = async (name, body) => {
+    const res = await fetch(`${server.url}/v1/llm_models/${name}`, { method: 'PATCH', headers: { 'Content-Type': 'application/json' },
+                                                                    body: JSON.stringify(body) });
+    return { status: res.status, body: await res.json() };
+  };
+  const active = async () => (await actors(server.url)).router.workers.filter((w) => w.status === 'active').length;
+
+  it('PATCH /v1/llm_models/{name} changes them without a restart', async () => {
+    assert.equal(await active(), 1);
+    const p = await patch(MODEL, { autoscaling_settings: { target_in_flight_tokens: 100000, min_replica: 2, max_replica: 3,
+                                                           scale_down_delay: 1 } });
+    assert.equal(p.status, 200, JSON.stringify(p.body));
+    assert.equal(p.body.id, MODEL);
+    assert.equal(p.body.stored, false);
+    assert.equal(p.body.llm_config.autoscaling_settings.min_replica, 2);
+    assert.ok(await eventually(async () => (await active()) === 2), 'min_replica 2 took effect');
+    assert.equal((await actors(server.url)).autoscalers[0].settings.min_replica, 2);
+    assert.match(server.stderr(), /new settings from PATCH \/v1\/llm_models\/troupe-py-7m/);
+    // Checked as a deployment's: every field error, with its path; nothing else may change.
+    const bad = await patch(MODEL, { autoscaling_settings: { min_replica: 4, max_replica: 3 } });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.errors[0].field, 'llm_config.autoscaling_settings.min_replica');
+    const other = await patch(MODEL, { autoscaling_settings: {}, runtime: {} });
+    assert.equal(other.status, 400);
+    assert.equal(other.body.errors[0].field, 'runtime');
+    assert.equal((await patch('not-served', { autoscaling_settings: {} })).status, 404);
+    // Back to one.
+    assert.equal((await patch(MODEL, { autoscaling_settings: { target_in_flight_tokens: 100000, min_replica: 1, max_replica: 1,
+                                                               scale_down_delay: 1 } })).status, 200);
+    assert.ok(await eventually(async () => (await active()) === 1, { timeoutMs: 15000 }), 'max_replica 1 took effect');
+  });
+});
+
 describe('autoscaling settings of a running deployment', () => {
   let server, dir;
   before(async () => {
@@ -149,6 +202,17 @@ describe('autoscaling settings of a running deployment', () => {
       min_replica: 1, max_replica: 1 } })).status, 200);
     assert.ok(await eventually(async () => (await active('scaled')) === 1, { timeoutMs: 15000 }), 'max_replica 1 took effect');
     assert.equal((await call('DELETE', '/v1/llm_models/scaled')).status, 200);
+    // Its autoscaler is retired: gone from /v1/actors, and so are its workers.
+    assert.ok(await eventually(async () => !(await actors(server.url)).autoscalers.some((x) => x.model === 'scaled')),
+              'the deleted deployment\'s autoscaler is no longer shown');
+    assert.ok(await eventually(async () => (await active('scaled')) === 0), 'its workers stopped');
+  });
+
+  it('refuses PATCH of a start-up model that runs without an autoscaler, saying why', async () => {
+    const r = await call('PATCH', `/v1/llm_models/${MODEL}`, { autoscaling_settings: { min_replica: 2, max_replica: 3 } });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'not_autoscaled');
+    assert.match(r.body.error.message, /runs without an autoscaler/);
   });
 });
 
@@ -160,7 +224,9 @@ describe('autoscaling across processes', () => {
     fs.writeFileSync(costs, JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
     fs.writeFileSync(llm, JSON.stringify({ autoscaling_settings: { target_in_flight_tokens: 300, min_replica: 1, max_replica: 3,
                                                                    scale_down_delay: 3, autoscaling_window: 1 } }));
-    const nodePort = await freePort(), httpPort = await freePort();
+    const nodePort = await freePort();
+    let httpPort;
+    do httpPort = await freePort(); while (httpPort === nodePort);  // two calls may return the same free port
     const engine = ['--model', MODEL_DIR, '--simulate', costs, '--kv-cache-memory', '96MiB', '--threads', '1'];
     control = await start(['node', '--role', 'control', '--listen', String(nodePort), '--host', '127.0.0.1', '--port', String(httpPort),
                            '--name', 'control', '--llm-config', llm, ...engine]);
@@ -190,5 +256,48 @@ describe('autoscaling across processes', () => {
     assert.ok(down, 'scaled back to 1');
     assert.ok(down.some((w) => w.status === 'stopped'));
     assert.ok(!down.some((w) => w.status === 'lost'));
+  });
+});
+
+describe('a worker node rejoining a restarted control node', () => {
+  let control, worker, dir, nodePort, httpPort, engine;
+  const startControl = (extra) => start(['node', '--role', 'control', '--listen', String(nodePort), '--host', '127.0.0.1',
+                                         '--port', String(httpPort), '--name', 'control', ...extra, ...engine]);
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-autoscale-rejoin-'));
+    const costs = path.join(dir, 'costs.json'), llm = path.join(dir, 'llm.json');
+    fs.writeFileSync(costs, JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
+    // Two replicas always: the worker node starts one itself, the autoscaler the other.
+    fs.writeFileSync(llm, JSON.stringify({ autoscaling_settings: { target_in_flight_tokens: 100000, min_replica: 2,
+                                                                   max_replica: 2 } }));
+    nodePort = await freePort();
+    do httpPort = await freePort(); while (httpPort === nodePort);  // two calls may return the same free port
+    engine = ['--model', MODEL_DIR, '--simulate', costs, '--kv-cache-memory', '96MiB', '--threads', '1'];
+    control = await startControl(['--llm-config', llm]);
+    worker = await start(['node', '--role', 'worker', '--join', `127.0.0.1:${nodePort}`, '--name', 'node-a', ...engine],
+                         { ready: /troupe: node (\S+) joined/ });
+  });
+  after(async () => {
+    for (const p of [worker, control]) await p?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('registers the workers an autoscaler started on it too', async () => {
+    const active = async () => (await actors(control.url)).router.workers.filter((w) => w.status === 'active').map((w) => w.worker).sort();
+    const before = await eventually(async () => { const a = await active(); return a.length === 2 ? a : null; }, { timeoutMs: 30000 });
+    assert.ok(before, 'the autoscaler started a second replica on the worker node');
+    control.proc.kill('SIGKILL');
+    await eventually(async () => control.proc.exitCode !== null || control.proc.signalCode !== null);
+    // Back without autoscaling: the workers the router lists are those the node brought back.
+    control = await startControl([]);
+    const after = await eventually(async () => { const a = await active(); return a.length === 2 ? a : null; }, { timeoutMs: 30000 });
+    assert.deepEqual(after, before, `rejoined with both workers: ${JSON.stringify(await active())}`);
+    // The node says so once its registrations are through (just after the router lists them).
+    assert.ok(await eventually(async () => /rejoined the control node at \S+ with 2 workers/.test(worker.stderr())),
+              worker.stderr().slice(-2000));
+    const client = new OpenAI({ baseURL: `${control.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
+    const rs = await Promise.all(Array.from({ length: 4 }, (_, i) => client.completions.create({
+      model: MODEL, prompt: `after the restart ${i}`, max_tokens: 4, ignore_eos: true })));
+    for (const r of rs) assert.equal(r.choices[0].finish_reason, 'length');
   });
 });

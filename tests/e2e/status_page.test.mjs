@@ -2,7 +2,9 @@
 // real `troupe serve --config ... --api-key ...` under load from the openai client: the page
 // asks for the key, then shows the deployment, its config report, the workers' KV use and hit
 // rates, the router, every actor by node and role with message rates, tokens/s and latency
-// percentiles, and keeps them live. A screenshot is kept as a test artifact.
+// percentiles, and keeps them live. A screenshot is kept as a test artifact. An autoscaled
+// deployment's page draws its autoscaler: replicas current and desired, in-flight tokens
+// against the target, and the decisions as a burst scales it up.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -149,6 +151,53 @@ llm_config:
     await server.stop();
     await page.locator('#banner').waitFor({ state: 'visible', timeout: 15000 });
     assert.match(await page.locator('#banner').textContent(), /Cannot reach the server/);
+    await page.close();
+  });
+});
+
+describe('the status page of an autoscaled deployment', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-status-scaled-'));
+  let server, browser;
+
+  before(async () => {
+    // Simulated engines (20 ms a decode step): a burst holds its replicas for seconds.
+    fs.writeFileSync(path.join(dir, 'costs.json'), JSON.stringify({ prefill_token_ms: 0.05, decode_step_ms: { 1: 20, 64: 20 } }));
+    fs.writeFileSync(path.join(dir, 'llm.json'), JSON.stringify({ autoscaling_settings: {
+      target_in_flight_tokens: 300, min_replica: 1, max_replica: 2, scale_up_delay: 0, scale_down_delay: 3, autoscaling_window: 1 } }));
+    const port = await freePort();
+    server = await start(['serve', '--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--threads', '1',
+                          '--kv-cache-memory', '96MiB', '--simulate', path.join(dir, 'costs.json'),
+                          '--llm-config', path.join(dir, 'llm.json')]);
+    browser = await chromium.launch({ executablePath: process.env.TROUPE_CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows replicas, in-flight tokens against the target, and the decisions', async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(server.url + '/');
+    const row = page.locator('#autoscalers tbody tr[data-model="troupe-py-7m"]');
+    await row.waitFor({ state: 'visible', timeout: 15000 });
+    assert.equal((await row.locator('td.current').textContent()).trim(), '1');
+    assert.match((await row.locator('td.load').textContent()).trim(), /target 300 per replica$/);
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
+    const burst = Promise.all(Array.from({ length: 8 }, (_, i) => client.completions.create({
+      model: 'troupe-py-7m', prompt: `page burst ${i}`, max_tokens: 120, ignore_eos: true })));
+    // The page follows the scale-up: two replicas wanted, and the decision listed.
+    await page.waitForFunction(() => {
+      const r = document.querySelector('#autoscalers tbody tr[data-model="troupe-py-7m"]');
+      return r && r.querySelector('td.desired').textContent === '2' &&
+             [...document.querySelectorAll('#autoscaler-log tbody td')].some((td) => /^scale up 1 -> 2/.test(td.textContent));
+    }, null, { timeout: 30000 });
+    for (const r of await burst) assert.equal(r.choices[0].finish_reason, 'length');
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'status_page_autoscaling.png'), fullPage: true });
+    assert.deepEqual(errors, []);
     await page.close();
   });
 });
