@@ -366,6 +366,14 @@ status engine::end_import(const std::string& id) {
   return {};
 }
 
+bool engine::hold(const std::string& id) {
+  impl& e = *impl_;
+  auto it = e.by_id.find(id);
+  if (it == e.by_id.end()) return false;
+  e.sched.remove(it->second);
+  return true;
+}
+
 engine_model_info model_info_of(const executor& ex, const tokenizer* tok) {
   engine_model_info m;
   const model_config& c = ex.config();
