@@ -262,7 +262,7 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
                        MetricType::Histogram);
     auto used = family("worker_kv_blocks_used", "KV blocks in use on the worker (held by requests or its prefix cache)",
                        MetricType::Gauge);
-    auto total = family("worker_kv_blocks_total", "KV blocks of the worker's cache", MetricType::Gauge);
+    auto total = family("worker_kv_blocks", "KV blocks of the worker's cache", MetricType::Gauge);
     for (const actor_stats& a : actors) {
       if (a.role != "worker") continue;
       const std::vector<prometheus::ClientMetric::Label> l = {{"worker", a.actor}, {"role", a.worker_role}};

@@ -79,6 +79,7 @@ void add_control_flags(CLI::App& app, control_flags& f) {
   app.add_option("--llm-config", f.llm_config,
                  "an llm_config block, JSON or YAML, with POST /v1/llm_models's schema: its b10_routing_config "
                  "configures the router, its runtime the engines, its speculative_config (NGram) their drafter, its "
+                 "is_disaggregated / b10_disagg_config replication units of prefill and decode workers, its "
                  "autoscaling_settings the model's autoscaler; features not active yet are refused")
       ->type_name("FILE")
       ->check(cli::existing_path())
@@ -236,6 +237,8 @@ result<config::llm_config_file> load_llm_config(const std::string& path) {
   if (l.value.config.llm.speculative)
     if (auto refused = config::unbuilt_decoding_type(*l.value.config.llm.speculative))
       return make_error("--llm-config " + path + ": " + refused->message);
+  if (auto refused = config::unbuilt_disaggregated_autoscaling(l.value.config.llm))
+    return make_error("--llm-config " + path + ": " + refused->message);
   for (const std::string& field : l.value.present)
     if (const auto* f = config::find_feature(field); f && f->state == config::feature_state::stored)
       return make_error(fmt::format("--llm-config {}: llm_config.{} configures {}, which troupe does not do yet; remove "

@@ -60,4 +60,9 @@ checked<llm_config_file> load_llm_config_file(const std::string& path);
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s,
                                                   const std::string& path = "llm_config.speculative_config");
 
+// is_disaggregated: true with autoscaling_settings: the autoscaler sizes aggregated replicas
+// and does not scale replication units of prefill and decode workers yet, so the pair is
+// refused (naming autoscaling_settings) rather than one of them stored and ignored.
+std::optional<config_error> unbuilt_disaggregated_autoscaling(const llm_config& l);
+
 }  // namespace troupe::config
