@@ -428,7 +428,11 @@ result<json> run_level(const serve_bench_options& o, const std::string& url, con
 
 result<json> run_serve_bench(const serve_bench_options& o) {
   if (o.workload == "multi-turn") return run_multi_turn_bench(o);
-  if (o.workload == "ramp") return run_ramp_bench(o);
+  if (o.workload == "ramp") {
+    if (!o.llm_config.empty())
+      return make_error("--llm-config: not with --workload ramp, which starts its servers with an llm_config of its own");
+    return run_ramp_bench(o);
+  }
   if (!o.workload.empty()) return make_error("--workload must be multi-turn or ramp (or absent), not " + o.workload);
   std::unique_ptr<server_process> server;
   std::string url = o.url, model = o.served_name;

@@ -169,6 +169,12 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->type_name("SIZE")
       ->check(cli::memory_size())
       ->group(group::server);
+  serve->add_option("--llm-config", so.llm_config,
+                    "the started server's --llm-config (a disaggregated deployment, say); not with --workload ramp, "
+                    "which sets its own")
+      ->type_name("FILE")
+      ->check(CLI::ExistingFile)
+      ->group(group::server);
   serve->add_option("--concurrency", so.concurrency, "streams open at once; a list runs each level in turn")
       ->type_name("N,N")
       ->delimiter(',')
