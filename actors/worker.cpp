@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <set>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -91,6 +92,7 @@ struct worker_state {
   std::unordered_map<std::string, transfer_out> outs;
   std::unordered_map<std::string, transfer_in> ins;
   bool tick_armed = false;
+  std::set<caf::actor_addr> peers_watched;  // workers monitored once each (transfer peers)
   int64_t kv_transfers = 0, kv_transfer_blocks = 0, kv_transfer_bytes = 0, kv_transfer_skipped = 0,
           kv_transfer_failures = 0;
   histogram_data kv_transfer_seconds = make_histogram(transfer_seconds_bounds());
@@ -193,6 +195,11 @@ void step(self_ptr self);
 
 // ---- KV transfer (actors/kv_transfer.hpp) ---------------------------------------------------
 
+// Monitors a peer worker once, however many transfers it shares with this one.
+void watch_peer(self_ptr self, const worker_actor& peer) {
+  if (self->state.peers_watched.insert(peer.address()).second) self->monitor(peer);
+}
+
 void arm_tick(self_ptr self) {
   auto& s = self->state;
   if (s.tick_armed || (s.outs.empty() && s.ins.empty())) return;
@@ -268,7 +275,7 @@ void start_handoff(self_ptr self, const std::string& id, int32_t cached_tokens) 
   lr.decode_to = nullptr;
   t.lr = std::move(lr);
   s.streams.erase(it);
-  self->monitor(t.decode);
+  watch_peer(self, t.decode);
   self->send(t.decode, kvhandoff_atom::value, std::move(h));
   s.outs.emplace(id, std::move(t));
   arm_tick(self);
@@ -396,7 +403,7 @@ void accept_handoff(self_ptr self, kv_handoff& h) {
   t.imp = std::move(*imp);
   t.started = t.last = now_s();
   s.kv_transfer_skipped += t.imp.first_block;
-  self->monitor(prefill);
+  watch_peer(self, prefill);
   self->monitor(t.lr.stream);
   const int32_t first = t.imp.first_block;
   const bool nothing_to_send = t.imp.blocks.empty();
@@ -494,6 +501,7 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
   // A stream actor that goes away takes its request with it.
   self->set_down_handler([=](const caf::down_msg& m) {
     auto& s = self->state;
+    s.peers_watched.erase(m.source);
     // Transfers: a client gone ends both sides; a peer worker gone ends this side (the router
     // tells the client).
     std::vector<std::string> out_client, out_peer, in_client, in_peer;

@@ -126,21 +126,32 @@ describe('disaggregated serving across three processes', () => {
 
   it('a kill -9 of the prefill node under load: every request ends, no block leaks on the decode node', async () => {
     const c = clientOf(url);
-    const runs = Array.from({ length: 8 }, (_, i) => (async () => {
+    const N = 16;
+    let ended = 0, started = 0;
+    const runs = Array.from({ length: N }, (_, i) => (async () => {
       try {
         const s = await c.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: `${shared} load ${i}` }],
-                                                   max_tokens: 24, temperature: 0, stream: true });
-        for await (const _ of s) { /* drain */ }
+                                                   max_tokens: 64, temperature: 0, stream: true, ignore_eos: true });
+        for await (const _ of s) started += 1;
         return 'ok';
       } catch (e) {
         return `error: ${e.message}`;
+      } finally {
+        ended += 1;
       }
     })());
-    await new Promise((r) => setTimeout(r, 300));
+    // Kill the prefill node once streams are flowing and before they have all ended.
+    assert.ok(await eventually(() => started > 0, { timeoutMs: 60000, everyMs: 5 }));
+    const endedAtKill = ended;
     prefill.proc.kill('SIGKILL');
-    const results = await Promise.race([Promise.all(runs), new Promise((r) => setTimeout(() => r(null), 120000))]);
+    assert.ok(endedAtKill < N, 'the kill landed under load');
+    let timer;
+    const results = await Promise.race([Promise.all(runs), new Promise((r) => { timer = setTimeout(() => r(null), 120000); })]);
+    clearTimeout(timer);
     assert.ok(results, 'a request hangs');
-    assert.equal(results.length, 8);
+    assert.equal(results.length, N);
+    // Errors, if any, say what happened.
+    for (const r of results) if (r !== 'ok') assert.match(r, /503|lost|failed|transfer/, r);
     // The decode node holds nothing once they have ended.
     assert.ok(await eventually(async () => {
       const a = await actors(url);
