@@ -341,6 +341,10 @@ result<kv_import> engine::begin_import(request r, std::span<const token_id> gene
     s.tokens.push_back(t);
     if (s.detok) s.stops.push(s.detok->push(t));
   }
+  // A seeded sequence's generator goes on where the other engine's stopped: one draw per token
+  // it sampled there (sampling draws once per token; greedy draws nothing).
+  if (!s.sampler.greedy())
+    for (size_t i = 0; i < generated.size(); ++i) s.sampler.uniform();
   auto imp = e.kv.import_blocks(s.seq, s.tokens, n_computed);
   if (!imp) {
     const auto need = kv_cache_manager::blocks_for(n_computed, e.kv.block_size());

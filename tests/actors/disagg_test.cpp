@@ -147,12 +147,15 @@ class disagg : public ::testing::Test {
     return false;
   }
 
-  void submit(const router_actor& r, const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens) {
+  void submit(const router_actor& r, const std::string& id, std::vector<int32_t> prompt, int32_t max_tokens,
+              float temperature = 0, uint64_t seed = 0) {
     generate_request g;
     g.id = id;
     g.model = "troupe-py-7m";
     g.prompt = std::move(prompt);
-    g.params.temperature = 0;
+    g.params.temperature = temperature;
+    g.params.has_seed = seed != 0;
+    g.params.seed = seed;
     g.params.max_tokens = max_tokens;
     g.params.ignore_eos = true;
     g.reply_to = collector;
@@ -199,20 +202,26 @@ TEST_F(disagg, greedy_outputs_equal_aggregated_token_for_token_and_no_block_leak
     EXPECT_EQ(box->text_of("dis-" + j.id), box->text_of("agg-" + j.id)) << j.id;
     EXPECT_EQ(static_cast<int32_t>(box->tokens_of("dis-" + j.id).size()), j.max_tokens);
   }
+  // Seeded sampling goes on where it stopped: the same tokens as aggregated serving.
+  submit(agg, "agg-seeded", prompt_of(40, 9), 16, 0.9f, 1234);
+  ASSERT_TRUE(box->final_of("agg-seeded"));
+  submit(dis, "dis-seeded", prompt_of(40, 9), 16, 0.9f, 1234);
+  ASSERT_TRUE(box->final_of("dis-seeded"));
+  EXPECT_EQ(box->tokens_of("dis-seeded"), box->tokens_of("agg-seeded"));
   EXPECT_TRUE(idle(a));
   EXPECT_TRUE(idle(p));
   EXPECT_TRUE(idle(d));
   const actor_stats ds = metrics_of(d), ps = metrics_of(p);
   EXPECT_EQ(ds.worker_role, "decode");
   EXPECT_EQ(ps.worker_role, "prefill");
-  EXPECT_EQ(ds.kv_transfers, 4);  // every request but "one"
+  EXPECT_EQ(ds.kv_transfers, 5);  // every request but "one"
   EXPECT_GT(ds.kv_transfer_blocks, 0);
   EXPECT_GT(ds.kv_transfer_bytes, 0);
   EXPECT_EQ(ds.kv_transfer_bytes % std::max<int64_t>(1, ds.kv_transfer_blocks), 0);
   // "prefix" found the shared 3 blocks on the decode worker ("long" left them in its cache).
   EXPECT_GE(ds.kv_transfer_skipped_blocks, 3);
   EXPECT_EQ(ds.kv_transfer_failures + ps.kv_transfer_failures, 0);
-  EXPECT_EQ(ds.kv_transfer_seconds.count, 4u);
+  EXPECT_EQ(ds.kv_transfer_seconds.count, 5u);
   // The router's picture of both workers is empty again.
   caf::scoped_actor self{sys_};
   self->request(dis, 10s, stats_atom::value)
