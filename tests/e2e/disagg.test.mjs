@@ -160,3 +160,43 @@ describe('disaggregated serving across three processes', () => {
     }, { timeoutMs: 30000 }), 'the decode node holds KV blocks');
   });
 });
+
+describe('a disaggregated deployment through the management API', () => {
+  let server;
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-disagg-state-'));
+  const api = (url, method, p, body) =>
+    fetch(`${url}${p}`, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) })
+      .then(async (r) => ({ status: r.status, body: await r.json() }));
+  before(async () => {
+    server = await start(['serve', '--model', `${models}/${MODEL}`, '--host', '127.0.0.1', '--port', String(await freePort()),
+                          '--kv-cache-memory', '256MiB', '--threads', '1', '--state-dir', stateDir], { env });
+  });
+  after(async () => { await server?.stop(); });
+
+  it('starts a replication unit of a prefill and a decode worker, and serves through it', async () => {
+    const created = await api(server.url, 'POST', '/v1/llm_models', {
+      name: 'split', model: path.resolve(models, 'llama3-hf-bf16'),
+      llm_config: { runtime: { max_seq_len: 256, kv_cache_memory: '64MiB' }, is_disaggregated: true,
+                    b10_disagg_config: { prefill_workers_per_replica: 1, decode_workers_per_replica: 1 } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.ok(created.body.settings.active.includes('is_disaggregated'));
+    const a = await actors(server.url);
+    const roles = a.router.workers.filter((w) => w.model === 'split').map((w) => w.role).sort();
+    assert.deepEqual(roles, ['decode', 'prefill']);
+    const r = await clientOf(server.url).completions.create({ model: 'split', prompt: `${shared} Hello`, max_tokens: 6,
+                                                              temperature: 0 });
+    assert.equal(r.usage.completion_tokens, 6);
+    assert.ok(await eventually(async () => {
+      const x = await actors(server.url);
+      const d = x.data.find((w) => w.role === 'worker' && w.worker_role === 'decode');
+      return d && d.kv_transfer.transfers === 1;
+    }));
+    // Autoscaling a disaggregated deployment is not built: refused by name.
+    const both = await api(server.url, 'POST', '/v1/llm_models', {
+      name: 'both', model: path.resolve(models, 'llama3-hf-bf16'),
+      llm_config: { is_disaggregated: true, b10_disagg_config: { prefill_workers_per_replica: 1, decode_workers_per_replica: 1 },
+                    autoscaling_settings: { target_in_flight_tokens: 1000, max_replica: 2 } } });
+    assert.equal(both.status, 400);
+    assert.equal(both.body.errors?.[0]?.field ?? both.body.error?.param, 'autoscaling_settings', JSON.stringify(both.body));
+  });
+});
