@@ -4,7 +4,9 @@
 // (f32: EXACT); KV crosses in several chunks under tight credits, blocks the decode worker
 // holds are skipped, requests that end at their first token never cross; both pools end with
 // no block in use; random aborts during transfers leak nothing; a prefill worker killed under
-// load leaves no request without an end and no block in use on the decode worker.
+// load leaves no request without an end and no block in use on the decode worker; one lost
+// before its first token has its requests retried on the other prefill worker, with the same
+// answers; seeded sampling goes on where the prefill worker stopped.
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -290,6 +292,38 @@ TEST_F(disagg, a_prefill_worker_killed_under_load_leaves_no_hung_request_and_no_
   // The decode worker serves the rest whole once no prefill worker is left.
   EXPECT_GT(ok, 0);
   EXPECT_TRUE(idle(d)) << "the decode worker holds blocks";
+}
+
+TEST_F(disagg, a_prefill_worker_lost_before_its_first_token_is_retried_on_another_and_answers_the_same) {
+  router_actor agg = router();
+  start(agg, spec_of(kv_transfer::kAggregated));
+  router_actor dis = router();
+  // Prefill 16 tokens a step: a 300-token prompt takes many steps, so that the kill lands
+  // before any first token.
+  worker_spec slow = spec_of(kv_transfer::kPrefill);
+  slow.engine.max_num_tokens = 16;
+  slow.engine.max_batch_size = 8;
+  worker_actor p1 = start(dis, slow);
+  worker_actor p2 = start(dis, slow);
+  worker_actor d = start(dis, spec_of(kv_transfer::kDecode));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) ids.push_back(fmt::format("slow{}", i));
+  for (size_t i = 0; i < ids.size(); ++i) submit(dis, "dis-" + ids[i], prompt_of(300, 500 + static_cast<int>(i)), 8);
+  caf::anon_send_exit(p1, caf::exit_reason::kill);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto last = box->final_of("dis-" + ids[i]);
+    ASSERT_TRUE(last) << ids[i] << " hangs";
+    EXPECT_EQ(last->error_status, 0) << last->error;
+    submit(agg, "agg-" + ids[i], prompt_of(300, 500 + static_cast<int>(i)), 8);
+    ASSERT_TRUE(box->final_of("agg-" + ids[i]));
+    EXPECT_EQ(box->tokens_of("dis-" + ids[i]), box->tokens_of("agg-" + ids[i])) << ids[i];
+  }
+  caf::scoped_actor self{sys_};
+  self->request(dis, 10s, stats_atom::value)
+      .receive([&](router_stats& s) { EXPECT_GT(s.retried, 0); EXPECT_EQ(s.failed, 0); },
+               [](caf::error&) { ADD_FAILURE() << "stats"; });
+  EXPECT_TRUE(idle(p2));
+  EXPECT_TRUE(idle(d));
 }
 
 }  // namespace
