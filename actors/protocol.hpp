@@ -13,6 +13,9 @@
 //   agents answer metrics (/v1/actors).
 //   autoscaler --load--> router (in-flight tokens), --start/stop--> node agents,
 //              --drain--> routers, --autoscale (its report)--> router (for /metrics)
+//   disaggregated serving (actors/kv_transfer.hpp): prefill worker --kvhandoff, kvchunk-->
+//   decode worker --kvpull, kvack, kvdone--> prefill worker (kvabort either way); the decode
+//   worker --handoff--> router, and streams the rest of the tokens
 #pragma once
 
 #include <cstdint>

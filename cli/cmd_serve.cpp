@@ -680,6 +680,8 @@ int run_node_command(const std::vector<std::string>& args) {
   plan.node = name;
   if (role == "control") {
     if (listen <= 0) return cli::usage_error(app, "--role control needs --listen PORT");
+    if (wf.worker_role != "aggregated")
+      return cli::usage_error(app, "--worker-role is for --role worker (a control node starts no workers)");
     plan.control = true;
     plan.listen = listen;
     plan.workers = false;
