@@ -350,6 +350,16 @@ status frontend::start() {
           j["engine"]["speculative"] = {{"decoding_type", a.decoding_type},
                                         {"draft_tokens", a.draft_tokens},
                                         {"accepted_draft_tokens", a.accepted_draft_tokens}};
+        // Its serving role (aggregated, prefill, decode) and replication unit, and the KV it
+        // received or failed to move (disaggregated serving).
+        j["worker_role"] = a.worker_role;
+        j["unit"] = a.unit;
+        if (a.worker_role != "aggregated")
+          j["kv_transfer"] = {{"transfers", a.kv_transfers},
+                              {"blocks", a.kv_transfer_blocks},
+                              {"bytes", a.kv_transfer_bytes},
+                              {"skipped_blocks", a.kv_transfer_skipped_blocks},
+                              {"failures", a.kv_transfer_failures}};
       }
       list.push_back(std::move(j));
     }
@@ -357,6 +367,7 @@ status frontend::start() {
     for (size_t i = 0; i < rs.workers.size(); ++i)
       workers.push_back({{"worker", rs.workers[i]},
                          {"model", rs.models[i]},
+                         {"role", i < rs.roles.size() ? rs.roles[i] : "aggregated"},
                          {"alive", rs.alive[i] != 0},
                          {"in_sync", rs.in_sync[i] != 0},
                          {"in_flight_tokens", rs.in_flight_tokens[i]},

@@ -248,6 +248,39 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
   }
   for (auto* fam : {&f, &drafted, &accepted, &length}) fams.push_back(std::move(*fam));
 
+  // Disaggregated serving (actors/kv_transfer.hpp), per worker: the KV each decode worker
+  // received, the blocks it did not need sent (its prefix cache held them), the transfer time,
+  // failed transfers; every worker's KV blocks in use. In-flight tokens per role follow below.
+  {
+    auto blocks = family("kv_transfer_blocks_total", "KV blocks a decode worker received from prefill workers", MetricType::Counter);
+    auto bytes = family("kv_transfer_bytes_total", "KV bytes a decode worker received from prefill workers", MetricType::Counter);
+    auto skipped = family("kv_transfer_skipped_blocks_total",
+                          "KV blocks not sent because the decode worker's prefix cache held them", MetricType::Counter);
+    auto failures = family("kv_transfer_failures_total", "KV transfers that failed or were aborted, on this worker's side",
+                           MetricType::Counter);
+    auto secs = family("kv_transfer_seconds", "Time from a hand-off's arrival at the decode worker to its last block written",
+                       MetricType::Histogram);
+    auto used = family("worker_kv_blocks_used", "KV blocks in use on the worker (held by requests or its prefix cache)",
+                       MetricType::Gauge);
+    auto total = family("worker_kv_blocks", "KV blocks of the worker's cache", MetricType::Gauge);
+    for (const actor_stats& a : actors) {
+      if (a.role != "worker") continue;
+      const std::vector<prometheus::ClientMetric::Label> l = {{"worker", a.actor}, {"role", a.worker_role}};
+      used.metric.push_back(gauge(a.kv_blocks_used, l));
+      total.metric.push_back(gauge(a.kv_blocks_total, l));
+      if (a.worker_role == "aggregated" || a.worker_role.empty()) continue;
+      for (auto [fam, v] : {std::pair{&blocks, a.kv_transfer_blocks}, {&bytes, a.kv_transfer_bytes},
+                            {&skipped, a.kv_transfer_skipped_blocks}, {&failures, a.kv_transfer_failures}}) {
+        prometheus::ClientMetric c;
+        c.label = l;
+        c.counter.value = static_cast<double>(v);
+        fam->metric.push_back(c);
+      }
+      if (!a.kv_transfer_seconds.counts.empty()) secs.metric.push_back(histogram_metric(a.kv_transfer_seconds, l));
+    }
+    for (auto* fam : {&blocks, &bytes, &skipped, &failures, &secs, &used, &total}) fams.push_back(std::move(*fam));
+  }
+
   // Router figures.
   // Per-worker columns of router_stats; one shorter than r.workers (a partly filled report)
   // reads as 0 rather than past its end.
@@ -264,6 +297,17 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
     for (const char* status : statuses)
       f.metric.push_back(gauge(static_cast<double>(n[status]), {{"model", model}, {"status", status}}));
   fams.push_back(std::move(f));
+  // In-flight tokens per model and worker role (aggregated, prefill, decode), as the router
+  // counts them: what token-based autoscaling of each replica group reads.
+  {
+    std::map<std::pair<std::string, std::string>, double> by_role;
+    for (size_t i = 0; i < r.workers.size() && i < r.models.size(); ++i)
+      if (at(r.alive, i) != 0) by_role[{r.models[i], i < r.roles.size() ? r.roles[i] : "aggregated"}] += at(r.in_flight_tokens, i);
+    f = family("in_flight_tokens_by_role", "In-flight tokens of the live workers of each role, as the router counts them",
+               MetricType::Gauge);
+    for (auto& [k, v] : by_role) f.metric.push_back(gauge(v, {{"model", k.first}, {"role", k.second}}));
+    fams.push_back(std::move(f));
+  }
   // Token-based autoscaling, per model and replica group (actors/autoscaler.hpp).
   auto as_load = family("autoscaler_in_flight_tokens", "In-flight tokens (prompt + max_tokens of admitted, unfinished requests), the last sample", MetricType::Gauge);
   auto as_mean = family("autoscaler_in_flight_tokens_windowed", "In-flight tokens averaged over autoscaling_window", MetricType::Gauge);

@@ -13,6 +13,7 @@
 #include "kernels/cuda/cuda_executor.hpp"
 #endif
 #include "actors/kv_publisher.hpp"
+#include "actors/kv_transfer.hpp"
 #include "actors/worker.hpp"
 #include "runtime/engine/engine.hpp"
 #include "runtime/engine/factory.hpp"
@@ -96,6 +97,9 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
   return {
       [=](start_atom, const worker_spec& spec) -> caf::result<worker_actor, publisher_actor, worker_info> {
         metered g(self->state.meter);
+        if (!kv_transfer::valid_role(spec.role))
+          return caf::make_error(caf::sec::runtime_error,
+                                 "a worker's role must be aggregated, prefill or decode, not " + spec.role);
         auto model = model_for(self, spec.model_path);
         if (!model.ok()) return caf::make_error(caf::sec::runtime_error, model.message());
         const std::shared_ptr<const model_bundle>& b = *model;
@@ -125,12 +129,18 @@ node_agent_actor::behavior_type node_fn(self_ptr self, std::string node,
         // two apart by this.
         const uint64_t instance = std::random_device{}() * 0x9E3779B97F4A7C15ull ^
                                   static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-        worker_actor w = spawn_worker(self->system(), {node, name, b, shared_eng, dev, pub, instance,
-                                                       shared_ex->returns_hidden_states() ? "" : shared_ex->describe()});
+        worker_setup ws{node, name, b, shared_eng, dev, pub, instance,
+                        shared_ex->returns_hidden_states() ? "" : shared_ex->describe()};
+        ws.role = spec.role;
+        ws.unit = spec.unit;
+        ws.kv_executor = shared_ex;
+        worker_actor w = spawn_worker(self->system(), std::move(ws));
         self->monitor(w);
         worker_info info;
         info.name = name;
         info.node = node;
+        info.role = spec.role;
+        info.unit = spec.unit;
         info.model = served;
         info.kv_block_size = shared_ex->kv_block_size();
         info.kv_blocks_total = shared_ex->kv_n_blocks();

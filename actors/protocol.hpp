@@ -13,6 +13,9 @@
 //   agents answer metrics (/v1/actors).
 //   autoscaler --load--> router (in-flight tokens), --start/stop--> node agents,
 //              --drain--> routers, --autoscale (its report)--> router (for /metrics)
+//   disaggregated serving (actors/kv_transfer.hpp): prefill worker --kvhandoff, kvchunk-->
+//   decode worker --kvpull, kvack, kvdone--> prefill worker (kvabort either way); the decode
+//   worker --handoff--> router, and streams the rest of the tokens
 #pragma once
 
 #include <cstdint>
@@ -89,9 +92,13 @@ sampling_params from_wire(const wire_sampling& w);
 // that the request left it (finished, failed or aborted; with its token counts).
 using first_token_atom = caf::atom_constant<caf::atom("firsttok")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
+// Disaggregated serving (actors/kv_transfer.hpp): the decode worker took the request over
+// from the prefill worker (id, prefill worker, decode worker).
+using handoff_atom = caf::atom_constant<caf::atom("handoff")>;
 using route_sink_actor = caf::typed_actor<
     caf::reacts_to<first_token_atom, std::string, std::string>,  // id, worker
-    caf::reacts_to<done_atom, std::string, std::string, int32_t, int32_t>>;  // id, worker, prompt, cached tokens
+    caf::reacts_to<done_atom, std::string, std::string, int32_t, int32_t>,  // id, worker, prompt, cached tokens
+    caf::reacts_to<handoff_atom, std::string, std::string, std::string>>;
 
 struct generate_request {
   std::string id;     // unique per engine request
@@ -107,6 +114,29 @@ struct generate_request {
   // Not none: an embedding request (runtime/engine/engine.hpp request::pool); its last delta
   // carries the embedding, and params are unused (max_tokens 0).
   pooling pool = pooling::none;
+  // Disaggregated serving: the decode worker the prefill worker hands the request to after its
+  // first token (a worker_actor; none: the worker serves it whole).
+  caf::actor decode_to;
+  std::string decode_name;
+};
+
+// Disaggregated serving (actors/kv_transfer.hpp): what a prefill worker sends the decode
+// worker after the first token, and the chunks of blocks that follow.
+struct kv_handoff {
+  generate_request req;             // prompt, sampling, stream and router of the request
+  std::vector<int32_t> generated;   // tokens the prefill worker sampled (and streamed)
+  int32_t n_computed = 0;           // tokens of prompt + generated whose KV the blocks hold
+  int32_t n_blocks = 0;             // blocks holding them
+  int32_t cached_tokens = 0;        // prompt tokens the prefill worker had cached
+  uint64_t bytes_per_block = 0;
+  std::string layout;               // executor::kv_layout(): must equal the decode worker's
+  std::string prefill;              // the prefill worker's name
+};
+struct kv_chunk {
+  std::string id;
+  int32_t first = 0;                // index of its first block in the request's block list
+  int32_t n_blocks = 0;
+  std::vector<uint8_t> bytes;       // n_blocks * bytes_per_block
 };
 
 // kv_event as it travels.
@@ -159,6 +189,8 @@ struct route_decision {
 // A worker as the router knows it.
 struct worker_info {
   std::string name;   // unique in the cluster: "<node>/w<i>"
+  std::string role = "aggregated";  // aggregated, prefill or decode (actors/kv_transfer.hpp)
+  int32_t unit = 0;                 // its replication unit (disaggregated serving)
   std::string node;
   std::string model;  // served model name
   int32_t kv_block_size = 0;
@@ -174,6 +206,8 @@ struct worker_spec {
   std::string model_path;
   std::string served_name;
   engine_spec engine;
+  std::string role = "aggregated";  // aggregated, prefill or decode
+  int32_t unit = 0;
 };
 
 // A histogram as it travels: counts[i] of values <= bounds[i], the last of those above all.
@@ -206,6 +240,18 @@ struct actor_stats {
   int64_t draft_tokens = 0;
   int64_t accepted_draft_tokens = 0;
   histogram_data accepted_length;
+  // Workers: their serving role (aggregated, prefill, decode) and replication unit; the KV
+  // they received as decode workers (blocks and bytes written, blocks skipped because their
+  // prefix cache held them, the time from hand-off to decoding), and the transfers that failed
+  // on either side.
+  std::string worker_role;
+  int32_t unit = 0;
+  int64_t kv_transfers = 0;
+  int64_t kv_transfer_blocks = 0;
+  int64_t kv_transfer_bytes = 0;
+  int64_t kv_transfer_skipped_blocks = 0;
+  int64_t kv_transfer_failures = 0;
+  histogram_data kv_transfer_seconds;
 };
 
 // The reference's router metrics for one model, over the last window_s seconds of finished
@@ -292,6 +338,7 @@ struct router_stats {
   std::vector<uint64_t> kv_replays;     // event replays asked of its publisher (after a restart)
   std::vector<uint64_t> kv_cached_blocks;  // blocks it holds, in the index
   std::vector<std::string> status;  // active, draining, stopped (drained and gone) or lost
+  std::vector<std::string> roles;   // aggregated, prefill or decode
   std::vector<autoscaler_report> autoscalers;  // the latest of each model's autoscaler
 };
 
@@ -325,6 +372,13 @@ using drain_atom = caf::atom_constant<caf::atom("drain")>;
 using load_atom = caf::atom_constant<caf::atom("load")>;
 using autoscale_atom = caf::atom_constant<caf::atom("autoscale")>;
 using agents_atom = caf::atom_constant<caf::atom("agents")>;
+// KV transfer (actors/kv_transfer.hpp).
+using kvhandoff_atom = caf::atom_constant<caf::atom("kvhandoff")>;
+using kvpull_atom = caf::atom_constant<caf::atom("kvpull")>;
+using kvchunk_atom = caf::atom_constant<caf::atom("kvchunk")>;
+using kvack_atom = caf::atom_constant<caf::atom("kvack")>;
+using kvdone_atom = caf::atom_constant<caf::atom("kvdone")>;
+using kvabort_atom = caf::atom_constant<caf::atom("kvabort")>;
 
 // ---- interfaces --------------------------------------------------------------------------
 
@@ -358,7 +412,16 @@ using worker_actor = caf::typed_actor<
     caf::reacts_to<abort_atom, std::string>,
     caf::reacts_to<stop_atom>,
     caf::replies_to<dump_atom>::with<kv_dump>,
-    caf::replies_to<metrics_atom>::with<actor_stats>>;
+    caf::replies_to<metrics_atom>::with<actor_stats>,
+    // KV transfer (actors/kv_transfer.hpp): prefill -> decode: handoff, chunk; decode ->
+    // prefill: pull (first block wanted), ack (bytes written), done; either way: abort (why).
+    caf::reacts_to<kvhandoff_atom, kv_handoff>,
+    caf::reacts_to<kvpull_atom, std::string, int32_t>,
+    caf::reacts_to<kvchunk_atom, kv_chunk>,
+    caf::reacts_to<kvack_atom, std::string, uint64_t>,
+    caf::reacts_to<kvdone_atom, std::string>,
+    caf::reacts_to<kvabort_atom, std::string, std::string>,
+    caf::reacts_to<tick_atom>>;
 
 // A worker a node agent runs, as a router registers it (a worker node that rejoins its
 // control node registers every one, those an autoscaler started on it included).
@@ -442,7 +505,16 @@ typename Inspector::result_type inspect(Inspector& f, wire_sampling& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, generate_request& x) {
   return f(caf::meta::type_name("generate_request"), x.id, x.model, x.prompt, x.params, x.priority,
-           x.reply_to, x.router, x.constraint, x.pool);
+           x.reply_to, x.router, x.constraint, x.pool, x.decode_to, x.decode_name);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, kv_handoff& x) {
+  return f(caf::meta::type_name("kv_handoff"), x.req, x.generated, x.n_computed, x.n_blocks, x.cached_tokens,
+           x.bytes_per_block, x.layout, x.prefill);
+}
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, kv_chunk& x) {
+  return f(caf::meta::type_name("kv_chunk"), x.id, x.first, x.n_blocks, x.bytes);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, wire_kv_event& x) {
@@ -468,7 +540,7 @@ typename Inspector::result_type inspect(Inspector& f, route_decision& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_info& x) {
-  return f(caf::meta::type_name("worker_info"), x.name, x.node, x.model, x.kv_block_size,
+  return f(caf::meta::type_name("worker_info"), x.name, x.role, x.unit, x.node, x.model, x.kv_block_size,
            x.kv_blocks_total, x.max_seq_len, x.max_batch_size, x.hash_salt, x.instance);
 }
 template <class Inspector>
@@ -485,7 +557,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_spec& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_spec& x) {
-  return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.engine);
+  return f(caf::meta::type_name("worker_spec"), x.model_path, x.served_name, x.engine, x.role, x.unit);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, histogram_data& x) {
@@ -495,7 +567,9 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_stats& x) {
   return f(caf::meta::type_name("actor_stats"), x.node, x.actor, x.role, x.mailbox_size,
            x.messages_total, x.handling_seconds, x.running, x.waiting, x.kv_blocks_used,
-           x.kv_blocks_total, x.decoding_type, x.draft_tokens, x.accepted_draft_tokens, x.accepted_length);
+           x.kv_blocks_total, x.decoding_type, x.draft_tokens, x.accepted_draft_tokens, x.accepted_length,
+           x.worker_role, x.unit, x.kv_transfers, x.kv_transfer_blocks, x.kv_transfer_bytes,
+           x.kv_transfer_skipped_blocks, x.kv_transfer_failures, x.kv_transfer_seconds);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, router_model_stats& x) {
@@ -510,7 +584,7 @@ typename Inspector::result_type inspect(Inspector& f, router_stats& x) {
            x.kv_index_evicted, x.peers, x.decision_seconds, x.queue_wait_seconds, x.model_stats, x.workers,
            x.models, x.alive, x.in_sync, x.in_flight_tokens, x.in_flight_requests, x.active_blocks,
            x.queued_prefill_blocks, x.routed_requests, x.worker_prompt_tokens, x.worker_cached_tokens,
-           x.kv_events, x.kv_event_gaps, x.kv_dumps, x.kv_replays, x.kv_cached_blocks, x.status, x.autoscalers);
+           x.kv_events, x.kv_event_gaps, x.kv_dumps, x.kv_replays, x.kv_cached_blocks, x.status, x.roles, x.autoscalers);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, autoscale_settings& x) {
@@ -549,6 +623,8 @@ CAF_ADD_TYPE_ID(troupe, (troupe::wire_logprob))
 CAF_ADD_TYPE_ID(troupe, (troupe::token_delta))
 CAF_ADD_TYPE_ID(troupe, (troupe::wire_sampling))
 CAF_ADD_TYPE_ID(troupe, (troupe::generate_request))
+CAF_ADD_TYPE_ID(troupe, (troupe::kv_handoff))
+CAF_ADD_TYPE_ID(troupe, (troupe::kv_chunk))
 CAF_ADD_TYPE_ID(troupe, (troupe::wire_kv_event))
 CAF_ADD_TYPE_ID(troupe, (troupe::kv_events_msg))
 CAF_ADD_TYPE_ID(troupe, (troupe::kv_dump))

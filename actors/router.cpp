@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "actors/kv_transfer.hpp"
 #include "runtime/block_hash.hpp"
 #include "runtime/kv_index.hpp"
 
@@ -78,6 +79,9 @@ struct load_share {
 struct request_entry {
   generate_request req;
   load_share share;
+  // Disaggregated serving: the decode worker's share until the hand-off (worker "" for none);
+  // then it becomes `share`.
+  load_share dshare;
   bool routed = false;
   bool streamed = false;
   bool queued = false;
@@ -121,7 +125,7 @@ struct router_state {
   // Scratch, reused per decision.
   std::vector<uint32_t> overlap, predicted_overlap;
   std::vector<worker_view> views;
-  std::vector<worker_entry*> candidates;
+  std::vector<worker_entry*> candidates, decode_candidates;
 };
 
 using self_ptr = router_actor::stateful_pointer<router_state>;
@@ -217,18 +221,61 @@ route_outcome wait_in_queue(model_entry& m, request_entry& e, bool may_queue, in
   return route_outcome::queued;
 }
 
+// Disaggregated serving: the decode worker for a request routed to a prefill worker, by the
+// model's policy over the decode workers (what each caches of the prompt, and its load);
+// null when it should not cross (it ends at its first token, it is an embedding or constrained
+// request) or no decode worker has room (the prefill worker then serves it whole).
+worker_entry* pick_decode(self_ptr self, const request_entry& e, model_entry& m, const std::vector<uint64_t>& hashes) {
+  auto& st = self->state;
+  if (st.decode_candidates.empty() || e.req.params.max_tokens <= 1 || e.req.pool != pooling::none ||
+      !e.req.constraint.empty())
+    return nullptr;
+  const auto P = static_cast<int64_t>(e.req.prompt.size());
+  std::vector<worker_entry*> fit;
+  std::vector<worker_view> views;
+  for (worker_entry* w : st.decode_candidates) {
+    hash_group& g = *w->group;
+    const int32_t bs = g.block_size;
+    const auto need = static_cast<int32_t>((P + e.req.params.max_tokens + bs - 1) / bs);
+    if (saturated(st.opt, *w, need)) continue;
+    g.index.overlaps(hashes, st.overlap);
+    g.predicted.overlaps(hashes, st.predicted_overlap);
+    worker_view v;
+    v.name = w->info.name;
+    v.in_flight_tokens = w->in_flight_tokens;
+    v.in_flight_requests = w->in_flight_requests;
+    v.kv_blocks_total = w->info.kv_blocks_total;
+    v.overlap_blocks = static_cast<int32_t>(std::max(st.overlap[w->slot], st.predicted_overlap[w->pslot]));
+    v.active_blocks = w->active_blocks;
+    v.queued_prefill_blocks = w->queued_prefill_blocks;
+    views.push_back(v);
+    fit.push_back(w);
+  }
+  if (fit.empty()) return nullptr;
+  route_request_view rv;
+  rv.prompt = e.req.prompt;
+  rv.max_tokens = e.req.params.max_tokens;
+  rv.request_blocks = static_cast<int32_t>((P + fit[0]->group->block_size - 1) / fit[0]->group->block_size);
+  return fit[std::min(fit.size() - 1, m.policy->choose(rv, views))];
+}
+
 // Routes the request: the policy picks among the live workers of its model that are not
 // draining and it goes to that worker, unless every one is saturated.
 route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
   auto& st = self->state;
   const auto t0 = clock_type::now();
   st.candidates.clear();
+  st.decode_candidates.clear();
   bool draining = false;
   for (auto& [name, w] : st.workers)
     if (w.alive && w.info.model == e.req.model) {
       if (w.draining) draining = true;
+      else if (w.info.role == kv_transfer::kDecode) st.decode_candidates.push_back(&w);
       else st.candidates.push_back(&w);
     }
+  // Disaggregated: prefill workers take the prompt and decode workers the rest; with no
+  // prefill worker left, the decode workers serve requests whole.
+  if (st.candidates.empty()) st.candidates.swap(st.decode_candidates);
   model_entry& m = model_of(self, e.req.model);
   if (st.candidates.empty()) {
     // Only draining workers, or none while an autoscaler sizes the model (it may have scaled
@@ -298,13 +345,36 @@ route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
   add_load(w, e.share);
   generate_request out = e.req;
   out.router = caf::actor_cast<route_sink_actor>(self);
+  e.dshare = {};
+  if (worker_entry* d = pick_decode(self, e, m, w.group == first_group ? e.share.hashes : hashes_for(e, *first_group))) {
+    // The prefill worker holds the prompt until the hand-off; the decode worker the whole.
+    e.dshare.worker = d->info.name;
+    e.dshare.tokens = e.share.tokens;
+    e.dshare.request_blocks = e.share.request_blocks;
+    e.share.tokens = P;
+    w.in_flight_tokens -= e.req.params.max_tokens;
+    add_load(*d, e.dshare);
+    out.decode_to = caf::actor_cast<caf::actor>(d->handle);
+    out.decode_name = d->info.name;
+  }
   self->send(w.handle, submit_atom::value, std::move(out));
   tell_peers(self, e, route_decision::stage::routed);
   return route_outcome::sent;
 }
 
+// Tells the workers holding a routed request (its prefill and decode worker) to drop it.
+void abort_on_workers(self_ptr self, const request_entry& e, const std::string& id) {
+  for (const std::string* name : {&e.share.worker, &e.dshare.worker})
+    if (auto w = self->state.workers.find(*name); !name->empty() && w != self->state.workers.end() && w->second.alive)
+      self->send(w->second.handle, abort_atom::value, id);
+}
+
 void unroute(self_ptr self, request_entry& e) {
   if (!e.routed) return;
+  if (!e.dshare.worker.empty()) {
+    if (auto d = self->state.workers.find(e.dshare.worker); d != self->state.workers.end()) take_load(d->second, e.dshare);
+    e.dshare = {};
+  }
   auto it = self->state.workers.find(e.share.worker);
   if (it != self->state.workers.end()) take_load(it->second, e.share);
   tell_peers(self, e, route_decision::stage::finished);
@@ -485,10 +555,27 @@ void worker_lost(self_ptr self, worker_entry& w) {
     it = it->second.worker == w.info.name ? st.foreign.erase(it) : std::next(it);
   std::vector<std::string> ids;
   for (auto& [id, e] : st.requests)
-    if (e.routed && e.share.worker == w.info.name) ids.push_back(id);
+    if (e.routed && (e.share.worker == w.info.name || e.dshare.worker == w.info.name)) ids.push_back(id);
   for (const std::string& id : ids) {
     request_entry& e = st.requests.at(id);
-    take_load(w, e.share);
+    if (e.dshare.worker == w.info.name) {
+      // Its decode worker is lost before the hand-off: the prefill worker drops it too.
+      take_load(w, e.dshare);
+      e.dshare = {};
+      if (auto p = st.workers.find(e.share.worker); p != st.workers.end()) {
+        if (p->second.alive) self->send(p->second.handle, abort_atom::value, id);
+        take_load(p->second, e.share);
+      }
+    } else {
+      take_load(w, e.share);
+      if (!e.dshare.worker.empty()) {
+        if (auto d = st.workers.find(e.dshare.worker); d != st.workers.end()) {
+          if (d->second.alive) self->send(d->second.handle, abort_atom::value, id);
+          take_load(d->second, e.dshare);
+        }
+        e.dshare = {};
+      }
+    }
     tell_peers(self, e, route_decision::stage::finished);
     e.routed = false;
     if (!e.streamed && e.attempts < 3) {
@@ -654,9 +741,7 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
     for (auto it = st.requests.begin(); it != st.requests.end(); ++it)
       if (it->second.req.reply_to.address() == m.source) {
         request_entry& e = it->second;
-        if (e.routed)
-          if (auto w = st.workers.find(e.share.worker); w != st.workers.end() && w->second.alive)
-            self->send(w->second.handle, abort_atom::value, it->first);
+        if (e.routed) abort_on_workers(self, e, it->first);
         unroute(self, e);
         forget(self, it->first);
         drain_queues(self);
@@ -692,9 +777,7 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
         if (it == st.requests.end()) return;
         ++st.stats.aborted;
         request_entry& e = it->second;
-        if (e.routed)
-          if (auto w = st.workers.find(e.share.worker); w != st.workers.end() && w->second.alive)
-            self->send(w->second.handle, abort_atom::value, id);
+        if (e.routed) abort_on_workers(self, e, id);
         unroute(self, e);
         forget(self, id);
         drain_queues(self);
@@ -736,6 +819,21 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
         }
         unroute(self, e);
         forget(self, id);
+        drain_queues(self);
+      },
+      [=](handoff_atom, const std::string& id, const std::string& from, const std::string& to) {
+        metered g(self->state.meter);
+        auto& st = self->state;
+        auto it = st.requests.find(id);
+        if (it == st.requests.end() || !it->second.routed || it->second.share.worker != from ||
+            it->second.dshare.worker != to)
+          return;
+        // The decode worker holds the request now: the prefill worker's share ends.
+        request_entry& e = it->second;
+        if (auto w = st.workers.find(from); w != st.workers.end()) take_load(w->second, e.share);
+        tell_peers(self, e, route_decision::stage::finished);
+        e.share = std::move(e.dshare);
+        e.dshare = {};
         drain_queues(self);
       },
       [=](peer_atom, const route_decision& d) {
@@ -841,6 +939,7 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
           s.kv_replays.push_back(w.replays);
           s.kv_cached_blocks.push_back(w.alive ? w.group->index.n_entries(w.slot) : 0);
           s.status.push_back(w.alive ? (w.draining ? "draining" : "active") : (w.stopped ? "stopped" : "lost"));
+          s.roles.push_back(w.info.role);
         }
         for (auto& [model, a] : st.autoscalers) s.autoscalers.push_back(a);
         return s;

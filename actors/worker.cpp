@@ -1,7 +1,15 @@
 #include "actors/worker.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <deque>
+#include <set>
 #include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "actors/kv_transfer.hpp"
+#include "runtime/executor.hpp"
 
 #include "runtime/checkpoint.hpp"
 #include "runtime/engine/engine.hpp"
@@ -23,6 +31,46 @@ struct live_request {
   stream_actor stream;
   route_sink_actor router;
   bool first_token = false;
+  // Prefill workers: the decode worker to hand the request to after its first token, and the
+  // request as it came (less its prompt) for the hand-off.
+  caf::actor decode_to;
+  std::string decode_name;
+  generate_request origin;
+  // Decode workers: the prompt tokens the prefill worker had cached (what usage reports).
+  int32_t prefill_cached = -1;
+};
+
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+const std::vector<double>& transfer_seconds_bounds() {
+  static const std::vector<double> b = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return b;
+}
+
+// A prefill worker's side of a transfer: the held request's blocks, sent as the decode worker
+// pulls them, within the credits.
+struct transfer_out {
+  live_request lr;
+  worker_actor decode;
+  std::string decode_name;
+  std::vector<int32_t> blocks;
+  uint64_t bytes_per_block = 0;
+  int32_t next = 0;  // the next block to send
+  bool pulled = false;
+  uint64_t in_flight = 0;  // bytes sent, not acknowledged
+  double last = 0;         // the last progress
+};
+
+// A decode worker's side: the imported request's blocks, written as they arrive.
+struct transfer_in {
+  live_request lr;
+  worker_actor prefill;
+  std::string prefill_name;
+  kv_import imp;
+  int32_t written = 0;  // of imp.blocks
+  std::deque<kv_chunk> pending;  // arrived during a step: written after it
+  uint64_t bytes = 0;
+  double started = 0, last = 0;
 };
 
 struct worker_state {
@@ -40,6 +88,14 @@ struct worker_state {
   histogram_data accepted_length = make_histogram(accepted_length_bounds());
   // Output constraints compiled against this model's vocabulary, made on first use.
   std::unique_ptr<structured::constraint_factory> constraints;
+  // KV transfers (actors/kv_transfer.hpp), by request id.
+  std::unordered_map<std::string, transfer_out> outs;
+  std::unordered_map<std::string, transfer_in> ins;
+  bool tick_armed = false;
+  std::set<caf::actor_addr> peers_watched;  // workers monitored once each (transfer peers)
+  int64_t kv_transfers = 0, kv_transfer_blocks = 0, kv_transfer_bytes = 0, kv_transfer_skipped = 0,
+          kv_transfer_failures = 0;
+  histogram_data kv_transfer_seconds = make_histogram(transfer_seconds_bounds());
 };
 
 using self_ptr = worker_actor::stateful_pointer<worker_state>;
@@ -102,6 +158,19 @@ void fail_all(self_ptr self, int status, const std::string& why) {
     tell_done(self, id, r);
   }
   s.streams.clear();
+  for (auto& [id, t] : s.outs) {
+    self->send(t.lr.stream, failure_delta(id, status, why, s.setup.name));
+    self->send(t.decode, kvabort_atom::value, id, why);
+    s.setup.eng->abort(id);
+    kv_transfer::release_node_credit(t.in_flight);
+    tell_done(self, id, t.lr);
+  }
+  s.outs.clear();
+  for (auto& [id, t] : s.ins) {
+    self->send(t.prefill, kvabort_atom::value, id, why);
+    s.setup.eng->abort(id);
+  }
+  s.ins.clear();
 }
 
 // The constraint a request's spec asks for (compiled once per spec and kept).
@@ -120,6 +189,247 @@ result<std::shared_ptr<token_constraint>> constraint_of(worker_state& st, const 
 
 void maybe_quit(self_ptr self) {
   if (self->state.stopping && !self->state.stepping) self->quit();
+}
+
+void step(self_ptr self);
+
+// ---- KV transfer (actors/kv_transfer.hpp) ---------------------------------------------------
+
+// Monitors a peer worker once, however many transfers it shares with this one.
+void watch_peer(self_ptr self, const worker_actor& peer) {
+  if (self->state.peers_watched.insert(peer.address()).second) self->monitor(peer);
+}
+
+void arm_tick(self_ptr self) {
+  auto& s = self->state;
+  if (s.tick_armed || (s.outs.empty() && s.ins.empty())) return;
+  s.tick_armed = true;
+  self->delayed_send(self, std::chrono::milliseconds(20), tick_atom::value);
+}
+
+// Prefill side: the transfer ends badly. The client hears why (its first token was streamed,
+// so the request cannot start over), the router that the request left, the decode worker
+// (when notify) that it can drop its import; the held copy's blocks go back to the pool.
+void fail_out(self_ptr self, const std::string& id, const std::string& why, bool notify) {
+  auto& s = self->state;
+  auto it = s.outs.find(id);
+  if (it == s.outs.end()) return;
+  transfer_out& t = it->second;
+  ++s.kv_transfer_failures;
+  self->send(t.lr.stream,
+             failure_delta(id, 503, fmt::format("the KV transfer of this request to decode worker {} failed: {}",
+                                                t.decode_name, why),
+                           s.setup.name));
+  if (notify) self->send(t.decode, kvabort_atom::value, id, why);
+  s.setup.eng->abort(id);
+  kv_transfer::release_node_credit(t.in_flight);
+  tell_done(self, id, t.lr);
+  s.outs.erase(it);
+  publish_events(self);
+}
+
+// Decode side: the import is dropped (its blocks freed); the prefill worker is told when notify.
+void drop_in(self_ptr self, const std::string& id, const std::string& why, bool notify) {
+  auto& s = self->state;
+  auto it = s.ins.find(id);
+  if (it == s.ins.end()) return;
+  ++s.kv_transfer_failures;
+  if (notify) self->send(it->second.prefill, kvabort_atom::value, id, why);
+  s.setup.eng->abort(id);
+  s.ins.erase(it);
+  publish_events(self);
+}
+
+// Prefill side, after the first token: hold the request and offer its blocks to the decode
+// worker. A request whose KV cannot be exported stays here and decodes on.
+void start_handoff(self_ptr self, const std::string& id, int32_t cached_tokens) {
+  auto& s = self->state;
+  auto it = s.streams.find(id);
+  if (it == s.streams.end()) return;
+  live_request& lr = it->second;
+  executor* ex = s.setup.kv_executor.get();
+  auto kv = s.setup.eng->export_kv(id);
+  if (!ex || !kv.ok()) {
+    lr.decode_to = nullptr;
+    return;
+  }
+  s.setup.eng->hold(id);
+  transfer_out t;
+  t.decode = caf::actor_cast<worker_actor>(lr.decode_to);
+  t.decode_name = lr.decode_name;
+  t.blocks = kv->blocks.blocks;
+  t.bytes_per_block = ex->kv_bytes_per_block();
+  t.last = now_s();
+  kv_handoff h;
+  h.req = std::move(lr.origin);
+  h.req.prompt = std::move(kv->prompt);
+  h.req.decode_to = nullptr;
+  h.req.decode_name.clear();
+  h.generated = std::move(kv->generated);
+  h.n_computed = kv->n_computed;
+  h.n_blocks = static_cast<int32_t>(t.blocks.size());
+  h.cached_tokens = cached_tokens;
+  h.bytes_per_block = t.bytes_per_block;
+  h.layout = ex->kv_layout();
+  h.prefill = s.setup.name;
+  lr.decode_to = nullptr;
+  t.lr = std::move(lr);
+  s.streams.erase(it);
+  watch_peer(self, t.decode);
+  self->send(t.decode, kvhandoff_atom::value, std::move(h));
+  s.outs.emplace(id, std::move(t));
+  arm_tick(self);
+}
+
+// Prefill side: sends what the credits allow of every pulled transfer (between steps only).
+void pump(self_ptr self) {
+  auto& s = self->state;
+  if (s.stepping || s.outs.empty()) return;
+  executor* ex = s.setup.kv_executor.get();
+  std::vector<std::pair<std::string, std::string>> failed;
+  for (auto& [id, t] : s.outs) {
+    if (!t.pulled) continue;
+    const auto n_total = static_cast<int32_t>(t.blocks.size());
+    const uint64_t per_chunk = t.bytes_per_block == 0 ? static_cast<uint64_t>(n_total)
+                                                      : std::max<uint64_t>(1, kv_transfer::chunk_bytes() / t.bytes_per_block);
+    while (t.next < n_total) {
+      const auto n = static_cast<int32_t>(std::min<uint64_t>(per_chunk, static_cast<uint64_t>(n_total - t.next)));
+      const uint64_t bytes = static_cast<uint64_t>(n) * t.bytes_per_block;
+      if (t.in_flight > 0 && t.in_flight + bytes > kv_transfer::transfer_credit_bytes()) break;
+      if (!kv_transfer::try_acquire_node_credit(bytes)) break;
+      kv_chunk c;
+      c.id = id;
+      c.first = t.next;
+      c.n_blocks = n;
+      status st = ex->read_blocks(std::span<const int32_t>(t.blocks.data() + t.next, static_cast<size_t>(n)), c.bytes);
+      if (!st.ok()) {
+        kv_transfer::release_node_credit(bytes);
+        failed.emplace_back(id, "reading its KV blocks: " + st.message());
+        break;
+      }
+      t.in_flight += bytes;
+      t.next += n;
+      t.last = now_s();
+      self->send(t.decode, kvchunk_atom::value, std::move(c));
+    }
+  }
+  for (auto& [id, why] : failed) fail_out(self, id, why, true);
+}
+
+// Decode side: every block is in place; the request decodes on here.
+void finish_import(self_ptr self, const std::string& id) {
+  auto& s = self->state;
+  auto it = s.ins.find(id);
+  if (it == s.ins.end()) return;
+  transfer_in& t = it->second;
+  if (status st = s.setup.eng->end_import(id); !st.ok()) return drop_in(self, id, "ending the import: " + st.message(), true);
+  ++s.kv_transfers;
+  s.kv_transfer_blocks += static_cast<int64_t>(t.imp.blocks.size());
+  s.kv_transfer_bytes += static_cast<int64_t>(t.bytes);
+  observe(s.kv_transfer_seconds, now_s() - t.started);
+  self->send(t.prefill, kvdone_atom::value, id);
+  if (t.lr.router) self->send(t.lr.router, handoff_atom::value, id, t.prefill_name, s.setup.name);
+  s.streams[id] = std::move(t.lr);
+  s.ins.erase(it);
+  step(self);
+}
+
+// Decode side: writes the chunks that arrived (between steps only) and acknowledges them.
+void write_pending(self_ptr self) {
+  auto& s = self->state;
+  if (s.stepping || s.ins.empty()) return;
+  executor* ex = s.setup.kv_executor.get();
+  std::vector<std::pair<std::string, std::string>> failed;
+  std::vector<std::string> complete;
+  for (auto& [id, t] : s.ins) {
+    while (!t.pending.empty()) {
+      kv_chunk& c = t.pending.front();
+      const int32_t at = c.first - t.imp.first_block;
+      if (at < 0 || c.n_blocks < 1 || at + c.n_blocks > static_cast<int32_t>(t.imp.blocks.size())) {
+        failed.emplace_back(id, fmt::format("a chunk of blocks {}..{} does not fit the import", c.first, c.first + c.n_blocks));
+        break;
+      }
+      status st = ex->write_blocks(std::span<const int32_t>(t.imp.blocks.data() + at, static_cast<size_t>(c.n_blocks)), c.bytes);
+      if (!st.ok()) {
+        failed.emplace_back(id, "writing its KV blocks: " + st.message());
+        break;
+      }
+      t.written += c.n_blocks;
+      t.bytes += c.bytes.size();
+      t.last = now_s();
+      self->send(t.prefill, kvack_atom::value, id, static_cast<uint64_t>(c.bytes.size()));
+      t.pending.pop_front();
+    }
+    if (t.written == static_cast<int32_t>(t.imp.blocks.size())) complete.push_back(id);
+  }
+  for (auto& [id, why] : failed) drop_in(self, id, why, true);
+  for (auto& id : complete) finish_import(self, id);
+}
+
+// Decode side: a prefill worker offers a request.
+void accept_handoff(self_ptr self, kv_handoff& h) {
+  auto& s = self->state;
+  auto prefill = caf::actor_cast<worker_actor>(self->current_sender());
+  const std::string id = h.req.id;
+  auto refuse = [&](const std::string& why) {
+    ++s.kv_transfer_failures;
+    self->send(prefill, kvabort_atom::value, id, why);
+  };
+  executor* ex = s.setup.kv_executor.get();
+  if (s.stopping) return refuse("the decode worker is shutting down");
+  if (!ex) return refuse("the decode worker has no executor to write KV blocks into");
+  if (ex->kv_layout() != h.layout || ex->kv_bytes_per_block() != h.bytes_per_block)
+    return refuse(fmt::format("the KV layouts differ (prefill: {}, {} bytes per block; decode: {}, {})", h.layout,
+                              h.bytes_per_block, ex->kv_layout(), ex->kv_bytes_per_block()));
+  request req;
+  req.id = id;
+  req.prompt = std::move(h.req.prompt);
+  req.params = from_wire(h.req.params);
+  req.priority = h.req.priority;
+  auto imp = s.setup.eng->begin_import(std::move(req), h.generated, h.n_computed);
+  if (!imp.ok()) return refuse(imp.message());
+  if (imp->first_block + static_cast<int32_t>(imp->blocks.size()) != h.n_blocks) {
+    s.setup.eng->abort(id);
+    return refuse(fmt::format("the prefill worker sends {} blocks and the decode worker expects {}", h.n_blocks,
+                              imp->first_block + static_cast<int32_t>(imp->blocks.size())));
+  }
+  transfer_in t;
+  t.lr.stream = h.req.reply_to;
+  t.lr.router = h.req.router;
+  t.lr.first_token = true;
+  t.lr.prefill_cached = h.cached_tokens;
+  t.prefill = prefill;
+  t.prefill_name = h.prefill;
+  t.imp = std::move(*imp);
+  t.started = t.last = now_s();
+  s.kv_transfer_skipped += t.imp.first_block;
+  watch_peer(self, prefill);
+  self->monitor(t.lr.stream);
+  const int32_t first = t.imp.first_block;
+  const bool nothing_to_send = t.imp.blocks.empty();
+  s.ins.emplace(id, std::move(t));
+  if (nothing_to_send) return finish_import(self, id);
+  self->send(prefill, kvpull_atom::value, id, first);
+  arm_tick(self);
+}
+
+// Every 20 ms while transfers are open: stalled ones are aborted on both sides, and those
+// waiting for the node's credit try again.
+void on_tick(self_ptr self) {
+  auto& s = self->state;
+  s.tick_armed = false;
+  const double now = now_s(), limit = kv_transfer::stall_timeout_s();
+  std::vector<std::string> stalled_out, stalled_in;
+  for (auto& [id, t] : s.outs)
+    if (now - t.last > limit) stalled_out.push_back(id);
+  for (auto& [id, t] : s.ins)
+    if (now - t.last > limit) stalled_in.push_back(id);
+  const std::string why = fmt::format("no progress for {} s (TROUPE_KV_TRANSFER_TIMEOUT_S)", limit);
+  for (auto& id : stalled_out) fail_out(self, id, why, true);
+  for (auto& id : stalled_in) drop_in(self, id, why, true);
+  pump(self);
+  write_pending(self);
+  arm_tick(self);
 }
 
 // Runs the next step if there is work and none is running. The forward goes to the device
@@ -153,21 +463,29 @@ void step(self_ptr self) {
                 auto it = s.streams.find(o.id);
                 if (it == s.streams.end()) continue;
                 live_request& lr = it->second;
-                self->send(lr.stream, delta_of(o, s.setup.name));
+                token_delta d = delta_of(o, s.setup.name);
+                if (lr.prefill_cached >= 0) d.cached_tokens = lr.prefill_cached;
+                self->send(lr.stream, std::move(d));
                 if (!lr.first_token && !o.tokens.empty()) {
                   lr.first_token = true;
                   if (lr.router) self->send(lr.router, first_token_atom::value, o.id, s.setup.name);
                 }
                 if (o.finished) {
                   self->demonitor(lr.stream.address());
+                  const int32_t cached = lr.prefill_cached >= 0 ? lr.prefill_cached : o.use.cached_tokens;
                   if (*o.finished == finish_reason::abort) tell_done(self, o.id, lr);
-                  else tell_done(self, o.id, lr, o.use.prompt_tokens, o.use.cached_tokens);
+                  else tell_done(self, o.id, lr, o.use.prompt_tokens, cached);
                   s.streams.erase(it);
+                } else if (lr.decode_to && lr.first_token) {
+                  start_handoff(self, o.id, o.use.cached_tokens);
                 }
               }
             }
             publish_events(self);
             maybe_quit(self);
+            // Between steps: KV blocks may be read and written.
+            pump(self);
+            write_pending(self);
             step(self);
           },
           [=](caf::error& err) {
@@ -183,6 +501,35 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
   // A stream actor that goes away takes its request with it.
   self->set_down_handler([=](const caf::down_msg& m) {
     auto& s = self->state;
+    s.peers_watched.erase(m.source);
+    // Transfers: a client gone ends both sides; a peer worker gone ends this side (the router
+    // tells the client).
+    std::vector<std::string> out_client, out_peer, in_client, in_peer;
+    for (auto& [id, t] : s.outs) {
+      if (t.lr.stream.address() == m.source) out_client.push_back(id);
+      else if (t.decode.address() == m.source) out_peer.push_back(id);
+    }
+    for (auto& [id, t] : s.ins) {
+      if (t.lr.stream.address() == m.source) in_client.push_back(id);
+      else if (t.prefill.address() == m.source) in_peer.push_back(id);
+    }
+    for (auto& id : out_client) {
+      auto it = s.outs.find(id);
+      self->send(it->second.decode, kvabort_atom::value, id, std::string("the client went away"));
+      s.setup.eng->abort(id);
+      kv_transfer::release_node_credit(it->second.in_flight);
+      tell_done(self, id, it->second.lr);
+      s.outs.erase(it);
+    }
+    for (auto& id : out_peer) {
+      auto it = s.outs.find(id);
+      ++s.kv_transfer_failures;
+      s.setup.eng->abort(id);
+      kv_transfer::release_node_credit(it->second.in_flight);
+      s.outs.erase(it);
+    }
+    for (auto& id : in_client) drop_in(self, id, "the client went away", true);
+    for (auto& id : in_peer) drop_in(self, id, "the prefill worker was lost", false);
     for (auto it = s.streams.begin(); it != s.streams.end();) {
       if (it->second.stream.address() == m.source) {
         s.setup.eng->abort(it->first);
@@ -227,7 +574,13 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
           self->send(r.reply_to, failure_delta(r.id, 400, st.message(), s.setup.name));
           return;
         }
-        s.streams[r.id] = {r.reply_to, r.router, false};
+        live_request& lr = s.streams[r.id];
+        lr = {r.reply_to, r.router, false};
+        if (r.decode_to && s.setup.kv_executor) {
+          lr.decode_to = std::move(r.decode_to);
+          lr.decode_name = std::move(r.decode_name);
+          lr.origin = r;  // its prompt moved into the engine
+        }
         self->monitor(r.reply_to);
         // An empty delta says the engine took it (so the frontend can still answer a refusal
         // with its own HTTP status before it commits to streaming).
@@ -245,6 +598,16 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
           self->demonitor(it->second.stream.address());
           tell_done(self, id, it->second);
           s.streams.erase(it);
+        }
+        if (auto it = s.outs.find(id); it != s.outs.end()) {
+          self->send(it->second.decode, kvabort_atom::value, id, std::string("the request was aborted"));
+          kv_transfer::release_node_credit(it->second.in_flight);
+          tell_done(self, id, it->second.lr);
+          s.outs.erase(it);
+        }
+        if (auto it = s.ins.find(id); it != s.ins.end()) {
+          self->send(it->second.prefill, kvabort_atom::value, id, std::string("the request was aborted"));
+          s.ins.erase(it);
         }
         publish_events(self);
       },
@@ -277,7 +640,73 @@ worker_actor::behavior_type worker_fn(self_ptr self, worker_setup setup) {
           st.accepted_draft_tokens = s.accepted_draft_tokens;
           st.accepted_length = s.accepted_length;
         }
+        st.worker_role = s.setup.role;
+        st.unit = s.setup.unit;
+        st.kv_transfers = s.kv_transfers;
+        st.kv_transfer_blocks = s.kv_transfer_blocks;
+        st.kv_transfer_bytes = s.kv_transfer_bytes;
+        st.kv_transfer_skipped_blocks = s.kv_transfer_skipped;
+        st.kv_transfer_failures = s.kv_transfer_failures;
+        st.kv_transfer_seconds = s.kv_transfer_seconds;
         return st;
+      },
+      [=](kvhandoff_atom, kv_handoff& h) {
+        metered g(self->state.meter);
+        accept_handoff(self, h);
+      },
+      [=](kvpull_atom, const std::string& id, int32_t first) {
+        metered g(self->state.meter);
+        auto& s = self->state;
+        auto it = s.outs.find(id);
+        if (it == s.outs.end()) return;
+        if (first < 0 || first > static_cast<int32_t>(it->second.blocks.size()))
+          return fail_out(self, id, fmt::format("the decode worker asked for blocks from {}", first), true);
+        it->second.pulled = true;
+        it->second.next = first;
+        it->second.last = now_s();
+        pump(self);
+      },
+      [=](kvchunk_atom, kv_chunk& c) {
+        metered g(self->state.meter);
+        auto& s = self->state;
+        auto it = s.ins.find(c.id);
+        if (it == s.ins.end()) return;  // aborted meanwhile
+        it->second.last = now_s();
+        it->second.pending.push_back(std::move(c));
+        write_pending(self);
+      },
+      [=](kvack_atom, const std::string& id, uint64_t bytes) {
+        metered g(self->state.meter);
+        auto& s = self->state;
+        auto it = s.outs.find(id);
+        if (it == s.outs.end()) return;
+        const uint64_t n = std::min(bytes, it->second.in_flight);
+        it->second.in_flight -= n;
+        kv_transfer::release_node_credit(n);
+        it->second.last = now_s();
+        pump(self);
+      },
+      [=](kvdone_atom, const std::string& id) {
+        metered g(self->state.meter);
+        auto& s = self->state;
+        auto it = s.outs.find(id);
+        if (it == s.outs.end()) return;
+        // The decode worker holds the request: the held copy's blocks go back to the pool.
+        kv_transfer::release_node_credit(it->second.in_flight);
+        self->demonitor(it->second.lr.stream.address());
+        s.outs.erase(it);
+        s.setup.eng->abort(id);
+        publish_events(self);
+        pump(self);
+      },
+      [=](kvabort_atom, const std::string& id, const std::string& why) {
+        metered g(self->state.meter);
+        fail_out(self, id, why, false);
+        drop_in(self, id, why, false);
+      },
+      [=](tick_atom) {
+        metered g(self->state.meter);
+        on_tick(self);
       },
   };
 }

@@ -14,6 +14,7 @@
 namespace troupe {
 
 class engine;
+class executor;
 struct model_bundle;
 
 struct worker_setup {
@@ -27,6 +28,12 @@ struct worker_setup {
   // What its executor describes itself as, when it returns no hidden states (the CUDA and
   // simulated ones): embedding requests are then refused, saying so. Empty: it returns them.
   std::string no_hidden_states;
+  // Disaggregated serving (actors/kv_transfer.hpp): its role (aggregated, prefill, decode), its
+  // replication unit, and its executor, whose KV blocks it reads (prefill) or writes (decode)
+  // between its steps (never while a forward runs).
+  std::string role = "aggregated";
+  int32_t unit = 0;
+  std::shared_ptr<executor> kv_executor;
 };
 
 worker_actor spawn_worker(caf::actor_system& sys, worker_setup setup);

@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "actors/kv_transfer.hpp"
 #include "actors/node_agent.hpp"
 #include "cli/command_line.hpp"
 #include "config/config.hpp"
@@ -45,7 +46,7 @@ void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required) {
       ->type_name("FILE")
       ->check(cli::existing_path())
       ->group(cli::group::engine);
-  app.add_option("--workers", f.workers, "engines in this process (they share its cores)")
+  app.add_option("--workers", f.workers, "engines in this process (they share its cores); with llm_config.is_disaggregated, replication units of prefill and decode workers")
       ->type_name("N")
       ->check(cli::at_least(1))
       ->group(cli::group::engine);
@@ -139,21 +140,24 @@ result<worker_spec> make_worker_spec(const worker_flags& f, const std::string& m
   }
   if (f.workers < 1) return make_error("--workers must be at least 1");
   worker_spec w;
+  w.role = f.worker_role;
   w.model_path = model_path;
   w.served_name = !f.served_name.empty() ? f.served_name : !rt.served_model_name.empty() ? rt.served_model_name : f.model_name;
   engine_spec& s = w.engine;
-  s.threads = f.threads > 0 ? f.threads : std::max(1, available_cores() / f.workers);
+  // Disaggregated: --workers counts replication units, each of prefill + decode workers.
+  const int n_workers = f.prefill_per_unit > 0 ? f.workers * (f.prefill_per_unit + f.decode_per_unit) : f.workers;
+  s.threads = f.threads > 0 ? f.threads : std::max(1, available_cores() / n_workers);
   TROUPE_TRY(const int device, cuda::device_index(f.device));
   s.device = f.device;
   if (device >= 0 && mem.kind == config::kv_cache_memory::unit::fraction) {
     // On a GPU the fraction is of device memory, known once the weights are there.
     s.kv_cache_bytes = 0;
-    s.kv_cache_fraction = mem.fraction / f.workers;
+    s.kv_cache_fraction = mem.fraction / n_workers;
   } else {
     const double total = mem.kind == config::kv_cache_memory::unit::bytes
                              ? static_cast<double>(mem.bytes)
                              : mem.fraction * static_cast<double>(available_memory_bytes());
-    s.kv_cache_bytes = static_cast<int64_t>(total / f.workers);
+    s.kv_cache_bytes = static_cast<int64_t>(total / n_workers);
   }
   apply_engine_settings(w, rt.engine);
   if (f.speculative) TROUPE_CHECK(apply_speculative_settings(w, *f.speculative));
@@ -204,6 +208,22 @@ result<std::vector<started_worker>> start_workers(caf::actor_system& sys, const 
             },
             [&](caf::error& e) { err = sys.render(e); });
     if (!err.empty()) return make_error("starting a worker for " + spec.model_path + ": " + err);
+  }
+  return out;
+}
+
+result<std::vector<started_worker>> start_units(caf::actor_system& sys, const node_agent_actor& agent,
+                                                const router_actor& router, worker_spec spec, int units,
+                                                int prefill_per_unit, int decode_per_unit) {
+  if (prefill_per_unit <= 0) return start_workers(sys, agent, router, spec, units);
+  std::vector<started_worker> out;
+  for (int u = 0; u < units; ++u) {
+    spec.unit = u;
+    for (auto [role, n] : {std::pair{kv_transfer::kPrefill, prefill_per_unit}, {kv_transfer::kDecode, decode_per_unit}}) {
+      spec.role = role;
+      TROUPE_TRY(std::vector<started_worker> w, start_workers(sys, agent, router, spec, n));
+      out.insert(out.end(), w.begin(), w.end());
+    }
   }
   return out;
 }

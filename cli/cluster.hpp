@@ -41,6 +41,12 @@ struct worker_flags {
   std::shared_ptr<const config::runtime_settings> llm_runtime;
   // The llm_config's speculative_config (--llm-config's, else config.yaml's); null: none.
   std::shared_ptr<const config::speculative_settings> speculative;
+  // Disaggregated serving (llm_config.is_disaggregated): prefill and decode workers per
+  // replication unit; 0: aggregated workers. `troupe node --role worker --worker-role R`: the
+  // role of the workers this node starts.
+  int prefill_per_unit = 0;
+  int decode_per_unit = 0;
+  std::string worker_role = "aggregated";
 };
 void add_worker_flags(CLI::App& app, worker_flags& f, bool model_required);
 
@@ -79,6 +85,13 @@ struct started_worker {
 [[nodiscard]] result<std::vector<started_worker>> start_workers(caf::actor_system& sys, const node_agent_actor& agent,
                                                                 const router_actor& router, const worker_spec& spec,
                                                                 int n);
+
+// Starts `units` replication units through the node agent, each registered with the router:
+// with prefill_per_unit > 0, prefill_per_unit prefill and decode_per_unit decode workers per
+// unit (actors/kv_transfer.hpp); else one worker of spec's role per unit.
+[[nodiscard]] result<std::vector<started_worker>> start_units(caf::actor_system& sys, const node_agent_actor& agent,
+                                                              const router_actor& router, worker_spec spec, int units,
+                                                              int prefill_per_unit, int decode_per_unit);
 
 // Catches SIGINT and SIGTERM (call first); wait_for_stop_signal returns at the next one.
 void block_stop_signals();

@@ -41,6 +41,10 @@ int run_actors_command(const std::vector<std::string>& args) {
     if (a.contains("engine"))
       engine = fmt::format("running {} waiting {} kv {}/{}", a["engine"].value("running", 0), a["engine"].value("waiting", 0),
                            a["engine"].value("kv_blocks_used", 0), a["engine"].value("kv_blocks_total", 0));
+    if (a.value("worker_role", "aggregated") != "aggregated")
+      engine += fmt::format("  {} (unit {}), kv transfers {} ({} blocks, {} skipped)", a.value("worker_role", ""),
+                            a.value("unit", 0), a["kv_transfer"].value("transfers", 0), a["kv_transfer"].value("blocks", 0),
+                            a["kv_transfer"].value("skipped_blocks", 0));
     std::printf("%-24s %-36s %-13s %8lld %10.0f %10.3f  %s\n", a.value("node", "").c_str(), a.value("actor", "").c_str(),
                 a.value("role", "").c_str(), static_cast<long long>(a.value("mailbox_size", 0)), n,
                 n > 0 ? 1000.0 * secs / n : 0.0, engine.c_str());

@@ -79,6 +79,7 @@ void add_control_flags(CLI::App& app, control_flags& f) {
   app.add_option("--llm-config", f.llm_config,
                  "an llm_config block, JSON or YAML, with POST /v1/llm_models's schema: its b10_routing_config "
                  "configures the router, its runtime the engines, its speculative_config (NGram or MTP) their drafter, its "
+                 "is_disaggregated / b10_disagg_config replication units of prefill and decode workers, its "
                  "autoscaling_settings the model's autoscaler; features not active yet are refused")
       ->type_name("FILE")
       ->check(cli::existing_path())
@@ -252,6 +253,8 @@ result<config::llm_config_file> load_llm_config(const std::string& path) {
   if (l.value.config.llm.speculative)
     if (auto refused = config::unbuilt_decoding_type(*l.value.config.llm.speculative))
       return make_error("--llm-config " + path + ": " + refused->message);
+  if (auto refused = config::unbuilt_disaggregated_autoscaling(l.value.config.llm))
+    return make_error("--llm-config " + path + ": " + refused->message);
   for (const std::string& field : l.value.present)
     if (const auto* f = config::find_feature(field); f && f->state == config::feature_state::stored)
       return make_error(fmt::format("--llm-config {}: llm_config.{} configures {}, which troupe does not do yet; remove "
@@ -323,6 +326,14 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   if (llm && llm->config.llm.has_routing) routing = llm->config.llm.routing;
   std::optional<config::autoscaling_settings> autoscaling = start->autoscaling;
   if (llm && llm->config.llm.has_autoscaling) autoscaling = llm->config.llm.autoscaling;
+  // Disaggregated serving: replication units of prefill and decode workers.
+  if (llm && llm->config.llm.disaggregation.is_disaggregated) {
+    wf.prefill_per_unit = static_cast<int>(llm->config.llm.disaggregation.prefill_workers_per_replica);
+    wf.decode_per_unit = static_cast<int>(llm->config.llm.disaggregation.decode_workers_per_replica);
+    if (autoscaling)
+      return fail(what, "autoscaling_settings with is_disaggregated: the autoscaler does not size replication units "
+                        "of prefill and decode workers yet; give one or the other");
+  }
   if (autoscaling && !plan.control)
     return fail(what, "autoscaling_settings: give it to the control node (its autoscaler starts workers on the worker "
                       "nodes), not to a worker node");
@@ -405,15 +416,17 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     if (autoscaling) sizing.workers = std::max(wf.workers, static_cast<int>(autoscaling->max_replica));
     auto spec = make_worker_spec(sizing, wf.model);
     if (!spec.ok()) return fail(what, spec.message());
-    auto w = start_workers(sys, agent, routers[0], *spec, wf.workers);
+    auto w = start_units(sys, agent, routers[0], *spec, wf.workers, wf.prefill_per_unit, wf.decode_per_unit);
     if (!w.ok()) return fail(what, w.message());
     started = std::move(*w);
     if (autoscaling && !started.empty())
       scaler = start_autoscaler(sys, plan.node, started[0].info.model, *spec, *autoscaling, routers, {{plan.node, agent}});
     if (started.size() <= 8)
       for (const started_worker& s : started)
-        std::fprintf(stderr, "troupe: worker %s serves %s (%d KV blocks of %d tokens)\n", s.info.name.c_str(),
-                     s.info.model.c_str(), s.info.kv_blocks_total, s.info.kv_block_size);
+        std::fprintf(stderr, "troupe: worker %s serves %s (%d KV blocks of %d tokens)%s\n", s.info.name.c_str(),
+                     s.info.model.c_str(), s.info.kv_blocks_total, s.info.kv_block_size,
+                     s.info.role == "aggregated" ? ""
+                                                 : fmt::format(", {} worker of unit {}", s.info.role, s.info.unit).c_str());
     else
       std::fprintf(stderr, "troupe: %zu workers serve %s (%d KV blocks of %d tokens each)\n", started.size(),
                    started[0].info.model.c_str(), started[0].info.kv_blocks_total, started[0].info.kv_block_size);
@@ -510,6 +523,12 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         f.served_name = d.name;
         f.llm_runtime.reset();
         if (d.llm.has_autoscaling) f.workers = std::max(f.workers, static_cast<int>(d.llm.autoscaling.max_replica));
+        f.prefill_per_unit = f.decode_per_unit = 0;
+        if (d.llm.disaggregation.is_disaggregated) {
+          f.workers = 1;  // one replication unit
+          f.prefill_per_unit = static_cast<int>(d.llm.disaggregation.prefill_workers_per_replica);
+          f.decode_per_unit = static_cast<int>(d.llm.disaggregation.decode_workers_per_replica);
+        }
         f.speculative.reset();
         if (d.llm.speculative) f.speculative = std::make_shared<const config::speculative_settings>(*d.llm.speculative);
         auto spec = make_worker_spec(f, d.model_path);
@@ -523,7 +542,13 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         if (!spec.ok()) return spec.message();
         // Its b10_routing_config is the routers' for its model.
         configure_routers(sys, routers, to_routing(d.llm.routing, d.name));
-        auto infos = start_workers(sys, agent, routers[0], *spec, 1);
+        if (d.llm.disaggregation.is_disaggregated && d.llm.has_autoscaling)
+          return "autoscaling_settings with is_disaggregated: the autoscaler does not size replication units of "
+                 "prefill and decode workers yet";
+        const bool disagg = d.llm.disaggregation.is_disaggregated;
+        auto infos = start_units(sys, agent, routers[0], *spec, 1,
+                                 disagg ? static_cast<int>(d.llm.disaggregation.prefill_workers_per_replica) : 0,
+                                 disagg ? static_cast<int>(d.llm.disaggregation.decode_workers_per_replica) : 0);
         if (!infos.ok()) return infos.message();
         auto shared = std::make_shared<const model_bundle>(std::move(*b));
         registry->add(d.name, {shared, infos->front().info.max_seq_len, d.created_at});
@@ -670,6 +695,13 @@ int run_node_command(const std::vector<std::string>& args) {
       ->default_str("HOSTNAME-PID")
       ->group(cli::group::cluster);
   add_worker_flags(app, wf, false);
+  app.add_option("--worker-role", wf.worker_role,
+                 "worker: the role of the workers this node starts: aggregated, or prefill or decode for a "
+                 "disaggregated deployment (llm_config.is_disaggregated on the control node)")
+      ->type_name("ROLE")
+      ->check(cli::one_of({"aggregated", "prefill", "decode"}))
+      ->default_str("aggregated")
+      ->group(cli::group::cluster);
   add_control_flags(app, cf);
   bool strict = false;
   add_strict_config_flag(app, strict);
@@ -681,6 +713,8 @@ int run_node_command(const std::vector<std::string>& args) {
   plan.node = name;
   if (role == "control") {
     if (listen <= 0) return cli::usage_error(app, "--role control needs --listen PORT");
+    if (wf.worker_role != "aggregated")
+      return cli::usage_error(app, "--worker-role is for --role worker (a control node starts no workers)");
     plan.control = true;
     plan.listen = listen;
     plan.workers = false;

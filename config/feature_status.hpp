@@ -20,14 +20,14 @@ struct feature_status {
 // Update a row when its feature lands. Engine settings, the router's settings (queue policy,
 // overlap weight, temperature), speculative decoding (speculative_config with a decoding type
 // whose drafter is not built is refused: config.hpp's unbuilt_decoding_type) and token-based
-// autoscaling (aggregated serving) are active; disaggregation waits for its issue: stored, not
-// yet active.
+// autoscaling (aggregated serving) and disaggregated serving (actors/kv_transfer.hpp) are
+// active. (No row is stored-only now; the state stays for features yet to come.)
 inline constexpr feature_status kFeatureStatus[] = {
     {"runtime", "the serving engine", feature_state::active},
     {"b10_routing_config", "KV-aware routing", feature_state::active},
     {"speculative_config", "speculative decoding", feature_state::active},
-    {"is_disaggregated", "disaggregated serving", feature_state::stored},
-    {"b10_disagg_config", "disaggregated serving", feature_state::stored},
+    {"is_disaggregated", "disaggregated serving", feature_state::active},
+    {"b10_disagg_config", "disaggregated serving", feature_state::active},
     {"autoscaling_settings", "token-based autoscaling", feature_state::active},
 };
 

@@ -104,6 +104,27 @@ ROWS = [
          + quantiles('speculative_accepted_length', 'decoding_type'),
          'Tokens one verification emitted: the draft tokens accepted, plus the main model\'s own.'),
     ]),
+    ('Disaggregated serving', [
+        ('KV transfer', 'short', 'timeseries',
+         [(f'sum by (worker) (rate(kv_transfer_blocks_total[{RI}]))', 'blocks/s {{worker}}'),
+          (f'sum by (worker) (rate(kv_transfer_skipped_blocks_total[{RI}]))', 'skipped/s {{worker}}'),
+          (f'sum by (worker) (increase(kv_transfer_failures_total[{RI}]))', 'failures {{worker}}')],
+         'KV blocks decode workers received from prefill workers, those not sent because the decode worker '
+         'held them (kv_transfer_skipped_blocks_total), and failed transfers.'),
+        ('KV transfer bytes/s', 'Bps', 'timeseries',
+         [(f'sum by (worker) (rate(kv_transfer_bytes_total[{RI}]))', '{{worker}}')],
+         'kv_transfer_bytes_total: KV bytes received per decode worker.'),
+        ('KV transfer time', 's', 'timeseries', [(f'histogram_quantile({q}, sum by (worker, le) (rate(kv_transfer_seconds_bucket[{RI}])))',
+           f'p{int(q * 100)} {{{{worker}}}}') for q in (0.5, 0.9, 0.99)],
+         'kv_transfer_seconds: from a hand-off\'s arrival at the decode worker to its last block written.'),
+        ('In-flight tokens by role', 'short', 'timeseries',
+         [(f'sum by (model, role) (in_flight_tokens_by_role{{{M}}})', '{{role}} {{model}}')],
+         'in_flight_tokens_by_role: what token-based autoscaling of the prefill and decode groups reads.'),
+        ('KV blocks in use per worker', 'short', 'timeseries',
+         [('sum by (worker, role) (worker_kv_blocks_used)', 'used {{worker}} ({{role}})'),
+          ('sum by (worker, role) (worker_kv_blocks)', 'total {{worker}} ({{role}})')],
+         'worker_kv_blocks_used against worker_kv_blocks: requests\' blocks (prefix-cached blocks count free).'),
+    ]),
     ('Router internals', [
         ('Routing decision time', 's', 'timeseries',
          [(f'histogram_quantile({q}, sum by (le) (rate(router_decision_seconds_bucket[{RI}])))', f'p{int(q * 100)}')

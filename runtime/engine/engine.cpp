@@ -348,6 +348,10 @@ result<kv_import> engine::begin_import(request r, std::span<const token_id> gene
     s.tokens.push_back(t);
     if (s.detok) s.stops.push(s.detok->push(t));
   }
+  // A seeded sequence's generator goes on where the other engine's stopped: one draw per token
+  // it sampled there (sampling draws once per token; greedy draws nothing).
+  if (!s.sampler.greedy())
+    for (size_t i = 0; i < generated.size(); ++i) s.sampler.uniform();
   auto imp = e.kv.import_blocks(s.seq, s.tokens, n_computed);
   if (!imp) {
     const auto need = kv_cache_manager::blocks_for(n_computed, e.kv.block_size());
@@ -371,6 +375,14 @@ status engine::end_import(const std::string& id) {
   e.kv.commit(s.seq, s.tokens, s.n_computed);
   e.sched.add_running(s.seq);
   return {};
+}
+
+bool engine::hold(const std::string& id) {
+  impl& e = *impl_;
+  auto it = e.by_id.find(id);
+  if (it == e.by_id.end()) return false;
+  e.sched.remove(it->second);
+  return true;
 }
 
 engine_model_info model_info_of(const executor& ex, const tokenizer* tok) {

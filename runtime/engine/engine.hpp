@@ -161,6 +161,9 @@ class engine {
   [[nodiscard]] result<request_kv> export_kv(const std::string& id);
   [[nodiscard]] result<kv_import> begin_import(request r, std::span<const token_id> generated, int32_t n_computed);
   [[nodiscard]] status end_import(const std::string& id);
+  // Stops scheduling a running request and keeps its blocks (a prefill worker holds the
+  // request it hands off while its blocks cross); abort frees them. False if unknown.
+  bool hold(const std::string& id);
 
   std::vector<kv_event> drain_kv_events();
   std::vector<uint64_t> cached_block_hashes() const;  // sorted

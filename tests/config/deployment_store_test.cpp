@@ -75,7 +75,7 @@ TEST_F(store_test, create_list_get_delete) {
   EXPECT_EQ(d["llm_config"]["runtime"]["served_model_name"], "qwen3-4b");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_queue_policy"], "wspt");
   EXPECT_EQ(d["llm_config"]["b10_routing_config"]["router_overlap_score_weight"], 3.5);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "speculative_config", "autoscaling_settings"}));  // KV-aware routing acts on it
+  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "speculative_config", "is_disaggregated", "b10_disagg_config", "autoscaling_settings"}));  // KV-aware routing acts on it
   EXPECT_EQ(d["settings"]["not_yet_active"], json::array());
   EXPECT_TRUE(fs::exists(deployments_dir() + "/" + id + ".json"));
 
@@ -172,20 +172,28 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
       "b10_routing_config": {"router_temperature": 0.1},
       "is_disaggregated": true,
       "b10_disagg_config": {"prefill_workers_per_replica": 1, "decode_workers_per_replica": 2},
-      "speculative_config": {"decoding_type": "ngram", "max_draft_len": 4},
-      "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 4}}})");
+      "speculative_config": {"decoding_type": "ngram", "max_draft_len": 4}}})");
   ASSERT_EQ(r.status, 201) << r.body;
   json d = json::parse(r.body);
-  EXPECT_EQ(d["settings"]["active"], json({"runtime", "b10_routing_config", "speculative_config", "autoscaling_settings"}));
-  EXPECT_EQ(d["settings"]["not_yet_active"], json({"is_disaggregated", "b10_disagg_config"}));
-  ASSERT_EQ(d["warnings"].size(), 2u);
-  EXPECT_EQ(d["warnings"][0], "is_disaggregated is stored but not yet active: disaggregated serving has not "
-                              "landed in troupe yet; it takes effect when it does");
-  // Stored settings are kept in full.
+  EXPECT_EQ(d["settings"]["active"],
+            json({"runtime", "b10_routing_config", "speculative_config", "is_disaggregated", "b10_disagg_config",
+                  "autoscaling_settings"}));
+  EXPECT_EQ(d["settings"]["not_yet_active"], json::array());
+  EXPECT_EQ(d["warnings"].size(), 0u);
+  // Settings are kept in full.
   EXPECT_EQ(d["llm_config"]["speculative_config"]["decoding_type"], "NGram");
   EXPECT_EQ(d["llm_config"]["speculative_config"]["max_draft_len"], 4);
   EXPECT_EQ(d["llm_config"]["b10_disagg_config"]["decode_workers_per_replica"], 2);
-  EXPECT_EQ(d["llm_config"]["autoscaling_settings"]["target_in_flight_tokens"], 80000);
+  // Autoscaling a disaggregated deployment is not built: refused, naming the field, on
+  // creation and on PATCH.
+  auto both = api.create(R"({"model": "Qwen/Qwen3-4B", "name": "both", "llm_config": {
+      "is_disaggregated": true,
+      "b10_disagg_config": {"prefill_workers_per_replica": 1, "decode_workers_per_replica": 1},
+      "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 4}}})");
+  ASSERT_EQ(both.status, 400) << both.body;
+  EXPECT_EQ(json::parse(both.body)["errors"][0]["field"], "autoscaling_settings");
+  auto patch = api.update(d["id"].get<std::string>(), R"({"autoscaling_settings": {"target_in_flight_tokens": 1000}})");
+  EXPECT_EQ(patch.status, 400) << patch.body;
 }
 
 TEST_F(store_test, a_decoding_type_whose_drafter_is_not_built_is_refused_naming_the_field) {

@@ -26,7 +26,8 @@ describe('the management API', () => {
                     b10_routing_config: { router_queue_policy: 'wspt', router_overlap_score_weight: 2 },
                     speculative_config: { decoding_type: 'NGram', max_draft_len: 4 } } });
     assert.equal(created.status, 201, JSON.stringify(created.body));
-    assert.deepEqual(created.body.settings.active, ['runtime', 'b10_routing_config', 'speculative_config', 'autoscaling_settings']);
+    assert.deepEqual(created.body.settings.active, ['runtime', 'b10_routing_config', 'speculative_config', 'is_disaggregated',
+                                                   'b10_disagg_config', 'autoscaling_settings']);
     assert.ok(!created.body.settings.not_yet_active.includes('speculative_config'));
     // Its routing settings are the router's for that model.
     const routed = (await (await fetch(`${server.url}/v1/actors`)).json()).router.models.find((m) => m.model === 'second');
