@@ -22,6 +22,8 @@ struct spec_bench_options {
   int max_tokens = 128;                       // generated per sequence
   int max_draft_len = 4;
   int reps = 1;                               // runs per (workload, batch, mode); the fastest counts
+  // DraftTarget's draft model, run (adaptive) on the continuation workload; "" skips it.
+  std::string draft_model = "models/troupe-py-draft";
 };
 
 [[nodiscard]] result<nlohmann::json> run_spec_bench(const spec_bench_options& o);

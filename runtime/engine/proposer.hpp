@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "runtime/engine/step.hpp"
 
@@ -18,6 +20,14 @@ class proposer {
   // Up to max_tokens draft tokens to follow s.tokens (max_tokens >= 1). An empty draft is
   // plain decoding for this step.
   virtual draft propose(const sequence& s, int32_t max_tokens) = 0;
+  // Drafts for several sequences at once (max_tokens[i] >= 1 for seqs[i]): a drafter that runs
+  // a model drafts them all in one forward per draft position. By default, one propose each.
+  virtual std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) {
+    std::vector<draft> out;
+    out.reserve(seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i) out.push_back(propose(*seqs[i], max_tokens[i]));
+    return out;
+  }
   // s has finished or was aborted: drop what is kept for it.
   virtual void forget(const sequence& /*s*/) {}
   virtual const char* name() const = 0;
