@@ -79,7 +79,11 @@ std::vector<int32_t> draft_chooser::allocate(std::span<const double> alphas, std
 std::vector<int32_t> draft_chooser::choose(std::span<const double> alphas, std::span<const int32_t> caps) {
   std::vector<int32_t> k;
   if (!fitted_) {
-    k.assign(caps.begin(), caps.end());
+    // Alternately the ceiling and nothing: two step sizes to fit a and b from at once (a model
+    // drafter always fills its drafts, so drafting alone would time one size only).
+    if (unfitted_steps_++ % 2 == 0) k.assign(caps.begin(), caps.end());
+    else k.assign(caps.size(), 0);
+    return k;
   } else {
     k = allocate(alphas, caps, a_, b_, d_);
   }

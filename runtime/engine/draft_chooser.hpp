@@ -27,8 +27,8 @@
 // R(0) Delta ~ 1 > any g: no drafts. Batch 1 with a fixed cost a >> b and alpha near 1 gives the
 // ceiling.
 //
-// Until the fit has seen two different step sizes (it cannot split a from b), every sequence
-// gets the ceiling. While nothing drafts the fit and the acceptance stop learning, so every
+// Until the fit has seen two different step sizes (it cannot split a from b), steps alternate
+// between the ceiling for every sequence and no drafts. While nothing drafts the fit and the acceptance stop learning, so every
 // kProbeEvery-th step that chose no drafts one sequence (in turn) drafts at the ceiling.
 #pragma once
 
@@ -81,6 +81,7 @@ class draft_chooser {
   bool fitted_ = false;
   double drafter_s_ = 0, drafter_tokens_ = 0;
   int64_t idle_steps_ = 0;  // steps in a row that chose no drafts
+  int64_t unfitted_steps_ = 0;
   uint64_t probe_turn_ = 0;
 };
 

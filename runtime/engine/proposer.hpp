@@ -28,6 +28,10 @@ class proposer {
     for (size_t i = 0; i < seqs.size(); ++i) out.push_back(propose(*seqs[i], max_tokens[i]));
     return out;
   }
+  // Seconds of the last propose/propose_batch spent catching up (computing tokens already
+  // decided, e.g. a draft model's prefill of the prompt) rather than drafting: the adaptive draft
+  // length charges drafts only for the rest.
+  virtual double last_catch_up_seconds() const { return 0; }
   // s has finished or was aborted: drop what is kept for it.
   virtual void forget(const sequence& /*s*/) {}
   virtual const char* name() const = 0;

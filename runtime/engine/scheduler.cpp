@@ -180,7 +180,8 @@ step_plan scheduler::schedule() {
     if (!ask.empty()) {
       const auto t0 = std::chrono::steady_clock::now();
       std::vector<draft> got = prop_->propose_batch(ask, rooms);
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() -
+                             prop_->last_catch_up_seconds();
       int32_t n_drafted = 0;
       for (size_t i = 0; i < ask.size() && i < got.size(); ++i) {
         if (static_cast<int32_t>(got[i].tokens.size()) > rooms[i]) got[i].tokens.resize(static_cast<size_t>(rooms[i]));

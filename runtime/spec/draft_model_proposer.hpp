@@ -38,6 +38,7 @@ class draft_model_proposer final : public proposer {
   std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) override;
   void forget(const sequence& s) override;
   const char* name() const override { return "DraftTarget"; }
+  double last_catch_up_seconds() const override { return catch_up_s_; }
 
   // Blocks of the drafter's cache in use (0 once every sequence is forgotten).
   int32_t kv_blocks_used() const { return kv_.n_blocks() - kv_.n_available(); }
@@ -57,6 +58,7 @@ class draft_model_proposer final : public proposer {
   kv_cache_manager kv_;
   std::unordered_map<uint64_t, std::vector<token_id>> computed_;  // seq -> tokens in the draft cache
   std::string last_error_;
+  double catch_up_s_ = 0;  // of the last propose_batch: the catch-up forward beyond one token per sequence
 };
 
 }  // namespace troupe

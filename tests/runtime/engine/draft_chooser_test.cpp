@@ -56,7 +56,9 @@ TEST(draft_chooser, in_between_the_better_accepted_sequences_draft_longer) {
 
 TEST(draft_chooser, learns_the_step_cost_and_acceptance_online_and_probes_when_idle) {
   draft_chooser c;
-  // Unfitted: the ceiling.
+  // Unfitted: the ceiling and nothing, in turn (two step sizes to fit from).
+  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 3));
+  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 0));
   EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 3));
   // Steps of 8..16 tokens at 1 ms + 0.5 ms per token.
   for (int i = 0; i < 40; ++i) c.observe_step(8 + i % 9, 1e-3 + 5e-4 * (8 + i % 9));
