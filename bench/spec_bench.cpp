@@ -100,14 +100,18 @@ double process_cpu_seconds() {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
+// drafter: "" (plain decoding), "NGram" or "DraftTarget" (draft_dir); adaptive: spec_draft_length 0.
 result<run_figures> run_once(executor& ex, const model_bundle& m, const workload& w, int batch, int max_tokens,
-                             int max_draft_len, const char* type = "NGram", int threads = 0) {
+                             int max_draft_len, const std::string& drafter = "", bool adaptive = false,
+                             const std::string& draft_dir = "", int threads = 0) {
   engine_spec spec;
   spec.prefix_cache = false;  // every run pays the same prefill
   spec.threads = threads;
-  if (max_draft_len > 0) {
-    spec.decoding_type = type;
+  if (!drafter.empty()) {
+    spec.decoding_type = drafter;
     spec.max_draft_len = max_draft_len;
+    spec.speculative_model_dir = draft_dir;
+    if (adaptive) spec.spec_draft_length = 0;
   }
   TROUPE_TRY(std::unique_ptr<engine> e, make_engine(spec, ex, m.tok.get(), m.name, nullptr, m.weights));
   for (int i = 0; i < batch; ++i) {
@@ -147,20 +151,32 @@ result<json> run_spec_bench(const spec_bench_options& o) {
   TROUPE_TRY(std::vector<workload> workloads, make_workloads(*m.tok, o.code_dir, n));
   json out = {{"model", m.name},
               {"executor", ex->describe()},
-              {"decoding_type", "NGram"},
+              {"decoding_type", "NGram (fixed and adaptive); DraftTarget (adaptive) on continue"},
+              {"draft_model", o.draft_model},
               {"max_draft_len", o.max_draft_len},
+              {"adaptive", "spec_draft_length 0: each step's length chosen up to max_draft_len"},
               {"max_tokens", o.max_tokens},
               {"sampling", "greedy"},
               {"results", json::array()}};
   for (const workload& w : workloads)
     for (int batch : o.batches) {
-      run_figures plain, spec;
+      run_figures plain, spec, adapt, draft;
+      const bool with_draft = !o.draft_model.empty() && w.name == "continue";
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
         TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len));
+        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "NGram"));
+        TROUPE_TRY(run_figures a, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "NGram", true));
         if (rep == 0 || p.seconds < plain.seconds) plain = p;
         if (rep == 0 || s.seconds < spec.seconds) spec = s;
+        if (rep == 0 || a.seconds < adapt.seconds) adapt = a;
+        if (with_draft) {
+          TROUPE_TRY(run_figures d, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "DraftTarget", true,
+                                             o.draft_model, o.threads));
+          if (rep == 0 || d.seconds < draft.seconds) draft = d;
+        }
       }
+      const double tps_adapt = static_cast<double>(adapt.tokens) / adapt.seconds;
+      const double cpu_adapt = static_cast<double>(adapt.tokens) / adapt.cpu_seconds;
       const double tps_plain = static_cast<double>(plain.tokens) / plain.seconds;
       const double tps_spec = static_cast<double>(spec.tokens) / spec.seconds;
       const double cpu_plain = static_cast<double>(plain.tokens) / plain.cpu_seconds;
@@ -177,7 +193,27 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                                 {"steps_plain", plain.steps},
                                 {"steps_ngram", spec.steps},
                                 {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
-                                {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)}});
+                                {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)},
+                                {"tokens_per_s_ngram_adaptive", tps_adapt},
+                                {"speedup_adaptive", tps_adapt / tps_plain},
+                                {"cpu_speedup_adaptive", cpu_adapt / cpu_plain},
+                                {"steps_ngram_adaptive", adapt.steps},
+                                {"drafted_adaptive", adapt.drafted},
+                                {"mean_accepted_length_adaptive",
+                                 per(adapt.accepted + adapt.verifications, adapt.verifications)},
+                                {"speculation_rate_adaptive", 100.0 * per(adapt.accepted, adapt.drafted)}});
+      if (with_draft) {
+        const double tps_draft = static_cast<double>(draft.tokens) / draft.seconds;
+        const double cpu_draft = static_cast<double>(draft.tokens) / draft.cpu_seconds;
+        json& r = out["results"].back();
+        r["tokens_per_s_draft_target"] = tps_draft;
+        r["speedup_draft_target"] = tps_draft / tps_plain;
+        r["cpu_speedup_draft_target"] = cpu_draft / cpu_plain;
+        r["steps_draft_target"] = draft.steps;
+        r["drafted_draft_target"] = draft.drafted;
+        r["mean_accepted_length_draft_target"] = per(draft.accepted + draft.verifications, draft.verifications);
+        r["speculation_rate_draft_target"] = 100.0 * per(draft.accepted, draft.drafted);
+      }
     }
   // MTP (the model's own MTP layer) on free continuation.
   if (o.mtp_draft_len > 0 && m.weights->config().n_nextn_layers <= 0) {
@@ -190,7 +226,7 @@ result<json> run_spec_bench(const spec_bench_options& o) {
       run_figures plain, spec;
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
         TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.mtp_draft_len, "MTP", o.threads));
+        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.mtp_draft_len, "MTP", false, "", o.threads));
         if (rep == 0 || p.seconds < plain.seconds) plain = p;
         if (rep == 0 || s.seconds < spec.seconds) spec = s;
       }

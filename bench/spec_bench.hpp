@@ -26,6 +26,8 @@ struct spec_bench_options {
   // into "mtp_results"; 0: not measured (a model without MTP layers is skipped, saying so).
   int mtp_draft_len = 3;
   int reps = 1;                               // runs per (workload, batch, mode); the fastest counts
+  // DraftTarget's draft model, run (adaptive) on the continuation workload; "" skips it.
+  std::string draft_model = "models/troupe-py-draft";
 };
 
 [[nodiscard]] result<nlohmann::json> run_spec_bench(const spec_bench_options& o);

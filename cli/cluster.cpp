@@ -185,9 +185,13 @@ status apply_speculative_settings(worker_spec& w, const config::speculative_sett
   if (auto refused = config::unbuilt_decoding_type(s)) return make_error(refused->message);
   if (auto missing = config::mtp_layers_missing(s, w.model_path)) return make_error(missing->message);
   engine_spec& e = w.engine;
-  e.decoding_type = s.type == config::decoding_type::mtp ? "MTP" : "NGram";
+  e.decoding_type = s.type == config::decoding_type::mtp            ? "MTP"
+                    : s.type == config::decoding_type::draft_target ? "DraftTarget"
+                                                                    : "NGram";
   e.num_nextn_predict_layers = s.num_nextn_predict_layers.value_or(0);
+  e.speculative_model_dir = s.speculative_model_dir;
   e.max_draft_len = static_cast<int32_t>(s.max_draft_len.value_or(0));
+  e.spec_draft_length = static_cast<int32_t>(s.spec_draft_length.value_or(-1));
   e.max_matching_ngram_size = static_cast<int32_t>(s.max_matching_ngram_size.value_or(0));
   e.min_matching_ngram_size = static_cast<int32_t>(s.min_matching_ngram_size.value_or(0));
   return {};

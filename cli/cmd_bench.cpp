@@ -118,11 +118,16 @@ int run_bench_command(const std::vector<std::string>& args) {
                   "--input-tokens", emo.input_tokens, "tokens per input", emo.reps,
                   "runs per batch size; the fastest counts");
   troupe::bench::spec_bench_options spo;
-  auto* spec = app.add_subcommand("spec", "Speculative decoding (NGram drafts; MTP drafts on free continuation) against plain decoding, greedy, on held-out code.");
+  auto* spec = app.add_subcommand("spec", "Speculative decoding (NGram drafts, fixed and adaptive; a draft model and MTP drafts on free continuation) against plain decoding, greedy, on held-out code.");
   add_model_bench(spec, spo.model, spo.threads, spo.batches, "batch sizes, comma-separated", "--max-tokens",
                   spo.max_tokens, "tokens generated per sequence", spo.reps,
                   "runs per workload, batch size and mode; the fastest counts");
   spec->add_option("--code-dir", spo.code_dir, "where the held-out Python files of the models' validation split are")
+      ->type_name("DIR")
+      ->group(group::workload);
+  spec->add_option("--draft-model", spo.draft_model,
+                   "DraftTarget's draft model, run with the adaptive draft length on the continuation workload "
+                   "(relative: also from the project's root); \"\" skips it")
       ->type_name("DIR")
       ->group(group::workload);
   spec->add_option("--max-draft-len", spo.max_draft_len, "draft tokens verified per step")

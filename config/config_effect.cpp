@@ -49,12 +49,18 @@ std::string memory_text(const kv_cache_memory& m) {
 // What an NGram speculative_config does, with the settings it names (unset ones: the drafter's
 // defaults, README "Speculative decoding").
 std::string speculative_text(const speculative_settings& s) {
-  std::string what = s.type == decoding_type::mtp
-                         ? fmt::format("applied to every engine: MTP drafting (the model's own MTP layer, "
-                                       "num_nextn_predict_layers {})",
-                                       s.num_nextn_predict_layers.value_or(1))
-                         : std::string("applied to every engine: NGram drafting (prompt lookup)");
+  std::string what =
+      s.type == decoding_type::mtp
+          ? fmt::format("applied to every engine: MTP drafting (the model's own MTP layer, "
+                        "num_nextn_predict_layers {})",
+                        s.num_nextn_predict_layers.value_or(1))
+      : s.type == decoding_type::draft_target
+          ? "applied to every engine: DraftTarget drafting (draft model " + s.speculative_model_dir + ")"
+          : std::string("applied to every engine: NGram drafting (prompt lookup)");
   if (s.max_draft_len) what += fmt::format(", max_draft_len {}", *s.max_draft_len);
+  if (s.spec_draft_length)
+    what += *s.spec_draft_length == 0 ? std::string(", spec_draft_length 0 (adaptive)")
+                                      : fmt::format(", spec_draft_length {}", *s.spec_draft_length);
   if (s.max_matching_ngram_size) what += fmt::format(", max_matching_ngram_size {}", *s.max_matching_ngram_size);
   if (s.min_matching_ngram_size) what += fmt::format(", min_matching_ngram_size {}", *s.min_matching_ngram_size);
   return what;

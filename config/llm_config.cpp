@@ -27,29 +27,37 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
                       error_list& errors) {
   map_reader r(n, path, errors);
   if (!r.is_map()) return;
-  auto type = r.choice("decoding_type", {"Eagle", "MTP", "NGram"}, /*case_insensitive=*/true);
+  // DraftTarget: troupe's extension beyond the reference's three (MLC's small draft model).
+  auto type = r.choice("decoding_type", {"Eagle", "MTP", "NGram", "DraftTarget"}, /*case_insensitive=*/true);
   if (!r.has("decoding_type"))
     r.error("decoding_type", fmt::format("{}: required; one of Eagle, MTP, or NGram "
-                                         "(case-insensitive)", r.path_of("decoding_type")));
+                                         "(case-insensitive; troupe also runs DraftTarget)", r.path_of("decoding_type")));
   if (type) {
-    out.type = *type == "Eagle" ? decoding_type::eagle
-               : *type == "MTP" ? decoding_type::mtp
-                                : decoding_type::ngram;
+    out.type = *type == "Eagle"         ? decoding_type::eagle
+               : *type == "MTP"         ? decoding_type::mtp
+               : *type == "DraftTarget" ? decoding_type::draft_target
+                                        : decoding_type::ngram;
   }
   auto dir = r.string("speculative_model_dir");
   auto layers = r.integer("num_nextn_predict_layers", 1);
   out.max_draft_len = r.integer("max_draft_len", 1, kMaxDraftLen);
+  out.spec_draft_length = r.integer("spec_draft_length", 0, kMaxDraftLen);
+  if (out.max_draft_len && out.spec_draft_length && *out.spec_draft_length > *out.max_draft_len)
+    r.error("spec_draft_length", fmt::format("{}: must not exceed max_draft_len ({} > {})",
+                                             r.path_of("spec_draft_length"), *out.spec_draft_length,
+                                             *out.max_draft_len));
   auto one_model = r.boolean("eagle3_one_model");
   auto ngram_max = r.integer("max_matching_ngram_size", 1, kMaxDraftLen);
   auto ngram_min = r.integer("min_matching_ngram_size", 1, kMaxDraftLen);
   if (type) {
     const std::string& t = *type;
-    if (t == "Eagle" && !r.has("speculative_model_dir"))
-      r.error("speculative_model_dir", fmt::format("{}: required when decoding_type is Eagle",
-                                                   r.path_of("speculative_model_dir")));
-    if (t != "Eagle" && r.has("speculative_model_dir"))
+    const bool has_dir = t == "Eagle" || t == "DraftTarget";
+    if (has_dir && !r.has("speculative_model_dir"))
+      r.error("speculative_model_dir", fmt::format("{}: required when decoding_type is {}",
+                                                   r.path_of("speculative_model_dir"), t));
+    if (!has_dir && r.has("speculative_model_dir"))
       r.error("speculative_model_dir",
-              fmt::format("{}: used only when decoding_type is Eagle (decoding_type is {})",
+              fmt::format("{}: used only when decoding_type is Eagle or DraftTarget (decoding_type is {})",
                           r.path_of("speculative_model_dir"), t));
     if (t == "MTP" && !r.has("num_nextn_predict_layers"))
       r.error("num_nextn_predict_layers", fmt::format("{}: required when decoding_type is MTP",
@@ -78,11 +86,12 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
 }
 
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s, const std::string& path) {
-  if (s.type == decoding_type::ngram || s.type == decoding_type::mtp) return std::nullopt;
+  if (s.type == decoding_type::ngram || s.type == decoding_type::mtp || s.type == decoding_type::draft_target)
+    return std::nullopt;
   const std::string field = path + ".decoding_type";
   return config_error{field,
-                      fmt::format("{}: {} is not built in troupe yet (its drafter has not landed); NGram and MTP are "
-                                  "the decoding types troupe runs",
+                      fmt::format("{}: {} is not built in troupe yet (its drafter has not landed); NGram, MTP and "
+                                  "DraftTarget are the decoding types troupe runs",
                                   field, to_string(s.type))};
 }
 

@@ -43,6 +43,7 @@ std::string_view to_string(decoding_type t) {
     case decoding_type::eagle: return "Eagle";
     case decoding_type::mtp: return "MTP";
     case decoding_type::ngram: return "NGram";
+    case decoding_type::draft_target: return "DraftTarget";
   }
   return "NGram";
 }

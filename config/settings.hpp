@@ -94,16 +94,21 @@ struct disaggregation_settings {
   int64_t decode_workers_per_replica = 0;
 };
 
-enum class decoding_type { eagle, mtp, ngram };
+// draft_target: troupe's extension (MLC's small draft model), with speculative_model_dir.
+enum class decoding_type { eagle, mtp, ngram, draft_target };
 
 // max_draft_len's ceiling (a verification computes 1 + max_draft_len rows per sequence).
 inline constexpr int64_t kMaxDraftLen = 32;
 
 struct speculative_settings {
   decoding_type type = decoding_type::ngram;
-  std::string speculative_model_dir;               // Eagle: the Eagle head's weights
+  std::string speculative_model_dir;               // Eagle: the Eagle head's weights; DraftTarget: the draft model
   std::optional<int64_t> num_nextn_predict_layers;  // MTP: set for MTP, unset otherwise
   std::optional<int64_t> max_draft_len;             // unset: the engine's choice
+  // MLC's spec_draft_length (troupe's extension): 0 adaptive (each step's length chosen from
+  // measured acceptance and step cost, up to max_draft_len); n > 0 always n; unset: always
+  // max_draft_len.
+  std::optional<int64_t> spec_draft_length;
   std::optional<bool> eagle3_one_model;             // Eagle only
   // NGram only (troupe's names, after TensorRT-LLM's NGram config): the longest and shortest
   // suffix of the output looked up in the prompt and output; unset: 4 and 1.

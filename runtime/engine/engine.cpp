@@ -289,6 +289,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     }
     const int32_t n_real = p.n_new - static_cast<int32_t>(p.drafted.tokens.size());
     seq_result r = e.out.process(s, *sp, rows);
+    if (p.phase == seq_phase::verify) e.sched.observe_verify(s, r.n_drafted, r.n_draft_accepted);
     // Computed and kept: the real tokens, and the drafts the target accepted.
     s.n_computed += n_real + r.n_draft_accepted;
     e.kv.commit(s.seq, s.tokens, s.n_computed);

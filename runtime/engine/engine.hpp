@@ -55,6 +55,10 @@ struct engine_config {
   double hybrid_step_time_factor = 1.5;
   // Draft tokens a decoding sequence may verify per step, when the engine has a proposer.
   int32_t max_draft_len = 0;
+  // spec_draft_length 0: each step's draft length is chosen from measured acceptance and step
+  // cost, from 0 up to max_draft_len (runtime/engine/draft_chooser.hpp); false: always
+  // max_draft_len (as far as the drafter finds tokens).
+  bool adaptive_draft_len = false;
   std::string model_identity;  // salts the block hashes (the served model's name)
 };
 

@@ -1,5 +1,7 @@
 #include "runtime/engine/factory.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <map>
 #include <utility>
 
@@ -10,6 +12,9 @@
 #include "runtime/cpu_executor.hpp"
 #include "runtime/engine/proposer.hpp"
 #include "runtime/sim_executor.hpp"
+#include "runtime/model_bundle.hpp"
+#include "runtime/model_config.hpp"
+#include "runtime/spec/draft_model_proposer.hpp"
 #include "runtime/spec/mtp_proposer.hpp"
 #include "runtime/spec/ngram_proposer.hpp"
 #include "runtime/text/tokenizer.hpp"
@@ -30,10 +35,14 @@ engine_config engine_config_of(const engine_spec& s, std::string model_identity)
   c.prefix_cache = s.prefix_cache;
   c.prefix_cache_max_num_recycling_seqs = s.max_recycling_seqs;
   c.model_identity = std::move(model_identity);
-  if (!s.decoding_type.empty())
+  if (!s.decoding_type.empty()) {
     c.max_draft_len = s.max_draft_len > 0           ? s.max_draft_len
                       : s.decoding_type == "MTP" ? kDefaultMtpMaxDraftLen
                                                  : kDefaultNgramMaxDraftLen;
+    if (s.spec_draft_length > 0) c.max_draft_len = std::min(c.max_draft_len, s.spec_draft_length);
+    if (s.spec_draft_length > 0 && s.max_draft_len <= 0) c.max_draft_len = s.spec_draft_length;
+    c.adaptive_draft_len = s.spec_draft_length == 0;
+  }
   return c;
 }
 
@@ -115,24 +124,91 @@ result<std::shared_ptr<executor>> executor_factory::make_executor(std::shared_pt
 #endif
 }
 
-result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, std::shared_ptr<const checkpoint> target,
-                                                int32_t kv_n_blocks) {
+namespace {
+
+// The draft model's directory: as given, else (relative) from the project's root, the folder
+// above the default model's.
+result<std::string> find_draft_dir(const std::string& dir) {
+  namespace fs = std::filesystem;
+  const std::string field = "speculative_config.speculative_model_dir";
+  if (dir.empty()) return make_error(field + ": required when decoding_type is DraftTarget");
+  std::error_code ec;
+  if (fs::is_directory(dir, ec)) return dir;
+  std::string tried = dir;
+  if (fs::path(dir).is_relative()) {
+    const fs::path root = fs::path(default_model_path()).parent_path().parent_path();
+    const fs::path alt = root / dir;
+    if (fs::is_directory(alt, ec)) return alt.string();
+    tried += " nor " + alt.string();
+  }
+  return make_error(fmt::format("{} {}: no such directory (tried {})", field, dir, tried));
+}
+
+result<std::unique_ptr<proposer>> make_draft_model(const engine_spec& spec, const tokenizer* tok,
+                                                   const engine_model_info* target) {
+  const std::string field = "speculative_config.speculative_model_dir";
+  TROUPE_TRY(const std::string dir, find_draft_dir(spec.speculative_model_dir));
+  auto bundle = load_model(dir);
+  if (!bundle.ok()) return make_error(fmt::format("{} {}: {}", field, dir, bundle.message()));
+  const model_config& dc = bundle->weights->config();
+  if (target && dc.n_vocab != target->n_vocab)
+    return make_error(fmt::format("{} {}: the draft model's vocabulary has {} entries, the target's {}: a draft "
+                                  "model must share the target's tokenizer",
+                                  field, dir, dc.n_vocab, target->n_vocab));
+  if (tok) {
+    if (!bundle->tok)
+      return make_error(fmt::format("{} {}: the draft model ships no tokenizer, so it cannot be checked against the "
+                                    "target's",
+                                    field, dir));
+    const tokenizer& dt = *bundle->tok;
+    if (dt.n_vocab() != tok->n_vocab())
+      return make_error(fmt::format("{} {}: the draft model's tokenizer has {} tokens, the target's {}: a draft model "
+                                    "must share the target's tokenizer",
+                                    field, dir, dt.n_vocab(), tok->n_vocab()));
+    for (token_id t = 0; t < tok->n_vocab(); ++t)
+      if (dt.token_text(t) != tok->token_text(t))
+        return make_error(fmt::format("{} {}: the draft model's tokenizer differs from the target's (token {} is "
+                                      "'{}' there, '{}' in the target's)",
+                                      field, dir, t, dt.token_text(t), tok->token_text(t)));
+  }
+  engine_spec ds = spec;
+  ds.decoding_type.clear();
+  if (target) {
+    // As many tokens of KV as the target's cache holds: every sequence the target runs fits.
+    ds.kv_block_size = target->kv_block_size;
+    ds.kv_n_blocks = target->kv_n_blocks;
+  }
+  executor_factory f;
+  auto ex = f.make_executor(bundle->weights, dir, ds);
+  if (!ex.ok()) return make_error(fmt::format("{} {}: {}", field, dir, ex.message()));
+  const int64_t n_tokens = bundle->tok ? bundle->tok->n_vocab() : dc.n_vocab;
+  auto p = draft_model_proposer::create(*ex, n_tokens, spec.max_num_tokens);
+  if (!p.ok()) return make_error(fmt::format("{} {}: {}", field, dir, p.message()));
+  return std::unique_ptr<proposer>(std::move(*p));
+}
+
+}  // namespace
+
+result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, const tokenizer* tok,
+                                                const engine_model_info* target,
+                                                std::shared_ptr<const checkpoint> target_weights) {
   if (spec.decoding_type.empty()) return std::unique_ptr<proposer>();
   if (spec.decoding_type == "MTP") {
-    if (!target) return make_error("speculative_config.decoding_type MTP: the MTP drafter needs the target's checkpoint");
+    if (!target_weights) return make_error("speculative_config.decoding_type MTP: the MTP drafter needs the target's checkpoint");
     mtp_options o;
     o.num_nextn_predict_layers = spec.num_nextn_predict_layers > 0 ? spec.num_nextn_predict_layers : 1;
     o.draft_len = spec.max_draft_len > 0 ? spec.max_draft_len : kDefaultMtpMaxDraftLen;
     o.n_threads = spec.threads;
     o.block_size = spec.kv_block_size;
     // One entry per target position, and a chain's scratch slots per sequence.
-    if (kv_n_blocks > 0) o.n_blocks = kv_n_blocks + std::max(1, spec.max_batch_size) * (o.draft_len / o.block_size + 2);
-    TROUPE_TRY(std::unique_ptr<mtp_proposer> p, mtp_proposer::create(std::move(target), o));
+    if (target && target->kv_n_blocks > 0) o.n_blocks = target->kv_n_blocks + std::max(1, spec.max_batch_size) * (o.draft_len / o.block_size + 2);
+    TROUPE_TRY(std::unique_ptr<mtp_proposer> p, mtp_proposer::create(std::move(target_weights), o));
     return std::unique_ptr<proposer>(std::move(p));
   }
+  if (spec.decoding_type == "DraftTarget") return make_draft_model(spec, tok, target);
   if (spec.decoding_type != "NGram")
-    return make_error(fmt::format("speculative_config.decoding_type {}: troupe has not built this drafter yet; NGram "
-                                  "is the one it runs",
+    return make_error(fmt::format("speculative_config.decoding_type {}: troupe has not built this drafter yet; NGram, "
+                                  "MTP and DraftTarget are the ones it runs",
                                   spec.decoding_type));
   ngram_options o;
   if (spec.max_matching_ngram_size > 0) o.max_matching_ngram_size = spec.max_matching_ngram_size;
@@ -145,15 +221,15 @@ result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, std::sh
 result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const executor& ex, const tokenizer* tok,
                                             std::string model_identity, std::unique_ptr<proposer> prop,
                                             std::shared_ptr<const checkpoint> target) {
+  const engine_model_info info = model_info_of(ex, tok);
   if (!prop) {
-    TROUPE_TRY(prop, make_proposer(spec, std::move(target), ex.kv_n_blocks()));
+    TROUPE_TRY(prop, make_proposer(spec, tok, &info, std::move(target)));
   }
   if (prop && prop->wants_hidden() && !ex.returns_hidden_states())
     return make_error(fmt::format("speculative_config.decoding_type {}: the drafter reads the target's hidden "
                                   "states, which this executor ({}) does not return",
                                   prop->name(), ex.describe()));
-  return engine::create(engine_config_of(spec, std::move(model_identity)), model_info_of(ex, tok), tok,
-                        std::move(prop));
+  return engine::create(engine_config_of(spec, std::move(model_identity)), info, tok, std::move(prop));
 }
 
 }  // namespace troupe

@@ -37,14 +37,20 @@ struct engine_spec {
   bool hybrid_prefill = true;
   bool prefix_cache = true;
   int64_t max_recycling_seqs = 256;
-  // Speculative decoding (llm_config.speculative_config): decoding_type "" (off), "NGram" or "MTP";
+  // Speculative decoding (llm_config.speculative_config): decoding_type "" (off), "NGram", "MTP" or
+  // "DraftTarget" (with speculative_model_dir: the draft model's directory, relative ones also
+  // looked up from the project's root);
   // drafts per step (0: the drafter's default) and the NGram drafter's match sizes (0: its
   // defaults, runtime/spec/ngram_proposer.hpp). Types troupe has not built are refused.
   std::string decoding_type;
   int32_t max_draft_len = 0;
   int64_t num_nextn_predict_layers = 0;  // MTP: the model's MTP layers to run (its checkpoint's)
+  // speculative_config.spec_draft_length: < 0 unset (always max_draft_len), 0 adaptive (each
+  // step's length chosen up to max_draft_len, runtime/engine/draft_chooser.hpp), > 0 that many.
+  int32_t spec_draft_length = -1;
   int32_t max_matching_ngram_size = 0;
   int32_t min_matching_ngram_size = 0;
+  std::string speculative_model_dir;
   // A cost model (runtime/sim_executor.hpp, JSON) instead of the forward: a simulated worker
   // with no weights read and no KV memory; "" for a real one.
   std::string simulate;
@@ -81,11 +87,13 @@ inline constexpr int32_t kDefaultNgramMaxDraftLen = 4;
 inline constexpr int32_t kDefaultMtpMaxDraftLen = 3;
 
 // The drafter spec.decoding_type names (null when it names none), or why it cannot be made.
-// MTP needs the target's checkpoint (its MTP layers live there) and sizes its KV to the
-// target's kv_n_blocks.
-[[nodiscard]] result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec,
-                                                              std::shared_ptr<const checkpoint> target = nullptr,
-                                                              int32_t kv_n_blocks = 0);
+// DraftTarget loads spec.speculative_model_dir and makes its executor on spec.device, its KV
+// cache as many tokens as the target's (target: the target's facts; tok: its tokenizer, which
+// the draft model's must equal token for token). MTP needs the target's checkpoint (its MTP
+// layers live there: target_weights) and sizes its KV to the target's kv_n_blocks.
+[[nodiscard]] result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, const tokenizer* tok = nullptr,
+                                                              const engine_model_info* target = nullptr,
+                                                              std::shared_ptr<const checkpoint> target_weights = nullptr);
 
 // An engine over ex's KV cache with spec's settings; tok may be null. prop: the drafter; null
 // makes the one spec.decoding_type names (none when it names none) over target (MTP needs it).

@@ -1,6 +1,7 @@
 #include "runtime/engine/scheduler.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <unordered_set>
@@ -31,6 +32,7 @@ void scheduler::observe(const step_stats& st, double seconds) {
   if (seconds <= 0) return;
   const double a = 0.2;
   auto ema = [a](double& v, double x) { v = v == 0 ? x : (1 - a) * v + a * x; };
+  if (st.n_prefill_tokens == 0 && st.n_decode_seqs > 0) chooser_.observe_step(st.n_scheduled_tokens, seconds);
   if (st.n_prefill_tokens == 0 && st.n_decode_seqs > 0) {
     ema(decode_step_s_, seconds);
     ema(decode_row_s_, seconds / st.n_decode_seqs);
@@ -95,11 +97,33 @@ size_t scheduler::best_waiting() const {
   return best;
 }
 
-int32_t scheduler::draft_room(const sequence& s, int32_t budget) const {
-  if (!prop_ || cfg_.max_draft_len <= 0 || s.pool != pooling::none) return 0;
+void scheduler::observe_verify(sequence& s, int32_t drafted, int32_t accepted) {
+  chooser_.observe_verify(s.acceptance, drafted, accepted);
+}
+
+int32_t scheduler::draft_room(const sequence& s, int32_t budget, int32_t ceiling) const {
+  if (!prop_ || ceiling <= 0 || s.pool != pooling::none) return 0;
   // Never past max_tokens or the context: every accepted draft plus the token after it must fit.
   const int32_t left = std::min(s.params.max_tokens - s.completion(), cfg_.max_seq_len - s.size()) - 1;
-  return std::max(0, std::min({cfg_.max_draft_len, left, budget - 1}));
+  return std::max(0, std::min({ceiling, left, budget - 1}));
+}
+
+std::unordered_map<uint64_t, int32_t> scheduler::draft_lengths(bool allow_decode) {
+  std::unordered_map<uint64_t, int32_t> out;
+  if (!prop_ || cfg_.max_draft_len <= 0 || !allow_decode) return out;
+  std::vector<uint64_t> ids;
+  std::vector<double> alphas;
+  std::vector<int32_t> caps;
+  for (uint64_t id : running_) {
+    const sequence& s = get(id);
+    if (!s.decoding()) continue;
+    ids.push_back(id);
+    alphas.push_back(chooser_.alpha(s.acceptance));
+    caps.push_back(draft_room(s, INT32_MAX, cfg_.max_draft_len));
+  }
+  const std::vector<int32_t> k = cfg_.adaptive_draft_len ? chooser_.choose(alphas, caps) : caps;
+  for (size_t i = 0; i < ids.size(); ++i) out[ids[i]] = k[i];
+  return out;
 }
 
 // A sequence whose prefill returns a logit row per token computes at most this many a step,
@@ -140,6 +164,34 @@ step_plan scheduler::schedule() {
   int32_t prefill_budget = decoding ? hybrid_cap() : INT32_MAX;
   if (decoding && prefill_budget != INT32_MAX) out.stats.hybrid_chunk_cap = prefill_budget;
 
+  // Drafts for every decoding sequence at once (a model drafter runs one forward per draft
+  // position for all of them); trimmed below to the budget left at each one's turn.
+  std::unordered_map<uint64_t, draft> drafts;
+  {
+    const std::unordered_map<uint64_t, int32_t> lengths = draft_lengths(allow_decode);
+    std::vector<const sequence*> ask;
+    std::vector<int32_t> rooms;
+    for (uint64_t id : running_)
+      if (const auto len = lengths.find(id); len != lengths.end())
+        if (const int32_t room = draft_room(get(id), budget, len->second); room > 0) {
+          ask.push_back(&get(id));
+          rooms.push_back(room);
+        }
+    if (!ask.empty()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      std::vector<draft> got = prop_->propose_batch(ask, rooms);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() -
+                             prop_->last_catch_up_seconds();
+      int32_t n_drafted = 0;
+      for (size_t i = 0; i < ask.size() && i < got.size(); ++i) {
+        if (static_cast<int32_t>(got[i].tokens.size()) > rooms[i]) got[i].tokens.resize(static_cast<size_t>(rooms[i]));
+        n_drafted += static_cast<int32_t>(got[i].tokens.size());
+        if (!got[i].empty()) drafts.emplace(ask[i]->seq, std::move(got[i]));
+      }
+      if (cfg_.adaptive_draft_len) chooser_.observe_drafter(n_drafted, seconds);
+    }
+  }
+
   // 1. Running sequences, in priority order; under block pressure the lowest-priority, latest
   //    one is preempted (possibly the one asking). A decoding sequence may verify drafts; when
   //    their slots do not fit, it decodes plainly before anyone is preempted for it.
@@ -151,9 +203,10 @@ step_plan scheduler::schedule() {
     const int32_t n = std::min({s.remaining(), budget, is_decode ? INT32_MAX : prefill_budget, row_cap(s)});
     if (n <= 0) continue;
     draft d;
-    if (is_decode)
-      if (const int32_t room = draft_room(s, budget); room > 0) {
-        d = prop_->propose(s, room);
+    const auto got = drafts.find(id);
+    if (is_decode && got != drafts.end())
+      if (const int32_t room = draft_room(s, budget, static_cast<int32_t>(got->second.tokens.size())); room > 0) {
+        d = std::move(got->second);
         if (static_cast<int32_t>(d.tokens.size()) > room) d.tokens.resize(static_cast<size_t>(room));
         // A constrained sequence verifies only the drafts its grammar allows (the rows of the
         // rest would be rejected anyway; their probs, indexed by draft position, go unread).

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "runtime/engine/draft_chooser.hpp"
 #include "runtime/engine/step.hpp"
 
 namespace troupe {
@@ -42,6 +43,10 @@ class scheduler {
   step_plan schedule();
   // A step's forward took `seconds` (< 0: unknown): it tunes the hybrid chunk cap.
   void observe(const step_stats& st, double seconds);
+  // A sequence verified `drafted` tokens and accepted `accepted` (the adaptive draft length
+  // learns from it).
+  void observe_verify(sequence& s, int32_t drafted, int32_t accepted);
+  const draft_chooser& chooser() const { return chooser_; }
 
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
   size_t n_running() const { return running_.size(); }
@@ -55,7 +60,9 @@ class scheduler {
   size_t best_waiting() const;
   int32_t hybrid_cap();
   // How many draft tokens s may verify this step (0: decode plainly).
-  int32_t draft_room(const sequence& s, int32_t budget) const;
+  int32_t draft_room(const sequence& s, int32_t budget, int32_t ceiling) const;
+  // Each decoding sequence's draft length this step (adaptive: the chooser's; else the ceiling).
+  std::unordered_map<uint64_t, int32_t> draft_lengths(bool allow_decode);
   // Tokens s may compute this step at most, for its own sake (INT32_MAX: no limit of its own).
   int32_t row_cap(const sequence& s) const;
 
@@ -73,7 +80,8 @@ class scheduler {
   double decode_step_s_ = 0;
   double decode_row_s_ = 0;
   double prefill_token_s_ = 0;
-  int32_t last_cap_ = 0;  // the cap of the last fused step (the cap at most doubles per step)
+  int32_t last_cap_ = 0;
+  draft_chooser chooser_;  // the cap of the last fused step (the cap at most doubles per step)
 };
 
 }  // namespace troupe

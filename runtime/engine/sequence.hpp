@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "runtime/constraint.hpp"
+#include "runtime/engine/draft_chooser.hpp"
 #include "runtime/engine/step.hpp"
 #include "runtime/sampler.hpp"
 #include "runtime/stop_strings.hpp"
@@ -35,6 +36,7 @@ struct sequence {
   sampling_params params;
   int64_t n_drafted = 0;          // draft tokens verified over its life
   int64_t n_draft_accepted = 0;
+  spec_acceptance acceptance;    // decayed, for the adaptive draft length (draft_chooser.hpp)
   // What the output must match (request::constraint); the output processor masks with it and
   // feeds it each token kept, the scheduler trims drafts to what it allows. May be null.
   std::shared_ptr<token_constraint> constraint;

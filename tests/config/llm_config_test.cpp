@@ -50,6 +50,15 @@ TEST(llm_config, documented_examples_parse) {
   EXPECT_FALSE(unbuilt_decoding_type(*ngram.value.llm.speculative)) << "NGram is built";
   EXPECT_FALSE(unbuilt_decoding_type(*mtp.value.llm.speculative)) << "MTP is built";
 
+  // troupe's extensions: DraftTarget with its model, and spec_draft_length (0: adaptive).
+  auto draft = parse(R"({"speculative_config": {"decoding_type": "drafttarget",
+      "speculative_model_dir": "models/troupe-py-draft", "max_draft_len": 4, "spec_draft_length": 0}})");
+  ASSERT_TRUE(draft.ok()) << messages(draft.errors);
+  EXPECT_EQ(draft.value.llm.speculative->type, decoding_type::draft_target);
+  EXPECT_EQ(draft.value.llm.speculative->speculative_model_dir, "models/troupe-py-draft");
+  EXPECT_EQ(draft.value.llm.speculative->spec_draft_length, 0);
+  EXPECT_FALSE(unbuilt_decoding_type(*draft.value.llm.speculative)) << "DraftTarget is built";
+
   auto sizes = parse(R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 6,
       "max_matching_ngram_size": 3, "min_matching_ngram_size": 2}})");
   ASSERT_TRUE(sizes.ok()) << messages(sizes.errors);
@@ -154,10 +163,11 @@ TEST(llm_config, each_rule_gives_its_message_for_its_field) {
       // Speculative decoding.
       {"decoding_type missing", R"({"speculative_config": {"max_draft_len": 3}})",
        {{s + ".decoding_type",
-         s + ".decoding_type: required; one of Eagle, MTP, or NGram (case-insensitive)"}}},
+         s + ".decoding_type: required; one of Eagle, MTP, or NGram (case-insensitive; troupe also runs "
+             "DraftTarget)"}}},
       {"decoding_type unknown", R"({"speculative_config": {"decoding_type": "Medusa"}})",
        {{s + ".decoding_type",
-         s + ".decoding_type: must be one of Eagle, MTP, or NGram (case-insensitive), got "
+         s + ".decoding_type: must be one of Eagle, MTP, NGram, or DraftTarget (case-insensitive), got "
              "\"Medusa\""}}},
       {"Eagle needs speculative_model_dir", R"({"speculative_config": {"decoding_type": "Eagle"}})",
        {{s + ".speculative_model_dir",
@@ -179,8 +189,14 @@ TEST(llm_config, each_rule_gives_its_message_for_its_field) {
       {"model dir with NGram",
        R"({"speculative_config": {"decoding_type": "NGram", "speculative_model_dir": "/x"}})",
        {{s + ".speculative_model_dir",
-         s + ".speculative_model_dir: used only when decoding_type is Eagle (decoding_type is "
+         s + ".speculative_model_dir: used only when decoding_type is Eagle or DraftTarget (decoding_type is "
              "NGram)"}}},
+      {"DraftTarget needs speculative_model_dir", R"({"speculative_config": {"decoding_type": "DraftTarget"}})",
+       {{s + ".speculative_model_dir",
+         s + ".speculative_model_dir: required when decoding_type is DraftTarget"}}},
+      {"spec_draft_length within max_draft_len",
+       R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 3, "spec_draft_length": 5}})",
+       {{s + ".spec_draft_length", s + ".spec_draft_length: must not exceed max_draft_len (5 > 3)"}}},
       {"max_draft_len positive",
        R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 0}})",
        {{s + ".max_draft_len", s + ".max_draft_len: must be an integer from 1 to 32, got 0"}}},

@@ -6,7 +6,9 @@
 // the drafts as completion_tokens_details' accepted and rejected prediction tokens; a decoding type
 // whose drafter is not built is refused at start, naming the field. The same for MTP (the
 // model's own MTP layer, inside troupe-py-7m), and MTP on a model without MTP layers (or asking
-// for more than it has) is refused at start naming num_nextn_predict_layers.
+// for more than it has) is refused at start naming num_nextn_predict_layers. Then the same with a
+// DraftTarget speculative_config (the draft model, adaptive draft length), and a missing draft
+// model directory refused at start.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -145,5 +147,38 @@ describe('MTP speculative decoding through the openai client', () => {
       assert.notEqual(r.status, 0, model);
       assert.match(r.stderr, new RegExp(`llm_config\\.speculative_config\\.${message.source}`), r.stderr);
     }
+  });
+});
+
+// DraftTarget (troupe's extension): the draft model models/troupe-py-draft, named by a path
+// relative to the project's root, with the adaptive draft length (spec_draft_length 0).
+describe('DraftTarget speculative decoding through the openai client', () => {
+  let plain, spec;
+  before(async () => {
+    writeFileSync(join(dir, 'draft.json'), JSON.stringify({ speculative_config: {
+      decoding_type: 'DraftTarget', speculative_model_dir: 'models/troupe-py-draft', max_draft_len: 4, spec_draft_length: 0 } }));
+    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'draft.json')])]);
+  });
+  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
+
+  it('answers greedy requests with exactly the tokens of a server without it', async () => {
+    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
+    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
+    const details = [];
+    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), details);
+    assert.deepEqual(got, want);
+    const text = await (await fetch(`${spec.url}/metrics`)).text();
+    const drafted = Number(text.match(/^speculative_draft_tokens_total\{decoding_type="DraftTarget"\} (\S+)$/m)?.[1]);
+    assert.ok(drafted > 0, `drafted ${drafted}`);
+    assert.match(text, /^speculation_rate\{decoding_type="DraftTarget"\} \S+$/m);
+  });
+
+  it('refuses at start a draft model directory that does not exist, naming the field', () => {
+    writeFileSync(join(dir, 'nodraft.json'), JSON.stringify({ speculative_config: {
+      decoding_type: 'DraftTarget', speculative_model_dir: join(dir, 'no-such-model') } }));
+    const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, 'nodraft.json')],
+                        { encoding: 'utf8', timeout: 60000 });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /speculative_model_dir .*no-such-model: no such directory/);
   });
 });

@@ -260,7 +260,7 @@ TEST_F(mtp_engine, refused_without_mtp_layers_naming_the_field) {
   engine_spec s;
   s.decoding_type = "MTP";
   s.num_nextn_predict_layers = 2;
-  auto two = make_proposer(s, bundle_->weights);
+  auto two = make_proposer(s, nullptr, nullptr, bundle_->weights);
   ASSERT_FALSE(two.ok());
   EXPECT_NE(two.message().find("llm_config.speculative_config.num_nextn_predict_layers: 2 asked, but the model"),
             std::string::npos)
@@ -271,13 +271,13 @@ TEST_F(mtp_engine, refused_without_mtp_layers_naming_the_field) {
   for (const char* other : {"troupe-py-draft", "troupe-py-7m.gguf"}) {
     auto m = load_model(testing::source_dir() + "/models/" + other);
     ASSERT_TRUE(m.ok()) << m.message();
-    auto p = make_proposer(s, m->weights);
+    auto p = make_proposer(s, nullptr, nullptr, m->weights);
     ASSERT_FALSE(p.ok()) << other;
     EXPECT_NE(p.message().find("llm_config.speculative_config.num_nextn_predict_layers"), std::string::npos)
         << p.message();
     EXPECT_NE(p.message().find("has no MTP layers"), std::string::npos) << p.message();
   }
-  auto ok = make_proposer(s, bundle_->weights);
+  auto ok = make_proposer(s, nullptr, nullptr, bundle_->weights);
   ASSERT_TRUE(ok.ok()) << ok.message();
   EXPECT_STREQ((*ok)->name(), "MTP");
 }

@@ -4,6 +4,8 @@
 // same steps, with stop strings and max_tokens (never past it), and with prefix-cache hits; and,
 // under random arrivals, aborts, preemption and drafts corrupted at random, every request ends,
 // no KV block leaks and the KV events replay to the cached set (drafts never enter it).
+#include <chrono>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -30,6 +32,7 @@ struct outcome {
 struct run_totals {
   int64_t drafted = 0, accepted = 0;
   int mixed_steps = 0;  // steps with a verification beside a plain decode or a prefill
+  int verify_seqs = 0;  // sequence-steps that verified drafts
   bool leaked = false;
 };
 
@@ -81,13 +84,15 @@ class ngram_engine : public testing::shipped_model_fixture {
   // Runs every request in one engine (drafts from prop when given) and returns each outcome.
   std::map<std::string, outcome> run(const std::vector<request>& reqs, std::unique_ptr<proposer> prop,
                                      run_totals* totals = nullptr, bool prefix_cache = false, int32_t max_draft_len = 4,
-                                     const std::vector<request>& second_wave = {}) {
+                                     const std::vector<request>& second_wave = {},
+                                     std::function<double(const step_plan&, double)> step_seconds = nullptr) {
     auto ex = make_executor();
     std::map<std::string, outcome> out;
     if (!ex) return out;
     engine_config c;
     c.prefix_cache = prefix_cache;
     c.max_draft_len = max_draft_len;
+    c.adaptive_draft_len = step_seconds != nullptr;
     c.model_identity = "troupe-py-7m";
     auto e = engine::create(c, model_info_of(*ex, bundle_->tok.get()), bundle_->tok.get(), std::move(prop));
     EXPECT_TRUE(e.ok()) << e.message();
@@ -100,10 +105,16 @@ class ngram_engine : public testing::shipped_model_fixture {
         for (const scheduled_seq& s : plan.seqs) (s.phase == seq_phase::verify ? verify : other) = true;
         if (totals && verify && other) ++totals->mixed_steps;
         std::vector<float> logits;
+        double seconds = -1;
         if (!plan.empty()) {
+          const auto t0 = std::chrono::steady_clock::now();
           EXPECT_TRUE(ex->forward(plan.batch, logits).ok());
+          seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          if (step_seconds) seconds = step_seconds(plan, seconds);
         }
-        step_output so = (*e)->complete(std::move(plan), logits);
+        if (totals) totals->verify_seqs += static_cast<int>(std::count_if(
+                        plan.seqs.begin(), plan.seqs.end(), [](const scheduled_seq& s) { return s.phase == seq_phase::verify; }));
+        step_output so = (*e)->complete(std::move(plan), logits, seconds);
         for (const request_output& o : so.outputs) {
           outcome& x = out[o.id];
           x.tokens.insert(x.tokens.end(), o.tokens.begin(), o.tokens.end());
@@ -168,6 +179,44 @@ TEST_F(ngram_engine, greedy_output_is_plain_greedy_decoding_beside_sequences_tha
   expect_same(run(reqs, std::move(*p), &all), plain);
   EXPECT_GT(all.drafted, t.drafted);
   EXPECT_FALSE(all.leaked);
+}
+
+// spec_draft_length 0: the draft length of each sequence and step is chosen by the cost model
+// and the measured acceptance. Whatever it chooses, greedy output stays plain greedy decoding.
+// Step times are the measured ones, then two synthetic devices that force the two ends: a fixed
+// cost per step (speculation is nearly free: every sequence drafts) and a cost per token with no
+// fixed part (verifying costs what it saves: drafts only from the chooser's rare probes).
+TEST_F(ngram_engine, adaptive_draft_length_keeps_greedy_output_and_follows_the_step_cost) {
+  const auto reqs = requests("", 96);
+  const auto plain = run(reqs, nullptr);
+  auto ngram = []() -> std::unique_ptr<proposer> {
+    engine_spec es;
+    es.decoding_type = "NGram";
+    auto p = make_proposer(es);
+    EXPECT_TRUE(p.ok()) << p.message();
+    return p.ok() ? std::move(*p) : nullptr;
+  };
+  run_totals fixed;
+  expect_same(run(reqs, ngram(), &fixed), plain);
+
+  run_totals measured;
+  expect_same(run(reqs, ngram(), &measured, false, 4, {}, [](const step_plan&, double s) { return s; }), plain);
+  EXPECT_FALSE(measured.leaked);
+
+  run_totals latency_bound;
+  expect_same(run(reqs, ngram(), &latency_bound, false, 4, {},
+                  [](const step_plan& p, double) { return 0.010 + 1e-6 * p.batch.n_tokens(); }),
+              plain);
+  EXPECT_FALSE(latency_bound.leaked);
+  EXPECT_GT(latency_bound.accepted, 0);
+  EXPECT_GE(latency_bound.verify_seqs, fixed.verify_seqs * 8 / 10) << "drafting is nearly free: most steps draft";
+
+  run_totals compute_bound;
+  expect_same(run(reqs, ngram(), &compute_bound, false, 4, {},
+                  [](const step_plan& p, double) { return 1e-3 * p.batch.n_tokens(); }),
+              plain);
+  EXPECT_FALSE(compute_bound.leaked);
+  EXPECT_LT(compute_bound.drafted, fixed.drafted / 4) << "each draft token costs a step's token: almost none";
 }
 
 TEST_F(ngram_engine, stop_strings_and_max_tokens_end_where_plain_decoding_ends) {

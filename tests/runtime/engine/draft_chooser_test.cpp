@@ -1,0 +1,95 @@
+// The adaptive draft length's chooser (runtime/engine/draft_chooser.hpp) on synthetic step
+// costs and acceptance: where verifying costs more than it saves it drafts nothing, where a
+// step's fixed cost dominates and drafts are accepted it drafts to the ceiling, and in between
+// it gives the longer drafts to the sequences whose drafts are accepted more.
+#include <numeric>
+
+#include <gtest/gtest.h>
+
+#include "runtime/engine/draft_chooser.hpp"
+
+namespace troupe {
+namespace {
+
+std::vector<int32_t> same(size_t n, int32_t v) { return std::vector<int32_t>(n, v); }
+
+TEST(draft_chooser, a_large_batch_with_poor_acceptance_on_a_compute_bound_device_drafts_nothing) {
+  const std::vector<double> alphas(32, 0.3);
+  // 32 sequences; a step costs 0.2 ms + 0.1 ms per token.
+  EXPECT_EQ(draft_chooser::allocate(alphas, same(32, 4), 2e-4, 1e-4, 0), same(32, 0));
+  // Even a good acceptance does not pay where a token costs what a whole step costs.
+  EXPECT_EQ(draft_chooser::allocate(std::vector<double>(32, 0.9), same(32, 4), 0, 1e-4, 0), same(32, 0));
+}
+
+TEST(draft_chooser, batch_one_with_high_acceptance_drafts_to_the_ceiling) {
+  // A step costs 5 ms fixed + 0.05 ms per token: drafts are nearly free.
+  EXPECT_EQ(draft_chooser::allocate(std::vector<double>{0.8}, same(1, 4), 5e-3, 5e-5, 0), same(1, 4));
+  EXPECT_EQ(draft_chooser::allocate(std::vector<double>{0.8}, same(1, 7), 5e-3, 5e-5, 1e-5), same(1, 7));
+  // ... but never past a sequence's own room.
+  EXPECT_EQ(draft_chooser::allocate(std::vector<double>{0.8}, same(1, 2), 5e-3, 5e-5, 0), same(1, 2));
+  // An expensive drafter (2 ms per draft token) shortens the draft.
+  const auto k = draft_chooser::allocate(std::vector<double>{0.8}, same(1, 4), 5e-3, 5e-5, 2e-3);
+  EXPECT_GT(k[0], 0);
+  EXPECT_LT(k[0], 4);
+}
+
+TEST(draft_chooser, in_between_the_better_accepted_sequences_draft_longer) {
+  // Batch 8 where the fixed cost equals 8 tokens' cost.
+  std::vector<double> alphas = {0.95, 0.95, 0.2, 0.2, 0.6, 0.6, 0.05, 0.05};
+  const auto k = draft_chooser::allocate(alphas, same(8, 4), 8e-4, 1e-4, 0);
+  EXPECT_GT(k[0], k[4]);
+  EXPECT_GE(k[4], k[2]);
+  EXPECT_EQ(k[6], 0);
+  // The choice maximises expected tokens per second over every uniform length too.
+  auto rate = [&](const std::vector<int32_t>& ks) {
+    double tokens = 0, time = 8e-4;
+    for (size_t s = 0; s < ks.size(); ++s) {
+      double g = 1;
+      tokens += 1;
+      for (int32_t j = 1; j <= ks[s]; ++j) tokens += (g *= alphas[s]);
+      time += 1e-4 * (1 + ks[s]);
+    }
+    return tokens / time;
+  };
+  for (int32_t u = 0; u <= 4; ++u) EXPECT_GE(rate(k), rate(same(8, u))) << u;
+}
+
+TEST(draft_chooser, learns_the_step_cost_and_acceptance_online_and_probes_when_idle) {
+  draft_chooser c;
+  // Unfitted: the ceiling and nothing, in turn (two step sizes to fit from).
+  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 3));
+  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 0));
+  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 3));
+  // Steps of 8..16 tokens at 1 ms + 0.5 ms per token.
+  for (int i = 0; i < 40; ++i) c.observe_step(8 + i % 9, 1e-3 + 5e-4 * (8 + i % 9));
+  ASSERT_TRUE(c.cost_known());
+  EXPECT_NEAR(c.step_fixed_s(), 1e-3, 1e-6);
+  EXPECT_NEAR(c.step_per_token_s(), 5e-4, 1e-8);
+  // Acceptance: a sequence whose drafts are always rejected falls below the drafter's average,
+  // one whose drafts are always accepted rises above it.
+  spec_acceptance bad, good;
+  for (int i = 0; i < 10; ++i) {
+    c.observe_verify(bad, 4, 0);
+    c.observe_verify(good, 4, 4);
+  }
+  EXPECT_LT(c.alpha(bad), c.alpha_drafter());
+  EXPECT_GT(c.alpha(good), c.alpha_drafter());
+  EXPECT_GT(c.alpha(good), 0.8);
+  // Compute-bound enough at batch 16 that poor drafts are not worth it; every 32nd idle step one
+  // sequence, in turn, drafts to its room so that acceptance is still measured.
+  const std::vector<double> poor(16, c.alpha(bad));
+  int probes = 0;
+  for (int step = 1; step <= 64; ++step) {
+    const auto k = c.choose(poor, same(16, 4));
+    const int sum = std::accumulate(k.begin(), k.end(), 0);
+    if (sum > 0) {
+      ++probes;
+      EXPECT_EQ(sum, 4);
+      EXPECT_EQ(step % draft_chooser::kProbeEvery, 0);
+    }
+  }
+  EXPECT_EQ(probes, 2);
+}
+
+}  // namespace
+}  // namespace troupe
