@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <optional>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -135,9 +136,14 @@ struct node_plan {
   std::vector<std::string> peers;  // other control nodes' routers (host:port)
 };
 
-int fail(const std::string& what, const std::string& msg) {
+// Ends the process: once the actor system runs, returning would wait in its destructor for
+// actors that never quit on their own (an autoscaler's ticks, a router's timers), so a node
+// that cannot listen would hang instead of exiting. Nothing is left to flush but stdio.
+[[noreturn]] int fail(const std::string& what, const std::string& msg) {
   std::fprintf(stderr, "troupe %s: %s\n", what.c_str(), msg.c_str());
-  return 1;
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::_Exit(1);
 }
 
 // A remote router at HOST:PORT; tries `attempts` times, half a second apart (0: until stop).
