@@ -282,12 +282,16 @@ struct group_load {
   std::vector<std::string> nodes;
   std::vector<uint8_t> draining;
   std::vector<int32_t> in_flight_requests;
+  // Disaggregated serving: each worker's role, replication unit and in-flight tokens.
+  std::vector<std::string> roles;
+  std::vector<int32_t> units;
+  std::vector<int64_t> worker_tokens;
 };
 
 // What a model's autoscaler last decided (actors/autoscaler.hpp), for /metrics and /v1/actors.
 struct autoscaler_report {
   std::string model;
-  std::string group = "aggregated";  // the replica group
+  std::string group = "aggregated";  // the replica group: aggregated, or disaggregated (counts replication units)
   autoscale_settings settings;
   double in_flight_tokens = 0;  // the last sample
   double window_mean = 0;       // over autoscaling_window
@@ -594,7 +598,7 @@ typename Inspector::result_type inspect(Inspector& f, autoscale_settings& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, group_load& x) {
   return f(caf::meta::type_name("group_load"), x.model, x.in_flight_tokens, x.queued_tokens, x.workers, x.nodes,
-           x.draining, x.in_flight_requests);
+           x.draining, x.in_flight_requests, x.roles, x.units, x.worker_tokens);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, autoscaler_report& x) {
