@@ -6,7 +6,8 @@
 // next decision, without a restart; with min_replica 0, requests wait while no replica runs
 // and bring one up; an autoscaler retired (its deployment deleted) while a replica is starting
 // stops that replica when it comes up, and then quits; a disaggregated deployment scales whole
-// replication units (prefill + decode workers together) up under a burst and back down.
+// replication units (prefill + decode workers together) up under a burst and back down; a
+// draining decode worker gets no new hand-off.
 #include "actors/autoscaler.hpp"
 
 #include <condition_variable>
@@ -379,6 +380,40 @@ TEST(autoscaler, a_disaggregated_deployment_scales_whole_units_up_and_back_down)
       if (k < r.roles.size() && r.roles[k] == "decode") ++on_decode;
     }
   EXPECT_GT(on_decode, 0u);
+}
+
+TEST(router, a_draining_decode_worker_gets_no_new_hand_off) {
+  deployment c;
+  c.real_engines = true;
+  c.start_worker("prefill", 0);
+  c.start_worker("decode", 0);
+  c.start_worker("prefill", 1);
+  c.start_worker("decode", 1);
+  const router_stats before = c.stats();
+  std::string drained;
+  for (size_t i = 0; i < before.workers.size(); ++i)
+    if (before.roles[i] == "decode") drained = before.workers[i];  // the last decode worker
+  ASSERT_FALSE(drained.empty());
+  {
+    caf::scoped_actor self{c.sys()};
+    bool ok = false;
+    self->request(c.router, 10s, drain_atom::value, drained).receive([&](bool b) { ok = b; }, [](caf::error&) {});
+    EXPECT_TRUE(ok);
+  }
+  // Both prefill workers stay active: every request is handed off, never to the draining one.
+  for (int i = 0; i < 8; ++i) c.submit(fmt::format("handoff-{}", i), 8);
+  ASSERT_TRUE(c.box->wait_for(8));
+  expect_all_ok(*c.box);
+  size_t decoded = 0;
+  {
+    std::lock_guard<std::mutex> lock(c.box->mu);
+    for (auto& [id, d] : c.box->done) {
+      EXPECT_NE(d.worker, drained) << id;
+      const auto k = std::find(before.workers.begin(), before.workers.end(), d.worker) - before.workers.begin();
+      if (static_cast<size_t>(k) < before.roles.size() && before.roles[static_cast<size_t>(k)] == "decode") ++decoded;
+    }
+  }
+  EXPECT_EQ(decoded, 8u) << "every request was handed off to the active decode worker";
 }
 
 // A node agent's gate: start requests wait until the test opens it, then go to the real agent;
