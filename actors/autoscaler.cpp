@@ -43,6 +43,7 @@ struct autoscaler_state {
   std::set<std::string> stopping;              // drained workers whose agent was asked to stop them
   // Disaggregated serving: units being started (each counts once in starting_on), the next id.
   std::set<int32_t> starting_units;
+  std::map<int32_t, int64_t> unit_pending;  // of those, workers not registered (nor failed) yet
   int32_t next_unit = 0;
   bool disaggregated() const { return opt.prefill_per_unit > 0 && opt.decode_per_unit > 0; }
   autoscaler_report report;
@@ -171,8 +172,11 @@ void start_unit(self_ptr self, const group_load& l) {
   };
   auto pr = std::make_shared<progress>();
   pr->pending = st.opt.prefill_per_unit + st.opt.decode_per_unit;
+  st.unit_pending[unit] = pr->pending;
   auto done_one = [=] {
+    --self->state.unit_pending[unit];
     if (--pr->pending > 0) return;
+    self->state.unit_pending.erase(unit);
     self->state.starting_units.erase(unit);
     if (pr->failed && !self->state.retired) {
       note(self, fmt::format("unit {} did not start whole; draining its {} started worker(s)", unit, pr->registered.size()));
@@ -303,6 +307,8 @@ void decide_units(self_ptr self, const group_load& l, double now) {
     }
   }
   r.starting = static_cast<int64_t>(st.starting_units.size());
+  r.starting_workers = 0;
+  for (const auto& [id, n] : st.unit_pending) r.starting_workers += n;
   r.draining = draining;
   r.current = static_cast<int64_t>(active.size()) - drained_now + r.starting;  // units active or starting
   self->send(st.opt.routers.front(), autoscale_atom::value, r);
@@ -362,6 +368,7 @@ void decide(self_ptr self, const group_load& l) {
     }
   }
   r.starting = st.starting();
+  r.starting_workers = r.starting;
   r.draining = draining;
   r.current = static_cast<int64_t>(l.workers.size()) - draining + st.starting();
   self->send(st.opt.routers.front(), autoscale_atom::value, r);

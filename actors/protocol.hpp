@@ -298,7 +298,8 @@ struct autoscaler_report {
   int64_t recommended = 0;      // ceil(mean / target), clamped
   int64_t desired = 0;
   int64_t current = 0;          // active + starting
-  int64_t starting = 0;
+  int64_t starting = 0;          // replicas (disaggregated: units) starting
+  int64_t starting_workers = 0;  // workers starting, not registered yet (aggregated: = starting)
   int64_t draining = 0;
   int64_t scale_ups = 0, scale_downs = 0;  // scale events
   std::string reason;                      // the last decision's
@@ -603,7 +604,7 @@ typename Inspector::result_type inspect(Inspector& f, group_load& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, autoscaler_report& x) {
   return f(caf::meta::type_name("autoscaler_report"), x.model, x.group, x.settings, x.in_flight_tokens, x.window_mean,
-           x.recommended, x.desired, x.current, x.starting, x.draining, x.scale_ups, x.scale_downs, x.reason,
+           x.recommended, x.desired, x.current, x.starting, x.starting_workers, x.draining, x.scale_ups, x.scale_downs, x.reason,
            x.log_times, x.log, x.retired);
 }
 template <class Inspector>
