@@ -41,6 +41,11 @@ struct autoscaler_state {
     return n;
   }
   std::set<std::string> stopping;              // drained workers whose agent was asked to stop them
+  // Disaggregated serving: units being started (each counts once in starting_on), the next id.
+  std::set<int32_t> starting_units;
+  std::map<int32_t, int64_t> unit_pending;  // of those, workers not registered (nor failed) yet
+  int32_t next_unit = 0;
+  bool disaggregated() const { return opt.prefill_per_unit > 0 && opt.decode_per_unit > 0; }
   autoscaler_report report;
   bool retired = false;  // its deployment is gone: no more decisions; replicas starting stop
 };
@@ -143,10 +148,177 @@ void stop_drained(self_ptr self, const std::string& worker, const std::string& n
             [=](caf::error& e) { note(self, fmt::format("{} drained, stop failed: {}", worker, self->system().render(e))); });
 }
 
+// Disaggregated serving: starts one replication unit (P prefill + D decode workers with a new
+// unit id) on the node with the fewest workers of the model. It counts as starting until every
+// worker is registered; one that does not start whole is drained (and then stopped whole).
+void start_unit(self_ptr self, const group_load& l) {
+  auto& st = self->state;
+  if (st.opt.agents.empty()) return note(self, "cannot start a replication unit: no node agent");
+  std::map<std::string, int64_t> on_node;
+  for (const auto& [node, n] : st.starting_on) on_node[node] += n * (st.opt.prefill_per_unit + st.opt.decode_per_unit);
+  for (const std::string& node : l.nodes) ++on_node[node];
+  const auto* pick = &st.opt.agents.front();
+  for (const auto& a : st.opt.agents)
+    if (on_node[a.first] < on_node[pick->first]) pick = &a;
+  const std::string node = pick->first;
+  const node_agent_actor agent = pick->second;
+  const int32_t unit = st.next_unit++;
+  st.starting_units.insert(unit);
+  ++st.starting_on[node];
+  struct progress {
+    int pending = 0;
+    bool failed = false;
+    std::vector<std::string> registered;
+  };
+  auto pr = std::make_shared<progress>();
+  pr->pending = st.opt.prefill_per_unit + st.opt.decode_per_unit;
+  st.unit_pending[unit] = pr->pending;
+  auto done_one = [=] {
+    --self->state.unit_pending[unit];
+    if (--pr->pending > 0) return;
+    self->state.unit_pending.erase(unit);
+    self->state.starting_units.erase(unit);
+    if (pr->failed && !self->state.retired) {
+      note(self, fmt::format("unit {} did not start whole; draining its {} started worker(s)", unit, pr->registered.size()));
+      for (const std::string& w : pr->registered) drain_one(self, w);
+    } else if (!self->state.retired) {
+      note(self, fmt::format("unit {} started: {} prefill + {} decode workers active", unit, self->state.opt.prefill_per_unit,
+                             self->state.opt.decode_per_unit));
+    }
+    started_one(self, node);
+  };
+  for (int32_t k = 0; k < st.opt.prefill_per_unit + st.opt.decode_per_unit; ++k) {
+    worker_spec spec = st.opt.spec;
+    spec.role = k < st.opt.prefill_per_unit ? "prefill" : "decode";
+    spec.unit = unit;
+    self->request(agent, std::chrono::minutes(5), start_atom::value, spec)
+        .then(
+            [=](worker_actor& w, publisher_actor& p, worker_info& info) {
+              const std::string name = info.name;
+              if (self->state.retired) {
+                stop_unwanted(self, agent, name);
+                return done_one();
+              }
+              self->request(self->state.opt.routers.front(), 30s, register_atom::value, w, p, info)
+                  .then(
+                      [=](bool) {
+                        if (self->state.retired) stop_unwanted(self, agent, name);
+                        else pr->registered.push_back(name);
+                        done_one();
+                      },
+                      [=](caf::error& e) {
+                        pr->failed = true;
+                        note(self, fmt::format("started {}, but the router did not take it ({}); stopping it", name,
+                                               self->system().render(e)));
+                        self->request(agent, 10s, stop_atom::value, name).then([](bool) {}, [](caf::error&) {});
+                        done_one();
+                      });
+            },
+            [=](caf::error& e) {
+              pr->failed = true;
+              note(self, fmt::format("a {} worker of unit {} did not start on {}: {}", spec.role, unit, node,
+                                     self->system().render(e)));
+              done_one();
+            });
+  }
+}
+
+void decide_units(self_ptr self, const group_load& l, double now) {
+  auto& st = self->state;
+  // The rule's groups: 0 prefill, 1 decode; requests waiting for a worker need both.
+  double prefill = static_cast<double>(l.queued_tokens), decode = static_cast<double>(l.queued_tokens);
+  struct unit_view {
+    int64_t in_flight = 0;
+    bool draining = false, idle = true;
+    std::vector<size_t> members;  // indices into l
+  };
+  std::map<int32_t, unit_view> units;
+  std::set<std::string> listed;
+  for (size_t i = 0; i < l.workers.size(); ++i) {
+    listed.insert(l.workers[i]);
+    const int32_t id = i < l.units.size() ? l.units[i] : 0;
+    const std::string role = i < l.roles.size() ? l.roles[i] : "aggregated";
+    const double tokens = i < l.worker_tokens.size() ? static_cast<double>(l.worker_tokens[i]) : 0;
+    (role == "decode" ? decode : prefill) += tokens;
+    unit_view& u = units[id];
+    u.members.push_back(i);
+    u.in_flight += l.in_flight_requests[i];
+    if (l.draining[i]) u.draining = true;
+    if (l.in_flight_requests[i] != 0) u.idle = false;
+    st.next_unit = std::max(st.next_unit, id + 1);
+  }
+  st.rule->observe(now, 0, prefill);
+  st.rule->observe(now, 1, decode);
+  for (auto it = st.stopping.begin(); it != st.stopping.end();) it = listed.count(*it) ? std::next(it) : st.stopping.erase(it);
+
+  // Draining units: every worker of one drains, and all stop together once none holds anything.
+  std::vector<std::pair<int64_t, int32_t>> active;  // (requests in flight, unit)
+  int64_t draining = 0;
+  for (auto& [id, u] : units) {
+    if (st.starting_units.count(id)) continue;
+    if (!u.draining) {
+      active.emplace_back(u.in_flight, id);
+      continue;
+    }
+    ++draining;
+    for (size_t i : u.members)
+      if (!l.draining[i]) drain_one(self, l.workers[i]);  // a drain that reached a router late
+    if (u.idle)
+      for (size_t i : u.members) stop_drained(self, l.workers[i], l.nodes[i]);
+  }
+
+  const int64_t starting = static_cast<int64_t>(st.starting_units.size());
+  const int64_t current = static_cast<int64_t>(active.size()) + starting;
+  const autoscale_decision d = st.rule->decide(now, current);
+  int64_t drained_now = 0;
+  autoscaler_report& r = st.report;
+  r.group = "disaggregated";
+  r.settings = st.rule->settings();
+  r.in_flight_tokens = static_cast<double>(l.in_flight_tokens);
+  r.window_mean = 0;
+  for (double g : d.group_load) r.window_mean = std::max(r.window_mean, g);
+  r.recommended = d.recommended;
+  r.desired = d.desired;
+  r.reason = d.reason;
+  const std::string why = d.reason.substr(d.reason.rfind("up ", 0) == 0 || d.reason.rfind("down ", 0) == 0
+                                              ? d.reason.find(": ") + 2
+                                              : 0);
+  const std::string load = fmt::format("in-flight tokens now: {} prefill, {} decode; target {}", prefill, decode,
+                                       r.settings.target_in_flight_tokens);
+  if (d.desired > current) {
+    note(self, fmt::format("scale up {} -> {} units: {}; {}", current, d.desired, why, load));
+    for (int64_t i = current; i < d.desired; ++i) start_unit(self, l);
+    ++r.scale_ups;
+    st.rule->scaled(now);
+  } else if (d.desired < current) {
+    // Units still starting cannot be drained yet: the active ones with the least in flight go.
+    std::sort(active.begin(), active.end());
+    const auto n = static_cast<size_t>(std::min<int64_t>(current - d.desired, static_cast<int64_t>(active.size())));
+    if (n > 0) {
+      note(self, fmt::format("scale down {} -> {} units: {}; {}", current, current - static_cast<int64_t>(n), why, load));
+      for (size_t k = 0; k < n; ++k) {
+        note(self, fmt::format("draining unit {}", active[k].second));
+        for (size_t i : units[active[k].second].members) drain_one(self, l.workers[i]);
+      }
+      draining += static_cast<int64_t>(n);
+      drained_now = static_cast<int64_t>(n);
+      ++r.scale_downs;
+      st.rule->scaled(now);
+    }
+  }
+  r.starting = static_cast<int64_t>(st.starting_units.size());
+  r.starting_workers = 0;
+  for (const auto& [id, n] : st.unit_pending) r.starting_workers += n;
+  r.draining = draining;
+  r.current = static_cast<int64_t>(active.size()) - drained_now + r.starting;  // units active or starting
+  self->send(st.opt.routers.front(), autoscale_atom::value, r);
+}
+
 void decide(self_ptr self, const group_load& l) {
   auto& st = self->state;
   if (st.retired) return;  // a load asked for before the stop
   const double now = std::chrono::duration<double>(std::chrono::steady_clock::now() - st.t0).count();
+  if (st.disaggregated()) return decide_units(self, l, now);
   st.rule->observe(now, 0, static_cast<double>(l.in_flight_tokens));
 
   // Workers by state; drained ones stop.
@@ -196,6 +368,7 @@ void decide(self_ptr self, const group_load& l) {
     }
   }
   r.starting = st.starting();
+  r.starting_workers = r.starting;
   r.draining = draining;
   r.current = static_cast<int64_t>(l.workers.size()) - draining + st.starting();
   self->send(st.opt.routers.front(), autoscale_atom::value, r);
@@ -205,7 +378,10 @@ autoscaler_actor::behavior_type autoscaler_fn(self_ptr self, autoscaler_options 
   auto& st = self->state;
   st.opt = std::move(opt);
   st.me = fmt::format("{}/autoscaler/{}", st.opt.node, st.opt.model);
-  st.rule = std::make_unique<autoscale_rule>(st.opt.settings, std::vector<int64_t>{1});
+  st.rule = std::make_unique<autoscale_rule>(
+      st.opt.settings, st.disaggregated() ? std::vector<int64_t>{st.opt.prefill_per_unit, st.opt.decode_per_unit}
+                                          : std::vector<int64_t>{1});
+  if (st.disaggregated()) st.report.group = "disaggregated";
   st.report.model = st.opt.model;
   st.report.settings = st.opt.settings;
   self->send(self, tick_atom::value);
@@ -255,7 +431,7 @@ autoscaler_actor::behavior_type autoscaler_fn(self_ptr self, autoscaler_options 
         last.retired = true;
         if (!s.opt.routers.empty()) self->send(s.opt.routers.front(), autoscale_atom::value, std::move(last));
         if (s.starting_on.empty()) return self->quit();
-        note(self, fmt::format("retired with {} replica(s) starting: they stop as they come up", s.starting()));
+        note(self, fmt::format("retired with {} replica(s) or unit(s) starting: they stop as they come up", s.starting()));
       },
       [=](stats_atom) { return self->state.report; },
   };

@@ -21,8 +21,23 @@
 // After every tick it sends its report (load, desired and current replicas, the log) to the
 // router, which shows it on /metrics and /v1/actors.
 //
+// Disaggregated serving (prefill_per_unit and decode_per_unit > 0; actors/kv_transfer.hpp): it
+// counts and scales whole replication units, never single workers (the reference: "the
+// autoscaler scales the number of units, not individual pods"). The rule sees two groups,
+// prefill (the in-flight tokens the router counts on prefill workers) and decode (on decode
+// workers), each plus the queued tokens, and asks for ceil(load / (target x that group's
+// workers per unit)) units, the more of the two, clamped to [min_replica, max_replica] units.
+//   scale up:   P prefill + D decode workers with a new unit id, on the node with the fewest
+//               workers of the model, each registered with the router with its role; the unit
+//               counts as starting until all of them are registered. A unit that does not
+//               start whole is drained and stopped.
+//   scale down: every worker of the active unit with the fewest requests in flight is drained
+//               (the router picks no draining worker, nor a draining decode worker for a
+//               hand-off); once none of them holds a request (a decode worker holds a request
+//               routed to it from the routing on, hand-off included), all are stopped together.
+//
 // What it does not own: the workers (node agents start and stop them), the routing and the
-// load picture (the router's), or disaggregated groups (prefill and decode apart: not built).
+// load picture (the router's).
 #pragma once
 
 #include <string>
@@ -48,6 +63,9 @@ struct autoscaler_options {
   // registered with the router, except this node's (a control node runs no workers).
   bool agents_from_router = false;
   std::string control_node;
+  // Disaggregated serving: the workers of one replication unit (both > 0), else aggregated.
+  int32_t prefill_per_unit = 0;
+  int32_t decode_per_unit = 0;
   double tick_s = 1;      // between decisions
   size_t log_size = 100;  // decision log entries kept
 };

@@ -291,7 +291,7 @@ std::string metrics::render(const router_stats& r, const std::vector<actor_stats
   std::map<std::string, std::map<std::string, int64_t>> replicas;  // model -> status -> count
   for (size_t i = 0; i < r.workers.size() && i < r.models.size(); ++i)
     ++replicas[r.models[i]][i < r.status.size() ? r.status[i] : at(r.alive, i) != 0 ? "active" : "lost"];
-  for (const autoscaler_report& a : r.autoscalers) replicas[a.model]["starting"] += a.starting;
+  for (const autoscaler_report& a : r.autoscalers) replicas[a.model]["starting"] += a.starting_workers;
   f = family("replica_count_by_status", "Workers by lifecycle status", MetricType::Gauge);
   for (auto& [model, n] : replicas)
     for (const char* status : statuses)

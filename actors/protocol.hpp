@@ -282,19 +282,24 @@ struct group_load {
   std::vector<std::string> nodes;
   std::vector<uint8_t> draining;
   std::vector<int32_t> in_flight_requests;
+  // Disaggregated serving: each worker's role, replication unit and in-flight tokens.
+  std::vector<std::string> roles;
+  std::vector<int32_t> units;
+  std::vector<int64_t> worker_tokens;
 };
 
 // What a model's autoscaler last decided (actors/autoscaler.hpp), for /metrics and /v1/actors.
 struct autoscaler_report {
   std::string model;
-  std::string group = "aggregated";  // the replica group
+  std::string group = "aggregated";  // the replica group: aggregated, or disaggregated (counts replication units)
   autoscale_settings settings;
   double in_flight_tokens = 0;  // the last sample
   double window_mean = 0;       // over autoscaling_window
   int64_t recommended = 0;      // ceil(mean / target), clamped
   int64_t desired = 0;
   int64_t current = 0;          // active + starting
-  int64_t starting = 0;
+  int64_t starting = 0;          // replicas (disaggregated: units) starting
+  int64_t starting_workers = 0;  // workers starting, not registered yet (aggregated: = starting)
   int64_t draining = 0;
   int64_t scale_ups = 0, scale_downs = 0;  // scale events
   std::string reason;                      // the last decision's
@@ -594,12 +599,12 @@ typename Inspector::result_type inspect(Inspector& f, autoscale_settings& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, group_load& x) {
   return f(caf::meta::type_name("group_load"), x.model, x.in_flight_tokens, x.queued_tokens, x.workers, x.nodes,
-           x.draining, x.in_flight_requests);
+           x.draining, x.in_flight_requests, x.roles, x.units, x.worker_tokens);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, autoscaler_report& x) {
   return f(caf::meta::type_name("autoscaler_report"), x.model, x.group, x.settings, x.in_flight_tokens, x.window_mean,
-           x.recommended, x.desired, x.current, x.starting, x.draining, x.scale_ups, x.scale_downs, x.reason,
+           x.recommended, x.desired, x.current, x.starting, x.starting_workers, x.draining, x.scale_ups, x.scale_downs, x.reason,
            x.log_times, x.log, x.retired);
 }
 template <class Inspector>

@@ -960,6 +960,9 @@ router_actor::behavior_type router_fn(self_ptr self, std::string node, router_op
           l.nodes.push_back(w.info.node);
           l.draining.push_back(w.draining ? 1 : 0);
           l.in_flight_requests.push_back(w.in_flight_requests);
+          l.roles.push_back(w.info.role);
+          l.units.push_back(w.info.unit);
+          l.worker_tokens.push_back(w.in_flight_tokens);
         }
         // Requests waiting for a worker were admitted too: they are demand.
         for (auto& [id, e] : st.requests)

@@ -259,8 +259,6 @@ result<config::llm_config_file> load_llm_config(const std::string& path) {
   if (l.value.config.llm.speculative)
     if (auto refused = config::unbuilt_decoding_type(*l.value.config.llm.speculative))
       return make_error("--llm-config " + path + ": " + refused->message);
-  if (auto refused = config::unbuilt_disaggregated_autoscaling(l.value.config.llm))
-    return make_error("--llm-config " + path + ": " + refused->message);
   for (const std::string& field : l.value.present)
     if (const auto* f = config::find_feature(field); f && f->state == config::feature_state::stored)
       return make_error(fmt::format("--llm-config {}: llm_config.{} configures {}, which troupe does not do yet; remove "
@@ -289,8 +287,12 @@ void configure_routers(caf::actor_system& sys, const std::vector<router_actor>& 
 autoscaler_actor start_autoscaler(caf::actor_system& sys, const std::string& node, const std::string& model,
                                   const worker_spec& spec, const config::autoscaling_settings& a,
                                   const std::vector<router_actor>& routers,
-                                  std::vector<std::pair<std::string, node_agent_actor>> agents) {
+                                  std::vector<std::pair<std::string, node_agent_actor>> agents,
+                                  int prefill_per_unit = 0, int decode_per_unit = 0) {
   autoscaler_options o;
+  // Disaggregated: it scales replication units of prefill_per_unit + decode_per_unit workers.
+  o.prefill_per_unit = prefill_per_unit;
+  o.decode_per_unit = decode_per_unit;
   o.node = node;
   o.model = model;
   o.spec = spec;
@@ -306,6 +308,13 @@ autoscaler_actor start_autoscaler(caf::actor_system& sys, const std::string& nod
                static_cast<long long>(a.max_replica), static_cast<long long>(a.scale_up_delay),
                static_cast<long long>(a.scale_down_delay), static_cast<long long>(a.autoscaling_window));
   return spawn_autoscaler(sys, std::move(o));
+}
+
+// A deployment's replication unit: (prefill, decode) workers, (0, 0) when aggregated.
+std::pair<int, int> disagg_units(const config::deployment& d) {
+  if (!d.llm.disaggregation.is_disaggregated) return {0, 0};
+  return {static_cast<int>(d.llm.disaggregation.prefill_workers_per_replica),
+          static_cast<int>(d.llm.disaggregation.decode_workers_per_replica)};
 }
 
 std::string snapshot_file(size_t i) { return fmt::format("kv-index-{}.snapshot", i); }
@@ -336,9 +345,6 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
   if (llm && llm->config.llm.disaggregation.is_disaggregated) {
     wf.prefill_per_unit = static_cast<int>(llm->config.llm.disaggregation.prefill_workers_per_replica);
     wf.decode_per_unit = static_cast<int>(llm->config.llm.disaggregation.decode_workers_per_replica);
-    if (autoscaling)
-      return fail(what, "autoscaling_settings with is_disaggregated: the autoscaler does not size replication units "
-                        "of prefill and decode workers yet; give one or the other");
   }
   if (autoscaling && !plan.control)
     return fail(what, "autoscaling_settings: give it to the control node (its autoscaler starts workers on the worker "
@@ -426,7 +432,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
     if (!w.ok()) return fail(what, w.message());
     started = std::move(*w);
     if (autoscaling && !started.empty())
-      scaler = start_autoscaler(sys, plan.node, started[0].info.model, *spec, *autoscaling, routers, {{plan.node, agent}});
+      scaler = start_autoscaler(sys, plan.node, started[0].info.model, *spec, *autoscaling, routers, {{plan.node, agent}},
+                                wf.prefill_per_unit, wf.decode_per_unit);
     if (started.size() <= 8)
       for (const started_worker& s : started)
         std::fprintf(stderr, "troupe: worker %s serves %s (%d KV blocks of %d tokens)%s\n", s.info.name.c_str(),
@@ -492,7 +499,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         sizing.workers = std::max(wf.workers, static_cast<int>(autoscaling->max_replica));
         auto sized = make_worker_spec(sizing, wf.model);
         if (!sized.ok()) return fail(what, sized.message());
-        scaler = start_autoscaler(sys, plan.node, served, *sized, *autoscaling, routers, {});
+        scaler = start_autoscaler(sys, plan.node, served, *sized, *autoscaling, routers, {}, wf.prefill_per_unit,
+                                  wf.decode_per_unit);
       }
     }
     fe = std::make_unique<frontend>(sys, routers[0], registry, stats, fo);
@@ -531,7 +539,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         if (d.llm.has_autoscaling) f.workers = std::max(f.workers, static_cast<int>(d.llm.autoscaling.max_replica));
         f.prefill_per_unit = f.decode_per_unit = 0;
         if (d.llm.disaggregation.is_disaggregated) {
-          f.workers = 1;  // one replication unit
+          // One replication unit; with autoscaling, sized for max_replica units.
+          f.workers = d.llm.has_autoscaling ? std::max(1, static_cast<int>(d.llm.autoscaling.max_replica)) : 1;
           f.prefill_per_unit = static_cast<int>(d.llm.disaggregation.prefill_workers_per_replica);
           f.decode_per_unit = static_cast<int>(d.llm.disaggregation.decode_workers_per_replica);
         }
@@ -548,9 +557,6 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         if (!spec.ok()) return spec.message();
         // Its b10_routing_config is the routers' for its model.
         configure_routers(sys, routers, to_routing(d.llm.routing, d.name));
-        if (d.llm.disaggregation.is_disaggregated && d.llm.has_autoscaling)
-          return "autoscaling_settings with is_disaggregated: the autoscaler does not size replication units of "
-                 "prefill and decode workers yet";
         const bool disagg = d.llm.disaggregation.is_disaggregated;
         auto infos = start_units(sys, agent, routers[0], *spec, 1,
                                  disagg ? static_cast<int>(d.llm.disaggregation.prefill_workers_per_replica) : 0,
@@ -560,7 +566,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
         registry->add(d.name, {shared, infos->front().info.max_seq_len, d.created_at});
         if (d.llm.has_autoscaling) {
           std::lock_guard<std::mutex> lock(scalers->mu);
-          scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, {{node, agent}});
+          scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, {{node, agent}},
+                                                      disagg_units(d).first, disagg_units(d).second);
         }
         return "";
       };
@@ -601,7 +608,8 @@ int run_node(const std::string& what, const node_plan& plan, worker_flags wf, co
           std::fprintf(stderr, "troupe: deployment %s cannot autoscale: %s\n", d.name.c_str(), spec.message().c_str());
           return;
         }
-        scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, {{node, agent}});
+        scalers->by_name[d.name] = start_autoscaler(sys, node, d.name, *spec, d.llm.autoscaling, routers, {{node, agent}},
+                                                      disagg_units(d).first, disagg_units(d).second);
       });
     }
     if (status s = fe->start(); !s.ok()) return fail(what, s.message());

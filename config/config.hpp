@@ -66,9 +66,5 @@ std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s,
 std::optional<config_error> mtp_layers_missing(const speculative_settings& s, const std::string& model_path,
                                                const std::string& path = "llm_config.speculative_config");
 
-// is_disaggregated: true with autoscaling_settings: the autoscaler sizes aggregated replicas
-// and does not scale replication units of prefill and decode workers yet, so the pair is
-// refused (naming autoscaling_settings) rather than one of them stored and ignored.
-std::optional<config_error> unbuilt_disaggregated_autoscaling(const llm_config& l);
 
 }  // namespace troupe::config

@@ -120,14 +120,6 @@ std::optional<config_error> mtp_layers_missing(const speculative_settings& s, co
   return std::nullopt;
 }
 
-std::optional<config_error> unbuilt_disaggregated_autoscaling(const llm_config& l) {
-  if (!l.disaggregation.is_disaggregated || !l.has_autoscaling) return std::nullopt;
-  return config_error{"autoscaling_settings",
-                      "autoscaling_settings: autoscaling a disaggregated deployment (is_disaggregated: true) is not "
-                      "built in troupe yet (the autoscaler sizes aggregated replicas, not replication units of "
-                      "prefill and decode workers); give one or the other"};
-}
-
 void read_autoscaling(const node* n, const std::string& path, autoscaling_settings& out,
                       error_list& errors) {
   map_reader r(n, path, errors);

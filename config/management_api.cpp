@@ -85,8 +85,6 @@ http_response management_api::create(std::string_view body) {
   if (req.value.llm.speculative)
     if (auto refused = unbuilt_decoding_type(*req.value.llm.speculative))
       return {400, dump(error_body({*refused}, "invalid_request_error", "not_supported"))};
-  if (auto refused = unbuilt_disaggregated_autoscaling(req.value.llm))
-    return {400, dump(error_body({*refused}, "invalid_request_error", "not_supported"))};
   deployment created;
   store_outcome o = store_.create(req.value, &created);
   switch (o.failure) {
@@ -172,11 +170,6 @@ http_response management_api::update(std::string_view id_or_name, std::string_vi
   json j = json::parse(body, nullptr, false);
   error_list errors = check_update_body(j, "delete and create the deployment to change the rest");
   if (!errors.empty()) return {400, dump(error_body(errors, "invalid_request_error", "invalid_llm_config"))};
-  if (auto d = store_.get(id_or_name); d && d->llm.disaggregation.is_disaggregated) {
-    llm_config l = d->llm;
-    l.has_autoscaling = true;
-    return {400, dump(error_body({*unbuilt_disaggregated_autoscaling(l)}, "invalid_request_error", "not_supported"))};
-  }
   store_outcome o = store_.set_autoscaling(id_or_name, j["autoscaling_settings"].dump());
   if (o.ok()) return get(id_or_name);
   if (o.failure == store_failure::not_found)

@@ -5,7 +5,9 @@
 // to one, with no failed request and every KV block free; new settings take effect at the
 // next decision, without a restart; with min_replica 0, requests wait while no replica runs
 // and bring one up; an autoscaler retired (its deployment deleted) while a replica is starting
-// stops that replica when it comes up, and then quits.
+// stops that replica when it comes up, and then quits; a disaggregated deployment scales whole
+// replication units (prefill + decode workers together) up under a burst and back down; a
+// draining decode worker gets no new hand-off.
 #include "actors/autoscaler.hpp"
 
 #include <condition_variable>
@@ -82,9 +84,20 @@ class deployment {
     return s;
   }
 
-  void start_worker() {
+  // Disaggregated workers run the real engine (a simulated one holds no KV data to hand off).
+  bool real_engines = false;
+  worker_spec spec_of_workers() const {
+    worker_spec s = sim_spec();
+    if (real_engines) s.engine.simulate.clear();
+    return s;
+  }
+
+  void start_worker(const std::string& role = "aggregated", int32_t unit = 0) {
     caf::scoped_actor self{sys_};
-    self->request(agent, 60s, start_atom::value, sim_spec())
+    worker_spec spec = spec_of_workers();
+    spec.role = role;
+    spec.unit = unit;
+    self->request(agent, 60s, start_atom::value, spec)
         .receive(
             [&](worker_actor& w, publisher_actor& p, worker_info& info) {
               self->request(router, 30s, register_atom::value, w, p, info)
@@ -93,11 +106,13 @@ class deployment {
             [&](caf::error& e) { ADD_FAILURE() << sys_.render(e); });
   }
 
-  void autoscale(autoscale_settings s) {
+  void autoscale(autoscale_settings s, int32_t prefill_per_unit = 0, int32_t decode_per_unit = 0) {
     autoscaler_options o;
+    o.prefill_per_unit = prefill_per_unit;
+    o.decode_per_unit = decode_per_unit;
     o.node = "test";
     o.model = "troupe-py-7m";
-    o.spec = sim_spec();
+    o.spec = spec_of_workers();
     o.settings = s;
     o.routers = {router};
     o.agents = {{"test", agent}};
@@ -273,6 +288,132 @@ TEST(autoscaler, scales_from_zero_when_requests_wait_and_back_to_zero) {
   c.submit("warm-again", 4);
   ASSERT_TRUE(c.box->wait_for(4, 60s));
   expect_all_ok(*c.box);
+}
+
+// The workers running on the node, by replication unit: (prefill, decode) counts.
+std::map<int32_t, std::pair<int, int>> units_running(const std::vector<actor_stats>& actors) {
+  std::map<int32_t, std::pair<int, int>> out;
+  for (const actor_stats& a : actors)
+    if (a.role == "worker") (a.worker_role == "prefill" ? out[a.unit].first : out[a.unit].second) += 1;
+  return out;
+}
+
+TEST(autoscaler, a_disaggregated_deployment_scales_whole_units_up_and_back_down) {
+  deployment c;
+  c.real_engines = true;
+  c.start_worker("prefill", 0);
+  c.start_worker("decode", 0);
+  autoscale_settings s;
+  s.target_in_flight_tokens = 400;  // a burst of 12 x (32 + 60) tokens wants more than 2 units
+  s.min_replica = 1;                // units, not workers
+  s.max_replica = 2;
+  s.scale_up_delay_s = 0;
+  s.scale_down_delay_s = 1;
+  s.window_s = 0.3;
+  c.autoscale(s, 1, 1);
+  ASSERT_TRUE(c.eventually([](const router_stats& r) { return r.autoscalers.size() == 1 && r.autoscalers[0].current == 1; }));
+  EXPECT_EQ(c.stats().autoscalers[0].group, "disaggregated");
+
+  // Every time the test looks, the workers running form whole units of 1 prefill + 1 decode
+  // worker (a unit being started or stopped may be caught half way only inside the autoscaler).
+  size_t max_units = 0;
+  auto whole = [&](bool allow_partial) {
+    auto u = units_running(c.actors());
+    max_units = std::max(max_units, u.size());
+    if (allow_partial) return true;
+    for (auto& [id, pd] : u)
+      if (pd != std::make_pair(1, 1)) return false;
+    return true;
+  };
+
+  for (int i = 0; i < 12; ++i) c.submit(fmt::format("burst-{}", i), 200);
+  ASSERT_TRUE(c.eventually([&](const router_stats& r) {
+    whole(true);
+    return n_status(r, "active") == 4;
+  }, 30s)) << "scaled up to 2 units: " << [&] {
+    const router_stats r = c.stats();
+    std::string out = fmt::format("{} workers, {} done; ", r.workers.size(), c.box->done.size());
+    if (!c.box->done.empty()) out += fmt::format("first: {} {} {} on {}; ", c.box->done.begin()->second.error_status, c.box->done.begin()->second.error, c.box->done.begin()->second.finish_reason, c.box->done.begin()->second.worker);
+    if (!r.autoscalers.empty()) out += fmt::format("{} (mean {}, now {})", r.autoscalers[0].reason, r.autoscalers[0].window_mean, r.autoscalers[0].in_flight_tokens);
+    return out;
+  }();
+  EXPECT_TRUE(whole(false));
+  EXPECT_EQ(units_running(c.actors()).size(), 2u);
+  // A second wave lands on the new unit too.
+  for (int i = 0; i < 6; ++i) c.submit(fmt::format("wave-{}", i), 200);
+  ASSERT_TRUE(c.box->wait_for(18));
+  expect_all_ok(*c.box);
+
+  // The load is gone: back to one unit; the other's workers were drained and stopped together.
+  ASSERT_TRUE(c.eventually([](const router_stats& r) { return n_status(r, "active") == 2 && n_status(r, "draining") == 0; }, 30s))
+      << "scaled down to 1 unit";
+  const router_stats r = c.stats();
+  EXPECT_EQ(n_status(r, "stopped"), 2u);
+  EXPECT_EQ(n_status(r, "lost"), 0u);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_EQ(max_units, 2u) << "never more than max_replica units";
+  ASSERT_EQ(r.autoscalers.size(), 1u);
+  const autoscaler_report& a = r.autoscalers[0];
+  EXPECT_GE(a.scale_ups, 1);
+  EXPECT_GE(a.scale_downs, 1);
+  EXPECT_EQ(a.current, 1);
+  // The remaining unit is whole, and every KV block of its workers is free.
+  ASSERT_TRUE(c.eventually([&](const router_stats&) {
+    auto workers = c.actors();
+    size_t n = 0;
+    for (const actor_stats& w : workers)
+      if (w.role == "worker") {
+        ++n;
+        if (w.kv_blocks_used != 0 || w.running != 0 || w.waiting != 0) return false;
+      }
+    return n == 2;
+  }, 10s));
+  auto left = units_running(c.actors());
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left.begin()->second, std::make_pair(1, 1));
+  // Requests were handed off from prefill to decode workers (disaggregated, not whole on one).
+  std::lock_guard<std::mutex> lock(c.box->mu);
+  size_t on_decode = 0;
+  for (auto& [id, d] : c.box->done)
+    if (std::find(r.workers.begin(), r.workers.end(), d.worker) != r.workers.end()) {
+      const size_t k = static_cast<size_t>(std::find(r.workers.begin(), r.workers.end(), d.worker) - r.workers.begin());
+      if (k < r.roles.size() && r.roles[k] == "decode") ++on_decode;
+    }
+  EXPECT_GT(on_decode, 0u);
+}
+
+TEST(router, a_draining_decode_worker_gets_no_new_hand_off) {
+  deployment c;
+  c.real_engines = true;
+  c.start_worker("prefill", 0);
+  c.start_worker("decode", 0);
+  c.start_worker("prefill", 1);
+  c.start_worker("decode", 1);
+  const router_stats before = c.stats();
+  std::string drained;
+  for (size_t i = 0; i < before.workers.size(); ++i)
+    if (before.roles[i] == "decode") drained = before.workers[i];  // the last decode worker
+  ASSERT_FALSE(drained.empty());
+  {
+    caf::scoped_actor self{c.sys()};
+    bool ok = false;
+    self->request(c.router, 10s, drain_atom::value, drained).receive([&](bool b) { ok = b; }, [](caf::error&) {});
+    EXPECT_TRUE(ok);
+  }
+  // Both prefill workers stay active: every request is handed off, never to the draining one.
+  for (int i = 0; i < 8; ++i) c.submit(fmt::format("handoff-{}", i), 8);
+  ASSERT_TRUE(c.box->wait_for(8));
+  expect_all_ok(*c.box);
+  size_t decoded = 0;
+  {
+    std::lock_guard<std::mutex> lock(c.box->mu);
+    for (auto& [id, d] : c.box->done) {
+      EXPECT_NE(d.worker, drained) << id;
+      const auto k = std::find(before.workers.begin(), before.workers.end(), d.worker) - before.workers.begin();
+      if (static_cast<size_t>(k) < before.roles.size() && before.roles[static_cast<size_t>(k)] == "decode") ++decoded;
+    }
+  }
+  EXPECT_EQ(decoded, 8u) << "every request was handed off to the active decode worker";
 }
 
 // A node agent's gate: start requests wait until the test opens it, then go to the real agent;

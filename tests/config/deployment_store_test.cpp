@@ -184,16 +184,15 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
   EXPECT_EQ(d["llm_config"]["speculative_config"]["decoding_type"], "NGram");
   EXPECT_EQ(d["llm_config"]["speculative_config"]["max_draft_len"], 4);
   EXPECT_EQ(d["llm_config"]["b10_disagg_config"]["decode_workers_per_replica"], 2);
-  // Autoscaling a disaggregated deployment is not built: refused, naming the field, on
-  // creation and on PATCH.
+  // Autoscaling a disaggregated deployment (by replication unit) is taken, on creation and on PATCH.
   auto both = api.create(R"({"model": "Qwen/Qwen3-4B", "name": "both", "llm_config": {
       "is_disaggregated": true,
       "b10_disagg_config": {"prefill_workers_per_replica": 1, "decode_workers_per_replica": 1},
       "autoscaling_settings": {"target_in_flight_tokens": 80000, "max_replica": 4}}})");
-  ASSERT_EQ(both.status, 400) << both.body;
-  EXPECT_EQ(json::parse(both.body)["errors"][0]["field"], "autoscaling_settings");
+  ASSERT_EQ(both.status, 201) << both.body;
+  EXPECT_EQ(json::parse(both.body)["llm_config"]["autoscaling_settings"]["max_replica"], 4);
   auto patch = api.update(d["id"].get<std::string>(), R"({"autoscaling_settings": {"target_in_flight_tokens": 1000}})");
-  EXPECT_EQ(patch.status, 400) << patch.body;
+  EXPECT_EQ(patch.status, 200) << patch.body;
 }
 
 TEST_F(store_test, a_decoding_type_whose_drafter_is_not_built_is_refused_naming_the_field) {

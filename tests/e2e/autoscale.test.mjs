@@ -301,3 +301,64 @@ describe('a worker node rejoining a restarted control node', () => {
     for (const r of rs) assert.equal(r.choices[0].finish_reason, 'length');
   });
 });
+
+// Disaggregated: `troupe serve --llm-config` with is_disaggregated (units of 1 prefill + 1
+// decode worker, real engines: a simulated one holds no KV data to hand off) and
+// autoscaling_settings with min_replica 1, max_replica 2 (units). A burst scales it to 2 whole
+// units (4 active workers) and, once the load stops, back to 1 (2 workers), with no failed
+// request and every KV block free.
+describe('token-based autoscaling of a disaggregated deployment', () => {
+  let server, client, dir;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'troupe-autoscale-disagg-'));
+    fs.writeFileSync(path.join(dir, 'llm.json'), JSON.stringify({
+      is_disaggregated: true, b10_disagg_config: { prefill_workers_per_replica: 1, decode_workers_per_replica: 1 },
+      autoscaling_settings: { target_in_flight_tokens: 300, min_replica: 1, max_replica: 2, scale_up_delay: 0,
+                              scale_down_delay: 3, autoscaling_window: 1 } }));
+    const port = await freePort();
+    server = await start(['serve', '--model', MODEL_DIR, '--host', '127.0.0.1', '--port', String(port), '--threads', '1',
+                          '--kv-cache-memory', '96MiB', '--llm-config', path.join(dir, 'llm.json')]);
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
+  });
+  after(async () => {
+    await server?.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('scales 1 -> 2 whole replication units under a burst and back to 1, with no failed request', async () => {
+    const scrape = async () => (await fetch(`${server.url}/metrics`)).text();
+    assert.equal(replicas(await scrape(), 'active'), 2);
+    const stream = async (i) => {
+      const s = await client.completions.create({ model: MODEL, prompt: `burst ${i}: def f(x):`, max_tokens: 200,
+                                                  ignore_eos: true, stream: true });
+      let finish = null;
+      for await (const chunk of s) finish = chunk.choices[0]?.finish_reason ?? finish;
+      return finish;
+    };
+    let maxActive = 0;
+    const burst = Array.from({ length: 12 }, (_, i) => stream(i));
+    const scaled = await eventually(async () => {
+      maxActive = Math.max(maxActive, replicas(await scrape(), 'active'));
+      return maxActive >= 4;
+    }, { timeoutMs: 30000 });
+    assert.ok(scaled, `scaled up: at most ${maxActive} active workers`);
+    const roles = (await actors(server.url)).router.workers.filter((w) => w.status === 'active' || w.status === undefined)
+      .map((w) => w.role);
+    assert.ok(roles.filter((r) => r === 'prefill').length === roles.filter((r) => r === 'decode').length, JSON.stringify(roles));
+    for (const f of await Promise.all(burst)) assert.equal(f, 'length');
+
+    const down = await eventually(async () => {
+      const t = await scrape();
+      return replicas(t, 'active') === 2 && replicas(t, 'draining') === 0 && replicas(t, 'starting') === 0 ? t : null;
+    }, { timeoutMs: 40000 });
+    assert.ok(down, 'scaled back down to 1 unit');
+    assert.equal(replicas(down, 'stopped'), 2, 'both workers of the unit stopped');
+    assert.equal(replicas(down, 'lost'), 0);
+    assert.ok(!(metric(down, 'requests_total', `model="${MODEL}",outcome="error"`) > 0), 'no request failed');
+    assert.equal(metric(down, 'requests_total', `model="${MODEL}",outcome="ok"`), 12);
+    assert.ok(metric(down, 'autoscaler_scale_events_total', `model="${MODEL}",group="disaggregated",direction="up"`) >= 1);
+    assert.ok(metric(down, 'autoscaler_scale_events_total', `model="${MODEL}",group="disaggregated",direction="down"`) >= 1);
+    assert.equal(metric(down, 'autoscaler_current_replicas', `model="${MODEL}",group="disaggregated"`), 1);
+    assert.ok(await eventually(() => workersIdle(server.url)), 'every KV block is free');
+  });
+});

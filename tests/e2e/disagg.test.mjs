@@ -191,12 +191,21 @@ describe('a disaggregated deployment through the management API', () => {
       const d = x.data.find((w) => w.role === 'worker' && w.worker_role === 'decode');
       return d && d.kv_transfer.transfers === 1;
     }));
-    // Autoscaling a disaggregated deployment is not built: refused by name.
+    // Autoscaling a disaggregated deployment: its autoscaler counts replication units (one
+    // whole unit at min_replica 1), and PATCH changes its settings.
     const both = await api(server.url, 'POST', '/v1/llm_models', {
       name: 'both', model: path.resolve(models, 'llama3-hf-bf16'),
-      llm_config: { is_disaggregated: true, b10_disagg_config: { prefill_workers_per_replica: 1, decode_workers_per_replica: 1 },
+      llm_config: { runtime: { max_seq_len: 256, kv_cache_memory: '64MiB' }, is_disaggregated: true,
+                    b10_disagg_config: { prefill_workers_per_replica: 1, decode_workers_per_replica: 1 },
                     autoscaling_settings: { target_in_flight_tokens: 1000, max_replica: 2 } } });
-    assert.equal(both.status, 400);
-    assert.equal(both.body.errors?.[0]?.field ?? both.body.error?.param, 'autoscaling_settings', JSON.stringify(both.body));
+    assert.equal(both.status, 201, JSON.stringify(both.body));
+    const scaler = await eventually(async () => (await actors(server.url)).autoscalers.find((x) => x.model === 'both'));
+    assert.ok(scaler, 'its autoscaler reports');
+    assert.equal(scaler.group, 'disaggregated');
+    assert.equal(scaler.current, 1);
+    const bothRoles = (await actors(server.url)).router.workers.filter((w) => w.model === 'both').map((w) => w.role).sort();
+    assert.deepEqual(bothRoles, ['decode', 'prefill']);
+    const patched = await api(server.url, 'PATCH', '/v1/llm_models/both', { autoscaling_settings: { target_in_flight_tokens: 500, max_replica: 2 } });
+    assert.equal(patched.status, 200, JSON.stringify(patched.body));
   });
 });
