@@ -99,6 +99,7 @@ TEST(metrics, replica_lifecycle_and_the_autoscaler_become_labelled_series) {
   a.desired = 3;
   a.current = 3;
   a.starting = 2;
+  a.starting_workers = 2;  // aggregated: one worker per replica
   a.scale_ups = 2;
   a.scale_downs = 1;
   r.autoscalers = {a};
