@@ -221,6 +221,21 @@ route_outcome wait_in_queue(model_entry& m, request_entry& e, bool may_queue, in
   return route_outcome::queued;
 }
 
+// What the routing policy sees of w, its overlap with the request as the last overlaps() of its
+// group's index and predictions left it in st.
+template <class State>
+worker_view view_of(const State& st, const worker_entry& w) {
+  worker_view v;
+  v.name = w.info.name;
+  v.in_flight_tokens = w.in_flight_tokens;
+  v.in_flight_requests = w.in_flight_requests;
+  v.kv_blocks_total = w.info.kv_blocks_total;
+  v.overlap_blocks = static_cast<int32_t>(std::max(st.overlap[w.slot], st.predicted_overlap[w.pslot]));
+  v.active_blocks = w.active_blocks;
+  v.queued_prefill_blocks = w.queued_prefill_blocks;
+  return v;
+}
+
 // Disaggregated serving: the decode worker for a request routed to a prefill worker, by the
 // model's policy over the decode workers (what each caches of the prompt, and its load);
 // null when it should not cross (it ends at its first token, it is an embedding or constrained
@@ -240,15 +255,7 @@ worker_entry* pick_decode(self_ptr self, const request_entry& e, model_entry& m,
     if (saturated(st.opt, *w, need)) continue;
     g.index.overlaps(hashes, st.overlap);
     g.predicted.overlaps(hashes, st.predicted_overlap);
-    worker_view v;
-    v.name = w->info.name;
-    v.in_flight_tokens = w->in_flight_tokens;
-    v.in_flight_requests = w->in_flight_requests;
-    v.kv_blocks_total = w->info.kv_blocks_total;
-    v.overlap_blocks = static_cast<int32_t>(std::max(st.overlap[w->slot], st.predicted_overlap[w->pslot]));
-    v.active_blocks = w->active_blocks;
-    v.queued_prefill_blocks = w->queued_prefill_blocks;
-    views.push_back(v);
+    views.push_back(view_of(st, *w));
     fit.push_back(w);
   }
   if (fit.empty()) return nullptr;
@@ -302,14 +309,7 @@ route_outcome route(self_ptr self, request_entry& e, bool may_queue) {
       walked = &g;
     }
     const int32_t bs = g.block_size;
-    worker_view v;
-    v.name = w->info.name;
-    v.in_flight_tokens = w->in_flight_tokens;
-    v.in_flight_requests = w->in_flight_requests;
-    v.kv_blocks_total = w->info.kv_blocks_total;
-    v.overlap_blocks = static_cast<int32_t>(std::max(st.overlap[w->slot], st.predicted_overlap[w->pslot]));
-    v.active_blocks = w->active_blocks;
-    v.queued_prefill_blocks = w->queued_prefill_blocks;
+    const worker_view v = view_of(st, *w);
     st.views.push_back(v);
     // The engine reuses at most (P - 1) / B blocks: one token is always computed.
     const int64_t cacheable = std::min<int64_t>(v.overlap_blocks, (P - 1) / bs) * bs;
