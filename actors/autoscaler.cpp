@@ -223,6 +223,12 @@ void start_unit(self_ptr self, const group_load& l) {
   }
 }
 
+// The rule's reason without its leading "up ..: " or "down ..: " (the note says the direction).
+std::string reason_without_direction(const std::string& reason) {
+  const bool directed = reason.rfind("up ", 0) == 0 || reason.rfind("down ", 0) == 0;
+  return reason.substr(directed ? reason.find(": ") + 2 : 0);
+}
+
 void decide_units(self_ptr self, const group_load& l, double now) {
   auto& st = self->state;
   // The rule's groups: 0 prefill, 1 decode; requests waiting for a worker need both.
@@ -280,9 +286,7 @@ void decide_units(self_ptr self, const group_load& l, double now) {
   r.recommended = d.recommended;
   r.desired = d.desired;
   r.reason = d.reason;
-  const std::string why = d.reason.substr(d.reason.rfind("up ", 0) == 0 || d.reason.rfind("down ", 0) == 0
-                                              ? d.reason.find(": ") + 2
-                                              : 0);
+  const std::string why = reason_without_direction(d.reason);
   const std::string load = fmt::format("in-flight tokens now: {} prefill, {} decode; target {}", prefill, decode,
                                        r.settings.target_in_flight_tokens);
   if (d.desired > current) {
@@ -346,9 +350,7 @@ void decide(self_ptr self, const group_load& l) {
   r.desired = d.desired;
   r.reason = d.reason;
   // "scale up 1 -> 3: <the rule's reason>; <the load now>"
-  const std::string why = d.reason.substr(d.reason.rfind("up ", 0) == 0 || d.reason.rfind("down ", 0) == 0
-                                              ? d.reason.find(": ") + 2
-                                              : 0);
+  const std::string why = reason_without_direction(d.reason);
   const std::string load = fmt::format("{} in-flight tokens now, target {}", l.in_flight_tokens, r.settings.target_in_flight_tokens);
   if (d.desired > current) {
     note(self, fmt::format("scale up {} -> {}: {}; {}", current, d.desired, why, load));
