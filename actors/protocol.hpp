@@ -557,7 +557,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_spec& x) {
   return f(caf::meta::type_name("engine_spec"), x.device, x.threads, x.kv_block_size, x.kv_n_blocks,
            x.kv_cache_bytes, x.kv_cache_fraction, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
            x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.decoding_type,
-           x.max_draft_len, x.num_nextn_predict_layers, x.spec_draft_length, x.max_matching_ngram_size,
+           x.max_draft_len, x.num_nextn_predict_layers, x.spec_draft_length, x.spec_tree_width, x.max_matching_ngram_size,
            x.min_matching_ngram_size, x.speculative_model_dir, x.simulate);
 }
 template <class Inspector>
@@ -614,11 +614,11 @@ typename Inspector::result_type inspect(Inspector& f, forward_result& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_batch::seq& x) {
   return f(caf::meta::type_name("forward_seq"), x.n_past, x.n_new, x.n_logits, x.n_hidden, x.table_offset,
-           x.table_size);
+           x.table_size, x.tree_offset);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_batch& x) {
-  return f(caf::meta::type_name("forward_batch"), x.tokens, x.seqs, x.block_tables);
+  return f(caf::meta::type_name("forward_batch"), x.tokens, x.seqs, x.block_tables, x.tree_parents, x.kv_moves);
 }
 
 }  // namespace troupe

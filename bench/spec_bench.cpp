@@ -103,7 +103,7 @@ double process_cpu_seconds() {
 // drafter: "" (plain decoding), "NGram" or "DraftTarget" (draft_dir); adaptive: spec_draft_length 0.
 result<run_figures> run_once(executor& ex, const model_bundle& m, const workload& w, int batch, int max_tokens,
                              int max_draft_len, const std::string& drafter = "", bool adaptive = false,
-                             const std::string& draft_dir = "", int threads = 0) {
+                             const std::string& draft_dir = "", int threads = 0, int tree_width = 1) {
   engine_spec spec;
   spec.prefix_cache = false;  // every run pays the same prefill
   spec.threads = threads;
@@ -112,6 +112,7 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, const workload
     spec.max_draft_len = max_draft_len;
     spec.speculative_model_dir = draft_dir;
     if (adaptive) spec.spec_draft_length = 0;
+    spec.spec_tree_width = tree_width;
   }
   TROUPE_TRY(std::unique_ptr<engine> e, make_engine(spec, ex, m.tok.get(), m.name, nullptr, m.weights));
   for (int i = 0; i < batch; ++i) {
@@ -155,12 +156,14 @@ result<json> run_spec_bench(const spec_bench_options& o) {
               {"draft_model", o.draft_model},
               {"max_draft_len", o.max_draft_len},
               {"adaptive", "spec_draft_length 0: each step's length chosen up to max_draft_len"},
+              {"spec_tree_width", o.tree_width},
               {"max_tokens", o.max_tokens},
               {"sampling", "greedy"},
               {"results", json::array()}};
   for (const workload& w : workloads)
     for (int batch : o.batches) {
-      run_figures plain, spec, adapt, draft;
+      run_figures plain, spec, adapt, draft, tree, draft_chain, draft_tree;
+      const bool trees = o.tree_width > 1;
       const bool with_draft = !o.draft_model.empty() && w.name == "continue";
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
         TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
@@ -173,6 +176,19 @@ result<json> run_spec_bench(const spec_bench_options& o) {
           TROUPE_TRY(run_figures d, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "DraftTarget", true,
                                              o.draft_model, o.threads));
           if (rep == 0 || d.seconds < draft.seconds) draft = d;
+        }
+        if (trees) {
+          TROUPE_TRY(run_figures t, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "NGram", false, "", 0,
+                                             o.tree_width));
+          if (rep == 0 || t.seconds < tree.seconds) tree = t;
+        }
+        if (trees && with_draft) {
+          TROUPE_TRY(run_figures c, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "DraftTarget", false,
+                                             o.draft_model, o.threads));
+          TROUPE_TRY(run_figures t, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "DraftTarget", false,
+                                             o.draft_model, o.threads, o.tree_width));
+          if (rep == 0 || c.seconds < draft_chain.seconds) draft_chain = c;
+          if (rep == 0 || t.seconds < draft_tree.seconds) draft_tree = t;
         }
       }
       const double tps_adapt = static_cast<double>(adapt.tokens) / adapt.seconds;
@@ -213,6 +229,26 @@ result<json> run_spec_bench(const spec_bench_options& o) {
         r["drafted_draft_target"] = draft.drafted;
         r["mean_accepted_length_draft_target"] = per(draft.accepted + draft.verifications, draft.verifications);
         r["speculation_rate_draft_target"] = 100.0 * per(draft.accepted, draft.drafted);
+      }
+      // Trees against chains of the same drafter and draft length, measured in the same run.
+      auto tps = [](const run_figures& f) { return static_cast<double>(f.tokens) / f.seconds; };
+      if (trees) {
+        json& r = out["results"].back();
+        r["tokens_per_s_ngram_tree"] = tps(tree);
+        r["speedup_ngram_tree"] = tps(tree) / tps_plain;
+        r["ngram_tree_vs_chain"] = tps(tree) / tps_spec;
+        r["steps_ngram_tree"] = tree.steps;
+        r["mean_accepted_length_ngram_tree"] = per(tree.accepted + tree.verifications, tree.verifications);
+      }
+      if (trees && with_draft) {
+        json& r = out["results"].back();
+        r["tokens_per_s_draft_target_chain"] = tps(draft_chain);
+        r["tokens_per_s_draft_target_tree"] = tps(draft_tree);
+        r["draft_target_tree_vs_chain"] = tps(draft_tree) / tps(draft_chain);
+        r["mean_accepted_length_draft_target_chain"] =
+            per(draft_chain.accepted + draft_chain.verifications, draft_chain.verifications);
+        r["mean_accepted_length_draft_target_tree"] =
+            per(draft_tree.accepted + draft_tree.verifications, draft_tree.verifications);
       }
     }
   // MTP (the model's own MTP layer) on free continuation.

@@ -28,6 +28,9 @@ struct spec_bench_options {
   int reps = 1;                               // runs per (workload, batch, mode); the fastest counts
   // DraftTarget's draft model, run (adaptive) on the continuation workload; "" skips it.
   std::string draft_model = "models/troupe-py-draft";
+  // spec_tree_width > 1: also NGram trees of this width (fixed draft length) on both workloads,
+  // and DraftTarget trees against DraftTarget chains (both fixed) on continuation; 1: chains only.
+  int tree_width = 1;
 };
 
 [[nodiscard]] result<nlohmann::json> run_spec_bench(const spec_bench_options& o);

@@ -192,6 +192,7 @@ status apply_speculative_settings(worker_spec& w, const config::speculative_sett
   e.speculative_model_dir = s.speculative_model_dir;
   e.max_draft_len = static_cast<int32_t>(s.max_draft_len.value_or(0));
   e.spec_draft_length = static_cast<int32_t>(s.spec_draft_length.value_or(-1));
+  e.spec_tree_width = static_cast<int32_t>(s.spec_tree_width.value_or(1));
   e.max_matching_ngram_size = static_cast<int32_t>(s.max_matching_ngram_size.value_or(0));
   e.min_matching_ngram_size = static_cast<int32_t>(s.min_matching_ngram_size.value_or(0));
   return {};

@@ -139,6 +139,12 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->type_name("N")
       ->check(cli::between(0, 32))
       ->group(group::engine);
+  spec->add_option("--tree-width", spo.tree_width,
+                   "spec_tree_width: above 1, also NGram trees on both workloads and DraftTarget trees against "
+                   "DraftTarget chains on continuation (fixed draft length); 1: chains only")
+      ->type_name("W")
+      ->check(cli::between(1, 8))
+      ->group(group::engine);
   troupe::bench::router_bench_options ro;
   auto* router = app.add_subcommand(
       "router", "The KV-aware router's decision latency over a large KV index, and the index's event rate, in process.");

@@ -58,6 +58,7 @@ std::string speculative_text(const speculative_settings& s) {
           ? "applied to every engine: DraftTarget drafting (draft model " + s.speculative_model_dir + ")"
           : std::string("applied to every engine: NGram drafting (prompt lookup)");
   if (s.max_draft_len) what += fmt::format(", max_draft_len {}", *s.max_draft_len);
+  if (s.spec_tree_width && *s.spec_tree_width > 1) what += fmt::format(", spec_tree_width {}", *s.spec_tree_width);
   if (s.spec_draft_length)
     what += *s.spec_draft_length == 0 ? std::string(", spec_draft_length 0 (adaptive)")
                                       : fmt::format(", spec_draft_length {}", *s.spec_draft_length);

@@ -99,6 +99,8 @@ enum class decoding_type { eagle, mtp, ngram, draft_target };
 
 // max_draft_len's ceiling (a verification computes 1 + max_draft_len rows per sequence).
 inline constexpr int64_t kMaxDraftLen = 32;
+// spec_tree_width's ceiling (runtime/engine/draft_tree.hpp's kMaxSpecTreeWidth).
+inline constexpr int64_t kMaxSpecTreeWidth = 8;
 
 struct speculative_settings {
   decoding_type type = decoding_type::ngram;
@@ -109,6 +111,10 @@ struct speculative_settings {
   // measured acceptance and step cost, up to max_draft_len); n > 0 always n; unset: always
   // max_draft_len.
   std::optional<int64_t> spec_draft_length;
+  // MLC's spec_tree_width (troupe's extension): children per node of a tree draft, verified in
+  // one forward with a tree attention mask; 1 (or unset) a chain. NGram and DraftTarget only,
+  // with a fixed draft length, on the CPU executor.
+  std::optional<int64_t> spec_tree_width;
   std::optional<bool> eagle3_one_model;             // Eagle only
   // NGram only (troupe's names, after TensorRT-LLM's NGram config): the longest and shortest
   // suffix of the output looked up in the prompt and output; unset: 4 and 1.

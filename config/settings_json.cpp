@@ -43,6 +43,7 @@ json to_json(const speculative_settings& s) {
   if (s.num_nextn_predict_layers) j["num_nextn_predict_layers"] = *s.num_nextn_predict_layers;
   if (s.max_draft_len) j["max_draft_len"] = *s.max_draft_len;
   if (s.spec_draft_length) j["spec_draft_length"] = *s.spec_draft_length;
+  if (s.spec_tree_width) j["spec_tree_width"] = *s.spec_tree_width;
   if (s.eagle3_one_model) j["eagle3_one_model"] = *s.eagle3_one_model;
   if (s.max_matching_ngram_size) j["max_matching_ngram_size"] = *s.max_matching_ngram_size;
   if (s.min_matching_ngram_size) j["min_matching_ngram_size"] = *s.min_matching_ngram_size;

@@ -135,6 +135,28 @@ class cpu_executor final : public executor {
     return fmt::format("cpu f32 L{} kv{} d{} b{} k-transposed", c_.n_layer, c_.n_head_kv, c_.head_dim, block_size_);
   }
 
+  bool verifies_trees() const override { return true; }
+
+  // kv_moves: each (src, dst) slot pair's keys and values, every layer and KV head, in order.
+  void move_kv(std::span<const int32_t> moves) {
+    const size_t bf = block_floats();
+    const int64_t bs = block_size_, hd = c_.head_dim;
+    for (size_t i = 0; i + 1 < moves.size(); i += 2) {
+      const int64_t sb = moves[i] / bs, so = moves[i] % bs, db = moves[i + 1] / bs, dof = moves[i + 1] % bs;
+      for (int64_t l = 0; l < c_.n_layer; ++l) {
+        float* kc = k_cache_[static_cast<size_t>(l)].data();
+        float* vc = v_cache_[static_cast<size_t>(l)].data();
+        for (int64_t h = 0; h < c_.n_head_kv; ++h) {
+          const float* ks = kc + static_cast<size_t>(sb) * bf + h * hd * bs;  // [hd][bs]
+          float* kd = kc + static_cast<size_t>(db) * bf + h * hd * bs;
+          for (int64_t d = 0; d < hd; ++d) kd[d * bs + dof] = ks[d * bs + so];
+          const float* vs = vc + static_cast<size_t>(sb) * bf + (h * bs + so) * hd;  // [bs][hd]
+          std::copy_n(vs, hd, vc + static_cast<size_t>(db) * bf + (h * bs + dof) * hd);
+        }
+      }
+    }
+  }
+
   status forward(const forward_batch& b, std::vector<float>& logits) override {
     return forward_hidden(b, logits, hidden_);
   }
@@ -163,7 +185,8 @@ class cpu_executor final : public executor {
   std::vector<host_buffer> k_cache_, v_cache_;  // per layer
   // Scratch for one forward, grown to the largest batch seen.
   std::vector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_, hl_, hidden_;
-  std::vector<int32_t> pos_;
+  std::vector<int32_t> pos_, slot_;  // RoPE positions and KV slots (they differ in a tree)
+  std::vector<uint64_t> mask_;       // tree verifications' ancestor bitmasks
 };
 
 void cpu_executor::resize(int64_t n) {
@@ -181,6 +204,7 @@ void cpu_executor::resize(int64_t n) {
   grow(cos_, n * c_.head_dim / 2);
   grow(sin_, n * c_.head_dim / 2);
   if (pos_.size() < static_cast<size_t>(n)) pos_.resize(static_cast<size_t>(n));
+  if (slot_.size() < static_cast<size_t>(n)) slot_.resize(static_cast<size_t>(n));
 }
 
 status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& logits, std::vector<float>& hidden) {
@@ -197,10 +221,33 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
   std::vector<cpu::attention_seq> seqs;
   seqs.reserve(b.seqs.size());
   {
+    // A tree verification's token i: KV slot n_past + i, RoPE position n_past + its depth, and
+    // an ancestor bitmask row (attention_seq::mask).
+    size_t mask_size = 0;
+    for (const auto& s : b.seqs)
+      if (s.tree_offset >= 0) mask_size += static_cast<size_t>(s.n_new) * static_cast<size_t>((s.n_new + 63) / 64);
+    mask_.assign(mask_size, 0);
+    size_t mask_at = 0;
     int64_t row = 0;
     for (const auto& s : b.seqs) {
       seqs.push_back({row, s.n_new, s.n_past, b.block_tables.data() + s.table_offset});
-      for (int32_t i = 0; i < s.n_new; ++i) pos_[static_cast<size_t>(row + i)] = s.n_past + i;
+      for (int32_t i = 0; i < s.n_new; ++i) slot_[static_cast<size_t>(row + i)] = pos_[static_cast<size_t>(row + i)] = s.n_past + i;
+      if (s.tree_offset >= 0) {
+        const int32_t* parent = b.tree_parents.data() + s.tree_offset;
+        const int64_t words = (s.n_new + 63) / 64;
+        uint64_t* m = mask_.data() + mask_at;
+        for (int32_t i = 0; i < s.n_new; ++i) {
+          uint64_t* mi = m + i * words;
+          if (parent[i] >= 0) {
+            std::copy_n(m + parent[i] * words, words, mi);
+            pos_[static_cast<size_t>(row + i)] = pos_[static_cast<size_t>(row + parent[i])] + 1;
+          }
+          mi[i >> 6] |= uint64_t{1} << (i & 63);
+        }
+        seqs.back().mask = m;
+        seqs.back().mask_words = words;
+        mask_at += static_cast<size_t>(s.n_new * words);
+      }
       row += s.n_new;
     }
     const int64_t half = HD / 2;
@@ -211,6 +258,8 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
         sin_[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(a));
       }
   }
+
+  move_kv(b.kv_moves);
 
   float *x = x_.data(), *h = h_.data(), *q = q_.data(), *k = k_.data(), *v = v_.data();
   float *att = att_.data(), *g = g_.data(), *u = u_.data();
@@ -251,7 +300,7 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
     cpu::kv_layer_view kv{k_cache_[static_cast<size_t>(li)].data(), v_cache_[static_cast<size_t>(li)].data(),
                           block_size_, c_.n_head_kv, HD};
     for (const auto& s : seqs)
-      cpu::kv_store(kv, s.block_table, pos_.data() + s.q_row, s.n_q, k + s.q_row * KVD, KVD,
+      cpu::kv_store(kv, s.block_table, slot_.data() + s.q_row, s.n_q, k + s.q_row * KVD, KVD,
                     v + s.q_row * KVD, KVD);
     cpu::paged_attention(q, QD, seqs, kv, c_.n_head, c_.sliding_window, scale, att, QD, pool_);
     cpu::matmul(att, QD, T, lm.wo, h, H, pool_, prec_);  // [T, H]

@@ -18,6 +18,11 @@ void forward_batch::add(int32_t n_past, std::span<const token_id> new_tokens,
   seqs.push_back(s);
 }
 
+void forward_batch::set_tree(std::span<const int32_t> parents) {
+  seqs.back().tree_offset = static_cast<int32_t>(tree_parents.size());
+  tree_parents.insert(tree_parents.end(), parents.begin(), parents.end());
+}
+
 int32_t forward_batch::n_logit_rows() const {
   int32_t n = 0;
   for (const seq& s : seqs) n += s.n_logits;
@@ -40,6 +45,8 @@ status executor::forward_hidden(const forward_batch& batch, std::vector<float>& 
 }
 
 void forward_batch::clear() {
+  tree_parents.clear();
+  kv_moves.clear();
   tokens.clear();
   seqs.clear();
   block_tables.clear();
@@ -78,8 +85,24 @@ status validate_batch(const forward_batch& b, int64_t n_vocab, int32_t block_siz
       if (blk < 0 || blk >= n_blocks)
         return make_error(fmt::format("forward batch: sequence {} uses KV block {} of {}", i, blk, n_blocks));
     }
+    if (s.tree_offset >= 0) {
+      if (static_cast<size_t>(s.tree_offset) + static_cast<size_t>(s.n_new) > b.tree_parents.size())
+        return make_error(fmt::format("forward batch: sequence {} has tree parents outside the batch", i));
+      for (int32_t j = 0; j < s.n_new; ++j) {
+        const int32_t p = b.tree_parents[static_cast<size_t>(s.tree_offset + j)];
+        if (p < -1 || p >= j || (j > 0 && p < 0))
+          return make_error(fmt::format("forward batch: sequence {} token {} has tree parent {} (a parent comes "
+                                        "before its child; only token 0 is the root)",
+                                        i, j, p));
+      }
+    }
     total += s.n_new;
   }
+  if (b.kv_moves.size() % 2 != 0) return make_error("forward batch: kv_moves holds an odd number of slots");
+  for (int32_t slot : b.kv_moves)
+    if (slot < 0 || static_cast<int64_t>(slot) >= static_cast<int64_t>(n_blocks) * block_size)
+      return make_error(fmt::format("forward batch: kv_moves names slot {} of {}", slot,
+                                    static_cast<int64_t>(n_blocks) * block_size));
   if (total != static_cast<int64_t>(b.tokens.size()))
     return make_error("forward batch: the sequences' token counts do not add up to the batch's");
   for (token_id t : b.tokens)

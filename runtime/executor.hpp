@@ -28,13 +28,25 @@ struct forward_batch {
                                // new tokens: what embeddings are pooled from
     int32_t table_offset = 0;  // into block_tables
     int32_t table_size = 0;
+    // A tree verification (speculative tree drafts): offset into tree_parents of its n_new
+    // parent indices, -1 for a causal chain (everything else). New token i sits in KV slot
+    // n_past + i but at position n_past + depth(i) (RoPE), and attends to the past and to its
+    // own ancestors among the new tokens only; parent -1 is the root (new token 0).
+    int32_t tree_offset = -1;
   };
   std::vector<token_id> tokens;        // [n_tokens]: each sequence's new tokens, in order
   std::vector<seq> seqs;
   std::vector<int32_t> block_tables;   // every sequence's block ids, concatenated
+  std::vector<int32_t> tree_parents;   // tree sequences' parent indices (seq::tree_offset)
+  // KV rows to copy before the step computes anything: pairs (src, dst) of cache slots, slot =
+  // block * block_size + offset, every layer's keys and values: an accepted tree path moved to
+  // where a chain would have written it (runtime/engine/engine.cpp). Applied in order.
+  std::vector<int32_t> kv_moves;
 
   void add(int32_t n_past, std::span<const token_id> new_tokens, std::span<const int32_t> blocks,
            int32_t n_logits, int32_t n_hidden = 0);
+  // Makes the last added sequence a tree verification with these parents (one per new token).
+  void set_tree(std::span<const int32_t> parents);
   int32_t n_tokens() const { return static_cast<int32_t>(tokens.size()); }
   int32_t n_logit_rows() const;
   int32_t n_hidden_rows() const;
@@ -62,6 +74,9 @@ class executor {
                                               std::vector<float>& hidden);
   // Whether forward_hidden returns hidden rows (else embedding requests must not reach it).
   virtual bool returns_hidden_states() const { return false; }
+  // Whether forward takes tree verifications and kv_moves (forward_batch::tree_offset): an
+  // executor that cannot (this default) refuses a batch that holds any.
+  virtual bool verifies_trees() const { return false; }
 
   // Copies the contents of KV blocks, src[i] -> dst[i] (for copy-on-write of shared blocks).
   virtual void copy_blocks(std::span<const int32_t> src, std::span<const int32_t> dst) = 0;

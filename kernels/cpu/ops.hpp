@@ -46,11 +46,16 @@ void kv_store(const kv_layer_view& kv, const int32_t* block_table, const int32_t
 
 // One sequence's queries for paged attention: rows [q_row, q_row + n_q) of q hold the
 // queries of positions pos0 .. pos0 + n_q - 1; keys 0 .. pos0 + n_q - 1 are in the cache.
+// A tree verification (mask non-null): query i may see key slots below pos0 and those new
+// slots pos0 + j whose bit j is set in its row, mask[i * mask_words + j / 64] >> (j % 64) (its
+// ancestors and itself); a null mask is the causal chain, at no cost.
 struct attention_seq {
   int64_t q_row = 0;
   int64_t n_q = 0;
   int64_t pos0 = 0;
   const int32_t* block_table = nullptr;
+  const uint64_t* mask = nullptr;
+  int64_t mask_words = 0;
 };
 
 // Causal grouped-query attention over the paged cache with an online softmax.

@@ -340,6 +340,13 @@ status executor_impl::enqueue(const forward_batch& b) {
   if (pending_) return make_error("cuda executor: a forward is already in flight (collect it first)");
   TROUPE_CHECK(use_device(device_));
   TROUPE_CHECK(validate_batch(b, c_.n_vocab, opt_.kv_block_size, n_blocks_, c_.max_position));
+  // Tree verification is CPU-only so far (the engine refuses spec_tree_width > 1 here). On CUDA
+  // it would take a per-token ancestor bitmask in the attention kernel's per-key loop and, for
+  // kv_moves, one small kernel copying each (src, dst) slot's row of every layer's K and V
+  // (the same gather the paged store does) on the step's stream before the layers run.
+  if (!b.tree_parents.empty() || !b.kv_moves.empty())
+    return make_error("forward batch: tree verification (speculative_config.spec_tree_width > 1) is not built on "
+                      "CUDA yet");
   if (b.n_tokens() > opt_.max_batch_tokens)
     return make_error(fmt::format("forward batch: {} tokens, more than this CUDA executor's {} (max_batch_tokens)",
                                   b.n_tokens(), opt_.max_batch_tokens));

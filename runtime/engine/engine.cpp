@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "runtime/block_hash.hpp"
+#include "runtime/engine/draft_tree.hpp"
 #include "runtime/engine/output_processor.hpp"
 #include "runtime/engine/proposer.hpp"
 #include "runtime/engine/scheduler.hpp"
@@ -29,6 +30,14 @@ struct engine::impl {
   std::unique_ptr<proposer> prop;
   scheduler sched;
   output_processor out;
+  // Tree verifications: the accepted path's rows were written at the nodes' slots and must sit
+  // where a chain's would (slot n_past + 1 + depth). pending: seq -> (src, dst) slot pairs of
+  // the sequence, resolved into the next forward's kv_moves (forward_batch), which the executor
+  // applies before anything else; until that forward ran the sequence keeps the blocks holding
+  // the sources (moving: truncated in the complete() after it), and the moved rows enter the
+  // prefix cache only then.
+  std::unordered_map<uint64_t, std::vector<int32_t>> pending_moves;
+  std::vector<uint64_t> moving;
 
   impl(const engine_config& c, const engine_model_info& m, const tokenizer* t, std::unique_ptr<proposer> p)
       : cfg(c), model(m), tok(t),
@@ -189,6 +198,21 @@ result<std::unique_ptr<engine>> engine::create(const engine_config& c, const eng
   if (cfg.max_seq_len <= 0 || (m.max_position > 0 && cfg.max_seq_len > m.max_position))
     cfg.max_seq_len = static_cast<int32_t>(std::min<int64_t>(m.max_position > 0 ? m.max_position : 1 << 30, INT32_MAX));
   if (!prop) cfg.max_draft_len = 0;
+  const std::string tree_field = "llm_config.speculative_config.spec_tree_width";
+  if (c.spec_tree_width < 1 || c.spec_tree_width > kMaxSpecTreeWidth)
+    return make_error(fmt::format("{}: must be between 1 and {}, not {}", tree_field, kMaxSpecTreeWidth, c.spec_tree_width));
+  if (cfg.spec_tree_width > 1 && prop) {
+    if (!prop->drafts_trees())
+      return make_error(fmt::format("{}: {}: decoding_type {} drafts chains only (NGram and DraftTarget draft "
+                                    "trees); set spec_tree_width to 1",
+                                    tree_field, c.spec_tree_width, prop->name()));
+    if (cfg.adaptive_draft_len)
+      return make_error(fmt::format("{}: {} with spec_draft_length 0 (adaptive): the adaptive draft length "
+                                    "chooses chain lengths; set spec_tree_width to 1 or a fixed spec_draft_length",
+                                    tree_field, c.spec_tree_width));
+    prop->set_tree_width(cfg.spec_tree_width);
+  }
+  if (!prop) cfg.spec_tree_width = 1;
   engine_model_info model = m;
   if (model.n_tokens <= 0 || model.n_tokens > model.n_vocab) model.n_tokens = model.n_vocab;
   return std::unique_ptr<engine>(new engine(std::make_unique<impl>(cfg, model, tok, std::move(prop))));
@@ -221,12 +245,28 @@ uint64_t engine::block_hash_salt() const { return impl_->kv.salt(); }
 const engine_config& engine::config() const { return impl_->cfg; }
 const char* engine::decoding_type() const { return impl_->prop && impl_->cfg.max_draft_len > 0 ? impl_->prop->name() : ""; }
 
-step_plan engine::schedule() { return impl_->sched.schedule(); }
+step_plan engine::schedule() {
+  impl& e = *impl_;
+  step_plan p = e.sched.schedule();
+  if (p.empty() || e.pending_moves.empty()) return p;
+  const int32_t bs = e.kv.block_size();
+  for (const auto& [seq, moves] : e.pending_moves) {
+    const std::span<const int32_t> blocks = e.kv.blocks(seq);
+    if (blocks.empty()) continue;  // preempted (it recomputes) or dropped
+    for (int32_t slot : moves)
+      p.batch.kv_moves.push_back(blocks[static_cast<size_t>(slot / bs)] * bs + slot % bs);
+    e.moving.push_back(seq);
+  }
+  e.pending_moves.clear();
+  return p;
+}
 
 step_output engine::complete(step_plan&& plan, const std::vector<float>& logits, double forward_seconds,
                              std::span<const float> hidden) {
   impl& e = *impl_;
   e.sched.observe(plan.stats, forward_seconds);
+  const std::vector<uint64_t> moved = std::move(e.moving);  // their moves ran in this forward
+  e.moving.clear();
   step_output out;
   out.stats = plan.stats;
   const auto V = static_cast<size_t>(e.model.n_vocab);
@@ -292,14 +332,24 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     if (p.phase == seq_phase::verify) e.sched.observe_verify(s, r.n_drafted, r.n_draft_accepted);
     // Computed and kept: the real tokens, and the drafts the target accepted.
     s.n_computed += n_real + r.n_draft_accepted;
-    e.kv.commit(s.seq, s.tokens, s.n_computed);
-    if (p.phase == seq_phase::verify) e.kv.truncate(s.seq, s.size());
+    std::vector<int32_t> moves;  // a tree's accepted nodes off the spine: (src, dst) slots
+    for (size_t d = 0; d < r.accepted_nodes.size(); ++d)
+      if (r.accepted_nodes[d] != static_cast<int32_t>(d))
+        for (int32_t slot : {p.n_past + n_real + r.accepted_nodes[d], p.n_past + n_real + static_cast<int32_t>(d)})
+          moves.push_back(slot);
+    e.kv.commit(s.seq, s.tokens, moves.empty() ? s.n_computed : moves[1]);  // moved rows: once moved
+    if (!moves.empty() && !r.finished) e.pending_moves[s.seq] = std::move(moves);
+    else if (p.phase == seq_phase::verify) e.kv.truncate(s.seq, s.size());
     request_output ro = e.output_of(s, std::move(r));
     if (ro.finished) e.drop(s);
     else if (observe && p.n_hidden == p.n_new) kept.push_back({&s, p.n_past, s.n_computed, hrows});
     out.outputs.push_back(std::move(ro));
   }
   if (!kept.empty()) e.prop->observe(kept, H);
+  for (uint64_t seq : moved)  // the blocks that held their moves' sources may go now
+    if (auto it = e.seqs.find(seq); it != e.seqs.end() && !e.pending_moves.count(seq) && e.kv.holds(seq) &&
+                                    !e.importing.count(seq))
+      e.kv.truncate(seq, std::max(it->second->size(), it->second->n_computed));
   out.stats.n_running = static_cast<int32_t>(e.sched.n_running());
   out.stats.n_waiting = static_cast<int32_t>(e.sched.n_waiting());
   out.stats.kv_blocks_used = e.kv.n_pinned();

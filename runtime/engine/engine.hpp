@@ -59,6 +59,10 @@ struct engine_config {
   // cost, from 0 up to max_draft_len (runtime/engine/draft_chooser.hpp); false: always
   // max_draft_len (as far as the drafter finds tokens).
   bool adaptive_draft_len = false;
+  // speculative_config.spec_tree_width: 1 drafts a chain; w > 1 a tree of at most w children
+  // per node (runtime/engine/draft_tree.hpp), verified in one forward with a tree attention
+  // mask, the longest accepted path kept (its KV moved where a chain's would be).
+  int32_t spec_tree_width = 1;
   std::string model_identity;  // salts the block hashes (the served model's name)
 };
 

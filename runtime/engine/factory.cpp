@@ -42,6 +42,7 @@ engine_config engine_config_of(const engine_spec& s, std::string model_identity)
     if (s.spec_draft_length > 0) c.max_draft_len = std::min(c.max_draft_len, s.spec_draft_length);
     if (s.spec_draft_length > 0 && s.max_draft_len <= 0) c.max_draft_len = s.spec_draft_length;
     c.adaptive_draft_len = s.spec_draft_length == 0;
+    c.spec_tree_width = s.spec_tree_width;
   }
   return c;
 }
@@ -229,6 +230,15 @@ result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const execu
     return make_error(fmt::format("speculative_config.decoding_type {}: the drafter reads the target's hidden "
                                   "states, which this executor ({}) does not return",
                                   prop->name(), ex.describe()));
+  if (prop && spec.spec_tree_width > 1 && !ex.verifies_trees())
+    return make_error(fmt::format("llm_config.speculative_config.spec_tree_width: {}: tree verification is built "
+                                  "for the CPU executor only, not this one ({}); set spec_tree_width to 1",
+                                  spec.spec_tree_width, ex.describe()));
+  if (prop && spec.spec_tree_width > 1 && ex.config().sliding_window > 0)
+    return make_error(fmt::format("llm_config.speculative_config.spec_tree_width: {}: tree verification does not "
+                                  "handle sliding-window attention (this model's window is {}); set "
+                                  "spec_tree_width to 1",
+                                  spec.spec_tree_width, ex.config().sliding_window));
   return engine::create(engine_config_of(spec, std::move(model_identity)), info, tok, std::move(prop));
 }
 

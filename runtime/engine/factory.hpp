@@ -48,6 +48,8 @@ struct engine_spec {
   // speculative_config.spec_draft_length: < 0 unset (always max_draft_len), 0 adaptive (each
   // step's length chosen up to max_draft_len, runtime/engine/draft_chooser.hpp), > 0 that many.
   int32_t spec_draft_length = -1;
+  // speculative_config.spec_tree_width: 1 chains; w > 1 tree drafts (NGram, DraftTarget; CPU).
+  int32_t spec_tree_width = 1;
   int32_t max_matching_ngram_size = 0;
   int32_t min_matching_ngram_size = 0;
   std::string speculative_model_dir;

@@ -119,7 +119,75 @@ token_id output_processor::verify_one(sequence& s, std::span<float> row, const d
   return s.sampler.sample_from(probs_);
 }
 
+// A tree: row 0 is the root (the sequence's last token), row j + 1 node j. From the root, the
+// children of the current node are tried in order. Greedy: the child whose token is the
+// target's argmax is taken. Sampling (drafts deterministic): multi-candidate rejection
+// (SpecInfer; vLLM's tree rejection sampler): child c is accepted with probability r(c) under
+// the residual r, initially the target's p; a rejection zeroes r at c and renormalises; when
+// every child is rejected the token comes from r. Each emitted token is thus distributed as p.
+seq_result output_processor::process_tree(sequence& s, const scheduled_seq& plan, std::span<const float> rows) {
+  seq_result out;
+  out.seq = s.seq;
+  const auto V = static_cast<size_t>(n_vocab_);
+  const draft& d = plan.drafted;
+  const auto k = static_cast<int32_t>(d.tokens.size());
+  int32_t at = -1;  // the current node (-1: the root)
+  while (!out.finished) {
+    std::span<float> row = masked(s, rows.subspan(static_cast<size_t>(at + 1) * V, V));
+    std::vector<int32_t> kids;
+    for (int32_t j = at + 1; j < k; ++j)
+      if (d.parents[static_cast<size_t>(j)] == at) kids.push_back(j);
+    if (kids.empty()) {  // a leaf (or nothing drafted here): plain sampling
+      const sampled pick = s.sampler.sample(row);
+      emit(s, pick.id, &pick, out);
+      break;
+    }
+    std::vector<float> raw_masked;
+    if (s.params.logprobs >= 0) raw_masked.assign(row.begin(), row.end());
+    s.sampler.distribution(row);  // p
+    int32_t took = -1;
+    token_id t = 0;
+    if (s.sampler.greedy()) {
+      for (int32_t c : kids)
+        if (row[static_cast<size_t>(d.tokens[static_cast<size_t>(c)])] > 0.0f) {
+          took = c;
+          break;
+        }
+      t = took >= 0 ? d.tokens[static_cast<size_t>(took)]
+                    : static_cast<token_id>(std::max_element(row.begin(), row.end()) - row.begin());
+    } else {
+      probs_.assign(row.begin(), row.end());
+      double mass = 1.0;  // p sums to 1
+      for (int32_t c : kids) {
+        const auto want = static_cast<size_t>(d.tokens[static_cast<size_t>(c)]);
+        if (mass > 0 && s.sampler.uniform() * mass < probs_[want]) {
+          took = c;
+          break;
+        }
+        probs_[want] = 0.0f;
+        mass = 0;
+        for (float x : probs_) mass += x;
+      }
+      if (took >= 0) t = d.tokens[static_cast<size_t>(took)];
+      else if (mass > 0) t = s.sampler.sample_from(probs_);
+      else t = static_cast<token_id>(std::max_element(row.begin(), row.end()) - row.begin());
+    }
+    sampled lp;
+    if (s.params.logprobs >= 0) lp = logprobs_of(raw_masked, t, s.params.logprobs);
+    emit(s, t, &lp, out);
+    if (took < 0) break;
+    ++out.n_draft_accepted;
+    out.accepted_nodes.push_back(took);
+    at = took;
+  }
+  out.n_drafted = k;
+  s.n_drafted += out.n_drafted;
+  s.n_draft_accepted += out.n_draft_accepted;
+  return out;
+}
+
 seq_result output_processor::process(sequence& s, const scheduled_seq& plan, std::span<const float> rows) {
+  if (plan.phase == seq_phase::verify && plan.drafted.is_tree()) return process_tree(s, plan, rows);
   seq_result out;
   out.seq = s.seq;
   const auto V = static_cast<size_t>(n_vocab_);

@@ -5,7 +5,8 @@
 // disagreement is replaced by that choice; under sampling, each draft token is accepted with
 // probability min(1, p/q) and a rejection is resampled from the residual max(p - q, 0)
 // (Leviathan et al. 2023; Chen et al. 2023), so the output follows the target's distribution
-// exactly. When every draft is accepted the last row gives one more token. Then, token by
+// exactly. When every draft is accepted the last row gives one more token. A tree draft is
+// walked from the root along the children the target accepts (process_tree). Then, token by
 // token: stop tokens, min_tokens, detokenizing, stop strings and max_tokens, exactly as plain
 // decoding would apply them, so a step never emits past an end.
 //
@@ -41,6 +42,7 @@ class output_processor {
   std::span<float> masked(const sequence& s, std::span<const float> row);
   // Records t as s's next token; the finish reason if it ends s.
   void emit(sequence& s, token_id t, const sampled* lp, seq_result& out);
+  seq_result process_tree(sequence& s, const scheduled_seq& plan, std::span<const float> rows);
   token_id verify_one(sequence& s, std::span<float> row, const draft& d, size_t i, bool& accepted);
 
   int64_t n_vocab_, n_tokens_;

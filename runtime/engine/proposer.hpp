@@ -46,12 +46,20 @@ class proposer {
   // s has finished or was aborted: drop what is kept for it.
   virtual void forget(const sequence& /*s*/) {}
   virtual const char* name() const = 0;
+  // Tree drafts (spec_tree_width > 1): a drafter that can propose them says so; the engine then
+  // sets the width, and propose returns a tree of at most that many children per node (step.hpp).
+  virtual bool drafts_trees() const { return false; }
+  void set_tree_width(int32_t w) { tree_width_ = w; }
+  int32_t tree_width() const { return tree_width_; }
   // A drafter that reads the target's hidden states (MTP) says so: the scheduler then asks
   // for a hidden row at every position each generating sequence computes, and the engine
   // hands what each step kept to observe() once the step is applied (sequences that finished
   // in it left out: they were forgotten).
   virtual bool wants_hidden() const { return false; }
   virtual void observe(std::span<const kept_rows> /*rows*/, size_t /*H*/) {}
+
+ private:
+  int32_t tree_width_ = 1;
 };
 
 }  // namespace troupe

@@ -6,6 +6,7 @@
 #include <limits>
 #include <unordered_set>
 
+#include "runtime/engine/draft_tree.hpp"
 #include "runtime/engine/engine.hpp"
 #include "runtime/engine/kv_cache_manager.hpp"
 #include "runtime/engine/proposer.hpp"
@@ -108,6 +109,12 @@ int32_t scheduler::draft_room(const sequence& s, int32_t budget, int32_t ceiling
   return std::max(0, std::min({ceiling, left, budget - 1}));
 }
 
+int32_t scheduler::tree_nodes(const sequence& s, int32_t budget) const {
+  // Every node's slot must fit the context; a chain is bounded by draft_room alone.
+  if (cfg_.spec_tree_width <= 1) return INT32_MAX;
+  return std::max(0, std::min({budget - 1, cfg_.max_seq_len - s.size(), kMaxTreeNodes - 1}));
+}
+
 std::unordered_map<uint64_t, int32_t> scheduler::draft_lengths(bool allow_decode) {
   std::unordered_map<uint64_t, int32_t> out;
   if (!prop_ || cfg_.max_draft_len <= 0 || !allow_decode) return out;
@@ -184,7 +191,7 @@ step_plan scheduler::schedule() {
                              prop_->last_catch_up_seconds();
       int32_t n_drafted = 0;
       for (size_t i = 0; i < ask.size() && i < got.size(); ++i) {
-        if (static_cast<int32_t>(got[i].tokens.size()) > rooms[i]) got[i].tokens.resize(static_cast<size_t>(rooms[i]));
+        trim_draft_tree(got[i], rooms[i], tree_nodes(*ask[i], budget));
         n_drafted += static_cast<int32_t>(got[i].tokens.size());
         if (!got[i].empty()) drafts.emplace(ask[i]->seq, std::move(got[i]));
       }
@@ -207,9 +214,11 @@ step_plan scheduler::schedule() {
     if (is_decode && got != drafts.end())
       if (const int32_t room = draft_room(s, budget, static_cast<int32_t>(got->second.tokens.size())); room > 0) {
         d = std::move(got->second);
-        if (static_cast<int32_t>(d.tokens.size()) > room) d.tokens.resize(static_cast<size_t>(room));
+        trim_draft_tree(d, room, tree_nodes(s, budget));
         // A constrained sequence verifies only the drafts its grammar allows (the rows of the
-        // rest would be rejected anyway; their probs, indexed by draft position, go unread).
+        // rest would be rejected anyway; their probs, indexed by draft position, go unread); a
+        // tree's spine only.
+        if (s.constraint && d.is_tree()) draft_spine(d);
         if (s.constraint && !d.tokens.empty()) d.tokens.resize(s.constraint->allowed_prefix(d.tokens));
         if (!d.tokens.empty() && !kv_.allocate_slots(id, s.n_computed, n, static_cast<int32_t>(d.tokens.size())))
           d = {};
@@ -282,6 +291,13 @@ step_plan scheduler::schedule() {
     std::vector<token_id> toks(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + static_cast<ptrdiff_t>(n_real));
     toks.insert(toks.end(), w.drafted.tokens.begin(), w.drafted.tokens.end());
     out.batch.add(s.n_computed, toks, kv_.blocks(w.seq), e.n_logits, e.n_hidden);
+    if (w.drafted.is_tree()) {  // rows: the last real token (the root), then the nodes
+      std::vector<int32_t> parents(static_cast<size_t>(w.n), -1);
+      for (int32_t j = 0; j < k; ++j) parents[n_real + static_cast<size_t>(j)] =
+          static_cast<int32_t>(n_real) + w.drafted.parents[static_cast<size_t>(j)];
+      for (size_t j = 1; j < n_real; ++j) parents[j] = static_cast<int32_t>(j) - 1;
+      out.batch.set_tree(parents);
+    }
     const auto added = kv_.last_allocated(w.seq);
     e.new_blocks.assign(added.begin(), added.end());
     e.drafted = std::move(w.drafted);

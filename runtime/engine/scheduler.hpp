@@ -61,6 +61,8 @@ class scheduler {
   int32_t hybrid_cap();
   // How many draft tokens s may verify this step (0: decode plainly).
   int32_t draft_room(const sequence& s, int32_t budget, int32_t ceiling) const;
+  // How many nodes a tree draft of s may hold this step (INT32_MAX: chains, no tree).
+  int32_t tree_nodes(const sequence& s, int32_t budget) const;
   // Each decoding sequence's draft length this step (adaptive: the chooser's; else the ceiling).
   std::unordered_map<uint64_t, int32_t> draft_lengths(bool allow_decode);
   // Tokens s may compute this step at most, for its own sake (INT32_MAX: no limit of its own).

@@ -32,10 +32,18 @@ const char* pooling_name(pooling p);
 // Draft tokens a proposer offers for one sequence. probs holds the drafter's distribution at
 // each drafted position ([n][n_vocab]) when it sampled them; empty means the drafts are
 // deterministic (an n-gram match, or greedy drafting), i.e. probability 1 each.
+//
+// A tree draft (speculative_config.spec_tree_width > 1) also has parents: parents[i] is the
+// index of token i's parent, -1 for a child of the root (the sequence's last token); a parent
+// always comes before its children, and the first child listed at each node is the drafter's
+// best (so the chain along first children, the spine, needs no KV move when accepted). Empty
+// parents: a chain (parents[i] = i - 1). Tree drafts are deterministic (probs empty).
 struct draft {
   std::vector<token_id> tokens;
   std::vector<float> probs;
+  std::vector<int32_t> parents;
   bool empty() const { return tokens.empty(); }
+  bool is_tree() const { return !parents.empty(); }
 };
 
 struct step_stats {
@@ -84,6 +92,7 @@ struct seq_result {
   std::string stop_string;
   int32_t n_drafted = 0;          // draft tokens verified
   int32_t n_draft_accepted = 0;   // of those, accepted
+  std::vector<int32_t> accepted_nodes;  // a tree: the accepted path's node indices, root first
 };
 
 struct step_result {

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/engine/draft_tree.hpp"
 #include "runtime/engine/sequence.hpp"
 #include "runtime/model_config.hpp"
 
@@ -99,10 +100,20 @@ std::vector<draft> draft_model_proposer::propose_batch(std::span<const sequence*
   // draft position costs); the rest (prompts, tokens accepted without drafting) is catching up.
   const double fwd = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (b.n_tokens() > 0) catch_up_s_ = fwd * (1.0 - static_cast<double>(jobs.size()) / b.n_tokens());
+  const int32_t w = tree_width();
+  std::vector<std::vector<std::vector<token_id>>> siblings(w > 1 ? seqs.size() : 0);  // [seq][position]
+  auto pick = [&](size_t i, const float* row) {
+    if (w <= 1) return argmax(row);
+    std::vector<token_id> top = draft_top_tokens(row, n_tokens_, w);
+    const token_id best = top.front();
+    top.erase(top.begin());
+    siblings[i].push_back(std::move(top));
+    return best;
+  };
   for (size_t r = 0; r < jobs.size(); ++r) {
     const job& j = jobs[r];
     computed_[j.s->seq] = j.s->tokens;
-    out[j.i].tokens.push_back(argmax(logits.data() + r * V));
+    out[j.i].tokens.push_back(pick(j.i, logits.data() + r * V));
   }
   // Draft positions 2..k: one forward each over the sequences still drafting.
   for (int32_t pos = 1;; ++pos) {
@@ -120,10 +131,12 @@ std::vector<draft> draft_model_proposer::propose_batch(std::span<const sequence*
     for (size_t r = 0; r < live.size(); ++r) {
       const job& j = *live[r];
       computed_[j.s->seq].push_back(out[j.i].tokens.back());
-      out[j.i].tokens.push_back(argmax(logits.data() + r * V));
+      out[j.i].tokens.push_back(pick(j.i, logits.data() + r * V));
     }
   }
   for (const job& j : jobs) kv_.truncate(j.s->seq, static_cast<int32_t>(computed_[j.s->seq].size()));
+  if (w > 1)
+    for (const job& j : jobs) out[j.i] = draft_tree_with_siblings(out[j.i].tokens, siblings[j.i], kMaxTreeNodes - 1);
   return out;
 }
 

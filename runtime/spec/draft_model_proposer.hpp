@@ -38,6 +38,9 @@ class draft_model_proposer final : public proposer {
   std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) override;
   void forget(const sequence& s) override;
   const char* name() const override { return "DraftTarget"; }
+  // A tree (tree_width() > 1): the chain of argmaxes, and beside each chain token the next
+  // tree_width() - 1 best tokens of the same logits row as leaves (no extra draft forward).
+  bool drafts_trees() const override { return true; }
   double last_catch_up_seconds() const override { return catch_up_s_; }
 
   // Blocks of the drafter's cache in use (0 once every sequence is forgotten).

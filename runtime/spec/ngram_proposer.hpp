@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "runtime/engine/proposer.hpp"
 #include "runtime/result.hpp"
@@ -25,12 +26,20 @@ struct ngram_options {
 // max_tokens; empty when no n-gram of the allowed sizes recurs).
 std::span<const token_id> ngram_lookup(std::span<const token_id> tokens, const ngram_options& o, int32_t max_tokens);
 
+// Every match's continuation (at most max_tokens each), best first: longer matches first, then
+// the more recent; ngram_lookup's is the first. At most max_matches of them.
+std::vector<std::span<const token_id>> ngram_matches(std::span<const token_id> tokens, const ngram_options& o,
+                                                     int32_t max_tokens, size_t max_matches);
+
 class ngram_proposer final : public proposer {
  public:
   // Refuses sizes below 1 or a minimum above the maximum.
   [[nodiscard]] static result<std::unique_ptr<ngram_proposer>> create(const ngram_options& o);
+  // A tree (tree_width() > 1): the matches' continuations as a trie, the best match's the spine;
+  // other matches branch off where they diverge (at most tree_width() children per node).
   draft propose(const sequence& s, int32_t max_tokens) override;
   const char* name() const override { return "NGram"; }
+  bool drafts_trees() const override { return true; }
 
  private:
   explicit ngram_proposer(const ngram_options& o) : opt_(o) {}

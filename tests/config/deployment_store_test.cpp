@@ -210,6 +210,26 @@ TEST_F(store_test, a_decoding_type_whose_drafter_is_not_built_is_refused_naming_
       {"decoding_type": "NGram", "max_matching_ngram_size": 3, "min_matching_ngram_size": 2}}})").status, 201);
 }
 
+TEST_F(store_test, spec_tree_width_round_trips_and_is_refused_where_it_cannot_act_naming_the_field) {
+  deployment_store store = open_store();
+  management_api api(store);
+  for (const char* spec : {R"({"decoding_type": "NGram", "spec_tree_width": 3, "spec_draft_length": 0})",
+                           R"({"decoding_type": "MTP", "num_nextn_predict_layers": 1, "spec_tree_width": 2})",
+                           R"({"decoding_type": "NGram", "spec_tree_width": 9})"}) {
+    auto r = api.create(std::string(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config": )") + spec + "}}");
+    EXPECT_EQ(r.status, 400) << r.body;
+    EXPECT_EQ(json::parse(r.body)["error"]["param"], "llm_config.speculative_config.spec_tree_width") << r.body;
+  }
+  EXPECT_TRUE(store.list().empty()) << "nothing refused is stored";
+  auto r = api.create(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config":
+      {"decoding_type": "NGram", "max_draft_len": 4, "spec_tree_width": 3}}})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  const json d = json::parse(r.body);
+  EXPECT_EQ(d["llm_config"]["speculative_config"]["spec_tree_width"], 3);
+  const json listed = json::parse(api.get(d["id"].get<std::string>()).body);
+  EXPECT_EQ(listed["llm_config"]["speculative_config"]["spec_tree_width"], 3);
+}
+
 TEST_F(store_test, mtp_is_checked_against_the_models_mtp_layers_naming_the_field) {
   deployment_store store = open_store();
   management_api api(store);

@@ -59,6 +59,10 @@ TEST(llm_config, documented_examples_parse) {
   EXPECT_EQ(draft.value.llm.speculative->spec_draft_length, 0);
   EXPECT_FALSE(unbuilt_decoding_type(*draft.value.llm.speculative)) << "DraftTarget is built";
 
+  auto tree = parse(R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 4, "spec_tree_width": 3}})");
+  ASSERT_TRUE(tree.ok()) << messages(tree.errors);
+  EXPECT_EQ(tree.value.llm.speculative->spec_tree_width, 3);
+
   auto sizes = parse(R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 6,
       "max_matching_ngram_size": 3, "min_matching_ngram_size": 2}})");
   ASSERT_TRUE(sizes.ok()) << messages(sizes.errors);
@@ -197,6 +201,18 @@ TEST(llm_config, each_rule_gives_its_message_for_its_field) {
       {"spec_draft_length within max_draft_len",
        R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 3, "spec_draft_length": 5}})",
        {{s + ".spec_draft_length", s + ".spec_draft_length: must not exceed max_draft_len (5 > 3)"}}},
+      {"spec_tree_width within its range",
+       R"({"speculative_config": {"decoding_type": "NGram", "spec_tree_width": 9}})",
+       {{s + ".spec_tree_width", s + ".spec_tree_width: must be an integer from 1 to 8, got 9"}}},
+      {"spec_tree_width with a chain-only drafter",
+       R"({"speculative_config": {"decoding_type": "MTP", "num_nextn_predict_layers": 1, "spec_tree_width": 2}})",
+       {{s + ".spec_tree_width", s + ".spec_tree_width: 2: decoding_type MTP drafts chains only (tree drafts are "
+                                 "built for NGram and DraftTarget); set it to 1"}}},
+      {"spec_tree_width with the adaptive draft length",
+       R"({"speculative_config": {"decoding_type": "NGram", "spec_tree_width": 3, "spec_draft_length": 0}})",
+       {{s + ".spec_tree_width", s + ".spec_tree_width: 3 with spec_draft_length 0 (adaptive): the adaptive draft "
+                                 "length chooses chain lengths, not trees; set spec_tree_width to 1 or a fixed "
+                                 "spec_draft_length"}}},
       {"max_draft_len positive",
        R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 0}})",
        {{s + ".max_draft_len", s + ".max_draft_len: must be an integer from 1 to 32, got 0"}}},

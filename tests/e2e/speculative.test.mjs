@@ -8,7 +8,8 @@
 // model's own MTP layer, inside troupe-py-7m), and MTP on a model without MTP layers (or asking
 // for more than it has) is refused at start naming num_nextn_predict_layers. Then the same with a
 // DraftTarget speculative_config (the draft model, adaptive draft length), and a missing draft
-// model directory refused at start.
+// model directory refused at start. And NGram tree drafts (spec_tree_width 3) answering exactly as
+// plain decoding, and spec_tree_width with MTP refused at start.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -180,5 +181,38 @@ describe('DraftTarget speculative decoding through the openai client', () => {
                         { encoding: 'utf8', timeout: 60000 });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /speculative_model_dir .*no-such-model: no such directory/);
+  });
+});
+
+// Tree drafts (spec_tree_width, troupe's extension after MLC's tree mode): NGram trees of width
+// 3, verified with the tree attention mask, answer exactly as plain decoding; spec_tree_width
+// with a chain-only drafter (MTP) is refused at start naming the field.
+describe('tree drafts (spec_tree_width) through the openai client', () => {
+  let plain, spec;
+  before(async () => {
+    writeFileSync(join(dir, 'tree.json'), JSON.stringify({ speculative_config: {
+      decoding_type: 'NGram', max_draft_len: 4, spec_tree_width: 3 } }));
+    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'tree.json')])]);
+  });
+  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
+
+  it('answers greedy requests with exactly the tokens of a server without it', async () => {
+    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
+    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
+    const details = [];
+    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), details);
+    assert.deepEqual(got, want);
+    const accepted = details.reduce((n, d) => n + (d?.accepted_prediction_tokens ?? 0), 0);
+    assert.ok(accepted > 0, JSON.stringify(details));
+    for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
+  });
+
+  it('refuses spec_tree_width with a drafter that drafts chains only, naming the field', () => {
+    writeFileSync(join(dir, 'mtptree.json'), JSON.stringify({ speculative_config: {
+      decoding_type: 'MTP', num_nextn_predict_layers: 1, spec_tree_width: 2 } }));
+    const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, 'mtptree.json')],
+                        { encoding: 'utf8', timeout: 60000 });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /llm_config\.speculative_config\.spec_tree_width: 2: decoding_type MTP drafts chains only/);
   });
 });

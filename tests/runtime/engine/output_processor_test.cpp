@@ -178,5 +178,59 @@ TEST(output_processor, the_same_seed_gives_the_same_tokens) {
   EXPECT_EQ(run(), run());
 }
 
+// Trees: a draft with parents; rows are the root's, then each node's.
+scheduled_seq tree_plan(std::vector<token_id> tokens, std::vector<int32_t> parents) {
+  scheduled_seq p = verify_plan(std::move(tokens));
+  p.drafted.parents = std::move(parents);
+  return p;
+}
+
+TEST(output_processor, greedy_tree_verification_follows_the_child_that_is_the_argmax) {
+  output_processor op(V, V, {}, 100);
+  auto s = greedy_seq();
+  // Root's children: 4 (node 0), 5 (node 1); node 1's children: 6 (node 2), 2 (node 3).
+  // Target: after the root 5, after node 1 then 2, after node 3 then 7.
+  const auto rows = one_hot_rows({5, 0, 2, 0, 7});
+  seq_result r = op.process(*s, tree_plan({4, 5, 6, 2}, {-1, -1, 1, 1}), rows);
+  EXPECT_EQ(r.tokens, (std::vector<token_id>{5, 2, 7}));
+  EXPECT_EQ(r.accepted_nodes, (std::vector<int32_t>{1, 3}));
+  EXPECT_EQ(r.n_draft_accepted, 2);
+  EXPECT_EQ(r.n_drafted, 4);
+  // No child agrees: the target's token alone.
+  auto s2 = greedy_seq();
+  seq_result r2 = op.process(*s2, tree_plan({4, 6}, {-1, -1}), one_hot_rows({3, 0, 0}));
+  EXPECT_EQ(r2.tokens, (std::vector<token_id>{3}));
+  EXPECT_TRUE(r2.accepted_nodes.empty());
+}
+
+// Multi-candidate rejection over siblings (deterministic drafts): the first token is distributed
+// as the target's, and a sibling set is accepted with probability the sum of p over it.
+TEST(output_processor, tree_rejection_sampling_follows_the_target_distribution) {
+  const int n = 40000;
+  output_processor op(V, V, {}, 100);
+  const auto p = softmax(kTarget);
+  for (const std::vector<token_id>& kids : {std::vector<token_id>{3, 6, 1}, std::vector<token_id>{6, 0}}) {
+    std::vector<float> rows;
+    for (size_t i = 0; i <= kids.size(); ++i) rows.insert(rows.end(), kTarget.begin(), kTarget.end());
+    std::vector<int> counts(V, 0);
+    int accepted = 0;
+    for (int i = 0; i < n; ++i) {
+      sampling_params sp;
+      sp.temperature = 1;
+      sp.max_tokens = 10;
+      sp.seed = static_cast<uint64_t>(i) + 1;
+      sequence s(0, "a", 0, {1, 2, 3}, sp, nullptr);
+      s.n_computed = 2;
+      seq_result r = op.process(s, tree_plan(kids, std::vector<int32_t>(kids.size(), -1)), rows);
+      ++counts[static_cast<size_t>(r.tokens.at(0))];
+      accepted += r.n_draft_accepted;
+    }
+    EXPECT_LT(chi_square(counts, p, n), kChi2Limit) << kids.size() << " siblings";
+    double mass = 0;
+    for (token_id t : kids) mass += p[static_cast<size_t>(t)];
+    EXPECT_NEAR(static_cast<double>(accepted) / n, mass, 0.01) << kids.size() << " siblings";
+  }
+}
+
 }  // namespace
 }  // namespace troupe

@@ -1,0 +1,47 @@
+// draft_tree: tree drafts (speculative_config.spec_tree_width > 1, MLC's tree mode) as plain
+// functions over a draft's tokens and parents (step.hpp): building one from candidate
+// continuations (a trie: NGram), from a chain plus top-w siblings per position (a model
+// drafter: DraftTarget; MTP and Eagle can call draft_top_tokens on their logits rows), and
+// trimming one to a depth and node budget. Verification (the tree attention mask, the walk that
+// keeps the longest accepted path, the KV move of that path) lives in the executor, the output
+// processor and the engine; nothing here touches KV or samples.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "runtime/engine/step.hpp"
+
+namespace troupe {
+
+// spec_tree_width's ceiling (children per node), and a tree's node count ceiling.
+inline constexpr int32_t kMaxSpecTreeWidth = 8;
+inline constexpr int32_t kMaxTreeNodes = 64;
+
+// The w best ids of row[0, n) (highest first, ties to the lower id): a model drafter's chain
+// token and its w - 1 siblings at one position.
+std::vector<token_id> draft_top_tokens(const float* row, int64_t n, int32_t w);
+
+// Token i's depth (1 for a child of the root).
+std::vector<int32_t> draft_depths(const draft& d);
+
+// A trie of continuations, in the order given (the first is the spine): each path is inserted
+// from the root, at most `width` children per node, `max_nodes` nodes in all; a path stops
+// where it would need a child beyond the width or a node beyond the budget. A single path gives
+// a chain (parents empty).
+draft draft_tree_of_paths(std::span<const std::vector<token_id>> paths, int32_t width, int32_t max_nodes);
+
+// A chain (spine) with, at each position i, siblings[i] as leaves beside chain token i (same
+// parent). Nodes: the chain first (indices 0..k-1), then the leaves.
+draft draft_tree_with_siblings(std::span<const token_id> chain, std::span<const std::vector<token_id>> siblings,
+                               int32_t max_nodes);
+
+// Keeps the nodes of depth <= max_depth, in order, at most max_nodes, and only those whose
+// parent is kept (indices renumbered); a tree of one path becomes a chain.
+void trim_draft_tree(draft& d, int32_t max_depth, int32_t max_nodes);
+
+// Keeps only the spine (first children from the root down): a chain.
+void draft_spine(draft& d);
+
+}  // namespace troupe
