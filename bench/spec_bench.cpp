@@ -232,11 +232,14 @@ result<json> run_spec_bench(const spec_bench_options& o) {
       }
       // Trees against chains of the same drafter and draft length, measured in the same run.
       auto tps = [](const run_figures& f) { return static_cast<double>(f.tokens) / f.seconds; };
+      auto cpu = [](const run_figures& f) { return static_cast<double>(f.tokens) / f.cpu_seconds; };
       if (trees) {
         json& r = out["results"].back();
         r["tokens_per_s_ngram_tree"] = tps(tree);
         r["speedup_ngram_tree"] = tps(tree) / tps_plain;
         r["ngram_tree_vs_chain"] = tps(tree) / tps_spec;
+        r["cpu_ngram_tree_vs_chain"] = cpu(tree) / cpu_spec;
+        r["cpu_speedup_ngram_tree"] = cpu(tree) / cpu_plain;
         r["steps_ngram_tree"] = tree.steps;
         r["mean_accepted_length_ngram_tree"] = per(tree.accepted + tree.verifications, tree.verifications);
       }
@@ -245,6 +248,9 @@ result<json> run_spec_bench(const spec_bench_options& o) {
         r["tokens_per_s_draft_target_chain"] = tps(draft_chain);
         r["tokens_per_s_draft_target_tree"] = tps(draft_tree);
         r["draft_target_tree_vs_chain"] = tps(draft_tree) / tps(draft_chain);
+        r["cpu_draft_target_tree_vs_chain"] = cpu(draft_tree) / cpu(draft_chain);
+        r["steps_draft_target_chain"] = draft_chain.steps;
+        r["steps_draft_target_tree"] = draft_tree.steps;
         r["mean_accepted_length_draft_target_chain"] =
             per(draft_chain.accepted + draft_chain.verifications, draft_chain.verifications);
         r["mean_accepted_length_draft_target_tree"] =
