@@ -194,6 +194,7 @@ TEST(output_processor, greedy_tree_verification_follows_the_child_that_is_the_ar
   seq_result r = op.process(*s, tree_plan({4, 5, 6, 2}, {-1, -1, 1, 1}), rows);
   EXPECT_EQ(r.tokens, (std::vector<token_id>{5, 2, 7}));
   EXPECT_EQ(r.accepted_nodes, (std::vector<int32_t>{1, 3}));
+  EXPECT_EQ(r.logprobs.size(), 3u) << "a logprob per emitted token";
   EXPECT_EQ(r.n_draft_accepted, 2);
   EXPECT_EQ(r.n_drafted, 4);
   // No child agrees: the target's token alone.
