@@ -618,7 +618,7 @@ typename Inspector::result_type inspect(Inspector& f, forward_batch::seq& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_batch& x) {
-  return f(caf::meta::type_name("forward_batch"), x.tokens, x.seqs, x.block_tables);
+  return f(caf::meta::type_name("forward_batch"), x.tokens, x.seqs, x.block_tables, x.aux_layers);
 }
 
 }  // namespace troupe
