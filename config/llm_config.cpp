@@ -137,11 +137,12 @@ std::optional<config_error> eagle_head_unfit(const speculative_settings& s, cons
   std::error_code ec;
   const std::string& dir = s.speculative_model_dir;
   if (dir.empty()) return config_error{field, fmt::format("{}: required when decoding_type is Eagle", field)};
-  // As given, else (relative) from the project's root: the folder above the model's folder.
+  // As given, else (relative) from the project's root: the folder above the one holding the model.
   fs::path found = dir;
   if (!fs::is_directory(found, ec) && fs::path(dir).is_relative()) {
-    const fs::path model = fs::path(model_path);
-    found = (fs::is_directory(model, ec) ? model : model.parent_path()).parent_path() / dir;
+    fs::path model = fs::path(model_path).lexically_normal();
+    if (!model.has_filename()) model = model.parent_path();  // a trailing separator
+    found = model.parent_path().parent_path() / dir;
   }
   if (!fs::is_directory(found, ec))
     return config_error{field, fmt::format("{}: {}: no such directory", field, dir)};

@@ -363,7 +363,10 @@ TEST_F(eagle3_engine, unfit_heads_are_refused_naming_the_dir) {
   s.type = config::decoding_type::eagle;
   const std::string model = testing::source_dir() + "/models/troupe-py-7m";
   s.speculative_model_dir = "models/troupe-py-eagle3";
-  EXPECT_FALSE(config::eagle_head_unfit(s, model)) << "the shipped head fits the shipped model";
+  {
+    const auto fits = config::eagle_head_unfit(s, model);
+    EXPECT_FALSE(fits) << "the shipped head fits the shipped model: " << fits->message;
+  }
   for (const std::string& dir : {testing::source_dir() + "/models/no-such-head", testing::source_dir() + "/models/troupe-py-draft", deep, wide}) {
     s.speculative_model_dir = dir;
     auto e = config::eagle_head_unfit(s, model);
