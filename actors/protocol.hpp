@@ -618,7 +618,8 @@ typename Inspector::result_type inspect(Inspector& f, forward_batch::seq& x) {
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, forward_batch& x) {
-  return f(caf::meta::type_name("forward_batch"), x.tokens, x.seqs, x.block_tables, x.tree_parents, x.kv_moves);
+  return f(caf::meta::type_name("forward_batch"), x.tokens, x.seqs, x.block_tables, x.tree_parents, x.kv_moves,
+           x.aux_layers);
 }
 
 }  // namespace troupe

@@ -257,18 +257,18 @@ result<json> run_spec_bench(const spec_bench_options& o) {
             per(draft_tree.accepted + draft_tree.verifications, draft_tree.verifications);
       }
     }
-  // MTP (the model's own MTP layer) on free continuation.
-  if (o.mtp_draft_len > 0 && m.weights->config().n_nextn_layers <= 0) {
-    out["mtp_results"] = fmt::format("skipped: {} has no MTP layers", m.name);
-  } else if (o.mtp_draft_len > 0) {
-    out["mtp_draft_len"] = o.mtp_draft_len;
-    out["mtp_results"] = json::array();
+  // A head drafter (MTP: the model's own MTP layer; Eagle: an Eagle-3 head) on free
+  // continuation, K drafts per step, into out[key + "_results"] with figures named after key.
+  auto head_results = [&](const std::string& type, const std::string& key, int k, const std::string& dir) -> status {
+    out[key + "_draft_len"] = k;
+    if (!dir.empty()) out[key + "_dir"] = dir;
+    json& rows = out[key + "_results"] = json::array();
     const workload& w = workloads.at(1);
     for (int batch : o.batches) {
       run_figures plain, spec;
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
         TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.mtp_draft_len, "MTP", false, "", o.threads));
+        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, k, type, false, dir, o.threads));
         if (rep == 0 || p.seconds < plain.seconds) plain = p;
         if (rep == 0 || s.seconds < spec.seconds) spec = s;
       }
@@ -277,20 +277,27 @@ result<json> run_spec_bench(const spec_bench_options& o) {
       const double tps_spec = static_cast<double>(spec.tokens) / spec.seconds;
       const double cpu_plain = static_cast<double>(plain.tokens) / plain.cpu_seconds;
       const double cpu_spec = static_cast<double>(spec.tokens) / spec.cpu_seconds;
-      out["mtp_results"].push_back({{"workload", w.name},
-                                    {"batch", batch},
-                                    {"tokens_per_s_plain", tps_plain},
-                                    {"tokens_per_s_mtp", tps_spec},
-                                    {"speedup", tps_spec / tps_plain},
-                                    {"tokens_per_cpu_s_plain", cpu_plain},
-                                    {"tokens_per_cpu_s_mtp", cpu_spec},
-                                    {"cpu_speedup", cpu_spec / cpu_plain},
-                                    {"steps_plain", plain.steps},
-                                    {"steps_mtp", spec.steps},
-                                    {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
-                                    {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)}});
+      rows.push_back({{"workload", w.name},
+                      {"batch", batch},
+                      {"tokens_per_s_plain", tps_plain},
+                      {"tokens_per_s_" + key, tps_spec},
+                      {"speedup", tps_spec / tps_plain},
+                      {"tokens_per_cpu_s_plain", cpu_plain},
+                      {"tokens_per_cpu_s_" + key, cpu_spec},
+                      {"cpu_speedup", cpu_spec / cpu_plain},
+                      {"steps_plain", plain.steps},
+                      {"steps_" + key, spec.steps},
+                      {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
+                      {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)}});
     }
-  }
+    return {};
+  };
+  if (o.mtp_draft_len > 0 && m.weights->config().n_nextn_layers <= 0)
+    out["mtp_results"] = fmt::format("skipped: {} has no MTP layers", m.name);
+  else if (o.mtp_draft_len > 0)
+    TROUPE_CHECK(head_results("MTP", "mtp", o.mtp_draft_len, ""));
+  // Eagle-3 (its head's directory), as many drafts per step as MTP (3 when MTP is skipped).
+  if (!o.eagle_dir.empty()) TROUPE_CHECK(head_results("Eagle", "eagle", o.mtp_draft_len > 0 ? o.mtp_draft_len : 3, o.eagle_dir));
   return out;
 }
 

@@ -3,7 +3,7 @@
 // the prompt already holds (the prompt ends by starting the code over) and free continuation.
 // Figures: generated tokens/s (prefill included, the same in both modes), target forward
 // passes, and the mean accepted length (tokens one verification emits). NGram on both
-// workloads ("results"); MTP on free continuation ("mtp_results").
+// workloads ("results"); MTP and Eagle-3 on free continuation ("mtp_results", "eagle_results").
 #pragma once
 
 #include <string>
@@ -25,6 +25,9 @@ struct spec_bench_options {
   // MTP drafts per step (the model's own MTP layer), measured on the free-continuation workload
   // into "mtp_results"; 0: not measured (a model without MTP layers is skipped, saying so).
   int mtp_draft_len = 3;
+  // Eagle-3's head (relative: also from the project's root), run on the free-continuation
+  // workload with mtp_draft_len drafts per step (3 when that is 0) into "eagle_results"; "" skips it.
+  std::string eagle_dir = "models/troupe-py-eagle3";
   int reps = 1;                               // runs per (workload, batch, mode); the fastest counts
   // DraftTarget's draft model, run (adaptive) on the continuation workload; "" skips it.
   std::string draft_model = "models/troupe-py-draft";

@@ -184,9 +184,11 @@ void apply_engine_settings(worker_spec& w, const config::engine_settings& e) {
 status apply_speculative_settings(worker_spec& w, const config::speculative_settings& s) {
   if (auto refused = config::unbuilt_decoding_type(s)) return make_error(refused->message);
   if (auto missing = config::mtp_layers_missing(s, w.model_path)) return make_error(missing->message);
+  if (auto unfit = config::eagle_head_unfit(s, w.model_path)) return make_error(unfit->message);
   engine_spec& e = w.engine;
   e.decoding_type = s.type == config::decoding_type::mtp            ? "MTP"
                     : s.type == config::decoding_type::draft_target ? "DraftTarget"
+                    : s.type == config::decoding_type::eagle        ? "Eagle"
                                                                     : "NGram";
   e.num_nextn_predict_layers = s.num_nextn_predict_layers.value_or(0);
   e.speculative_model_dir = s.speculative_model_dir;

@@ -118,7 +118,7 @@ int run_bench_command(const std::vector<std::string>& args) {
                   "--input-tokens", emo.input_tokens, "tokens per input", emo.reps,
                   "runs per batch size; the fastest counts");
   troupe::bench::spec_bench_options spo;
-  auto* spec = app.add_subcommand("spec", "Speculative decoding (NGram drafts, fixed and adaptive; a draft model and MTP drafts on free continuation) against plain decoding, greedy, on held-out code.");
+  auto* spec = app.add_subcommand("spec", "Speculative decoding (NGram drafts, fixed and adaptive; a draft model, MTP and Eagle-3 drafts on free continuation) against plain decoding, greedy, on held-out code.");
   add_model_bench(spec, spo.model, spo.threads, spo.batches, "batch sizes, comma-separated", "--max-tokens",
                   spo.max_tokens, "tokens generated per sequence", spo.reps,
                   "runs per workload, batch size and mode; the fastest counts");
@@ -128,6 +128,11 @@ int run_bench_command(const std::vector<std::string>& args) {
   spec->add_option("--draft-model", spo.draft_model,
                    "DraftTarget's draft model, run with the adaptive draft length on the continuation workload "
                    "(relative: also from the project's root); \"\" skips it")
+      ->type_name("DIR")
+      ->group(group::workload);
+  spec->add_option("--eagle-dir", spo.eagle_dir,
+                   "the Eagle-3 head, run with --mtp-draft-len drafts per step (3 when that is 0) on the continuation "
+                   "workload (relative: also from the project's root); \"\" skips it")
       ->type_name("DIR")
       ->group(group::workload);
   spec->add_option("--max-draft-len", spo.max_draft_len, "draft tokens verified per step")

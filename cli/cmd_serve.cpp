@@ -79,7 +79,7 @@ void add_control_flags(CLI::App& app, control_flags& f) {
       ->group(cli::group::cluster);
   app.add_option("--llm-config", f.llm_config,
                  "an llm_config block, JSON or YAML, with POST /v1/llm_models's schema: its b10_routing_config "
-                 "configures the router, its runtime the engines, its speculative_config (NGram, MTP or DraftTarget) their drafter, its "
+                 "configures the router, its runtime the engines, its speculative_config (NGram, MTP, Eagle or DraftTarget) their drafter, its "
                  "is_disaggregated / b10_disagg_config replication units of prefill and decode workers, its "
                  "autoscaling_settings the model's autoscaler; features not active yet are refused")
       ->type_name("FILE")

@@ -54,10 +54,11 @@ struct llm_config_file {
 };
 checked<llm_config_file> load_llm_config_file(const std::string& path);
 
-// speculative_config's decoding types troupe runs: NGram and MTP (whose layer count the model
-// is checked against when its engine is made). For any other (valid in the schema,
-// drafter not built yet) the error that refuses it, naming <path>.decoding_type: `troupe
-// serve`, `troupe node` and the Management API refuse it rather than store it and ignore it.
+// speculative_config's decoding types troupe runs: NGram, MTP (whose layer count the model is
+// checked against when its engine is made), Eagle and DraftTarget. For what is valid in the
+// schema but not built (a decoding type without its drafter; eagle3_one_model true) the error
+// that refuses it, naming the field: `troupe serve`, `troupe node` and the Management API
+// refuse it rather than store it and ignore it.
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s,
                                                   const std::string& path = "llm_config.speculative_config");
 // MTP against the model it would run on (a directory's config.json; a .gguf file carries no
@@ -65,6 +66,13 @@ std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s,
 // layers than asked, or none. nullopt for other types, or when there is no config to read.
 std::optional<config_error> mtp_layers_missing(const speculative_settings& s, const std::string& model_path,
                                                const std::string& path = "llm_config.speculative_config");
+// Eagle against the model it would run on: the error naming <path>.speculative_model_dir when
+// the head's directory is missing (as given, or relative to the folder above the model's), is
+// not an Eagle-3 head (config.json architectures LlamaForCausalLMEagle3), or does not fit the
+// model (target_hidden_size, vocabulary, an eagle_aux_hidden_state_layer_ids id beyond its
+// layers). nullopt for other types.
+std::optional<config_error> eagle_head_unfit(const speculative_settings& s, const std::string& model_path,
+                                             const std::string& path = "llm_config.speculative_config");
 
 
 }  // namespace troupe::config

@@ -46,7 +46,7 @@ std::string memory_text(const kv_cache_memory& m) {
   return fmt::format("{} of the free memory", m.fraction);
 }
 
-// What an NGram speculative_config does, with the settings it names (unset ones: the drafter's
+// What a speculative_config does, with the settings it names (unset ones: the drafter's
 // defaults, README "Speculative decoding").
 std::string speculative_text(const speculative_settings& s) {
   std::string what =
@@ -56,6 +56,9 @@ std::string speculative_text(const speculative_settings& s) {
                         s.num_nextn_predict_layers.value_or(1))
       : s.type == decoding_type::draft_target
           ? "applied to every engine: DraftTarget drafting (draft model " + s.speculative_model_dir + ")"
+      : s.type == decoding_type::eagle
+          ? "applied to every engine: Eagle drafting (Eagle-3 head " + s.speculative_model_dir +
+                ", run as its own model after each step)"
           : std::string("applied to every engine: NGram drafting (prompt lookup)");
   if (s.max_draft_len) what += fmt::format(", max_draft_len {}", *s.max_draft_len);
   if (s.spec_tree_width && *s.spec_tree_width > 1) what += fmt::format(", spec_tree_width {}", *s.spec_tree_width);

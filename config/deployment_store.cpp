@@ -232,12 +232,15 @@ store_outcome deployment_store::create(const deployment_request& request, deploy
   }
   d.model_path = resolved.value.path;
   d.commit = resolved.value.commit;
-  if (d.llm.speculative)
-    if (auto missing = mtp_layers_missing(*d.llm.speculative, d.model_path)) {
+  if (d.llm.speculative) {
+    auto missing = mtp_layers_missing(*d.llm.speculative, d.model_path);
+    if (!missing) missing = eagle_head_unfit(*d.llm.speculative, d.model_path);
+    if (missing) {
       out.failure = store_failure::invalid;
       out.errors.push_back(std::move(*missing));
       return out;
     }
+  }
 
   std::lock_guard<std::mutex> lock(mu_);
   if (const deployment* other = find(d.name)) {

@@ -99,12 +99,21 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
 }
 
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s, const std::string& path) {
-  if (s.type == decoding_type::ngram || s.type == decoding_type::mtp || s.type == decoding_type::draft_target)
+  if (s.type == decoding_type::eagle && s.eagle3_one_model.value_or(false)) {
+    const std::string field = path + ".eagle3_one_model";
+    return config_error{field,
+                        fmt::format("{}: true (the Eagle-3 head inside the target's executor step) is not built in "
+                                    "troupe yet; leave it false (the default): the head then runs as its own model "
+                                    "after each step, with the same drafts",
+                                    field)};
+  }
+  if (s.type == decoding_type::ngram || s.type == decoding_type::mtp || s.type == decoding_type::draft_target ||
+      s.type == decoding_type::eagle)
     return std::nullopt;
   const std::string field = path + ".decoding_type";
   return config_error{field,
-                      fmt::format("{}: {} is not built in troupe yet (its drafter has not landed); NGram, MTP and "
-                                  "DraftTarget are the decoding types troupe runs",
+                      fmt::format("{}: {} is not built in troupe yet (its drafter has not landed); NGram, MTP, Eagle "
+                                  "and DraftTarget are the decoding types troupe runs",
                                   field, to_string(s.type))};
 }
 
@@ -130,6 +139,67 @@ std::optional<config_error> mtp_layers_missing(const speculative_settings& s, co
   if (asked > has)
     return config_error{field, fmt::format("{}: {} asked, but the model {} has {} MTP layer{}", field, asked,
                                            model_path, has, has == 1 ? "" : "s")};
+  return std::nullopt;
+}
+
+std::optional<config_error> eagle_head_unfit(const speculative_settings& s, const std::string& model_path,
+                                             const std::string& path) {
+  if (s.type != decoding_type::eagle) return std::nullopt;
+  const std::string field = path + ".speculative_model_dir";
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string& dir = s.speculative_model_dir;
+  if (dir.empty()) return config_error{field, fmt::format("{}: required when decoding_type is Eagle", field)};
+  // As given, else (relative) from the project's root: the folder above the one holding the model.
+  fs::path found = dir;
+  if (!fs::is_directory(found, ec) && fs::path(dir).is_relative()) {
+    fs::path model = fs::path(model_path).lexically_normal();
+    if (!model.has_filename()) model = model.parent_path();  // a trailing separator
+    found = model.parent_path().parent_path() / dir;
+  }
+  if (!fs::is_directory(found, ec))
+    return config_error{field, fmt::format("{}: {}: no such directory", field, dir)};
+  const nlohmann::json h = [&] {
+    std::ifstream in(found / "config.json");
+    return in ? nlohmann::json::parse(in, nullptr, false) : nlohmann::json();
+  }();
+  if (!h.is_object())
+    return config_error{field, fmt::format("{}: {} holds no readable config.json", field, dir)};
+  const auto arch = h.value("architectures", nlohmann::json::array());
+  if (!arch.is_array() || arch.empty() || arch[0] != "LlamaForCausalLMEagle3")
+    return config_error{field, fmt::format("{}: {} is not an Eagle-3 head (its config.json architectures is {}, not "
+                                           "LlamaForCausalLMEagle3)",
+                                           field, dir, arch.dump())};
+  nlohmann::json t;
+  if (fs::is_directory(model_path, ec)) {
+    std::ifstream in(fs::path(model_path) / "config.json");
+    if (in) t = nlohmann::json::parse(in, nullptr, false);
+  }
+  if (!t.is_object()) return std::nullopt;  // no target config to read here: the engine checks when it loads
+  auto num = [](const nlohmann::json& j, const char* k, int64_t dflt) {
+    auto it = j.find(k);
+    return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : dflt;
+  };
+  const int64_t target_hidden = num(t, "hidden_size", 0), target_layers = num(t, "num_hidden_layers", 0),
+                target_vocab = num(t, "vocab_size", 0);
+  const int64_t head_target_hidden = num(h, "target_hidden_size", num(h, "hidden_size", 0));
+  if (target_hidden > 0 && head_target_hidden != target_hidden)
+    return config_error{field, fmt::format("{}: {} is a head for a target of hidden size {}, the model {} has {}", field,
+                                           dir, head_target_hidden, model_path, target_hidden)};
+  const int64_t head_vocab = num(h, "draft_vocab_size", num(h, "vocab_size", 0));
+  if (target_vocab > 0 && (head_vocab != target_vocab || num(h, "vocab_size", 0) != target_vocab))
+    return config_error{field, fmt::format("{}: {} drafts over {} tokens, the model {} has {}", field, dir, head_vocab,
+                                           model_path, target_vocab)};
+  const auto ids = h.value("eagle_aux_hidden_state_layer_ids", nlohmann::json());
+  if (!ids.is_array() || ids.size() != 3)
+    return config_error{field, fmt::format("{}: {}: config.json's eagle_aux_hidden_state_layer_ids must list 3 layer "
+                                           "ids (low, mid, high)",
+                                           field, dir)};
+  for (const auto& id : ids)
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || (target_layers > 0 && id.get<int64_t>() >= target_layers))
+      return config_error{field, fmt::format("{}: {}: eagle_aux_hidden_state_layer_ids holds {}, beyond the {} layers "
+                                             "of the model {}",
+                                             field, dir, id.dump(), target_layers, model_path)};
   return std::nullopt;
 }
 

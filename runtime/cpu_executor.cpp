@@ -214,7 +214,12 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
   const float eps = static_cast<float>(c_.rms_eps);
   resize(T);
   logits.resize(static_cast<size_t>(b.n_logit_rows()) * static_cast<size_t>(c_.n_vocab));
-  hidden.resize(static_cast<size_t>(b.n_hidden_rows() * H));
+  for (int32_t l : b.aux_layers)
+    if (l < 0 || l >= c_.n_layer)
+      return make_error(fmt::format("forward batch: aux hidden layer {} is not one of the model's {} layers", l,
+                                    c_.n_layer));
+  const int64_t HW = hidden_row_width(b, H);
+  hidden.resize(static_cast<size_t>(b.n_hidden_rows() * HW));
   if (T == 0) return {};
 
   // Positions, rotary angles (in double, then rounded) and the attention work list.
@@ -272,7 +277,22 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
   const model_weights& W = model_->weights();
   const bool interleaved = c_.rope == rope_style::interleaved;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
+  // The residual stream entering layer li, into the hidden rows' aux columns.
+  auto capture_aux = [&](int64_t li) {
+    for (size_t a = 0; a < b.aux_layers.size(); ++a) {
+      if (b.aux_layers[a] != li) continue;
+      int64_t o_h = 0;
+      for (size_t si = 0; si < seqs.size(); ++si) {
+        const auto& bs = b.seqs[si];
+        const int64_t first = seqs[si].q_row + seqs[si].n_q - bs.n_hidden;
+        for (int32_t r = 0; r < bs.n_hidden; ++r)
+          std::copy_n(x + (first + r) * H, H, hidden.data() + (o_h + r) * HW + static_cast<int64_t>(1 + a) * H);
+        o_h += bs.n_hidden;
+      }
+    }
+  };
   for (int64_t li = 0; li < c_.n_layer; ++li) {
+    if (!b.aux_layers.empty()) capture_aux(li);
     const layer_weights& lw = W.layers[static_cast<size_t>(li)];
     const layer_mats& lm = layers_[static_cast<size_t>(li)];
     rows(T, [&](int64_t r0, int64_t r1) {
@@ -315,14 +335,14 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
     rows(T, [&](int64_t r0, int64_t r1) { cpu::add(x + r0 * H, h + r0 * H, (r1 - r0) * H); });
   }
 
-  // Hidden rows: the final norm of the rows asked for, [n_hidden_rows, H].
+  // Hidden rows: the final norm of the rows asked for, [n_hidden_rows, HW] (aux columns after).
   int64_t o_h = 0;
   for (const auto& s : seqs) {
     const auto& bs = b.seqs[static_cast<size_t>(&s - seqs.data())];
     if (bs.n_hidden == 0) continue;
     const int64_t first = s.q_row + s.n_q - bs.n_hidden;
     rows(bs.n_hidden, [&](int64_t r0, int64_t r1) {
-      cpu::rms_norm(x + (first + r0) * H, H, r1 - r0, H, W.output_norm.data(), eps, hidden.data() + (o_h + r0) * H, H);
+      cpu::rms_norm(x + (first + r0) * H, H, r1 - r0, H, W.output_norm.data(), eps, hidden.data() + (o_h + r0) * HW, HW);
     });
     o_h += bs.n_hidden;
   }

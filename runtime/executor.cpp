@@ -50,6 +50,7 @@ void forward_batch::clear() {
   tokens.clear();
   seqs.clear();
   block_tables.clear();
+  aux_layers.clear();
 }
 
 status validate_blocks(std::span<const int32_t> blocks, int32_t n_blocks, size_t bytes_per_block,

@@ -42,6 +42,10 @@ struct forward_batch {
   // block * block_size + offset, every layer's keys and values: an accepted tree path moved to
   // where a chain would have written it (runtime/engine/engine.cpp). Applied in order.
   std::vector<int32_t> kv_moves;
+  // Layers whose input residual stream (vLLM's eagle_aux_hidden_state_layer_ids: id j is the
+  // output of layer j - 1, before layer j) each hidden row also carries, after the final
+  // hidden state: a hidden row is then [n_embd * (1 + aux_layers.size())]. Empty: [n_embd].
+  std::vector<int32_t> aux_layers;
 
   void add(int32_t n_past, std::span<const token_id> new_tokens, std::span<const int32_t> blocks,
            int32_t n_logits, int32_t n_hidden = 0);
@@ -52,6 +56,11 @@ struct forward_batch {
   int32_t n_hidden_rows() const;
   void clear();
 };
+
+// The width of a hidden row of batch b (see forward_batch::aux_layers).
+inline int64_t hidden_row_width(const forward_batch& b, int64_t n_embd) {
+  return n_embd * (1 + static_cast<int64_t>(b.aux_layers.size()));
+}
 
 class executor {
  public:
@@ -68,7 +77,7 @@ class executor {
   // out of range) is an error, and nothing is computed.
   [[nodiscard]] virtual status forward(const forward_batch& batch, std::vector<float>& logits) = 0;
   // forward, and also the hidden rows asked for (seq::n_hidden) into hidden: [n_hidden_rows,
-  // n_embd], sequences in order. An executor that cannot return them (this default) refuses a
+  // hidden_row_width], sequences in order (the aux layers' residuals after the final state). An executor that cannot return them (this default) refuses a
   // batch that asks for any, saying so.
   [[nodiscard]] virtual status forward_hidden(const forward_batch& batch, std::vector<float>& logits,
                                               std::vector<float>& hidden);

@@ -145,11 +145,13 @@ struct engine::impl {
 
   // An embedding request's hidden rows from one step ([n_hidden, H]): summed (mean) or kept
   // (last). When its prompt is complete, the output with the pooled, L2-normalised vector.
-  std::optional<request_output> pool_rows(sequence& s, const scheduled_seq& p, std::span<const float> rows, size_t H) {
+  // rows: [n_hidden, W], the final hidden state in each row's first H.
+  std::optional<request_output> pool_rows(sequence& s, const scheduled_seq& p, std::span<const float> rows, size_t H,
+                                          size_t W) {
     if (p.n_hidden > 0) {
       if (p.n_past == 0 || s.pool == pooling::last || s.pooled.size() != H) s.pooled.assign(H, 0.0);
       for (int32_t i = 0; i < p.n_hidden; ++i)
-        for (size_t j = 0; j < H; ++j) s.pooled[j] += rows[static_cast<size_t>(i) * H + j];
+        for (size_t j = 0; j < H; ++j) s.pooled[j] += rows[static_cast<size_t>(i) * W + j];
     }
     if (s.n_computed < s.size()) return std::nullopt;
     request_output ro;
@@ -271,14 +273,16 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
   out.stats = plan.stats;
   const auto V = static_cast<size_t>(e.model.n_vocab);
   const int32_t n_hidden_rows = plan.batch.n_hidden_rows();
-  const size_t H = n_hidden_rows > 0 ? hidden.size() / static_cast<size_t>(n_hidden_rows) : 0;
+  // A hidden row: the final state (H), then the aux layers' residuals (H each).
+  const size_t W = n_hidden_rows > 0 ? hidden.size() / static_cast<size_t>(n_hidden_rows) : 0;
+  const size_t H = W / (1 + plan.batch.aux_layers.size());
   size_t row = 0, hrow = 0;
   const bool observe = e.prop && e.prop->wants_hidden() && e.cfg.max_draft_len > 0;
   std::vector<kept_rows> kept;
   for (const scheduled_seq& p : plan.seqs) {
     std::span<const float> rows(logits.data() + row * V, static_cast<size_t>(p.n_logits) * V);
     row += static_cast<size_t>(p.n_logits);
-    const std::span<const float> hrows = hidden.subspan(hrow * H, static_cast<size_t>(p.n_hidden) * H);
+    const std::span<const float> hrows = hidden.subspan(hrow * W, static_cast<size_t>(p.n_hidden) * W);
     hrow += static_cast<size_t>(p.n_hidden);
     auto it = e.seqs.find(p.seq);
     if (it == e.seqs.end()) continue;  // aborted while its forward ran
@@ -286,7 +290,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     if (s.pool != pooling::none) {
       s.n_computed += p.n_new;
       e.kv.commit(s.seq, s.tokens, s.n_computed);
-      if (auto ro = e.pool_rows(s, p, hrows, H)) {
+      if (auto ro = e.pool_rows(s, p, hrows, H, W)) {
         e.drop(s);
         out.outputs.push_back(std::move(*ro));
       }
@@ -345,7 +349,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     else if (observe && p.n_hidden == p.n_new) kept.push_back({&s, p.n_past, s.n_computed, hrows});
     out.outputs.push_back(std::move(ro));
   }
-  if (!kept.empty()) e.prop->observe(kept, H);
+  if (!kept.empty()) e.prop->observe(kept, W);
   for (uint64_t seq : moved)  // the blocks that held their moves' sources may go now
     if (auto it = e.seqs.find(seq); it != e.seqs.end() && !e.pending_moves.count(seq) && e.kv.holds(seq) &&
                                     !e.importing.count(seq))

@@ -15,6 +15,7 @@
 #include "runtime/model_bundle.hpp"
 #include "runtime/model_config.hpp"
 #include "runtime/spec/draft_model_proposer.hpp"
+#include "runtime/spec/eagle3_proposer.hpp"
 #include "runtime/spec/mtp_proposer.hpp"
 #include "runtime/spec/ngram_proposer.hpp"
 #include "runtime/text/tokenizer.hpp"
@@ -37,7 +38,7 @@ engine_config engine_config_of(const engine_spec& s, std::string model_identity)
   c.model_identity = std::move(model_identity);
   if (!s.decoding_type.empty()) {
     c.max_draft_len = s.max_draft_len > 0           ? s.max_draft_len
-                      : s.decoding_type == "MTP" ? kDefaultMtpMaxDraftLen
+                      : s.decoding_type == "MTP" || s.decoding_type == "Eagle" ? kDefaultMtpMaxDraftLen
                                                  : kDefaultNgramMaxDraftLen;
     if (s.spec_draft_length > 0) c.max_draft_len = std::min(c.max_draft_len, s.spec_draft_length);
     if (s.spec_draft_length > 0 && s.max_draft_len <= 0) c.max_draft_len = s.spec_draft_length;
@@ -129,10 +130,10 @@ namespace {
 
 // The draft model's directory: as given, else (relative) from the project's root, the folder
 // above the default model's.
-result<std::string> find_draft_dir(const std::string& dir) {
+result<std::string> find_draft_dir(const std::string& dir, const std::string& type = "DraftTarget") {
   namespace fs = std::filesystem;
   const std::string field = "speculative_config.speculative_model_dir";
-  if (dir.empty()) return make_error(field + ": required when decoding_type is DraftTarget");
+  if (dir.empty()) return make_error(field + ": required when decoding_type is " + type);
   std::error_code ec;
   if (fs::is_directory(dir, ec)) return dir;
   std::string tried = dir;
@@ -206,10 +207,21 @@ result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, const t
     TROUPE_TRY(std::unique_ptr<mtp_proposer> p, mtp_proposer::create(std::move(target_weights), o));
     return std::unique_ptr<proposer>(std::move(p));
   }
+  if (spec.decoding_type == "Eagle") {
+    if (!target_weights) return make_error("speculative_config.decoding_type Eagle: the Eagle-3 drafter needs the target's checkpoint");
+    eagle3_options o;
+    TROUPE_TRY(o.dir, find_draft_dir(spec.speculative_model_dir, "Eagle"));
+    o.draft_len = spec.max_draft_len > 0 ? spec.max_draft_len : kDefaultMtpMaxDraftLen;
+    o.n_threads = spec.threads;
+    o.block_size = spec.kv_block_size;
+    if (target && target->kv_n_blocks > 0) o.n_blocks = target->kv_n_blocks + std::max(1, spec.max_batch_size) * (o.draft_len / o.block_size + 2);
+    TROUPE_TRY(std::unique_ptr<eagle3_proposer> p, eagle3_proposer::create(std::move(target_weights), o));
+    return std::unique_ptr<proposer>(std::move(p));
+  }
   if (spec.decoding_type == "DraftTarget") return make_draft_model(spec, tok, target);
   if (spec.decoding_type != "NGram")
     return make_error(fmt::format("speculative_config.decoding_type {}: troupe has not built this drafter yet; NGram, "
-                                  "MTP and DraftTarget are the ones it runs",
+                                  "MTP, Eagle and DraftTarget are the ones it runs",
                                   spec.decoding_type));
   ngram_options o;
   if (spec.max_matching_ngram_size > 0) o.max_matching_ngram_size = spec.max_matching_ngram_size;

@@ -37,9 +37,10 @@ struct engine_spec {
   bool hybrid_prefill = true;
   bool prefix_cache = true;
   int64_t max_recycling_seqs = 256;
-  // Speculative decoding (llm_config.speculative_config): decoding_type "" (off), "NGram", "MTP" or
-  // "DraftTarget" (with speculative_model_dir: the draft model's directory, relative ones also
-  // looked up from the project's root);
+  // Speculative decoding (llm_config.speculative_config): decoding_type "" (off), "NGram", "MTP",
+  // "Eagle" (with speculative_model_dir: the Eagle-3 head's directory) or "DraftTarget" (with
+  // speculative_model_dir: the draft model's directory; relative ones also looked up from the
+  // project's root);
   // drafts per step (0: the drafter's default) and the NGram drafter's match sizes (0: its
   // defaults, runtime/spec/ngram_proposer.hpp). Types troupe has not built are refused.
   std::string decoding_type;

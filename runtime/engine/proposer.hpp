@@ -16,8 +16,10 @@ struct sequence;
 
 // What one step kept of a sequence, for a drafter that reads the target's hidden states: the
 // keys and values of positions n_past .. n_computed - 1 are now the target's, and hidden holds
-// the step's final hidden rows (after the final norm) from position n_past on ([n_new, H]; the
-// first n_computed - n_past are the kept ones). s.tokens holds every token up to n_computed.
+// the step's hidden rows from position n_past on ([n_new, W]; the first n_computed - n_past are
+// the kept ones), each the final hidden state (after the final norm, n_embd wide) followed by
+// the residual stream entering each layer of the proposer's aux_hidden_layers() (n_embd each):
+// W = n_embd * (1 + aux_hidden_layers().size()). s.tokens holds every token up to n_computed.
 struct kept_rows {
   const sequence* s = nullptr;
   int32_t n_past = 0;
@@ -55,8 +57,12 @@ class proposer {
   // for a hidden row at every position each generating sequence computes, and the engine
   // hands what each step kept to observe() once the step is applied (sequences that finished
   // in it left out: they were forgotten).
+  // Eagle-3 also reads intermediate layers: the layers whose input residual stream each hidden
+  // row carries after the final state (vLLM's eagle_aux_hidden_state_layer_ids; see
+  // forward_batch::aux_layers). observe()'s W is the row width.
   virtual bool wants_hidden() const { return false; }
-  virtual void observe(std::span<const kept_rows> /*rows*/, size_t /*H*/) {}
+  virtual std::vector<int32_t> aux_hidden_layers() const { return {}; }
+  virtual void observe(std::span<const kept_rows> /*rows*/, size_t /*W*/) {}
 
  private:
   int32_t tree_width_ = 1;

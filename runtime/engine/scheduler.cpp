@@ -269,6 +269,7 @@ step_plan scheduler::schedule() {
     prefill_budget -= n;
   }
 
+  if (prop_ && prop_->wants_hidden() && cfg_.max_draft_len > 0) out.batch.aux_layers = prop_->aux_hidden_layers();
   for (work& w : plan) {
     sequence& s = get(w.seq);
     scheduled_seq e;

@@ -6,18 +6,11 @@
 //   h_p                  = the target's final hidden state at p (after its final norm)
 //   draft                = argmax head(shared_head.norm(out)), head = the target's
 //
-// After each engine step it fills its own paged KV (one layer) for every position the target
-// kept, from the target's hidden rows (kept_rows), batched over every sequence; then, for each
-// sequence that decodes next, drafts k tokens greedily by chaining: step j >= 1 embeds the
-// previous draft and feeds the layer's own pre-norm output back in place of h. The chain's
-// entries are scratch: the kept count never moves past the target's, so a rejected draft
-// leaves nothing behind (the next step truncates to the target's n_past). propose() hands
-// out the draft made for the sequence's current length.
-//
-// It owns: the MTP layer's KV blocks and each sequence's table of them, the drafts. It does
-// not own the target's KV, verification or sampling (the engine does). Positions whose
-// target hidden state it never saw (a prefix-cache hit, an imported request) are left out of
-// its attention: it starts a sequence's entries at the first position it is given.
+// The KV bookkeeping, catch-up, chained greedy drafts and rollback are head_chain's
+// (runtime/spec/head_chain.hpp, shared with the Eagle-3 drafter); this file owns what is MTP's:
+// the layer's weights (the target's checkpoint) and how a row's input is made from the
+// embedding and the hidden state (eh_proj over the two norms). propose() hands out the draft
+// made for the sequence's current length.
 #pragma once
 
 #include <cstdint>

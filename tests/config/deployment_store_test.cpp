@@ -12,6 +12,7 @@
 #include <fstream>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -195,15 +196,20 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
   EXPECT_EQ(patch.status, 200) << patch.body;
 }
 
-TEST_F(store_test, a_decoding_type_whose_drafter_is_not_built_is_refused_naming_the_field) {
+TEST_F(store_test, what_is_not_built_or_does_not_fit_is_refused_naming_the_field) {
   deployment_store store = open_store();
   management_api api(store);
-  for (const char* spec : {R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle"})"}) {
+  // eagle3_one_model true: not built. A head directory that does not exist: refused by name.
+  for (const auto& [spec, field, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle", "eagle3_one_model": true})",
+            "llm_config.speculative_config.eagle3_one_model", "not built in troupe yet"},
+           {R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle"})",
+            "llm_config.speculative_config.speculative_model_dir", "no such directory"}}) {
     auto r = api.create(std::string(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config": )") + spec + "}}");
     EXPECT_EQ(r.status, 400) << r.body;
     json e = json::parse(r.body);
-    EXPECT_EQ(e["error"]["param"], "llm_config.speculative_config.decoding_type") << r.body;
-    EXPECT_NE(e["error"]["message"].get<std::string>().find("not built in troupe yet"), std::string::npos) << r.body;
+    EXPECT_EQ(e["error"]["param"], field) << r.body;
+    EXPECT_NE(e["error"]["message"].get<std::string>().find(says), std::string::npos) << r.body;
   }
   EXPECT_TRUE(store.list().empty()) << "nothing refused is stored";
   EXPECT_EQ(api.create(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config":

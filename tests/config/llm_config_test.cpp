@@ -69,12 +69,18 @@ TEST(llm_config, documented_examples_parse) {
   EXPECT_EQ(sizes.value.llm.speculative->max_matching_ngram_size, 3);
   EXPECT_EQ(sizes.value.llm.speculative->min_matching_ngram_size, 2);
 
-  // Valid in the schema, but its drafter is not built: the refusal names the field.
-  for (const auto* p : {&eagle}) {
-    auto refused = unbuilt_decoding_type(*p->value.llm.speculative);
+  // Valid in the schema, but not built: Eagle's head inside the target's step
+  // (eagle3_one_model true); the refusal names the field. Eagle itself is built.
+  {
+    auto refused = unbuilt_decoding_type(*eagle.value.llm.speculative);
     ASSERT_TRUE(refused);
-    EXPECT_EQ(refused->path, "llm_config.speculative_config.decoding_type");
+    EXPECT_EQ(refused->path, "llm_config.speculative_config.eagle3_one_model");
     EXPECT_NE(refused->message.find("is not built in troupe yet"), std::string::npos) << refused->message;
+    speculative_settings two_model = *eagle.value.llm.speculative;
+    two_model.eagle3_one_model = false;
+    EXPECT_FALSE(unbuilt_decoding_type(two_model)) << "Eagle (two-model) is built";
+    two_model.eagle3_one_model.reset();
+    EXPECT_FALSE(unbuilt_decoding_type(two_model)) << "Eagle (two-model) is built";
   }
 }
 

@@ -79,14 +79,18 @@ describe('the management API', () => {
       assert.match(fields + JSON.stringify(bad.body.errors), new RegExp(f));
   });
 
-  it('refuses a decoding type whose drafter troupe has not built, naming the field, and stores nothing', async () => {
-    const r = await api(server.url, 'POST', '/v1/llm_models', {
-      name: 'eagle', model: path.resolve(models, 'llama3-hf-bf16'),
-      llm_config: { speculative_config: { decoding_type: 'Eagle', speculative_model_dir: path.resolve(models, 'llama3-hf-bf16') } } });
-    assert.equal(r.status, 400, JSON.stringify(r.body));
-    assert.equal(r.body.error.param, 'llm_config.speculative_config.decoding_type');
-    assert.match(r.body.error.message, /Eagle is not built in troupe yet/);
-    assert.equal((await api(server.url, 'GET', '/v1/llm_models/eagle')).status, 404);
+  it('refuses an Eagle head that is not one, or eagle3_one_model true, naming the field, and stores nothing', async () => {
+    for (const [fields, param, message] of [
+      [{ speculative_model_dir: path.resolve(models, 'llama3-hf-bf16') }, 'speculative_model_dir', /is not an Eagle-3 head/],
+      [{ speculative_model_dir: path.resolve(models, 'llama3-hf-bf16'), eagle3_one_model: true }, 'eagle3_one_model', /is not built in troupe yet/]]) {
+      const r = await api(server.url, 'POST', '/v1/llm_models', {
+        name: 'eagle', model: path.resolve(models, 'llama3-hf-bf16'),
+        llm_config: { speculative_config: { decoding_type: 'Eagle', ...fields } } });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.error.param, `llm_config.speculative_config.${param}`);
+      assert.match(r.body.error.message, message);
+      assert.equal((await api(server.url, 'GET', '/v1/llm_models/eagle')).status, 404);
+    }
   });
 
   it('refuses MTP on a model without MTP layers, naming num_nextn_predict_layers, and stores nothing', async () => {

@@ -3,13 +3,14 @@
 // speculative_config answers greedy requests (several at once, streamed and not, with stop
 // strings and max_tokens) with exactly the tokens of a server without it; its /metrics then
 // shows speculation_rate > 0 and the drafted and accepted counters for NGram, and usage carries
-// the drafts as completion_tokens_details' accepted and rejected prediction tokens; a decoding type
-// whose drafter is not built is refused at start, naming the field. The same for MTP (the
+// the drafts as completion_tokens_details' accepted and rejected prediction tokens. The same for MTP (the
 // model's own MTP layer, inside troupe-py-7m), and MTP on a model without MTP layers (or asking
 // for more than it has) is refused at start naming num_nextn_predict_layers. Then the same with a
 // DraftTarget speculative_config (the draft model, adaptive draft length), and a missing draft
-// model directory refused at start. And NGram tree drafts (spec_tree_width 3) answering exactly as
-// plain decoding, and spec_tree_width with MTP refused at start.
+// model directory refused at start. Then NGram tree drafts (spec_tree_width 3) answering exactly as
+// plain decoding, and spec_tree_width with MTP refused at start. Then Eagle (the Eagle-3 head
+// models/troupe-py-eagle3 over the target's aux layers), and an unfit head or eagle3_one_model
+// true refused at start, naming the field.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -100,13 +101,6 @@ describe('NGram speculative decoding through the openai client', () => {
     assert.match(await (await fetch(`${plain.url}/metrics`)).text(), /^speculation_rate 0$/m);
   });
 
-  it('refuses at start a decoding type whose drafter is not built, naming the field', () => {
-    writeFileSync(join(dir, 'eagle.json'), JSON.stringify({ speculative_config: { decoding_type: 'Eagle', speculative_model_dir: join(root, 'models', 'troupe-py-eagle3') } }));
-    const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, 'eagle.json')],
-                        { encoding: 'utf8', timeout: 60000 });
-    assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /llm_config\.speculative_config\.decoding_type: Eagle is not built in troupe yet/);
-  });
 });
 
 describe('MTP speculative decoding through the openai client', () => {
@@ -214,5 +208,51 @@ describe('tree drafts (spec_tree_width) through the openai client', () => {
                         { encoding: 'utf8', timeout: 60000 });
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /llm_config\.speculative_config\.spec_tree_width: 2: decoding_type MTP drafts chains only/);
+  });
+});
+
+// Eagle (Eagle-3): the head models/troupe-py-eagle3, named relative to the project's root.
+describe('Eagle speculative decoding through the openai client', () => {
+  let plain, spec;
+  before(async () => {
+    writeFileSync(join(dir, 'eagle.json'), JSON.stringify({ speculative_config: {
+      decoding_type: 'Eagle', speculative_model_dir: 'models/troupe-py-eagle3', max_draft_len: 3 } }));
+    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'eagle.json')])]);
+  });
+  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
+
+  it('answers greedy requests with exactly the tokens of a server without it', async () => {
+    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
+    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
+    const details = [];
+    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), details);
+    assert.deepEqual(got, want);
+    const accepted = details.reduce((n, d) => n + (d?.accepted_prediction_tokens ?? 0), 0);
+    assert.ok(accepted > 0, JSON.stringify(details));
+    for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
+  });
+
+  it('reports speculation_rate and the draft counters for Eagle on /metrics', async () => {
+    const text = await (await fetch(`${spec.url}/metrics`)).text();
+    const rate = Number(text.match(/^speculation_rate\{decoding_type="Eagle"\} (\S+)$/m)?.[1]);
+    assert.ok(rate > 0 && rate <= 100, `speculation_rate ${rate}`);
+    const drafted = Number(text.match(/^speculative_draft_tokens_total\{decoding_type="Eagle"\} (\S+)$/m)?.[1]);
+    const accepted = Number(text.match(/^speculative_accepted_tokens_total\{decoding_type="Eagle"\} (\S+)$/m)?.[1]);
+    assert.ok(drafted > 0 && accepted > 0 && accepted <= drafted, `${accepted} of ${drafted}`);
+  });
+
+  it('refuses at start an unfit head, or eagle3_one_model true, naming the field', () => {
+    const cases = [
+      [{ speculative_model_dir: join(dir, 'no-such-head') }, /speculative_config\.speculative_model_dir: \S+: no such directory/],
+      [{ speculative_model_dir: 'models/troupe-py-draft' }, /speculative_config\.speculative_model_dir: \S+ is not an Eagle-3 head/],
+      [{ speculative_model_dir: 'models/troupe-py-eagle3', eagle3_one_model: true }, /speculative_config\.eagle3_one_model: true .*is not built in troupe yet/],
+    ];
+    cases.forEach(([fields, message], i) => {
+      writeFileSync(join(dir, `bad-eagle-${i}.json`), JSON.stringify({ speculative_config: { decoding_type: 'Eagle', ...fields } }));
+      const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, `bad-eagle-${i}.json`)],
+                          { encoding: 'utf8', timeout: 60000 });
+      assert.notEqual(r.status, 0, JSON.stringify(fields));
+      assert.match(r.stderr, message, r.stderr);
+    });
   });
 });

@@ -19,54 +19,18 @@
 #include "runtime/model_bundle.hpp"
 #include "runtime/spec/mtp_proposer.hpp"
 #include "runtime/text/tokenizer.hpp"
-#include "tests/runtime/shipped_model_fixture.hpp"
+#include "tests/runtime/spec/head_drafter_harness.hpp"
 
 namespace troupe {
 namespace {
 
-struct outcome {
-  std::vector<token_id> tokens;
-  std::string finish;
-};
+using testing::draft_log;
+using testing::outcome;
+using testing::run_totals;
+using only_s_proposer = testing::only_s_proposer<mtp_proposer>;
 
-struct run_totals {
-  int64_t drafted = 0, accepted = 0;
-  int mixed_steps = 0;  // steps with a verification beside a plain decode or a prefill
-  int preempted = 0;
-  bool target_leaked = false;
-  int32_t mtp_blocks_after = -1;
-  size_t mtp_tracked_after = 0;
-};
-
-// The MTP drafter, drafting for ids that start with 's' only (the others decode plainly) when
-// only_s; it keeps every sequence's MTP KV in step either way.
-class only_s_proposer final : public proposer {
- public:
-  only_s_proposer(std::unique_ptr<mtp_proposer> p, bool only_s,
-                  std::map<std::pair<std::string, int32_t>, std::vector<token_id>>* log = nullptr)
-      : inner_(std::move(p)), only_s_(only_s), log_(log) {}
-  draft propose(const sequence& s, int32_t max_tokens) override {
-    if (only_s_ && s.id[0] != 's') return {};
-    draft d = inner_->propose(s, max_tokens);
-    if (log_) (*log_)[{s.id, s.size()}] = d.tokens;
-    return d;
-  }
-  void forget(const sequence& s) override { inner_->forget(s); }
-  const char* name() const override { return "MTP"; }
-  bool wants_hidden() const override { return true; }
-  void observe(std::span<const kept_rows> rows, size_t H) override { inner_->observe(rows, H); }
-  const mtp_proposer& inner() const { return *inner_; }
-
- private:
-  std::unique_ptr<mtp_proposer> inner_;
-  bool only_s_;
-  std::map<std::pair<std::string, int32_t>, std::vector<token_id>>* log_;
-};
-
-class mtp_engine : public testing::shipped_model_fixture {
+class mtp_engine : public testing::head_drafter_fixture {
  protected:
-  static std::vector<token_id> encode(const std::string& text) { return bundle_->tok->encode(text, true, false); }
-
   static std::unique_ptr<mtp_proposer> make_mtp(int32_t k) {
     mtp_options o;
     o.draft_len = k;
@@ -75,82 +39,6 @@ class mtp_engine : public testing::shipped_model_fixture {
     auto p = mtp_proposer::create(bundle_->weights, o);
     EXPECT_TRUE(p.ok()) << p.message();
     return p.ok() ? std::move(*p) : nullptr;
-  }
-
-  static std::vector<std::string> texts() {
-    return {"import os\nimport sys\n\n\ndef main(argv):\n    for name in argv:\n        path = os.path.join(",
-            "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        self.items",
-            "for i in range(10):\n    print(i)\nfor i in range(10):\n    print(",
-            "def parse(line):\n    \"\"\"Split a line into fields.\"\"\"\n    fields = line.split(",
-            "x = 1\ny = 2\nz = x + y\n",
-            "try:\n    import json\nexcept ImportError:\n    json = None\n\n\ndef load(path):\n    with open("};
-  }
-
-  static std::vector<request> requests(int max_tokens, bool mixed) {
-    std::vector<request> reqs;
-    int i = 0;
-    for (const std::string& t : texts()) {
-      request r;
-      r.id = (mixed && i % 2 ? "p" : "s") + std::to_string(i);
-      r.prompt = encode(t);
-      r.params.temperature = 0;
-      r.params.max_tokens = max_tokens + i;
-      r.params.ignore_eos = true;
-      reqs.push_back(std::move(r));
-      ++i;
-    }
-    return reqs;
-  }
-
-  // Runs every request in one engine (waves one after the other; drafts from prop when given).
-  std::map<std::string, outcome> run(const std::vector<std::vector<request>>& waves, std::unique_ptr<proposer> prop,
-                                     run_totals* totals = nullptr, bool prefix_cache = false, int32_t max_draft_len = 3,
-                                     int32_t n_blocks = 512) {
-    auto ex = make_executor(n_blocks);
-    std::map<std::string, outcome> out;
-    if (!ex) return out;
-    const proposer* raw = prop.get();
-    engine_config c;
-    c.prefix_cache = prefix_cache;
-    c.max_draft_len = max_draft_len;
-    c.model_identity = "troupe-py-7m";
-    auto e = engine::create(c, model_info_of(*ex, bundle_->tok.get()), bundle_->tok.get(), std::move(prop));
-    EXPECT_TRUE(e.ok()) << e.message();
-    if (!e.ok()) return out;
-    for (const auto& wave : waves) {
-      for (const request& r : wave) EXPECT_TRUE((*e)->add_request(r).ok()) << r.id;
-      while ((*e)->has_work()) {
-        step_plan plan = (*e)->schedule();
-        bool verify = false, other = false;
-        for (const scheduled_seq& s : plan.seqs) (s.phase == seq_phase::verify ? verify : other) = true;
-        if (totals && verify && other) ++totals->mixed_steps;
-        if (totals) totals->preempted += plan.stats.n_preempted;
-        std::vector<float> logits, hidden;
-        if (!plan.empty()) {
-          EXPECT_TRUE(ex->forward_hidden(plan.batch, logits, hidden).ok());
-        }
-        step_output so = (*e)->complete(std::move(plan), logits, -1, hidden);
-        for (const request_output& o : so.outputs) {
-          outcome& x = out[o.id];
-          x.tokens.insert(x.tokens.end(), o.tokens.begin(), o.tokens.end());
-          if (o.finished) x.finish = finish_reason_name(*o.finished);
-          if (totals) {
-            totals->drafted += o.n_drafted;
-            totals->accepted += o.n_draft_accepted;
-          }
-        }
-      }
-    }
-    if (totals) {
-      (*e)->drain_kv_events();
-      // Blocks the prefix cache keeps are free to take: every block is free when idle.
-      totals->target_leaked = (*e)->kv_blocks_free() != (*e)->kv_blocks_total();
-      if (const auto* p = dynamic_cast<const only_s_proposer*>(raw)) {
-        totals->mtp_blocks_after = p->inner().kv_blocks_used();
-        totals->mtp_tracked_after = p->inner().n_tracked();
-      }
-    }
-    return out;
   }
 };
 
@@ -208,15 +96,15 @@ TEST_F(mtp_engine, greedy_equals_plain_batched_with_plain_sequences) {
   EXPECT_GT(t.accepted, 0) << "the MTP layer agrees with the target about half the time";
   EXPECT_GT(t.mixed_steps, 0) << "verifications rode beside plain decodes";
   EXPECT_FALSE(t.target_leaked);
-  EXPECT_EQ(t.mtp_blocks_after, 0) << "the MTP layer's KV blocks are all freed";
-  EXPECT_EQ(t.mtp_tracked_after, 0u);
+  EXPECT_EQ(t.head_blocks_after, 0) << "the MTP layer's KV blocks are all freed";
+  EXPECT_EQ(t.head_tracked_after, 0u);
 }
 
 // Batching changes no draft: each sequence's drafts at each length, batched with the others,
 // are the drafts it gets alone (f32 path); and every verification had a draft to verify.
 TEST_F(mtp_engine, batched_drafts_equal_drafts_alone) {
   const auto reqs = requests(32, false);
-  std::map<std::pair<std::string, int32_t>, std::vector<token_id>> batched, alone;
+  draft_log batched, alone;
   run({reqs}, std::make_unique<only_s_proposer>(make_mtp(3), false, &batched));
   for (const request& r : reqs) run({{r}}, std::make_unique<only_s_proposer>(make_mtp(3), false, &alone));
   EXPECT_EQ(batched.size(), alone.size());
@@ -240,7 +128,7 @@ TEST_F(mtp_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) 
     for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id << " k=" << k;
     EXPECT_GT(t.accepted, 0) << "k=" << k;
     EXPECT_FALSE(t.target_leaked) << "k=" << k;
-    EXPECT_EQ(t.mtp_blocks_after, 0) << "k=" << k;
+    EXPECT_EQ(t.head_blocks_after, 0) << "k=" << k;
   }
 }
 
@@ -253,7 +141,7 @@ TEST_F(mtp_engine, greedy_equals_plain_under_preemption) {
   for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
   EXPECT_GT(t.preempted, 0);
   EXPECT_FALSE(t.target_leaked);
-  EXPECT_EQ(t.mtp_blocks_after, 0);
+  EXPECT_EQ(t.head_blocks_after, 0);
 }
 
 TEST_F(mtp_engine, refused_without_mtp_layers_naming_the_field) {

@@ -1,0 +1,74 @@
+// eagle3_proposer: the Eagle-3 drafter (speculative_config decoding_type Eagle, with
+// speculative_model_dir: the head's directory, config.json architectures
+// LlamaForCausalLMEagle3, model.safetensors with the public checkpoint's names). The head reads
+// the target's residual stream at three layers of the same forward (low, mid, high:
+// eagle_aux_hidden_state_layer_ids, vLLM's convention: id j is the stream entering layer j):
+//
+//   g_i    = fc(cat[low_i, mid_i, high_i])                       step 0: the target's states
+//   a_in   = cat[input_layernorm(embed(x_{i+1})), hidden_norm(g_i)]   (q/k/v read 2 * hidden)
+//   r      = g_i + o_proj(attn(a_in));  out = r + mlp(post_attention_layernorm(r))
+//   draft  = argmax lm_head(norm(out));  chained steps feed out back as g
+//
+// embed_tokens is the target's. The scheduler asks the target's executor for those layers'
+// residuals beside each kept position's hidden row (proposer::aux_hidden_layers, forward_batch
+// ::aux_layers); the head runs as its own model after the target's step (eagle3_one_model
+// false: the only mode built; true is refused by the configuration, naming the field).
+//
+// It owns: the head's weights (mapped from its directory) and how a row's input is made. The
+// head layer's paged KV, the catch-up after each step, the chained greedy drafts and their
+// rollback are head_chain's (runtime/spec/head_chain.hpp, shared with MTP). It does not own
+// the target's KV, verification or sampling (the engine does).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/engine/proposer.hpp"
+#include "runtime/result.hpp"
+
+namespace troupe {
+
+class checkpoint;
+
+struct eagle3_options {
+  std::string dir;         // the head's directory (config.json, model.safetensors)
+  int32_t draft_len = 1;   // k: tokens drafted per step (the engine's max_draft_len)
+  int n_threads = 0;       // 0: every core this process may run on
+  int32_t block_size = 16;
+  int32_t n_blocks = 0;    // the head layer's KV blocks; 0: enough for 1024 sequences of 1024
+};
+
+class eagle3_proposer final : public proposer {
+ public:
+  // Refused, naming speculative_config.speculative_model_dir: a missing directory or file, an
+  // architecture other than LlamaForCausalLMEagle3, a target_hidden_size, vocabulary or head
+  // dimension that does not fit the target, an aux layer id outside the target's layers.
+  [[nodiscard]] static result<std::unique_ptr<eagle3_proposer>> create(std::shared_ptr<const checkpoint> target,
+                                                                       const eagle3_options& o);
+  ~eagle3_proposer() override;
+
+  draft propose(const sequence& s, int32_t max_tokens) override;
+  void forget(const sequence& s) override;
+  const char* name() const override { return "Eagle"; }
+  bool wants_hidden() const override { return true; }
+  std::vector<int32_t> aux_hidden_layers() const override;
+  void observe(std::span<const kept_rows> rows, size_t W) override;
+
+  // KV blocks of the head layer held by sequences (0 once every sequence is forgotten).
+  int32_t kv_blocks_used() const;
+  size_t n_tracked() const;
+  // Rows the head has run: catch-up rows (from the target's states) and chained rows.
+  int64_t rows_run() const;
+  // "two-model": the head runs as its own model after the target's step.
+  const char* mode() const { return "two-model"; }
+
+  struct impl;
+
+ private:
+  explicit eagle3_proposer(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace troupe

@@ -1,0 +1,306 @@
+#include "runtime/spec/head_chain.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+#include <unordered_map>
+
+#include "kernels/cpu/ops.hpp"
+#include "kernels/cpu/thread_pool.hpp"
+#include "runtime/cpu_executor.hpp"
+#include "runtime/engine/sequence.hpp"
+
+namespace troupe {
+
+namespace {
+
+// Host memory reserved lazily (pages cost nothing until written).
+struct lazy_floats {
+  float* data = nullptr;
+  size_t bytes = 0;
+  explicit lazy_floats(size_t n) : bytes(n * sizeof(float)) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    data = static_cast<float*>(p);
+  }
+  lazy_floats(const lazy_floats&) = delete;
+  lazy_floats& operator=(const lazy_floats&) = delete;
+  ~lazy_floats() { munmap(data, bytes); }
+};
+
+struct seq_state {
+  std::vector<int32_t> blocks;  // slot i (position start + i) lives in blocks[i / block_size]
+  int32_t start = 0;            // first position with an entry
+  int32_t n = 0;                // entries kept: positions start .. start + n - 1
+  std::vector<token_id> draft;
+  int32_t draft_for = -1;       // the sequence length the draft follows
+};
+
+void grow_to(std::vector<float>& v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+}
+
+}  // namespace
+
+struct head_chain::impl {
+  head_layer L;
+  head_inputs& in;
+  head_chain_options opt;
+  cpu::precision prec = cpu::default_precision();
+  cpu::thread_pool pool;
+  int32_t bs;
+  lazy_floats kbuf, vbuf;
+  std::vector<int32_t> free_blocks;
+  std::unordered_map<uint64_t, seq_state> seqs;
+  int64_t rows_run = 0;
+  // Scratch.
+  std::vector<float> a, x, h, q, k, v, att, g, u, cs, sn, hl, logits;
+  std::vector<int32_t> slots;
+
+  impl(head_layer l, head_inputs& i, const head_chain_options& o, int32_t n_blocks)
+      : L(std::move(l)), in(i), opt(o), pool(o.n_threads > 0 ? o.n_threads : available_cores()), bs(o.block_size),
+        kbuf(static_cast<size_t>(n_blocks) * block_floats()), vbuf(static_cast<size_t>(n_blocks) * block_floats()) {
+    for (int32_t b = n_blocks - 1; b >= 0; --b) free_blocks.push_back(b);
+  }
+
+  size_t block_floats() const { return static_cast<size_t>(L.n_head_kv * L.head_dim * bs); }
+  cpu::kv_layer_view kv() { return {kbuf.data, vbuf.data, bs, L.n_head_kv, L.head_dim}; }
+
+  // Blocks for slots 0 .. n_slots - 1 of st; false when the pool has run out.
+  bool reserve(seq_state& st, int32_t n_slots) {
+    const auto need = static_cast<size_t>((n_slots + bs - 1) / bs);
+    while (st.blocks.size() < need) {
+      if (free_blocks.empty()) return false;
+      st.blocks.push_back(free_blocks.back());
+      free_blocks.pop_back();
+    }
+    return true;
+  }
+  void release(seq_state& st) {
+    free_blocks.insert(free_blocks.end(), st.blocks.begin(), st.blocks.end());
+    st.blocks.clear();
+    st.start = st.n = 0;
+  }
+
+  // One row group of the batch: rows [row, row + n) are positions pos0 .. at slots slot0 ..
+  struct group {
+    seq_state* st;
+    int64_t row, n;
+    int32_t pos0, slot0;
+  };
+
+  void grow(int64_t T) {
+    const int64_t H = L.n_embd, QD = L.n_head * L.head_dim, KVD = L.n_head_kv * L.head_dim;
+    grow_to(a, T * L.d_in);
+    grow_to(x, T * H);
+    grow_to(h, T * H);
+    grow_to(q, T * QD);
+    grow_to(k, T * KVD);
+    grow_to(v, T * KVD);
+    grow_to(att, T * QD);
+    grow_to(g, T * L.n_ff);
+    grow_to(u, T * L.n_ff);
+    grow_to(cs, T * L.head_dim / 2);
+    grow_to(sn, T * L.head_dim / 2);
+    if (slots.size() < static_cast<size_t>(T)) slots.resize(static_cast<size_t>(T));
+  }
+
+  // The head layer over T rows whose inputs (x: the residual, a: the attention input) are in
+  // place; stores each row's key and value at its slot and leaves the output (pre-norm) in x.
+  void run_layer(int64_t T, const std::vector<group>& groups) {
+    const int64_t H = L.n_embd, HD = L.head_dim, QD = L.n_head * HD, KVD = L.n_head_kv * HD, FF = L.n_ff,
+                  half = HD / 2;
+    const float eps = static_cast<float>(L.rms_eps);
+    rows_run += T;
+    std::vector<cpu::attention_seq> att_seqs;
+    for (const group& gr : groups) {
+      att_seqs.push_back({gr.row, gr.n, gr.slot0, gr.st->blocks.data()});
+      for (int64_t i = 0; i < gr.n; ++i) {
+        const int64_t t = gr.row + i;
+        slots[static_cast<size_t>(t)] = gr.slot0 + static_cast<int32_t>(i);
+        const double pos = static_cast<double>(gr.pos0 + i);
+        for (int64_t j = 0; j < half; ++j) {
+          const double ang = pos * L.inv_freq[static_cast<size_t>(j)];
+          cs[static_cast<size_t>(t * half + j)] = static_cast<float>(std::cos(ang));
+          sn[static_cast<size_t>(t * half + j)] = static_cast<float>(std::sin(ang));
+        }
+      }
+    }
+    cpu::matmul(a.data(), L.d_in, T, L.wq, q.data(), QD, pool, prec);
+    cpu::matmul(a.data(), L.d_in, T, L.wk, k.data(), KVD, pool, prec);
+    cpu::matmul(a.data(), L.d_in, T, L.wv, v.data(), KVD, pool, prec);
+    if (L.bq)
+      for (int64_t t = 0; t < T; ++t) {
+        cpu::add(q.data() + t * QD, L.bq, QD);
+        cpu::add(k.data() + t * KVD, L.bk, KVD);
+        cpu::add(v.data() + t * KVD, L.bv, KVD);
+      }
+    if (L.q_norm)
+      for (int64_t t = 0; t < T; ++t) {
+        cpu::rms_norm(q.data() + t * QD, HD, L.n_head, HD, L.q_norm, eps, q.data() + t * QD, HD);
+        cpu::rms_norm(k.data() + t * KVD, HD, L.n_head_kv, HD, L.k_norm, eps, k.data() + t * KVD, HD);
+      }
+    cpu::rope(q.data(), QD, T, L.n_head, HD, cs.data(), sn.data(), L.interleaved_rope);
+    cpu::rope(k.data(), KVD, T, L.n_head_kv, HD, cs.data(), sn.data(), L.interleaved_rope);
+    const cpu::kv_layer_view view = kv();
+    for (const group& gr : groups)
+      cpu::kv_store(view, gr.st->blocks.data(), slots.data() + gr.row, gr.n, k.data() + gr.row * KVD, KVD,
+                    v.data() + gr.row * KVD, KVD);
+    const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
+    cpu::paged_attention(q.data(), QD, att_seqs, view, L.n_head, 0, scale, att.data(), QD, pool);
+    cpu::matmul(att.data(), QD, T, L.wo, h.data(), H, pool, prec);
+    cpu::add(x.data(), h.data(), T * H);
+    cpu::rms_norm(x.data(), H, T, H, L.ffn_norm, eps, h.data(), H);
+    cpu::matmul(h.data(), H, T, L.w_gate, g.data(), FF, pool, prec);
+    cpu::matmul(h.data(), H, T, L.w_up, u.data(), FF, pool, prec);
+    cpu::silu_mul(g.data(), u.data(), T * FF);
+    cpu::matmul(g.data(), FF, T, L.w_down, h.data(), H, pool, prec);
+    cpu::add(x.data(), h.data(), T * H);
+  }
+
+  // Greedy tokens of the output rows `rows` of x (the draft head over the final norm).
+  std::vector<token_id> argmax_rows(const std::vector<int64_t>& rows) {
+    const int64_t H = L.n_embd, V = L.head.n_out, n = static_cast<int64_t>(rows.size());
+    grow_to(hl, n * H);
+    grow_to(logits, n * V);
+    for (int64_t i = 0; i < n; ++i)
+      cpu::rms_norm(x.data() + rows[static_cast<size_t>(i)] * H, H, 1, H, L.final_norm, static_cast<float>(L.rms_eps),
+                    hl.data() + i * H, H);
+    cpu::matmul(hl.data(), H, n, L.head, logits.data(), V, pool, prec);
+    std::vector<token_id> out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const float* l = logits.data() + i * V;
+      out[static_cast<size_t>(i)] = static_cast<token_id>(std::max_element(l, l + V) - l);
+    }
+    return out;
+  }
+
+  void observe(std::span<const kept_rows> rows, size_t Ws) {
+    const auto W = static_cast<int64_t>(Ws);
+    if (W < L.n_embd) return;
+    // 1. Catch up: an entry for every kept position, all sequences in one batch.
+    std::vector<group> groups;
+    std::vector<const kept_rows*> drafting;  // sequences that decode next, by group
+    std::vector<int64_t> last_rows;
+    int64_t T = 0;
+    for (const kept_rows& r : rows) {
+      seq_state& st = seqs[r.s->seq];
+      // Keep only entries before n_past (the rest are a rejected chain's or a preempted run's);
+      // a gap (positions never seen) starts the sequence's entries anew at n_past.
+      if (r.n_past < st.start || r.n_past > st.start + st.n) {
+        release(st);
+        st.start = r.n_past;
+      }
+      st.n = r.n_past - st.start;
+      st.draft.clear();
+      const int32_t n_new = r.n_computed - r.n_past;
+      if (n_new <= 0) continue;
+      const bool decodes = r.n_computed == r.s->size() - 1;
+      const int32_t chain = decodes ? opt.draft_len - 1 : 0;
+      if (!reserve(st, st.n + n_new + chain)) {  // out of head blocks: this sequence stops drafting
+        release(st);
+        st.start = r.n_computed;
+        continue;
+      }
+      groups.push_back({&st, T, n_new, r.n_past, st.n});
+      T += n_new;
+    }
+    if (T == 0) return;
+    grow(T);
+    std::vector<token_id> toks(static_cast<size_t>(T));
+    std::vector<const float*> hid(static_cast<size_t>(T));
+    {
+      size_t gi = 0;
+      for (const kept_rows& r : rows) {
+        if (gi == groups.size()) break;
+        seq_state& st = seqs[r.s->seq];
+        if (groups[gi].st != &st) continue;
+        const group& gr = groups[gi++];
+        for (int64_t i = 0; i < gr.n; ++i) {
+          toks[static_cast<size_t>(gr.row + i)] = r.s->tokens[static_cast<size_t>(r.n_past + i + 1)];
+          hid[static_cast<size_t>(gr.row + i)] = r.hidden.data() + i * W;
+        }
+        st.n += static_cast<int32_t>(gr.n);
+        if (r.n_computed == r.s->size() - 1) {
+          drafting.push_back(&r);
+          last_rows.push_back(gr.row + gr.n - 1);
+        }
+      }
+    }
+    in.build(T, toks.data(), hid.data(), true, x.data(), a.data(), pool);
+    run_layer(T, groups);
+    if (drafting.empty()) return;
+    std::vector<token_id> d = argmax_rows(last_rows);
+    const auto n = static_cast<int64_t>(drafting.size());
+    const int64_t H = L.n_embd;
+    std::vector<seq_state*> ds(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      seq_state& st = seqs[drafting[static_cast<size_t>(i)]->s->seq];
+      ds[static_cast<size_t>(i)] = &st;
+      st.draft.assign(1, d[static_cast<size_t>(i)]);
+      st.draft_for = drafting[static_cast<size_t>(i)]->s->size();
+    }
+    // 2. Chain: each step embeds the previous draft and reads the layer's own output.
+    std::vector<float> prev(static_cast<size_t>(n * H));
+    for (int64_t i = 0; i < n; ++i)
+      std::copy_n(x.data() + last_rows[static_cast<size_t>(i)] * H, H, prev.data() + i * H);
+    grow(n);
+    toks.resize(static_cast<size_t>(n));
+    hid.resize(static_cast<size_t>(n));
+    for (int32_t j = 1; j < opt.draft_len; ++j) {
+      std::vector<group> cg;
+      std::vector<int64_t> out_rows;
+      for (int64_t i = 0; i < n; ++i) {
+        seq_state& st = *ds[static_cast<size_t>(i)];
+        toks[static_cast<size_t>(i)] = st.draft.back();
+        hid[static_cast<size_t>(i)] = prev.data() + i * H;
+        cg.push_back({&st, i, 1, st.start + st.n + j - 1, st.n + j - 1});
+        out_rows.push_back(i);
+      }
+      in.build(n, toks.data(), hid.data(), false, x.data(), a.data(), pool);
+      run_layer(n, cg);
+      std::copy_n(x.data(), n * H, prev.data());
+      d = argmax_rows(out_rows);
+      for (int64_t i = 0; i < n; ++i) ds[static_cast<size_t>(i)]->draft.push_back(d[static_cast<size_t>(i)]);
+    }
+  }
+};
+
+head_chain::head_chain(head_layer layer, head_inputs& in, const head_chain_options& o) {
+  const int32_t n_blocks = o.n_blocks > 0 ? o.n_blocks : (1024 * 1024) / std::max(1, o.block_size);
+  impl_ = std::make_unique<impl>(std::move(layer), in, o, n_blocks);
+}
+
+head_chain::~head_chain() = default;
+
+draft head_chain::propose(const sequence& s, int32_t max_tokens) const {
+  draft d;
+  auto it = impl_->seqs.find(s.seq);
+  if (it == impl_->seqs.end() || it->second.draft_for != s.size()) return d;
+  const auto& t = it->second.draft;
+  d.tokens.assign(t.begin(), t.begin() + std::min<ptrdiff_t>(max_tokens, static_cast<ptrdiff_t>(t.size())));
+  return d;
+}
+
+void head_chain::forget(const sequence& s) {
+  auto it = impl_->seqs.find(s.seq);
+  if (it == impl_->seqs.end()) return;
+  impl_->release(it->second);
+  impl_->seqs.erase(it);
+}
+
+void head_chain::observe(std::span<const kept_rows> rows, size_t W) { impl_->observe(rows, W); }
+
+int32_t head_chain::kv_blocks_used() const {
+  int32_t n = 0;
+  for (const auto& [id, st] : impl_->seqs) n += static_cast<int32_t>(st.blocks.size());
+  return n;
+}
+
+size_t head_chain::n_tracked() const { return impl_->seqs.size(); }
+int64_t head_chain::rows_run() const { return impl_->rows_run; }
+cpu::thread_pool& head_chain::pool() { return impl_->pool; }
+
+}  // namespace troupe

@@ -1,0 +1,103 @@
+// head_chain: what the MTP and Eagle-3 drafters share. Both run one decoder layer (a "head")
+// on the CPU beside the target, fed at position i with the embedding of token i + 1 and a
+// hidden state tied to position i, and predict token i + 2:
+//
+//   step 0 (catch-up)  the hidden state is the target's (kept_rows: its hidden row at i)
+//   step j >= 1        the hidden state is the head's own pre-norm output of step j - 1, and the
+//                      token is the draft of step j - 1 (a greedy chain, k drafts per step)
+//   layer              a_in -> q/k/v (rope at the row's position) -> paged attention over the
+//                      head's own KV -> x + o_proj; x + mlp(post_norm(x)) = out
+//   draft              argmax head(final_norm(out))
+//
+// How a row's residual x and attention input a_in are made from (token, hidden) is the
+// drafter's part (head_inputs): MTP: x = eh_proj(cat[enorm(e), hnorm(h)]), a_in = norm(x);
+// Eagle-3: x = fc(cat[low, mid, high]) at step 0, else out; a_in = cat[norm(e), norm(x)].
+//
+// It owns: the head layer's paged KV (blocks, each sequence's table of them), the catch-up
+// after every engine step (an entry for every position the target kept, all sequences in one
+// batch), the chained drafts and their rollback: the kept count never moves past the
+// target's, so a rejected draft leaves nothing behind (the next step truncates to the
+// target's n_past). It does not own the head's weights (the drafter's, borrowed) nor the
+// target's KV, verification or sampling. Positions whose target hidden state it never saw (a
+// prefix-cache hit, an imported request) are left out of the head's attention: a sequence's
+// entries start at the first position it is given.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kernels/cpu/matmul.hpp"
+#include "runtime/engine/proposer.hpp"
+
+namespace troupe {
+
+namespace cpu {
+class thread_pool;
+}
+
+// The head's decoder layer as the kernels see it (views into checkpoint bytes, not owned).
+struct head_layer {
+  int64_t n_embd = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ff = 0;
+  int64_t d_in = 0;  // width of the attention input a_in (MTP: n_embd; Eagle-3: 2 n_embd)
+  double rms_eps = 1e-5;
+  bool interleaved_rope = false;
+  std::vector<double> inv_freq;  // [head_dim / 2], scaling applied
+  cpu::weight_matrix wq, wk, wv, wo, w_gate, w_up, w_down;
+  const float* bq = nullptr;  // q/k/v biases, or null
+  const float* bk = nullptr;
+  const float* bv = nullptr;
+  const float* q_norm = nullptr;  // per-head q/k norms, or null
+  const float* k_norm = nullptr;
+  const float* ffn_norm = nullptr;    // post_attention_layernorm
+  const float* final_norm = nullptr;  // before the draft head
+  cpu::weight_matrix head;            // [n_vocab, n_embd]
+};
+
+// The drafter's part: a step's rows from (token, hidden) pairs.
+class head_inputs {
+ public:
+  virtual ~head_inputs() = default;
+  // For rows t < T: x[t] ([T, n_embd], the residual) and a[t] ([T, d_in], the attention input)
+  // from token toks[t] and hidden row hidden[t]: the target's row (W wide: its final state then
+  // the aux layers', proposer.hpp's kept_rows) when from_target, else the head's previous
+  // output (n_embd wide).
+  virtual void build(int64_t T, const token_id* toks, const float* const* hidden, bool from_target, float* x,
+                     float* a, cpu::thread_pool& pool) = 0;
+};
+
+struct head_chain_options {
+  int32_t draft_len = 1;  // k: tokens drafted per step
+  int n_threads = 0;      // 0: every core this process may run on
+  int32_t block_size = 16;
+  int32_t n_blocks = 0;   // the head layer's KV blocks; 0: enough for 1024 sequences of 1024
+};
+
+class head_chain {
+ public:
+  // Reserves the KV (lazily: pages cost nothing until written); throws std::bad_alloc.
+  head_chain(head_layer layer, head_inputs& in, const head_chain_options& o);
+  ~head_chain();
+  head_chain(const head_chain&) = delete;
+  head_chain& operator=(const head_chain&) = delete;
+
+  // After an engine step: entries for what the target kept, then the drafts of every sequence
+  // that decodes next. W: the hidden rows' width.
+  void observe(std::span<const kept_rows> rows, size_t W);
+  draft propose(const sequence& s, int32_t max_tokens) const;
+  void forget(const sequence& s);
+
+  int32_t kv_blocks_used() const;
+  size_t n_tracked() const;
+  // Rows the head has run (catch-up and chain): proof that it acts.
+  int64_t rows_run() const;
+  cpu::thread_pool& pool();
+
+  struct impl;
+
+ private:
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace troupe

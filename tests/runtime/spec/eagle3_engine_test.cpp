@@ -1,0 +1,284 @@
+// Proves Eagle-3 speculative decoding in the engine on the project's own target
+// (models/troupe-py-7m) and its Eagle-3 head (models/troupe-py-eagle3), on the f32 path (EXACT):
+// the executor hands out the target's residual stream at the head's aux layers; the drafts
+// equal PyTorch's (scripts/torch_reference.py recorded them in reference_greedy.json, an
+// independent implementation of the head), batched; greedy output with Eagle drafts is plain
+// greedy decoding token for token, with speculating sequences batched beside plain ones, with
+// prefix-cache hits and under preemption; every KV block of the target and of the head is free
+// afterwards; a head that is missing, of another architecture, or reads a layer the target
+// lacks is refused naming speculative_model_dir; eagle3_one_model true is refused naming it.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "config/config.hpp"
+#include "kernels/cpu/matmul.hpp"
+#include "runtime/checkpoint.hpp"
+#include "runtime/engine/engine.hpp"
+#include "runtime/engine/factory.hpp"
+#include "runtime/engine/sequence.hpp"
+#include "runtime/model_bundle.hpp"
+#include "runtime/spec/eagle3_proposer.hpp"
+#include "runtime/text/tokenizer.hpp"
+#include "runtime/weight_matrix_of.hpp"
+#include "tests/runtime/spec/head_drafter_harness.hpp"
+
+namespace troupe {
+namespace {
+
+using testing::draft_log;
+using testing::outcome;
+using testing::run_totals;
+using only_s_proposer = testing::only_s_proposer<eagle3_proposer>;
+
+std::string eagle_dir() { return testing::source_dir() + "/models/troupe-py-eagle3"; }
+
+class eagle3_engine : public testing::head_drafter_fixture {
+ protected:
+  static std::unique_ptr<eagle3_proposer> make_eagle(int32_t k) {
+    eagle3_options o;
+    o.dir = eagle_dir();
+    o.draft_len = k;
+    o.n_threads = 2;
+    o.n_blocks = 600;
+    auto p = eagle3_proposer::create(bundle_->weights, o);
+    EXPECT_TRUE(p.ok()) << p.message();
+    return p.ok() ? std::move(*p) : nullptr;
+  }
+};
+
+// The executor's seam: a hidden row carries the final state, then the residual stream entering
+// each aux layer; the stream entering layer 0 is the token's embedding, and asking for aux
+// columns changes neither the logits nor the final state.
+TEST_F(eagle3_engine, executor_hands_out_aux_layers) {
+  auto ex = make_executor();
+  ASSERT_TRUE(ex);
+  const std::vector<token_id> toks = encode("def f(x):\n    return x");
+  const std::vector<int32_t> blocks = {0, 1, 2};
+  forward_batch plain;
+  plain.add(0, toks, blocks, 1, static_cast<int32_t>(toks.size()));
+  std::vector<float> l0, h0, l1, h1;
+  ASSERT_TRUE(ex->forward_hidden(plain, l0, h0).ok());
+  forward_batch aux = plain;
+  aux.aux_layers = {0, 1, 3, 5};
+  ASSERT_TRUE(ex->forward_hidden(aux, l1, h1).ok());
+  const int64_t H = ex->config().n_embd, W = hidden_row_width(aux, H);
+  ASSERT_EQ(W, 5 * H);
+  ASSERT_EQ(h1.size(), toks.size() * static_cast<size_t>(W));
+  EXPECT_EQ(l0, l1);
+  std::vector<float> emb(static_cast<size_t>(H));
+  const cpu::weight_matrix embd = weight_matrix_of(bundle_->weights->weights().tok_embd);
+  for (size_t t = 0; t < toks.size(); ++t) {
+    for (int64_t j = 0; j < H; ++j) ASSERT_EQ(h1[t * W + j], h0[t * H + j]) << "row " << t;
+    cpu::dequantize_rows(embd, toks[t], toks[t] + 1, emb.data());
+    for (int64_t j = 0; j < H; ++j) ASSERT_EQ(h1[t * W + H + j], emb[static_cast<size_t>(j)]) << "row " << t;
+    // Layers 1, 3 and 5 see a stream that the layers before have changed.
+    EXPECT_NE(std::vector<float>(h1.begin() + t * W + 2 * H, h1.begin() + t * W + 3 * H), emb) << "row " << t;
+  }
+  forward_batch bad = plain;
+  bad.aux_layers = {6};
+  const status s = ex->forward_hidden(bad, l1, h1);
+  EXPECT_FALSE(s.ok());
+}
+
+// The first 4 drafts after the prompt and the target's first token, for the held-out prompts of
+// reference_greedy.json, all in one batch: PyTorch's Eagle-3 chain (scripts/torch_reference.py).
+TEST_F(eagle3_engine, drafts_equal_pytorch) {
+  std::ifstream in(testing::source_dir() + "/models/troupe-py-7m/reference_greedy.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  const auto& cases = ref["cases"];
+  ASSERT_GE(cases.size(), 3u);
+  auto ex = make_executor();
+  ASSERT_TRUE(ex);
+  engine_config c;
+  c.max_draft_len = 4;
+  auto e = engine::create(c, model_info_of(*ex, bundle_->tok.get()), bundle_->tok.get(), make_eagle(4));
+  ASSERT_TRUE(e.ok()) << e.message();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    request r;
+    r.id = std::to_string(i);
+    r.prompt = cases[i]["prompt_ids"].get<std::vector<token_id>>();
+    r.params.temperature = 0;
+    r.params.max_tokens = 16;
+    ASSERT_TRUE((*e)->add_request(std::move(r)).ok());
+  }
+  // Step 1: every prompt prefilled, the first token sampled, the head filled and drafting.
+  auto first = (*e)->step(*ex);
+  ASSERT_TRUE(first.ok()) << first.message();
+  ASSERT_EQ(first->outputs.size(), cases.size());
+  for (const request_output& o : first->outputs)
+    EXPECT_EQ(o.tokens.at(0), cases[std::stoul(o.id)]["greedy_ids"][0].get<token_id>()) << "case " << o.id;
+  // Step 2 verifies those drafts: the plan carries them.
+  step_plan plan = (*e)->schedule();
+  ASSERT_EQ(plan.seqs.size(), cases.size());
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    EXPECT_EQ(plan.seqs[i].phase, seq_phase::verify) << "case " << i;
+    EXPECT_EQ(plan.seqs[i].drafted.tokens,
+              cases[i]["drafts_after_first_token"]["eagle3"].get<std::vector<token_id>>())
+        << "case " << i;
+  }
+}
+
+TEST_F(eagle3_engine, greedy_equals_plain_batched_with_plain_sequences) {
+  const auto reqs = requests(40, /*mixed=*/true);
+  const auto plain = run({reqs}, nullptr);
+  run_totals t;
+  auto head = make_eagle(3);
+  ASSERT_TRUE(head);
+  EXPECT_STREQ(head->mode(), "two-model");
+  const auto spec = run({reqs}, std::make_unique<only_s_proposer>(std::move(head), true), &t);
+  ASSERT_EQ(plain.size(), reqs.size());
+  for (const request& r : reqs) {
+    EXPECT_EQ(spec.at(r.id).tokens, plain.at(r.id).tokens) << r.id;
+    EXPECT_EQ(spec.at(r.id).finish, "length") << r.id;
+    EXPECT_EQ(spec.at(r.id).tokens.size(), static_cast<size_t>(r.params.max_tokens)) << r.id;
+  }
+  EXPECT_GT(t.drafted, 0);
+  EXPECT_GT(t.accepted, 0) << "the head agrees with the target some of the time";
+  EXPECT_GT(t.mixed_steps, 0) << "verifications rode beside plain decodes";
+  EXPECT_GT(t.head_rows, 0) << "the head ran as its own model after the target's steps";
+  EXPECT_FALSE(t.target_leaked);
+  EXPECT_EQ(t.head_blocks_after, 0) << "the head's KV blocks are all freed";
+  EXPECT_EQ(t.head_tracked_after, 0u);
+}
+
+// Batching changes no draft: each sequence's drafts at each length, batched with the others,
+// are the drafts it gets alone (f32 path).
+TEST_F(eagle3_engine, batched_drafts_equal_drafts_alone) {
+  const auto reqs = requests(32, false);
+  draft_log batched, alone;
+  run({reqs}, std::make_unique<only_s_proposer>(make_eagle(3), false, &batched));
+  for (const request& r : reqs) run({{r}}, std::make_unique<only_s_proposer>(make_eagle(3), false, &alone));
+  EXPECT_EQ(batched.size(), alone.size());
+  for (const auto& [key, d] : alone) {
+    ASSERT_TRUE(batched.count(key)) << key.first << " at " << key.second;
+    EXPECT_EQ(batched.at(key), d) << key.first << " at " << key.second;
+    EXPECT_GE(d.size(), 1u) << key.first << " at " << key.second;
+  }
+}
+
+TEST_F(eagle3_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) {
+  const auto reqs = requests(24, false);
+  // The second wave repeats the prompts: prefix-cache hits, whose cached positions the head never
+  // saw (it starts those sequences' entries at the first computed position).
+  std::vector<request> again = reqs;
+  for (request& r : again) r.id = "s-again-" + r.id;
+  const auto plain = run({reqs, again}, nullptr, nullptr, true);
+  for (int32_t k : {1, 2, 4}) {
+    run_totals t;
+    const auto spec = run({reqs, again}, std::make_unique<only_s_proposer>(make_eagle(k), false), &t, true, k);
+    for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id << " k=" << k;
+    EXPECT_GT(t.accepted, 0) << "k=" << k;
+    EXPECT_FALSE(t.target_leaked) << "k=" << k;
+    EXPECT_EQ(t.head_blocks_after, 0) << "k=" << k;
+  }
+}
+
+TEST_F(eagle3_engine, greedy_equals_plain_under_preemption) {
+  const auto reqs = requests(60, false);
+  const auto plain = run({reqs}, nullptr, nullptr, false, 3, 512);
+  run_totals t;
+  // 20 blocks of 16 tokens for 6 sequences of ~90 tokens: some are preempted and recomputed.
+  const auto spec = run({reqs}, std::make_unique<only_s_proposer>(make_eagle(3), false), &t, false, 3, 20);
+  for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
+  EXPECT_GT(t.preempted, 0);
+  EXPECT_FALSE(t.target_leaked);
+  EXPECT_EQ(t.head_blocks_after, 0);
+}
+
+// Through the factory (what serve and the workers use): speculative_config Eagle with the head's
+// directory, relative to the project's root.
+TEST_F(eagle3_engine, factory_makes_the_drafter) {
+  engine_spec s;
+  s.decoding_type = "Eagle";
+  s.speculative_model_dir = "models/troupe-py-eagle3";
+  s.threads = 2;
+  auto p = make_proposer(s, nullptr, nullptr, bundle_->weights);
+  ASSERT_TRUE(p.ok()) << p.message();
+  EXPECT_STREQ((*p)->name(), "Eagle");
+  EXPECT_EQ((*p)->aux_hidden_layers(), (std::vector<int32_t>{1, 3, 5}));
+  EXPECT_EQ(engine_config_of(s, "m").max_draft_len, kDefaultMtpMaxDraftLen);
+}
+
+// A copy of the head's directory with config.json edited by edit (the weights linked).
+std::string edited_head(const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("troupe-eagle3-test-" + name + "-" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ifstream in(eagle_dir() + "/config.json");
+  nlohmann::json c = nlohmann::json::parse(in);
+  edit(c);
+  std::ofstream(dir / "config.json") << c.dump(2);
+  fs::create_symlink(fs::path(eagle_dir()) / "model.safetensors", dir / "model.safetensors");
+  return dir.string();
+}
+
+TEST_F(eagle3_engine, unfit_heads_are_refused_naming_the_dir) {
+  const std::string field = "speculative_model_dir";
+  auto try_dir = [&](const std::string& dir) {
+    eagle3_options o;
+    o.dir = dir;
+    o.n_threads = 1;
+    o.n_blocks = 8;
+    auto p = eagle3_proposer::create(bundle_->weights, o);
+    EXPECT_FALSE(p.ok()) << dir;
+    return p.ok() ? std::string() : p.message();
+  };
+  std::string m = try_dir(testing::source_dir() + "/models/no-such-head");
+  EXPECT_NE(m.find(field), std::string::npos) << m;
+  EXPECT_NE(m.find("no such directory"), std::string::npos) << m;
+  m = try_dir(testing::source_dir() + "/models/troupe-py-draft");
+  EXPECT_NE(m.find(field), std::string::npos) << m;
+  EXPECT_NE(m.find("LlamaForCausalLMEagle3"), std::string::npos) << m;
+  const std::string deep = edited_head("deep", [](nlohmann::json& c) { c["eagle_aux_hidden_state_layer_ids"] = {1, 3, 6}; });
+  m = try_dir(deep);
+  EXPECT_NE(m.find(field), std::string::npos) << m;
+  EXPECT_NE(m.find("beyond the target's 6 layers"), std::string::npos) << m;
+  const std::string wide = edited_head("wide", [](nlohmann::json& c) { c["target_hidden_size"] = 512; });
+  m = try_dir(wide);
+  EXPECT_NE(m.find(field), std::string::npos) << m;
+  EXPECT_NE(m.find("target_hidden_size 512"), std::string::npos) << m;
+
+  // The configuration's check (POST /v1/llm_models, serve) says the same before any engine.
+  config::speculative_settings s;
+  s.type = config::decoding_type::eagle;
+  const std::string model = testing::source_dir() + "/models/troupe-py-7m";
+  s.speculative_model_dir = "models/troupe-py-eagle3";
+  {
+    const auto fits = config::eagle_head_unfit(s, model);
+    EXPECT_FALSE(fits) << "the shipped head fits the shipped model: " << fits->message;
+  }
+  for (const std::string& dir : {testing::source_dir() + "/models/no-such-head", testing::source_dir() + "/models/troupe-py-draft", deep, wide}) {
+    s.speculative_model_dir = dir;
+    auto e = config::eagle_head_unfit(s, model);
+    ASSERT_TRUE(e) << dir;
+    EXPECT_EQ(e->path, "llm_config.speculative_config.speculative_model_dir") << e->message;
+  }
+  std::filesystem::remove_all(std::filesystem::path(deep));
+  std::filesystem::remove_all(std::filesystem::path(wide));
+}
+
+TEST_F(eagle3_engine, one_model_is_refused_naming_the_field) {
+  config::speculative_settings s;
+  s.type = config::decoding_type::eagle;
+  s.speculative_model_dir = "models/troupe-py-eagle3";
+  EXPECT_FALSE(config::unbuilt_decoding_type(s)) << "Eagle is built";
+  s.eagle3_one_model = false;
+  EXPECT_FALSE(config::unbuilt_decoding_type(s)) << "two-model Eagle is built";
+  s.eagle3_one_model = true;
+  auto e = config::unbuilt_decoding_type(s);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->path, "llm_config.speculative_config.eagle3_one_model");
+  EXPECT_NE(e->message.find("llm_config.speculative_config.eagle3_one_model"), std::string::npos) << e->message;
+}
+
+}  // namespace
+}  // namespace troupe

@@ -1,0 +1,168 @@
+// head_drafter_harness: what the MTP and Eagle-3 engine tests share (both drafters run a head
+// over the target's hidden states, runtime/spec/head_chain.hpp): a wrapper that drafts only for
+// some sequences while keeping the head's KV in step for all, the prompts, and a loop that runs
+// requests through one engine on the shipped model, stepping schedule / forward / complete by
+// hand to count mixed steps, preemptions and drafts, and the head's KV left afterwards.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "runtime/engine/engine.hpp"
+#include "runtime/engine/factory.hpp"
+#include "runtime/engine/sequence.hpp"
+#include "runtime/text/tokenizer.hpp"
+#include "tests/runtime/shipped_model_fixture.hpp"
+
+namespace troupe::testing {
+
+struct outcome {
+  std::vector<token_id> tokens;
+  std::string finish;
+};
+
+struct run_totals {
+  int64_t drafted = 0, accepted = 0;
+  int mixed_steps = 0;  // steps with a verification beside a plain decode or a prefill
+  int preempted = 0;
+  bool target_leaked = false;
+  int32_t head_blocks_after = -1;  // the head layer's KV blocks still held at the end
+  size_t head_tracked_after = 0;
+  int64_t head_rows = -1;          // rows the head ran, where the drafter counts them
+};
+
+using draft_log = std::map<std::pair<std::string, int32_t>, std::vector<token_id>>;
+
+// What run() reads of a head drafter once the requests are done.
+class head_stats {
+ public:
+  virtual ~head_stats() = default;
+  virtual int32_t head_blocks() const = 0;
+  virtual size_t head_tracked() const = 0;
+  virtual int64_t head_rows() const = 0;
+};
+
+// The drafter P, drafting for ids that start with 's' only (the others decode plainly) when
+// only_s; it keeps every sequence's head KV in step either way. log: each draft by (id, length).
+template <class P>
+class only_s_proposer final : public proposer, public head_stats {
+ public:
+  only_s_proposer(std::unique_ptr<P> p, bool only_s, draft_log* log = nullptr)
+      : inner_(std::move(p)), only_s_(only_s), log_(log) {}
+  draft propose(const sequence& s, int32_t max_tokens) override {
+    if (only_s_ && s.id[0] != 's') return {};
+    draft d = inner_->propose(s, max_tokens);
+    if (log_) (*log_)[{s.id, s.size()}] = d.tokens;
+    return d;
+  }
+  void forget(const sequence& s) override { inner_->forget(s); }
+  const char* name() const override { return inner_->name(); }
+  bool wants_hidden() const override { return true; }
+  std::vector<int32_t> aux_hidden_layers() const override { return inner_->aux_hidden_layers(); }
+  void observe(std::span<const kept_rows> rows, size_t W) override { inner_->observe(rows, W); }
+  int32_t head_blocks() const override { return inner_->kv_blocks_used(); }
+  size_t head_tracked() const override { return inner_->n_tracked(); }
+  int64_t head_rows() const override {
+    if constexpr (requires(const P& p) { p.rows_run(); })
+      return inner_->rows_run();
+    else
+      return -1;
+  }
+  const P& inner() const { return *inner_; }
+
+ private:
+  std::unique_ptr<P> inner_;
+  bool only_s_;
+  draft_log* log_;
+};
+
+class head_drafter_fixture : public shipped_model_fixture {
+ protected:
+  static std::vector<token_id> encode(const std::string& text) { return bundle_->tok->encode(text, true, false); }
+
+  static std::vector<std::string> texts() {
+    return {"import os\nimport sys\n\n\ndef main(argv):\n    for name in argv:\n        path = os.path.join(",
+            "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        self.items",
+            "for i in range(10):\n    print(i)\nfor i in range(10):\n    print(",
+            "def parse(line):\n    \"\"\"Split a line into fields.\"\"\"\n    fields = line.split(",
+            "x = 1\ny = 2\nz = x + y\n",
+            "try:\n    import json\nexcept ImportError:\n    json = None\n\n\ndef load(path):\n    with open("};
+  }
+
+  // Greedy requests over texts(), max_tokens + i tokens each; with mixed, every second one's id
+  // starts with 'p' (an only_s_proposer then leaves it to plain decoding).
+  static std::vector<request> requests(int max_tokens, bool mixed) {
+    std::vector<request> reqs;
+    int i = 0;
+    for (const std::string& t : texts()) {
+      request r;
+      r.id = (mixed && i % 2 ? "p" : "s") + std::to_string(i);
+      r.prompt = encode(t);
+      r.params.temperature = 0;
+      r.params.max_tokens = max_tokens + i;
+      r.params.ignore_eos = true;
+      reqs.push_back(std::move(r));
+      ++i;
+    }
+    return reqs;
+  }
+
+  // Runs every request in one engine (waves one after the other; drafts from prop when given).
+  static std::map<std::string, outcome> run(const std::vector<std::vector<request>>& waves,
+                                            std::unique_ptr<proposer> prop, run_totals* totals = nullptr,
+                                            bool prefix_cache = false, int32_t max_draft_len = 3,
+                                            int32_t n_blocks = 512) {
+    auto ex = make_executor(n_blocks);
+    std::map<std::string, outcome> out;
+    if (!ex) return out;
+    const proposer* raw = prop.get();
+    engine_config c;
+    c.prefix_cache = prefix_cache;
+    c.max_draft_len = max_draft_len;
+    c.model_identity = "troupe-py-7m";
+    auto e = engine::create(c, model_info_of(*ex, bundle_->tok.get()), bundle_->tok.get(), std::move(prop));
+    EXPECT_TRUE(e.ok()) << e.message();
+    if (!e.ok()) return out;
+    for (const auto& wave : waves) {
+      for (const request& r : wave) EXPECT_TRUE((*e)->add_request(r).ok()) << r.id;
+      while ((*e)->has_work()) {
+        step_plan plan = (*e)->schedule();
+        bool verify = false, other = false;
+        for (const scheduled_seq& s : plan.seqs) (s.phase == seq_phase::verify ? verify : other) = true;
+        if (totals && verify && other) ++totals->mixed_steps;
+        if (totals) totals->preempted += plan.stats.n_preempted;
+        std::vector<float> logits, hidden;
+        if (!plan.empty()) {
+          EXPECT_TRUE(ex->forward_hidden(plan.batch, logits, hidden).ok());
+        }
+        step_output so = (*e)->complete(std::move(plan), logits, -1, hidden);
+        for (const request_output& o : so.outputs) {
+          outcome& x = out[o.id];
+          x.tokens.insert(x.tokens.end(), o.tokens.begin(), o.tokens.end());
+          if (o.finished) x.finish = finish_reason_name(*o.finished);
+          if (totals) {
+            totals->drafted += o.n_drafted;
+            totals->accepted += o.n_draft_accepted;
+          }
+        }
+      }
+    }
+    if (totals) {
+      (*e)->drain_kv_events();
+      // Blocks the prefix cache keeps are free to take: every block is free when idle.
+      totals->target_leaked = (*e)->kv_blocks_free() != (*e)->kv_blocks_total();
+      if (const auto* p = dynamic_cast<const head_stats*>(raw)) {
+        totals->head_blocks_after = p->head_blocks();
+        totals->head_tracked_after = p->head_tracked();
+        totals->head_rows = p->head_rows();
+      }
+    }
+    return out;
+  }
+};
+
+}  // namespace troupe::testing
