@@ -92,7 +92,57 @@ struct run_figures {
   int64_t drafted = 0, accepted = 0;
   double seconds = 0;
   double cpu_seconds = 0;  // this process's CPU time: steadier than wall time on a shared machine
+  // Where the time goes, per kind of step (wall seconds). A decode step: no prefill, no draft;
+  // a verify step: no prefill, drafts verified (rows: every token computed, drafts included).
+  int64_t decode_steps = 0, verify_steps = 0, verify_rows = 0, prefill_steps = 0;
+  double decode_forward_s = 0, verify_forward_s = 0, prefill_forward_s = 0;
+  double schedule_s = 0;  // engine::schedule(): the scheduler and the drafter (a model drafter's forwards)
+  double complete_s = 0;  // engine::complete(): sampling, verification, and a hidden-state drafter's observe
+  // The same in this process's CPU time (steadier on a shared machine).
+  double decode_forward_cpu = 0, verify_forward_cpu = 0, schedule_cpu = 0, complete_cpu = 0;
+  void add(const run_figures& o) {
+    tokens += o.tokens;
+    steps += o.steps;
+    verifications += o.verifications;
+    drafted += o.drafted;
+    accepted += o.accepted;
+    seconds += o.seconds;
+    cpu_seconds += o.cpu_seconds;
+    decode_steps += o.decode_steps;
+    verify_steps += o.verify_steps;
+    verify_rows += o.verify_rows;
+    prefill_steps += o.prefill_steps;
+    decode_forward_s += o.decode_forward_s;
+    verify_forward_s += o.verify_forward_s;
+    prefill_forward_s += o.prefill_forward_s;
+    schedule_s += o.schedule_s;
+    complete_s += o.complete_s;
+    decode_forward_cpu += o.decode_forward_cpu;
+    verify_forward_cpu += o.verify_forward_cpu;
+    schedule_cpu += o.schedule_cpu;
+    complete_cpu += o.complete_cpu;
+  }
 };
+
+double per(double a, double b) { return b > 0 ? a / b : 0.0; }
+
+// The per-step costs of one mode, in milliseconds.
+json step_costs(const run_figures& f) {
+  return {{"ms_per_token", 1e3 * per(f.seconds, static_cast<double>(f.tokens))},
+          {"decode_steps", f.decode_steps},
+          {"ms_decode_forward", 1e3 * per(f.decode_forward_s, static_cast<double>(f.decode_steps))},
+          {"verify_steps", f.verify_steps},
+          {"rows_per_verify", per(static_cast<double>(f.verify_rows), static_cast<double>(f.verify_steps))},
+          {"ms_verify_forward", 1e3 * per(f.verify_forward_s, static_cast<double>(f.verify_steps))},
+          {"ms_schedule_per_step", 1e3 * per(f.schedule_s, static_cast<double>(f.steps))},
+          {"ms_complete_per_step", 1e3 * per(f.complete_s, static_cast<double>(f.steps))},
+          {"cpu_ms_decode_forward", 1e3 * per(f.decode_forward_cpu, static_cast<double>(f.decode_steps))},
+          {"cpu_ms_verify_forward", 1e3 * per(f.verify_forward_cpu, static_cast<double>(f.verify_steps))},
+          {"cpu_ms_schedule_per_step", 1e3 * per(f.schedule_cpu, static_cast<double>(f.steps))},
+          {"cpu_ms_complete_per_step", 1e3 * per(f.complete_cpu, static_cast<double>(f.steps))},
+          {"prefill_steps", f.prefill_steps},
+          {"ms_prefill_forward_total", 1e3 * f.prefill_forward_s}};
+}
 
 double process_cpu_seconds() {
   timespec t{};
@@ -100,10 +150,11 @@ double process_cpu_seconds() {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
-// drafter: "" (plain decoding), "NGram" or "DraftTarget" (draft_dir); adaptive: spec_draft_length 0.
-result<run_figures> run_once(executor& ex, const model_bundle& m, const workload& w, int batch, int max_tokens,
-                             int max_draft_len, const std::string& drafter = "", bool adaptive = false,
-                             const std::string& draft_dir = "", int threads = 0) {
+// One engine over prompts [first, first + batch) of w. drafter: "" (plain decoding), "NGram",
+// "MTP" or "DraftTarget" (draft_dir); adaptive: spec_draft_length 0.
+result<run_figures> run_round(executor& ex, const model_bundle& m, const workload& w, size_t first, int batch,
+                              int max_tokens, int max_draft_len, const std::string& drafter, bool adaptive,
+                              const std::string& draft_dir, int threads) {
   engine_spec spec;
   spec.prefix_cache = false;  // every run pays the same prefill
   spec.threads = threads;
@@ -117,7 +168,7 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, const workload
   for (int i = 0; i < batch; ++i) {
     request r;
     r.id = std::to_string(i);
-    r.prompt = w.prompts[static_cast<size_t>(i)];
+    r.prompt = w.prompts[first + static_cast<size_t>(i)];
     r.params.temperature = 0;
     r.params.max_tokens = max_tokens;
     r.params.ignore_eos = true;
@@ -126,8 +177,41 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, const workload
   run_figures fig;
   const auto t0 = clock_type::now();
   const double c0 = process_cpu_seconds();
+  const auto since = [](clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); };
+  std::vector<float> logits, hidden;
   while (e->has_work()) {
-    TROUPE_TRY(step_output out, e->step(ex));
+    auto t = clock_type::now();
+    double c = process_cpu_seconds();
+    step_plan p = e->schedule();
+    fig.schedule_s += since(t);
+    fig.schedule_cpu += process_cpu_seconds() - c;
+    const step_stats st = p.stats;
+    double forward_s = -1;
+    if (!p.empty()) {
+      t = clock_type::now();
+      c = process_cpu_seconds();
+      TROUPE_CHECK(ex.forward_hidden(p.batch, logits, hidden));
+      forward_s = since(t);
+      const double forward_cpu = process_cpu_seconds() - c;
+      if (st.n_prefill_tokens > 0) {
+        ++fig.prefill_steps;
+        fig.prefill_forward_s += forward_s;
+      } else if (st.n_draft_tokens > 0) {
+        ++fig.verify_steps;
+        fig.verify_rows += st.n_scheduled_tokens;
+        fig.verify_forward_s += forward_s;
+        fig.verify_forward_cpu += forward_cpu;
+      } else {
+        ++fig.decode_steps;
+        fig.decode_forward_s += forward_s;
+        fig.decode_forward_cpu += forward_cpu;
+      }
+    }
+    t = clock_type::now();
+    c = process_cpu_seconds();
+    step_output out = e->complete(std::move(p), logits, forward_s, hidden);
+    fig.complete_s += since(t);
+    fig.complete_cpu += process_cpu_seconds() - c;
     ++fig.steps;
     for (const auto& o : out.outputs) {
       fig.tokens += static_cast<int64_t>(o.tokens.size());
@@ -141,13 +225,30 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, const workload
   return fig;
 }
 
+// Rounds of `batch` sequences over different prompts, until at least min_sequences ran (batch 1
+// then times several prompts, not one), figures summed.
+int rounds_for(int batch, int min_sequences) { return std::max(1, (min_sequences + batch - 1) / batch); }
+
+result<run_figures> run_once(executor& ex, const model_bundle& m, const workload& w, int batch, int min_sequences,
+                             int max_tokens, int max_draft_len, const std::string& drafter = "",
+                             bool adaptive = false, const std::string& draft_dir = "", int threads = 0) {
+  run_figures all;
+  for (int r = 0; r < rounds_for(batch, min_sequences); ++r) {
+    TROUPE_TRY(run_figures f, run_round(ex, m, w, static_cast<size_t>(r) * static_cast<size_t>(batch), batch,
+                                        max_tokens, max_draft_len, drafter, adaptive, draft_dir, threads));
+    all.add(f);
+  }
+  return all;
+}
+
 }  // namespace
 
 result<json> run_spec_bench(const spec_bench_options& o) {
   TROUPE_TRY(text_model tm, load_text_model(o.model, o.threads, "the workloads are text"));
   const model_bundle& m = *tm.bundle;
   executor* ex = tm.ex.get();
-  const int n = o.batches.empty() ? 0 : *std::max_element(o.batches.begin(), o.batches.end());
+  int n = 0;
+  for (int b : o.batches) n = std::max(n, b * rounds_for(b, o.sequences));
   TROUPE_TRY(std::vector<workload> workloads, make_workloads(*m.tok, o.code_dir, n));
   json out = {{"model", m.name},
               {"executor", ex->describe()},
@@ -156,6 +257,11 @@ result<json> run_spec_bench(const spec_bench_options& o) {
               {"max_draft_len", o.max_draft_len},
               {"adaptive", "spec_draft_length 0: each step's length chosen up to max_draft_len"},
               {"max_tokens", o.max_tokens},
+              {"sequences", o.sequences},
+              {"step_costs", "per mode, summed over the runs of the fastest rep: ms_decode_forward (a plain "
+                             "decode step's forward), ms_verify_forward (a verify step's, rows_per_verify rows), "
+                             "ms_schedule_per_step (scheduler and drafter, a model drafter's forwards included), "
+                             "ms_complete_per_step (sampling, verification, a hidden-state drafter's observe)"},
               {"sampling", "greedy"},
               {"results", json::array()}};
   for (const workload& w : workloads)
@@ -163,14 +269,14 @@ result<json> run_spec_bench(const spec_bench_options& o) {
       run_figures plain, spec, adapt, draft;
       const bool with_draft = !o.draft_model.empty() && w.name == "continue";
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
-        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "NGram"));
-        TROUPE_TRY(run_figures a, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "NGram", true));
+        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, 0));
+        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, o.max_draft_len, "NGram"));
+        TROUPE_TRY(run_figures a, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, o.max_draft_len, "NGram", true));
         if (rep == 0 || p.seconds < plain.seconds) plain = p;
         if (rep == 0 || s.seconds < spec.seconds) spec = s;
         if (rep == 0 || a.seconds < adapt.seconds) adapt = a;
         if (with_draft) {
-          TROUPE_TRY(run_figures d, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "DraftTarget", true,
+          TROUPE_TRY(run_figures d, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, o.max_draft_len, "DraftTarget", true,
                                              o.draft_model, o.threads));
           if (rep == 0 || d.seconds < draft.seconds) draft = d;
         }
@@ -201,7 +307,10 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                                 {"drafted_adaptive", adapt.drafted},
                                 {"mean_accepted_length_adaptive",
                                  per(adapt.accepted + adapt.verifications, adapt.verifications)},
-                                {"speculation_rate_adaptive", 100.0 * per(adapt.accepted, adapt.drafted)}});
+                                {"speculation_rate_adaptive", 100.0 * per(adapt.accepted, adapt.drafted)},
+                                {"step_costs", {{"plain", step_costs(plain)},
+                                                {"ngram", step_costs(spec)},
+                                                {"ngram_adaptive", step_costs(adapt)}}}});
       if (with_draft) {
         const double tps_draft = static_cast<double>(draft.tokens) / draft.seconds;
         const double cpu_draft = static_cast<double>(draft.tokens) / draft.cpu_seconds;
@@ -213,6 +322,7 @@ result<json> run_spec_bench(const spec_bench_options& o) {
         r["drafted_draft_target"] = draft.drafted;
         r["mean_accepted_length_draft_target"] = per(draft.accepted + draft.verifications, draft.verifications);
         r["speculation_rate_draft_target"] = 100.0 * per(draft.accepted, draft.drafted);
+        r["step_costs"]["draft_target"] = step_costs(draft);
       }
     }
   // MTP (the model's own MTP layer) on free continuation.
@@ -225,8 +335,8 @@ result<json> run_spec_bench(const spec_bench_options& o) {
     for (int batch : o.batches) {
       run_figures plain, spec;
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
-        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.mtp_draft_len, "MTP", false, "", o.threads));
+        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, 0));
+        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, o.mtp_draft_len, "MTP", false, "", o.threads));
         if (rep == 0 || p.seconds < plain.seconds) plain = p;
         if (rep == 0 || s.seconds < spec.seconds) spec = s;
       }
@@ -246,7 +356,8 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                                     {"steps_plain", plain.steps},
                                     {"steps_mtp", spec.steps},
                                     {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
-                                    {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)}});
+                                    {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)},
+                                    {"step_costs", {{"plain", step_costs(plain)}, {"mtp", step_costs(spec)}}}});
     }
   }
   return out;
