@@ -64,8 +64,19 @@ inline void kernel(const float* x, int64_t ldx, const uint8_t* w, size_t rb, int
   __m512 acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  // Small-row-count tiles (decode, verification) stream the weights, and a tile's rows are
+  // too short for the hardware prefetcher to get ahead: fetch the next tile's rows (contiguous
+  // after these) in step with this one, a line per row per 64 bytes read here (measured at
+  // batch 1: the decode forward from about 2.0 to 1.2 ms of CPU).
+  constexpr bool prefetch = C == 4 && (T == wtype::bf16 || T == wtype::f16 || T == wtype::f32);
+  constexpr int64_t elem = T == wtype::f32 ? 4 : 2;
+  constexpr int64_t per_line = 64 / elem;
   for (int64_t i = k0; i < k1; i += 16) {
     __m512 wv[C];
+    if constexpr (prefetch)
+      if (i % per_line == 0)
+        for (int c = 0; c < C; ++c)
+          _mm_prefetch(reinterpret_cast<const char*>(w + (C + c) * rb + elem * i), _MM_HINT_T0);
     for (int c = 0; c < C; ++c) wv[c] = load16<T>(w + c * rb, i);
     for (int r = 0; r < R; ++r) {
       const __m512 xv = _mm512_loadu_ps(x + r * ldx + i);
