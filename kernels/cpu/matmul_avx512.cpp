@@ -173,6 +173,26 @@ void dequant_avx512(const weight_matrix& w, int64_t r0, int64_t r1, float* out) 
   }
 }
 
+void round_bf16_f32_avx512(const float* x, int64_t n, float* out) {
+  const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), hi = _mm512_set1_epi32(int32_t(0xffff0000u));
+  const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+  const __m512i quiet = _mm512_set1_epi32(0x400000);
+  auto one_vec = [&](__m512i u) {
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+    const __m512i rounded = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(u, half), lsb), hi);
+    // NaN stays NaN (quieted), as round_to_bf16 keeps it.
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, abs_mask), inf);
+    return _mm512_mask_mov_epi32(rounded, nan, _mm512_and_si512(_mm512_or_si512(u, quiet), hi));
+  };
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_si512(out + i, one_vec(_mm512_loadu_si512(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_epi32(out + i, m, one_vec(_mm512_maskz_loadu_epi32(m, x + i)));
+  }
+}
+
 // f32 FMA in registers only (12 independent chains): this thread's f32 peak.
 double fma_peak_gflops(int64_t iters) {
   __m512 acc[12];
