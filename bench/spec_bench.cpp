@@ -126,6 +126,10 @@ struct run_figures {
 
 double per(double a, double b) { return b > 0 ? a / b : 0.0; }
 
+// Tokens per second once the prompts are in: the prefill forwards' time left out (it is the
+// same in every mode and dilutes the speed-up of the decoding that speculation changes).
+double decode_tps(const run_figures& f) { return per(static_cast<double>(f.tokens), f.seconds - f.prefill_forward_s); }
+
 // The per-step costs of one mode, in milliseconds.
 json step_costs(const run_figures& f) {
   return {{"ms_per_token", 1e3 * per(f.seconds, static_cast<double>(f.tokens))},
@@ -258,6 +262,7 @@ result<json> run_spec_bench(const spec_bench_options& o) {
               {"adaptive", "spec_draft_length 0: each step's length chosen up to max_draft_len"},
               {"max_tokens", o.max_tokens},
               {"sequences", o.sequences},
+              {"decode_speedup", "tokens/s with the prefill forwards' time left out, against plain decoding's"},
               {"step_costs", "per mode, summed over the runs of the fastest rep: ms_decode_forward (a plain "
                              "decode step's forward), ms_verify_forward (a verify step's, rows_per_verify rows), "
                              "ms_schedule_per_step (scheduler and drafter, a model drafter's forwards included), "
@@ -308,6 +313,8 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                                 {"mean_accepted_length_adaptive",
                                  per(adapt.accepted + adapt.verifications, adapt.verifications)},
                                 {"speculation_rate_adaptive", 100.0 * per(adapt.accepted, adapt.drafted)},
+                                {"decode_speedup", decode_tps(spec) / decode_tps(plain)},
+                                {"decode_speedup_adaptive", decode_tps(adapt) / decode_tps(plain)},
                                 {"step_costs", {{"plain", step_costs(plain)},
                                                 {"ngram", step_costs(spec)},
                                                 {"ngram_adaptive", step_costs(adapt)}}}});
@@ -323,6 +330,7 @@ result<json> run_spec_bench(const spec_bench_options& o) {
         r["mean_accepted_length_draft_target"] = per(draft.accepted + draft.verifications, draft.verifications);
         r["speculation_rate_draft_target"] = 100.0 * per(draft.accepted, draft.drafted);
         r["step_costs"]["draft_target"] = step_costs(draft);
+        r["decode_speedup_draft_target"] = decode_tps(draft) / decode_tps(plain);
       }
     }
   // MTP (the model's own MTP layer) on free continuation.
@@ -357,6 +365,7 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                                     {"steps_mtp", spec.steps},
                                     {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
                                     {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)},
+                                    {"decode_speedup", decode_tps(spec) / decode_tps(plain)},
                                     {"step_costs", {{"plain", step_costs(plain)}, {"mtp", step_costs(spec)}}}});
     }
   }
