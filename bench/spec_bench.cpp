@@ -233,15 +233,27 @@ result<run_figures> run_round(executor& ex, const model_bundle& m, const workloa
 // then times several prompts, not one), figures summed.
 int rounds_for(int batch, int min_sequences) { return std::max(1, (min_sequences + batch - 1) / batch); }
 
-result<run_figures> run_once(executor& ex, const model_bundle& m, const workload& w, int batch, int min_sequences,
-                             int max_tokens, int max_draft_len, const std::string& drafter = "",
-                             bool adaptive = false, const std::string& draft_dir = "", int threads = 0) {
-  run_figures all;
-  for (int r = 0; r < rounds_for(batch, min_sequences); ++r) {
-    TROUPE_TRY(run_figures f, run_round(ex, m, w, static_cast<size_t>(r) * static_cast<size_t>(batch), batch,
-                                        max_tokens, max_draft_len, drafter, adaptive, draft_dir, threads));
-    all.add(f);
-  }
+struct mode {
+  std::string drafter;  // "": plain decoding
+  int max_draft_len = 0;
+  bool adaptive = false;
+  std::string draft_dir;
+  int threads = 0;
+};
+
+// Every mode over the same rounds, interleaved round by round (each mode's round r, then round
+// r + 1): load that comes and goes on a shared machine falls on every mode alike.
+result<std::vector<run_figures>> run_modes(executor& ex, const model_bundle& m, const workload& w, int batch,
+                                           int min_sequences, int max_tokens, const std::vector<mode>& modes) {
+  std::vector<run_figures> all(modes.size());
+  for (int r = 0; r < rounds_for(batch, min_sequences); ++r)
+    for (size_t i = 0; i < modes.size(); ++i) {
+      const mode& md = modes[i];
+      TROUPE_TRY(run_figures f, run_round(ex, m, w, static_cast<size_t>(r) * static_cast<size_t>(batch), batch,
+                                          max_tokens, md.max_draft_len, md.drafter, md.adaptive, md.draft_dir,
+                                          md.threads));
+      all[i].add(f);
+    }
   return all;
 }
 
@@ -274,17 +286,13 @@ result<json> run_spec_bench(const spec_bench_options& o) {
       run_figures plain, spec, adapt, draft;
       const bool with_draft = !o.draft_model.empty() && w.name == "continue";
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
-        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, o.max_draft_len, "NGram"));
-        TROUPE_TRY(run_figures a, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, o.max_draft_len, "NGram", true));
-        if (rep == 0 || p.seconds < plain.seconds) plain = p;
-        if (rep == 0 || s.seconds < spec.seconds) spec = s;
-        if (rep == 0 || a.seconds < adapt.seconds) adapt = a;
-        if (with_draft) {
-          TROUPE_TRY(run_figures d, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, o.max_draft_len, "DraftTarget", true,
-                                             o.draft_model, o.threads));
-          if (rep == 0 || d.seconds < draft.seconds) draft = d;
-        }
+        std::vector<mode> modes = {{}, {"NGram", o.max_draft_len, false, "", 0}, {"NGram", o.max_draft_len, true, "", 0}};
+        if (with_draft) modes.push_back({"DraftTarget", o.max_draft_len, true, o.draft_model, o.threads});
+        TROUPE_TRY(std::vector<run_figures> f, run_modes(*ex, m, w, batch, o.sequences, o.max_tokens, modes));
+        if (rep == 0 || f[0].seconds < plain.seconds) plain = f[0];
+        if (rep == 0 || f[1].seconds < spec.seconds) spec = f[1];
+        if (rep == 0 || f[2].seconds < adapt.seconds) adapt = f[2];
+        if (with_draft && (rep == 0 || f[3].seconds < draft.seconds)) draft = f[3];
       }
       const double tps_adapt = static_cast<double>(adapt.tokens) / adapt.seconds;
       const double cpu_adapt = static_cast<double>(adapt.tokens) / adapt.cpu_seconds;
@@ -343,10 +351,10 @@ result<json> run_spec_bench(const spec_bench_options& o) {
     for (int batch : o.batches) {
       run_figures plain, spec;
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
-        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.sequences, o.max_tokens, o.mtp_draft_len, "MTP", false, "", o.threads));
-        if (rep == 0 || p.seconds < plain.seconds) plain = p;
-        if (rep == 0 || s.seconds < spec.seconds) spec = s;
+        TROUPE_TRY(std::vector<run_figures> f,
+                   run_modes(*ex, m, w, batch, o.sequences, o.max_tokens, {{}, {"MTP", o.mtp_draft_len, false, "", o.threads}}));
+        if (rep == 0 || f[0].seconds < plain.seconds) plain = f[0];
+        if (rep == 0 || f[1].seconds < spec.seconds) spec = f[1];
       }
       const auto per = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
       const double tps_plain = static_cast<double>(plain.tokens) / plain.seconds;
