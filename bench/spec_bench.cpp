@@ -92,7 +92,61 @@ struct run_figures {
   int64_t drafted = 0, accepted = 0;
   double seconds = 0;
   double cpu_seconds = 0;  // this process's CPU time: steadier than wall time on a shared machine
+  // Where the time goes, per kind of step (wall seconds). A decode step: no prefill, no draft;
+  // a verify step: no prefill, drafts verified (rows: every token computed, drafts included).
+  int64_t decode_steps = 0, verify_steps = 0, verify_rows = 0, prefill_steps = 0;
+  double decode_forward_s = 0, verify_forward_s = 0, prefill_forward_s = 0;
+  double schedule_s = 0;  // engine::schedule(): the scheduler and the drafter (a model drafter's forwards)
+  double complete_s = 0;  // engine::complete(): sampling, verification, and a hidden-state drafter's observe
+  // The same in this process's CPU time (steadier on a shared machine).
+  double decode_forward_cpu = 0, verify_forward_cpu = 0, schedule_cpu = 0, complete_cpu = 0;
+  void add(const run_figures& o) {
+    tokens += o.tokens;
+    steps += o.steps;
+    verifications += o.verifications;
+    drafted += o.drafted;
+    accepted += o.accepted;
+    seconds += o.seconds;
+    cpu_seconds += o.cpu_seconds;
+    decode_steps += o.decode_steps;
+    verify_steps += o.verify_steps;
+    verify_rows += o.verify_rows;
+    prefill_steps += o.prefill_steps;
+    decode_forward_s += o.decode_forward_s;
+    verify_forward_s += o.verify_forward_s;
+    prefill_forward_s += o.prefill_forward_s;
+    schedule_s += o.schedule_s;
+    complete_s += o.complete_s;
+    decode_forward_cpu += o.decode_forward_cpu;
+    verify_forward_cpu += o.verify_forward_cpu;
+    schedule_cpu += o.schedule_cpu;
+    complete_cpu += o.complete_cpu;
+  }
 };
+
+double per(double a, double b) { return b > 0 ? a / b : 0.0; }
+
+// Tokens per second once the prompts are in: the prefill forwards' time left out (it is the
+// same in every mode and dilutes the speed-up of the decoding that speculation changes).
+double decode_tps(const run_figures& f) { return per(static_cast<double>(f.tokens), f.seconds - f.prefill_forward_s); }
+
+// The per-step costs of one mode, in milliseconds.
+json step_costs(const run_figures& f) {
+  return {{"ms_per_token", 1e3 * per(f.seconds, static_cast<double>(f.tokens))},
+          {"decode_steps", f.decode_steps},
+          {"ms_decode_forward", 1e3 * per(f.decode_forward_s, static_cast<double>(f.decode_steps))},
+          {"verify_steps", f.verify_steps},
+          {"rows_per_verify", per(static_cast<double>(f.verify_rows), static_cast<double>(f.verify_steps))},
+          {"ms_verify_forward", 1e3 * per(f.verify_forward_s, static_cast<double>(f.verify_steps))},
+          {"ms_schedule_per_step", 1e3 * per(f.schedule_s, static_cast<double>(f.steps))},
+          {"ms_complete_per_step", 1e3 * per(f.complete_s, static_cast<double>(f.steps))},
+          {"cpu_ms_decode_forward", 1e3 * per(f.decode_forward_cpu, static_cast<double>(f.decode_steps))},
+          {"cpu_ms_verify_forward", 1e3 * per(f.verify_forward_cpu, static_cast<double>(f.verify_steps))},
+          {"cpu_ms_schedule_per_step", 1e3 * per(f.schedule_cpu, static_cast<double>(f.steps))},
+          {"cpu_ms_complete_per_step", 1e3 * per(f.complete_cpu, static_cast<double>(f.steps))},
+          {"prefill_steps", f.prefill_steps},
+          {"ms_prefill_forward_total", 1e3 * f.prefill_forward_s}};
+}
 
 double process_cpu_seconds() {
   timespec t{};
@@ -100,10 +154,12 @@ double process_cpu_seconds() {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
-// drafter: "" (plain decoding), "NGram" or "DraftTarget" (draft_dir); adaptive: spec_draft_length 0.
-result<run_figures> run_once(executor& ex, const model_bundle& m, const workload& w, int batch, int max_tokens,
-                             int max_draft_len, const std::string& drafter = "", bool adaptive = false,
-                             const std::string& draft_dir = "", int threads = 0, int tree_width = 1) {
+// One engine over prompts [first, first + batch) of w. drafter: "" (plain decoding), "NGram",
+// "MTP", "Eagle" or "DraftTarget" (draft_dir: the head or the draft model); adaptive:
+// spec_draft_length 0; tree_width: spec_tree_width.
+result<run_figures> run_round(executor& ex, const model_bundle& m, const workload& w, size_t first, int batch,
+                              int max_tokens, int max_draft_len, const std::string& drafter, bool adaptive,
+                              const std::string& draft_dir, int threads, int tree_width) {
   engine_spec spec;
   spec.prefix_cache = false;  // every run pays the same prefill
   spec.threads = threads;
@@ -118,7 +174,7 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, const workload
   for (int i = 0; i < batch; ++i) {
     request r;
     r.id = std::to_string(i);
-    r.prompt = w.prompts[static_cast<size_t>(i)];
+    r.prompt = w.prompts[first + static_cast<size_t>(i)];
     r.params.temperature = 0;
     r.params.max_tokens = max_tokens;
     r.params.ignore_eos = true;
@@ -127,8 +183,41 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, const workload
   run_figures fig;
   const auto t0 = clock_type::now();
   const double c0 = process_cpu_seconds();
+  const auto since = [](clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); };
+  std::vector<float> logits, hidden;
   while (e->has_work()) {
-    TROUPE_TRY(step_output out, e->step(ex));
+    auto t = clock_type::now();
+    double c = process_cpu_seconds();
+    step_plan p = e->schedule();
+    fig.schedule_s += since(t);
+    fig.schedule_cpu += process_cpu_seconds() - c;
+    const step_stats st = p.stats;
+    double forward_s = -1;
+    if (!p.empty()) {
+      t = clock_type::now();
+      c = process_cpu_seconds();
+      TROUPE_CHECK(ex.forward_hidden(p.batch, logits, hidden));
+      forward_s = since(t);
+      const double forward_cpu = process_cpu_seconds() - c;
+      if (st.n_prefill_tokens > 0) {
+        ++fig.prefill_steps;
+        fig.prefill_forward_s += forward_s;
+      } else if (st.n_draft_tokens > 0) {
+        ++fig.verify_steps;
+        fig.verify_rows += st.n_scheduled_tokens;
+        fig.verify_forward_s += forward_s;
+        fig.verify_forward_cpu += forward_cpu;
+      } else {
+        ++fig.decode_steps;
+        fig.decode_forward_s += forward_s;
+        fig.decode_forward_cpu += forward_cpu;
+      }
+    }
+    t = clock_type::now();
+    c = process_cpu_seconds();
+    step_output out = e->complete(std::move(p), logits, forward_s, hidden);
+    fig.complete_s += since(t);
+    fig.complete_cpu += process_cpu_seconds() - c;
     ++fig.steps;
     for (const auto& o : out.outputs) {
       fig.tokens += static_cast<int64_t>(o.tokens.size());
@@ -142,13 +231,43 @@ result<run_figures> run_once(executor& ex, const model_bundle& m, const workload
   return fig;
 }
 
+// Rounds of `batch` sequences over different prompts, until at least min_sequences ran (batch 1
+// then times several prompts, not one), figures summed.
+int rounds_for(int batch, int min_sequences) { return std::max(1, (min_sequences + batch - 1) / batch); }
+
+struct mode {
+  std::string drafter;  // "": plain decoding
+  int max_draft_len = 0;
+  bool adaptive = false;
+  std::string draft_dir;
+  int threads = 0;
+  int tree_width = 1;
+};
+
+// Every mode over the same rounds, interleaved round by round (each mode's round r, then round
+// r + 1): load that comes and goes on a shared machine falls on every mode alike.
+result<std::vector<run_figures>> run_modes(executor& ex, const model_bundle& m, const workload& w, int batch,
+                                           int min_sequences, int max_tokens, const std::vector<mode>& modes) {
+  std::vector<run_figures> all(modes.size());
+  for (int r = 0; r < rounds_for(batch, min_sequences); ++r)
+    for (size_t i = 0; i < modes.size(); ++i) {
+      const mode& md = modes[i];
+      TROUPE_TRY(run_figures f, run_round(ex, m, w, static_cast<size_t>(r) * static_cast<size_t>(batch), batch,
+                                          max_tokens, md.max_draft_len, md.drafter, md.adaptive, md.draft_dir,
+                                          md.threads, md.tree_width));
+      all[i].add(f);
+    }
+  return all;
+}
+
 }  // namespace
 
 result<json> run_spec_bench(const spec_bench_options& o) {
   TROUPE_TRY(text_model tm, load_text_model(o.model, o.threads, "the workloads are text"));
   const model_bundle& m = *tm.bundle;
   executor* ex = tm.ex.get();
-  const int n = o.batches.empty() ? 0 : *std::max_element(o.batches.begin(), o.batches.end());
+  int n = 0;
+  for (int b : o.batches) n = std::max(n, b * rounds_for(b, o.sequences));
   TROUPE_TRY(std::vector<workload> workloads, make_workloads(*m.tok, o.code_dir, n));
   json out = {{"model", m.name},
               {"executor", ex->describe()},
@@ -158,6 +277,12 @@ result<json> run_spec_bench(const spec_bench_options& o) {
               {"adaptive", "spec_draft_length 0: each step's length chosen up to max_draft_len"},
               {"spec_tree_width", o.tree_width},
               {"max_tokens", o.max_tokens},
+              {"sequences", o.sequences},
+              {"decode_speedup", "tokens/s with the prefill forwards' time left out, against plain decoding's"},
+              {"step_costs", "per mode, summed over the runs of the fastest rep: ms_decode_forward (a plain "
+                             "decode step's forward), ms_verify_forward (a verify step's, rows_per_verify rows), "
+                             "ms_schedule_per_step (scheduler and drafter, a model drafter's forwards included), "
+                             "ms_complete_per_step (sampling, verification, a hidden-state drafter's observe)"},
               {"sampling", "greedy"},
               {"results", json::array()}};
   for (const workload& w : workloads)
@@ -166,29 +291,25 @@ result<json> run_spec_bench(const spec_bench_options& o) {
       const bool trees = o.tree_width > 1;
       const bool with_draft = !o.draft_model.empty() && w.name == "continue";
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
-        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "NGram"));
-        TROUPE_TRY(run_figures a, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "NGram", true));
-        if (rep == 0 || p.seconds < plain.seconds) plain = p;
-        if (rep == 0 || s.seconds < spec.seconds) spec = s;
-        if (rep == 0 || a.seconds < adapt.seconds) adapt = a;
-        if (with_draft) {
-          TROUPE_TRY(run_figures d, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "DraftTarget", true,
-                                             o.draft_model, o.threads));
-          if (rep == 0 || d.seconds < draft.seconds) draft = d;
-        }
-        if (trees) {
-          TROUPE_TRY(run_figures t, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "NGram", false, "", 0,
-                                             o.tree_width));
-          if (rep == 0 || t.seconds < tree.seconds) tree = t;
-        }
+        std::vector<mode> modes = {{}, {"NGram", o.max_draft_len, false, "", 0}, {"NGram", o.max_draft_len, true, "", 0}};
+        const size_t i_draft = modes.size();
+        if (with_draft) modes.push_back({"DraftTarget", o.max_draft_len, true, o.draft_model, o.threads});
+        const size_t i_tree = modes.size();
+        if (trees) modes.push_back({"NGram", o.max_draft_len, false, "", 0, o.tree_width});
+        const size_t i_draft_chain = modes.size();
         if (trees && with_draft) {
-          TROUPE_TRY(run_figures c, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "DraftTarget", false,
-                                             o.draft_model, o.threads));
-          TROUPE_TRY(run_figures t, run_once(*ex, m, w, batch, o.max_tokens, o.max_draft_len, "DraftTarget", false,
-                                             o.draft_model, o.threads, o.tree_width));
-          if (rep == 0 || c.seconds < draft_chain.seconds) draft_chain = c;
-          if (rep == 0 || t.seconds < draft_tree.seconds) draft_tree = t;
+          modes.push_back({"DraftTarget", o.max_draft_len, false, o.draft_model, o.threads});
+          modes.push_back({"DraftTarget", o.max_draft_len, false, o.draft_model, o.threads, o.tree_width});
+        }
+        TROUPE_TRY(std::vector<run_figures> f, run_modes(*ex, m, w, batch, o.sequences, o.max_tokens, modes));
+        if (rep == 0 || f[0].seconds < plain.seconds) plain = f[0];
+        if (rep == 0 || f[1].seconds < spec.seconds) spec = f[1];
+        if (rep == 0 || f[2].seconds < adapt.seconds) adapt = f[2];
+        if (with_draft && (rep == 0 || f[i_draft].seconds < draft.seconds)) draft = f[i_draft];
+        if (trees && (rep == 0 || f[i_tree].seconds < tree.seconds)) tree = f[i_tree];
+        if (trees && with_draft) {
+          if (rep == 0 || f[i_draft_chain].seconds < draft_chain.seconds) draft_chain = f[i_draft_chain];
+          if (rep == 0 || f[i_draft_chain + 1].seconds < draft_tree.seconds) draft_tree = f[i_draft_chain + 1];
         }
       }
       const double tps_adapt = static_cast<double>(adapt.tokens) / adapt.seconds;
@@ -217,7 +338,12 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                                 {"drafted_adaptive", adapt.drafted},
                                 {"mean_accepted_length_adaptive",
                                  per(adapt.accepted + adapt.verifications, adapt.verifications)},
-                                {"speculation_rate_adaptive", 100.0 * per(adapt.accepted, adapt.drafted)}});
+                                {"speculation_rate_adaptive", 100.0 * per(adapt.accepted, adapt.drafted)},
+                                {"decode_speedup", decode_tps(spec) / decode_tps(plain)},
+                                {"decode_speedup_adaptive", decode_tps(adapt) / decode_tps(plain)},
+                                {"step_costs", {{"plain", step_costs(plain)},
+                                                {"ngram", step_costs(spec)},
+                                                {"ngram_adaptive", step_costs(adapt)}}}});
       if (with_draft) {
         const double tps_draft = static_cast<double>(draft.tokens) / draft.seconds;
         const double cpu_draft = static_cast<double>(draft.tokens) / draft.cpu_seconds;
@@ -229,6 +355,8 @@ result<json> run_spec_bench(const spec_bench_options& o) {
         r["drafted_draft_target"] = draft.drafted;
         r["mean_accepted_length_draft_target"] = per(draft.accepted + draft.verifications, draft.verifications);
         r["speculation_rate_draft_target"] = 100.0 * per(draft.accepted, draft.drafted);
+        r["step_costs"]["draft_target"] = step_costs(draft);
+        r["decode_speedup_draft_target"] = decode_tps(draft) / decode_tps(plain);
       }
       // Trees against chains of the same drafter and draft length, measured in the same run.
       auto tps = [](const run_figures& f) { return static_cast<double>(f.tokens) / f.seconds; };
@@ -267,10 +395,10 @@ result<json> run_spec_bench(const spec_bench_options& o) {
     for (int batch : o.batches) {
       run_figures plain, spec;
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
-        TROUPE_TRY(run_figures p, run_once(*ex, m, w, batch, o.max_tokens, 0));
-        TROUPE_TRY(run_figures s, run_once(*ex, m, w, batch, o.max_tokens, k, type, false, dir, o.threads));
-        if (rep == 0 || p.seconds < plain.seconds) plain = p;
-        if (rep == 0 || s.seconds < spec.seconds) spec = s;
+        TROUPE_TRY(std::vector<run_figures> f,
+                   run_modes(*ex, m, w, batch, o.sequences, o.max_tokens, {{}, {type, k, false, dir, o.threads}}));
+        if (rep == 0 || f[0].seconds < plain.seconds) plain = f[0];
+        if (rep == 0 || f[1].seconds < spec.seconds) spec = f[1];
       }
       const auto per = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
       const double tps_plain = static_cast<double>(plain.tokens) / plain.seconds;
@@ -288,7 +416,9 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                       {"steps_plain", plain.steps},
                       {"steps_" + key, spec.steps},
                       {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
-                      {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)}});
+                      {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)},
+                      {"decode_speedup", decode_tps(spec) / decode_tps(plain)},
+                      {"step_costs", {{"plain", step_costs(plain)}, {key, step_costs(spec)}}}});
     }
     return {};
   };

@@ -2,7 +2,8 @@
 // greedy, at several batch sizes, for two workloads over held-out Python code: an edit of code
 // the prompt already holds (the prompt ends by starting the code over) and free continuation.
 // Figures: generated tokens/s (prefill included, the same in both modes), target forward
-// passes, and the mean accepted length (tokens one verification emits). NGram on both
+// passes, the mean accepted length (tokens one verification emits), and per mode what a step
+// costs (a plain decode step's forward, a verify step's, the drafter's). NGram on both
 // workloads ("results"); MTP and Eagle-3 on free continuation ("mtp_results", "eagle_results").
 #pragma once
 
@@ -29,6 +30,9 @@ struct spec_bench_options {
   // workload with mtp_draft_len drafts per step (3 when that is 0) into "eagle_results"; "" skips it.
   std::string eagle_dir = "models/troupe-py-eagle3";
   int reps = 1;                               // runs per (workload, batch, mode); the fastest counts
+  // Sequences per measurement at least: a batch size below it runs ceil(sequences / batch)
+  // rounds over different prompts (batch 1 times 8 prompts, not one), figures summed.
+  int sequences = 8;
   // DraftTarget's draft model, run (adaptive) on the continuation workload; "" skips it.
   std::string draft_model = "models/troupe-py-draft";
   // spec_tree_width > 1: also NGram trees of this width (fixed draft length) on both workloads,

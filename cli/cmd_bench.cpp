@@ -139,6 +139,11 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->type_name("N")
       ->check(cli::between(1, 32))
       ->group(group::engine);
+  spec->add_option("--sequences", spo.sequences,
+                   "sequences per measurement at least: smaller batches run several rounds over different prompts")
+      ->type_name("N")
+      ->check(cli::at_least(1))
+      ->group(group::workload);
   spec->add_option("--mtp-draft-len", spo.mtp_draft_len,
                    "MTP drafts per step on the free-continuation workload (the model's MTP layer; 0: skip MTP)")
       ->type_name("N")

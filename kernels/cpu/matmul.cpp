@@ -119,6 +119,16 @@ void fast_bf16(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix&
                thread_pool& pool) {
   fast_scratch& s = scratch();
   const int64_t k = w.n_in;
+  if (!usable().avx512_bf16 && best_isa() == isa::avx512) {
+    // Without bf16 units: the rounded values straight to f32 in one vector pass.
+    s.f32.resize(static_cast<size_t>(n_rows * k));
+    float* xr = s.f32.data();
+    over_rows(n_rows, k, pool, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) detail::round_bf16_f32_avx512(x + r * ldx, k, xr + r * k);
+    });
+    reference_path(xr, k, n_rows, w, y, ldy, pool, matmul_path::automatic);
+    return;
+  }
   s.bf16.resize(static_cast<size_t>(n_rows * k));
   uint16_t* xb = s.bf16.data();
   over_rows(n_rows, k, pool, [&](int64_t r0, int64_t r1) {

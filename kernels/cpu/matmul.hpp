@@ -106,6 +106,8 @@ void tile_avx512(const float*, int64_t, int64_t, const weight_matrix&, int64_t, 
 using dequant_fn = void (*)(const weight_matrix& w, int64_t r0, int64_t r1, float* out);
 void dequant_generic(const weight_matrix&, int64_t, int64_t, float*);
 void dequant_avx512(const weight_matrix&, int64_t, int64_t, float*);
+// out[i] = x[i] rounded to bf16 (as round_to_bf16) and widened back to f32, 16 lanes at a time.
+void round_bf16_f32_avx512(const float* x, int64_t n, float* out);
 
 // The fast path for bf16 weights on AVX512-BF16: xb holds the rows of activations already
 // rounded to bf16 (row stride ldxb); n_in a multiple of 32.

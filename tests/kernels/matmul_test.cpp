@@ -207,6 +207,31 @@ TEST(matmul, fast_path_matches_its_rounding_for_every_weight_type) {
         check_fast_path(t, rows, out, in);
 }
 
+// The AVX-512 fast path rounds activations to bf16 and widens them in one pass: bit for bit
+// what round_to_bf16 and bf16_to_f32 give, ties to even, NaN, infinities and subnormals
+// included, at lengths that leave a partial vector.
+TEST(matmul, avx512_bf16_rounding_equals_round_to_bf16) {
+  if (best_isa() != isa::avx512) GTEST_SKIP() << "no AVX-512 on this CPU";
+  std::mt19937 rng(7);
+  std::vector<uint32_t> bits = {0x00000000u, 0x80000000u, 0x3f808000u, 0x3f818000u, 0x3f807fffu, 0x7f7fffffu,
+                                0x7f800000u, 0xff800000u, 0x7fc00000u, 0x7f800001u, 0xffffffffu, 0x00000001u,
+                                0x007fffffu, 0x7f7f8000u, 0x3fffffffu};
+  for (int i = 0; i < 1000; ++i) bits.push_back(rng());
+  std::vector<float> x(bits.size());
+  std::memcpy(x.data(), bits.data(), bits.size() * 4);
+  for (size_t n : {bits.size(), size_t{15}, size_t{33}}) {
+    std::vector<uint16_t> h(n);
+    round_to_bf16(x.data(), static_cast<int64_t>(n), h.data());
+    std::vector<float> got(n);
+    detail::round_bf16_f32_avx512(x.data(), static_cast<int64_t>(n), got.data());
+    for (size_t i = 0; i < n; ++i) {
+      uint32_t g;
+      std::memcpy(&g, &got[i], 4);
+      ASSERT_EQ(g, static_cast<uint32_t>(h[i]) << 16) << "input bits " << std::hex << bits[i];
+    }
+  }
+}
+
 TEST(matmul, reference_path_reads_every_block_type) {
   for (wtype t : {wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k})
     for (int64_t n_rows : {1, 7, 50}) {
