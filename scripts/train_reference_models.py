@@ -5,9 +5,7 @@
   troupe-py-draft/   a draft model with the same tokenizer, ~1/4 of the target's compute
   troupe-py-7m/ also holds an MTP module in the DeepSeek-V3 form (its model.layers.6.*), trained on
                      the frozen target and folded in by scripts/fold_mtp_into_target.py
-  troupe-py-eagle3/  an Eagle-3 head, trained on the frozen target (speculative_model_dir): stage
-                     eagle trains it from scratch, stage eagle_ft goes on from there with the
-                     target's own head (frozen) and final norm put in
+  troupe-py-eagle3/  an Eagle-3 head, trained on the frozen target (speculative_model_dir)
   troupe-py-7m.gguf  the target again as GGUF (bf16), via scripts/hf_to_gguf.py
 
 Data: the Python standard library that Debian's python3.11 installs (/usr/lib/python3.11, PSF
@@ -23,7 +21,7 @@ Usage:
   nice -n 19 /usr/bin/python3 scripts/train_reference_models.py            # everything
   /usr/bin/python3 scripts/train_reference_models.py --scale tiny --out /tmp/m --work /tmp/w
   ... --stages target,export          # run only some stages (each skips itself when done)
-  ... --stages eagle_ft,export_eagle  # go on training the Eagle-3 head and export it alone
+  ... --stages eagle_ft,export_eagle  # go on training the Eagle-3 head, export it alone
 
 Training runs matmuls in bf16 under torch.autocast (oneDNN's AVX512-BF16 GEMMs: about half the
 CPU time of OpenBLAS fp32 here) with fp32 master weights; --fp32 turns that off. Evaluation and
@@ -108,8 +106,14 @@ SCALES = {
                       warmup=1, chain=3),
         eval_windows=4, ckpt_every=2, log_every=1),
 }
-STAGES = ["data", "tokenizer", "target", "draft", "mtp", "eagle", "eagle_ft", "export", "eval"]
-EXTRA_STAGES = ["export_eagle"]  # run only when named in --stages
+STAGES = ["data", "tokenizer", "target", "draft", "mtp", "eagle", "export", "eval"]
+# Run only when named in --stages: eagle_ft goes on training the Eagle-3 head with the target's
+# head (frozen) and final norm put in (issue 16's attempt; it accepted less than the eagle
+# stage's head, so the shipped head is still eagle's), export_eagle exports the Eagle-3 head
+# alone (eagle_ft's when that stage has run).
+EXTRA_STAGES = ["eagle_ft", "export_eagle"]
+ORDER = ["data", "tokenizer", "target", "draft", "mtp", "eagle", "eagle_ft", "export",
+         "export_eagle", "eval"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -562,17 +566,17 @@ def stage_export(work, args, scale):
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "fold_mtp_into_target.py"),
                     "--target", os.path.join(out, TARGET_NAME), "--mtp", d], check=True)
     log(f"folded {d} into {os.path.join(out, TARGET_NAME)}")
-    export_eagle(work, out)
+    export_eagle(work, out, "eagle")
 
 
-def export_eagle(work, out):
-    """The Eagle-3 head alone (stage export_eagle: retraining the head leaves the target's,
-    the draft model's and the GGUF file's bytes as they are)."""
+def export_eagle(work, out, stage):
+    """The Eagle-3 head alone, as trained by stage (eagle or eagle_ft): retraining the head
+    leaves the target's, the draft model's and the GGUF file's bytes as they are."""
     meta = {"format": "pt"}
     d = os.path.join(out, EAGLE_NAME)
     os.makedirs(d, exist_ok=True)
     head = lm.Eagle3Head(EAGLE_CFG)
-    head.load_state_dict(torch.load(os.path.join(work, "eagle_ft", "final_bf16.pt")))
+    head.load_state_dict(torch.load(os.path.join(work, stage, "final_bf16.pt")))
     lm.save_safetensors(os.path.join(d, "model.safetensors"), head.export_tensors(), meta)
     write_json(os.path.join(d, "config.json"), EAGLE_CFG)
     write_tokenizer_files(work, d)
@@ -667,8 +671,7 @@ def main():
     t_all = time.time()
     timings_path = os.path.join(work, "timings.json")
     timings = read_json(timings_path) if os.path.exists(timings_path) else {}
-    i_export = STAGES.index("export") + 1
-    for s in STAGES[:i_export] + EXTRA_STAGES + STAGES[i_export:]:
+    for s in ORDER:
         if s not in stages:
             continue
         t0 = time.time()
@@ -684,7 +687,8 @@ def main():
         elif s == "export":
             stage_export(work, args, scale)
         elif s == "export_eagle":
-            export_eagle(work, args.out)
+            ft = os.path.exists(os.path.join(work, "eagle_ft", "done.json"))
+            export_eagle(work, args.out, "eagle_ft" if ft else "eagle")
         elif s == "eval":
             stage_eval(work, args, scale)
         timings[s] = round(timings.get(s, 0) + time.time() - t0, 1)
