@@ -21,6 +21,7 @@ Usage:
   nice -n 19 /usr/bin/python3 scripts/train_reference_models.py            # everything
   /usr/bin/python3 scripts/train_reference_models.py --scale tiny --out /tmp/m --work /tmp/w
   ... --stages target,export          # run only some stages (each skips itself when done)
+  ... --stages eagle_ft,export_eagle  # go on training the Eagle-3 head, export it alone
 
 Training runs matmuls in bf16 under torch.autocast (oneDNN's AVX512-BF16 GEMMs: about half the
 CPU time of OpenBLAS fp32 here) with fp32 master weights; --fp32 turns that off. Evaluation and
@@ -91,6 +92,8 @@ SCALES = {
                  warmup=20, chain=4),
         eagle=dict(steps=280, batch=16, seq=256, long_frac=0.1, long_batch=4, lr=2e-3,
                    warmup=20, chain=4),
+        eagle_ft=dict(steps=150, batch=8, seq=256, long_frac=0.1, long_batch=2, lr=1.5e-3,
+                      warmup=10, chain=3),
         eval_windows=None, ckpt_every=25, log_every=5),
     "tiny": dict(
         target=dict(steps=6, batch=2, seq=64, long_frac=0.34, long_batch=1, lr=2e-3, warmup=2),
@@ -99,9 +102,18 @@ SCALES = {
                  chain=4),
         eagle=dict(steps=3, batch=2, seq=64, long_frac=0.34, long_batch=1, lr=2e-3, warmup=1,
                    chain=4),
+        eagle_ft=dict(steps=3, batch=2, seq=64, long_frac=0.34, long_batch=1, lr=1.5e-3,
+                      warmup=1, chain=3),
         eval_windows=4, ckpt_every=2, log_every=1),
 }
 STAGES = ["data", "tokenizer", "target", "draft", "mtp", "eagle", "export", "eval"]
+# Run only when named in --stages: eagle_ft goes on training the Eagle-3 head with the target's
+# head (frozen) and final norm put in (issue 16's attempt; it accepted less than the eagle
+# stage's head, so the shipped head is still eagle's), export_eagle exports the Eagle-3 head
+# alone (eagle_ft's when that stage has run).
+EXTRA_STAGES = ["eagle_ft", "export_eagle"]
+ORDER = ["data", "tokenizer", "target", "draft", "mtp", "eagle", "eagle_ft", "export",
+         "export_eagle", "eval"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,8 +170,10 @@ def corpus_split():
     """-> (train, validation, skipped): relative paths under CORPUS_DIR, deterministic."""
     files = []
     for root, dirs, names in os.walk(CORPUS_DIR):
+        # tkinter and idlelib come in their own Debian packages (python3-tk, idle-python3.11):
+        # left out so that the split does not depend on whether they are installed.
         dirs[:] = sorted(d for d in dirs if d not in ("dist-packages", "site-packages",
-                                                      "__pycache__"))
+                                                      "__pycache__", "tkinter", "idlelib"))
         for n in sorted(names):
             if n.endswith(".py"):
                 files.append(os.path.relpath(os.path.join(root, n), CORPUS_DIR))
@@ -442,25 +456,38 @@ def head_losses(kind, head, target, ids, n_steps, T):
     return losses
 
 
-def make_head(kind, target):
+def make_head(kind, target, work):
     torch.manual_seed(SEED + 2)
     if kind == "mtp":
         head = lm.MTPModule(MTP_CFG)
         lm.init_weights(head, 2)
     else:
         head = lm.Eagle3Head(EAGLE_CFG)
-        lm.init_weights(head, 2)
+        if kind == "eagle":
+            lm.init_weights(head, 2)
+        else:
+            # eagle_ft goes on from the first run's head (stage eagle)...
+            head.load_state_dict(torch.load(os.path.join(work, "eagle", "final_bf16.pt")))
         with torch.no_grad():
             # Start the head's own lm_head from the target's (tied) output embedding.
             head.lm_head.weight.copy_(target.model.embed_tokens.weight)
+        if kind == "eagle_ft":
+            # ... with the target's trained pieces put back: its output embedding as lm_head,
+            # now frozen as MTP keeps the target's head (the file still stores it, as Eagle-3
+            # checkpoints do), and its final norm as the head's norm.
+            with torch.no_grad():
+                head.norm.weight.copy_(target.model.norm.weight)
+            head.lm_head.weight.requires_grad_(False)
     return head
 
 
 def stage_head(work, args, scale, kind):
     plan = scale[kind]
     target = load_target(work)
-    head = make_head(kind, target)
-    log(f"{kind}: {n_params(head)} trainable parameters on the frozen target")
+    head = make_head(kind, target, work)
+    log(f"{kind}: {n_params(head)} parameters, "
+        f"{sum(p.numel() for p in head.parameters() if p.requires_grad)} trainable, "
+        "on the frozen target")
     stream = load_stream(work, "train")
     n_steps = plan["chain"]
     weights = [0.8 ** j for j in range(n_steps)]
@@ -468,8 +495,9 @@ def stage_head(work, args, scale, kind):
     def loss_fn(step):
         B, T = batch_shape(step, plan)
         T = min(T, CONTEXT - n_steps)
-        ids = sample_batch(stream, step, B, T + n_steps, SEED + (2 if kind == "mtp" else 3))
-        losses = head_losses(kind, head, target, ids, n_steps, T)
+        ids = sample_batch(stream, step, B, T + n_steps,
+                           SEED + {"mtp": 2, "eagle": 3, "eagle_ft": 4}[kind])
+        losses = head_losses("mtp" if kind == "mtp" else "eagle", head, target, ids, n_steps, T)
         loss = sum(w * l for w, l in zip(weights, losses)) / sum(weights)
         return loss, B * T
 
@@ -538,10 +566,17 @@ def stage_export(work, args, scale):
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "fold_mtp_into_target.py"),
                     "--target", os.path.join(out, TARGET_NAME), "--mtp", d], check=True)
     log(f"folded {d} into {os.path.join(out, TARGET_NAME)}")
+    export_eagle(work, out, "eagle")
+
+
+def export_eagle(work, out, stage):
+    """The Eagle-3 head alone, as trained by stage (eagle or eagle_ft): retraining the head
+    leaves the target's, the draft model's and the GGUF file's bytes as they are."""
+    meta = {"format": "pt"}
     d = os.path.join(out, EAGLE_NAME)
     os.makedirs(d, exist_ok=True)
     head = lm.Eagle3Head(EAGLE_CFG)
-    head.load_state_dict(torch.load(os.path.join(work, "eagle", "final_bf16.pt")))
+    head.load_state_dict(torch.load(os.path.join(work, stage, "final_bf16.pt")))
     lm.save_safetensors(os.path.join(d, "model.safetensors"), head.export_tensors(), meta)
     write_json(os.path.join(d, "config.json"), EAGLE_CFG)
     write_tokenizer_files(work, d)
@@ -630,13 +665,13 @@ def main():
     scale = SCALES[args.scale]
     stages = args.stages.split(",")
     for s in stages:
-        if s not in STAGES:
-            sys.exit(f"unknown stage {s}; stages: {','.join(STAGES)}")
+        if s not in STAGES + EXTRA_STAGES:
+            sys.exit(f"unknown stage {s}; stages: {','.join(STAGES + EXTRA_STAGES)}")
     check_blas(args.min_gflops)
     t_all = time.time()
     timings_path = os.path.join(work, "timings.json")
     timings = read_json(timings_path) if os.path.exists(timings_path) else {}
-    for s in STAGES:
+    for s in ORDER:
         if s not in stages:
             continue
         t0 = time.time()
@@ -647,10 +682,13 @@ def main():
                 stage_tokenizer(work, args)
         elif s in ("target", "draft"):
             stage_lm(work, args, scale, s)
-        elif s in ("mtp", "eagle"):
+        elif s in ("mtp", "eagle", "eagle_ft"):
             stage_head(work, args, scale, s)
         elif s == "export":
             stage_export(work, args, scale)
+        elif s == "export_eagle":
+            ft = os.path.exists(os.path.join(work, "eagle_ft", "done.json"))
+            export_eagle(work, args.out, "eagle_ft" if ft else "eagle")
         elif s == "eval":
             stage_eval(work, args, scale)
         timings[s] = round(timings.get(s, 0) + time.time() - t0, 1)
