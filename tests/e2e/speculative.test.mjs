@@ -66,19 +66,55 @@ async function answers(client, details = []) {
   }));
 }
 
-describe('NGram speculative decoding through the openai client', () => {
-  let plain, spec;
+// A plain server and one started with this speculative_config, for the tests of the describe
+// block that calls it (started before them, stopped after them).
+function servers(file, speculative_config) {
+  const s = {};
   before(async () => {
-    writeFileSync(join(dir, 'ngram.json'), JSON.stringify({ speculative_config: { decoding_type: 'NGram', max_draft_len: 4 } }));
-    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'ngram.json')])]);
+    writeFileSync(join(dir, file), JSON.stringify({ speculative_config }));
+    [s.plain, s.spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, file)])]);
   });
-  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
+  after(async () => { await Promise.all([s.plain?.stop(), s.spec?.stop()]); });
+  return s;
+}
+
+const clientOptions = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
+
+// The speculative server answers exactly as the plain one, with accepted drafts in usage and
+// never past max_tokens.
+function itAnswersAsPlain(s) {
+  it('answers greedy requests with exactly the tokens of a server without it', async () => {
+    const want = await answers(new OpenAI({ baseURL: `${s.plain.url}/v1`, ...clientOptions }));
+    const details = [];
+    const got = await answers(new OpenAI({ baseURL: `${s.spec.url}/v1`, ...clientOptions }), details);
+    assert.deepEqual(got, want);
+    const accepted = details.reduce((n, d) => n + (d?.accepted_prediction_tokens ?? 0), 0);
+    assert.ok(accepted > 0, JSON.stringify(details));
+    for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
+  });
+}
+
+// speculation_rate and the drafted and accepted counters of this decoding type on /metrics.
+function itReportsRate(s, type) {
+  it(`reports speculation_rate and the draft counters for ${type} on /metrics`, async () => {
+    const text = await (await fetch(`${s.spec.url}/metrics`)).text();
+    const series = (name) => Number(text.match(new RegExp(`^${name}\\{decoding_type="${type}"\\} (\\S+)$`, 'm'))?.[1]);
+    const rate = series('speculation_rate');
+    assert.ok(rate > 0 && rate <= 100, `speculation_rate ${rate}`);
+    const drafted = series('speculative_draft_tokens_total');
+    const accepted = series('speculative_accepted_tokens_total');
+    assert.ok(drafted > 0 && accepted > 0 && accepted <= drafted, `${accepted} of ${drafted}`);
+    assert.ok(Math.abs(rate - (100 * accepted) / drafted) < 1e-6);
+  });
+}
+
+describe('NGram speculative decoding through the openai client', () => {
+  const s = servers('ngram.json', { decoding_type: 'NGram', max_draft_len: 4 });
 
   it('answers greedy requests with exactly the tokens of a server without it', async () => {
-    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
     const plainDetails = [], specDetails = [];
-    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }), plainDetails);
-    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), specDetails);
+    const want = await answers(new OpenAI({ baseURL: `${s.plain.url}/v1`, ...clientOptions }), plainDetails);
+    const got = await answers(new OpenAI({ baseURL: `${s.spec.url}/v1`, ...clientOptions }), specDetails);
     assert.deepEqual(got, want);
     // Usage says what was drafted, as OpenAI's predicted-token counts; without drafts it is absent.
     assert.ok(plainDetails.every((d) => d === undefined), JSON.stringify(plainDetails));
@@ -89,7 +125,7 @@ describe('NGram speculative decoding through the openai client', () => {
   });
 
   it('reports speculation_rate and the draft counters for NGram on /metrics', async () => {
-    const text = await (await fetch(`${spec.url}/metrics`)).text();
+    const text = await (await fetch(`${s.spec.url}/metrics`)).text();
     const rate = Number(text.match(/^speculation_rate\{decoding_type="NGram"\} (\S+)$/m)?.[1]);
     assert.ok(rate > 0 && rate <= 100, `speculation_rate ${rate}`);
     const drafted = Number(text.match(/^speculative_draft_tokens_total\{decoding_type="NGram"\} (\S+)$/m)?.[1]);
@@ -98,38 +134,15 @@ describe('NGram speculative decoding through the openai client', () => {
     assert.ok(Math.abs(rate - (100 * accepted) / drafted) < 1e-6);
     assert.match(text, /^speculative_accepted_length_count\{decoding_type="NGram"\} [1-9]/m);
     // The server without it says 0.
-    assert.match(await (await fetch(`${plain.url}/metrics`)).text(), /^speculation_rate 0$/m);
+    assert.match(await (await fetch(`${s.plain.url}/metrics`)).text(), /^speculation_rate 0$/m);
   });
 
 });
 
 describe('MTP speculative decoding through the openai client', () => {
-  let plain, spec;
-  before(async () => {
-    writeFileSync(join(dir, 'mtp.json'), JSON.stringify({ speculative_config: { decoding_type: 'MTP', num_nextn_predict_layers: 1, max_draft_len: 2 } }));
-    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'mtp.json')])]);
-  });
-  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
-
-  it('answers greedy requests with exactly the tokens of a server without it', async () => {
-    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
-    const specDetails = [];
-    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
-    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), specDetails);
-    assert.deepEqual(got, want);
-    const accepted = specDetails.reduce((n, d) => n + (d?.accepted_prediction_tokens ?? 0), 0);
-    assert.ok(accepted > 0, JSON.stringify(specDetails));
-    for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
-  });
-
-  it('reports speculation_rate and the draft counters for MTP on /metrics', async () => {
-    const text = await (await fetch(`${spec.url}/metrics`)).text();
-    const rate = Number(text.match(/^speculation_rate\{decoding_type="MTP"\} (\S+)$/m)?.[1]);
-    assert.ok(rate > 0 && rate <= 100, `speculation_rate ${rate}`);
-    const drafted = Number(text.match(/^speculative_draft_tokens_total\{decoding_type="MTP"\} (\S+)$/m)?.[1]);
-    const accepted = Number(text.match(/^speculative_accepted_tokens_total\{decoding_type="MTP"\} (\S+)$/m)?.[1]);
-    assert.ok(drafted > 0 && accepted > 0 && accepted <= drafted, `${accepted} of ${drafted}`);
-  });
+  const sv = servers('mtp.json', { decoding_type: 'MTP', num_nextn_predict_layers: 1, max_draft_len: 2 });
+  itAnswersAsPlain(sv);
+  itReportsRate(sv, 'MTP');
 
   it('refuses at start a model without MTP layers, or more layers than it has, naming the field', () => {
     writeFileSync(join(dir, 'mtp2.json'), JSON.stringify({ speculative_config: { decoding_type: 'MTP', num_nextn_predict_layers: 2 } }));
@@ -148,21 +161,15 @@ describe('MTP speculative decoding through the openai client', () => {
 // DraftTarget (troupe's extension): the draft model models/troupe-py-draft, named by a path
 // relative to the project's root, with the adaptive draft length (spec_draft_length 0).
 describe('DraftTarget speculative decoding through the openai client', () => {
-  let plain, spec;
-  before(async () => {
-    writeFileSync(join(dir, 'draft.json'), JSON.stringify({ speculative_config: {
-      decoding_type: 'DraftTarget', speculative_model_dir: 'models/troupe-py-draft', max_draft_len: 4, spec_draft_length: 0 } }));
-    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'draft.json')])]);
-  });
-  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
+  const s = servers('draft.json', {
+    decoding_type: 'DraftTarget', speculative_model_dir: 'models/troupe-py-draft', max_draft_len: 4, spec_draft_length: 0 });
 
   it('answers greedy requests with exactly the tokens of a server without it', async () => {
-    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
-    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
+    const want = await answers(new OpenAI({ baseURL: `${s.plain.url}/v1`, ...clientOptions }));
     const details = [];
-    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), details);
+    const got = await answers(new OpenAI({ baseURL: `${s.spec.url}/v1`, ...clientOptions }), details);
     assert.deepEqual(got, want);
-    const text = await (await fetch(`${spec.url}/metrics`)).text();
+    const text = await (await fetch(`${s.spec.url}/metrics`)).text();
     const drafted = Number(text.match(/^speculative_draft_tokens_total\{decoding_type="DraftTarget"\} (\S+)$/m)?.[1]);
     assert.ok(drafted > 0, `drafted ${drafted}`);
     assert.match(text, /^speculation_rate\{decoding_type="DraftTarget"\} \S+$/m);
@@ -182,24 +189,8 @@ describe('DraftTarget speculative decoding through the openai client', () => {
 // 3, verified with the tree attention mask, answer exactly as plain decoding; spec_tree_width
 // with a chain-only drafter (MTP) is refused at start naming the field.
 describe('tree drafts (spec_tree_width) through the openai client', () => {
-  let plain, spec;
-  before(async () => {
-    writeFileSync(join(dir, 'tree.json'), JSON.stringify({ speculative_config: {
-      decoding_type: 'NGram', max_draft_len: 4, spec_tree_width: 3 } }));
-    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'tree.json')])]);
-  });
-  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
-
-  it('answers greedy requests with exactly the tokens of a server without it', async () => {
-    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
-    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
-    const details = [];
-    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), details);
-    assert.deepEqual(got, want);
-    const accepted = details.reduce((n, d) => n + (d?.accepted_prediction_tokens ?? 0), 0);
-    assert.ok(accepted > 0, JSON.stringify(details));
-    for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
-  });
+  const sv = servers('tree.json', { decoding_type: 'NGram', max_draft_len: 4, spec_tree_width: 3 });
+  itAnswersAsPlain(sv);
 
   it('refuses spec_tree_width with a drafter that drafts chains only, naming the field', () => {
     writeFileSync(join(dir, 'mtptree.json'), JSON.stringify({ speculative_config: {
@@ -213,33 +204,9 @@ describe('tree drafts (spec_tree_width) through the openai client', () => {
 
 // Eagle (Eagle-3): the head models/troupe-py-eagle3, named relative to the project's root.
 describe('Eagle speculative decoding through the openai client', () => {
-  let plain, spec;
-  before(async () => {
-    writeFileSync(join(dir, 'eagle.json'), JSON.stringify({ speculative_config: {
-      decoding_type: 'Eagle', speculative_model_dir: 'models/troupe-py-eagle3', max_draft_len: 3 } }));
-    [plain, spec] = await Promise.all([serveShipped(), serveShipped(['--llm-config', join(dir, 'eagle.json')])]);
-  });
-  after(async () => { await Promise.all([plain?.stop(), spec?.stop()]); });
-
-  it('answers greedy requests with exactly the tokens of a server without it', async () => {
-    const opts = { apiKey: 'unused', maxRetries: 0, timeout: 120000 };
-    const want = await answers(new OpenAI({ baseURL: `${plain.url}/v1`, ...opts }));
-    const details = [];
-    const got = await answers(new OpenAI({ baseURL: `${spec.url}/v1`, ...opts }), details);
-    assert.deepEqual(got, want);
-    const accepted = details.reduce((n, d) => n + (d?.accepted_prediction_tokens ?? 0), 0);
-    assert.ok(accepted > 0, JSON.stringify(details));
-    for (let i = 0; i < requests.length; ++i) assert.ok(got[i].tokens <= requests[i].max_tokens, `request ${i}`);
-  });
-
-  it('reports speculation_rate and the draft counters for Eagle on /metrics', async () => {
-    const text = await (await fetch(`${spec.url}/metrics`)).text();
-    const rate = Number(text.match(/^speculation_rate\{decoding_type="Eagle"\} (\S+)$/m)?.[1]);
-    assert.ok(rate > 0 && rate <= 100, `speculation_rate ${rate}`);
-    const drafted = Number(text.match(/^speculative_draft_tokens_total\{decoding_type="Eagle"\} (\S+)$/m)?.[1]);
-    const accepted = Number(text.match(/^speculative_accepted_tokens_total\{decoding_type="Eagle"\} (\S+)$/m)?.[1]);
-    assert.ok(drafted > 0 && accepted > 0 && accepted <= drafted, `${accepted} of ${drafted}`);
-  });
+  const sv = servers('eagle.json', { decoding_type: 'Eagle', speculative_model_dir: 'models/troupe-py-eagle3', max_draft_len: 3 });
+  itAnswersAsPlain(sv);
+  itReportsRate(sv, 'Eagle');
 
   it('refuses at start an unfit head, or eagle3_one_model true, naming the field', () => {
     const cases = [
