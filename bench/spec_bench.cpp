@@ -393,12 +393,14 @@ result<json> run_spec_bench(const spec_bench_options& o) {
     json& rows = out[key + "_results"] = json::array();
     const workload& w = workloads.at(1);
     for (int batch : o.batches) {
-      run_figures plain, spec;
+      run_figures plain, spec, adapt;  // adapt: spec_draft_length 0 with k as the ceiling
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
         TROUPE_TRY(std::vector<run_figures> f,
-                   run_modes(*ex, m, w, batch, o.sequences, o.max_tokens, {{}, {type, k, false, dir, o.threads}}));
+                   run_modes(*ex, m, w, batch, o.sequences, o.max_tokens,
+                             {{}, {type, k, false, dir, o.threads}, {type, k, true, dir, o.threads}}));
         if (rep == 0 || f[0].seconds < plain.seconds) plain = f[0];
         if (rep == 0 || f[1].seconds < spec.seconds) spec = f[1];
+        if (rep == 0 || f[2].seconds < adapt.seconds) adapt = f[2];
       }
       const auto per = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
       const double tps_plain = static_cast<double>(plain.tokens) / plain.seconds;
@@ -418,7 +420,11 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                       {"mean_accepted_length", per(spec.accepted + spec.verifications, spec.verifications)},
                       {"speculation_rate", 100.0 * per(spec.accepted, spec.drafted)},
                       {"decode_speedup", decode_tps(spec) / decode_tps(plain)},
-                      {"step_costs", {{"plain", step_costs(plain)}, {key, step_costs(spec)}}}});
+                      {"cpu_speedup_adaptive", (static_cast<double>(adapt.tokens) / adapt.cpu_seconds) / cpu_plain},
+                      {"speedup_adaptive", (static_cast<double>(adapt.tokens) / adapt.seconds) / tps_plain},
+                      {"mean_accepted_length_adaptive", per(adapt.accepted + adapt.verifications, adapt.verifications)},
+                      {"drafted_adaptive", adapt.drafted},
+                      {"step_costs", {{"plain", step_costs(plain)}, {key, step_costs(spec)}, {key + "_adaptive", step_costs(adapt)}}}});
     }
     return {};
   };

@@ -4,7 +4,8 @@
 // Figures: generated tokens/s (prefill included, the same in both modes), target forward
 // passes, the mean accepted length (tokens one verification emits), and per mode what a step
 // costs (a plain decode step's forward, a verify step's, the drafter's). NGram on both
-// workloads ("results"); MTP and Eagle-3 on free continuation ("mtp_results", "eagle_results").
+// workloads ("results"); MTP and Eagle-3 on free continuation, fixed and adaptive draft length
+// ("mtp_results", "eagle_results").
 #pragma once
 
 #include <string>

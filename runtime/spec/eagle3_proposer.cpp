@@ -218,6 +218,10 @@ result<std::unique_ptr<eagle3_proposer>> eagle3_proposer::create(std::shared_ptr
 }
 
 draft eagle3_proposer::propose(const sequence& s, int32_t max_tokens) { return impl_->chain->propose(s, max_tokens); }
+std::vector<draft> eagle3_proposer::propose_batch(std::span<const sequence* const> seqs,
+                                                std::span<const int32_t> max_tokens) {
+  return impl_->chain->propose_batch(seqs, max_tokens);
+}
 void eagle3_proposer::forget(const sequence& s) { impl_->chain->forget(s); }
 void eagle3_proposer::observe(std::span<const kept_rows> rows, size_t W) {
   // Rows without the aux columns (another drafter's batch) carry nothing for the head.

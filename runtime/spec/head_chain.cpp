@@ -34,8 +34,9 @@ struct seq_state {
   std::vector<int32_t> blocks;  // slot i (position start + i) lives in blocks[i / block_size]
   int32_t start = 0;            // first position with an entry
   int32_t n = 0;                // entries kept: positions start .. start + n - 1
-  std::vector<token_id> draft;
-  int32_t draft_for = -1;       // the sequence length the draft follows
+  std::vector<token_id> draft;  // drafted so far for draft_for (made when asked, not before)
+  int32_t draft_for = -1;       // the sequence length the next draft follows
+  std::vector<float> last;      // the layer's output at the last kept position: step 0's input
 };
 
 void grow_to(std::vector<float>& v, int64_t n) {
@@ -231,40 +232,86 @@ struct head_chain::impl {
     }
     in.build(T, toks.data(), hid.data(), true, x.data(), a.data(), pool);
     run_layer(T, groups);
-    if (drafting.empty()) return;
-    std::vector<token_id> d = argmax_rows(last_rows);
-    const auto n = static_cast<int64_t>(drafting.size());
+    // Drafting waits until asked (propose_batch): a step whose draft length is 0 (the adaptive
+    // chooser) pays for the catch-up only, not for the head over the vocabulary.
     const int64_t H = L.n_embd;
-    std::vector<seq_state*> ds(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      seq_state& st = seqs[drafting[static_cast<size_t>(i)]->s->seq];
-      ds[static_cast<size_t>(i)] = &st;
-      st.draft.assign(1, d[static_cast<size_t>(i)]);
-      st.draft_for = drafting[static_cast<size_t>(i)]->s->size();
+    for (size_t i = 0; i < drafting.size(); ++i) {
+      seq_state& st = seqs[drafting[i]->s->seq];
+      st.last.assign(x.data() + last_rows[i] * H, x.data() + (last_rows[i] + 1) * H);
+      st.draft_for = drafting[i]->s->size();
     }
-    // 2. Chain: each step embeds the previous draft and reads the layer's own output.
-    std::vector<float> prev(static_cast<size_t>(n * H));
-    for (int64_t i = 0; i < n; ++i)
-      std::copy_n(x.data() + last_rows[static_cast<size_t>(i)] * H, H, prev.data() + i * H);
-    grow(n);
-    toks.resize(static_cast<size_t>(n));
-    hid.resize(static_cast<size_t>(n));
-    for (int32_t j = 1; j < opt.draft_len; ++j) {
-      std::vector<group> cg;
-      std::vector<int64_t> out_rows;
-      for (int64_t i = 0; i < n; ++i) {
-        seq_state& st = *ds[static_cast<size_t>(i)];
-        toks[static_cast<size_t>(i)] = st.draft.back();
-        hid[static_cast<size_t>(i)] = prev.data() + i * H;
-        cg.push_back({&st, i, 1, st.start + st.n + j - 1, st.n + j - 1});
-        out_rows.push_back(i);
+  }
+
+  // Up to max_tokens[i] greedy drafts for seqs[i]: the head over each one's last output, then
+  // the chain (each step embeds the previous draft and reads the layer's own output), batched
+  // over the sequences still drafting at that step.
+  std::vector<draft> propose_batch(std::span<const sequence* const> ss, std::span<const int32_t> max_tokens) {
+    std::vector<draft> out(ss.size());
+    std::vector<seq_state*> ds;
+    std::vector<size_t> which;
+    std::vector<int32_t> want;
+    for (size_t i = 0; i < ss.size(); ++i) {
+      auto it = seqs.find(ss[i]->seq);
+      if (it == seqs.end() || it->second.draft_for != ss[i]->size() || it->second.last.empty()) continue;
+      seq_state& st = it->second;
+      const int32_t k = std::min(max_tokens[i], opt.draft_len);
+      if (k <= 0) continue;
+      if (static_cast<int32_t>(st.draft.size()) < k) {  // made now (or made longer)
+        st.draft.clear();
+        ds.push_back(&st);
+        which.push_back(i);
+        want.push_back(k);
       }
-      in.build(n, toks.data(), hid.data(), false, x.data(), a.data(), pool);
-      run_layer(n, cg);
-      std::copy_n(x.data(), n * H, prev.data());
-      d = argmax_rows(out_rows);
-      for (int64_t i = 0; i < n; ++i) ds[static_cast<size_t>(i)]->draft.push_back(d[static_cast<size_t>(i)]);
     }
+    const auto n = static_cast<int64_t>(ds.size());
+    const int64_t H = L.n_embd;
+    if (n > 0) {
+      grow(n);
+      std::vector<float> prev(static_cast<size_t>(n * H));
+      for (int64_t i = 0; i < n; ++i)
+        std::copy(ds[static_cast<size_t>(i)]->last.begin(), ds[static_cast<size_t>(i)]->last.end(), prev.data() + i * H);
+      std::copy_n(prev.data(), n * H, x.data());
+      std::vector<int64_t> rows0(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) rows0[static_cast<size_t>(i)] = i;
+      std::vector<token_id> d = argmax_rows(rows0);
+      for (int64_t i = 0; i < n; ++i) ds[static_cast<size_t>(i)]->draft.assign(1, d[static_cast<size_t>(i)]);
+      const int32_t longest = *std::max_element(want.begin(), want.end());
+      std::vector<token_id> toks;
+      std::vector<const float*> hid;
+      for (int32_t j = 1; j < longest; ++j) {
+        std::vector<int64_t> act;  // indices into ds still drafting
+        for (int64_t i = 0; i < n; ++i)
+          if (want[static_cast<size_t>(i)] > j) act.push_back(i);
+        const auto m = static_cast<int64_t>(act.size());
+        std::vector<group> cg;
+        std::vector<int64_t> out_rows;
+        toks.resize(static_cast<size_t>(m));
+        hid.resize(static_cast<size_t>(m));
+        std::vector<float> in_rows(static_cast<size_t>(m * H));
+        for (int64_t r = 0; r < m; ++r) {
+          const int64_t i = act[static_cast<size_t>(r)];
+          seq_state& st = *ds[static_cast<size_t>(i)];
+          toks[static_cast<size_t>(r)] = st.draft.back();
+          std::copy_n(prev.data() + i * H, H, in_rows.data() + r * H);
+          hid[static_cast<size_t>(r)] = in_rows.data() + r * H;
+          cg.push_back({&st, r, 1, st.start + st.n + j - 1, st.n + j - 1});
+          out_rows.push_back(r);
+        }
+        in.build(m, toks.data(), hid.data(), false, x.data(), a.data(), pool);
+        run_layer(m, cg);
+        for (int64_t r = 0; r < m; ++r)
+          std::copy_n(x.data() + r * H, H, prev.data() + act[static_cast<size_t>(r)] * H);
+        d = argmax_rows(out_rows);
+        for (int64_t r = 0; r < m; ++r) ds[static_cast<size_t>(act[static_cast<size_t>(r)])]->draft.push_back(d[static_cast<size_t>(r)]);
+      }
+    }
+    for (size_t i = 0; i < ss.size(); ++i) {
+      auto it = seqs.find(ss[i]->seq);
+      if (it == seqs.end() || it->second.draft_for != ss[i]->size()) continue;
+      const auto& t = it->second.draft;
+      out[i].tokens.assign(t.begin(), t.begin() + std::min<ptrdiff_t>(max_tokens[i], static_cast<ptrdiff_t>(t.size())));
+    }
+    return out;
   }
 };
 
@@ -275,13 +322,14 @@ head_chain::head_chain(head_layer layer, head_inputs& in, const head_chain_optio
 
 head_chain::~head_chain() = default;
 
-draft head_chain::propose(const sequence& s, int32_t max_tokens) const {
-  draft d;
-  auto it = impl_->seqs.find(s.seq);
-  if (it == impl_->seqs.end() || it->second.draft_for != s.size()) return d;
-  const auto& t = it->second.draft;
-  d.tokens.assign(t.begin(), t.begin() + std::min<ptrdiff_t>(max_tokens, static_cast<ptrdiff_t>(t.size())));
-  return d;
+draft head_chain::propose(const sequence& s, int32_t max_tokens) {
+  const sequence* one[] = {&s};
+  const int32_t k[] = {max_tokens};
+  return std::move(impl_->propose_batch(one, k)[0]);
+}
+
+std::vector<draft> head_chain::propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) {
+  return impl_->propose_batch(seqs, max_tokens);
 }
 
 void head_chain::forget(const sequence& s) {

@@ -82,10 +82,12 @@ class head_chain {
   head_chain(const head_chain&) = delete;
   head_chain& operator=(const head_chain&) = delete;
 
-  // After an engine step: entries for what the target kept, then the drafts of every sequence
-  // that decodes next. W: the hidden rows' width.
+  // After an engine step: entries for what the target kept (W: the hidden rows' width). The
+  // drafts are made when asked for, as many as asked (up to draft_len), so that a step the
+  // adaptive draft length leaves plain costs no head over the vocabulary.
   void observe(std::span<const kept_rows> rows, size_t W);
-  draft propose(const sequence& s, int32_t max_tokens) const;
+  draft propose(const sequence& s, int32_t max_tokens);
+  std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens);
   void forget(const sequence& s);
 
   int32_t kv_blocks_used() const;

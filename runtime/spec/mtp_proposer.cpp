@@ -127,6 +127,10 @@ result<std::unique_ptr<mtp_proposer>> mtp_proposer::create(std::shared_ptr<const
 }
 
 draft mtp_proposer::propose(const sequence& s, int32_t max_tokens) { return impl_->chain->propose(s, max_tokens); }
+std::vector<draft> mtp_proposer::propose_batch(std::span<const sequence* const> seqs,
+                                             std::span<const int32_t> max_tokens) {
+  return impl_->chain->propose_batch(seqs, max_tokens);
+}
 void mtp_proposer::forget(const sequence& s) { impl_->chain->forget(s); }
 void mtp_proposer::observe(std::span<const kept_rows> rows, size_t W) { impl_->chain->observe(rows, W); }
 int32_t mtp_proposer::kv_blocks_used() const { return impl_->chain->kv_blocks_used(); }

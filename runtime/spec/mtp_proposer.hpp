@@ -9,8 +9,8 @@
 // The KV bookkeeping, catch-up, chained greedy drafts and rollback are head_chain's
 // (runtime/spec/head_chain.hpp, shared with the Eagle-3 drafter); this file owns what is MTP's:
 // the layer's weights (the target's checkpoint) and how a row's input is made from the
-// embedding and the hidden state (eh_proj over the two norms). propose() hands out the draft
-// made for the sequence's current length.
+// embedding and the hidden state (eh_proj over the two norms). propose() makes the draft
+// for the sequence's current length when the scheduler asks (as many tokens as it asks).
 #pragma once
 
 #include <cstdint>
@@ -44,6 +44,7 @@ class mtp_proposer final : public proposer {
   ~mtp_proposer() override;
 
   draft propose(const sequence& s, int32_t max_tokens) override;
+  std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) override;
   void forget(const sequence& s) override;
   const char* name() const override { return "MTP"; }
   bool wants_hidden() const override { return true; }
