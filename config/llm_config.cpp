@@ -73,13 +73,9 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
     if (t == "NGram" && ngram_max && ngram_min && *ngram_min > *ngram_max)
       r.error("min_matching_ngram_size", fmt::format("{}: must not exceed max_matching_ngram_size ({} > {})",
                                                      r.path_of("min_matching_ngram_size"), *ngram_min, *ngram_max));
-    // Tree drafts: NGram's matches and DraftTarget's top-w candidates; MTP and Eagle draft chains.
+    // Tree drafts: NGram's matches; DraftTarget's, MTP's and Eagle's top-w candidates.
     if (out.spec_tree_width && *out.spec_tree_width > 1) {
-      if (t != "NGram" && t != "DraftTarget")
-        r.error("spec_tree_width", fmt::format("{}: {}: decoding_type {} drafts chains only (tree drafts are built "
-                                               "for NGram and DraftTarget); set it to 1",
-                                               r.path_of("spec_tree_width"), *out.spec_tree_width, t));
-      else if (out.spec_draft_length && *out.spec_draft_length == 0)
+      if (out.spec_draft_length && *out.spec_draft_length == 0)
         r.error("spec_tree_width", fmt::format("{}: {} with spec_draft_length 0 (adaptive): the adaptive draft "
                                                "length chooses chain lengths, not trees; set spec_tree_width to 1 "
                                                "or a fixed spec_draft_length",

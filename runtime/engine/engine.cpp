@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -205,8 +206,8 @@ result<std::unique_ptr<engine>> engine::create(const engine_config& c, const eng
     return make_error(fmt::format("{}: must be between 1 and {}, not {}", tree_field, kMaxSpecTreeWidth, c.spec_tree_width));
   if (cfg.spec_tree_width > 1 && prop) {
     if (!prop->drafts_trees())
-      return make_error(fmt::format("{}: {}: decoding_type {} drafts chains only (NGram and DraftTarget draft "
-                                    "trees); set spec_tree_width to 1",
+      return make_error(fmt::format("{}: {}: decoding_type {} drafts chains only (NGram, DraftTarget, MTP and "
+                                    "Eagle draft trees); set spec_tree_width to 1",
                                     tree_field, c.spec_tree_width, prop->name()));
     if (cfg.adaptive_draft_len)
       return make_error(fmt::format("{}: {} with spec_draft_length 0 (adaptive): the adaptive draft length "
@@ -279,6 +280,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
   size_t row = 0, hrow = 0;
   const bool observe = e.prop && e.prop->wants_hidden() && e.cfg.max_draft_len > 0;
   std::vector<kept_rows> kept;
+  std::deque<std::vector<float>> path_rows;  // kept hidden rows of trees whose path left the spine
   for (const scheduled_seq& p : plan.seqs) {
     std::span<const float> rows(logits.data() + row * V, static_cast<size_t>(p.n_logits) * V);
     row += static_cast<size_t>(p.n_logits);
@@ -344,9 +346,21 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     e.kv.commit(s.seq, s.tokens, moves.empty() ? s.n_computed : moves[1]);  // moved rows: once moved
     if (!moves.empty() && !r.finished) e.pending_moves[s.seq] = std::move(moves);
     else if (p.phase == seq_phase::verify) e.kv.truncate(s.seq, s.size());
+    std::span<const float> kept_hidden = hrows;
+    if (observe && !moves.empty() && p.n_hidden == p.n_new) {
+      // A tree's accepted path left the spine: the drafter reads the kept positions' rows in
+      // order (the real token's, then each accepted node's), not the tree's first rows.
+      std::vector<float>& rows_of_path = path_rows.emplace_back();
+      rows_of_path.assign(hrows.begin(), hrows.begin() + static_cast<ptrdiff_t>(n_real * W));
+      for (int32_t node : r.accepted_nodes) {
+        const auto at = hrows.begin() + static_cast<ptrdiff_t>((n_real + node) * static_cast<int64_t>(W));
+        rows_of_path.insert(rows_of_path.end(), at, at + static_cast<ptrdiff_t>(W));
+      }
+      kept_hidden = rows_of_path;
+    }
     request_output ro = e.output_of(s, std::move(r));
     if (ro.finished) e.drop(s);
-    else if (observe && p.n_hidden == p.n_new) kept.push_back({&s, p.n_past, s.n_computed, hrows});
+    else if (observe && p.n_hidden == p.n_new) kept.push_back({&s, p.n_past, s.n_computed, kept_hidden});
     out.outputs.push_back(std::move(ro));
   }
   if (!kept.empty()) e.prop->observe(kept, W);

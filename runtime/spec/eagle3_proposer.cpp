@@ -217,10 +217,10 @@ result<std::unique_ptr<eagle3_proposer>> eagle3_proposer::create(std::shared_ptr
   return std::unique_ptr<eagle3_proposer>(new eagle3_proposer(std::move(p)));
 }
 
-draft eagle3_proposer::propose(const sequence& s, int32_t max_tokens) { return impl_->chain->propose(s, max_tokens); }
+draft eagle3_proposer::propose(const sequence& s, int32_t max_tokens) { return impl_->chain->propose(s, max_tokens, tree_width()); }
 std::vector<draft> eagle3_proposer::propose_batch(std::span<const sequence* const> seqs,
                                                 std::span<const int32_t> max_tokens) {
-  return impl_->chain->propose_batch(seqs, max_tokens);
+  return impl_->chain->propose_batch(seqs, max_tokens, tree_width());
 }
 void eagle3_proposer::forget(const sequence& s) { impl_->chain->forget(s); }
 void eagle3_proposer::observe(std::span<const kept_rows> rows, size_t W) {

@@ -51,6 +51,7 @@ class eagle3_proposer final : public proposer {
 
   draft propose(const sequence& s, int32_t max_tokens) override;
   std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) override;
+  bool drafts_trees() const override { return true; }
   void forget(const sequence& s) override;
   const char* name() const override { return "Eagle"; }
   bool wants_hidden() const override { return true; }

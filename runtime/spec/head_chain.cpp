@@ -1,5 +1,7 @@
 #include "runtime/spec/head_chain.hpp"
 
+#include "runtime/engine/draft_tree.hpp"
+
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include "kernels/cpu/ops.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 #include "runtime/cpu_executor.hpp"
+#include "runtime/engine/draft_tree.hpp"
 #include "runtime/engine/sequence.hpp"
 
 namespace troupe {
@@ -35,6 +38,7 @@ struct seq_state {
   int32_t start = 0;            // first position with an entry
   int32_t n = 0;                // entries kept: positions start .. start + n - 1
   std::vector<token_id> draft;  // drafted so far for draft_for (made when asked, not before)
+  std::vector<std::vector<token_id>> siblings;  // tree drafts: the next-best tokens beside each
   int32_t draft_for = -1;       // the sequence length the next draft follows
   std::vector<float> last;      // the layer's output at the last kept position: step 0's input
 };
@@ -162,7 +166,9 @@ struct head_chain::impl {
   }
 
   // Greedy tokens of the output rows `rows` of x (the draft head over the final norm).
-  std::vector<token_id> argmax_rows(const std::vector<int64_t>& rows) {
+  // With width > 1, tops[i] gets row i's width - 1 next-best tokens (tree siblings).
+  std::vector<token_id> argmax_rows(const std::vector<int64_t>& rows, int32_t width = 1,
+                                    std::vector<std::vector<token_id>>* tops = nullptr) {
     const int64_t H = L.n_embd, V = L.head.n_out, n = static_cast<int64_t>(rows.size());
     grow_to(hl, n * H);
     grow_to(logits, n * V);
@@ -171,9 +177,16 @@ struct head_chain::impl {
                     hl.data() + i * H, H);
     cpu::matmul(hl.data(), H, n, L.head, logits.data(), V, pool, prec);
     std::vector<token_id> out(static_cast<size_t>(n));
+    if (tops) tops->assign(static_cast<size_t>(n), {});
     for (int64_t i = 0; i < n; ++i) {
       const float* l = logits.data() + i * V;
-      out[static_cast<size_t>(i)] = static_cast<token_id>(std::max_element(l, l + V) - l);
+      if (width > 1 && tops) {
+        std::vector<token_id> top = draft_top_tokens(l, V, width);
+        out[static_cast<size_t>(i)] = top.front();
+        (*tops)[static_cast<size_t>(i)].assign(top.begin() + 1, top.end());
+      } else {
+        out[static_cast<size_t>(i)] = static_cast<token_id>(std::max_element(l, l + V) - l);
+      }
     }
     return out;
   }
@@ -245,7 +258,8 @@ struct head_chain::impl {
   // Up to max_tokens[i] greedy drafts for seqs[i]: the head over each one's last output, then
   // the chain (each step embeds the previous draft and reads the layer's own output), batched
   // over the sequences still drafting at that step.
-  std::vector<draft> propose_batch(std::span<const sequence* const> ss, std::span<const int32_t> max_tokens) {
+  std::vector<draft> propose_batch(std::span<const sequence* const> ss, std::span<const int32_t> max_tokens,
+                                   int32_t width) {
     std::vector<draft> out(ss.size());
     std::vector<seq_state*> ds;
     std::vector<size_t> which;
@@ -258,6 +272,7 @@ struct head_chain::impl {
       if (k <= 0) continue;
       if (static_cast<int32_t>(st.draft.size()) < k) {  // made now (or made longer)
         st.draft.clear();
+        st.siblings.clear();
         ds.push_back(&st);
         which.push_back(i);
         want.push_back(k);
@@ -273,8 +288,12 @@ struct head_chain::impl {
       std::copy_n(prev.data(), n * H, x.data());
       std::vector<int64_t> rows0(static_cast<size_t>(n));
       for (int64_t i = 0; i < n; ++i) rows0[static_cast<size_t>(i)] = i;
-      std::vector<token_id> d = argmax_rows(rows0);
-      for (int64_t i = 0; i < n; ++i) ds[static_cast<size_t>(i)]->draft.assign(1, d[static_cast<size_t>(i)]);
+      std::vector<std::vector<token_id>> tops;
+      std::vector<token_id> d = argmax_rows(rows0, width, &tops);
+      for (int64_t i = 0; i < n; ++i) {
+        ds[static_cast<size_t>(i)]->draft.assign(1, d[static_cast<size_t>(i)]);
+        if (width > 1) ds[static_cast<size_t>(i)]->siblings.assign(1, std::move(tops[static_cast<size_t>(i)]));
+      }
       const int32_t longest = *std::max_element(want.begin(), want.end());
       std::vector<token_id> toks;
       std::vector<const float*> hid;
@@ -301,15 +320,25 @@ struct head_chain::impl {
         run_layer(m, cg);
         for (int64_t r = 0; r < m; ++r)
           std::copy_n(x.data() + r * H, H, prev.data() + act[static_cast<size_t>(r)] * H);
-        d = argmax_rows(out_rows);
-        for (int64_t r = 0; r < m; ++r) ds[static_cast<size_t>(act[static_cast<size_t>(r)])]->draft.push_back(d[static_cast<size_t>(r)]);
+        d = argmax_rows(out_rows, width, &tops);
+        for (int64_t r = 0; r < m; ++r) {
+          seq_state& st = *ds[static_cast<size_t>(act[static_cast<size_t>(r)])];
+          st.draft.push_back(d[static_cast<size_t>(r)]);
+          if (width > 1) st.siblings.push_back(std::move(tops[static_cast<size_t>(r)]));
+        }
       }
     }
     for (size_t i = 0; i < ss.size(); ++i) {
       auto it = seqs.find(ss[i]->seq);
       if (it == seqs.end() || it->second.draft_for != ss[i]->size()) continue;
       const auto& t = it->second.draft;
-      out[i].tokens.assign(t.begin(), t.begin() + std::min<ptrdiff_t>(max_tokens[i], static_cast<ptrdiff_t>(t.size())));
+      const size_t k = std::min<size_t>(static_cast<size_t>(std::max(0, max_tokens[i])), t.size());
+      if (width > 1 && it->second.siblings.size() >= k && k > 0)  // a chain with its siblings as leaves
+        out[i] = draft_tree_with_siblings(std::span<const token_id>(t.data(), k),
+                                          std::span<const std::vector<token_id>>(it->second.siblings.data(), k),
+                                          kMaxTreeNodes - 1);
+      else
+        out[i].tokens.assign(t.begin(), t.begin() + static_cast<ptrdiff_t>(k));
     }
     return out;
   }
@@ -322,14 +351,15 @@ head_chain::head_chain(head_layer layer, head_inputs& in, const head_chain_optio
 
 head_chain::~head_chain() = default;
 
-draft head_chain::propose(const sequence& s, int32_t max_tokens) {
+draft head_chain::propose(const sequence& s, int32_t max_tokens, int32_t width) {
   const sequence* one[] = {&s};
   const int32_t k[] = {max_tokens};
-  return std::move(impl_->propose_batch(one, k)[0]);
+  return std::move(impl_->propose_batch(one, k, width)[0]);
 }
 
-std::vector<draft> head_chain::propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) {
-  return impl_->propose_batch(seqs, max_tokens);
+std::vector<draft> head_chain::propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens,
+                                             int32_t width) {
+  return impl_->propose_batch(seqs, max_tokens, width);
 }
 
 void head_chain::forget(const sequence& s) {

@@ -86,8 +86,11 @@ class head_chain {
   // drafts are made when asked for, as many as asked (up to draft_len), so that a step the
   // adaptive draft length leaves plain costs no head over the vocabulary.
   void observe(std::span<const kept_rows> rows, size_t W);
-  draft propose(const sequence& s, int32_t max_tokens);
-  std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens);
+  // width > 1 (spec_tree_width): the chain with the head's width - 1 next-best tokens at each
+  // position as leaves beside it (draft_tree_with_siblings).
+  draft propose(const sequence& s, int32_t max_tokens, int32_t width = 1);
+  std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens,
+                                   int32_t width = 1);
   void forget(const sequence& s);
 
   int32_t kv_blocks_used() const;

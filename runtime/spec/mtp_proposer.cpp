@@ -126,10 +126,10 @@ result<std::unique_ptr<mtp_proposer>> mtp_proposer::create(std::shared_ptr<const
   }
 }
 
-draft mtp_proposer::propose(const sequence& s, int32_t max_tokens) { return impl_->chain->propose(s, max_tokens); }
+draft mtp_proposer::propose(const sequence& s, int32_t max_tokens) { return impl_->chain->propose(s, max_tokens, tree_width()); }
 std::vector<draft> mtp_proposer::propose_batch(std::span<const sequence* const> seqs,
                                              std::span<const int32_t> max_tokens) {
-  return impl_->chain->propose_batch(seqs, max_tokens);
+  return impl_->chain->propose_batch(seqs, max_tokens, tree_width());
 }
 void mtp_proposer::forget(const sequence& s) { impl_->chain->forget(s); }
 void mtp_proposer::observe(std::span<const kept_rows> rows, size_t W) { impl_->chain->observe(rows, W); }

@@ -220,7 +220,7 @@ TEST_F(store_test, spec_tree_width_round_trips_and_is_refused_where_it_cannot_ac
   deployment_store store = open_store();
   management_api api(store);
   for (const char* spec : {R"({"decoding_type": "NGram", "spec_tree_width": 3, "spec_draft_length": 0})",
-                           R"({"decoding_type": "MTP", "num_nextn_predict_layers": 1, "spec_tree_width": 2})",
+                           R"({"decoding_type": "MTP", "num_nextn_predict_layers": 1, "spec_tree_width": 2, "spec_draft_length": 0})",
                            R"({"decoding_type": "NGram", "spec_tree_width": 9})"}) {
     auto r = api.create(std::string(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config": )") + spec + "}}");
     EXPECT_EQ(r.status, 400) << r.body;

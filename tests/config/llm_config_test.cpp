@@ -210,10 +210,6 @@ TEST(llm_config, each_rule_gives_its_message_for_its_field) {
       {"spec_tree_width within its range",
        R"({"speculative_config": {"decoding_type": "NGram", "spec_tree_width": 9}})",
        {{s + ".spec_tree_width", s + ".spec_tree_width: must be an integer from 1 to 8, got 9"}}},
-      {"spec_tree_width with a chain-only drafter",
-       R"({"speculative_config": {"decoding_type": "MTP", "num_nextn_predict_layers": 1, "spec_tree_width": 2}})",
-       {{s + ".spec_tree_width", s + ".spec_tree_width: 2: decoding_type MTP drafts chains only (tree drafts are "
-                                 "built for NGram and DraftTarget); set it to 1"}}},
       {"spec_tree_width with the adaptive draft length",
        R"({"speculative_config": {"decoding_type": "NGram", "spec_tree_width": 3, "spec_draft_length": 0}})",
        {{s + ".spec_tree_width", s + ".spec_tree_width: 3 with spec_draft_length 0 (adaptive): the adaptive draft "

@@ -29,6 +29,8 @@ struct run_totals {
   int64_t drafted = 0, accepted = 0;
   int mixed_steps = 0;  // steps with a verification beside a plain decode or a prefill
   int preempted = 0;
+  int tree_steps = 0;   // steps verifying a tree draft (spec_tree_width > 1)
+  int moved_steps = 0;  // steps moving an accepted path's KV off a tree's spine
   bool target_leaked = false;
   int32_t head_blocks_after = -1;  // the head layer's KV blocks still held at the end
   size_t head_tracked_after = 0;
@@ -55,12 +57,14 @@ class only_s_proposer final : public proposer, public head_stats {
       : inner_(std::move(p)), only_s_(only_s), log_(log) {}
   draft propose(const sequence& s, int32_t max_tokens) override {
     if (only_s_ && s.id[0] != 's') return {};
+    inner_->set_tree_width(tree_width());
     draft d = inner_->propose(s, max_tokens);
     if (log_) (*log_)[{s.id, s.size()}] = d.tokens;
     return d;
   }
   void forget(const sequence& s) override { inner_->forget(s); }
   const char* name() const override { return inner_->name(); }
+  bool drafts_trees() const override { return inner_->drafts_trees(); }
   bool wants_hidden() const override { return true; }
   std::vector<int32_t> aux_hidden_layers() const override { return inner_->aux_hidden_layers(); }
   void observe(std::span<const kept_rows> rows, size_t W) override { inner_->observe(rows, W); }
@@ -115,7 +119,7 @@ class head_drafter_fixture : public shipped_model_fixture {
   static std::map<std::string, outcome> run(const std::vector<std::vector<request>>& waves,
                                             std::unique_ptr<proposer> prop, run_totals* totals = nullptr,
                                             bool prefix_cache = false, int32_t max_draft_len = 3,
-                                            int32_t n_blocks = 512) {
+                                            int32_t n_blocks = 512, int32_t tree_width = 1) {
     auto ex = make_executor(n_blocks);
     std::map<std::string, outcome> out;
     if (!ex) return out;
@@ -123,6 +127,7 @@ class head_drafter_fixture : public shipped_model_fixture {
     engine_config c;
     c.prefix_cache = prefix_cache;
     c.max_draft_len = max_draft_len;
+    c.spec_tree_width = tree_width;
     c.model_identity = "troupe-py-7m";
     auto e = engine::create(c, model_info_of(*ex, bundle_->tok.get()), bundle_->tok.get(), std::move(prop));
     EXPECT_TRUE(e.ok()) << e.message();
@@ -134,7 +139,11 @@ class head_drafter_fixture : public shipped_model_fixture {
         bool verify = false, other = false;
         for (const scheduled_seq& s : plan.seqs) (s.phase == seq_phase::verify ? verify : other) = true;
         if (totals && verify && other) ++totals->mixed_steps;
-        if (totals) totals->preempted += plan.stats.n_preempted;
+        if (totals) {
+          totals->preempted += plan.stats.n_preempted;
+          for (const scheduled_seq& s : plan.seqs) totals->tree_steps += s.drafted.is_tree();
+          totals->moved_steps += !plan.batch.kv_moves.empty();
+        }
         std::vector<float> logits, hidden;
         if (!plan.empty()) {
           EXPECT_TRUE(ex->forward_hidden(plan.batch, logits, hidden).ok());

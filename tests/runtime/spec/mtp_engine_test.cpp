@@ -132,6 +132,23 @@ TEST_F(mtp_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) 
   }
 }
 
+// spec_tree_width 3: the MTP chain with the head's two next-best tokens beside each
+// position, verified with the tree mask, beside plain decodes; the accepted path's hidden rows
+// reach the head in order even when the path left the spine.
+TEST_F(mtp_engine, trees_give_plain_greedy_output_beside_plain_decodes) {
+  const auto reqs = requests(48, true);
+  const auto plain = run({reqs}, nullptr);
+  run_totals t;
+  const auto spec = run({reqs}, std::make_unique<only_s_proposer>(make_mtp(3), true), &t, false, 3, 512, 3);
+  for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
+  EXPECT_GT(t.tree_steps, 0);
+  EXPECT_GT(t.mixed_steps, 0);
+  EXPECT_GT(t.accepted, 0);
+  EXPECT_GT(t.moved_steps, 0) << "the head's second choice was the target's sometimes";
+  EXPECT_FALSE(t.target_leaked);
+  EXPECT_EQ(t.head_blocks_after, 0);
+}
+
 TEST_F(mtp_engine, greedy_equals_plain_under_preemption) {
   const auto reqs = requests(60, false);
   const auto plain = run({reqs}, nullptr, nullptr, false, 3, 512);
