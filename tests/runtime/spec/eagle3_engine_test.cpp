@@ -149,66 +149,17 @@ TEST_F(eagle3_engine, greedy_equals_plain_batched_with_plain_sequences) {
   EXPECT_EQ(t.head_tracked_after, 0u);
 }
 
-// Batching changes no draft: each sequence's drafts at each length, batched with the others,
-// are the drafts it gets alone (f32 path).
-TEST_F(eagle3_engine, batched_drafts_equal_drafts_alone) {
-  const auto reqs = requests(32, false);
-  draft_log batched, alone;
-  run({reqs}, std::make_unique<only_s_proposer>(make_eagle(3), false, &batched));
-  for (const request& r : reqs) run({{r}}, std::make_unique<only_s_proposer>(make_eagle(3), false, &alone));
-  EXPECT_EQ(batched.size(), alone.size());
-  for (const auto& [key, d] : alone) {
-    ASSERT_TRUE(batched.count(key)) << key.first << " at " << key.second;
-    EXPECT_EQ(batched.at(key), d) << key.first << " at " << key.second;
-    EXPECT_GE(d.size(), 1u) << key.first << " at " << key.second;
-  }
-}
+TEST_F(eagle3_engine, batched_drafts_equal_drafts_alone) { expect_batched_drafts_equal_drafts_alone(make_eagle); }
 
 TEST_F(eagle3_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) {
-  const auto reqs = requests(24, false);
-  // The second wave repeats the prompts: prefix-cache hits, whose cached positions the head never
-  // saw (it starts those sequences' entries at the first computed position).
-  std::vector<request> again = reqs;
-  for (request& r : again) r.id = "s-again-" + r.id;
-  const auto plain = run({reqs, again}, nullptr, nullptr, true);
-  for (int32_t k : {1, 2, 4}) {
-    run_totals t;
-    const auto spec = run({reqs, again}, std::make_unique<only_s_proposer>(make_eagle(k), false), &t, true, k);
-    for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id << " k=" << k;
-    EXPECT_GT(t.accepted, 0) << "k=" << k;
-    EXPECT_FALSE(t.target_leaked) << "k=" << k;
-    EXPECT_EQ(t.head_blocks_after, 0) << "k=" << k;
-  }
+  expect_greedy_equals_plain_with_prefix_cache_hits(make_eagle);
 }
 
-// spec_tree_width 3: the Eagle-3 chain with the head's two next-best tokens beside each
-// position, verified with the tree mask, beside plain decodes; the accepted path's hidden rows
-// reach the head in order even when the path left the spine.
 TEST_F(eagle3_engine, trees_give_plain_greedy_output_beside_plain_decodes) {
-  const auto reqs = requests(48, true);
-  const auto plain = run({reqs}, nullptr);
-  run_totals t;
-  const auto spec = run({reqs}, std::make_unique<only_s_proposer>(make_eagle(3), true), &t, false, 3, 512, 3);
-  for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
-  EXPECT_GT(t.tree_steps, 0);
-  EXPECT_GT(t.mixed_steps, 0);
-  EXPECT_GT(t.accepted, 0);
-  EXPECT_GT(t.moved_steps, 0) << "the head's second choice was the target's sometimes";
-  EXPECT_FALSE(t.target_leaked);
-  EXPECT_EQ(t.head_blocks_after, 0);
+  expect_trees_give_plain_greedy_output(make_eagle);
 }
 
-TEST_F(eagle3_engine, greedy_equals_plain_under_preemption) {
-  const auto reqs = requests(60, false);
-  const auto plain = run({reqs}, nullptr, nullptr, false, 3, 512);
-  run_totals t;
-  // 20 blocks of 16 tokens for 6 sequences of ~90 tokens: some are preempted and recomputed.
-  const auto spec = run({reqs}, std::make_unique<only_s_proposer>(make_eagle(3), false), &t, false, 3, 20);
-  for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
-  EXPECT_GT(t.preempted, 0);
-  EXPECT_FALSE(t.target_leaked);
-  EXPECT_EQ(t.head_blocks_after, 0);
-}
+TEST_F(eagle3_engine, greedy_equals_plain_under_preemption) { expect_greedy_equals_plain_under_preemption(make_eagle); }
 
 // Through the factory (what serve and the workers use): speculative_config Eagle with the head's
 // directory, relative to the project's root.

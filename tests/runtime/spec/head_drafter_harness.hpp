@@ -172,6 +172,79 @@ class head_drafter_fixture : public shipped_model_fixture {
     }
     return out;
   }
+
+  // The equivalences every head drafter keeps; make(k) builds the drafter drafting k tokens.
+  template <class Make>
+  static std::unique_ptr<proposer> wrap(Make make, int32_t k, bool only_s, draft_log* log = nullptr) {
+    using P = typename decltype(make(k))::element_type;
+    return std::make_unique<only_s_proposer<P>>(make(k), only_s, log);
+  }
+
+  // Batching changes no draft: each sequence's drafts at each length, batched with the others,
+  // are the drafts it gets alone (f32 path); and every verification had a draft to verify.
+  template <class Make>
+  static void expect_batched_drafts_equal_drafts_alone(Make make) {
+    const auto reqs = requests(32, false);
+    draft_log batched, alone;
+    run({reqs}, wrap(make, 3, false, &batched));
+    for (const request& r : reqs) run({{r}}, wrap(make, 3, false, &alone));
+    EXPECT_EQ(batched.size(), alone.size());
+    for (const auto& [key, d] : alone) {
+      ASSERT_TRUE(batched.count(key)) << key.first << " at " << key.second;
+      EXPECT_EQ(batched.at(key), d) << key.first << " at " << key.second;
+      EXPECT_GE(d.size(), 1u) << key.first << " at " << key.second;  // fewer only near max_tokens
+    }
+  }
+
+  // Greedy = plain at draft lengths 1, 2, 4, with a second wave of the same prompts: prefix-cache
+  // hits, whose cached positions the head never saw (it starts those sequences' entries at the
+  // first computed position).
+  template <class Make>
+  static void expect_greedy_equals_plain_with_prefix_cache_hits(Make make) {
+    const auto reqs = requests(24, false);
+    std::vector<request> again = reqs;
+    for (request& r : again) r.id = "s-again-" + r.id;
+    const auto plain = run({reqs, again}, nullptr, nullptr, true);
+    for (int32_t k : {1, 2, 4}) {
+      run_totals t;
+      const auto spec = run({reqs, again}, wrap(make, k, false), &t, true, k);
+      for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id << " k=" << k;
+      EXPECT_GT(t.accepted, 0) << "k=" << k;
+      EXPECT_FALSE(t.target_leaked) << "k=" << k;
+      EXPECT_EQ(t.head_blocks_after, 0) << "k=" << k;
+    }
+  }
+
+  // spec_tree_width 3: the chain with the head's two next-best tokens beside each position,
+  // verified with the tree mask, beside plain decodes; the accepted path's hidden rows reach the
+  // head in order even when the path left the spine.
+  template <class Make>
+  static void expect_trees_give_plain_greedy_output(Make make) {
+    const auto reqs = requests(48, true);
+    const auto plain = run({reqs}, nullptr);
+    run_totals t;
+    const auto spec = run({reqs}, wrap(make, 3, true), &t, false, 3, 512, 3);
+    for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
+    EXPECT_GT(t.tree_steps, 0);
+    EXPECT_GT(t.mixed_steps, 0);
+    EXPECT_GT(t.accepted, 0);
+    EXPECT_GT(t.moved_steps, 0) << "the head's second choice was the target's sometimes";
+    EXPECT_FALSE(t.target_leaked);
+    EXPECT_EQ(t.head_blocks_after, 0);
+  }
+
+  // 20 blocks of 16 tokens for 6 sequences of ~90 tokens: some are preempted and recomputed.
+  template <class Make>
+  static void expect_greedy_equals_plain_under_preemption(Make make) {
+    const auto reqs = requests(60, false);
+    const auto plain = run({reqs}, nullptr, nullptr, false, 3, 512);
+    run_totals t;
+    const auto spec = run({reqs}, wrap(make, 3, false), &t, false, 3, 20);
+    for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
+    EXPECT_GT(t.preempted, 0);
+    EXPECT_FALSE(t.target_leaked);
+    EXPECT_EQ(t.head_blocks_after, 0);
+  }
 };
 
 }  // namespace troupe::testing
