@@ -465,18 +465,24 @@ void step(self_ptr self) {
                 live_request& lr = it->second;
                 token_delta d = delta_of(o, s.setup.name);
                 if (lr.prefill_cached >= 0) d.cached_tokens = lr.prefill_cached;
-                self->send(lr.stream, std::move(d));
                 if (!lr.first_token && !o.tokens.empty()) {
                   lr.first_token = true;
                   if (lr.router) self->send(lr.router, first_token_atom::value, o.id, s.setup.name);
                 }
                 if (o.finished) {
+                  // The router hears of the end before the stream does: the stream actor ends with
+                  // its last delta, and a router that saw it end first would take the request for
+                  // an abort and lose its usage (kv_cache_hit_rate's window).
                   self->demonitor(lr.stream.address());
                   const int32_t cached = lr.prefill_cached >= 0 ? lr.prefill_cached : o.use.cached_tokens;
                   if (*o.finished == finish_reason::abort) tell_done(self, o.id, lr);
                   else tell_done(self, o.id, lr, o.use.prompt_tokens, cached);
+                  self->send(lr.stream, std::move(d));
                   s.streams.erase(it);
-                } else if (lr.decode_to && lr.first_token) {
+                  continue;
+                }
+                self->send(lr.stream, std::move(d));
+                if (lr.decode_to && lr.first_token) {
                   start_handoff(self, o.id, o.use.cached_tokens);
                 }
               }
