@@ -392,6 +392,10 @@ result<request_kv> engine::export_kv(const std::string& id) {
   if (it == e.by_id.end()) return make_error(fmt::format("no request {}", id));
   sequence& s = e.get(it->second);
   if (e.importing.count(s.seq)) return make_error(fmt::format("request {} is still being imported", id));
+  // A tree verification's accepted path is copied into place by the next forward: until then
+  // some of the named slots hold rejected branches.
+  if (e.pending_moves.count(s.seq))
+    return make_error(fmt::format("request {} has accepted draft tokens not yet moved into place", id));
   request_kv out;
   out.prompt.assign(s.tokens.begin(), s.tokens.begin() + s.n_prompt);
   out.generated.assign(s.tokens.begin() + s.n_prompt, s.tokens.end());
