@@ -397,7 +397,8 @@ TEST_F(tree_engine, random_trees_leak_no_block_under_preemption_and_aborts) {
     const auto t = texts();
     std::set<uint64_t> replay;
     std::set<std::string> accepted, ended;
-    int id = 0, preempted = 0, moved = 0;
+    int id = 0, preempted = 0, moved = 0, export_refused = 0;
+    bool move_pending = false;  // export_kv refused a request after the last step
     for (int step = 0; step < 3000 && (step < 120 || (*e)->has_work()); ++step) {
       if (step < 120 && rng() % 2 == 0) {
         request r;
@@ -414,6 +415,11 @@ TEST_F(tree_engine, random_trees_leak_no_block_under_preemption_and_aborts) {
       }
       step_plan plan = (*e)->schedule();
       moved += !plan.batch.kv_moves.empty();
+      // A request refused for a pending move has it in this step's forward (unless it was
+      // aborted or preempted meanwhile: then no move is owed).
+      if (move_pending && plan.stats.n_preempted == 0 && step % 23 != 7) {
+        EXPECT_FALSE(plan.batch.kv_moves.empty()) << "seed " << seed << " step " << step;
+      }
       preempted += plan.stats.n_preempted;
       std::vector<float> logits;
       if (!plan.empty()) {
@@ -423,6 +429,17 @@ TEST_F(tree_engine, random_trees_leak_no_block_under_preemption_and_aborts) {
       for (const request_output& o : so.outputs) {
         if (o.finished) {
           EXPECT_TRUE(ended.insert(o.id).second) << o.id << " ended twice";
+        }
+      }
+      // Disaggregated hand-off reads a request's blocks between steps: never while an accepted
+      // tree path still waits to be moved into place (and reading changes nothing below).
+      move_pending = false;
+      for (const std::string& rid : accepted) {
+        if (ended.count(rid)) continue;
+        auto kv = (*e)->export_kv(rid);
+        if (!kv.ok() && kv.message().find("not yet moved into place") != std::string::npos) {
+          ++export_refused;
+          move_pending = true;
         }
       }
       for (const kv_event& ev : (*e)->drain_kv_events()) {
@@ -438,6 +455,7 @@ TEST_F(tree_engine, random_trees_leak_no_block_under_preemption_and_aborts) {
     EXPECT_EQ((*e)->kv_blocks_free(), (*e)->kv_blocks_total()) << "seed " << seed << ": no block leaked";
     EXPECT_GT(preempted, 0) << "seed " << seed << ": the cache was under pressure";
     EXPECT_GT(moved, 0) << "seed " << seed << ": some accepted path was moved";
+    EXPECT_GT(export_refused, 0) << "seed " << seed << ": export_kv met a pending move";
   }
 }
 
