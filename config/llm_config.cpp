@@ -73,14 +73,9 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
     if (t == "NGram" && ngram_max && ngram_min && *ngram_min > *ngram_max)
       r.error("min_matching_ngram_size", fmt::format("{}: must not exceed max_matching_ngram_size ({} > {})",
                                                      r.path_of("min_matching_ngram_size"), *ngram_min, *ngram_max));
-    // Tree drafts: NGram's matches; DraftTarget's, MTP's and Eagle's top-w candidates.
-    if (out.spec_tree_width && *out.spec_tree_width > 1) {
-      if (out.spec_draft_length && *out.spec_draft_length == 0)
-        r.error("spec_tree_width", fmt::format("{}: {} with spec_draft_length 0 (adaptive): the adaptive draft "
-                                               "length chooses chain lengths, not trees; set spec_tree_width to 1 "
-                                               "or a fixed spec_draft_length",
-                                               r.path_of("spec_tree_width"), *out.spec_tree_width));
-    }
+    // Tree drafts (NGram's matches; DraftTarget's, MTP's and Eagle's top-w candidates) go with
+    // a fixed or the adaptive draft length (spec_draft_length 0 chooses each step's depth and
+    // whether a tree or its spine pays: runtime/engine/draft_chooser.hpp).
     if (t != "Eagle" && r.has("eagle3_one_model"))
       r.error("eagle3_one_model",
               fmt::format("{}: allowed only when decoding_type is Eagle (decoding_type is {})",

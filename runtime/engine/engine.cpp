@@ -209,10 +209,6 @@ result<std::unique_ptr<engine>> engine::create(const engine_config& c, const eng
       return make_error(fmt::format("{}: {}: decoding_type {} drafts chains only (NGram, DraftTarget, MTP and "
                                     "Eagle draft trees); set spec_tree_width to 1",
                                     tree_field, c.spec_tree_width, prop->name()));
-    if (cfg.adaptive_draft_len)
-      return make_error(fmt::format("{}: {} with spec_draft_length 0 (adaptive): the adaptive draft length "
-                                    "chooses chain lengths; set spec_tree_width to 1 or a fixed spec_draft_length",
-                                    tree_field, c.spec_tree_width));
     prop->set_tree_width(cfg.spec_tree_width);
   }
   if (!prop) cfg.spec_tree_width = 1;
@@ -335,7 +331,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     }
     const int32_t n_real = p.n_new - static_cast<int32_t>(p.drafted.tokens.size());
     seq_result r = e.out.process(s, *sp, rows);
-    if (p.phase == seq_phase::verify) e.sched.observe_verify(s, r.n_drafted, r.n_draft_accepted);
+    if (p.phase == seq_phase::verify) e.sched.observe_verify(s, p.drafted, r.n_draft_accepted, r.accepted_nodes);
     // Computed and kept: the real tokens, and the drafts the target accepted.
     s.n_computed += n_real + r.n_draft_accepted;
     std::vector<int32_t> moves;  // a tree's accepted nodes off the spine: (src, dst) slots

@@ -98,8 +98,39 @@ size_t scheduler::best_waiting() const {
   return best;
 }
 
-void scheduler::observe_verify(sequence& s, int32_t drafted, int32_t accepted) {
-  chooser_.observe_verify(s.acceptance, drafted, accepted);
+void scheduler::observe_verify(sequence& s, const draft& d, int32_t accepted, std::span<const int32_t> accepted_nodes) {
+  const auto k = static_cast<int32_t>(d.tokens.size());
+  if (!d.is_tree() && !s.acceptance.tree) {
+    chooser_.observe_verify(s.acceptance, k, accepted);
+    return;
+  }
+  // A tree (or a tree-mode draft that came out a chain): its depth and the accepted path's
+  // length; the spine's length and how much of it the path followed.
+  const std::vector<int32_t> spine = draft_spine_nodes(d);
+  int32_t on_spine = 0;
+  if (!d.is_tree()) on_spine = accepted;
+  else
+    while (on_spine < static_cast<int32_t>(std::min(spine.size(), accepted_nodes.size())) &&
+           accepted_nodes[static_cast<size_t>(on_spine)] == spine[static_cast<size_t>(on_spine)])
+      ++on_spine;
+  chooser_.observe_tree_verify(s.acceptance, draft_depth(d), accepted, static_cast<int32_t>(spine.size()), on_spine);
+}
+
+bool scheduler::adaptive_trees() const { return cfg_.adaptive_draft_len && cfg_.spec_tree_width > 1; }
+
+std::vector<int32_t> scheduler::tree_depths(std::span<const uint64_t> ids, std::span<const int32_t> caps) {
+  std::vector<double> alphas, tree_alphas;
+  for (uint64_t id : ids) {
+    alphas.push_back(chooser_.alpha(get(id).acceptance));
+    tree_alphas.push_back(chooser_.alpha_tree(get(id).acceptance));
+  }
+  const std::vector<draft_shape> shapes = chooser_.choose_tree(alphas, tree_alphas, caps, cfg_.spec_tree_width);
+  std::vector<int32_t> k;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    get(ids[i]).acceptance.tree = shapes[i].tree;
+    k.push_back(shapes[i].depth);
+  }
+  return k;
 }
 
 int32_t scheduler::draft_room(const sequence& s, int32_t budget, int32_t ceiling) const {
@@ -128,7 +159,9 @@ std::unordered_map<uint64_t, int32_t> scheduler::draft_lengths(bool allow_decode
     alphas.push_back(chooser_.alpha(s.acceptance));
     caps.push_back(draft_room(s, INT32_MAX, cfg_.max_draft_len));
   }
-  const std::vector<int32_t> k = cfg_.adaptive_draft_len ? chooser_.choose(alphas, caps) : caps;
+  const std::vector<int32_t> k = adaptive_trees()         ? tree_depths(ids, caps)
+                                 : cfg_.adaptive_draft_len ? chooser_.choose(alphas, caps)
+                                                           : caps;
   for (size_t i = 0; i < ids.size(); ++i) out[ids[i]] = k[i];
   return out;
 }
@@ -189,10 +222,11 @@ step_plan scheduler::schedule() {
       std::vector<draft> got = prop_->propose_batch(ask, rooms);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() -
                              prop_->last_catch_up_seconds();
-      int32_t n_drafted = 0;
+      int32_t n_drafted = 0;  // draft positions (a tree's levels: a model drafter's forwards)
       for (size_t i = 0; i < ask.size() && i < got.size(); ++i) {
         trim_draft_tree(got[i], rooms[i], tree_nodes(*ask[i], budget));
-        n_drafted += static_cast<int32_t>(got[i].tokens.size());
+        if (adaptive_trees() && !ask[i]->acceptance.tree) draft_spine(got[i]);  // a chain chosen
+        n_drafted += draft_depth(got[i]);
         if (!got[i].empty()) drafts.emplace(ask[i]->seq, std::move(got[i]));
       }
       if (cfg_.adaptive_draft_len) chooser_.observe_drafter(n_drafted, seconds);
@@ -222,6 +256,8 @@ step_plan scheduler::schedule() {
         if (s.constraint && !d.tokens.empty()) d.tokens.resize(s.constraint->allowed_prefix(d.tokens));
         if (!d.tokens.empty() && !kv_.allocate_slots(id, s.n_computed, n, static_cast<int32_t>(d.tokens.size())))
           d = {};
+        if (adaptive_trees() && s.acceptance.tree && !d.empty())
+          chooser_.observe_tree_shape(static_cast<int32_t>(d.tokens.size()), draft_depth(d));
       }
     bool self_preempted = false;
     while (d.empty() && !kv_.allocate_slots(id, s.n_computed, n)) {

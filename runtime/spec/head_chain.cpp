@@ -179,14 +179,9 @@ struct head_chain::impl {
     std::vector<token_id> out(static_cast<size_t>(n));
     if (tops) tops->assign(static_cast<size_t>(n), {});
     for (int64_t i = 0; i < n; ++i) {
-      const float* l = logits.data() + i * V;
-      if (width > 1 && tops) {
-        std::vector<token_id> top = draft_top_tokens(l, V, width);
-        out[static_cast<size_t>(i)] = top.front();
-        (*tops)[static_cast<size_t>(i)].assign(top.begin() + 1, top.end());
-      } else {
-        out[static_cast<size_t>(i)] = static_cast<token_id>(std::max_element(l, l + V) - l);
-      }
+      std::vector<std::vector<token_id>> one;  // draft_pick appends this row's siblings
+      out[static_cast<size_t>(i)] = draft_pick(logits.data() + i * V, V, width, tops ? &one : nullptr);
+      if (!one.empty()) (*tops)[static_cast<size_t>(i)] = std::move(one.front());
     }
     return out;
   }
@@ -332,13 +327,10 @@ struct head_chain::impl {
       auto it = seqs.find(ss[i]->seq);
       if (it == seqs.end() || it->second.draft_for != ss[i]->size()) continue;
       const auto& t = it->second.draft;
-      const size_t k = std::min<size_t>(static_cast<size_t>(std::max(0, max_tokens[i])), t.size());
-      if (width > 1 && it->second.siblings.size() >= k && k > 0)  // a chain with its siblings as leaves
-        out[i] = draft_tree_with_siblings(std::span<const token_id>(t.data(), k),
-                                          std::span<const std::vector<token_id>>(it->second.siblings.data(), k),
-                                          kMaxTreeNodes - 1);
-      else
-        out[i].tokens.assign(t.begin(), t.begin() + static_cast<ptrdiff_t>(k));
+      // A chain with its siblings as leaves (width > 1), else the chain.
+      out[i] = draft_of_chain(t, width > 1 ? std::span<const std::vector<token_id>>(it->second.siblings)
+                                           : std::span<const std::vector<token_id>>(),
+                              static_cast<size_t>(std::max(0, max_tokens[i])));
     }
     return out;
   }
