@@ -159,6 +159,10 @@ TEST_F(eagle3_engine, trees_give_plain_greedy_output_beside_plain_decodes) {
   expect_trees_give_plain_greedy_output(make_eagle);
 }
 
+TEST_F(eagle3_engine, adaptive_trees_give_plain_greedy_output_beside_plain_decodes) {
+  expect_adaptive_trees_give_plain_greedy_output(make_eagle);
+}
+
 TEST_F(eagle3_engine, greedy_equals_plain_under_preemption) { expect_greedy_equals_plain_under_preemption(make_eagle); }
 
 // Through the factory (what serve and the workers use): speculative_config Eagle with the head's

@@ -119,7 +119,7 @@ class head_drafter_fixture : public shipped_model_fixture {
   static std::map<std::string, outcome> run(const std::vector<std::vector<request>>& waves,
                                             std::unique_ptr<proposer> prop, run_totals* totals = nullptr,
                                             bool prefix_cache = false, int32_t max_draft_len = 3,
-                                            int32_t n_blocks = 512, int32_t tree_width = 1) {
+                                            int32_t n_blocks = 512, int32_t tree_width = 1, bool adaptive = false) {
     auto ex = make_executor(n_blocks);
     std::map<std::string, outcome> out;
     if (!ex) return out;
@@ -128,6 +128,7 @@ class head_drafter_fixture : public shipped_model_fixture {
     c.prefix_cache = prefix_cache;
     c.max_draft_len = max_draft_len;
     c.spec_tree_width = tree_width;
+    c.adaptive_draft_len = adaptive;  // spec_draft_length 0: max_draft_len is the ceiling
     c.model_identity = "troupe-py-7m";
     auto e = engine::create(c, model_info_of(*ex, bundle_->tok.get()), bundle_->tok.get(), std::move(prop));
     EXPECT_TRUE(e.ok()) << e.message();
@@ -229,6 +230,23 @@ class head_drafter_fixture : public shipped_model_fixture {
     EXPECT_GT(t.mixed_steps, 0);
     EXPECT_GT(t.accepted, 0);
     EXPECT_GT(t.moved_steps, 0) << "the head's second choice was the target's sometimes";
+    EXPECT_FALSE(t.target_leaked);
+    EXPECT_EQ(t.head_blocks_after, 0);
+  }
+
+  // spec_tree_width 3 with the adaptive draft length (spec_draft_length 0): the chooser gives each
+  // drafting sequence a depth up to 4 and the tree or its spine each step (trees at the ceiling
+  // until the step cost is fitted), beside plain decodes; greedy output is plain greedy.
+  template <class Make>
+  static void expect_adaptive_trees_give_plain_greedy_output(Make make) {
+    const auto reqs = requests(48, true);
+    const auto plain = run({reqs}, nullptr);
+    run_totals t;
+    const auto spec = run({reqs}, wrap(make, 4, true), &t, false, 4, 512, 3, true);
+    for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
+    EXPECT_GT(t.tree_steps, 0);
+    EXPECT_GT(t.mixed_steps, 0);
+    EXPECT_GT(t.accepted, 0);
     EXPECT_FALSE(t.target_leaked);
     EXPECT_EQ(t.head_blocks_after, 0);
   }
