@@ -37,7 +37,9 @@ struct spec_bench_options {
   // DraftTarget's draft model, run (adaptive) on the continuation workload; "" skips it.
   std::string draft_model = "models/troupe-py-draft";
   // spec_tree_width > 1: also NGram trees of this width (fixed draft length) on both workloads,
-  // and DraftTarget trees against DraftTarget chains (both fixed) on continuation; 1: chains only.
+  // and DraftTarget trees against DraftTarget chains (both fixed) on continuation; and trees with
+  // the adaptive draft length (spec_draft_length 0) for NGram, DraftTarget, MTP and Eagle, beside
+  // each one's adaptive chains; 1: chains only.
   int tree_width = 1;
 };
 

@@ -8,7 +8,7 @@
 // for more than it has) is refused at start naming num_nextn_predict_layers. Then the same with a
 // DraftTarget speculative_config (the draft model, adaptive draft length), and a missing draft
 // model directory refused at start. Then NGram tree drafts (spec_tree_width 3) answering exactly as
-// plain decoding, and spec_tree_width with the adaptive draft length refused at start. Then Eagle (the Eagle-3 head
+// plain decoding, and MTP trees with the adaptive draft length (spec_draft_length 0) too. Then Eagle (the Eagle-3 head
 // models/troupe-py-eagle3 over the target's aux layers), and an unfit head or eagle3_one_model
 // true refused at start, naming the field.
 import { describe, it, before, after } from 'node:test';
@@ -186,20 +186,20 @@ describe('DraftTarget speculative decoding through the openai client', () => {
 });
 
 // Tree drafts (spec_tree_width, troupe's extension after MLC's tree mode): NGram trees of width
-// 3, verified with the tree attention mask, answer exactly as plain decoding; spec_tree_width
-// with a chain-only drafter (MTP) is refused at start naming the field.
+// 3, verified with the tree attention mask, answer exactly as plain decoding.
 describe('tree drafts (spec_tree_width) through the openai client', () => {
   const sv = servers('tree.json', { decoding_type: 'NGram', max_draft_len: 4, spec_tree_width: 3 });
   itAnswersAsPlain(sv);
+});
 
-  it('refuses spec_tree_width with the adaptive draft length, naming the field', () => {
-    writeFileSync(join(dir, 'mtptree.json'), JSON.stringify({ speculative_config: {
-      decoding_type: 'MTP', num_nextn_predict_layers: 1, spec_tree_width: 2, spec_draft_length: 0 } }));
-    const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, 'mtptree.json')],
-                        { encoding: 'utf8', timeout: 60000 });
-    assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /llm_config\.speculative_config\.spec_tree_width: 2 with spec_draft_length 0 \(adaptive\)/);
-  });
+// Trees with the adaptive draft length (MLC's tree and adaptive modes together): MTP trees of
+// width 3, each step's depth and tree-or-spine chosen by the engine up to max_draft_len, answer
+// exactly as plain decoding and report their rate.
+describe('MTP trees with the adaptive draft length through the openai client', () => {
+  const sv = servers('mtptree.json', {
+    decoding_type: 'MTP', num_nextn_predict_layers: 1, max_draft_len: 3, spec_tree_width: 3, spec_draft_length: 0 });
+  itAnswersAsPlain(sv);
+  itReportsRate(sv, 'MTP');
 });
 
 // Eagle (Eagle-3): the head models/troupe-py-eagle3, named relative to the project's root.
