@@ -47,9 +47,10 @@
 // shape): Dinkelbach's iteration from R0 = B / T0, each round giving each sequence the shape and
 // depth of largest surplus sum_j (g_j - R cost), until R stops rising (a few rounds). Equal
 // acceptance makes chains (a tree level costs more), so trees are verified only where their
-// extra acceptance pays for their extra rows. Unfitted steps draft trees at the ceiling; every
-// kProbeEvery-th step that drafted only chains one drafting sequence (in turn) verifies a tree,
-// so the tree's acceptance keeps learning.
+// extra acceptance pays for their extra rows. Unfitted steps that draft (every second one) draft
+// chains at the ceiling but one sequence (in turn) a tree; every kProbeEvery-th step that drafted
+// only chains one drafting sequence (in turn) verifies a tree, so the tree's acceptance keeps
+// learning; a probe of a step that drafted nothing is a tree at the ceiling.
 #pragma once
 
 #include <cstdint>

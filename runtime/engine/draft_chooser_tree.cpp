@@ -85,9 +85,13 @@ std::vector<draft_shape> draft_chooser::choose_tree(std::span<const double> alph
                                                     std::span<const int32_t> caps, int32_t width) {
   std::vector<draft_shape> out(caps.size());
   if (!fitted_) {
-    // As choose(): the ceiling (as trees, so both acceptances learn) and nothing, in turn.
-    if (unfitted_steps_++ % 2 == 0)
-      for (size_t s = 0; s < caps.size(); ++s) out[s] = {caps[s], caps[s] > 0};
+    // As choose(): the ceiling and nothing, in turn; on the ceiling steps chains, but one
+    // sequence in turn a tree (a large batch of trees at the ceiling would cost c times the
+    // rows of chains before anything is known; a tree also teaches the chain's acceptance).
+    if (unfitted_steps_++ % 2 == 0 && !caps.empty()) {
+      const size_t t = static_cast<size_t>(tree_probe_turn_++ % caps.size());
+      for (size_t s = 0; s < caps.size(); ++s) out[s] = {caps[s], s == t && caps[s] > 0};
+    }
     return out;
   }
   out = allocate_tree(alphas, tree_alphas, caps, nodes_per_level(width), a_, b_, d_);

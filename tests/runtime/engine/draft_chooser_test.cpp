@@ -168,9 +168,14 @@ TEST(draft_chooser_tree, the_choice_is_the_best_of_every_depth_and_shape_combina
 
 TEST(draft_chooser_tree, learns_both_acceptances_from_trees_and_probes_trees_when_only_chains_pay) {
   draft_chooser c;
-  // Unfitted: trees at the ceiling and nothing, in turn.
+  // Unfitted: chains at the ceiling with one tree (in turn), and nothing, in turn.
   const std::vector<double> half(4, 0.5);
-  EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), std::vector<draft_shape>(4, draft_shape{3, true}));
+  std::vector<draft_shape> first(4, draft_shape{3, false}), second = first;
+  first[0].tree = true;
+  second[1].tree = true;
+  EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), first);
+  EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), std::vector<draft_shape>(4, draft_shape{}));
+  EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), second);
   EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), std::vector<draft_shape>(4, draft_shape{}));
   EXPECT_DOUBLE_EQ(c.nodes_per_level(3), 3) << "the width until a tree is seen";
   c.observe_tree_shape(8, 4);
