@@ -1,8 +1,8 @@
 // draft_tree: tree drafts (speculative_config.spec_tree_width > 1, MLC's tree mode) as plain
 // functions over a draft's tokens and parents (step.hpp): building one from candidate
-// continuations (a trie: NGram), from a chain plus top-w siblings per position (a model
-// drafter: DraftTarget; MTP and Eagle can call draft_top_tokens on their logits rows), and
-// trimming one to a depth and node budget. Verification (the tree attention mask, the walk that
+// continuations (a trie: NGram), from a chain plus top-w siblings per position (every model
+// drafter, DraftTarget, MTP and Eagle, through draft_pick and draft_of_chain), and trimming one
+// to a depth and node budget; the spine and depth the adaptive draft length reads. Verification (the tree attention mask, the walk that
 // keeps the longest accepted path, the KV move of that path) lives in the executor, the output
 // processor and the engine; nothing here touches KV or samples.
 #pragma once
