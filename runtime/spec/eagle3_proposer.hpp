@@ -38,6 +38,7 @@ struct eagle3_options {
   int n_threads = 0;       // 0: every core this process may run on
   int32_t block_size = 16;
   int32_t n_blocks = 0;    // the head layer's KV blocks; 0: enough for 1024 sequences of 1024
+  bool one_model = false;  // eagle3_one_model: the head's catch-up inside the target's forward
 };
 
 class eagle3_proposer final : public proposer {
@@ -57,14 +58,21 @@ class eagle3_proposer final : public proposer {
   bool wants_hidden() const override { return true; }
   std::vector<int32_t> aux_hidden_layers() const override;
   void observe(std::span<const kept_rows> rows, size_t W) override;
+  std::shared_ptr<fused_head> fused() override;
+  void plan_fused(const forward_batch& b, std::span<const sequence* const> seqs) override;
 
   // KV blocks of the head layer held by sequences (0 once every sequence is forgotten).
   int32_t kv_blocks_used() const;
   size_t n_tracked() const;
-  // Rows the head has run: catch-up rows (from the target's states) and chained rows.
+  // Rows the head has run: catch-up rows (from the target's states) and chained rows, and
+  // (one-model) the rows it ran inside the target's forward.
   int64_t rows_run() const;
-  // "two-model": the head runs as its own model after the target's step.
-  const char* mode() const { return "two-model"; }
+  // One-model: rows run inside the target's forward (keys and values only), and catch-up rows
+  // run after it; two-model: 0, and every catch-up row.
+  int64_t fused_rows_run() const;
+  int64_t catch_up_rows_run() const;
+  // "one-model" (eagle3_one_model true) or "two-model".
+  const char* mode() const;
 
   struct impl;
 

@@ -68,6 +68,8 @@ class only_s_proposer final : public proposer, public head_stats {
   bool wants_hidden() const override { return true; }
   std::vector<int32_t> aux_hidden_layers() const override { return inner_->aux_hidden_layers(); }
   void observe(std::span<const kept_rows> rows, size_t W) override { inner_->observe(rows, W); }
+  std::shared_ptr<fused_head> fused() override { return inner_->fused(); }
+  void plan_fused(const forward_batch& b, std::span<const sequence* const> seqs) override { inner_->plan_fused(b, seqs); }
   int32_t head_blocks() const override { return inner_->kv_blocks_used(); }
   size_t head_tracked() const override { return inner_->n_tracked(); }
   int64_t head_rows() const override {
