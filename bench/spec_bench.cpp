@@ -158,10 +158,10 @@ double process_cpu_seconds() {
 
 // One engine over prompts [first, first + batch) of w. drafter: "" (plain decoding), "NGram",
 // "MTP", "Eagle" or "DraftTarget" (draft_dir: the head or the draft model); adaptive:
-// spec_draft_length 0; tree_width: spec_tree_width.
+// spec_draft_length 0; tree_width: spec_tree_width; one_model: Eagle's eagle3_one_model.
 result<run_figures> run_round(executor& ex, const model_bundle& m, const workload& w, size_t first, int batch,
                               int max_tokens, int max_draft_len, const std::string& drafter, bool adaptive,
-                              const std::string& draft_dir, int threads, int tree_width) {
+                              const std::string& draft_dir, int threads, int tree_width, bool one_model) {
   engine_spec spec;
   spec.prefix_cache = false;  // every run pays the same prefill
   spec.threads = threads;
@@ -171,6 +171,7 @@ result<run_figures> run_round(executor& ex, const model_bundle& m, const workloa
     spec.speculative_model_dir = draft_dir;
     if (adaptive) spec.spec_draft_length = 0;
     spec.spec_tree_width = tree_width;
+    spec.eagle3_one_model = one_model;
   }
   TROUPE_TRY(std::unique_ptr<engine> e, make_engine(spec, ex, m.tok.get(), m.name, nullptr, m.weights));
   for (int i = 0; i < batch; ++i) {
@@ -245,6 +246,7 @@ struct mode {
   std::string draft_dir;
   int threads = 0;
   int tree_width = 1;
+  bool one_model = false;  // Eagle: eagle3_one_model true
 };
 
 // Every mode over the same rounds, interleaved round by round (each mode's round r, then round
@@ -257,7 +259,7 @@ result<std::vector<run_figures>> run_modes(executor& ex, const model_bundle& m, 
       const mode& md = modes[i];
       TROUPE_TRY(run_figures f, run_round(ex, m, w, static_cast<size_t>(r) * static_cast<size_t>(batch), batch,
                                           max_tokens, md.max_draft_len, md.drafter, md.adaptive, md.draft_dir,
-                                          md.threads, md.tree_width));
+                                          md.threads, md.tree_width, md.one_model));
       all[i].add(f);
     }
   return all;
@@ -421,14 +423,19 @@ result<json> run_spec_bench(const spec_bench_options& o) {
     for (int batch : o.batches) {
       run_figures plain, spec, adapt, tree_adapt;  // adapt: spec_draft_length 0 with k as the ceiling
       const bool trees = o.tree_width > 1;      // tree_adapt: the same with spec_tree_width
+      run_figures one;                          // Eagle: eagle3_one_model true, k drafts per step
+      const bool one_model = type == "Eagle";
+      const size_t one_at = trees ? 4 : 3;
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
         std::vector<mode> modes = {{}, {type, k, false, dir, o.threads}, {type, k, true, dir, o.threads}};
         if (trees) modes.push_back({type, k, true, dir, o.threads, o.tree_width});
+        if (one_model) modes.push_back({type, k, false, dir, o.threads, 1, true});
         TROUPE_TRY(std::vector<run_figures> f, run_modes(*ex, m, w, batch, o.sequences, o.max_tokens, modes));
         if (rep == 0 || f[0].seconds < plain.seconds) plain = f[0];
         if (rep == 0 || f[1].seconds < spec.seconds) spec = f[1];
         if (rep == 0 || f[2].seconds < adapt.seconds) adapt = f[2];
         if (trees && (rep == 0 || f[3].seconds < tree_adapt.seconds)) tree_adapt = f[3];
+        if (one_model && (rep == 0 || f[one_at].seconds < one.seconds)) one = f[one_at];
       }
       const auto per = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
       const double tps_plain = static_cast<double>(plain.tokens) / plain.seconds;
@@ -463,6 +470,18 @@ result<json> run_spec_bench(const spec_bench_options& o) {
             per(tree_adapt.accepted + tree_adapt.verifications, tree_adapt.verifications);
         r["tree_share_tree_adaptive"] = per(tree_adapt.tree_verifications, tree_adapt.verifications);
         r["step_costs"][key + "_tree_adaptive"] = step_costs(tree_adapt);
+      }
+      if (one_model) {  // beside two-model (the rows above): the head's catch-up inside the forward
+        json& row = rows.back();
+        const double cpu_one = static_cast<double>(one.tokens) / one.cpu_seconds;
+        row["tokens_per_s_" + key + "_one_model"] = static_cast<double>(one.tokens) / one.seconds;
+        row["tokens_per_cpu_s_" + key + "_one_model"] = cpu_one;
+        row["cpu_speedup_one_model"] = cpu_one / cpu_plain;
+        row["one_model_vs_two_model_cpu"] = cpu_one / cpu_spec;
+        row["speedup_one_model"] = (static_cast<double>(one.tokens) / one.seconds) / tps_plain;
+        row["steps_" + key + "_one_model"] = one.steps;
+        row["mean_accepted_length_one_model"] = per(one.accepted + one.verifications, one.verifications);
+        row["step_costs"][key + "_one_model"] = step_costs(one);
       }
     }
     return {};

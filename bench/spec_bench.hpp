@@ -5,7 +5,8 @@
 // passes, the mean accepted length (tokens one verification emits), and per mode what a step
 // costs (a plain decode step's forward, a verify step's, the drafter's). NGram on both
 // workloads ("results"); MTP and Eagle-3 on free continuation, fixed and adaptive draft length
-// ("mtp_results", "eagle_results").
+// ("mtp_results", "eagle_results"); Eagle-3 also one-model (eagle3_one_model true: the head's
+// catch-up inside the target's forward), beside two-model in the same rows ("..._one_model").
 #pragma once
 
 #include <string>

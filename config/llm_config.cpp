@@ -90,14 +90,6 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
 }
 
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s, const std::string& path) {
-  if (s.type == decoding_type::eagle && s.eagle3_one_model.value_or(false)) {
-    const std::string field = path + ".eagle3_one_model";
-    return config_error{field,
-                        fmt::format("{}: true (the Eagle-3 head inside the target's executor step) is not built in "
-                                    "troupe yet; leave it false (the default): the head then runs as its own model "
-                                    "after each step, with the same drafts",
-                                    field)};
-  }
   if (s.type == decoding_type::ngram || s.type == decoding_type::mtp || s.type == decoding_type::draft_target ||
       s.type == decoding_type::eagle)
     return std::nullopt;

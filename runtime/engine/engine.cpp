@@ -272,7 +272,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
   const int32_t n_hidden_rows = plan.batch.n_hidden_rows();
   // A hidden row: the final state (H), then the aux layers' residuals (H each).
   const size_t W = n_hidden_rows > 0 ? hidden.size() / static_cast<size_t>(n_hidden_rows) : 0;
-  const size_t H = W / (1 + plan.batch.aux_layers.size());
+  const size_t H = W / static_cast<size_t>(hidden_row_width(plan.batch, 1));
   size_t row = 0, hrow = 0;
   const bool observe = e.prop && e.prop->wants_hidden() && e.cfg.max_draft_len > 0;
   std::vector<kept_rows> kept;

@@ -305,7 +305,9 @@ step_plan scheduler::schedule() {
     prefill_budget -= n;
   }
 
-  if (prop_ && prop_->wants_hidden() && cfg_.max_draft_len > 0) out.batch.aux_layers = prop_->aux_hidden_layers();
+  const bool reads_hidden = prop_ && prop_->wants_hidden() && cfg_.max_draft_len > 0;
+  if (reads_hidden) out.batch.aux_layers = prop_->aux_hidden_layers();
+  std::vector<const sequence*> head_seqs;  // eagle3_one_model: what the head reads, by batch seq
   for (work& w : plan) {
     sequence& s = get(w.seq);
     scheduled_seq e;
@@ -322,8 +324,9 @@ step_plan scheduler::schedule() {
     } else if (s.wants_prompt_rows() && s.n_computed < s.n_prompt) {
       e.n_logits = w.n;  // every row of the chunk (the last one also samples, when it ends the prompt)
     }
-    if (s.pool == pooling::none && prop_ && prop_->wants_hidden() && cfg_.max_draft_len > 0)
+    if (s.pool == pooling::none && reads_hidden)
       e.n_hidden = w.n;  // the drafter reads the target's hidden state at every position
+    head_seqs.push_back(s.pool == pooling::none && reads_hidden ? &s : nullptr);
     const auto n_real = static_cast<size_t>(w.n - k);
     std::vector<token_id> toks(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + static_cast<ptrdiff_t>(n_real));
     toks.insert(toks.end(), w.drafted.tokens.begin(), w.drafted.tokens.end());
@@ -344,6 +347,12 @@ step_plan scheduler::schedule() {
     else out.stats.n_prefill_tokens += w.n;
     out.seqs.push_back(std::move(e));
   }
+  // eagle3_one_model: the head runs inside this batch's forward, over the rows it plans now.
+  if (reads_hidden && !plan.empty())
+    if (std::shared_ptr<fused_head> head = prop_->fused()) {
+      prop_->plan_fused(out.batch, head_seqs);
+      out.batch.head = std::move(head);
+    }
   out.stats.n_running = static_cast<int32_t>(running_.size());
   out.stats.n_waiting = static_cast<int32_t>(waiting_.size());
   out.stats.kv_blocks_total = kv_.n_blocks();

@@ -69,9 +69,22 @@ class head_inputs {
 
 struct head_chain_options {
   int32_t draft_len = 1;  // k: tokens drafted per step
+  // eagle3_one_model: the catch-up's rows whose next token the batch holds run inside the
+  // target's forward (plan_fused, run_fused); observe() then gets rows [final, g] (2 n_embd:
+  // g is the drafter's hidden input, made in the forward) and runs only the rest.
+  bool one_model = false;
   int n_threads = 0;      // 0: every core this process may run on
   int32_t block_size = 16;
   int32_t n_blocks = 0;   // the head layer's KV blocks; 0: enough for 1024 sequences of 1024
+};
+
+// One sequence of a batch, for plan_fused.
+struct fused_seq_in {
+  const sequence* s = nullptr;       // null: the head does not read this sequence this step
+  int32_t n_past = 0, n_new = 0;
+  const token_id* tokens = nullptr;  // the batch's n_new tokens of this sequence
+  const int32_t* parents = nullptr;  // a tree verification's n_new parents, or null: a chain
+  int32_t hidden_row0 = 0;           // its first hidden row in the batch (it has n_new)
 };
 
 class head_chain {
@@ -92,6 +105,21 @@ class head_chain {
   std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens,
                                    int32_t width = 1);
   void forget(const sequence& s);
+
+  // eagle3_one_model. plan_fused, when a batch is scheduled: for each sequence, the leading
+  // rows whose next token is already known (a chain's rows but its last; a prompt chunk's every
+  // row when the prompt goes on after it; a tree's spine, which is laid out first) get head KV
+  // slots and are remembered with the token each reads. run_fused, inside that batch's forward
+  // (on the executor's pool): those rows' keys and values only (their outputs are never read:
+  // only the last kept row's output starts a chain, and its next token is sampled after the
+  // forward), from g = hidden row (hidden_row0 + j) columns [g_col, g_col + n_embd). observe()
+  // then keeps the planned rows whose token the step confirmed and runs the rest (one row a
+  // sequence when its drafts were all accepted or the first one rejected on a chain).
+  void plan_fused(std::span<const fused_seq_in> seqs);
+  void run_fused(const float* hidden, int64_t ld, int64_t g_col, cpu::thread_pool& pool);
+  // Rows run inside the target's forward (run_fused), and rows observe() ran after it.
+  int64_t fused_rows_run() const;
+  int64_t catch_up_rows_run() const;
 
   int32_t kv_blocks_used() const;
   size_t n_tracked() const;

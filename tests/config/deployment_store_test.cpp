@@ -199,10 +199,11 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
 TEST_F(store_test, what_is_not_built_or_does_not_fit_is_refused_naming_the_field) {
   deployment_store store = open_store();
   management_api api(store);
-  // eagle3_one_model true: not built. A head directory that does not exist: refused by name.
+  // A head directory that does not exist: refused by name, eagle3_one_model true or not (both
+  // are built).
   for (const auto& [spec, field, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle", "eagle3_one_model": true})",
-            "llm_config.speculative_config.eagle3_one_model", "not built in troupe yet"},
+            "llm_config.speculative_config.speculative_model_dir", "no such directory"},
            {R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle"})",
             "llm_config.speculative_config.speculative_model_dir", "no such directory"}}) {
     auto r = api.create(std::string(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config": )") + spec + "}}");

@@ -35,6 +35,8 @@ struct run_totals {
   int32_t head_blocks_after = -1;  // the head layer's KV blocks still held at the end
   size_t head_tracked_after = 0;
   int64_t head_rows = -1;          // rows the head ran, where the drafter counts them
+  int64_t fused_rows = -1;         // of those, rows run inside the target's forward (Eagle one-model)
+  int64_t catch_up_rows = -1;      // and catch-up rows run after the target's step
 };
 
 using draft_log = std::map<std::pair<std::string, int32_t>, std::vector<token_id>>;
@@ -46,6 +48,8 @@ class head_stats {
   virtual int32_t head_blocks() const = 0;
   virtual size_t head_tracked() const = 0;
   virtual int64_t head_rows() const = 0;
+  virtual int64_t fused_rows() const { return -1; }
+  virtual int64_t catch_up_rows() const { return -1; }
 };
 
 // The drafter P, drafting for ids that start with 's' only (the others decode plainly) when
@@ -68,11 +72,25 @@ class only_s_proposer final : public proposer, public head_stats {
   bool wants_hidden() const override { return true; }
   std::vector<int32_t> aux_hidden_layers() const override { return inner_->aux_hidden_layers(); }
   void observe(std::span<const kept_rows> rows, size_t W) override { inner_->observe(rows, W); }
+  std::shared_ptr<fused_head> fused() override { return inner_->fused(); }
+  void plan_fused(const forward_batch& b, std::span<const sequence* const> seqs) override { inner_->plan_fused(b, seqs); }
   int32_t head_blocks() const override { return inner_->kv_blocks_used(); }
   size_t head_tracked() const override { return inner_->n_tracked(); }
   int64_t head_rows() const override {
     if constexpr (requires(const P& p) { p.rows_run(); })
       return inner_->rows_run();
+    else
+      return -1;
+  }
+  int64_t fused_rows() const override {
+    if constexpr (requires(const P& p) { p.fused_rows_run(); })
+      return inner_->fused_rows_run();
+    else
+      return -1;
+  }
+  int64_t catch_up_rows() const override {
+    if constexpr (requires(const P& p) { p.catch_up_rows_run(); })
+      return inner_->catch_up_rows_run();
     else
       return -1;
   }
@@ -169,6 +187,8 @@ class head_drafter_fixture : public shipped_model_fixture {
         totals->head_blocks_after = p->head_blocks();
         totals->head_tracked_after = p->head_tracked();
         totals->head_rows = p->head_rows();
+        totals->fused_rows = p->fused_rows();
+        totals->catch_up_rows = p->catch_up_rows();
       }
     }
     return out;
