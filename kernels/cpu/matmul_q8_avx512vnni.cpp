@@ -162,47 +162,95 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
     for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(facc[r][c]);
 }
 
-// q8_0 and q4_0: blocks of 32, one 256-bit vector each.
+// q8_0 and q4_0: blocks of 32, two blocks per 512-bit vector. Per group of 16 blocks, each
+// weight row's 16 f16 scales come in one gather and each activation row's 16 scales and block
+// sums in one load; per pair of blocks, one vpdpbusd per (row, column) starting from the
+// offset's correction (-offset * block sum, in int32 lanes 0 and 8: exact), then to f32 and one
+// FMA with the pair's scales spread over lanes 0-7 and 8-15. (The previous kernel, one block a
+// 256-bit vector with scalar scales and two accumulator sets picked by a run-time index, kept its
+// accumulators in memory: about 8 cycles a block per weight row.)
+alignas(64) constexpr int32_t pair_lanes[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},         {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},         {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},         {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
+    {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+
+// Blocks b and b + 1 (b + 1 only when `both`) of a weight row as unsigned bytes.
+template <wtype T>
+inline __m512i b32_pair(const uint8_t* blk, bool both) {
+  if constexpr (T == wtype::q8_0) {
+    const __m256i flip = _mm256_set1_epi8(-128);
+    const __m256i lo = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), flip);
+    if (!both) return _mm512_zextsi256_si512(lo);
+    const __m256i hi =
+        _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + ggml::q8_0_bytes + 2)), flip);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  } else {  // q4_0: 128-bit lanes: block b's low nibbles, its high ones, then block b + 1's
+    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    constexpr __mmask32 odd_lanes = 0xff00ff00u;  // the 16-bit lanes of 128-bit lanes 1 and 3
+    if (!both) {
+      const __m256i v = _mm256_mask_srli_epi16(lo, static_cast<__mmask16>(0xff00), lo, 4);
+      return _mm512_zextsi256_si512(_mm256_and_si256(v, _mm256_set1_epi8(0x0f)));
+    }
+    const __m256i hi = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + ggml::q4_0_bytes + 2)));
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_and_si512(_mm512_mask_srli_epi16(v, odd_lanes, v, 4), low4);
+  }
+}
+
 template <wtype T, int R, int C>
 void b32_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy) {
-  constexpr size_t bb = T == wtype::q8_0 ? ggml::q8_0_bytes : ggml::q4_0_bytes;
-  constexpr int offset = T == wtype::q8_0 ? 128 : 8;
+  constexpr int64_t bb = T == wtype::q8_0 ? ggml::q8_0_bytes : ggml::q4_0_bytes;
+  constexpr short offset = T == wtype::q8_0 ? 128 : 8;
   const int64_t nb = x.n_in / 32;
-  // Two sets of accumulators, for even and odd blocks: two chains of FMAs per (row, column).
-  __m256 facc[2][R][C];
-  for (int e = 0; e < 2; ++e)
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) facc[e][r][c] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const int e = static_cast<int>(b & 1);
-    __m256i u[C];
-    float dw[C];
+  const __m512i gather_at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                               _mm512_set1_epi32(static_cast<int>(bb)));
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < nb; g += 16) {
+    const int ng = static_cast<int>(std::min<int64_t>(16, nb - g));
+    const __mmask16 gm = static_cast<__mmask16>((1u << ng) - 1u);
+    __m512 ws[C];
     for (int c = 0; c < C; ++c) {
-      const uint8_t* blk = w + c * rb + b * bb;
-      dw[c] = f16(blk);
-      if constexpr (T == wtype::q8_0) {
-        u[c] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), _mm256_set1_epi8(-128));
-      } else {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-        const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0f));
-        const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
-        u[c] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-      }
+      const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gather_at, w + c * rb + g * bb, 1);
+      ws[c] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
     }
+    __m512 sx[R][C];
+    __m512i corr[R];
     for (int r = 0; r < R; ++r) {
       const int64_t row = r0 + r;
-      const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q + row * x.ldq + 32 * b));
-      const int16_t* s = x.sum16 + row * (x.n_in / 16) + 2 * b;
-      const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-offset * (s[0] + s[1])));
-      const float dx = x.d[row * nb + b];
+      const __m512 dx = _mm512_maskz_loadu_ps(gm, x.d + row * nb + g);
+      for (int c = 0; c < C; ++c) sx[r][c] = _mm512_mul_ps(ws[c], dx);
+      const __m512i s16 = _mm512_maskz_loadu_epi32(gm, x.sum16 + row * (x.n_in / 16) + 2 * g);  // pairs of sums of 16
+      corr[r] = _mm512_madd_epi16(s16, _mm512_set1_epi16(static_cast<short>(-offset)));
+    }
+    for (int p = 0; 2 * p < ng; ++p) {
+      const bool both = 2 * p + 1 < ng;
+      const int64_t b = g + 2 * p;
+      const __m512i lanes = _mm512_load_si512(pair_lanes[p]);
+      __m512i u[C];
       for (int c = 0; c < C; ++c) {
-        const __m256i isum = _mm256_dpbusd_epi32(init, u[c], xv);
-        facc[e][r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dw[c] * dx), facc[e][r][c]);
+        const uint8_t* blk = w + c * rb + b * bb;
+        // The next tile's rows follow these: fetch them in step (a line per row per pair).
+        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb), _MM_HINT_T0);
+        u[c] = b32_pair<T>(blk, both);
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m512i xv = _mm512_load_si512(x.q + (r0 + r) * x.ldq + 32 * b);
+        const __m512i init = _mm512_maskz_permutexvar_epi32(0x0101, lanes, corr[r]);
+        for (int c = 0; c < C; ++c) {
+          const __m512i isum = _mm512_dpbusd_epi32(init, u[c], xv);
+          acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(lanes, sx[r][c]), acc[r][c]);
+        }
       }
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(_mm512_zextps256_ps512(_mm256_add_ps(facc[0][r][c], facc[1][r][c])));
+    for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(acc[r][c]);
 }
 
 template <wtype T, int R, int C>
