@@ -274,6 +274,11 @@ void round_to_bf16(const float* x, int64_t n, uint16_t* out) {
 }
 
 void quantize_rows_q8(const float* x, int64_t ldx, int64_t r0, int64_t r1, const q8_rows& out) {
+  if (best_isa() == isa::avx512) detail::quantize_rows_q8_avx512(x, ldx, r0, r1, out);
+  else detail::quantize_rows_q8_generic(x, ldx, r0, r1, out);
+}
+
+void detail::quantize_rows_q8_generic(const float* x, int64_t ldx, int64_t r0, int64_t r1, const q8_rows& out) {
   const int64_t n = out.n_in, bs = out.block;
   auto* q_all = const_cast<int8_t*>(out.q);
   auto* d_all = const_cast<float*>(out.d);

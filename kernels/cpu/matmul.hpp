@@ -106,6 +106,9 @@ void tile_avx512(const float*, int64_t, int64_t, const weight_matrix&, int64_t, 
 using dequant_fn = void (*)(const weight_matrix& w, int64_t r0, int64_t r1, float* out);
 void dequant_generic(const weight_matrix&, int64_t, int64_t, float*);
 void dequant_avx512(const weight_matrix&, int64_t, int64_t, float*);
+// quantize_rows_q8 in plain C++ and with AVX-512 (bit for bit the same; quantize_rows_q8 picks).
+void quantize_rows_q8_generic(const float* x, int64_t ldx, int64_t r0, int64_t r1, const q8_rows& out);
+void quantize_rows_q8_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1, const q8_rows& out);
 // out[i] = x[i] rounded to bf16 (as round_to_bf16) and widened back to f32, 16 lanes at a time.
 void round_bf16_f32_avx512(const float* x, int64_t n, float* out);
 

@@ -193,6 +193,36 @@ void round_bf16_f32_avx512(const float* x, int64_t n, float* out) {
   }
 }
 
+// As quantize_rows_q8_generic, 16 values at a time: the same f32 operations (amax, 127 / amax,
+// x * that, rounded to nearest even by vcvtps2dq in the default rounding mode), so the same bits.
+void quantize_rows_q8_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1, const q8_rows& out) {
+  const int64_t n = out.n_in, bs = out.block;
+  auto* q_all = const_cast<int8_t*>(out.q);
+  auto* d_all = const_cast<float*>(out.d);
+  auto* s_all = const_cast<int16_t*>(out.sum16);
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * ldx;
+    int8_t* q = q_all + r * out.ldq;
+    float* d = d_all + r * (n / bs);
+    int16_t* s = s_all + r * (n / 16);
+    for (int64_t b = 0; b < n / bs; ++b) {
+      __m512 m = _mm512_setzero_ps();
+      for (int64_t i = b * bs; i < (b + 1) * bs; i += 16)
+        m = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(xr + i), abs_mask), m);  // NaN lanes keep m
+      const float amax = _mm512_reduce_max_ps(m);
+      const float iscale = amax > 0.0f ? 127.0f / amax : 0.0f;
+      d[b] = amax / 127.0f;
+      const __m512 is = _mm512_set1_ps(iscale);
+      for (int64_t i = b * bs; i < (b + 1) * bs; i += 16) {
+        const __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xr + i), is));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(qi));
+        s[i / 16] = static_cast<int16_t>(_mm512_reduce_add_epi32(qi));
+      }
+    }
+  }
+}
+
 // f32 FMA in registers only (12 independent chains): this thread's f32 peak.
 double fma_peak_gflops(int64_t iters) {
   __m512 acc[12];
