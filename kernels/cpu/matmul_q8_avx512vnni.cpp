@@ -125,6 +125,8 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
       __m512i u[C], sc[C];
       for (int c = 0; c < C; ++c) {
         const uint8_t* blk = w + c * rb + b * kbytes<T>();
+        // The next tile's rows follow these: fetch them in step (a line per row per 64 values).
+        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + 64 * j), _MM_HINT_T0);
         if constexpr (T == wtype::q5_k) {
           if (j == 0) qh[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
         } else if constexpr (T == wtype::q6_k) {
