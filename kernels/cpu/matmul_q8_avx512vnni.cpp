@@ -30,7 +30,8 @@ inline float f16(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// q4_K / q5_K: the 8 scales and 8 mins of a block as int16 lanes 0-7 and 8-15.
+// q4_K / q5_K: the 8 scales and 8 mins of a block as bytes 0-7 and 8-15, in every 128-bit lane
+// (vpshufb spreads them from there: one instruction per use, where vpermw takes two).
 inline __m512i k4_scales_mins(const uint8_t* s) {
   uint32_t u[4];
   std::memcpy(u, s, 12);
@@ -40,25 +41,27 @@ inline __m512i k4_scales_mins(const uint8_t* s) {
   u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
   u[2] = mins_lo;
   u[0] &= m1;
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));  // sc0..7, m0..7
-  return _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(b));
+  return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(u)));  // sc0..7, m0..7
 }
 
 // Index vectors that spread per-sub-block scales over the int16 lanes of chunk j's products.
 struct k_consts {
-  __m512i sc32[4];  // lanes 0-15: scale 2j, 16-31: scale 2j+1 (sub-blocks of 32)
   __m512i sc16[4];  // lanes 8 at a time: scales 4j..4j+3 (q6_K's sub-blocks of 16)
-  __m256i mins16;   // group g of 16 values: min g/2 (lanes 8-15 of k4_scales_mins)
+  __m512i sc_bytes[4];  // vpshufb of k4_scales_mins: int16 lanes of 128-bit lanes 0-1: scale 2j, 2-3: 2j+1
+  __m256i min_bytes;    // vpshufb of k4_scales_mins: int16 lane g (a group of 16 values): min g/2
   k_consts() {
+    alignas(64) int8_t bytes[64];
+    for (int j = 0; j < 4; ++j) {
+      for (int l = 0; l < 64; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(2 * j + l / 32);
+      sc_bytes[j] = _mm512_load_si512(bytes);
+    }
+    for (int l = 0; l < 32; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(8 + l / 4);
+    min_bytes = _mm256_load_si256(reinterpret_cast<const __m256i*>(bytes));
     alignas(64) int16_t a[32];
     for (int j = 0; j < 4; ++j) {
-      for (int l = 0; l < 32; ++l) a[l] = static_cast<int16_t>(2 * j + l / 16);
-      sc32[j] = _mm512_load_si512(a);
       for (int l = 0; l < 32; ++l) a[l] = static_cast<int16_t>(4 * j + l / 8);
       sc16[j] = _mm512_load_si512(a);
     }
-    for (int l = 0; l < 16; ++l) a[l] = static_cast<int16_t>(8 + l / 2);
-    mins16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(a));
   }
 };
 
@@ -134,7 +137,8 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
             qh[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (j / 2))));
         }
         u[c] = k_chunk<T>(blk, j, qh[c]);
-        sc[c] = _mm512_permutexvar_epi16(T == wtype::q6_k ? kc.sc16[j] : kc.sc32[j], scales[c]);
+        if constexpr (T == wtype::q6_k) sc[c] = _mm512_permutexvar_epi16(kc.sc16[j], scales[c]);
+        else sc[c] = _mm512_shuffle_epi8(scales[c], kc.sc_bytes[j]);
       }
       for (int r = 0; r < R; ++r) {
         const __m512i xv = _mm512_load_si512(x.q + (r0 + r) * x.ldq + b * ggml::qk_k + 64 * j);
@@ -152,7 +156,7 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
           iacc[r][c] = _mm512_sub_epi32(iacc[r][c], _mm512_zextsi256_si512(corr));
           facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][c]), _mm512_set1_ps(dw[c] * dx), facc[r][c]);
         } else {
-          const __m256i m16 = _mm256_permutexvar_epi16(kc.mins16, _mm512_castsi512_si256(scales[c]));
+          const __m256i m16 = _mm256_shuffle_epi8(_mm512_castsi512_si256(scales[c]), kc.min_bytes);
           const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(m16, bs));
           facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][c]), _mm512_set1_ps(dw[c] * dx), facc[r][c]);
           facc[r][c] = _mm512_fmadd_ps(_mm512_zextps256_ps512(mins), _mm512_set1_ps(-mw[c] * dx), facc[r][c]);
