@@ -109,8 +109,16 @@ int main(int argc, char** argv) {
     const size_t x = s.find('x');
     shapes.push_back({s, std::atoll(s.substr(0, x).c_str()), std::atoll(s.substr(x + 1).c_str())});
   }
-  std::printf("{\"threads\": %d, \"time\": \"%s\", \"cold\": %s, \"results\": [\n", threads,
-              cpu_time ? "thread cpu" : "wall", cold ? "true" : "false");
+  // This thread's f32 FMA peak (register-only loops, thread CPU time), the roofline of the many-row
+  // bf16 figures: multiply-adds per second.
+  double peak = 0;
+  for (int i = 0; i < 3; ++i) {
+    const double t0 = now();
+    const double g = troupe::cpu::detail::fma_peak_gflops(20'000'000);
+    peak = std::max(peak, cpu_time ? 20e6 * 12 * 16 / (now() - t0) * 1e-9 : g / 2);
+  }
+  std::printf("{\"threads\": %d, \"time\": \"%s\", \"cold\": %s, \"fma_peak_gmac_s\": %.1f, \"results\": [\n", threads,
+              cpu_time ? "thread cpu" : "wall", cold ? "true" : "false", peak);
   bool first = true;
   for (const std::string& ts : split(types)) {
     const wtype t = parse_type(ts);

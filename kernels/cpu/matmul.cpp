@@ -126,6 +126,14 @@ void fast_bf16(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix&
     over_rows(n_rows, k, pool, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) detail::round_bf16_f32_avx512(x + r * ldx, k, xr + r * k);
     });
+    const int64_t gemm_rows = detail::gemm_min_rows();
+    if (gemm_rows > 0 && n_rows >= gemm_rows) {
+      // Chunks of 64 columns: whole panels.
+      pool.parallel_for(w.n_out, 64, [&](int64_t c0, int64_t c1) {
+        detail::bf16_gemm_avx512(xr, k, n_rows, w, c0, c1, y, ldy);
+      });
+      return;
+    }
     reference_path(xr, k, n_rows, w, y, ldy, pool, matmul_path::automatic);
     return;
   }
@@ -253,6 +261,14 @@ void bf16_gemm_onednn(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const we
 }
 #endif
 }  // namespace detail
+
+int64_t detail::gemm_min_rows() {
+  static const int64_t rows = [] {
+    if (const char* v = std::getenv("TROUPE_BF16_GEMM_ROWS")) return static_cast<int64_t>(std::atoll(v));
+    return int64_t{8};
+  }();
+  return rows;
+}
 
 int64_t blas_threshold_rows() {
   static const int64_t t = [] {

@@ -112,6 +112,13 @@ void quantize_rows_q8_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1
 // out[i] = x[i] rounded to bf16 (as round_to_bf16) and widened back to f32, 16 lanes at a time.
 void round_bf16_f32_avx512(const float* x, int64_t n, float* out);
 
+// The fast path for bf16 weights on AVX-512 CPUs without bf16 units, from gemm_min_rows() rows:
+// x holds the activations already rounded to bf16 (as f32); an outer-product GEMM over panels
+// of weights widened to f32 (matmul_avx512.cpp). y[:, c0:c1).
+void bf16_gemm_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0, int64_t c1,
+                      float* y, int64_t ldy);
+// Rows from which it is used (TROUPE_BF16_GEMM_ROWS overrides; 0: never).
+int64_t gemm_min_rows();
 // The fast path for bf16 weights on AVX512-BF16: xb holds the rows of activations already
 // rounded to bf16 (row stride ldxb); n_in a multiple of 32.
 using bf16_tile_fn = void (*)(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const weight_matrix& w,
