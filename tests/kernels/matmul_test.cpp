@@ -208,6 +208,21 @@ TEST(matmul, fast_path_matches_its_rounding_for_every_weight_type) {
         check_fast_path(t, rows, out, in);
 }
 
+// The kernels' edges: every row count of their tiles (1-9; the bf16 GEMM's 6-row tiles and
+// 64-column panels from 8 rows), column counts that leave partial tiles and panels, and lengths
+// that leave partial blocks: an odd count of 32-blocks (the q8_0/q4_0 kernel's half pair and
+// partial group of 16), and for bf16 a length that is no multiple of the GEMM's 128-value panels.
+TEST(matmul, fast_path_kernel_edges) {
+  for (wtype t : {wtype::bf16, wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k}) {
+    const std::vector<int64_t> lengths = t == wtype::bf16 ? std::vector<int64_t>{272, 2064}
+                                         : block_values(t) == 32 ? std::vector<int64_t>{544, 1056}
+                                                                 : std::vector<int64_t>{256, 768};
+    for (int64_t in : lengths)
+      for (int64_t rows : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32, 33})
+        for (int64_t out : {1, 5, 67, 130}) check_fast_path(t, rows, out, in);
+  }
+}
+
 // The AVX-512 fast path rounds activations to bf16 and widens them in one pass: bit for bit
 // what round_to_bf16 and bf16_to_f32 give, ties to even, NaN, infinities and subnormals
 // included, at lengths that leave a partial vector.
