@@ -178,6 +178,12 @@ void fast_q8(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w
   over_rows(n_rows, w.n_in, pool, [&](int64_t r0, int64_t r1) { quantize_rows_q8(x, ldx, r0, r1, a); });
   static const detail::q8_tile_fn tile =
       usable().avx512_vnni ? detail::q8_tile_avx512vnni : detail::q8_tile_generic;
+  const int64_t gemm_rows = detail::q8_gemm_min_rows();
+  if (usable().avx512_vnni && w.type == wtype::q8_0 && gemm_rows > 0 && n_rows >= gemm_rows) {
+    // Chunks of 32 columns: whole panels.
+    pool.parallel_for(w.n_out, 32, [&](int64_t c0, int64_t c1) { detail::q8_gemm_avx512vnni(a, w, c0, c1, y, ldy); });
+    return;
+  }
   pool.parallel_for(w.n_out, 16, [&](int64_t c0, int64_t c1) { tile(a, w, c0, c1, y, ldy); });
 }
 
@@ -265,6 +271,14 @@ void bf16_gemm_onednn(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const we
 int64_t detail::gemm_min_rows() {
   static const int64_t rows = [] {
     if (const char* v = std::getenv("TROUPE_BF16_GEMM_ROWS")) return static_cast<int64_t>(std::atoll(v));
+    return int64_t{8};
+  }();
+  return rows;
+}
+
+int64_t detail::q8_gemm_min_rows() {
+  static const int64_t rows = [] {
+    if (const char* v = std::getenv("TROUPE_Q8_GEMM_ROWS")) return static_cast<int64_t>(std::atoll(v));
     return int64_t{8};
   }();
   return rows;

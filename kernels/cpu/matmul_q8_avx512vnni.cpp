@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/ggml_blocks.hpp"
 #include "kernels/cpu/avx512_util.hpp"
@@ -309,6 +310,92 @@ void tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, floa
   }
 }
 
+// Many rows of activations against q8_0 weights: an outer-product int8 GEMM. Per 32 weight rows
+// (two strips of 16 output columns) and 8 blocks along k, the weights are transposed into a panel
+// of 4-byte groups (vpdpbusd's layout: lane j of a vector holds 4 consecutive values of column j),
+// offset to unsigned (w + 128), with the blocks' scales as 16 f32 lanes per strip. Per block, each
+// activation row then runs 8 vpdpbusd per strip from a broadcast 4-byte group, starting from its
+// offset correction (-128 x the block's activation sum, broadcast: exact in int32), and one FMA
+// with the column scales times its own scale: 8 dot-product instructions per 3 others, where the
+// inner-product kernel above needs 3 others per one.
+constexpr int64_t q8g_strips = 2;                 // strips of 16 weight rows per panel
+constexpr int64_t q8g_blocks = 8;                 // blocks of 32 along k per panel
+constexpr int q8g_mr = 6;                         // activation rows per tile
+
+struct q8g_panel {
+  alignas(64) int32_t q[q8g_strips][q8g_blocks * 8][16];  // 4-byte groups, unsigned
+  alignas(64) float d[q8g_strips][q8g_blocks][16];        // the blocks' scales per column
+};
+
+// Blocks b0 .. b0 + nbk of weight rows `row` .. (nr of them; the others zero) into strip s.
+void q8g_pack(const uint8_t* row, size_t rb, int64_t nr, int64_t b0, int64_t nbk, q8g_panel& p, int s) {
+  constexpr int64_t bb = ggml::q8_0_bytes;
+  const __m512i flip = _mm512_set1_epi8(-128);
+  const __mmask16 rm = nr >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << nr) - 1u);
+  const __m512i at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                        _mm512_set1_epi32(static_cast<int>(rb)));
+  for (int64_t b = 0; b < nbk; b += 2) {
+    const bool both = b + 1 < nbk;
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      if (i >= nr) {
+        r[i] = _mm512_setzero_si512();
+        continue;
+      }
+      const uint8_t* blk = row + i * rb + (b0 + b) * bb;
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      r[i] = both ? _mm512_inserti64x4(_mm512_castsi256_si512(lo),
+                                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + bb + 2)), 1)
+                  : _mm512_zextsi256_si512(lo);
+    }
+    transpose16(r);
+    for (int g = 0; g < (both ? 16 : 8); ++g) _mm512_store_si512(p.q[s][b * 8 + g], _mm512_xor_si512(r[g], flip));
+    for (int64_t e = b; e < b + (both ? 2 : 1); ++e) {
+      const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rm, at, row + (b0 + e) * bb, 1);
+      _mm512_store_ps(p.d[s][e], _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
+    }
+  }
+}
+
+// corr: the rows' -128 x block sums, [row][block].
+template <int MR>
+void q8g_tile(const q8_rows& x, int64_t r0, const int32_t* corr, int64_t b0, int64_t nbk, const q8g_panel& p,
+              float* y, int64_t ldy, int nvec, __mmask16 last_mask, bool first) {
+  const int64_t nb = x.n_in / 32;
+  __m512 acc[MR][q8g_strips];
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < q8g_strips; ++s) acc[r][s] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nbk; ++b) {
+    __m512i t[MR][q8g_strips];
+    for (int r = 0; r < MR; ++r) {
+      const __m512i c = _mm512_set1_epi32(corr[(r0 + r) * nb + b0 + b]);
+      for (int s = 0; s < q8g_strips; ++s) t[r][s] = c;
+    }
+    for (int g = 0; g < 8; ++g) {
+      const __m512i w0 = _mm512_load_si512(p.q[0][b * 8 + g]), w1 = _mm512_load_si512(p.q[1][b * 8 + g]);
+      for (int r = 0; r < MR; ++r) {
+        int32_t xg;
+        std::memcpy(&xg, x.q + (r0 + r) * x.ldq + 32 * (b0 + b) + 4 * g, 4);
+        const __m512i xb = _mm512_set1_epi32(xg);
+        t[r][0] = _mm512_dpbusd_epi32(t[r][0], w0, xb);
+        t[r][1] = _mm512_dpbusd_epi32(t[r][1], w1, xb);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      const __m512 dx = _mm512_set1_ps(x.d[(r0 + r) * nb + b0 + b]);
+      for (int s = 0; s < q8g_strips; ++s)
+        acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.d[s][b]), dx), acc[r][s]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < nvec; ++s) {
+      float* yp = y + r * ldy + 16 * s;
+      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
+
 }  // namespace
 
 void q8_tile_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
@@ -319,6 +406,43 @@ void q8_tile_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, in
     case wtype::q5_k: tile<wtype::q5_k>(x, w, c0, c1, y, ldy); break;
     case wtype::q6_k: tile<wtype::q6_k>(x, w, c0, c1, y, ldy); break;
     default: q8_tile_generic(x, w, c0, c1, y, ldy); break;
+  }
+}
+
+void q8_gemm_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  if (w.type != wtype::q8_0) return q8_tile_avx512vnni(x, w, c0, c1, y, ldy);
+  static thread_local q8g_panel panel;
+  static thread_local std::vector<int32_t> corr;
+  const int64_t nb = x.n_in / 32;
+  corr.resize(static_cast<size_t>(x.n_rows * nb));
+  for (int64_t r = 0; r < x.n_rows; ++r)
+    for (int64_t b = 0; b < nb; ++b)
+      corr[static_cast<size_t>(r * nb + b)] =
+          -128 * (x.sum16[r * (x.n_in / 16) + 2 * b] + x.sum16[r * (x.n_in / 16) + 2 * b + 1]);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t cols = 16 * q8g_strips;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    const int nvec = static_cast<int>((nc + 15) / 16);
+    const __mmask16 last_mask = nc % 16 ? static_cast<__mmask16>((1u << (nc % 16)) - 1u) : __mmask16(0xffff);
+    for (int64_t b0 = 0; b0 < nb; b0 += q8g_blocks) {
+      const int64_t nbk = std::min(q8g_blocks, nb - b0);
+      for (int s = 0; s < q8g_strips; ++s)
+        q8g_pack(base + (c + 16 * s) * rb, rb, std::max<int64_t>(0, std::min<int64_t>(16, nc - 16 * s)), b0, nbk, panel, s);
+      const bool first = b0 == 0;
+      for (int64_t r = 0; r < x.n_rows; r += q8g_mr) {
+        float* yr = y + r * ldy + c;
+        switch (std::min<int64_t>(q8g_mr, x.n_rows - r)) {
+          case 1: q8g_tile<1>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          case 2: q8g_tile<2>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          case 3: q8g_tile<3>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          case 4: q8g_tile<4>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          case 5: q8g_tile<5>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          default: q8g_tile<6>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+        }
+      }
+    }
   }
 }
 
