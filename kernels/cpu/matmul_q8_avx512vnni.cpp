@@ -371,6 +371,7 @@ void q8g_tile(const q8_rows& x, int64_t r0, const int32_t* corr, int64_t b0, int
       const __m512i c = _mm512_set1_epi32(corr[(r0 + r) * nb + b0 + b]);
       for (int s = 0; s < q8g_strips; ++s) t[r][s] = c;
     }
+#pragma GCC unroll 8
     for (int g = 0; g < 8; ++g) {
       const __m512i w0 = _mm512_load_si512(p.q[0][b * 8 + g]), w1 = _mm512_load_si512(p.q[1][b * 8 + g]);
       for (int r = 0; r < MR; ++r) {
