@@ -397,6 +397,130 @@ void q8g_tile(const q8_rows& x, int64_t r0, const int32_t* corr, int64_t b0, int
     }
 }
 
+// Many rows against q4_K / q5_K weights: the same outer-product GEMM, one K block (256 values)
+// per panel. The weights' values are unsigned already (0-15, 0-31): no offset. Per sub-block of
+// 32, each activation row runs 8 vpdpbusd per strip from zero, then one FMA with the columns'
+// d x scale times its own scale, and one with the columns' dmin x min times its own
+// -scale x sub-block sum (the mins' term, exact sums in int32 before the f32 product).
+struct kg_panel {
+  alignas(64) int32_t q[q8g_strips][64][16];  // 4-byte groups of the block's 256 values
+  alignas(64) float ds[q8g_strips][8][16];    // d x scale of sub-block j, per column
+  alignas(64) float dm[q8g_strips][8][16];    // dmin x min of sub-block j, per column
+};
+
+template <wtype T>
+void kg_pack(const uint8_t* row, size_t rb, int64_t nr, int64_t b, kg_panel& p, int s) {
+  constexpr size_t bb = kbytes<T>();
+  for (int i = 0; i < 16; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      float ds = 0, dm = 0;
+      if (i < nr) {
+        const uint8_t* blk = row + i * rb + b * bb;
+        int sc, m;
+        ggml::scale_min_k4(j, blk + 4, sc, m);
+        ds = f16(blk) * static_cast<float>(sc);
+        dm = f16(blk + 2) * static_cast<float>(m);
+      }
+      p.ds[s][j][i] = ds;
+      p.dm[s][j][i] = dm;
+    }
+  }
+  for (int j = 0; j < 4; ++j) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      if (i >= nr) {
+        r[i] = _mm512_setzero_si512();
+        continue;
+      }
+      const uint8_t* blk = row + i * rb + b * bb;
+      __m512i qh = _mm512_setzero_si512();
+      if constexpr (T == wtype::q5_k)
+        qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
+      r[i] = k_chunk<T>(blk, j, qh);
+    }
+    transpose16(r);
+    for (int g = 0; g < 16; ++g) _mm512_store_si512(p.q[s][16 * j + g], r[g]);
+  }
+}
+
+// xm: the rows' -scale x sub-block sums, [row][sub-block of 32].
+template <int MR>
+void kg_tile(const q8_rows& x, int64_t r0, const float* xm, int64_t b, const kg_panel& p, float* y, int64_t ldy,
+             int nvec, __mmask16 last_mask, bool first) {
+  const int64_t nb = x.n_in / ggml::qk_k;
+  __m512 acc[MR][q8g_strips];
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < q8g_strips; ++s) acc[r][s] = _mm512_setzero_ps();
+  for (int j = 0; j < 8; ++j) {
+    __m512i t[MR][q8g_strips];
+    for (int r = 0; r < MR; ++r)
+      for (int s = 0; s < q8g_strips; ++s) t[r][s] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      const __m512i w0 = _mm512_load_si512(p.q[0][8 * j + g]), w1 = _mm512_load_si512(p.q[1][8 * j + g]);
+      for (int r = 0; r < MR; ++r) {
+        int32_t xg;
+        std::memcpy(&xg, x.q + (r0 + r) * x.ldq + ggml::qk_k * b + 32 * j + 4 * g, 4);
+        const __m512i xb = _mm512_set1_epi32(xg);
+        t[r][0] = _mm512_dpbusd_epi32(t[r][0], w0, xb);
+        t[r][1] = _mm512_dpbusd_epi32(t[r][1], w1, xb);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      const __m512 dx = _mm512_set1_ps(x.d[(r0 + r) * nb + b]);
+      const __m512 mx = _mm512_set1_ps(xm[(r0 + r) * (x.n_in / 32) + 8 * b + j]);
+      for (int s = 0; s < q8g_strips; ++s) {
+        acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.ds[s][j]), dx), acc[r][s]);
+        acc[r][s] = _mm512_fmadd_ps(_mm512_load_ps(p.dm[s][j]), mx, acc[r][s]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < nvec; ++s) {
+      float* yp = y + r * ldy + 16 * s;
+      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
+
+template <wtype T>
+void k_gemm(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  static thread_local kg_panel panel;
+  static thread_local std::vector<float> xm;
+  const int64_t nb = x.n_in / ggml::qk_k, ns = x.n_in / 32;
+  xm.resize(static_cast<size_t>(x.n_rows * ns));
+  for (int64_t r = 0; r < x.n_rows; ++r)
+    for (int64_t j = 0; j < ns; ++j)
+      xm[static_cast<size_t>(r * ns + j)] =
+          -x.d[r * nb + j / 8] *
+          static_cast<float>(x.sum16[r * (x.n_in / 16) + 2 * j] + x.sum16[r * (x.n_in / 16) + 2 * j + 1]);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t cols = 16 * q8g_strips;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    const int nvec = static_cast<int>((nc + 15) / 16);
+    const __mmask16 last_mask = nc % 16 ? static_cast<__mmask16>((1u << (nc % 16)) - 1u) : __mmask16(0xffff);
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int s = 0; s < q8g_strips; ++s)
+        kg_pack<T>(base + (c + 16 * s) * rb, rb, std::max<int64_t>(0, std::min<int64_t>(16, nc - 16 * s)), b, panel, s);
+      const bool first = b == 0;
+      for (int64_t r = 0; r < x.n_rows; r += q8g_mr) {
+        float* yr = y + r * ldy + c;
+        switch (std::min<int64_t>(q8g_mr, x.n_rows - r)) {
+          case 1: kg_tile<1>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 2: kg_tile<2>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 3: kg_tile<3>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 4: kg_tile<4>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 5: kg_tile<5>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          default: kg_tile<6>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void q8_tile_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
@@ -411,6 +535,8 @@ void q8_tile_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, in
 }
 
 void q8_gemm_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  if (w.type == wtype::q4_k) return k_gemm<wtype::q4_k>(x, w, c0, c1, y, ldy);
+  if (w.type == wtype::q5_k) return k_gemm<wtype::q5_k>(x, w, c0, c1, y, ldy);
   if (w.type != wtype::q8_0) return q8_tile_avx512vnni(x, w, c0, c1, y, ldy);
   static thread_local q8g_panel panel;
   static thread_local std::vector<int32_t> corr;
