@@ -334,6 +334,9 @@ void q8g_pack(const uint8_t* row, size_t rb, int64_t nr, int64_t b0, int64_t nbk
   const __mmask16 rm = nr >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << nr) - 1u);
   const __m512i at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                                         _mm512_set1_epi32(static_cast<int>(rb)));
+  for (int64_t i = 0; i < nr; ++i)  // the next panel's blocks of these rows, meanwhile
+    for (int64_t l = 0; l < nbk * bb; l += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(row + i * rb + (b0 + nbk) * bb + l), _MM_HINT_T0);
   for (int64_t b = 0; b < nbk; b += 2) {
     const bool both = b + 1 < nbk;
     __m512i r[16];
@@ -411,6 +414,8 @@ struct kg_panel {
 template <wtype T>
 void kg_pack(const uint8_t* row, size_t rb, int64_t nr, int64_t b, kg_panel& p, int s) {
   constexpr size_t bb = kbytes<T>();
+  for (int i = 0; i < nr; ++i)  // the next block of these rows, meanwhile
+    for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(row + i * rb + (b + 1) * bb + l), _MM_HINT_T0);
   for (int i = 0; i < 16; ++i) {
     for (int j = 0; j < 8; ++j) {
       float ds = 0, dm = 0;
