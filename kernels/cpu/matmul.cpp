@@ -272,7 +272,7 @@ void bf16_gemm_onednn(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const we
 int64_t detail::gemm_min_rows() {
   static const int64_t rows = [] {
     if (const char* v = std::getenv("TROUPE_BF16_GEMM_ROWS")) return static_cast<int64_t>(std::atoll(v));
-    return int64_t{8};
+    return int64_t{16};  // measured: at 8 rows the inner-product kernels are ~10% faster, at 16 this one
   }();
   return rows;
 }
