@@ -179,7 +179,7 @@ void fast_q8(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w
   static const detail::q8_tile_fn tile =
       usable().avx512_vnni ? detail::q8_tile_avx512vnni : detail::q8_tile_generic;
   const int64_t gemm_rows = detail::q8_gemm_min_rows();
-  const bool has_gemm = w.type == wtype::q8_0 || w.type == wtype::q4_k || w.type == wtype::q5_k;
+  const bool has_gemm = w.type == wtype::q8_0 || w.type == wtype::q4_k || w.type == wtype::q5_k || w.type == wtype::q6_k;
   if (usable().avx512_vnni && has_gemm && gemm_rows > 0 && n_rows >= gemm_rows) {
     // Chunks of 32 columns: whole panels.
     pool.parallel_for(w.n_out, 32, [&](int64_t c0, int64_t c1) { detail::q8_gemm_avx512vnni(a, w, c0, c1, y, ldy); });

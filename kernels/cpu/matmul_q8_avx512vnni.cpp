@@ -489,6 +489,109 @@ void kg_tile(const q8_rows& x, int64_t r0, const float* xm, int64_t b, const kg_
     }
 }
 
+// q6_K: values 0-63 (before the -32 offset, corrected per 16 values from the activations' sums
+// of 16, exact in int32) and a signed scale per 16 values: per 16 values, 4 vpdpbusd per strip
+// and one FMA with the columns' d x scale times the row's scale.
+struct k6_panel {
+  alignas(64) int32_t q[q8g_strips][64][16];
+  alignas(64) float ds[q8g_strips][16][16];  // d x scale of 16-value group g, per column
+};
+
+void k6_pack(const uint8_t* row, size_t rb, int64_t nr, int64_t b, k6_panel& p, int s) {
+  constexpr size_t bb = ggml::q6_k_bytes;
+  for (int i = 0; i < nr; ++i)  // the next block of these rows, meanwhile
+    for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(row + i * rb + (b + 1) * bb + l), _MM_HINT_T0);
+  for (int i = 0; i < 16; ++i) {
+    const uint8_t* blk = row + i * rb + b * bb;
+    const float d = i < nr ? f16(blk + 208) : 0.0f;
+    for (int g = 0; g < 16; ++g) p.ds[s][g][i] = i < nr ? d * static_cast<float>(static_cast<int8_t>(blk[192 + g])) : 0.0f;
+  }
+  __m512i qh[16];
+  for (int j = 0; j < 4; ++j) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      if (i >= nr) {
+        r[i] = _mm512_setzero_si512();
+        continue;
+      }
+      const uint8_t* blk = row + i * rb + b * bb;
+      if ((j & 1) == 0)
+        qh[i] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (j / 2))));
+      r[i] = k_chunk<wtype::q6_k>(blk, j, qh[i]);
+    }
+    transpose16(r);
+    for (int g = 0; g < 16; ++g) _mm512_store_si512(p.q[s][16 * j + g], r[g]);
+  }
+}
+
+template <int MR>
+void k6_tile(const q8_rows& x, int64_t r0, int64_t b, const k6_panel& p, float* y, int64_t ldy, int nvec,
+             __mmask16 last_mask, bool first) {
+  const int64_t nb = x.n_in / ggml::qk_k;
+  __m512 acc[MR][q8g_strips];
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < q8g_strips; ++s) acc[r][s] = _mm512_setzero_ps();
+  for (int g = 0; g < 16; ++g) {
+    __m512i t[MR][q8g_strips];
+    for (int r = 0; r < MR; ++r) {
+      const __m512i c = _mm512_set1_epi32(-32 * x.sum16[(r0 + r) * (x.n_in / 16) + 16 * b + g]);
+      for (int s = 0; s < q8g_strips; ++s) t[r][s] = c;
+    }
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; ++e) {
+      const __m512i w0 = _mm512_load_si512(p.q[0][4 * g + e]), w1 = _mm512_load_si512(p.q[1][4 * g + e]);
+      for (int r = 0; r < MR; ++r) {
+        int32_t xg;
+        std::memcpy(&xg, x.q + (r0 + r) * x.ldq + ggml::qk_k * b + 16 * g + 4 * e, 4);
+        const __m512i xb = _mm512_set1_epi32(xg);
+        t[r][0] = _mm512_dpbusd_epi32(t[r][0], w0, xb);
+        t[r][1] = _mm512_dpbusd_epi32(t[r][1], w1, xb);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      const __m512 dx = _mm512_set1_ps(x.d[(r0 + r) * nb + b]);
+      for (int s = 0; s < q8g_strips; ++s)
+        acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.ds[s][g]), dx), acc[r][s]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < nvec; ++s) {
+      float* yp = y + r * ldy + 16 * s;
+      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
+
+void k6_gemm(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  static thread_local k6_panel panel;
+  const int64_t nb = x.n_in / ggml::qk_k;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t cols = 16 * q8g_strips;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    const int nvec = static_cast<int>((nc + 15) / 16);
+    const __mmask16 last_mask = nc % 16 ? static_cast<__mmask16>((1u << (nc % 16)) - 1u) : __mmask16(0xffff);
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int s = 0; s < q8g_strips; ++s)
+        k6_pack(base + (c + 16 * s) * rb, rb, std::max<int64_t>(0, std::min<int64_t>(16, nc - 16 * s)), b, panel, s);
+      const bool first = b == 0;
+      for (int64_t r = 0; r < x.n_rows; r += q8g_mr) {
+        float* yr = y + r * ldy + c;
+        switch (std::min<int64_t>(q8g_mr, x.n_rows - r)) {
+          case 1: k6_tile<1>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 2: k6_tile<2>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 3: k6_tile<3>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 4: k6_tile<4>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 5: k6_tile<5>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          default: k6_tile<6>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+        }
+      }
+    }
+  }
+}
+
 template <wtype T>
 void k_gemm(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
   static thread_local kg_panel panel;
@@ -542,6 +645,7 @@ void q8_tile_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, in
 void q8_gemm_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
   if (w.type == wtype::q4_k) return k_gemm<wtype::q4_k>(x, w, c0, c1, y, ldy);
   if (w.type == wtype::q5_k) return k_gemm<wtype::q5_k>(x, w, c0, c1, y, ldy);
+  if (w.type == wtype::q6_k) return k6_gemm(x, w, c0, c1, y, ldy);
   if (w.type != wtype::q8_0) return q8_tile_avx512vnni(x, w, c0, c1, y, ldy);
   static thread_local q8g_panel panel;
   static thread_local std::vector<int32_t> corr;
