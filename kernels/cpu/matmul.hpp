@@ -106,9 +106,19 @@ void tile_avx512(const float*, int64_t, int64_t, const weight_matrix&, int64_t, 
 using dequant_fn = void (*)(const weight_matrix& w, int64_t r0, int64_t r1, float* out);
 void dequant_generic(const weight_matrix&, int64_t, int64_t, float*);
 void dequant_avx512(const weight_matrix&, int64_t, int64_t, float*);
+// quantize_rows_q8 in plain C++ and with AVX-512 (bit for bit the same; quantize_rows_q8 picks).
+void quantize_rows_q8_generic(const float* x, int64_t ldx, int64_t r0, int64_t r1, const q8_rows& out);
+void quantize_rows_q8_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1, const q8_rows& out);
 // out[i] = x[i] rounded to bf16 (as round_to_bf16) and widened back to f32, 16 lanes at a time.
 void round_bf16_f32_avx512(const float* x, int64_t n, float* out);
 
+// The fast path for bf16 weights on AVX-512 CPUs without bf16 units, from gemm_min_rows() rows (16):
+// x holds the activations already rounded to bf16 (as f32); an outer-product GEMM over panels
+// of weights widened to f32 (matmul_avx512.cpp). y[:, c0:c1).
+void bf16_gemm_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0, int64_t c1,
+                      float* y, int64_t ldy);
+// Rows from which it is used (TROUPE_BF16_GEMM_ROWS overrides; 0: never).
+int64_t gemm_min_rows();
 // The fast path for bf16 weights on AVX512-BF16: xb holds the rows of activations already
 // rounded to bf16 (row stride ldxb); n_in a multiple of 32.
 using bf16_tile_fn = void (*)(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const weight_matrix& w,
@@ -126,6 +136,11 @@ using q8_tile_fn = void (*)(const q8_rows& x, const weight_matrix& w, int64_t c0
                             int64_t ldy);
 void q8_tile_generic(const q8_rows&, const weight_matrix&, int64_t, int64_t, float*, int64_t);
 void q8_tile_avx512vnni(const q8_rows&, const weight_matrix&, int64_t, int64_t, float*, int64_t);
+// Many rows against q8_0, q4_K and q5_K weights: an outer-product int8 GEMM over transposed panels
+// (other types: q8_tile_avx512vnni). Used from q8_gemm_min_rows() rows (6; TROUPE_Q8_GEMM_ROWS
+// overrides; 0: never).
+void q8_gemm_avx512vnni(const q8_rows&, const weight_matrix&, int64_t, int64_t, float*, int64_t);
+int64_t q8_gemm_min_rows();
 }  // namespace detail
 
 }  // namespace troupe::cpu

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "kernels/cpu/avx512_util.hpp"
 #include "kernels/cpu/matmul.hpp"
 
 namespace troupe::cpu::detail {
@@ -190,6 +191,145 @@ void round_bf16_f32_avx512(const float* x, int64_t n, float* out) {
   if (i < n) {
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
     _mm512_mask_storeu_epi32(out + i, m, one_vec(_mm512_maskz_loadu_epi32(m, x + i)));
+  }
+}
+
+// Many rows of activations against bf16 weights, on CPUs without bf16 units: an outer-product
+// GEMM. Per 64 weight rows (output columns) and 128 values along k, the weights are widened to
+// f32 and transposed into a 32 KiB panel (a 16 x 16 transpose of bf16 pairs, then a shift or a
+// mask per pair), which every tile of activation rows then reads from L1: per k, four panel
+// vectors and one broadcast activation per row feed 4 FMAs per row, 6 rows a tile (24
+// accumulators). The inner-product micro-kernels above read one activation and one weight vector
+// per 16 products of a row and a column and sum lanes at the end; this one loads 10 vectors per
+// 24 FMAs and no lane sums.
+namespace {
+
+constexpr int64_t gemm_nb = 64;   // weight rows per panel
+constexpr int64_t gemm_kb = 128;  // values along k per panel
+constexpr int gemm_mr = 6;        // activation rows per tile
+
+// 16 weight rows from `row` (nr of them; zeros after) x 32 values of k from k (kn of them, a
+// multiple of 2) into panel rows k.., columns j0..j0+15.
+template <bool Full>
+inline void pack_strip(const uint8_t* row, size_t rb, int64_t nr, int64_t k, int64_t kn, float* out) {
+  const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  __m512i r[16];
+  if constexpr (Full) {
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(row + i * rb + 2 * k);
+  } else {
+    const __mmask16 km = kn >= 32 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (kn / 2)) - 1u);
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < nr ? _mm512_maskz_loadu_epi32(km, row + i * rb + 2 * k) : _mm512_setzero_si512();
+  }
+  transpose16(r);
+  for (int64_t p = 0; p < 16; ++p) {
+    if (!Full && 2 * p >= kn) break;
+    _mm512_store_si512(out + 2 * p * gemm_nb, _mm512_slli_epi32(r[p], 16));
+    _mm512_store_si512(out + (2 * p + 1) * gemm_nb, _mm512_and_si512(r[p], hi_mask));
+  }
+}
+
+// panel[k][j] = W[c + j][k0 + k] as f32 for j < nc (0 beyond), k < kb. The lines of the panel
+// after this one (the next k block, else the next 64 rows' first) are fetched meanwhile: a
+// panel's rows are too short for the hardware prefetcher to follow.
+void pack_panel(const uint8_t* base, size_t rb, int64_t nc, int64_t k0, int64_t kb, int64_t n_in, float* panel) {
+  const uint8_t* next = k0 + kb < n_in ? base + 2 * (k0 + kb) : base + gemm_nb * rb;
+  for (int64_t j0 = 0; j0 < gemm_nb; j0 += 16) {
+    for (int64_t kk = 0; kk < kb; kk += 32) {
+      for (int i = 0; i < 16; ++i)  // one line per row: 32 values of k
+        _mm_prefetch(reinterpret_cast<const char*>(next + (j0 + i) * rb + 2 * kk), _MM_HINT_T0);
+      float* out = panel + kk * gemm_nb + j0;
+      if (nc - j0 >= 16 && kb - kk >= 32) pack_strip<true>(base + j0 * rb, rb, 16, k0 + kk, 32, out);
+      else pack_strip<false>(base + j0 * rb, rb, std::max<int64_t>(0, nc - j0), k0 + kk, std::min<int64_t>(32, kb - kk), out);
+    }
+  }
+}
+
+template <int MR>
+inline void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t kb, float* y, int64_t ldy,
+                      __mmask16 last_mask, int nvec, bool first) {
+  __m512 acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kb; ++k) {
+    const float* pk = panel + k * gemm_nb;
+    const __m512 w0 = _mm512_load_ps(pk), w1 = _mm512_load_ps(pk + 16), w2 = _mm512_load_ps(pk + 32),
+                 w3 = _mm512_load_ps(pk + 48);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 xb = _mm512_set1_ps(x[r * ldx + k]);
+      acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
+      acc[r][2] = _mm512_fmadd_ps(xb, w2, acc[r][2]);
+      acc[r][3] = _mm512_fmadd_ps(xb, w3, acc[r][3]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < nvec; ++j) {
+      float* yp = y + r * ldy + 16 * j;
+      const __mmask16 m = j == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][j] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][j]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
+
+}  // namespace
+
+void bf16_gemm_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0,
+                      int64_t c1, float* y, int64_t ldy) {
+  alignas(64) static thread_local float panel[gemm_kb * gemm_nb];
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  for (int64_t c = c0; c < c1; c += gemm_nb) {
+    const int64_t nc = std::min(gemm_nb, c1 - c);
+    const int nvec = static_cast<int>((nc + 15) / 16);
+    const __mmask16 last_mask = nc % 16 ? static_cast<__mmask16>((1u << (nc % 16)) - 1u) : __mmask16(0xffff);
+    for (int64_t k0 = 0; k0 < w.n_in; k0 += gemm_kb) {
+      const int64_t kb = std::min(gemm_kb, w.n_in - k0);
+      pack_panel(base + c * rb, rb, nc, k0, kb, w.n_in, panel);
+      const bool first = k0 == 0;
+      for (int64_t r = 0; r < n_rows; r += gemm_mr) {
+        const float* xr = x + r * ldx + k0;
+        float* yr = y + r * ldy + c;
+        switch (std::min<int64_t>(gemm_mr, n_rows - r)) {
+          case 1: gemm_tile<1>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
+          case 2: gemm_tile<2>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
+          case 3: gemm_tile<3>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
+          case 4: gemm_tile<4>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
+          case 5: gemm_tile<5>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
+          default: gemm_tile<6>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
+        }
+      }
+    }
+  }
+}
+
+// As quantize_rows_q8_generic, 16 values at a time: the same f32 operations (amax, 127 / amax,
+// x * that, rounded to nearest even by vcvtps2dq in the default rounding mode), so the same bits.
+void quantize_rows_q8_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1, const q8_rows& out) {
+  const int64_t n = out.n_in, bs = out.block;
+  auto* q_all = const_cast<int8_t*>(out.q);
+  auto* d_all = const_cast<float*>(out.d);
+  auto* s_all = const_cast<int16_t*>(out.sum16);
+  const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * ldx;
+    int8_t* q = q_all + r * out.ldq;
+    float* d = d_all + r * (n / bs);
+    int16_t* s = s_all + r * (n / 16);
+    for (int64_t b = 0; b < n / bs; ++b) {
+      __m512 m = _mm512_setzero_ps();
+      for (int64_t i = b * bs; i < (b + 1) * bs; i += 16)
+        m = _mm512_max_ps(_mm512_and_ps(_mm512_loadu_ps(xr + i), abs_mask), m);  // NaN lanes keep m
+      const float amax = _mm512_reduce_max_ps(m);
+      const float iscale = amax > 0.0f ? 127.0f / amax : 0.0f;
+      d[b] = amax / 127.0f;
+      const __m512 is = _mm512_set1_ps(iscale);
+      for (int64_t i = b * bs; i < (b + 1) * bs; i += 16) {
+        const __m512i qi = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(xr + i), is));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtepi32_epi8(qi));
+        s[i / 16] = static_cast<int16_t>(_mm512_reduce_add_epi32(qi));
+      }
+    }
   }
 }
 

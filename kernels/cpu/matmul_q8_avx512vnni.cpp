@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/ggml_blocks.hpp"
 #include "kernels/cpu/avx512_util.hpp"
@@ -30,7 +31,8 @@ inline float f16(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// q4_K / q5_K: the 8 scales and 8 mins of a block as int16 lanes 0-7 and 8-15.
+// q4_K / q5_K: the 8 scales and 8 mins of a block as bytes 0-7 and 8-15, in every 128-bit lane
+// (vpshufb spreads them from there: one instruction per use, where vpermw takes two).
 inline __m512i k4_scales_mins(const uint8_t* s) {
   uint32_t u[4];
   std::memcpy(u, s, 12);
@@ -40,25 +42,27 @@ inline __m512i k4_scales_mins(const uint8_t* s) {
   u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
   u[2] = mins_lo;
   u[0] &= m1;
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(u));  // sc0..7, m0..7
-  return _mm512_zextsi256_si512(_mm256_cvtepu8_epi16(b));
+  return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(u)));  // sc0..7, m0..7
 }
 
 // Index vectors that spread per-sub-block scales over the int16 lanes of chunk j's products.
 struct k_consts {
-  __m512i sc32[4];  // lanes 0-15: scale 2j, 16-31: scale 2j+1 (sub-blocks of 32)
   __m512i sc16[4];  // lanes 8 at a time: scales 4j..4j+3 (q6_K's sub-blocks of 16)
-  __m256i mins16;   // group g of 16 values: min g/2 (lanes 8-15 of k4_scales_mins)
+  __m512i sc_bytes[4];  // vpshufb of k4_scales_mins: int16 lanes of 128-bit lanes 0-1: scale 2j, 2-3: 2j+1
+  __m256i min_bytes;    // vpshufb of k4_scales_mins: int16 lane g (a group of 16 values): min g/2
   k_consts() {
+    alignas(64) int8_t bytes[64];
+    for (int j = 0; j < 4; ++j) {
+      for (int l = 0; l < 64; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(2 * j + l / 32);
+      sc_bytes[j] = _mm512_load_si512(bytes);
+    }
+    for (int l = 0; l < 32; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(8 + l / 4);
+    min_bytes = _mm256_load_si256(reinterpret_cast<const __m256i*>(bytes));
     alignas(64) int16_t a[32];
     for (int j = 0; j < 4; ++j) {
-      for (int l = 0; l < 32; ++l) a[l] = static_cast<int16_t>(2 * j + l / 16);
-      sc32[j] = _mm512_load_si512(a);
       for (int l = 0; l < 32; ++l) a[l] = static_cast<int16_t>(4 * j + l / 8);
       sc16[j] = _mm512_load_si512(a);
     }
-    for (int l = 0; l < 16; ++l) a[l] = static_cast<int16_t>(8 + l / 2);
-    mins16 = _mm256_load_si256(reinterpret_cast<const __m256i*>(a));
   }
 };
 
@@ -125,6 +129,8 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
       __m512i u[C], sc[C];
       for (int c = 0; c < C; ++c) {
         const uint8_t* blk = w + c * rb + b * kbytes<T>();
+        // The next tile's rows follow these: fetch them in step (a line per row per 64 values).
+        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + 64 * j), _MM_HINT_T0);
         if constexpr (T == wtype::q5_k) {
           if (j == 0) qh[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
         } else if constexpr (T == wtype::q6_k) {
@@ -132,7 +138,8 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
             qh[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (j / 2))));
         }
         u[c] = k_chunk<T>(blk, j, qh[c]);
-        sc[c] = _mm512_permutexvar_epi16(T == wtype::q6_k ? kc.sc16[j] : kc.sc32[j], scales[c]);
+        if constexpr (T == wtype::q6_k) sc[c] = _mm512_permutexvar_epi16(kc.sc16[j], scales[c]);
+        else sc[c] = _mm512_shuffle_epi8(scales[c], kc.sc_bytes[j]);
       }
       for (int r = 0; r < R; ++r) {
         const __m512i xv = _mm512_load_si512(x.q + (r0 + r) * x.ldq + b * ggml::qk_k + 64 * j);
@@ -150,7 +157,7 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
           iacc[r][c] = _mm512_sub_epi32(iacc[r][c], _mm512_zextsi256_si512(corr));
           facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][c]), _mm512_set1_ps(dw[c] * dx), facc[r][c]);
         } else {
-          const __m256i m16 = _mm256_permutexvar_epi16(kc.mins16, _mm512_castsi512_si256(scales[c]));
+          const __m256i m16 = _mm256_shuffle_epi8(_mm512_castsi512_si256(scales[c]), kc.min_bytes);
           const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(m16, bs));
           facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][c]), _mm512_set1_ps(dw[c] * dx), facc[r][c]);
           facc[r][c] = _mm512_fmadd_ps(_mm512_zextps256_ps512(mins), _mm512_set1_ps(-mw[c] * dx), facc[r][c]);
@@ -162,47 +169,95 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
     for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(facc[r][c]);
 }
 
-// q8_0 and q4_0: blocks of 32, one 256-bit vector each.
+// q8_0 and q4_0: blocks of 32, two blocks per 512-bit vector. Per group of 16 blocks, each
+// weight row's 16 f16 scales come in one gather and each activation row's 16 scales and block
+// sums in one load; per pair of blocks, one vpdpbusd per (row, column) starting from the
+// offset's correction (-offset * block sum, in int32 lanes 0 and 8: exact), then to f32 and one
+// FMA with the pair's scales spread over lanes 0-7 and 8-15. (The previous kernel, one block a
+// 256-bit vector with scalar scales and two accumulator sets picked by a run-time index, kept its
+// accumulators in memory: about 8 cycles a block per weight row.)
+alignas(64) constexpr int32_t pair_lanes[8][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},         {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},         {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7},
+    {8, 8, 8, 8, 8, 8, 8, 8, 9, 9, 9, 9, 9, 9, 9, 9},         {10, 10, 10, 10, 10, 10, 10, 10, 11, 11, 11, 11, 11, 11, 11, 11},
+    {12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13},
+    {14, 14, 14, 14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15}};
+
+// Blocks b and b + 1 (b + 1 only when `both`) of a weight row as unsigned bytes.
+template <wtype T>
+inline __m512i b32_pair(const uint8_t* blk, bool both) {
+  if constexpr (T == wtype::q8_0) {
+    const __m256i flip = _mm256_set1_epi8(-128);
+    const __m256i lo = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), flip);
+    if (!both) return _mm512_zextsi256_si512(lo);
+    const __m256i hi =
+        _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + ggml::q8_0_bytes + 2)), flip);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  } else {  // q4_0: 128-bit lanes: block b's low nibbles, its high ones, then block b + 1's
+    const __m256i lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    constexpr __mmask32 odd_lanes = 0xff00ff00u;  // the 16-bit lanes of 128-bit lanes 1 and 3
+    if (!both) {
+      const __m256i v = _mm256_mask_srli_epi16(lo, static_cast<__mmask16>(0xff00), lo, 4);
+      return _mm512_zextsi256_si512(_mm256_and_si256(v, _mm256_set1_epi8(0x0f)));
+    }
+    const __m256i hi = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + ggml::q4_0_bytes + 2)));
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    return _mm512_and_si512(_mm512_mask_srli_epi16(v, odd_lanes, v, 4), low4);
+  }
+}
+
 template <wtype T, int R, int C>
 void b32_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy) {
-  constexpr size_t bb = T == wtype::q8_0 ? ggml::q8_0_bytes : ggml::q4_0_bytes;
-  constexpr int offset = T == wtype::q8_0 ? 128 : 8;
+  constexpr int64_t bb = T == wtype::q8_0 ? ggml::q8_0_bytes : ggml::q4_0_bytes;
+  constexpr short offset = T == wtype::q8_0 ? 128 : 8;
   const int64_t nb = x.n_in / 32;
-  // Two sets of accumulators, for even and odd blocks: two chains of FMAs per (row, column).
-  __m256 facc[2][R][C];
-  for (int e = 0; e < 2; ++e)
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) facc[e][r][c] = _mm256_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const int e = static_cast<int>(b & 1);
-    __m256i u[C];
-    float dw[C];
+  const __m512i gather_at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                               _mm512_set1_epi32(static_cast<int>(bb)));
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < nb; g += 16) {
+    const int ng = static_cast<int>(std::min<int64_t>(16, nb - g));
+    const __mmask16 gm = static_cast<__mmask16>((1u << ng) - 1u);
+    __m512 ws[C];
     for (int c = 0; c < C; ++c) {
-      const uint8_t* blk = w + c * rb + b * bb;
-      dw[c] = f16(blk);
-      if constexpr (T == wtype::q8_0) {
-        u[c] = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2)), _mm256_set1_epi8(-128));
-      } else {
-        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
-        const __m128i lo = _mm_and_si128(v, _mm_set1_epi8(0x0f));
-        const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0f));
-        u[c] = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-      }
+      const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), gm, gather_at, w + c * rb + g * bb, 1);
+      ws[c] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
     }
+    __m512 sx[R][C];
+    __m512i corr[R];
     for (int r = 0; r < R; ++r) {
       const int64_t row = r0 + r;
-      const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q + row * x.ldq + 32 * b));
-      const int16_t* s = x.sum16 + row * (x.n_in / 16) + 2 * b;
-      const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(-offset * (s[0] + s[1])));
-      const float dx = x.d[row * nb + b];
+      const __m512 dx = _mm512_maskz_loadu_ps(gm, x.d + row * nb + g);
+      for (int c = 0; c < C; ++c) sx[r][c] = _mm512_mul_ps(ws[c], dx);
+      const __m512i s16 = _mm512_maskz_loadu_epi32(gm, x.sum16 + row * (x.n_in / 16) + 2 * g);  // pairs of sums of 16
+      corr[r] = _mm512_madd_epi16(s16, _mm512_set1_epi16(static_cast<short>(-offset)));
+    }
+    for (int p = 0; 2 * p < ng; ++p) {
+      const bool both = 2 * p + 1 < ng;
+      const int64_t b = g + 2 * p;
+      const __m512i lanes = _mm512_load_si512(pair_lanes[p]);
+      __m512i u[C];
       for (int c = 0; c < C; ++c) {
-        const __m256i isum = _mm256_dpbusd_epi32(init, u[c], xv);
-        facc[e][r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dw[c] * dx), facc[e][r][c]);
+        const uint8_t* blk = w + c * rb + b * bb;
+        // The next tile's rows follow these: fetch them in step (a line per row per pair).
+        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb), _MM_HINT_T0);
+        u[c] = b32_pair<T>(blk, both);
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m512i xv = _mm512_load_si512(x.q + (r0 + r) * x.ldq + 32 * b);
+        const __m512i init = _mm512_maskz_permutexvar_epi32(0x0101, lanes, corr[r]);
+        for (int c = 0; c < C; ++c) {
+          const __m512i isum = _mm512_dpbusd_epi32(init, u[c], xv);
+          acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_permutexvar_ps(lanes, sx[r][c]), acc[r][c]);
+        }
       }
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(_mm512_zextps256_ps512(_mm256_add_ps(facc[0][r][c], facc[1][r][c])));
+    for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(acc[r][c]);
 }
 
 template <wtype T, int R, int C>
@@ -255,6 +310,325 @@ void tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, floa
   }
 }
 
+// Many rows of activations against q8_0 weights: an outer-product int8 GEMM. Per 32 weight rows
+// (two strips of 16 output columns) and 8 blocks along k, the weights are transposed into a panel
+// of 4-byte groups (vpdpbusd's layout: lane j of a vector holds 4 consecutive values of column j),
+// offset to unsigned (w + 128), with the blocks' scales as 16 f32 lanes per strip. Per block, each
+// activation row then runs 8 vpdpbusd per strip from a broadcast 4-byte group, starting from its
+// offset correction (-128 x the block's activation sum, broadcast: exact in int32), and one FMA
+// with the column scales times its own scale: 8 dot-product instructions per 3 others, where the
+// inner-product kernel above needs 3 others per one.
+constexpr int64_t q8g_strips = 2;                 // strips of 16 weight rows per panel
+constexpr int64_t q8g_blocks = 8;                 // blocks of 32 along k per panel
+constexpr int q8g_mr = 6;                         // activation rows per tile
+
+struct q8g_panel {
+  alignas(64) int32_t q[q8g_strips][q8g_blocks * 8][16];  // 4-byte groups, unsigned
+  alignas(64) float d[q8g_strips][q8g_blocks][16];        // the blocks' scales per column
+};
+
+// Blocks b0 .. b0 + nbk of weight rows `row` .. (nr of them; the others zero) into strip s.
+void q8g_pack(const uint8_t* row, size_t rb, int64_t nr, int64_t b0, int64_t nbk, q8g_panel& p, int s) {
+  constexpr int64_t bb = ggml::q8_0_bytes;
+  const __m512i flip = _mm512_set1_epi8(-128);
+  const __mmask16 rm = nr >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << nr) - 1u);
+  const __m512i at = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                        _mm512_set1_epi32(static_cast<int>(rb)));
+  for (int64_t i = 0; i < nr; ++i)  // the next panel's blocks of these rows, meanwhile
+    for (int64_t l = 0; l < nbk * bb; l += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(row + i * rb + (b0 + nbk) * bb + l), _MM_HINT_T0);
+  for (int64_t b = 0; b < nbk; b += 2) {
+    const bool both = b + 1 < nbk;
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      if (i >= nr) {
+        r[i] = _mm512_setzero_si512();
+        continue;
+      }
+      const uint8_t* blk = row + i * rb + (b0 + b) * bb;
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+      r[i] = both ? _mm512_inserti64x4(_mm512_castsi256_si512(lo),
+                                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + bb + 2)), 1)
+                  : _mm512_zextsi256_si512(lo);
+    }
+    transpose16(r);
+    for (int g = 0; g < (both ? 16 : 8); ++g) _mm512_store_si512(p.q[s][b * 8 + g], _mm512_xor_si512(r[g], flip));
+    for (int64_t e = b; e < b + (both ? 2 : 1); ++e) {
+      const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), rm, at, row + (b0 + e) * bb, 1);
+      _mm512_store_ps(p.d[s][e], _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
+    }
+  }
+}
+
+// corr: the rows' -128 x block sums, [row][block].
+template <int MR>
+void q8g_tile(const q8_rows& x, int64_t r0, const int32_t* corr, int64_t b0, int64_t nbk, const q8g_panel& p,
+              float* y, int64_t ldy, int nvec, __mmask16 last_mask, bool first) {
+  const int64_t nb = x.n_in / 32;
+  __m512 acc[MR][q8g_strips];
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < q8g_strips; ++s) acc[r][s] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nbk; ++b) {
+    __m512i t[MR][q8g_strips];
+    for (int r = 0; r < MR; ++r) {
+      const __m512i c = _mm512_set1_epi32(corr[(r0 + r) * nb + b0 + b]);
+      for (int s = 0; s < q8g_strips; ++s) t[r][s] = c;
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      const __m512i w0 = _mm512_load_si512(p.q[0][b * 8 + g]), w1 = _mm512_load_si512(p.q[1][b * 8 + g]);
+      for (int r = 0; r < MR; ++r) {
+        int32_t xg;
+        std::memcpy(&xg, x.q + (r0 + r) * x.ldq + 32 * (b0 + b) + 4 * g, 4);
+        const __m512i xb = _mm512_set1_epi32(xg);
+        t[r][0] = _mm512_dpbusd_epi32(t[r][0], w0, xb);
+        t[r][1] = _mm512_dpbusd_epi32(t[r][1], w1, xb);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      const __m512 dx = _mm512_set1_ps(x.d[(r0 + r) * nb + b0 + b]);
+      for (int s = 0; s < q8g_strips; ++s)
+        acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.d[s][b]), dx), acc[r][s]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < nvec; ++s) {
+      float* yp = y + r * ldy + 16 * s;
+      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
+
+// Many rows against q4_K / q5_K weights: the same outer-product GEMM, one K block (256 values)
+// per panel. The weights' values are unsigned already (0-15, 0-31): no offset. Per sub-block of
+// 32, each activation row runs 8 vpdpbusd per strip from zero, then one FMA with the columns'
+// d x scale times its own scale, and one with the columns' dmin x min times its own
+// -scale x sub-block sum (the mins' term, exact sums in int32 before the f32 product).
+struct kg_panel {
+  alignas(64) int32_t q[q8g_strips][64][16];  // 4-byte groups of the block's 256 values
+  alignas(64) float ds[q8g_strips][8][16];    // d x scale of sub-block j, per column
+  alignas(64) float dm[q8g_strips][8][16];    // dmin x min of sub-block j, per column
+};
+
+template <wtype T>
+void kg_pack(const uint8_t* row, size_t rb, int64_t nr, int64_t b, kg_panel& p, int s) {
+  constexpr size_t bb = kbytes<T>();
+  for (int i = 0; i < nr; ++i)  // the next block of these rows, meanwhile
+    for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(row + i * rb + (b + 1) * bb + l), _MM_HINT_T0);
+  for (int i = 0; i < 16; ++i) {
+    for (int j = 0; j < 8; ++j) {
+      float ds = 0, dm = 0;
+      if (i < nr) {
+        const uint8_t* blk = row + i * rb + b * bb;
+        int sc, m;
+        ggml::scale_min_k4(j, blk + 4, sc, m);
+        ds = f16(blk) * static_cast<float>(sc);
+        dm = f16(blk + 2) * static_cast<float>(m);
+      }
+      p.ds[s][j][i] = ds;
+      p.dm[s][j][i] = dm;
+    }
+  }
+  for (int j = 0; j < 4; ++j) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      if (i >= nr) {
+        r[i] = _mm512_setzero_si512();
+        continue;
+      }
+      const uint8_t* blk = row + i * rb + b * bb;
+      __m512i qh = _mm512_setzero_si512();
+      if constexpr (T == wtype::q5_k)
+        qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
+      r[i] = k_chunk<T>(blk, j, qh);
+    }
+    transpose16(r);
+    for (int g = 0; g < 16; ++g) _mm512_store_si512(p.q[s][16 * j + g], r[g]);
+  }
+}
+
+// xm: the rows' -scale x sub-block sums, [row][sub-block of 32].
+template <int MR>
+void kg_tile(const q8_rows& x, int64_t r0, const float* xm, int64_t b, const kg_panel& p, float* y, int64_t ldy,
+             int nvec, __mmask16 last_mask, bool first) {
+  const int64_t nb = x.n_in / ggml::qk_k;
+  __m512 acc[MR][q8g_strips];
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < q8g_strips; ++s) acc[r][s] = _mm512_setzero_ps();
+  for (int j = 0; j < 8; ++j) {
+    __m512i t[MR][q8g_strips];
+    for (int r = 0; r < MR; ++r)
+      for (int s = 0; s < q8g_strips; ++s) t[r][s] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      const __m512i w0 = _mm512_load_si512(p.q[0][8 * j + g]), w1 = _mm512_load_si512(p.q[1][8 * j + g]);
+      for (int r = 0; r < MR; ++r) {
+        int32_t xg;
+        std::memcpy(&xg, x.q + (r0 + r) * x.ldq + ggml::qk_k * b + 32 * j + 4 * g, 4);
+        const __m512i xb = _mm512_set1_epi32(xg);
+        t[r][0] = _mm512_dpbusd_epi32(t[r][0], w0, xb);
+        t[r][1] = _mm512_dpbusd_epi32(t[r][1], w1, xb);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      const __m512 dx = _mm512_set1_ps(x.d[(r0 + r) * nb + b]);
+      const __m512 mx = _mm512_set1_ps(xm[(r0 + r) * (x.n_in / 32) + 8 * b + j]);
+      for (int s = 0; s < q8g_strips; ++s) {
+        acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.ds[s][j]), dx), acc[r][s]);
+        acc[r][s] = _mm512_fmadd_ps(_mm512_load_ps(p.dm[s][j]), mx, acc[r][s]);
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < nvec; ++s) {
+      float* yp = y + r * ldy + 16 * s;
+      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
+
+// q6_K: values 0-63 (before the -32 offset, corrected per 16 values from the activations' sums
+// of 16, exact in int32) and a signed scale per 16 values: per 16 values, 4 vpdpbusd per strip
+// and one FMA with the columns' d x scale times the row's scale.
+struct k6_panel {
+  alignas(64) int32_t q[q8g_strips][64][16];
+  alignas(64) float ds[q8g_strips][16][16];  // d x scale of 16-value group g, per column
+};
+
+void k6_pack(const uint8_t* row, size_t rb, int64_t nr, int64_t b, k6_panel& p, int s) {
+  constexpr size_t bb = ggml::q6_k_bytes;
+  for (int i = 0; i < nr; ++i)  // the next block of these rows, meanwhile
+    for (size_t l = 0; l < bb; l += 64) _mm_prefetch(reinterpret_cast<const char*>(row + i * rb + (b + 1) * bb + l), _MM_HINT_T0);
+  for (int i = 0; i < 16; ++i) {
+    const uint8_t* blk = row + i * rb + b * bb;
+    const float d = i < nr ? f16(blk + 208) : 0.0f;
+    for (int g = 0; g < 16; ++g) p.ds[s][g][i] = i < nr ? d * static_cast<float>(static_cast<int8_t>(blk[192 + g])) : 0.0f;
+  }
+  __m512i qh[16];
+  for (int j = 0; j < 4; ++j) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) {
+      if (i >= nr) {
+        r[i] = _mm512_setzero_si512();
+        continue;
+      }
+      const uint8_t* blk = row + i * rb + b * bb;
+      if ((j & 1) == 0)
+        qh[i] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (j / 2))));
+      r[i] = k_chunk<wtype::q6_k>(blk, j, qh[i]);
+    }
+    transpose16(r);
+    for (int g = 0; g < 16; ++g) _mm512_store_si512(p.q[s][16 * j + g], r[g]);
+  }
+}
+
+template <int MR>
+void k6_tile(const q8_rows& x, int64_t r0, int64_t b, const k6_panel& p, float* y, int64_t ldy, int nvec,
+             __mmask16 last_mask, bool first) {
+  const int64_t nb = x.n_in / ggml::qk_k;
+  __m512 acc[MR][q8g_strips];
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < q8g_strips; ++s) acc[r][s] = _mm512_setzero_ps();
+  for (int g = 0; g < 16; ++g) {
+    __m512i t[MR][q8g_strips];
+    for (int r = 0; r < MR; ++r) {
+      const __m512i c = _mm512_set1_epi32(-32 * x.sum16[(r0 + r) * (x.n_in / 16) + 16 * b + g]);
+      for (int s = 0; s < q8g_strips; ++s) t[r][s] = c;
+    }
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; ++e) {
+      const __m512i w0 = _mm512_load_si512(p.q[0][4 * g + e]), w1 = _mm512_load_si512(p.q[1][4 * g + e]);
+      for (int r = 0; r < MR; ++r) {
+        int32_t xg;
+        std::memcpy(&xg, x.q + (r0 + r) * x.ldq + ggml::qk_k * b + 16 * g + 4 * e, 4);
+        const __m512i xb = _mm512_set1_epi32(xg);
+        t[r][0] = _mm512_dpbusd_epi32(t[r][0], w0, xb);
+        t[r][1] = _mm512_dpbusd_epi32(t[r][1], w1, xb);
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      const __m512 dx = _mm512_set1_ps(x.d[(r0 + r) * nb + b]);
+      for (int s = 0; s < q8g_strips; ++s)
+        acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.ds[s][g]), dx), acc[r][s]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < nvec; ++s) {
+      float* yp = y + r * ldy + 16 * s;
+      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
+
+void k6_gemm(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  static thread_local k6_panel panel;
+  const int64_t nb = x.n_in / ggml::qk_k;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t cols = 16 * q8g_strips;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    const int nvec = static_cast<int>((nc + 15) / 16);
+    const __mmask16 last_mask = nc % 16 ? static_cast<__mmask16>((1u << (nc % 16)) - 1u) : __mmask16(0xffff);
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int s = 0; s < q8g_strips; ++s)
+        k6_pack(base + (c + 16 * s) * rb, rb, std::max<int64_t>(0, std::min<int64_t>(16, nc - 16 * s)), b, panel, s);
+      const bool first = b == 0;
+      for (int64_t r = 0; r < x.n_rows; r += q8g_mr) {
+        float* yr = y + r * ldy + c;
+        switch (std::min<int64_t>(q8g_mr, x.n_rows - r)) {
+          case 1: k6_tile<1>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 2: k6_tile<2>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 3: k6_tile<3>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 4: k6_tile<4>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 5: k6_tile<5>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+          default: k6_tile<6>(x, r, b, panel, yr, ldy, nvec, last_mask, first); break;
+        }
+      }
+    }
+  }
+}
+
+template <wtype T>
+void k_gemm(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  static thread_local kg_panel panel;
+  static thread_local std::vector<float> xm;
+  const int64_t nb = x.n_in / ggml::qk_k, ns = x.n_in / 32;
+  xm.resize(static_cast<size_t>(x.n_rows * ns));
+  for (int64_t r = 0; r < x.n_rows; ++r)
+    for (int64_t j = 0; j < ns; ++j)
+      xm[static_cast<size_t>(r * ns + j)] =
+          -x.d[r * nb + j / 8] *
+          static_cast<float>(x.sum16[r * (x.n_in / 16) + 2 * j] + x.sum16[r * (x.n_in / 16) + 2 * j + 1]);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t cols = 16 * q8g_strips;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    const int nvec = static_cast<int>((nc + 15) / 16);
+    const __mmask16 last_mask = nc % 16 ? static_cast<__mmask16>((1u << (nc % 16)) - 1u) : __mmask16(0xffff);
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int s = 0; s < q8g_strips; ++s)
+        kg_pack<T>(base + (c + 16 * s) * rb, rb, std::max<int64_t>(0, std::min<int64_t>(16, nc - 16 * s)), b, panel, s);
+      const bool first = b == 0;
+      for (int64_t r = 0; r < x.n_rows; r += q8g_mr) {
+        float* yr = y + r * ldy + c;
+        switch (std::min<int64_t>(q8g_mr, x.n_rows - r)) {
+          case 1: kg_tile<1>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 2: kg_tile<2>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 3: kg_tile<3>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 4: kg_tile<4>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          case 5: kg_tile<5>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+          default: kg_tile<6>(x, r, xm.data(), b, panel, yr, ldy, nvec, last_mask, first); break;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void q8_tile_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
@@ -265,6 +639,46 @@ void q8_tile_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, in
     case wtype::q5_k: tile<wtype::q5_k>(x, w, c0, c1, y, ldy); break;
     case wtype::q6_k: tile<wtype::q6_k>(x, w, c0, c1, y, ldy); break;
     default: q8_tile_generic(x, w, c0, c1, y, ldy); break;
+  }
+}
+
+void q8_gemm_avx512vnni(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  if (w.type == wtype::q4_k) return k_gemm<wtype::q4_k>(x, w, c0, c1, y, ldy);
+  if (w.type == wtype::q5_k) return k_gemm<wtype::q5_k>(x, w, c0, c1, y, ldy);
+  if (w.type == wtype::q6_k) return k6_gemm(x, w, c0, c1, y, ldy);
+  if (w.type != wtype::q8_0) return q8_tile_avx512vnni(x, w, c0, c1, y, ldy);
+  static thread_local q8g_panel panel;
+  static thread_local std::vector<int32_t> corr;
+  const int64_t nb = x.n_in / 32;
+  corr.resize(static_cast<size_t>(x.n_rows * nb));
+  for (int64_t r = 0; r < x.n_rows; ++r)
+    for (int64_t b = 0; b < nb; ++b)
+      corr[static_cast<size_t>(r * nb + b)] =
+          -128 * (x.sum16[r * (x.n_in / 16) + 2 * b] + x.sum16[r * (x.n_in / 16) + 2 * b + 1]);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t cols = 16 * q8g_strips;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    const int nvec = static_cast<int>((nc + 15) / 16);
+    const __mmask16 last_mask = nc % 16 ? static_cast<__mmask16>((1u << (nc % 16)) - 1u) : __mmask16(0xffff);
+    for (int64_t b0 = 0; b0 < nb; b0 += q8g_blocks) {
+      const int64_t nbk = std::min(q8g_blocks, nb - b0);
+      for (int s = 0; s < q8g_strips; ++s)
+        q8g_pack(base + (c + 16 * s) * rb, rb, std::max<int64_t>(0, std::min<int64_t>(16, nc - 16 * s)), b0, nbk, panel, s);
+      const bool first = b0 == 0;
+      for (int64_t r = 0; r < x.n_rows; r += q8g_mr) {
+        float* yr = y + r * ldy + c;
+        switch (std::min<int64_t>(q8g_mr, x.n_rows - r)) {
+          case 1: q8g_tile<1>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          case 2: q8g_tile<2>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          case 3: q8g_tile<3>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          case 4: q8g_tile<4>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          case 5: q8g_tile<5>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+          default: q8g_tile<6>(x, r, corr.data(), b0, nbk, panel, yr, ldy, nvec, last_mask, first); break;
+        }
+      }
+    }
   }
 }
 

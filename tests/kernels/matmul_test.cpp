@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -207,6 +208,21 @@ TEST(matmul, fast_path_matches_its_rounding_for_every_weight_type) {
         check_fast_path(t, rows, out, in);
 }
 
+// The kernels' edges: every row count of their tiles (1-9; the bf16 GEMM's 6-row tiles and
+// 64-column panels from 8 rows), column counts that leave partial tiles and panels, and lengths
+// that leave partial blocks: an odd count of 32-blocks (the q8_0/q4_0 kernel's half pair and
+// partial group of 16), and for bf16 a length that is no multiple of the GEMM's 128-value panels.
+TEST(matmul, fast_path_kernel_edges) {
+  for (wtype t : {wtype::bf16, wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k}) {
+    const std::vector<int64_t> lengths = t == wtype::bf16 ? std::vector<int64_t>{272, 2064}
+                                         : block_values(t) == 32 ? std::vector<int64_t>{544, 1056}
+                                                                 : std::vector<int64_t>{256, 768};
+    for (int64_t in : lengths)
+      for (int64_t rows : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 32, 33})
+        for (int64_t out : {1, 5, 67, 130}) check_fast_path(t, rows, out, in);
+  }
+}
+
 // The AVX-512 fast path rounds activations to bf16 and widens them in one pass: bit for bit
 // what round_to_bf16 and bf16_to_f32 give, ties to even, NaN, infinities and subnormals
 // included, at lengths that leave a partial vector.
@@ -289,6 +305,43 @@ TEST(matmul, every_integer_kernel_equals_the_generic_one) {
     detail::q8_tile_avx512vnni(a, m, 0, n_out, got.data(), n_out);
     for (size_t i = 0; i < want.size(); ++i)
       ASSERT_NEAR(got[i], want[i], 1e-5 * (1 + std::fabs(want[i]))) << wtype_name(t) << " at " << i;
+  }
+}
+
+// The AVX-512 activation quantization gives the plain C++ one's bits (rows of 32- and 256-blocks,
+// zeros, an all-zero block, ties at .5).
+TEST(matmul, avx512_quantize_equals_generic) {
+  if (best_isa() != isa::avx512) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (int64_t block : {32, 256}) {
+    const int64_t n_rows = 3, n_in = 1024, ldq = 1024;
+    std::mt19937 rng(static_cast<unsigned>(block));
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    std::vector<float> x(static_cast<size_t>(n_rows * n_in));
+    for (float& v : x) v = nd(rng);
+    for (int64_t i = 0; i < block; ++i) x[static_cast<size_t>(n_in + i)] = 0.0f;  // row 1's first block
+    for (int64_t i = 0; i < block; ++i)  // row 2's first block: x * 127 / amax lands on .5 ties
+      x[static_cast<size_t>(2 * n_in + i)] = i == 0 ? 127.0f : static_cast<float>(i % 9) + 0.5f;
+    auto run = [&](bool avx) {
+      std::vector<int8_t> q(static_cast<size_t>(n_rows * ldq));
+      std::vector<float> d(static_cast<size_t>(n_rows * n_in / block));
+      std::vector<int16_t> s16(static_cast<size_t>(n_rows * n_in / 16));
+      q8_rows a;
+      a.n_rows = n_rows;
+      a.n_in = n_in;
+      a.block = block;
+      a.ldq = ldq;
+      a.q = q.data();
+      a.d = d.data();
+      a.sum16 = s16.data();
+      if (avx) detail::quantize_rows_q8_avx512(x.data(), n_in, 0, n_rows, a);
+      else detail::quantize_rows_q8_generic(x.data(), n_in, 0, n_rows, a);
+      return std::make_tuple(q, d, s16);
+    };
+    const auto [q0, d0, s0] = run(false);
+    const auto [q1, d1, s1] = run(true);
+    EXPECT_EQ(q0, q1) << "block " << block;
+    EXPECT_EQ(d0, d1) << "block " << block;
+    EXPECT_EQ(s0, s1) << "block " << block;
   }
 }
 
