@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <new>
 #include <unordered_map>
@@ -41,7 +42,17 @@ struct seq_state {
   std::vector<std::vector<token_id>> siblings;  // tree drafts: the next-best tokens beside each
   int32_t draft_for = -1;       // the sequence length the next draft follows
   std::vector<float> last;      // the layer's output at the last kept position: step 0's input
+  // Kept by the target but not yet run through the head (positions start + n on): each one's
+  // token (that of the position after it) and the target's hidden row (W wide).
+  std::vector<token_id> pend_tok;
+  std::vector<float> pend_hid;
 };
+
+int32_t n_pending(const seq_state& st) { return static_cast<int32_t>(st.pend_tok.size()); }
+void drop_pending(seq_state& st) {
+  st.pend_tok.clear();
+  st.pend_hid.clear();
+}
 
 void grow_to(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
@@ -60,6 +71,9 @@ struct head_chain::impl {
   std::vector<int32_t> free_blocks;
   std::unordered_map<uint64_t, seq_state> seqs;
   int64_t rows_run = 0;
+  size_t pend_W = 0;           // the width of pending hidden rows
+  double catch_up_s = 0;       // of the last propose_batch
+  int64_t catch_up_rows = 0;
   // Scratch.
   std::vector<float> a, x, h, q, k, v, att, g, u, cs, sn, hl, logits;
   std::vector<int32_t> slots;
@@ -87,6 +101,8 @@ struct head_chain::impl {
     free_blocks.insert(free_blocks.end(), st.blocks.begin(), st.blocks.end());
     st.blocks.clear();
     st.start = st.n = 0;
+    st.last.clear();
+    drop_pending(st);
   }
 
   // One row group of the batch: rows [row, row + n) are positions pos0 .. at slots slot0 ..
@@ -191,68 +207,102 @@ struct head_chain::impl {
     return out;
   }
 
+  // Records what the target kept; the head's layer runs over it later, when the sequence is
+  // next asked for a draft (catch_up): a sequence the adaptive draft length keeps at 0 costs a
+  // copy of its rows, not the layer.
   void observe(std::span<const kept_rows> rows, size_t Ws) {
     const auto W = static_cast<int64_t>(Ws);
     if (W < L.n_embd) return;
-    // 1. Catch up: an entry for every kept position, all sequences in one batch.
-    std::vector<group> groups;
-    std::vector<const kept_rows*> drafting;  // sequences that decode next, by group
-    std::vector<int64_t> last_rows;
-    int64_t T = 0;
+    if (pend_W != Ws) {  // the row width changed (never in one engine): what is pending is void
+      for (auto& [id, st] : seqs) drop_pending(st);
+      pend_W = Ws;
+    }
+    std::vector<seq_state*> flush;
     for (const kept_rows& r : rows) {
       seq_state& st = seqs[r.s->seq];
+      st.draft.clear();
+      st.draft_for = -1;
       // Keep only entries before n_past (the rest are a rejected chain's or a preempted run's);
       // a gap (positions never seen) starts the sequence's entries anew at n_past.
-      if (r.n_past < st.start || r.n_past > st.start + st.n) {
+      if (r.n_past < st.start || r.n_past > st.start + st.n + n_pending(st)) {
         release(st);
         st.start = r.n_past;
       }
-      st.n = r.n_past - st.start;
-      st.draft.clear();
+      const int32_t keep = r.n_past - st.start;
+      if (keep < st.n) {  // back into the computed entries: nothing pending survives
+        st.n = keep;
+        drop_pending(st);
+      } else {
+        st.pend_tok.resize(static_cast<size_t>(keep - st.n));
+        st.pend_hid.resize(st.pend_tok.size() * Ws);
+      }
+      if (keep < st.n) st.last.clear();  // the output at the last kept position is gone
       const int32_t n_new = r.n_computed - r.n_past;
       if (n_new <= 0) continue;
-      const bool decodes = r.n_computed == r.s->size() - 1;
-      const int32_t chain = decodes ? opt.draft_len - 1 : 0;
-      if (!reserve(st, st.n + n_new + chain)) {  // out of head blocks: this sequence stops drafting
+      for (int32_t i = 0; i < n_new; ++i)
+        st.pend_tok.push_back(r.s->tokens[static_cast<size_t>(r.n_past + i + 1)]);
+      st.pend_hid.insert(st.pend_hid.end(), r.hidden.begin(), r.hidden.begin() + static_cast<ptrdiff_t>(n_new * W));
+      st.last.clear();
+      // Paused long (or a long prompt): the layer runs now over what is pending, so that the
+      // rows kept stay bounded (the head's entries are the same as if it had run at every step).
+      if (opt.max_pending > 0 && n_pending(st) >= opt.max_pending) flush.push_back(&st);
+      if (r.n_computed == r.s->size() - 1) st.draft_for = r.s->size();
+    }
+    if (!flush.empty()) {
+      const double s0 = catch_up_s;
+      const int64_t r0 = catch_up_rows;
+      catch_up(flush, std::vector<int32_t>(flush.size(), 0));
+      catch_up_s = s0;  // not a draft's catch-up: the adaptive length is not charged for it
+      catch_up_rows = r0;
+    }
+  }
+
+  // The head's layer over every pending row of sts (all in one batch), chain[i] slots reserved
+  // beyond them for sts[i]'s drafts; sets each one's last output. A sequence the head's KV has
+  // no room for stops drafting (its entries start anew later).
+  void catch_up(std::vector<seq_state*>& sts, const std::vector<int32_t>& chain) {
+    std::vector<group> groups;
+    std::vector<int64_t> last_rows;
+    std::vector<seq_state*> done;
+    int64_t T = 0;
+    for (size_t i = 0; i < sts.size(); ++i) {
+      seq_state& st = *sts[i];
+      const int32_t p = n_pending(st);
+      if (!reserve(st, st.n + p + chain[i])) {  // out of head blocks
+        const int32_t end = st.start + st.n + p;
         release(st);
-        st.start = r.n_computed;
+        st.start = end;
+        st.draft_for = -1;
+        sts[i] = nullptr;
         continue;
       }
-      groups.push_back({&st, T, n_new, r.n_past, st.n});
-      T += n_new;
+      if (p == 0) continue;
+      groups.push_back({&st, T, p, st.start + st.n, st.n});
+      last_rows.push_back(T + p - 1);
+      done.push_back(&st);
+      T += p;
     }
     if (T == 0) return;
+    const auto t0 = std::chrono::steady_clock::now();
     grow(T);
     std::vector<token_id> toks(static_cast<size_t>(T));
     std::vector<const float*> hid(static_cast<size_t>(T));
-    {
-      size_t gi = 0;
-      for (const kept_rows& r : rows) {
-        if (gi == groups.size()) break;
-        seq_state& st = seqs[r.s->seq];
-        if (groups[gi].st != &st) continue;
-        const group& gr = groups[gi++];
-        for (int64_t i = 0; i < gr.n; ++i) {
-          toks[static_cast<size_t>(gr.row + i)] = r.s->tokens[static_cast<size_t>(r.n_past + i + 1)];
-          hid[static_cast<size_t>(gr.row + i)] = r.hidden.data() + i * W;
-        }
-        st.n += static_cast<int32_t>(gr.n);
-        if (r.n_computed == r.s->size() - 1) {
-          drafting.push_back(&r);
-          last_rows.push_back(gr.row + gr.n - 1);
-        }
+    for (const group& gr : groups)
+      for (int64_t i = 0; i < gr.n; ++i) {
+        toks[static_cast<size_t>(gr.row + i)] = gr.st->pend_tok[static_cast<size_t>(i)];
+        hid[static_cast<size_t>(gr.row + i)] = gr.st->pend_hid.data() + static_cast<size_t>(i) * pend_W;
       }
-    }
     in.build(T, toks.data(), hid.data(), true, x.data(), a.data(), pool);
     run_layer(T, groups);
-    // Drafting waits until asked (propose_batch): a step whose draft length is 0 (the adaptive
-    // chooser) pays for the catch-up only, not for the head over the vocabulary.
     const int64_t H = L.n_embd;
-    for (size_t i = 0; i < drafting.size(); ++i) {
-      seq_state& st = seqs[drafting[i]->s->seq];
+    for (size_t i = 0; i < done.size(); ++i) {
+      seq_state& st = *done[i];
+      st.n += n_pending(st);
+      drop_pending(st);
       st.last.assign(x.data() + last_rows[i] * H, x.data() + (last_rows[i] + 1) * H);
-      st.draft_for = drafting[i]->s->size();
     }
+    catch_up_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    catch_up_rows += T;
   }
 
   // Up to max_tokens[i] greedy drafts for seqs[i]: the head over each one's last output, then
@@ -264,10 +314,13 @@ struct head_chain::impl {
     std::vector<seq_state*> ds;
     std::vector<size_t> which;
     std::vector<int32_t> want;
+    catch_up_s = 0;
+    catch_up_rows = 0;
     for (size_t i = 0; i < ss.size(); ++i) {
       auto it = seqs.find(ss[i]->seq);
-      if (it == seqs.end() || it->second.draft_for != ss[i]->size() || it->second.last.empty()) continue;
+      if (it == seqs.end() || it->second.draft_for != ss[i]->size()) continue;
       seq_state& st = it->second;
+      if (st.last.empty() && n_pending(st) == 0) continue;
       const int32_t k = std::min(max_tokens[i], opt.draft_len);
       if (k <= 0) continue;
       if (static_cast<int32_t>(st.draft.size()) < k) {  // made now (or made longer)
@@ -277,6 +330,22 @@ struct head_chain::impl {
         which.push_back(i);
         want.push_back(k);
       }
+    }
+    {  // The rows kept since each one last drafted, in one batch.
+      std::vector<int32_t> chain(want.size());
+      for (size_t i = 0; i < want.size(); ++i) chain[i] = want[i] - 1;
+      catch_up(ds, chain);
+      size_t o = 0;
+      for (size_t i = 0; i < ds.size(); ++i)
+        if (ds[i] && !ds[i]->last.empty()) {
+          ds[o] = ds[i];
+          which[o] = which[i];
+          want[o] = want[i];
+          ++o;
+        }
+      ds.resize(o);
+      which.resize(o);
+      want.resize(o);
     }
     const auto n = static_cast<int64_t>(ds.size());
     const int64_t H = L.n_embd;
@@ -378,6 +447,12 @@ int32_t head_chain::kv_blocks_used() const {
 }
 
 size_t head_chain::n_tracked() const { return impl_->seqs.size(); }
+int32_t head_chain::pending_rows(const sequence& s) const {
+  auto it = impl_->seqs.find(s.seq);
+  return it == impl_->seqs.end() ? 0 : n_pending(it->second);
+}
+double head_chain::last_catch_up_seconds() const { return impl_->catch_up_s; }
+int64_t head_chain::last_catch_up_rows() const { return impl_->catch_up_rows; }
 int64_t head_chain::rows_run() const { return impl_->rows_run; }
 cpu::thread_pool& head_chain::pool() { return impl_->pool; }
 

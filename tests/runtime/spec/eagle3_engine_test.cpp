@@ -151,6 +151,10 @@ TEST_F(eagle3_engine, greedy_equals_plain_batched_with_plain_sequences) {
 
 TEST_F(eagle3_engine, batched_drafts_equal_drafts_alone) { expect_batched_drafts_equal_drafts_alone(make_eagle); }
 
+TEST_F(eagle3_engine, paused_head_resumes_with_the_drafts_of_an_always_on_head) {
+  expect_paused_drafts_equal_always_on_drafts(make_eagle);
+}
+
 TEST_F(eagle3_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) {
   expect_greedy_equals_plain_with_prefix_cache_hits(make_eagle);
 }
