@@ -229,14 +229,14 @@ struct head_chain::impl {
         st.start = r.n_past;
       }
       const int32_t keep = r.n_past - st.start;
-      if (keep < st.n) {  // back into the computed entries: nothing pending survives
-        st.n = keep;
+      if (keep < st.n) {  // back into the computed entries: nothing pending survives, and the
+        st.n = keep;      // output at the last kept position is gone
         drop_pending(st);
+        st.last.clear();
       } else {
         st.pend_tok.resize(static_cast<size_t>(keep - st.n));
         st.pend_hid.resize(st.pend_tok.size() * Ws);
       }
-      if (keep < st.n) st.last.clear();  // the output at the last kept position is gone
       const int32_t n_new = r.n_computed - r.n_past;
       if (n_new <= 0) continue;
       for (int32_t i = 0; i < n_new; ++i)
