@@ -85,6 +85,8 @@ class draft_chooser {
   double draft_token_s() const { return d_; }     // d
   double catch_up_row_s() const { return c_; }    // c
 
+  // Whether the next choose reads owed (fitting or probing): else it may be left empty.
+  bool wants_owed() const { return !fitted_ || unfitted_steps_ < kFitSteps || idle_steps_ + 1 >= kProbeEvery; }
   // Draft lengths for B = alphas.size() decoding sequences (caps[i]: sequence i's own room,
   // at most the ceiling; owed[i]: the rows it would catch up before drafting, empty: none).
   // Counts one step (for probing).

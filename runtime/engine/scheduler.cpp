@@ -129,7 +129,7 @@ std::unordered_map<uint64_t, int32_t> scheduler::draft_lengths(bool allow_decode
     ids.push_back(id);
     alphas.push_back(chooser_.alpha(s.acceptance));
     caps.push_back(draft_room(s, INT32_MAX, cfg_.max_draft_len));
-    if (cfg_.adaptive_draft_len) owed.push_back(prop_->catch_up_rows(s));
+    if (cfg_.adaptive_draft_len && chooser_.wants_owed()) owed.push_back(prop_->catch_up_rows(s));
   }
   const std::vector<int32_t> k = cfg_.adaptive_draft_len ? chooser_.choose(alphas, caps, owed) : caps;
   for (size_t i = 0; i < ids.size(); ++i) out[ids[i]] = k[i];

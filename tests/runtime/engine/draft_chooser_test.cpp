@@ -122,7 +122,11 @@ TEST(draft_chooser, probes_the_sequence_owing_least_and_only_when_the_probe_is_c
   std::vector<int32_t> owed(16, 500);
   owed[7] = 20;
   std::vector<int32_t> k;
-  for (int step = 1; step <= draft_chooser::kProbeEvery; ++step) k = c.choose(poor, same(16, 4), owed);
+  for (int step = 1; step <= draft_chooser::kProbeEvery; ++step) {
+    // The scheduler asks the drafter what each sequence owes only when a probe may come.
+    EXPECT_EQ(c.wants_owed(), step == draft_chooser::kProbeEvery) << step;
+    k = c.choose(poor, same(16, 4), owed);
+  }
   std::vector<int32_t> want(16, 0);
   want[7] = 4;
   EXPECT_EQ(k, want);
