@@ -229,6 +229,44 @@ std::string reason_without_direction(const std::string& reason) {
   return reason.substr(directed ? reason.find(": ") + 2 : 0);
 }
 
+// The rule's decision for `current` replicas (or units), applied: the report's common fields,
+// then start (desired - current) more, or drain the active ones with the least in flight
+// (`active`: (requests in flight, id), sorted here); starting ones cannot be drained yet.
+// `what` names them in the notes (" units" or ""), `load` says the load now. Returns how many
+// were drained.
+template <class Id, class Start, class Drain>
+int64_t apply_decision(self_ptr self, double now, int64_t current, std::vector<std::pair<int64_t, Id>>& active,
+                       const char* what, const std::string& load, double in_flight_tokens, Start start, Drain drain) {
+  auto& st = self->state;
+  const autoscale_decision d = st.rule->decide(now, current);
+  autoscaler_report& r = st.report;
+  r.settings = st.rule->settings();
+  r.in_flight_tokens = in_flight_tokens;
+  r.window_mean = 0;
+  for (double g : d.group_load) r.window_mean = std::max(r.window_mean, g);
+  r.recommended = d.recommended;
+  r.desired = d.desired;
+  r.reason = d.reason;
+  // "scale up 1 -> 3: <the rule's reason>; <the load now>"
+  const std::string why = reason_without_direction(d.reason);
+  if (d.desired > current) {
+    note(self, fmt::format("scale up {} -> {}{}: {}; {}", current, d.desired, what, why, load));
+    for (int64_t i = current; i < d.desired; ++i) start();
+    ++r.scale_ups;
+    st.rule->scaled(now);
+    return 0;
+  }
+  if (d.desired >= current) return 0;
+  std::sort(active.begin(), active.end());
+  const auto n = static_cast<size_t>(std::min<int64_t>(current - d.desired, static_cast<int64_t>(active.size())));
+  if (n == 0) return 0;
+  note(self, fmt::format("scale down {} -> {}{}: {}; {}", current, current - static_cast<int64_t>(n), what, why, load));
+  for (size_t k = 0; k < n; ++k) drain(active[k].second);
+  ++r.scale_downs;
+  st.rule->scaled(now);
+  return static_cast<int64_t>(n);
+}
+
 void decide_units(self_ptr self, const group_load& l, double now) {
   auto& st = self->state;
   // The rule's groups: 0 prefill, 1 decode; requests waiting for a worker need both.
@@ -273,43 +311,18 @@ void decide_units(self_ptr self, const group_load& l, double now) {
       for (size_t i : u.members) stop_drained(self, l.workers[i], l.nodes[i]);
   }
 
-  const int64_t starting = static_cast<int64_t>(st.starting_units.size());
-  const int64_t current = static_cast<int64_t>(active.size()) + starting;
-  const autoscale_decision d = st.rule->decide(now, current);
-  int64_t drained_now = 0;
-  autoscaler_report& r = st.report;
-  r.group = "disaggregated";
-  r.settings = st.rule->settings();
-  r.in_flight_tokens = static_cast<double>(l.in_flight_tokens);
-  r.window_mean = 0;
-  for (double g : d.group_load) r.window_mean = std::max(r.window_mean, g);
-  r.recommended = d.recommended;
-  r.desired = d.desired;
-  r.reason = d.reason;
-  const std::string why = reason_without_direction(d.reason);
+  const int64_t current = static_cast<int64_t>(active.size()) + static_cast<int64_t>(st.starting_units.size());
+  st.report.group = "disaggregated";
   const std::string load = fmt::format("in-flight tokens now: {} prefill, {} decode; target {}", prefill, decode,
-                                       r.settings.target_in_flight_tokens);
-  if (d.desired > current) {
-    note(self, fmt::format("scale up {} -> {} units: {}; {}", current, d.desired, why, load));
-    for (int64_t i = current; i < d.desired; ++i) start_unit(self, l);
-    ++r.scale_ups;
-    st.rule->scaled(now);
-  } else if (d.desired < current) {
-    // Units still starting cannot be drained yet: the active ones with the least in flight go.
-    std::sort(active.begin(), active.end());
-    const auto n = static_cast<size_t>(std::min<int64_t>(current - d.desired, static_cast<int64_t>(active.size())));
-    if (n > 0) {
-      note(self, fmt::format("scale down {} -> {} units: {}; {}", current, current - static_cast<int64_t>(n), why, load));
-      for (size_t k = 0; k < n; ++k) {
-        note(self, fmt::format("draining unit {}", active[k].second));
-        for (size_t i : units[active[k].second].members) drain_one(self, l.workers[i]);
-      }
-      draining += static_cast<int64_t>(n);
-      drained_now = static_cast<int64_t>(n);
-      ++r.scale_downs;
-      st.rule->scaled(now);
-    }
-  }
+                                       st.rule->settings().target_in_flight_tokens);
+  const int64_t drained_now = apply_decision(
+      self, now, current, active, " units", load, static_cast<double>(l.in_flight_tokens), [&] { start_unit(self, l); },
+      [&](int32_t unit) {
+        note(self, fmt::format("draining unit {}", unit));
+        for (size_t i : units[unit].members) drain_one(self, l.workers[i]);
+      });
+  draining += drained_now;
+  autoscaler_report& r = st.report;
   r.starting = static_cast<int64_t>(st.starting_units.size());
   r.starting_workers = 0;
   for (const auto& [id, n] : st.unit_pending) r.starting_workers += n;
@@ -326,7 +339,7 @@ void decide(self_ptr self, const group_load& l) {
   st.rule->observe(now, 0, static_cast<double>(l.in_flight_tokens));
 
   // Workers by state; drained ones stop.
-  std::vector<std::pair<int32_t, std::string>> active;  // (requests in flight, name)
+  std::vector<std::pair<int64_t, std::string>> active;  // (requests in flight, name)
   int64_t draining = 0;
   std::set<std::string> listed;
   for (size_t i = 0; i < l.workers.size(); ++i) {
@@ -341,34 +354,11 @@ void decide(self_ptr self, const group_load& l) {
   for (auto it = st.stopping.begin(); it != st.stopping.end();) it = listed.count(*it) ? std::next(it) : st.stopping.erase(it);
 
   const int64_t current = static_cast<int64_t>(active.size()) + st.starting();
-  const autoscale_decision d = st.rule->decide(now, current);
+  const std::string load = fmt::format("{} in-flight tokens now, target {}", l.in_flight_tokens,
+                                       st.rule->settings().target_in_flight_tokens);
+  draining += apply_decision(self, now, current, active, "", load, static_cast<double>(l.in_flight_tokens),
+                             [&] { start_one(self, l); }, [&](const std::string& w) { drain_one(self, w); });
   autoscaler_report& r = st.report;
-  r.settings = st.rule->settings();
-  r.in_flight_tokens = static_cast<double>(l.in_flight_tokens);
-  r.window_mean = d.group_load.empty() ? 0 : d.group_load[0];
-  r.recommended = d.recommended;
-  r.desired = d.desired;
-  r.reason = d.reason;
-  // "scale up 1 -> 3: <the rule's reason>; <the load now>"
-  const std::string why = reason_without_direction(d.reason);
-  const std::string load = fmt::format("{} in-flight tokens now, target {}", l.in_flight_tokens, r.settings.target_in_flight_tokens);
-  if (d.desired > current) {
-    note(self, fmt::format("scale up {} -> {}: {}; {}", current, d.desired, why, load));
-    for (int64_t i = current; i < d.desired; ++i) start_one(self, l);
-    ++r.scale_ups;
-    st.rule->scaled(now);
-  } else if (d.desired < current) {
-    // Replicas still starting cannot be drained yet: the active ones with the least in flight go.
-    std::sort(active.begin(), active.end());
-    const auto n = static_cast<size_t>(std::min<int64_t>(current - d.desired, static_cast<int64_t>(active.size())));
-    if (n > 0) {
-      note(self, fmt::format("scale down {} -> {}: {}; {}", current, current - static_cast<int64_t>(n), why, load));
-      for (size_t i = 0; i < n; ++i) drain_one(self, active[i].second);
-      draining += static_cast<int64_t>(n);
-      ++r.scale_downs;
-      st.rule->scaled(now);
-    }
-  }
   r.starting = st.starting();
   r.starting_workers = r.starting;
   r.draining = draining;

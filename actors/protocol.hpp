@@ -558,7 +558,7 @@ typename Inspector::result_type inspect(Inspector& f, engine_spec& x) {
            x.kv_cache_bytes, x.kv_cache_fraction, x.max_batch_size, x.max_num_tokens, x.max_seq_len,
            x.enable_chunked_prefill, x.hybrid_prefill, x.prefix_cache, x.max_recycling_seqs, x.decoding_type,
            x.max_draft_len, x.num_nextn_predict_layers, x.spec_draft_length, x.spec_tree_width, x.max_matching_ngram_size,
-           x.min_matching_ngram_size, x.speculative_model_dir, x.simulate);
+           x.min_matching_ngram_size, x.speculative_model_dir, x.eagle3_one_model, x.simulate);
 }
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, worker_spec& x) {

@@ -89,6 +89,7 @@ struct run_figures {
   int64_t tokens = 0;
   int64_t steps = 0;          // target forward passes
   int64_t verifications = 0;  // sequence-steps that verified drafts
+  int64_t tree_verifications = 0;  // of those, the ones that verified a tree (spec_tree_width > 1)
   int64_t drafted = 0, accepted = 0;
   double seconds = 0;
   double cpu_seconds = 0;  // this process's CPU time: steadier than wall time on a shared machine
@@ -104,6 +105,7 @@ struct run_figures {
     tokens += o.tokens;
     steps += o.steps;
     verifications += o.verifications;
+    tree_verifications += o.tree_verifications;
     drafted += o.drafted;
     accepted += o.accepted;
     seconds += o.seconds;
@@ -156,10 +158,10 @@ double process_cpu_seconds() {
 
 // One engine over prompts [first, first + batch) of w. drafter: "" (plain decoding), "NGram",
 // "MTP", "Eagle" or "DraftTarget" (draft_dir: the head or the draft model); adaptive:
-// spec_draft_length 0; tree_width: spec_tree_width.
+// spec_draft_length 0; tree_width: spec_tree_width; one_model: Eagle's eagle3_one_model.
 result<run_figures> run_round(executor& ex, const model_bundle& m, const workload& w, size_t first, int batch,
                               int max_tokens, int max_draft_len, const std::string& drafter, bool adaptive,
-                              const std::string& draft_dir, int threads, int tree_width) {
+                              const std::string& draft_dir, int threads, int tree_width, bool one_model) {
   engine_spec spec;
   spec.prefix_cache = false;  // every run pays the same prefill
   spec.threads = threads;
@@ -169,6 +171,7 @@ result<run_figures> run_round(executor& ex, const model_bundle& m, const workloa
     spec.speculative_model_dir = draft_dir;
     if (adaptive) spec.spec_draft_length = 0;
     spec.spec_tree_width = tree_width;
+    spec.eagle3_one_model = one_model;
   }
   TROUPE_TRY(std::unique_ptr<engine> e, make_engine(spec, ex, m.tok.get(), m.name, nullptr, m.weights));
   for (int i = 0; i < batch; ++i) {
@@ -192,6 +195,7 @@ result<run_figures> run_round(executor& ex, const model_bundle& m, const workloa
     fig.schedule_s += since(t);
     fig.schedule_cpu += process_cpu_seconds() - c;
     const step_stats st = p.stats;
+    for (const scheduled_seq& q : p.seqs) fig.tree_verifications += q.drafted.is_tree();
     double forward_s = -1;
     if (!p.empty()) {
       t = clock_type::now();
@@ -242,6 +246,7 @@ struct mode {
   std::string draft_dir;
   int threads = 0;
   int tree_width = 1;
+  bool one_model = false;  // Eagle: eagle3_one_model true
 };
 
 // Every mode over the same rounds, interleaved round by round (each mode's round r, then round
@@ -254,7 +259,7 @@ result<std::vector<run_figures>> run_modes(executor& ex, const model_bundle& m, 
       const mode& md = modes[i];
       TROUPE_TRY(run_figures f, run_round(ex, m, w, static_cast<size_t>(r) * static_cast<size_t>(batch), batch,
                                           max_tokens, md.max_draft_len, md.drafter, md.adaptive, md.draft_dir,
-                                          md.threads, md.tree_width));
+                                          md.threads, md.tree_width, md.one_model));
       all[i].add(f);
     }
   return all;
@@ -287,7 +292,7 @@ result<json> run_spec_bench(const spec_bench_options& o) {
               {"results", json::array()}};
   for (const workload& w : workloads)
     for (int batch : o.batches) {
-      run_figures plain, spec, adapt, draft, tree, draft_chain, draft_tree;
+      run_figures plain, spec, adapt, draft, tree, draft_chain, draft_tree, tree_adapt, draft_tree_adapt;
       const bool trees = o.tree_width > 1;
       const bool with_draft = !o.draft_model.empty() && w.name == "continue";
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
@@ -301,6 +306,10 @@ result<json> run_spec_bench(const spec_bench_options& o) {
           modes.push_back({"DraftTarget", o.max_draft_len, false, o.draft_model, o.threads});
           modes.push_back({"DraftTarget", o.max_draft_len, false, o.draft_model, o.threads, o.tree_width});
         }
+        // Trees with the adaptive draft length (each step's depth, and tree or spine, chosen).
+        const size_t i_tree_adapt = modes.size();
+        if (trees) modes.push_back({"NGram", o.max_draft_len, true, "", 0, o.tree_width});
+        if (trees && with_draft) modes.push_back({"DraftTarget", o.max_draft_len, true, o.draft_model, o.threads, o.tree_width});
         TROUPE_TRY(std::vector<run_figures> f, run_modes(*ex, m, w, batch, o.sequences, o.max_tokens, modes));
         if (rep == 0 || f[0].seconds < plain.seconds) plain = f[0];
         if (rep == 0 || f[1].seconds < spec.seconds) spec = f[1];
@@ -310,7 +319,9 @@ result<json> run_spec_bench(const spec_bench_options& o) {
         if (trees && with_draft) {
           if (rep == 0 || f[i_draft_chain].seconds < draft_chain.seconds) draft_chain = f[i_draft_chain];
           if (rep == 0 || f[i_draft_chain + 1].seconds < draft_tree.seconds) draft_tree = f[i_draft_chain + 1];
+          if (rep == 0 || f[i_tree_adapt + 1].seconds < draft_tree_adapt.seconds) draft_tree_adapt = f[i_tree_adapt + 1];
         }
+        if (trees && (rep == 0 || f[i_tree_adapt].seconds < tree_adapt.seconds)) tree_adapt = f[i_tree_adapt];
       }
       const double tps_adapt = static_cast<double>(adapt.tokens) / adapt.seconds;
       const double cpu_adapt = static_cast<double>(adapt.tokens) / adapt.cpu_seconds;
@@ -370,6 +381,16 @@ result<json> run_spec_bench(const spec_bench_options& o) {
         r["cpu_speedup_ngram_tree"] = cpu(tree) / cpu_plain;
         r["steps_ngram_tree"] = tree.steps;
         r["mean_accepted_length_ngram_tree"] = per(tree.accepted + tree.verifications, tree.verifications);
+        // Trees with the adaptive length, against plain and against adaptive chains.
+        r["tokens_per_s_ngram_tree_adaptive"] = tps(tree_adapt);
+        r["speedup_ngram_tree_adaptive"] = tps(tree_adapt) / tps_plain;
+        r["cpu_speedup_ngram_tree_adaptive"] = cpu(tree_adapt) / cpu_plain;
+        r["ngram_tree_adaptive_vs_adaptive"] = tps(tree_adapt) / tps_adapt;
+        r["steps_ngram_tree_adaptive"] = tree_adapt.steps;
+        r["mean_accepted_length_ngram_tree_adaptive"] =
+            per(tree_adapt.accepted + tree_adapt.verifications, tree_adapt.verifications);
+        r["tree_share_ngram_tree_adaptive"] = per(tree_adapt.tree_verifications, tree_adapt.verifications);
+        r["step_costs"]["ngram_tree_adaptive"] = step_costs(tree_adapt);
       }
       if (trees && with_draft) {
         json& r = out["results"].back();
@@ -383,6 +404,13 @@ result<json> run_spec_bench(const spec_bench_options& o) {
             per(draft_chain.accepted + draft_chain.verifications, draft_chain.verifications);
         r["mean_accepted_length_draft_target_tree"] =
             per(draft_tree.accepted + draft_tree.verifications, draft_tree.verifications);
+        r["tokens_per_s_draft_target_tree_adaptive"] = tps(draft_tree_adapt);
+        r["speedup_draft_target_tree_adaptive"] = tps(draft_tree_adapt) / tps_plain;
+        r["cpu_speedup_draft_target_tree_adaptive"] = cpu(draft_tree_adapt) / cpu_plain;
+        r["draft_target_tree_adaptive_vs_adaptive"] = tps(draft_tree_adapt) / tps(draft);
+        r["mean_accepted_length_draft_target_tree_adaptive"] =
+            per(draft_tree_adapt.accepted + draft_tree_adapt.verifications, draft_tree_adapt.verifications);
+        r["tree_share_draft_target_tree_adaptive"] = per(draft_tree_adapt.tree_verifications, draft_tree_adapt.verifications);
       }
     }
   // A head drafter (MTP: the model's own MTP layer; Eagle: an Eagle-3 head) on free
@@ -393,14 +421,21 @@ result<json> run_spec_bench(const spec_bench_options& o) {
     json& rows = out[key + "_results"] = json::array();
     const workload& w = workloads.at(1);
     for (int batch : o.batches) {
-      run_figures plain, spec, adapt;  // adapt: spec_draft_length 0 with k as the ceiling
+      run_figures plain, spec, adapt, tree_adapt;  // adapt: spec_draft_length 0 with k as the ceiling
+      const bool trees = o.tree_width > 1;      // tree_adapt: the same with spec_tree_width
+      run_figures one;                          // Eagle: eagle3_one_model true, k drafts per step
+      const bool one_model = type == "Eagle";
+      const size_t one_at = trees ? 4 : 3;
       for (int rep = 0; rep < std::max(1, o.reps); ++rep) {
-        TROUPE_TRY(std::vector<run_figures> f,
-                   run_modes(*ex, m, w, batch, o.sequences, o.max_tokens,
-                             {{}, {type, k, false, dir, o.threads}, {type, k, true, dir, o.threads}}));
+        std::vector<mode> modes = {{}, {type, k, false, dir, o.threads}, {type, k, true, dir, o.threads}};
+        if (trees) modes.push_back({type, k, true, dir, o.threads, o.tree_width});
+        if (one_model) modes.push_back({type, k, false, dir, o.threads, 1, true});
+        TROUPE_TRY(std::vector<run_figures> f, run_modes(*ex, m, w, batch, o.sequences, o.max_tokens, modes));
         if (rep == 0 || f[0].seconds < plain.seconds) plain = f[0];
         if (rep == 0 || f[1].seconds < spec.seconds) spec = f[1];
         if (rep == 0 || f[2].seconds < adapt.seconds) adapt = f[2];
+        if (trees && (rep == 0 || f[3].seconds < tree_adapt.seconds)) tree_adapt = f[3];
+        if (one_model && (rep == 0 || f[one_at].seconds < one.seconds)) one = f[one_at];
       }
       const auto per = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; };
       const double tps_plain = static_cast<double>(plain.tokens) / plain.seconds;
@@ -425,6 +460,29 @@ result<json> run_spec_bench(const spec_bench_options& o) {
                       {"mean_accepted_length_adaptive", per(adapt.accepted + adapt.verifications, adapt.verifications)},
                       {"drafted_adaptive", adapt.drafted},
                       {"step_costs", {{"plain", step_costs(plain)}, {key, step_costs(spec)}, {key + "_adaptive", step_costs(adapt)}}}});
+      if (trees) {
+        json& r = rows.back();
+        const double tps_tree = static_cast<double>(tree_adapt.tokens) / tree_adapt.seconds;
+        r["speedup_tree_adaptive"] = tps_tree / tps_plain;
+        r["cpu_speedup_tree_adaptive"] = (static_cast<double>(tree_adapt.tokens) / tree_adapt.cpu_seconds) / cpu_plain;
+        r["tree_adaptive_vs_adaptive"] = tps_tree / (static_cast<double>(adapt.tokens) / adapt.seconds);
+        r["mean_accepted_length_tree_adaptive"] =
+            per(tree_adapt.accepted + tree_adapt.verifications, tree_adapt.verifications);
+        r["tree_share_tree_adaptive"] = per(tree_adapt.tree_verifications, tree_adapt.verifications);
+        r["step_costs"][key + "_tree_adaptive"] = step_costs(tree_adapt);
+      }
+      if (one_model) {  // beside two-model (the rows above): the head's catch-up inside the forward
+        json& row = rows.back();
+        const double cpu_one = static_cast<double>(one.tokens) / one.cpu_seconds;
+        row["tokens_per_s_" + key + "_one_model"] = static_cast<double>(one.tokens) / one.seconds;
+        row["tokens_per_cpu_s_" + key + "_one_model"] = cpu_one;
+        row["cpu_speedup_one_model"] = cpu_one / cpu_plain;
+        row["one_model_vs_two_model_cpu"] = cpu_one / cpu_spec;
+        row["speedup_one_model"] = (static_cast<double>(one.tokens) / one.seconds) / tps_plain;
+        row["steps_" + key + "_one_model"] = one.steps;
+        row["mean_accepted_length_one_model"] = per(one.accepted + one.verifications, one.verifications);
+        row["step_costs"][key + "_one_model"] = step_costs(one);
+      }
     }
     return {};
   };

@@ -5,7 +5,8 @@
 // passes, the mean accepted length (tokens one verification emits), and per mode what a step
 // costs (a plain decode step's forward, a verify step's, the drafter's). NGram on both
 // workloads ("results"); MTP and Eagle-3 on free continuation, fixed and adaptive draft length
-// ("mtp_results", "eagle_results").
+// ("mtp_results", "eagle_results"); Eagle-3 also one-model (eagle3_one_model true: the head's
+// catch-up inside the target's forward), beside two-model in the same rows ("..._one_model").
 #pragma once
 
 #include <string>
@@ -37,7 +38,9 @@ struct spec_bench_options {
   // DraftTarget's draft model, run (adaptive) on the continuation workload; "" skips it.
   std::string draft_model = "models/troupe-py-draft";
   // spec_tree_width > 1: also NGram trees of this width (fixed draft length) on both workloads,
-  // and DraftTarget trees against DraftTarget chains (both fixed) on continuation; 1: chains only.
+  // and DraftTarget trees against DraftTarget chains (both fixed) on continuation; and trees with
+  // the adaptive draft length (spec_draft_length 0) for NGram, DraftTarget, MTP and Eagle, beside
+  // each one's adaptive chains; 1: chains only.
   int tree_width = 1;
 };
 

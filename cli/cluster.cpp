@@ -186,12 +186,18 @@ status apply_speculative_settings(worker_spec& w, const config::speculative_sett
   if (auto missing = config::mtp_layers_missing(s, w.model_path)) return make_error(missing->message);
   if (auto unfit = config::eagle_head_unfit(s, w.model_path)) return make_error(unfit->message);
   engine_spec& e = w.engine;
+  if (s.eagle3_one_model.value_or(false) && !e.device.empty() && e.device != "cpu")
+    return make_error(fmt::format("llm_config.speculative_config.eagle3_one_model: true runs the Eagle-3 head inside "
+                                  "the target's forward, which only the CPU executor does (--device is {}); set "
+                                  "eagle3_one_model to false (the head then runs as its own model after each step)",
+                                  e.device));
   e.decoding_type = s.type == config::decoding_type::mtp            ? "MTP"
                     : s.type == config::decoding_type::draft_target ? "DraftTarget"
                     : s.type == config::decoding_type::eagle        ? "Eagle"
                                                                     : "NGram";
   e.num_nextn_predict_layers = s.num_nextn_predict_layers.value_or(0);
   e.speculative_model_dir = s.speculative_model_dir;
+  e.eagle3_one_model = s.eagle3_one_model.value_or(false);
   e.max_draft_len = static_cast<int32_t>(s.max_draft_len.value_or(0));
   e.spec_draft_length = static_cast<int32_t>(s.spec_draft_length.value_or(-1));
   e.spec_tree_width = static_cast<int32_t>(s.spec_tree_width.value_or(1));

@@ -151,7 +151,8 @@ int run_bench_command(const std::vector<std::string>& args) {
       ->group(group::engine);
   spec->add_option("--tree-width", spo.tree_width,
                    "spec_tree_width: above 1, also NGram trees on both workloads and DraftTarget trees against "
-                   "DraftTarget chains on continuation (fixed draft length); 1: chains only")
+                   "DraftTarget chains on continuation (fixed draft length), and trees with the adaptive draft "
+                   "length for every drafter; 1: chains only")
       ->type_name("W")
       ->check(cli::between(1, 8))
       ->group(group::engine);

@@ -55,8 +55,9 @@ struct llm_config_file {
 checked<llm_config_file> load_llm_config_file(const std::string& path);
 
 // speculative_config's decoding types troupe runs: NGram, MTP (whose layer count the model is
-// checked against when its engine is made), Eagle and DraftTarget. For what is valid in the
-// schema but not built (a decoding type without its drafter; eagle3_one_model true) the error
+// checked against when its engine is made), Eagle (eagle3_one_model either way: true is
+// refused later, naming that field, on an executor other than the CPU's) and DraftTarget. For
+// what is valid in the schema but not built (a decoding type without its drafter) the error
 // that refuses it, naming the field: `troupe serve`, `troupe node` and the Management API
 // refuse it rather than store it and ignore it.
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s,

@@ -58,7 +58,8 @@ std::string speculative_text(const speculative_settings& s) {
           ? "applied to every engine: DraftTarget drafting (draft model " + s.speculative_model_dir + ")"
       : s.type == decoding_type::eagle
           ? "applied to every engine: Eagle drafting (Eagle-3 head " + s.speculative_model_dir +
-                ", run as its own model after each step)"
+                (s.eagle3_one_model.value_or(false) ? ", its catch-up run inside the target's forward: one-model)"
+                                                    : ", run as its own model after each step)")
           : std::string("applied to every engine: NGram drafting (prompt lookup)");
   if (s.max_draft_len) what += fmt::format(", max_draft_len {}", *s.max_draft_len);
   if (s.spec_tree_width && *s.spec_tree_width > 1) what += fmt::format(", spec_tree_width {}", *s.spec_tree_width);

@@ -73,14 +73,9 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
     if (t == "NGram" && ngram_max && ngram_min && *ngram_min > *ngram_max)
       r.error("min_matching_ngram_size", fmt::format("{}: must not exceed max_matching_ngram_size ({} > {})",
                                                      r.path_of("min_matching_ngram_size"), *ngram_min, *ngram_max));
-    // Tree drafts: NGram's matches; DraftTarget's, MTP's and Eagle's top-w candidates.
-    if (out.spec_tree_width && *out.spec_tree_width > 1) {
-      if (out.spec_draft_length && *out.spec_draft_length == 0)
-        r.error("spec_tree_width", fmt::format("{}: {} with spec_draft_length 0 (adaptive): the adaptive draft "
-                                               "length chooses chain lengths, not trees; set spec_tree_width to 1 "
-                                               "or a fixed spec_draft_length",
-                                               r.path_of("spec_tree_width"), *out.spec_tree_width));
-    }
+    // Tree drafts (NGram's matches; DraftTarget's, MTP's and Eagle's top-w candidates) go with
+    // a fixed or the adaptive draft length (spec_draft_length 0 chooses each step's depth and
+    // whether a tree or its spine pays: runtime/engine/draft_chooser.hpp).
     if (t != "Eagle" && r.has("eagle3_one_model"))
       r.error("eagle3_one_model",
               fmt::format("{}: allowed only when decoding_type is Eagle (decoding_type is {})",
@@ -95,14 +90,6 @@ void read_speculative(const node* n, const std::string& path, speculative_settin
 }
 
 std::optional<config_error> unbuilt_decoding_type(const speculative_settings& s, const std::string& path) {
-  if (s.type == decoding_type::eagle && s.eagle3_one_model.value_or(false)) {
-    const std::string field = path + ".eagle3_one_model";
-    return config_error{field,
-                        fmt::format("{}: true (the Eagle-3 head inside the target's executor step) is not built in "
-                                    "troupe yet; leave it false (the default): the head then runs as its own model "
-                                    "after each step, with the same drafts",
-                                    field)};
-  }
   if (s.type == decoding_type::ngram || s.type == decoding_type::mtp || s.type == decoding_type::draft_target ||
       s.type == decoding_type::eagle)
     return std::nullopt;

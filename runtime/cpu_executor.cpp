@@ -136,6 +136,7 @@ class cpu_executor final : public executor {
   }
 
   bool verifies_trees() const override { return true; }
+  bool runs_fused_head() const override { return true; }
 
   // kv_moves: each (src, dst) slot pair's keys and values, every layer and KV head, in order.
   void move_kv(std::span<const int32_t> moves) {
@@ -185,6 +186,7 @@ class cpu_executor final : public executor {
   std::vector<host_buffer> k_cache_, v_cache_;  // per layer
   // Scratch for one forward, grown to the largest batch seen.
   std::vector<float> x_, h_, q_, k_, v_, att_, g_, u_, cos_, sin_, hl_, hidden_;
+  std::vector<float> aux_;  // a fused head's aux rows [n_hidden_rows, aux_layers * n_embd]
   std::vector<int32_t> pos_, slot_;  // RoPE positions and KV slots (they differ in a tree)
   std::vector<uint64_t> mask_;       // tree verifications' ancestor bitmasks
 };
@@ -221,6 +223,16 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
   const int64_t HW = hidden_row_width(b, H);
   hidden.resize(static_cast<size_t>(b.n_hidden_rows() * HW));
   if (T == 0) return {};
+  // A fused head (eagle3_one_model) reads the aux residuals from aux_, not from the hidden rows.
+  const int64_t A = static_cast<int64_t>(b.aux_layers.size()) * H;
+  float* aux_out = hidden.data();
+  int64_t aux_ld = HW, aux_col0 = H;
+  if (b.head) {
+    if (aux_.size() < static_cast<size_t>(b.n_hidden_rows() * A)) aux_.resize(static_cast<size_t>(b.n_hidden_rows() * A));
+    aux_out = aux_.data();
+    aux_ld = A;
+    aux_col0 = 0;
+  }
 
   // Positions, rotary angles (in double, then rounded) and the attention work list.
   std::vector<cpu::attention_seq> seqs;
@@ -286,7 +298,7 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
         const auto& bs = b.seqs[si];
         const int64_t first = seqs[si].q_row + seqs[si].n_q - bs.n_hidden;
         for (int32_t r = 0; r < bs.n_hidden; ++r)
-          std::copy_n(x + (first + r) * H, H, hidden.data() + (o_h + r) * HW + static_cast<int64_t>(1 + a) * H);
+          std::copy_n(x + (first + r) * H, H, aux_out + (o_h + r) * aux_ld + aux_col0 + static_cast<int64_t>(a) * H);
         o_h += bs.n_hidden;
       }
     }
@@ -346,6 +358,8 @@ status cpu_executor::forward_hidden(const forward_batch& b, std::vector<float>& 
     });
     o_h += bs.n_hidden;
   }
+  // eagle3_one_model: the head's rows, right after the target's layers, on this pool.
+  if (b.head) b.head->run(b, aux_.data(), A, hidden.data(), HW, pool_);
 
   // Final norm and output projection only for the rows that need logits.
   const int64_t n_out = b.n_logit_rows();

@@ -37,6 +37,10 @@ int32_t forward_batch::n_hidden_rows() const {
 
 status executor::forward_hidden(const forward_batch& batch, std::vector<float>& logits, std::vector<float>& hidden) {
   hidden.clear();
+  if (batch.head)
+    return make_error(fmt::format("this executor ({}) cannot run an Eagle-3 head inside its step "
+                                  "(llm_config.speculative_config.eagle3_one_model true): the CPU executor does",
+                                  describe()));
   if (batch.n_hidden_rows() > 0)
     return make_error(fmt::format("this executor ({}) does not return hidden states, so it cannot compute "
                                   "embeddings; serve the model on the CPU for them",
@@ -51,6 +55,7 @@ void forward_batch::clear() {
   seqs.clear();
   block_tables.clear();
   aux_layers.clear();
+  head.reset();
 }
 
 status validate_blocks(std::span<const int32_t> blocks, int32_t n_blocks, size_t bytes_per_block,

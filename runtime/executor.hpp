@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,6 +15,25 @@ namespace troupe {
 
 struct model_config;
 using token_id = int32_t;
+struct forward_batch;
+namespace cpu {
+class thread_pool;
+}
+
+// eagle3_one_model: a drafter's head layer that runs inside the target's forward, right after
+// the target's last layer, on the executor's threads (runtime/spec/eagle3_proposer.hpp). The
+// executor hands it, for every hidden row of the batch (sequences in order), the residual
+// stream entering each of the batch's aux_layers (aux: [n_hidden_rows, ld_aux], the layers'
+// n_embd columns side by side), captured where the forward computed them; the head fills each
+// hidden row's second n_embd columns (hidden: [n_hidden_rows, ld_hidden], the final state
+// already in the first) with what its drafter keeps of the row, and runs the rows it planned for
+// this batch when the batch was scheduled. Only a CPU executor runs one (runs_fused_head()).
+class fused_head {
+ public:
+  virtual ~fused_head() = default;
+  virtual void run(const forward_batch& b, const float* aux, int64_t ld_aux, float* hidden, int64_t ld_hidden,
+                   cpu::thread_pool& pool) = 0;
+};
 
 // Many sequences in one forward: some prefilling many tokens, others decoding one. Each
 // sequence's new tokens sit at positions n_past .. n_past + n_new - 1; its block table maps
@@ -46,6 +66,11 @@ struct forward_batch {
   // output of layer j - 1, before layer j) each hidden row also carries, after the final
   // hidden state: a hidden row is then [n_embd * (1 + aux_layers.size())]. Empty: [n_embd].
   std::vector<int32_t> aux_layers;
+  // eagle3_one_model: the head run inside this forward (fused_head above); null: none. With a
+  // head, a hidden row is [final state, the head's column] (2 n_embd) and aux_layers are what
+  // the head reads. Not on the wire: the head lives in the process that scheduled the batch
+  // (its device actor is local); an executor that cannot run it refuses the batch.
+  std::shared_ptr<fused_head> head;
 
   void add(int32_t n_past, std::span<const token_id> new_tokens, std::span<const int32_t> blocks,
            int32_t n_logits, int32_t n_hidden = 0);
@@ -59,7 +84,7 @@ struct forward_batch {
 
 // The width of a hidden row of batch b (see forward_batch::aux_layers).
 inline int64_t hidden_row_width(const forward_batch& b, int64_t n_embd) {
-  return n_embd * (1 + static_cast<int64_t>(b.aux_layers.size()));
+  return n_embd * (1 + (b.head ? 1 : static_cast<int64_t>(b.aux_layers.size())));
 }
 
 class executor {
@@ -86,6 +111,9 @@ class executor {
   // Whether forward takes tree verifications and kv_moves (forward_batch::tree_offset): an
   // executor that cannot (this default) refuses a batch that holds any.
   virtual bool verifies_trees() const { return false; }
+  // Whether forward runs a batch's fused_head (eagle3_one_model): an executor that cannot (this
+  // default) refuses a batch that holds one.
+  virtual bool runs_fused_head() const { return false; }
 
   // Copies the contents of KV blocks, src[i] -> dst[i] (for copy-on-write of shared blocks).
   virtual void copy_blocks(std::span<const int32_t> src, std::span<const int32_t> dst) = 0;

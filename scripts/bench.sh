@@ -22,6 +22,8 @@ if [ -x build/bench/troupe_gemm_libraries ]; then
   run gemm-libraries build/bench/troupe_gemm_libraries --threads 1
   run gemm-libraries-2-threads build/bench/troupe_gemm_libraries --threads 2
 fi
+# the CPU attention kernel alone, one thread's CPU time per layer
+run attention-kernels build/bench/troupe_attention_kernels
 run shared-prefix "$troupe" bench engine --workload shared-prefix
 run mixed "$troupe" bench engine --workload mixed
 run serve "$troupe" bench serve --model models/troupe-py-7m --concurrency 64 --duration 30

@@ -347,6 +347,9 @@ status executor_impl::enqueue(const forward_batch& b) {
   if (!b.tree_parents.empty() || !b.kv_moves.empty())
     return make_error("forward batch: tree verification (speculative_config.spec_tree_width > 1) is not built on "
                       "CUDA yet");
+  if (b.head)
+    return make_error("forward batch: an Eagle-3 head inside the step (llm_config.speculative_config."
+                      "eagle3_one_model true) runs on the CPU executor only, not on CUDA");
   if (b.n_tokens() > opt_.max_batch_tokens)
     return make_error(fmt::format("forward batch: {} tokens, more than this CUDA executor's {} (max_batch_tokens)",
                                   b.n_tokens(), opt_.max_batch_tokens));

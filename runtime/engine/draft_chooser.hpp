@@ -41,6 +41,27 @@
 // that chose no drafts one sequence (the one owing the least catch-up) drafts at the ceiling,
 // once the time those steps took is at least 1 / kProbeShare times the probe's estimated cost
 // (its catch-up and its drafts): probing costs at most ~2% of the time it has none.
+//
+// Trees (spec_tree_width w > 1 with the adaptive length; choose_tree, allocate_tree and the
+// observe_tree_* functions, apart from the chain's above). Each step each decoding sequence gets
+// a depth and a shape: a chain (the tree's spine) or the tree. The drafter always proposes the
+// tree (its siblings cost no extra drafter forward; NGram's matches none at all) and the
+// scheduler keeps only the spine where a chain was chosen. The tree mode has its own acceptance:
+// per level of the tree's longest accepted path, a verification of a tree of depth D whose
+// accepted path has a nodes is a + [a < D] trials (decayed counts beside the chain's, the same
+// decays and shrinkage), so a tree of depth j emits E_t(j) = sum_{i=0..j} alpha_t^i. A tree
+// verification also teaches the chain's acceptance: the length of the accepted path's common
+// prefix with the spine is what the spine alone would have accepted (greedy: exactly). A tree
+// level costs c b + d, c the measured nodes per level of the trees verified (decayed, w until
+// one is seen; a level of a model drafter's tree is one draft forward, so d is per level). The
+// choice maximises R = (B + sum of gains) / (T0 + sum of costs) over every sequence's (depth,
+// shape): Dinkelbach's iteration from R0 = B / T0, each round giving each sequence the shape and
+// depth of largest surplus sum_j (g_j - R cost), until R stops rising (a few rounds). Equal
+// acceptance makes chains (a tree level costs more), so trees are verified only where their
+// extra acceptance pays for their extra rows. Unfitted steps that draft (every second one) draft
+// chains at the ceiling but one sequence (in turn) a tree; every kProbeEvery-th step that drafted
+// only chains one drafting sequence (in turn) verifies a tree, so the tree's acceptance keeps
+// learning; a probe of a step that drafted nothing is a tree at the ceiling.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +74,18 @@ namespace troupe {
 struct spec_acceptance {
   double hits = 0;
   double trials = 0;
+  // Trees with the adaptive length: the tree mode's counts, and whether this step's draft was
+  // chosen as a tree (set by the scheduler from choose_tree).
+  double tree_hits = 0;
+  double tree_trials = 0;
+  bool tree = false;
+};
+
+// A sequence's draft this step with trees and the adaptive length: depth 0 is plain decoding.
+struct draft_shape {
+  int32_t depth = 0;
+  bool tree = false;
+  bool operator==(const draft_shape&) const = default;
 };
 
 class draft_chooser {
@@ -96,6 +129,23 @@ class draft_chooser {
   static std::vector<int32_t> allocate(std::span<const double> alphas, std::span<const int32_t> caps, double a,
                                        double b, double d, double c_e = 0);
 
+  // Trees (spec_tree_width > 1 with the adaptive length: see above; draft_chooser_tree.cpp).
+  // A verification in tree mode (acc.tree) or of a tree: the tree's depth and the accepted
+  // path's length; the spine's length and its accepted prefix (the chain's counts).
+  void observe_tree_verify(spec_acceptance& acc, int32_t depth, int32_t accepted, int32_t spine, int32_t spine_accepted);
+  // A tree-mode draft about to be verified: its nodes and depth.
+  void observe_tree_shape(int32_t nodes, int32_t depth);
+  double alpha_tree_drafter() const { return (tree_hits_ + 1) / (tree_trials_ + 2); }
+  double alpha_tree(const spec_acceptance& acc) const;
+  // Nodes per tree level (width until a tree is seen).
+  double nodes_per_level(int32_t width) const;
+  // Each sequence's depth and shape (trees of width `width`); counts one step (for probing).
+  std::vector<draft_shape> choose_tree(std::span<const double> alphas, std::span<const double> tree_alphas,
+                                       std::span<const int32_t> caps, int32_t width);
+  // The same decision for given estimates (c: nodes per tree level), for tests and tools.
+  static std::vector<draft_shape> allocate_tree(std::span<const double> alphas, std::span<const double> tree_alphas,
+                                                std::span<const int32_t> caps, double c, double a, double b, double d);
+
  private:
   double hits_ = 0, trials_ = 0;
   // Weighted sums of the step-time fit.
@@ -108,6 +158,11 @@ class draft_chooser {
   double idle_s_ = 0;       // their estimated time
   int64_t unfitted_steps_ = 0;
   uint64_t probe_turn_ = 0;
+  // Trees: the tree mode's decayed counts, nodes and levels verified, chain-only steps in a row.
+  double tree_hits_ = 0, tree_trials_ = 0;
+  double tree_nodes_ = 0, tree_levels_ = 0;
+  int64_t chain_only_steps_ = 0;
+  uint64_t tree_probe_turn_ = 0;
 };
 
 }  // namespace troupe

@@ -25,6 +25,12 @@ std::vector<int32_t> draft_depths(const draft& d) {
   return depth;
 }
 
+int32_t draft_depth(const draft& d) {
+  if (!d.is_tree()) return static_cast<int32_t>(d.tokens.size());
+  const std::vector<int32_t> depth = draft_depths(d);
+  return depth.empty() ? 0 : *std::max_element(depth.begin(), depth.end());
+}
+
 namespace {
 // A chain's parents are implied; a tree whose every node is its predecessor's child is one.
 void chain_if_path(draft& d) {
@@ -78,6 +84,34 @@ draft draft_tree_with_siblings(std::span<const token_id> chain, std::span<const 
   return d;
 }
 
+token_id draft_pick(const float* row, int64_t n, int32_t w, std::vector<std::vector<token_id>>* siblings) {
+  if (w <= 1 || !siblings) return static_cast<token_id>(std::max_element(row, row + n) - row);
+  std::vector<token_id> top = draft_top_tokens(row, n, w);
+  const token_id best = top.front();
+  top.erase(top.begin());
+  siblings->push_back(std::move(top));
+  return best;
+}
+
+draft draft_of_chain(std::span<const token_id> chain, std::span<const std::vector<token_id>> siblings, size_t k) {
+  k = std::min(k, chain.size());
+  if (k > 0 && siblings.size() >= k) return draft_tree_with_siblings(chain.first(k), siblings.first(k), kMaxTreeNodes - 1);
+  draft d;
+  d.tokens.assign(chain.begin(), chain.begin() + static_cast<ptrdiff_t>(k));
+  return d;
+}
+
+std::vector<int32_t> draft_spine_nodes(const draft& d) {
+  std::vector<int32_t> spine;
+  int32_t at = -1;
+  for (size_t i = 0; i < d.tokens.size(); ++i)
+    if (!d.is_tree() || d.parents[i] == at) {
+      at = static_cast<int32_t>(i);
+      spine.push_back(at);
+    }
+  return spine;
+}
+
 void trim_draft_tree(draft& d, int32_t max_depth, int32_t max_nodes) {
   if (!d.is_tree()) {
     const auto n = static_cast<size_t>(std::max(0, std::min(max_depth, max_nodes)));
@@ -103,12 +137,7 @@ void trim_draft_tree(draft& d, int32_t max_depth, int32_t max_nodes) {
 void draft_spine(draft& d) {
   if (!d.is_tree()) return;
   std::vector<token_id> spine;
-  int32_t at = -1;
-  for (size_t i = 0; i < d.tokens.size(); ++i)
-    if (d.parents[i] == at) {
-      spine.push_back(d.tokens[i]);
-      at = static_cast<int32_t>(i);
-    }
+  for (int32_t i : draft_spine_nodes(d)) spine.push_back(d.tokens[static_cast<size_t>(i)]);
   d.tokens = std::move(spine);
   d.parents.clear();
 }

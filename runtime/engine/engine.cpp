@@ -209,10 +209,6 @@ result<std::unique_ptr<engine>> engine::create(const engine_config& c, const eng
       return make_error(fmt::format("{}: {}: decoding_type {} drafts chains only (NGram, DraftTarget, MTP and "
                                     "Eagle draft trees); set spec_tree_width to 1",
                                     tree_field, c.spec_tree_width, prop->name()));
-    if (cfg.adaptive_draft_len)
-      return make_error(fmt::format("{}: {} with spec_draft_length 0 (adaptive): the adaptive draft length "
-                                    "chooses chain lengths; set spec_tree_width to 1 or a fixed spec_draft_length",
-                                    tree_field, c.spec_tree_width));
     prop->set_tree_width(cfg.spec_tree_width);
   }
   if (!prop) cfg.spec_tree_width = 1;
@@ -276,7 +272,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
   const int32_t n_hidden_rows = plan.batch.n_hidden_rows();
   // A hidden row: the final state (H), then the aux layers' residuals (H each).
   const size_t W = n_hidden_rows > 0 ? hidden.size() / static_cast<size_t>(n_hidden_rows) : 0;
-  const size_t H = W / (1 + plan.batch.aux_layers.size());
+  const size_t H = W / static_cast<size_t>(hidden_row_width(plan.batch, 1));
   size_t row = 0, hrow = 0;
   const bool observe = e.prop && e.prop->wants_hidden() && e.cfg.max_draft_len > 0;
   std::vector<kept_rows> kept;
@@ -335,7 +331,7 @@ step_output engine::complete(step_plan&& plan, const std::vector<float>& logits,
     }
     const int32_t n_real = p.n_new - static_cast<int32_t>(p.drafted.tokens.size());
     seq_result r = e.out.process(s, *sp, rows);
-    if (p.phase == seq_phase::verify) e.sched.observe_verify(s, r.n_drafted, r.n_draft_accepted);
+    if (p.phase == seq_phase::verify) e.sched.observe_verify(s, p.drafted, r.n_draft_accepted, r.accepted_nodes);
     // Computed and kept: the real tokens, and the drafts the target accepted.
     s.n_computed += n_real + r.n_draft_accepted;
     std::vector<int32_t> moves;  // a tree's accepted nodes off the spine: (src, dst) slots
@@ -392,6 +388,10 @@ result<request_kv> engine::export_kv(const std::string& id) {
   if (it == e.by_id.end()) return make_error(fmt::format("no request {}", id));
   sequence& s = e.get(it->second);
   if (e.importing.count(s.seq)) return make_error(fmt::format("request {} is still being imported", id));
+  // A tree verification's accepted path is copied into place by the next forward: until then
+  // some of the named slots hold rejected branches.
+  if (e.pending_moves.count(s.seq))
+    return make_error(fmt::format("request {} has accepted draft tokens not yet moved into place", id));
   request_kv out;
   out.prompt.assign(s.tokens.begin(), s.tokens.begin() + s.n_prompt);
   out.generated.assign(s.tokens.begin() + s.n_prompt, s.tokens.end());

@@ -215,6 +215,7 @@ result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, const t
     o.n_threads = spec.threads;
     o.block_size = spec.kv_block_size;
     if (target && target->kv_n_blocks > 0) o.n_blocks = target->kv_n_blocks + std::max(1, spec.max_batch_size) * (o.draft_len / o.block_size + 2);
+    o.one_model = spec.eagle3_one_model;
     TROUPE_TRY(std::unique_ptr<eagle3_proposer> p, eagle3_proposer::create(std::move(target_weights), o));
     return std::unique_ptr<proposer>(std::move(p));
   }
@@ -238,6 +239,11 @@ result<std::unique_ptr<engine>> make_engine(const engine_spec& spec, const execu
   if (!prop) {
     TROUPE_TRY(prop, make_proposer(spec, tok, &info, std::move(target)));
   }
+  if (prop && prop->fused() && !ex.runs_fused_head())
+    return make_error(fmt::format("llm_config.speculative_config.eagle3_one_model: true runs the Eagle-3 head inside "
+                                  "the target's forward, which only the CPU executor does, not this one ({}); set "
+                                  "eagle3_one_model to false (the head then runs as its own model after each step)",
+                                  ex.describe()));
   if (prop && prop->wants_hidden() && !ex.returns_hidden_states())
     return make_error(fmt::format("speculative_config.decoding_type {}: the drafter reads the target's hidden "
                                   "states, which this executor ({}) does not return",

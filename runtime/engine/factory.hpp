@@ -54,6 +54,9 @@ struct engine_spec {
   int32_t max_matching_ngram_size = 0;
   int32_t min_matching_ngram_size = 0;
   std::string speculative_model_dir;
+  // Eagle: speculative_config.eagle3_one_model: the head's catch-up runs inside the target's
+  // forward (runtime/spec/eagle3_proposer.hpp); CPU executor only (make_engine refuses others).
+  bool eagle3_one_model = false;
   // A cost model (runtime/sim_executor.hpp, JSON) instead of the forward: a simulated worker
   // with no weights read and no KV memory; "" for a real one.
   std::string simulate;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -71,6 +72,12 @@ class proposer {
   virtual bool wants_hidden() const { return false; }
   virtual std::vector<int32_t> aux_hidden_layers() const { return {}; }
   virtual void observe(std::span<const kept_rows> /*rows*/, size_t /*W*/) {}
+  // eagle3_one_model: the head the target's forward runs (forward_batch::head, executor.hpp), or
+  // null (a drafter that runs after the step). With one, the scheduler sets it on every batch
+  // that asks for hidden rows and calls plan_fused once the batch is built: seqs is parallel to
+  // b.seqs, null where the drafter reads nothing (a sequence without a hidden row per new token).
+  virtual std::shared_ptr<fused_head> fused() { return nullptr; }
+  virtual void plan_fused(const forward_batch& /*b*/, std::span<const sequence* const> /*seqs*/) {}
 
  private:
   int32_t tree_width_ = 1;

@@ -100,8 +100,39 @@ size_t scheduler::best_waiting() const {
   return best;
 }
 
-void scheduler::observe_verify(sequence& s, int32_t drafted, int32_t accepted) {
-  chooser_.observe_verify(s.acceptance, drafted, accepted);
+void scheduler::observe_verify(sequence& s, const draft& d, int32_t accepted, std::span<const int32_t> accepted_nodes) {
+  const auto k = static_cast<int32_t>(d.tokens.size());
+  if (!d.is_tree() && !s.acceptance.tree) {
+    chooser_.observe_verify(s.acceptance, k, accepted);
+    return;
+  }
+  // A tree (or a tree-mode draft that came out a chain): its depth and the accepted path's
+  // length; the spine's length and how much of it the path followed.
+  const std::vector<int32_t> spine = draft_spine_nodes(d);
+  int32_t on_spine = 0;
+  if (!d.is_tree()) on_spine = accepted;
+  else
+    while (on_spine < static_cast<int32_t>(std::min(spine.size(), accepted_nodes.size())) &&
+           accepted_nodes[static_cast<size_t>(on_spine)] == spine[static_cast<size_t>(on_spine)])
+      ++on_spine;
+  chooser_.observe_tree_verify(s.acceptance, draft_depth(d), accepted, static_cast<int32_t>(spine.size()), on_spine);
+}
+
+bool scheduler::adaptive_trees() const { return cfg_.adaptive_draft_len && cfg_.spec_tree_width > 1; }
+
+std::vector<int32_t> scheduler::tree_depths(std::span<const uint64_t> ids, std::span<const int32_t> caps) {
+  std::vector<double> alphas, tree_alphas;
+  for (uint64_t id : ids) {
+    alphas.push_back(chooser_.alpha(get(id).acceptance));
+    tree_alphas.push_back(chooser_.alpha_tree(get(id).acceptance));
+  }
+  const std::vector<draft_shape> shapes = chooser_.choose_tree(alphas, tree_alphas, caps, cfg_.spec_tree_width);
+  std::vector<int32_t> k;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    get(ids[i]).acceptance.tree = shapes[i].tree;
+    k.push_back(shapes[i].depth);
+  }
+  return k;
 }
 
 int32_t scheduler::draft_room(const sequence& s, int32_t budget, int32_t ceiling) const {
@@ -131,7 +162,9 @@ std::unordered_map<uint64_t, int32_t> scheduler::draft_lengths(bool allow_decode
     caps.push_back(draft_room(s, INT32_MAX, cfg_.max_draft_len));
     if (cfg_.adaptive_draft_len && chooser_.wants_owed()) owed.push_back(prop_->catch_up_rows(s));
   }
-  const std::vector<int32_t> k = cfg_.adaptive_draft_len ? chooser_.choose(alphas, caps, owed) : caps;
+  const std::vector<int32_t> k = adaptive_trees()         ? tree_depths(ids, caps)
+                                 : cfg_.adaptive_draft_len ? chooser_.choose(alphas, caps, owed)
+                                                           : caps;
   for (size_t i = 0; i < ids.size(); ++i) out[ids[i]] = k[i];
   return out;
 }
@@ -192,10 +225,11 @@ step_plan scheduler::schedule() {
       std::vector<draft> got = prop_->propose_batch(ask, rooms);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() -
                              prop_->last_catch_up_seconds();
-      int32_t n_drafted = 0;
+      int32_t n_drafted = 0;  // draft positions (a tree's levels: a model drafter's forwards)
       for (size_t i = 0; i < ask.size() && i < got.size(); ++i) {
         trim_draft_tree(got[i], rooms[i], tree_nodes(*ask[i], budget));
-        n_drafted += static_cast<int32_t>(got[i].tokens.size());
+        if (adaptive_trees() && !ask[i]->acceptance.tree) draft_spine(got[i]);  // a chain chosen
+        n_drafted += draft_depth(got[i]);
         if (!got[i].empty()) drafts.emplace(ask[i]->seq, std::move(got[i]));
       }
       if (cfg_.adaptive_draft_len) {
@@ -228,6 +262,8 @@ step_plan scheduler::schedule() {
         if (s.constraint && !d.tokens.empty()) d.tokens.resize(s.constraint->allowed_prefix(d.tokens));
         if (!d.tokens.empty() && !kv_.allocate_slots(id, s.n_computed, n, static_cast<int32_t>(d.tokens.size())))
           d = {};
+        if (adaptive_trees() && s.acceptance.tree && !d.empty())
+          chooser_.observe_tree_shape(static_cast<int32_t>(d.tokens.size()), draft_depth(d));
       }
     bool self_preempted = false;
     while (d.empty() && !kv_.allocate_slots(id, s.n_computed, n)) {
@@ -275,7 +311,9 @@ step_plan scheduler::schedule() {
     prefill_budget -= n;
   }
 
-  if (prop_ && prop_->wants_hidden() && cfg_.max_draft_len > 0) out.batch.aux_layers = prop_->aux_hidden_layers();
+  const bool reads_hidden = prop_ && prop_->wants_hidden() && cfg_.max_draft_len > 0;
+  if (reads_hidden) out.batch.aux_layers = prop_->aux_hidden_layers();
+  std::vector<const sequence*> head_seqs;  // eagle3_one_model: what the head reads, by batch seq
   for (work& w : plan) {
     sequence& s = get(w.seq);
     scheduled_seq e;
@@ -292,8 +330,9 @@ step_plan scheduler::schedule() {
     } else if (s.wants_prompt_rows() && s.n_computed < s.n_prompt) {
       e.n_logits = w.n;  // every row of the chunk (the last one also samples, when it ends the prompt)
     }
-    if (s.pool == pooling::none && prop_ && prop_->wants_hidden() && cfg_.max_draft_len > 0)
+    if (s.pool == pooling::none && reads_hidden)
       e.n_hidden = w.n;  // the drafter reads the target's hidden state at every position
+    head_seqs.push_back(s.pool == pooling::none && reads_hidden ? &s : nullptr);
     const auto n_real = static_cast<size_t>(w.n - k);
     std::vector<token_id> toks(s.tokens.begin() + s.n_computed, s.tokens.begin() + s.n_computed + static_cast<ptrdiff_t>(n_real));
     toks.insert(toks.end(), w.drafted.tokens.begin(), w.drafted.tokens.end());
@@ -314,6 +353,12 @@ step_plan scheduler::schedule() {
     else out.stats.n_prefill_tokens += w.n;
     out.seqs.push_back(std::move(e));
   }
+  // eagle3_one_model: the head runs inside this batch's forward, over the rows it plans now.
+  if (reads_hidden && !plan.empty())
+    if (std::shared_ptr<fused_head> head = prop_->fused()) {
+      prop_->plan_fused(out.batch, head_seqs);
+      out.batch.head = std::move(head);
+    }
   out.stats.n_running = static_cast<int32_t>(running_.size());
   out.stats.n_waiting = static_cast<int32_t>(waiting_.size());
   out.stats.kv_blocks_total = kv_.n_blocks();

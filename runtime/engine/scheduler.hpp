@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -43,9 +44,9 @@ class scheduler {
   step_plan schedule();
   // A step's forward took `seconds` (< 0: unknown): it tunes the hybrid chunk cap.
   void observe(const step_stats& st, double seconds);
-  // A sequence verified `drafted` tokens and accepted `accepted` (the adaptive draft length
-  // learns from it).
-  void observe_verify(sequence& s, int32_t drafted, int32_t accepted);
+  // A sequence verified the draft d and accepted `accepted` of it (a tree: along accepted_nodes,
+  // the accepted path's node indices); the adaptive draft length learns from it.
+  void observe_verify(sequence& s, const draft& d, int32_t accepted, std::span<const int32_t> accepted_nodes);
   const draft_chooser& chooser() const { return chooser_; }
 
   bool has_work() const { return !running_.empty() || !waiting_.empty(); }
@@ -65,6 +66,11 @@ class scheduler {
   int32_t tree_nodes(const sequence& s, int32_t budget) const;
   // Each decoding sequence's draft length this step (adaptive: the chooser's; else the ceiling).
   std::unordered_map<uint64_t, int32_t> draft_lengths(bool allow_decode);
+  // Trees with the adaptive length: each sequence's depth (the chooser's choose_tree), and
+  // whether a tree or its spine, kept in s.acceptance.tree.
+  std::vector<int32_t> tree_depths(std::span<const uint64_t> ids, std::span<const int32_t> caps);
+  // Drafts are asked as trees, but some sequences were given a chain this step.
+  bool adaptive_trees() const;
   // Tokens s may compute this step at most, for its own sake (INT32_MAX: no limit of its own).
   int32_t row_cap(const sequence& s) const;
 

@@ -31,10 +31,6 @@ draft_model_proposer::draft_model_proposer(std::shared_ptr<executor> ex, int64_t
   if (n_tokens_ <= 0 || n_tokens_ > n_vocab_) n_tokens_ = n_vocab_;
 }
 
-token_id draft_model_proposer::argmax(const float* row) const {
-  return static_cast<token_id>(std::max_element(row, row + n_tokens_) - row);
-}
-
 void draft_model_proposer::forget(const sequence& s) {
   kv_.free(s.seq);
   computed_.erase(s.seq);
@@ -115,14 +111,7 @@ std::vector<draft> draft_model_proposer::propose_batch(std::span<const sequence*
   catch_up_rows_ = b.n_tokens() - static_cast<int64_t>(jobs.size());
   const int32_t w = tree_width();
   std::vector<std::vector<std::vector<token_id>>> siblings(w > 1 ? seqs.size() : 0);  // [seq][position]
-  auto pick = [&](size_t i, const float* row) {
-    if (w <= 1) return argmax(row);
-    std::vector<token_id> top = draft_top_tokens(row, n_tokens_, w);
-    const token_id best = top.front();
-    top.erase(top.begin());
-    siblings[i].push_back(std::move(top));
-    return best;
-  };
+  auto pick = [&](size_t i, const float* row) { return draft_pick(row, n_tokens_, w, w > 1 ? &siblings[i] : nullptr); };
   for (size_t r = 0; r < jobs.size(); ++r) {
     const job& j = jobs[r];
     computed_[j.s->seq] = j.s->tokens;
@@ -149,7 +138,7 @@ std::vector<draft> draft_model_proposer::propose_batch(std::span<const sequence*
   }
   for (const job& j : jobs) kv_.truncate(j.s->seq, static_cast<int32_t>(computed_[j.s->seq].size()));
   if (w > 1)
-    for (const job& j : jobs) out[j.i] = draft_tree_with_siblings(out[j.i].tokens, siblings[j.i], kMaxTreeNodes - 1);
+    for (const job& j : jobs) out[j.i] = draft_of_chain(out[j.i].tokens, siblings[j.i], out[j.i].tokens.size());
   return out;
 }
 

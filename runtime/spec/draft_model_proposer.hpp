@@ -53,7 +53,6 @@ class draft_model_proposer final : public proposer {
 
  private:
   draft_model_proposer(std::shared_ptr<executor> ex, int64_t n_tokens, int32_t max_batch_tokens);
-  token_id argmax(const float* row) const;
 
   std::shared_ptr<executor> ex_;
   int64_t n_tokens_;

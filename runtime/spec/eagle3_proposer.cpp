@@ -104,6 +104,8 @@ struct eagle3_proposer::impl final : head_inputs {
   std::vector<float> hidden_norm, input_norm, post_norm, final_norm;
   std::vector<float> fc_in;
   std::unique_ptr<head_chain> chain;
+  bool one_model = false;
+  std::shared_ptr<fused_head> in_forward;  // one-model: what the target's forward runs
 
   impl(std::shared_ptr<const checkpoint> t, safetensors_file f, head_config h)
       : target(std::move(t)), file(std::move(f)), hc(std::move(h)) {}
@@ -170,6 +172,7 @@ struct eagle3_proposer::impl final : head_inputs {
     ho.n_threads = o.n_threads;
     ho.block_size = o.block_size;
     ho.n_blocks = o.n_blocks;
+    ho.one_model = one_model = o.one_model;
     chain = std::make_unique<head_chain>(std::move(L), *this, ho);
     return {};
   }
@@ -195,7 +198,34 @@ struct eagle3_proposer::impl final : head_inputs {
   }
 };
 
-eagle3_proposer::eagle3_proposer(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+namespace {
+
+// One-model: inside the target's forward, g = fc(cat[low, mid, high]) of every hidden row into
+// the row's second column (what observe() reads after the step: no aux columns leave the
+// executor), then the planned catch-up rows' keys and values (head_chain::run_fused).
+class eagle3_in_forward final : public fused_head {
+ public:
+  explicit eagle3_in_forward(eagle3_proposer::impl& p) : p_(p) {}
+  void run(const forward_batch& b, const float* aux, int64_t ld_aux, float* hidden, int64_t ld_hidden,
+           cpu::thread_pool& pool) override;
+
+ private:
+  eagle3_proposer::impl& p_;
+};
+
+}  // namespace
+
+void eagle3_in_forward::run(const forward_batch& b, const float* aux, int64_t ld_aux, float* hidden, int64_t ld_hidden,
+                            cpu::thread_pool& pool) {
+  const int64_t n = b.n_hidden_rows(), H = p_.hc.hidden;
+  if (n == 0) return;
+  cpu::matmul(aux, ld_aux, n, p_.fc, hidden + H, ld_hidden, pool, p_.prec);
+  p_.chain->run_fused(hidden, ld_hidden, H, pool);
+}
+
+eagle3_proposer::eagle3_proposer(std::unique_ptr<impl> p) : impl_(std::move(p)) {
+  if (impl_->one_model) impl_->in_forward = std::make_shared<eagle3_in_forward>(*impl_);
+}
 eagle3_proposer::~eagle3_proposer() = default;
 
 result<std::unique_ptr<eagle3_proposer>> eagle3_proposer::create(std::shared_ptr<const checkpoint> target,
@@ -227,13 +257,38 @@ double eagle3_proposer::last_catch_up_seconds() const { return impl_->chain->las
 int64_t eagle3_proposer::last_catch_up_rows() const { return impl_->chain->last_catch_up_rows(); }
 int32_t eagle3_proposer::catch_up_rows(const sequence& s) const { return impl_->chain->pending_rows(s); }
 void eagle3_proposer::observe(std::span<const kept_rows> rows, size_t W) {
-  // Rows without the aux columns (another drafter's batch) carry nothing for the head.
-  if (W < static_cast<size_t>(4 * impl_->hc.hidden)) return;
+  // Rows without the aux columns (or, one-model, without g) carry nothing for the head.
+  const auto H = static_cast<size_t>(impl_->hc.hidden);
+  if (impl_->one_model ? W != 2 * H : W < 4 * H) return;
   impl_->chain->observe(rows, W);
 }
 std::vector<int32_t> eagle3_proposer::aux_hidden_layers() const { return impl_->hc.aux; }
 int32_t eagle3_proposer::kv_blocks_used() const { return impl_->chain->kv_blocks_used(); }
 size_t eagle3_proposer::n_tracked() const { return impl_->chain->n_tracked(); }
 int64_t eagle3_proposer::rows_run() const { return impl_->chain->rows_run(); }
+int64_t eagle3_proposer::fused_rows_run() const { return impl_->chain->fused_rows_run(); }
+int64_t eagle3_proposer::catch_up_rows_run() const { return impl_->chain->catch_up_rows_run(); }
+const char* eagle3_proposer::mode() const { return impl_->one_model ? "one-model" : "two-model"; }
+std::shared_ptr<fused_head> eagle3_proposer::fused() { return impl_->in_forward; }
+void eagle3_proposer::plan_fused(const forward_batch& b, std::span<const sequence* const> seqs) {
+  if (!impl_->one_model) return;
+  std::vector<fused_seq_in> in(b.seqs.size());
+  int32_t row = 0, hrow = 0;
+  for (size_t i = 0; i < b.seqs.size(); ++i) {
+    const forward_batch::seq& bs = b.seqs[i];
+    if (i < seqs.size() && seqs[i] && bs.n_hidden == bs.n_new) {
+      fused_seq_in& f = in[i];
+      f.s = seqs[i];
+      f.n_past = bs.n_past;
+      f.n_new = bs.n_new;
+      f.tokens = b.tokens.data() + row;
+      f.parents = bs.tree_offset >= 0 ? b.tree_parents.data() + bs.tree_offset : nullptr;
+      f.hidden_row0 = hrow;
+    }
+    row += bs.n_new;
+    hrow += bs.n_hidden;
+  }
+  impl_->chain->plan_fused(in);
+}
 
 }  // namespace troupe

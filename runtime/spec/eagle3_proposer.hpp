@@ -10,9 +10,27 @@
 //   draft  = argmax lm_head(norm(out));  chained steps feed out back as g
 //
 // embed_tokens is the target's. The scheduler asks the target's executor for those layers'
-// residuals beside each kept position's hidden row (proposer::aux_hidden_layers, forward_batch
-// ::aux_layers); the head runs as its own model after the target's step (eagle3_one_model
-// false: the only mode built; true is refused by the configuration, naming the field).
+// residuals (proposer::aux_hidden_layers, forward_batch::aux_layers). Two modes:
+//
+// two-model (eagle3_one_model false): the forward hands out, per position, [final, low, mid,
+//   high]; after the step the head runs as its own model (its own thread pool): the whole layer
+//   over every kept position (the catch-up), then the chain of k drafts when asked.
+// one-model (true; the CPU executor only: executor::runs_fused_head, refused elsewhere naming
+//   the field): the head is a layer of the target's forward (fused_head, executor.hpp). The
+//   row at position i reads embed(x_{i+1}); x_{i+1} is known before the forward for every row
+//   but a sequence's last (a chain's drafts, a prompt chunk that the prompt goes on after, a
+//   tree's spine): plan_fused, when the batch is scheduled, gives those rows head KV slots.
+//   Inside the forward, right after the target's last layer and on its pool: g = fc(aux) for
+//   every row (the aux residuals stay in the executor; a hidden row is [final, g]) and the
+//   planned rows' keys and values, nothing more (only the last kept row's output feeds the
+//   chain, and its x_{i+1} is sampled after the forward). After the step, observe() keeps the
+//   planned rows whose x_{i+1} the step confirmed (a chain: all but the last kept one) and runs
+//   the rest (a chain: that one row, whose token was just sampled; a tree whose path left the
+//   spine: from where it left) as two-model does; rejected rows' head KV is overwritten, as
+//   head_chain rolls back. The drafts are two-model's, token for token. It saves the aux rows'
+//   copy out of the forward (3 n_embd per position) and the head's q, attention, o_proj and MLP
+//   for every kept position but the last; it costs the keys and values of planned rows whose
+//   draft is rejected, and adds the head to the target's step time.
 //
 // It owns: the head's weights (mapped from its directory) and how a row's input is made. The
 // head layer's paged KV, the catch-up after each step, the chained greedy drafts and their
@@ -38,6 +56,7 @@ struct eagle3_options {
   int n_threads = 0;       // 0: every core this process may run on
   int32_t block_size = 16;
   int32_t n_blocks = 0;    // the head layer's KV blocks; 0: enough for 1024 sequences of 1024
+  bool one_model = false;  // eagle3_one_model: the head's catch-up inside the target's forward
 };
 
 class eagle3_proposer final : public proposer {
@@ -61,14 +80,21 @@ class eagle3_proposer final : public proposer {
   bool wants_hidden() const override { return true; }
   std::vector<int32_t> aux_hidden_layers() const override;
   void observe(std::span<const kept_rows> rows, size_t W) override;
+  std::shared_ptr<fused_head> fused() override;
+  void plan_fused(const forward_batch& b, std::span<const sequence* const> seqs) override;
 
   // KV blocks of the head layer held by sequences (0 once every sequence is forgotten).
   int32_t kv_blocks_used() const;
   size_t n_tracked() const;
-  // Rows the head has run: catch-up rows (from the target's states) and chained rows.
+  // Rows the head has run: catch-up rows (from the target's states) and chained rows, and
+  // (one-model) the rows it ran inside the target's forward.
   int64_t rows_run() const;
-  // "two-model": the head runs as its own model after the target's step.
-  const char* mode() const { return "two-model"; }
+  // One-model: rows run inside the target's forward (keys and values only), and catch-up rows
+  // run after it; two-model: 0, and every catch-up row.
+  int64_t fused_rows_run() const;
+  int64_t catch_up_rows_run() const;
+  // "one-model" (eagle3_one_model true) or "two-model".
+  const char* mode() const;
 
   struct impl;
 

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <new>
@@ -42,8 +43,10 @@ struct seq_state {
   std::vector<std::vector<token_id>> siblings;  // tree drafts: the next-best tokens beside each
   int32_t draft_for = -1;       // the sequence length the next draft follows
   std::vector<float> last;      // the layer's output at the last kept position: step 0's input
-  // Kept by the target but not yet run through the head (positions start + n on): each one's
-  // token (that of the position after it) and the target's hidden row (W wide).
+  int32_t fused_pos0 = -1;           // one-model: the position of the first row the forward ran
+  std::vector<token_id> fused_next;  // and the token each such row read (row j: fused_pos0 + j)
+  // Two-model: kept by the target but not yet run through the head (positions start + n on):
+  // each one's token (that of the position after it) and the target's hidden row (W wide).
   std::vector<token_id> pend_tok;
   std::vector<float> pend_hid;
 };
@@ -71,9 +74,19 @@ struct head_chain::impl {
   std::vector<int32_t> free_blocks;
   std::unordered_map<uint64_t, seq_state> seqs;
   int64_t rows_run = 0;
-  size_t pend_W = 0;           // the width of pending hidden rows
-  double catch_up_s = 0;       // of the last propose_batch
   int64_t catch_up_rows = 0;
+  size_t pend_W = 0;         // the width of pending hidden rows
+  double last_cu_s = 0;      // the catch-up of the last propose_batch: seconds and rows
+  int64_t last_cu_rows = 0;
+  std::atomic<int64_t> fused_rows{0};
+  // One-model: the rows planned for the forward in flight (block tables copied: a sequence
+  // aborted while the forward runs releases its own, and nothing takes them before it ends).
+  struct fused_plan_seq {
+    std::vector<int32_t> blocks;
+    int32_t pos0 = 0, slot0 = 0, n_rows = 0, hidden_row0 = 0;
+    std::vector<token_id> next;
+  };
+  std::vector<fused_plan_seq> plan;
   // Scratch.
   std::vector<float> a, x, h, q, k, v, att, g, u, cs, sn, hl, logits;
   std::vector<int32_t> slots;
@@ -110,7 +123,30 @@ struct head_chain::impl {
     seq_state* st;
     int64_t row, n;
     int32_t pos0, slot0;
+    int32_t skip = 0;                 // observe: kept rows the forward ran already (one-model)
+    const int32_t* blocks = nullptr;  // st's, or a fused plan's copy
+    const int32_t* table() const { return blocks ? blocks : st->blocks.data(); }
   };
+
+  // Entries before n_past only (the rest are a rejected chain's or a preempted run's); a gap
+  // (positions never seen) starts the sequence's entries anew at n_past.
+  // Pending rows (two-model) count as entries here; rolling back into the computed entries
+  // drops every pending row and the last output.
+  void start_at(seq_state& st, int32_t n_past) {
+    if (n_past < st.start || n_past > st.start + st.n + n_pending(st)) {
+      release(st);
+      st.start = n_past;
+    }
+    const int32_t keep = n_past - st.start;
+    if (keep < st.n) {
+      st.n = keep;
+      drop_pending(st);
+      st.last.clear();
+    } else {
+      st.pend_tok.resize(static_cast<size_t>(keep - st.n));
+      st.pend_hid.resize(st.pend_tok.size() * pend_W);
+    }
+  }
 
   void grow(int64_t T) {
     const int64_t H = L.n_embd, QD = L.n_head * L.head_dim, KVD = L.n_head_kv * L.head_dim;
@@ -128,16 +164,10 @@ struct head_chain::impl {
     if (slots.size() < static_cast<size_t>(T)) slots.resize(static_cast<size_t>(T));
   }
 
-  // The head layer over T rows whose inputs (x: the residual, a: the attention input) are in
-  // place; stores each row's key and value at its slot and leaves the output (pre-norm) in x.
-  void run_layer(int64_t T, const std::vector<group>& groups) {
-    const int64_t H = L.n_embd, HD = L.head_dim, QD = L.n_head * HD, KVD = L.n_head_kv * HD, FF = L.n_ff,
-                  half = HD / 2;
-    const float eps = static_cast<float>(L.rms_eps);
-    rows_run += T;
-    std::vector<cpu::attention_seq> att_seqs;
-    for (const group& gr : groups) {
-      att_seqs.push_back({gr.row, gr.n, gr.slot0, gr.st->blocks.data()});
+  // Rotary angles of the groups' rows, and their KV slots.
+  void angles(const std::vector<group>& groups) {
+    const int64_t half = L.head_dim / 2;
+    for (const group& gr : groups)
       for (int64_t i = 0; i < gr.n; ++i) {
         const int64_t t = gr.row + i;
         slots[static_cast<size_t>(t)] = gr.slot0 + static_cast<int32_t>(i);
@@ -148,27 +178,47 @@ struct head_chain::impl {
           sn[static_cast<size_t>(t * half + j)] = static_cast<float>(std::sin(ang));
         }
       }
-    }
-    cpu::matmul(a.data(), L.d_in, T, L.wq, q.data(), QD, pool, prec);
-    cpu::matmul(a.data(), L.d_in, T, L.wk, k.data(), KVD, pool, prec);
-    cpu::matmul(a.data(), L.d_in, T, L.wv, v.data(), KVD, pool, prec);
-    if (L.bq)
+  }
+
+  // The keys and values of T rows whose attention input a is in place, stored at their slots.
+  void store_kv(int64_t T, const std::vector<group>& groups, cpu::thread_pool& p) {
+    const int64_t HD = L.head_dim, KVD = L.n_head_kv * HD;
+    const float eps = static_cast<float>(L.rms_eps);
+    cpu::matmul(a.data(), L.d_in, T, L.wk, k.data(), KVD, p, prec);
+    cpu::matmul(a.data(), L.d_in, T, L.wv, v.data(), KVD, p, prec);
+    if (L.bk)
       for (int64_t t = 0; t < T; ++t) {
-        cpu::add(q.data() + t * QD, L.bq, QD);
         cpu::add(k.data() + t * KVD, L.bk, KVD);
         cpu::add(v.data() + t * KVD, L.bv, KVD);
       }
-    if (L.q_norm)
-      for (int64_t t = 0; t < T; ++t) {
-        cpu::rms_norm(q.data() + t * QD, HD, L.n_head, HD, L.q_norm, eps, q.data() + t * QD, HD);
+    if (L.k_norm)
+      for (int64_t t = 0; t < T; ++t)
         cpu::rms_norm(k.data() + t * KVD, HD, L.n_head_kv, HD, L.k_norm, eps, k.data() + t * KVD, HD);
-      }
-    cpu::rope(q.data(), QD, T, L.n_head, HD, cs.data(), sn.data(), L.interleaved_rope);
     cpu::rope(k.data(), KVD, T, L.n_head_kv, HD, cs.data(), sn.data(), L.interleaved_rope);
     const cpu::kv_layer_view view = kv();
     for (const group& gr : groups)
-      cpu::kv_store(view, gr.st->blocks.data(), slots.data() + gr.row, gr.n, k.data() + gr.row * KVD, KVD,
+      cpu::kv_store(view, gr.table(), slots.data() + gr.row, gr.n, k.data() + gr.row * KVD, KVD,
                     v.data() + gr.row * KVD, KVD);
+  }
+
+  // The head layer over T rows whose inputs (x: the residual, a: the attention input) are in
+  // place; stores each row's key and value at its slot and leaves the output (pre-norm) in x.
+  void run_layer(int64_t T, const std::vector<group>& groups) {
+    const int64_t H = L.n_embd, HD = L.head_dim, QD = L.n_head * HD, FF = L.n_ff;
+    const float eps = static_cast<float>(L.rms_eps);
+    rows_run += T;
+    std::vector<cpu::attention_seq> att_seqs;
+    for (const group& gr : groups) att_seqs.push_back({gr.row, gr.n, gr.slot0, gr.table()});
+    angles(groups);
+    cpu::matmul(a.data(), L.d_in, T, L.wq, q.data(), QD, pool, prec);
+    if (L.bq)
+      for (int64_t t = 0; t < T; ++t) cpu::add(q.data() + t * QD, L.bq, QD);
+    if (L.q_norm)
+      for (int64_t t = 0; t < T; ++t)
+        cpu::rms_norm(q.data() + t * QD, HD, L.n_head, HD, L.q_norm, eps, q.data() + t * QD, HD);
+    cpu::rope(q.data(), QD, T, L.n_head, HD, cs.data(), sn.data(), L.interleaved_rope);
+    store_kv(T, groups, pool);
+    const cpu::kv_layer_view view = kv();
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
     cpu::paged_attention(q.data(), QD, att_seqs, view, L.n_head, 0, scale, att.data(), QD, pool);
     cpu::matmul(att.data(), QD, T, L.wo, h.data(), H, pool, prec);
@@ -179,6 +229,59 @@ struct head_chain::impl {
     cpu::silu_mul(g.data(), u.data(), T * FF);
     cpu::matmul(g.data(), FF, T, L.w_down, h.data(), H, pool, prec);
     cpu::add(x.data(), h.data(), T * H);
+  }
+
+  void plan_fused(std::span<const fused_seq_in> in) {
+    plan.clear();
+    for (const fused_seq_in& f : in) {
+      if (!f.s || f.n_new <= 0) continue;
+      seq_state& st = seqs[f.s->seq];
+      st.fused_pos0 = -1;
+      st.fused_next.clear();
+      start_at(st, f.n_past);
+      std::vector<token_id> next;
+      for (int32_t j = 0; j < f.n_new; ++j) {
+        if (j + 1 < f.n_new) {
+          if (f.parents && f.parents[j + 1] != j) break;  // the spine ends here
+          next.push_back(f.tokens[j + 1]);
+        } else {
+          // Beyond the batch: known when the sequence's tokens go on (a prompt chunk); a
+          // decode's or a verification's next token is sampled from this very forward.
+          const int32_t p = f.n_past + f.n_new;
+          if (f.parents || p >= f.s->size()) break;
+          next.push_back(f.s->tokens[static_cast<size_t>(p)]);
+        }
+      }
+      const auto m = static_cast<int32_t>(next.size());
+      if (m == 0 || !reserve(st, st.n + m)) continue;  // out of head blocks: observe() decides
+      st.fused_pos0 = f.n_past;
+      st.fused_next = next;
+      plan.push_back({st.blocks, f.n_past, st.n, m, f.hidden_row0, std::move(next)});
+    }
+  }
+
+  void run_fused(const float* hidden, int64_t ld, int64_t g_col, cpu::thread_pool& p) {
+    int64_t T = 0;
+    for (const fused_plan_seq& f : plan) T += f.n_rows;
+    if (T == 0) return;
+    grow(T);
+    std::vector<group> groups;
+    std::vector<token_id> toks(static_cast<size_t>(T));
+    std::vector<const float*> hid(static_cast<size_t>(T));
+    int64_t row = 0;
+    for (const fused_plan_seq& f : plan) {
+      group gr{nullptr, row, f.n_rows, f.pos0, f.slot0};
+      gr.blocks = f.blocks.data();
+      groups.push_back(gr);
+      for (int32_t j = 0; j < f.n_rows; ++j, ++row) {
+        toks[static_cast<size_t>(row)] = f.next[static_cast<size_t>(j)];
+        hid[static_cast<size_t>(row)] = hidden + (f.hidden_row0 + j) * ld + g_col;
+      }
+    }
+    in.build(T, toks.data(), hid.data(), false, x.data(), a.data(), p);
+    angles(groups);
+    store_kv(T, groups, p);
+    fused_rows += T;
   }
 
   // Greedy tokens of the output rows `rows` of x (the draft head over the final norm).
@@ -195,24 +298,91 @@ struct head_chain::impl {
     std::vector<token_id> out(static_cast<size_t>(n));
     if (tops) tops->assign(static_cast<size_t>(n), {});
     for (int64_t i = 0; i < n; ++i) {
-      const float* l = logits.data() + i * V;
-      if (width > 1 && tops) {
-        std::vector<token_id> top = draft_top_tokens(l, V, width);
-        out[static_cast<size_t>(i)] = top.front();
-        (*tops)[static_cast<size_t>(i)].assign(top.begin() + 1, top.end());
-      } else {
-        out[static_cast<size_t>(i)] = static_cast<token_id>(std::max_element(l, l + V) - l);
-      }
+      std::vector<std::vector<token_id>> one;  // draft_pick appends this row's siblings
+      out[static_cast<size_t>(i)] = draft_pick(logits.data() + i * V, V, width, tops ? &one : nullptr);
+      if (!one.empty()) (*tops)[static_cast<size_t>(i)] = std::move(one.front());
     }
     return out;
   }
 
-  // Records what the target kept; the head's layer runs over it later, when the sequence is
-  // next asked for a draft (catch_up): a sequence the adaptive draft length keeps at 0 costs a
-  // copy of its rows, not the layer.
   void observe(std::span<const kept_rows> rows, size_t Ws) {
     const auto W = static_cast<int64_t>(Ws);
     if (W < L.n_embd) return;
+    if (!opt.one_model) return keep_rows(rows, Ws);
+    // 1. Catch up: an entry for every kept position, all sequences in one batch.
+    std::vector<group> groups;
+    std::vector<const kept_rows*> drafting;  // sequences that decode next, by group
+    std::vector<int64_t> last_rows;
+    int64_t T = 0;
+    for (const kept_rows& r : rows) {
+      seq_state& st = seqs[r.s->seq];
+      start_at(st, r.n_past);
+      st.draft.clear();
+      const int32_t n_new = r.n_computed - r.n_past;
+      const bool decodes = r.n_computed == r.s->size() - 1;
+      // One-model: the rows the forward ran whose next token the step kept are done.
+      int32_t done = 0;
+      if (opt.one_model && st.fused_pos0 == r.n_past)
+        while (done < n_new && done < static_cast<int32_t>(st.fused_next.size()) &&
+               st.fused_next[static_cast<size_t>(done)] == r.s->tokens[static_cast<size_t>(r.n_past + done + 1)])
+          ++done;
+      if (decodes && done == n_new) --done;  // the drafts start from the last row's output
+      st.fused_pos0 = -1;
+      st.fused_next.clear();
+      if (n_new <= 0) continue;
+      const int32_t chain = decodes ? opt.draft_len - 1 : 0;
+      if (!reserve(st, st.n + n_new + chain)) {  // out of head blocks: this sequence stops drafting
+        release(st);
+        st.start = r.n_computed;
+        continue;
+      }
+      st.n += done;
+      if (done == n_new) continue;
+      group gr{&st, T, n_new - done, r.n_past + done, st.n};
+      gr.skip = done;
+      groups.push_back(gr);
+      T += n_new - done;
+    }
+    if (T == 0) return;
+    grow(T);
+    std::vector<token_id> toks(static_cast<size_t>(T));
+    std::vector<const float*> hid(static_cast<size_t>(T));
+    {
+      size_t gi = 0;
+      for (const kept_rows& r : rows) {
+        if (gi == groups.size()) break;
+        seq_state& st = seqs[r.s->seq];
+        if (groups[gi].st != &st) continue;
+        const group& gr = groups[gi++];
+        for (int64_t i = 0; i < gr.n; ++i) {
+          toks[static_cast<size_t>(gr.row + i)] = r.s->tokens[static_cast<size_t>(r.n_past + gr.skip + i + 1)];
+          hid[static_cast<size_t>(gr.row + i)] = r.hidden.data() + (gr.skip + i) * W + (opt.one_model ? L.n_embd : 0);
+        }
+        st.n += static_cast<int32_t>(gr.n);
+        if (r.n_computed == r.s->size() - 1) {
+          drafting.push_back(&r);
+          last_rows.push_back(gr.row + gr.n - 1);
+        }
+      }
+    }
+    in.build(T, toks.data(), hid.data(), !opt.one_model, x.data(), a.data(), pool);
+    run_layer(T, groups);
+    catch_up_rows += T;
+    // Drafting waits until asked (propose_batch): a step whose draft length is 0 (the adaptive
+    // chooser) pays for the catch-up only, not for the head over the vocabulary.
+    const int64_t H = L.n_embd;
+    for (size_t i = 0; i < drafting.size(); ++i) {
+      seq_state& st = seqs[drafting[i]->s->seq];
+      st.last.assign(x.data() + last_rows[i] * H, x.data() + (last_rows[i] + 1) * H);
+      st.draft_for = drafting[i]->s->size();
+    }
+  }
+
+  // Two-model: records what the target kept; the head's layer runs over it later, when the
+  // sequence is next asked for a draft (catch_up): a sequence the adaptive draft length keeps
+  // at 0 costs a copy of its rows, not the layer.
+  void keep_rows(std::span<const kept_rows> rows, size_t Ws) {
+    const auto W = static_cast<int64_t>(Ws);
     if (pend_W != Ws) {  // the row width changed (never in one engine): what is pending is void
       for (auto& [id, st] : seqs) drop_pending(st);
       pend_W = Ws;
@@ -222,21 +392,7 @@ struct head_chain::impl {
       seq_state& st = seqs[r.s->seq];
       st.draft.clear();
       st.draft_for = -1;
-      // Keep only entries before n_past (the rest are a rejected chain's or a preempted run's);
-      // a gap (positions never seen) starts the sequence's entries anew at n_past.
-      if (r.n_past < st.start || r.n_past > st.start + st.n + n_pending(st)) {
-        release(st);
-        st.start = r.n_past;
-      }
-      const int32_t keep = r.n_past - st.start;
-      if (keep < st.n) {  // back into the computed entries: nothing pending survives, and the
-        st.n = keep;      // output at the last kept position is gone
-        drop_pending(st);
-        st.last.clear();
-      } else {
-        st.pend_tok.resize(static_cast<size_t>(keep - st.n));
-        st.pend_hid.resize(st.pend_tok.size() * Ws);
-      }
+      start_at(st, r.n_past);
       const int32_t n_new = r.n_computed - r.n_past;
       if (n_new <= 0) continue;
       for (int32_t i = 0; i < n_new; ++i)
@@ -249,17 +405,17 @@ struct head_chain::impl {
       if (r.n_computed == r.s->size() - 1) st.draft_for = r.s->size();
     }
     if (!flush.empty()) {
-      const double s0 = catch_up_s;
-      const int64_t r0 = catch_up_rows;
+      const double s0 = last_cu_s;
+      const int64_t r0 = last_cu_rows;
       catch_up(flush, std::vector<int32_t>(flush.size(), 0));
-      catch_up_s = s0;  // not a draft's catch-up: the adaptive length is not charged for it
-      catch_up_rows = r0;
+      last_cu_s = s0;  // not a draft's catch-up: the adaptive length is not charged for it
+      last_cu_rows = r0;
     }
   }
 
   // The head's layer over every pending row of sts (all in one batch), chain[i] slots reserved
   // beyond them for sts[i]'s drafts; sets each one's last output. A sequence the head's KV has
-  // no room for stops drafting (its entries start anew later).
+  // no room for stops drafting (its entries start anew later), and its entry becomes null.
   void catch_up(std::vector<seq_state*>& sts, const std::vector<int32_t>& chain) {
     std::vector<group> groups;
     std::vector<int64_t> last_rows;
@@ -294,6 +450,7 @@ struct head_chain::impl {
       }
     in.build(T, toks.data(), hid.data(), true, x.data(), a.data(), pool);
     run_layer(T, groups);
+    catch_up_rows += T;
     const int64_t H = L.n_embd;
     for (size_t i = 0; i < done.size(); ++i) {
       seq_state& st = *done[i];
@@ -301,8 +458,8 @@ struct head_chain::impl {
       drop_pending(st);
       st.last.assign(x.data() + last_rows[i] * H, x.data() + (last_rows[i] + 1) * H);
     }
-    catch_up_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    catch_up_rows += T;
+    last_cu_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    last_cu_rows += T;
   }
 
   // Up to max_tokens[i] greedy drafts for seqs[i]: the head over each one's last output, then
@@ -314,8 +471,8 @@ struct head_chain::impl {
     std::vector<seq_state*> ds;
     std::vector<size_t> which;
     std::vector<int32_t> want;
-    catch_up_s = 0;
-    catch_up_rows = 0;
+    last_cu_s = 0;
+    last_cu_rows = 0;
     for (size_t i = 0; i < ss.size(); ++i) {
       auto it = seqs.find(ss[i]->seq);
       if (it == seqs.end() || it->second.draft_for != ss[i]->size()) continue;
@@ -331,7 +488,7 @@ struct head_chain::impl {
         want.push_back(k);
       }
     }
-    {  // The rows kept since each one last drafted, in one batch.
+    {  // The rows kept since each one last drafted (two-model), in one batch.
       std::vector<int32_t> chain(want.size());
       for (size_t i = 0; i < want.size(); ++i) chain[i] = want[i] - 1;
       catch_up(ds, chain);
@@ -401,13 +558,10 @@ struct head_chain::impl {
       auto it = seqs.find(ss[i]->seq);
       if (it == seqs.end() || it->second.draft_for != ss[i]->size()) continue;
       const auto& t = it->second.draft;
-      const size_t k = std::min<size_t>(static_cast<size_t>(std::max(0, max_tokens[i])), t.size());
-      if (width > 1 && it->second.siblings.size() >= k && k > 0)  // a chain with its siblings as leaves
-        out[i] = draft_tree_with_siblings(std::span<const token_id>(t.data(), k),
-                                          std::span<const std::vector<token_id>>(it->second.siblings.data(), k),
-                                          kMaxTreeNodes - 1);
-      else
-        out[i].tokens.assign(t.begin(), t.begin() + static_cast<ptrdiff_t>(k));
+      // A chain with its siblings as leaves (width > 1), else the chain.
+      out[i] = draft_of_chain(t, width > 1 ? std::span<const std::vector<token_id>>(it->second.siblings)
+                                           : std::span<const std::vector<token_id>>(),
+                              static_cast<size_t>(std::max(0, max_tokens[i])));
     }
     return out;
   }
@@ -447,13 +601,19 @@ int32_t head_chain::kv_blocks_used() const {
 }
 
 size_t head_chain::n_tracked() const { return impl_->seqs.size(); }
+int64_t head_chain::rows_run() const { return impl_->rows_run + impl_->fused_rows; }
+int64_t head_chain::fused_rows_run() const { return impl_->fused_rows; }
+int64_t head_chain::catch_up_rows_run() const { return impl_->catch_up_rows; }
 int32_t head_chain::pending_rows(const sequence& s) const {
   auto it = impl_->seqs.find(s.seq);
   return it == impl_->seqs.end() ? 0 : n_pending(it->second);
 }
-double head_chain::last_catch_up_seconds() const { return impl_->catch_up_s; }
-int64_t head_chain::last_catch_up_rows() const { return impl_->catch_up_rows; }
-int64_t head_chain::rows_run() const { return impl_->rows_run; }
+double head_chain::last_catch_up_seconds() const { return impl_->last_cu_s; }
+int64_t head_chain::last_catch_up_rows() const { return impl_->last_cu_rows; }
+void head_chain::plan_fused(std::span<const fused_seq_in> seqs) { impl_->plan_fused(seqs); }
+void head_chain::run_fused(const float* hidden, int64_t ld, int64_t g_col, cpu::thread_pool& pool) {
+  impl_->run_fused(hidden, ld, g_col, pool);
+}
 cpu::thread_pool& head_chain::pool() { return impl_->pool; }
 
 }  // namespace troupe

@@ -14,11 +14,12 @@
 // Eagle-3: x = fc(cat[low, mid, high]) at step 0, else out; a_in = cat[norm(e), norm(x)].
 //
 // It owns: the head layer's paged KV (blocks, each sequence's table of them), the catch-up
-// (an entry for every position the target kept; the rows are kept after each engine step and
-// run lazily, when the sequence is next asked for drafts, all sequences asked in one batch: a
-// sequence the adaptive draft length pauses costs no head layer), the chained drafts and their
-// rollback: the kept count never moves past the target's, so a rejected draft leaves nothing
-// behind (the next step truncates to the target's n_past). It does not own the head's weights (the drafter's, borrowed) nor the
+// (an entry for every position the target kept; two-model, the rows are kept after each engine
+// step and run lazily, when the sequence is next asked for drafts, all sequences asked in one
+// batch: a sequence the adaptive draft length pauses costs no head layer; one-model, inside the
+// target's forward, see below), the chained drafts and their rollback: the kept count never
+// moves past the target's, so a rejected draft leaves nothing behind (the next step truncates to
+// the target's n_past). It does not own the head's weights (the drafter's, borrowed) nor the
 // target's KV, verification or sampling. Positions whose target hidden state it never saw (a
 // prefix-cache hit, an imported request) are left out of the head's attention: a sequence's
 // entries start at the first position it is given.
@@ -70,12 +71,25 @@ class head_inputs {
 
 struct head_chain_options {
   int32_t draft_len = 1;  // k: tokens drafted per step
+  // eagle3_one_model: the catch-up's rows whose next token the batch holds run inside the
+  // target's forward (plan_fused, run_fused); observe() then gets rows [final, g] (2 n_embd:
+  // g is the drafter's hidden input, made in the forward) and runs only the rest.
+  bool one_model = false;
   int n_threads = 0;      // 0: every core this process may run on
   int32_t block_size = 16;
   int32_t n_blocks = 0;   // the head layer's KV blocks; 0: enough for 1024 sequences of 1024
   // Rows a sequence may keep pending (kept by the target, not yet run through the head) while
   // it is not asked for drafts; at that many the head's layer runs over them at once.
   int32_t max_pending = 512;
+};
+
+// One sequence of a batch, for plan_fused.
+struct fused_seq_in {
+  const sequence* s = nullptr;       // null: the head does not read this sequence this step
+  int32_t n_past = 0, n_new = 0;
+  const token_id* tokens = nullptr;  // the batch's n_new tokens of this sequence
+  const int32_t* parents = nullptr;  // a tree verification's n_new parents, or null: a chain
+  int32_t hidden_row0 = 0;           // its first hidden row in the batch (it has n_new)
 };
 
 class head_chain {
@@ -86,11 +100,12 @@ class head_chain {
   head_chain(const head_chain&) = delete;
   head_chain& operator=(const head_chain&) = delete;
 
-  // After an engine step: what the target kept (W: the hidden rows' width), copied. The head's
-  // layer runs over those rows (the catch-up) and the drafts are made when the sequence is next
-  // asked for drafts, as many as asked (up to draft_len), so that a sequence the adaptive draft
-  // length leaves plain costs a copy of its rows, not the layer nor the head over the
-  // vocabulary; the catch-up of every sequence asked runs in one batch.
+  // After an engine step: what the target kept (W: the hidden rows' width). Two-model: copied;
+  // the head's layer runs over those rows (the catch-up) and the drafts are made when the
+  // sequence is next asked for drafts, as many as asked (up to draft_len), so that a sequence
+  // the adaptive draft length leaves plain costs a copy of its rows, not the layer nor the head
+  // over the vocabulary; the catch-up of every sequence asked runs in one batch. One-model: the
+  // rows the forward did not run are caught up now (the drafts still wait to be asked).
   void observe(std::span<const kept_rows> rows, size_t W);
   // width > 1 (spec_tree_width): the chain with the head's width - 1 next-best tokens at each
   // position as leaves beside it (draft_tree_with_siblings).
@@ -98,6 +113,21 @@ class head_chain {
   std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens,
                                    int32_t width = 1);
   void forget(const sequence& s);
+
+  // eagle3_one_model. plan_fused, when a batch is scheduled: for each sequence, the leading
+  // rows whose next token is already known (a chain's rows but its last; a prompt chunk's every
+  // row when the prompt goes on after it; a tree's spine, which is laid out first) get head KV
+  // slots and are remembered with the token each reads. run_fused, inside that batch's forward
+  // (on the executor's pool): those rows' keys and values only (their outputs are never read:
+  // only the last kept row's output starts a chain, and its next token is sampled after the
+  // forward), from g = hidden row (hidden_row0 + j) columns [g_col, g_col + n_embd). observe()
+  // then keeps the planned rows whose token the step confirmed and runs the rest (one row a
+  // sequence when its drafts were all accepted or the first one rejected on a chain).
+  void plan_fused(std::span<const fused_seq_in> seqs);
+  void run_fused(const float* hidden, int64_t ld, int64_t g_col, cpu::thread_pool& pool);
+  // Rows run inside the target's forward (run_fused), and rows observe() ran after it.
+  int64_t fused_rows_run() const;
+  int64_t catch_up_rows_run() const;
 
   int32_t kv_blocks_used() const;
   size_t n_tracked() const;

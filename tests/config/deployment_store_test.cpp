@@ -199,10 +199,11 @@ TEST_F(store_test, settings_say_what_is_active_and_what_is_only_stored) {
 TEST_F(store_test, what_is_not_built_or_does_not_fit_is_refused_naming_the_field) {
   deployment_store store = open_store();
   management_api api(store);
-  // eagle3_one_model true: not built. A head directory that does not exist: refused by name.
+  // A head directory that does not exist: refused by name, eagle3_one_model true or not (both
+  // are built).
   for (const auto& [spec, field, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle", "eagle3_one_model": true})",
-            "llm_config.speculative_config.eagle3_one_model", "not built in troupe yet"},
+            "llm_config.speculative_config.speculative_model_dir", "no such directory"},
            {R"({"decoding_type": "eagle", "speculative_model_dir": "/models/eagle"})",
             "llm_config.speculative_config.speculative_model_dir", "no such directory"}}) {
     auto r = api.create(std::string(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config": )") + spec + "}}");
@@ -219,9 +220,8 @@ TEST_F(store_test, what_is_not_built_or_does_not_fit_is_refused_naming_the_field
 TEST_F(store_test, spec_tree_width_round_trips_and_is_refused_where_it_cannot_act_naming_the_field) {
   deployment_store store = open_store();
   management_api api(store);
-  for (const char* spec : {R"({"decoding_type": "NGram", "spec_tree_width": 3, "spec_draft_length": 0})",
-                           R"({"decoding_type": "MTP", "num_nextn_predict_layers": 1, "spec_tree_width": 2, "spec_draft_length": 0})",
-                           R"({"decoding_type": "NGram", "spec_tree_width": 9})"}) {
+  for (const char* spec : {R"({"decoding_type": "NGram", "spec_tree_width": 9})",
+                           R"({"decoding_type": "NGram", "spec_tree_width": 0})"}) {
     auto r = api.create(std::string(R"({"model": "Qwen/Qwen3-4B", "llm_config": {"speculative_config": )") + spec + "}}");
     EXPECT_EQ(r.status, 400) << r.body;
     EXPECT_EQ(json::parse(r.body)["error"]["param"], "llm_config.speculative_config.spec_tree_width") << r.body;
@@ -234,6 +234,13 @@ TEST_F(store_test, spec_tree_width_round_trips_and_is_refused_where_it_cannot_ac
   EXPECT_EQ(d["llm_config"]["speculative_config"]["spec_tree_width"], 3);
   const json listed = json::parse(api.get(d["id"].get<std::string>()).body);
   EXPECT_EQ(listed["llm_config"]["speculative_config"]["spec_tree_width"], 3);
+  // Trees with the adaptive draft length (spec_draft_length 0) are accepted and kept.
+  auto adaptive = api.create(R"({"model": "Qwen/Qwen3-4B", "name": "adaptive-trees", "llm_config": {"speculative_config":
+      {"decoding_type": "NGram", "max_draft_len": 4, "spec_tree_width": 3, "spec_draft_length": 0}}})");
+  ASSERT_EQ(adaptive.status, 201) << adaptive.body;
+  const json a = json::parse(adaptive.body);
+  EXPECT_EQ(a["llm_config"]["speculative_config"]["spec_tree_width"], 3);
+  EXPECT_EQ(a["llm_config"]["speculative_config"]["spec_draft_length"], 0);
 }
 
 TEST_F(store_test, mtp_is_checked_against_the_models_mtp_layers_naming_the_field) {

@@ -62,6 +62,12 @@ TEST(llm_config, documented_examples_parse) {
   auto tree = parse(R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 4, "spec_tree_width": 3}})");
   ASSERT_TRUE(tree.ok()) << messages(tree.errors);
   EXPECT_EQ(tree.value.llm.speculative->spec_tree_width, 3);
+  // Trees with the adaptive draft length (it chooses each step's depth and tree or chain).
+  auto adaptive_tree = parse(R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 4,
+      "spec_tree_width": 3, "spec_draft_length": 0}})");
+  ASSERT_TRUE(adaptive_tree.ok()) << messages(adaptive_tree.errors);
+  EXPECT_EQ(adaptive_tree.value.llm.speculative->spec_tree_width, 3);
+  EXPECT_EQ(adaptive_tree.value.llm.speculative->spec_draft_length, 0);
 
   auto sizes = parse(R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 6,
       "max_matching_ngram_size": 3, "min_matching_ngram_size": 2}})");
@@ -69,13 +75,11 @@ TEST(llm_config, documented_examples_parse) {
   EXPECT_EQ(sizes.value.llm.speculative->max_matching_ngram_size, 3);
   EXPECT_EQ(sizes.value.llm.speculative->min_matching_ngram_size, 2);
 
-  // Valid in the schema, but not built: Eagle's head inside the target's step
-  // (eagle3_one_model true); the refusal names the field. Eagle itself is built.
+  // Eagle is built both ways: the head inside the target's step (eagle3_one_model true; an
+  // executor other than the CPU's refuses it when its engine is made, naming the field) and as
+  // its own model (false, or unset).
   {
-    auto refused = unbuilt_decoding_type(*eagle.value.llm.speculative);
-    ASSERT_TRUE(refused);
-    EXPECT_EQ(refused->path, "llm_config.speculative_config.eagle3_one_model");
-    EXPECT_NE(refused->message.find("is not built in troupe yet"), std::string::npos) << refused->message;
+    EXPECT_FALSE(unbuilt_decoding_type(*eagle.value.llm.speculative)) << "Eagle (one-model) is built";
     speculative_settings two_model = *eagle.value.llm.speculative;
     two_model.eagle3_one_model = false;
     EXPECT_FALSE(unbuilt_decoding_type(two_model)) << "Eagle (two-model) is built";
@@ -210,11 +214,6 @@ TEST(llm_config, each_rule_gives_its_message_for_its_field) {
       {"spec_tree_width within its range",
        R"({"speculative_config": {"decoding_type": "NGram", "spec_tree_width": 9}})",
        {{s + ".spec_tree_width", s + ".spec_tree_width: must be an integer from 1 to 8, got 9"}}},
-      {"spec_tree_width with the adaptive draft length",
-       R"({"speculative_config": {"decoding_type": "NGram", "spec_tree_width": 3, "spec_draft_length": 0}})",
-       {{s + ".spec_tree_width", s + ".spec_tree_width: 3 with spec_draft_length 0 (adaptive): the adaptive draft "
-                                 "length chooses chain lengths, not trees; set spec_tree_width to 1 or a fixed "
-                                 "spec_draft_length"}}},
       {"max_draft_len positive",
        R"({"speculative_config": {"decoding_type": "NGram", "max_draft_len": 0}})",
        {{s + ".max_draft_len", s + ".max_draft_len: must be an integer from 1 to 32, got 0"}}},

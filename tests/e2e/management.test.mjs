@@ -1,6 +1,7 @@
 // The management API over HTTP: a deployment created with POST /v1/llm_models serves at once
 // with its engine settings in effect, is listed and shown, survives a server restart, and
-// goes away with DELETE; invalid bodies get every field error at once.
+// goes away with DELETE; invalid bodies get every field error at once; Eagle with
+// eagle3_one_model true is accepted and serves.
 import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -79,10 +80,10 @@ describe('the management API', () => {
       assert.match(fields + JSON.stringify(bad.body.errors), new RegExp(f));
   });
 
-  it('refuses an Eagle head that is not one, or eagle3_one_model true, naming the field, and stores nothing', async () => {
+  it('refuses an Eagle head that is not one (eagle3_one_model true or false), naming the field, and stores nothing', async () => {
     for (const [fields, param, message] of [
       [{ speculative_model_dir: path.resolve(models, 'llama3-hf-bf16') }, 'speculative_model_dir', /is not an Eagle-3 head/],
-      [{ speculative_model_dir: path.resolve(models, 'llama3-hf-bf16'), eagle3_one_model: true }, 'eagle3_one_model', /is not built in troupe yet/]]) {
+      [{ speculative_model_dir: path.resolve(models, 'llama3-hf-bf16'), eagle3_one_model: true }, 'speculative_model_dir', /is not an Eagle-3 head/]]) {
       const r = await api(server.url, 'POST', '/v1/llm_models', {
         name: 'eagle', model: path.resolve(models, 'llama3-hf-bf16'),
         llm_config: { speculative_config: { decoding_type: 'Eagle', ...fields } } });
@@ -91,6 +92,23 @@ describe('the management API', () => {
       assert.match(r.body.error.message, message);
       assert.equal((await api(server.url, 'GET', '/v1/llm_models/eagle')).status, 404);
     }
+  });
+
+  it('accepts Eagle with eagle3_one_model true (the head inside the CPU forward) and serves it', async () => {
+    const root = new URL('../..', import.meta.url).pathname;
+    const created = await api(server.url, 'POST', '/v1/llm_models', {
+      name: 'eagle-one', model: path.join(root, 'models', 'troupe-py-7m'),
+      llm_config: { runtime: { kv_cache_memory: '64MiB' },
+                    speculative_config: { decoding_type: 'Eagle', speculative_model_dir: path.join(root, 'models', 'troupe-py-eagle3'),
+                                          eagle3_one_model: true, max_draft_len: 3 } } });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const shown = await api(server.url, 'GET', '/v1/llm_models/eagle-one');
+    assert.equal(shown.body.llm_config.speculative_config.eagle3_one_model, true, JSON.stringify(shown.body));
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const c = await client.completions.create({ model: 'eagle-one', prompt: 'def add(a, b):\n    return', max_tokens: 12,
+                                                temperature: 0, ignore_eos: true });
+    assert.equal(c.usage.completion_tokens, 12);
+    assert.equal((await api(server.url, 'DELETE', '/v1/llm_models/eagle-one')).status, 200);
   });
 
   it('refuses MTP on a model without MTP layers, naming num_nextn_predict_layers, and stores nothing', async () => {

@@ -8,9 +8,10 @@
 // for more than it has) is refused at start naming num_nextn_predict_layers. Then the same with a
 // DraftTarget speculative_config (the draft model, adaptive draft length), and a missing draft
 // model directory refused at start. Then NGram tree drafts (spec_tree_width 3) answering exactly as
-// plain decoding, and spec_tree_width with the adaptive draft length refused at start. Then Eagle (the Eagle-3 head
-// models/troupe-py-eagle3 over the target's aux layers), and an unfit head or eagle3_one_model
-// true refused at start, naming the field.
+// plain decoding, and MTP trees with the adaptive draft length (spec_draft_length 0) too. Then Eagle (the Eagle-3 head
+// models/troupe-py-eagle3 over the target's aux layers), the same with eagle3_one_model true (the
+// head's catch-up inside the target's forward) answering exactly as plain decoding with its
+// speculation_rate, and an unfit head refused at start, naming the field.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -186,20 +187,20 @@ describe('DraftTarget speculative decoding through the openai client', () => {
 });
 
 // Tree drafts (spec_tree_width, troupe's extension after MLC's tree mode): NGram trees of width
-// 3, verified with the tree attention mask, answer exactly as plain decoding; spec_tree_width
-// with a chain-only drafter (MTP) is refused at start naming the field.
+// 3, verified with the tree attention mask, answer exactly as plain decoding.
 describe('tree drafts (spec_tree_width) through the openai client', () => {
   const sv = servers('tree.json', { decoding_type: 'NGram', max_draft_len: 4, spec_tree_width: 3 });
   itAnswersAsPlain(sv);
+});
 
-  it('refuses spec_tree_width with the adaptive draft length, naming the field', () => {
-    writeFileSync(join(dir, 'mtptree.json'), JSON.stringify({ speculative_config: {
-      decoding_type: 'MTP', num_nextn_predict_layers: 1, spec_tree_width: 2, spec_draft_length: 0 } }));
-    const r = spawnSync(bin, ['serve', '--model', join(root, 'models', MODEL), '--port', '0', '--llm-config', join(dir, 'mtptree.json')],
-                        { encoding: 'utf8', timeout: 60000 });
-    assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /llm_config\.speculative_config\.spec_tree_width: 2 with spec_draft_length 0 \(adaptive\)/);
-  });
+// Trees with the adaptive draft length (MLC's tree and adaptive modes together): MTP trees of
+// width 3, each step's depth and tree-or-spine chosen by the engine up to max_draft_len, answer
+// exactly as plain decoding and report their rate.
+describe('MTP trees with the adaptive draft length through the openai client', () => {
+  const sv = servers('mtptree.json', {
+    decoding_type: 'MTP', num_nextn_predict_layers: 1, max_draft_len: 3, spec_tree_width: 3, spec_draft_length: 0 });
+  itAnswersAsPlain(sv);
+  itReportsRate(sv, 'MTP');
 });
 
 // Eagle (Eagle-3): the head models/troupe-py-eagle3, named relative to the project's root.
@@ -208,11 +209,11 @@ describe('Eagle speculative decoding through the openai client', () => {
   itAnswersAsPlain(sv);
   itReportsRate(sv, 'Eagle');
 
-  it('refuses at start an unfit head, or eagle3_one_model true, naming the field', () => {
+  it('refuses at start an unfit head, naming the field', () => {
     const cases = [
       [{ speculative_model_dir: join(dir, 'no-such-head') }, /speculative_config\.speculative_model_dir: \S+: no such directory/],
       [{ speculative_model_dir: 'models/troupe-py-draft' }, /speculative_config\.speculative_model_dir: \S+ is not an Eagle-3 head/],
-      [{ speculative_model_dir: 'models/troupe-py-eagle3', eagle3_one_model: true }, /speculative_config\.eagle3_one_model: true .*is not built in troupe yet/],
+      [{ speculative_model_dir: 'models/troupe-py-draft', eagle3_one_model: true }, /speculative_config\.speculative_model_dir: \S+ is not an Eagle-3 head/],
     ];
     cases.forEach(([fields, message], i) => {
       writeFileSync(join(dir, `bad-eagle-${i}.json`), JSON.stringify({ speculative_config: { decoding_type: 'Eagle', ...fields } }));
@@ -222,4 +223,12 @@ describe('Eagle speculative decoding through the openai client', () => {
       assert.match(r.stderr, message, r.stderr);
     });
   });
+});
+
+// eagle3_one_model true: the head's catch-up rows run inside the target's forward (CPU).
+describe('Eagle one-model (eagle3_one_model true) through the openai client', () => {
+  const sv = servers('eagle-one.json', { decoding_type: 'Eagle', speculative_model_dir: 'models/troupe-py-eagle3', max_draft_len: 3,
+                                         eagle3_one_model: true });
+  itAnswersAsPlain(sv);
+  itReportsRate(sv, 'Eagle');
 });

@@ -4,6 +4,8 @@
 // it gives the longer drafts to the sequences whose drafts are accepted more; a drafter's
 // catch-up cost per emitted token is charged, and probes go to the sequence owing least.
 #include <numeric>
+#include <random>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -143,6 +145,123 @@ TEST(draft_chooser, probes_the_sequence_owing_least_and_only_when_the_probe_is_c
     probed = std::accumulate(k.begin(), k.end(), 0) > 0;
   }
   EXPECT_TRUE(probed);
+}
+
+// Trees (spec_tree_width > 1 with the adaptive length): allocate_tree's choice of depth and
+// shape per sequence, and choose_tree's learning and probing.
+
+// Expected tokens per second of a choice, the quantity allocate_tree maximises.
+double tree_rate(const std::vector<draft_shape>& k, const std::vector<double>& chain, const std::vector<double>& tree,
+                 double c, double a, double b, double d) {
+  double tokens = 0, time = a;
+  for (size_t s = 0; s < k.size(); ++s) {
+    double g = 1;
+    tokens += 1;
+    time += b;
+    for (int32_t j = 1; j <= k[s].depth; ++j) tokens += (g *= k[s].tree ? tree[s] : chain[s]);
+    time += k[s].depth * ((k[s].tree ? c : 1.0) * b + d);
+  }
+  return tokens / time;
+}
+
+TEST(draft_chooser_tree, equal_acceptance_makes_chains_of_the_chain_allocations_lengths) {
+  const std::vector<double> alphas = {0.95, 0.95, 0.2, 0.2, 0.6, 0.6, 0.05, 0.05};
+  for (const auto& [a, b, d] : std::vector<std::tuple<double, double, double>>{
+           {8e-4, 1e-4, 0}, {5e-3, 5e-5, 0}, {2e-4, 1e-4, 0}, {5e-3, 5e-5, 2e-3}}) {
+    const auto chains = draft_chooser::allocate(alphas, same(8, 4), a, b, d);
+    const auto shapes = draft_chooser::allocate_tree(alphas, alphas, same(8, 4), 3, a, b, d);
+    for (size_t s = 0; s < alphas.size(); ++s) {
+      EXPECT_EQ(shapes[s].depth, chains[s]) << s << " a=" << a;
+      EXPECT_FALSE(shapes[s].tree) << s << ": a tree level costs more for the same acceptance";
+    }
+  }
+}
+
+TEST(draft_chooser_tree, trees_where_their_acceptance_pays_for_their_rows_and_nothing_where_verifying_does_not) {
+  // Batch 1, a step's fixed cost dominating: a tree of width 3 that accepts 0.8 a level beats a
+  // chain that accepts 0.5, to the ceiling.
+  const auto one = draft_chooser::allocate_tree(std::vector<double>{0.5}, std::vector<double>{0.8}, same(1, 4), 3, 5e-3,
+                                                5e-5, 0);
+  EXPECT_EQ(one[0], (draft_shape{4, true}));
+  // ... but where a row costs what a step does, the tree's three rows a level do not pay for
+  // 0.8 over 0.5: a chain, or nothing.
+  const auto dear = draft_chooser::allocate_tree(std::vector<double>{0.5}, std::vector<double>{0.8}, same(1, 4), 3, 1e-4,
+                                                 1e-4, 0);
+  EXPECT_FALSE(dear[0].tree);
+  // A large batch on a compute-bound device: nothing at all, trees or chains.
+  const auto big = draft_chooser::allocate_tree(std::vector<double>(32, 0.6), std::vector<double>(32, 0.9), same(32, 4),
+                                                3, 0, 1e-4, 0);
+  for (const draft_shape& x : big) EXPECT_EQ(x, draft_shape{});
+  // Never past a sequence's own room.
+  const auto room = draft_chooser::allocate_tree(std::vector<double>{0.5, 0.5}, std::vector<double>{0.9, 0.9},
+                                                 std::vector<int32_t>{2, 0}, 2, 5e-3, 5e-5, 0);
+  EXPECT_EQ(room[0], (draft_shape{2, true}));
+  EXPECT_EQ(room[1], draft_shape{});
+}
+
+TEST(draft_chooser_tree, the_choice_is_the_best_of_every_depth_and_shape_combination) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::vector<double> chain = {u(rng), u(rng)};
+    const std::vector<double> tree = {std::min(0.999, chain[0] + 0.4 * u(rng)), std::min(0.999, chain[1] + 0.4 * u(rng))};
+    const double c = 1 + 3 * u(rng), a = 1e-3 * u(rng), b = 1e-4 * (0.1 + u(rng)), d = 1e-4 * u(rng) * u(rng);
+    const std::vector<int32_t> caps = {3, 3};
+    const auto got = draft_chooser::allocate_tree(chain, tree, caps, c, a, b, d);
+    const double best = tree_rate(got, chain, tree, c, a, b, d);
+    for (int32_t k0 = 0; k0 <= 3; ++k0)
+      for (int32_t k1 = 0; k1 <= 3; ++k1)
+        for (int t0 = 0; t0 < 2; ++t0)
+          for (int t1 = 0; t1 < 2; ++t1) {
+            const std::vector<draft_shape> other = {{k0, t0 == 1}, {k1, t1 == 1}};
+            EXPECT_GE(best, tree_rate(other, chain, tree, c, a, b, d) * (1 - 1e-9))
+                << "trial " << trial << ": " << k0 << t0 << " " << k1 << t1;
+          }
+  }
+}
+
+TEST(draft_chooser_tree, learns_both_acceptances_from_trees_and_probes_trees_when_only_chains_pay) {
+  draft_chooser c;
+  // Unfitted: chains at the ceiling with one tree (in turn), and nothing, in turn.
+  const std::vector<double> half(4, 0.5);
+  std::vector<draft_shape> first(4, draft_shape{3, false}), second = first;
+  first[0].tree = true;
+  second[1].tree = true;
+  EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), first);
+  EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), std::vector<draft_shape>(4, draft_shape{}));
+  EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), second);
+  EXPECT_EQ(c.choose_tree(half, half, same(4, 3), 3), std::vector<draft_shape>(4, draft_shape{}));
+  EXPECT_DOUBLE_EQ(c.nodes_per_level(3), 3) << "the width until a tree is seen";
+  c.observe_tree_shape(8, 4);
+  EXPECT_DOUBLE_EQ(c.nodes_per_level(3), 2);
+  // A tree whose accepted path always leaves the spine at its first node: the chain's count
+  // learns 0 of 4, the tree's 4 of 4.
+  spec_acceptance s;
+  for (int i = 0; i < 10; ++i) c.observe_tree_verify(s, 4, 4, 4, 0);
+  EXPECT_LT(c.alpha(s), 0.2);
+  EXPECT_GT(c.alpha_tree(s), 0.8);
+  EXPECT_GT(c.alpha_tree_drafter(), 0.8);
+  EXPECT_LT(c.alpha_drafter(), 0.2);
+  // A fixed step cost dominating, and chains accepted as well as trees: chains only, and every
+  // 32nd such step one drafting sequence (in turn) verifies a tree.
+  for (int i = 0; i < 40; ++i) c.observe_step(1 + i % 9, 5e-3 + 5e-5 * (1 + i % 9));
+  ASSERT_TRUE(c.cost_known());
+  const std::vector<double> good(4, 0.8);
+  int probes = 0;
+  for (int step = 1; step <= 64; ++step) {
+    const auto k = c.choose_tree(good, good, same(4, 3), 3);
+    int trees = 0;
+    for (const draft_shape& x : k) {
+      EXPECT_EQ(x.depth, 3);
+      trees += x.tree;
+    }
+    if (trees > 0) {
+      ++probes;
+      EXPECT_EQ(trees, 1);
+      EXPECT_EQ(step % draft_chooser::kProbeEvery, 0);
+    }
+  }
+  EXPECT_EQ(probes, 2);
 }
 
 }  // namespace

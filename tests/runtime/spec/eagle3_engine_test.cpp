@@ -6,12 +6,16 @@
 // greedy decoding token for token, with speculating sequences batched beside plain ones, with
 // prefix-cache hits and under preemption; every KV block of the target and of the head is free
 // afterwards; a head that is missing, of another architecture, or reads a layer the target
-// lacks is refused naming speculative_model_dir; eagle3_one_model true is refused naming it.
+// lacks is refused naming speculative_model_dir.
+// eagle3_one_model true (the head's catch-up inside the target's forward) drafts exactly the
+// tokens two-model drafts, and keeps every equivalence above; it runs through the factory on the
+// CPU executor and is refused, naming the field, by an executor that cannot run it.
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 
 #include <gtest/gtest.h>
@@ -41,16 +45,19 @@ std::string eagle_dir() { return testing::source_dir() + "/models/troupe-py-eagl
 
 class eagle3_engine : public testing::head_drafter_fixture {
  protected:
-  static std::unique_ptr<eagle3_proposer> make_eagle(int32_t k) {
+  static std::unique_ptr<eagle3_proposer> make_head(int32_t k, bool one_model) {
     eagle3_options o;
     o.dir = eagle_dir();
     o.draft_len = k;
     o.n_threads = 2;
     o.n_blocks = 600;
+    o.one_model = one_model;
     auto p = eagle3_proposer::create(bundle_->weights, o);
     EXPECT_TRUE(p.ok()) << p.message();
     return p.ok() ? std::move(*p) : nullptr;
   }
+  static std::unique_ptr<eagle3_proposer> make_eagle(int32_t k) { return make_head(k, false); }
+  static std::unique_ptr<eagle3_proposer> make_eagle_one(int32_t k) { return make_head(k, true); }
 };
 
 // The executor's seam: a hidden row carries the final state, then the residual stream entering
@@ -163,6 +170,10 @@ TEST_F(eagle3_engine, trees_give_plain_greedy_output_beside_plain_decodes) {
   expect_trees_give_plain_greedy_output(make_eagle);
 }
 
+TEST_F(eagle3_engine, adaptive_trees_give_plain_greedy_output_beside_plain_decodes) {
+  expect_adaptive_trees_give_plain_greedy_output(make_eagle);
+}
+
 TEST_F(eagle3_engine, greedy_equals_plain_under_preemption) { expect_greedy_equals_plain_under_preemption(make_eagle); }
 
 // Through the factory (what serve and the workers use): speculative_config Eagle with the head's
@@ -238,18 +249,128 @@ TEST_F(eagle3_engine, unfit_heads_are_refused_naming_the_dir) {
   std::filesystem::remove_all(std::filesystem::path(wide));
 }
 
-TEST_F(eagle3_engine, one_model_is_refused_naming_the_field) {
-  config::speculative_settings s;
-  s.type = config::decoding_type::eagle;
+// eagle3_one_model true: the same head on the same target drafts exactly the tokens two-model
+// drafts (every draft at every length, chains and trees, batched beside plain sequences; f32),
+// and the output is plain greedy decoding. The target's forward ran part of the catch-up (keys
+// and values of the rows whose next token it held) for every sequence; two-model catches up
+// lazily, only the sequences asked for drafts (the 's' ones), so it runs fewer rows in all.
+TEST_F(eagle3_engine, one_model_drafts_exactly_what_two_model_drafts) {
+  const auto reqs = requests(40, /*mixed=*/true);
+  const auto plain = run({reqs}, nullptr);
+  for (int32_t width : {1, 3}) {
+    draft_log two_log, one_log;
+    run_totals two, one;
+    auto h1 = make_eagle_one(3);
+    ASSERT_TRUE(h1);
+    EXPECT_STREQ(h1->mode(), "one-model");
+    const auto two_out = run({reqs}, wrap(make_eagle, 3, true, &two_log), &two, false, 3, 512, width);
+    const auto one_out =
+        run({reqs}, std::make_unique<only_s_proposer>(std::move(h1), true, &one_log), &one, false, 3, 512, width);
+    EXPECT_FALSE(one_log.empty());
+    EXPECT_EQ(one_log.size(), two_log.size()) << "width " << width;
+    EXPECT_TRUE(one_log == two_log) << "width " << width;
+    for (const auto& [key, d] : two_log)
+      if (one_log.count(key)) {
+        EXPECT_EQ(one_log.at(key), d) << key.first << " at " << key.second << " width " << width;
+      }
+    for (const request& r : reqs) {
+      EXPECT_EQ(one_out.at(r.id).tokens, plain.at(r.id).tokens) << r.id << " width " << width;
+      EXPECT_EQ(two_out.at(r.id).tokens, plain.at(r.id).tokens) << r.id << " width " << width;
+    }
+    EXPECT_EQ(one.drafted, two.drafted) << "width " << width;
+    EXPECT_EQ(one.accepted, two.accepted) << "width " << width;
+    EXPECT_GT(one.accepted, 0);
+    EXPECT_GT(one.mixed_steps, 0);
+    if (width > 1) {
+      EXPECT_GT(one.moved_steps, 0) << "an accepted path left the spine";
+    }
+    EXPECT_EQ(two.fused_rows, 0);
+    EXPECT_GT(one.fused_rows, 0) << "the head ran inside the target's forward";
+    EXPECT_LT(two.catch_up_rows, one.fused_rows + one.catch_up_rows) << "width " << width;
+    std::cout << "width " << width << ": two-model catch-up rows " << two.catch_up_rows << "; one-model "
+              << one.fused_rows << " rows in the forward, " << one.catch_up_rows << " after\n";
+    EXPECT_FALSE(one.target_leaked);
+    EXPECT_EQ(one.head_blocks_after, 0) << "the head's KV blocks are all freed";
+    EXPECT_EQ(one.head_tracked_after, 0u);
+  }
+}
+
+TEST_F(eagle3_engine, one_model_batched_drafts_equal_drafts_alone) {
+  expect_batched_drafts_equal_drafts_alone(make_eagle_one);
+}
+
+TEST_F(eagle3_engine, one_model_greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) {
+  expect_greedy_equals_plain_with_prefix_cache_hits(make_eagle_one);
+}
+
+TEST_F(eagle3_engine, one_model_trees_give_plain_greedy_output_beside_plain_decodes) {
+  expect_trees_give_plain_greedy_output(make_eagle_one);
+}
+
+TEST_F(eagle3_engine, one_model_greedy_equals_plain_under_preemption) {
+  expect_greedy_equals_plain_under_preemption(make_eagle_one);
+}
+
+// Through the factory and the configuration (what serve, the Management API and the workers
+// use): eagle3_one_model true is built (not refused) and runs on the CPU executor, every batch
+// carrying the head, with plain greedy output; an executor that cannot run the head inside its
+// forward (here the simulated one; CUDA likewise) is refused naming the field.
+TEST_F(eagle3_engine, one_model_through_the_factory_and_refused_where_it_cannot_act) {
+  config::speculative_settings cs;
+  cs.type = config::decoding_type::eagle;
+  cs.speculative_model_dir = "models/troupe-py-eagle3";
+  cs.eagle3_one_model = true;
+  EXPECT_FALSE(config::unbuilt_decoding_type(cs)) << "one-model Eagle is built";
+
+  engine_spec s;
+  s.decoding_type = "Eagle";
   s.speculative_model_dir = "models/troupe-py-eagle3";
-  EXPECT_FALSE(config::unbuilt_decoding_type(s)) << "Eagle is built";
-  s.eagle3_one_model = false;
-  EXPECT_FALSE(config::unbuilt_decoding_type(s)) << "two-model Eagle is built";
+  s.threads = 2;
+  s.max_draft_len = 3;
   s.eagle3_one_model = true;
-  auto e = config::unbuilt_decoding_type(s);
-  ASSERT_TRUE(e);
-  EXPECT_EQ(e->path, "llm_config.speculative_config.eagle3_one_model");
-  EXPECT_NE(e->message.find("llm_config.speculative_config.eagle3_one_model"), std::string::npos) << e->message;
+  const auto reqs = requests(24, false);
+  const auto plain = run({reqs}, nullptr);
+  auto ex = make_executor();
+  ASSERT_TRUE(ex);
+  auto e = make_engine(s, *ex, bundle_->tok.get(), "troupe-py-7m", nullptr, bundle_->weights);
+  ASSERT_TRUE(e.ok()) << e.message();
+  EXPECT_STREQ((*e)->decoding_type(), "Eagle");
+  for (const request& r : reqs) ASSERT_TRUE((*e)->add_request(r).ok());
+  std::map<std::string, std::vector<token_id>> got;
+  int64_t drafted = 0, accepted = 0;
+  while ((*e)->has_work()) {
+    step_plan p = (*e)->schedule();
+    if (!p.empty()) {
+      EXPECT_TRUE(p.batch.head) << "every batch carries the head";
+    }
+    std::vector<float> logits, hidden;
+    if (!p.empty()) {
+      ASSERT_TRUE(ex->forward_hidden(p.batch, logits, hidden).ok());
+      EXPECT_EQ(hidden.size(), static_cast<size_t>(p.batch.n_hidden_rows() * 2 * ex->config().n_embd))
+          << "a hidden row is [final state, g]";
+    }
+    step_output out = (*e)->complete(std::move(p), logits, -1, hidden);
+    for (const request_output& o : out.outputs) {
+      got[o.id].insert(got[o.id].end(), o.tokens.begin(), o.tokens.end());
+      drafted += o.n_drafted;
+      accepted += o.n_draft_accepted;
+    }
+  }
+  for (const request& r : reqs) EXPECT_EQ(got[r.id], plain.at(r.id).tokens) << r.id;
+  EXPECT_GT(drafted, 0);
+  EXPECT_GT(accepted, 0);
+
+  executor_factory f;
+  engine_spec sim = s;
+  sim.simulate = R"({"prefill_token_ms": 0.1, "decode_step_ms": {"1": 1, "8": 2}})";
+  auto sx = f.make_executor(bundle_->weights, testing::source_dir() + "/models/troupe-py-7m", sim);
+  ASSERT_TRUE(sx.ok()) << sx.message();
+  EXPECT_FALSE((*sx)->runs_fused_head());
+  auto refused = make_engine(s, **sx, bundle_->tok.get(), "troupe-py-7m", nullptr, bundle_->weights);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.message().find("llm_config.speculative_config.eagle3_one_model"), std::string::npos)
+      << refused.message();
+  EXPECT_NE(refused.message().find("CPU executor"), std::string::npos) << refused.message();
 }
 
 }  // namespace

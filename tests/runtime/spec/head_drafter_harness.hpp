@@ -36,6 +36,8 @@ struct run_totals {
   int32_t head_blocks_after = -1;  // the head layer's KV blocks still held at the end
   size_t head_tracked_after = 0;
   int64_t head_rows = -1;          // rows the head ran, where the drafter counts them
+  int64_t fused_rows = -1;         // of those, rows run inside the target's forward (Eagle one-model)
+  int64_t catch_up_rows = -1;      // and catch-up rows run after the target's step
 };
 
 using draft_log = std::map<std::pair<std::string, int32_t>, std::vector<token_id>>;
@@ -47,6 +49,8 @@ class head_stats {
   virtual int32_t head_blocks() const = 0;
   virtual size_t head_tracked() const = 0;
   virtual int64_t head_rows() const = 0;
+  virtual int64_t fused_rows() const { return -1; }
+  virtual int64_t catch_up_rows() const { return -1; }
 };
 
 // The drafter P, drafting for ids that start with 's' only (the others decode plainly) when
@@ -69,11 +73,25 @@ class only_s_proposer final : public proposer, public head_stats {
   bool wants_hidden() const override { return true; }
   std::vector<int32_t> aux_hidden_layers() const override { return inner_->aux_hidden_layers(); }
   void observe(std::span<const kept_rows> rows, size_t W) override { inner_->observe(rows, W); }
+  std::shared_ptr<fused_head> fused() override { return inner_->fused(); }
+  void plan_fused(const forward_batch& b, std::span<const sequence* const> seqs) override { inner_->plan_fused(b, seqs); }
   int32_t head_blocks() const override { return inner_->kv_blocks_used(); }
   size_t head_tracked() const override { return inner_->n_tracked(); }
   int64_t head_rows() const override {
     if constexpr (requires(const P& p) { p.rows_run(); })
       return inner_->rows_run();
+    else
+      return -1;
+  }
+  int64_t fused_rows() const override {
+    if constexpr (requires(const P& p) { p.fused_rows_run(); })
+      return inner_->fused_rows_run();
+    else
+      return -1;
+  }
+  int64_t catch_up_rows() const override {
+    if constexpr (requires(const P& p) { p.catch_up_rows_run(); })
+      return inner_->catch_up_rows_run();
     else
       return -1;
   }
@@ -156,7 +174,7 @@ class head_drafter_fixture : public shipped_model_fixture {
   static std::map<std::string, outcome> run(const std::vector<std::vector<request>>& waves,
                                             std::unique_ptr<proposer> prop, run_totals* totals = nullptr,
                                             bool prefix_cache = false, int32_t max_draft_len = 3,
-                                            int32_t n_blocks = 512, int32_t tree_width = 1) {
+                                            int32_t n_blocks = 512, int32_t tree_width = 1, bool adaptive = false) {
     auto ex = make_executor(n_blocks);
     std::map<std::string, outcome> out;
     if (!ex) return out;
@@ -165,6 +183,7 @@ class head_drafter_fixture : public shipped_model_fixture {
     c.prefix_cache = prefix_cache;
     c.max_draft_len = max_draft_len;
     c.spec_tree_width = tree_width;
+    c.adaptive_draft_len = adaptive;  // spec_draft_length 0: max_draft_len is the ceiling
     c.model_identity = "troupe-py-7m";
     auto e = engine::create(c, model_info_of(*ex, bundle_->tok.get()), bundle_->tok.get(), std::move(prop));
     EXPECT_TRUE(e.ok()) << e.message();
@@ -205,6 +224,8 @@ class head_drafter_fixture : public shipped_model_fixture {
         totals->head_blocks_after = p->head_blocks();
         totals->head_tracked_after = p->head_tracked();
         totals->head_rows = p->head_rows();
+        totals->fused_rows = p->fused_rows();
+        totals->catch_up_rows = p->catch_up_rows();
       }
     }
     return out;
@@ -293,6 +314,23 @@ class head_drafter_fixture : public shipped_model_fixture {
     EXPECT_GT(t.mixed_steps, 0);
     EXPECT_GT(t.accepted, 0);
     EXPECT_GT(t.moved_steps, 0) << "the head's second choice was the target's sometimes";
+    EXPECT_FALSE(t.target_leaked);
+    EXPECT_EQ(t.head_blocks_after, 0);
+  }
+
+  // spec_tree_width 3 with the adaptive draft length (spec_draft_length 0): the chooser gives each
+  // drafting sequence a depth up to 4 and the tree or its spine each step (trees at the ceiling
+  // until the step cost is fitted), beside plain decodes; greedy output is plain greedy.
+  template <class Make>
+  static void expect_adaptive_trees_give_plain_greedy_output(Make make) {
+    const auto reqs = requests(48, true);
+    const auto plain = run({reqs}, nullptr);
+    run_totals t;
+    const auto spec = run({reqs}, wrap(make, 4, true), &t, false, 4, 512, 3, true);
+    for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
+    EXPECT_GT(t.tree_steps, 0);
+    EXPECT_GT(t.mixed_steps, 0);
+    EXPECT_GT(t.accepted, 0);
     EXPECT_FALSE(t.target_leaked);
     EXPECT_EQ(t.head_blocks_after, 0);
   }

@@ -123,6 +123,10 @@ TEST_F(mtp_engine, trees_give_plain_greedy_output_beside_plain_decodes) {
   expect_trees_give_plain_greedy_output(make_mtp);
 }
 
+TEST_F(mtp_engine, adaptive_trees_give_plain_greedy_output_beside_plain_decodes) {
+  expect_adaptive_trees_give_plain_greedy_output(make_mtp);
+}
+
 TEST_F(mtp_engine, greedy_equals_plain_under_preemption) { expect_greedy_equals_plain_under_preemption(make_mtp); }
 
 TEST_F(mtp_engine, refused_without_mtp_layers_naming_the_field) {
