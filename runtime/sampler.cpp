@@ -205,6 +205,11 @@ void sequence_sampler::apply_penalties(std::span<float> logits) {
 
 bool sequence_sampler::greedy() const { return params_.temperature == 0.0f || params_.top_k == 1; }
 
+token_id sequence_sampler::greedy_choice(std::span<float> logits) {
+  apply_penalties(logits);
+  return argmax(logits);
+}
+
 void sequence_sampler::distribution(std::span<float> logits) {
   apply_penalties(logits);
   const auto V = logits.size();

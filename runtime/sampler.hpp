@@ -81,6 +81,9 @@ class sequence_sampler {
   token_id sample_from(std::span<const float> probs);
   double uniform() { return rng_.uniform(); }
   bool greedy() const;
+  // Greedy only: the token sample() would choose (penalties and bias applied to logits in
+  // place, then the argmax), without building a distribution over the vocabulary.
+  token_id greedy_choice(std::span<float> logits);
 
   const sampling_params& params() const { return params_; }
 

@@ -7,7 +7,10 @@ namespace troupe {
 
 void draft_chooser::observe_step(int32_t n_tokens, double seconds) {
   if (seconds <= 0 || n_tokens <= 0) return;
-  const double x = n_tokens, y = seconds;
+  const double x = n_tokens;
+  // A step that took more than kOutlier times the fit's prediction (the process was descheduled
+  // on a loaded machine) counts as that much only.
+  const double y = fitted_ && a_ + b_ * x > 0 ? std::min(seconds, kOutlier * (a_ + b_ * x)) : seconds;
   sw_ = kForget * sw_ + 1;
   sx_ = kForget * sx_ + x;
   sy_ = kForget * sy_ + y;
@@ -31,6 +34,13 @@ void draft_chooser::observe_drafter(int32_t n_drafted, double seconds) {
   d_ = drafter_s_ / drafter_tokens_;
 }
 
+void draft_chooser::observe_catch_up(int64_t rows, double seconds) {
+  if (rows <= 0 || seconds < 0) return;
+  catch_up_s_ = kForget * catch_up_s_ + seconds;
+  catch_up_rows_ = kForget * catch_up_rows_ + static_cast<double>(rows);
+  c_ = catch_up_s_ / catch_up_rows_;
+}
+
 void draft_chooser::observe_verify(spec_acceptance& acc, int32_t drafted, int32_t accepted) {
   if (drafted <= 0) return;
   const double trials = accepted + (accepted < drafted ? 1 : 0);
@@ -46,7 +56,7 @@ double draft_chooser::alpha(const spec_acceptance& acc) const {
 }
 
 std::vector<int32_t> draft_chooser::allocate(std::span<const double> alphas, std::span<const int32_t> caps, double a,
-                                             double b, double d) {
+                                             double b, double d, double c_e) {
   const size_t B = alphas.size();
   std::vector<int32_t> k(B, 0);
   if (B == 0) return k;
@@ -65,39 +75,65 @@ std::vector<int32_t> draft_chooser::allocate(std::span<const double> alphas, std
   // Falling gain; within one sequence the order is j's (equal gains keep their order).
   std::stable_sort(all.begin(), all.end(), [](const cand& x, const cand& y) { return x.g > y.g; });
   const double delta = b + d;
+  std::vector<bool> done(B, false);  // its next draft did not pay: none further either
   double tokens = static_cast<double>(B), time = a + b * static_cast<double>(B);
   for (const cand& c : all) {
-    // Add iff g > R(n) Delta, i.e. g * time > tokens * delta (no division by a zero time).
-    if (!(c.g * time > tokens * delta)) break;
+    if (done[c.s]) continue;
+    const double cost = delta + c_e * (c.g + (k[c.s] == 0 ? 1.0 : 0.0));
+    // Add iff g > R(n) cost, i.e. g * time > tokens * cost (no division by a zero time).
+    if (!(c.g * time > tokens * cost)) {
+      done[c.s] = true;
+      if (c_e <= 0) break;  // every later candidate gains less at the same cost
+      continue;
+    }
     ++k[c.s];
     tokens += c.g;
-    time += delta;
+    time += cost;
   }
   return k;
 }
 
-std::vector<int32_t> draft_chooser::choose(std::span<const double> alphas, std::span<const int32_t> caps) {
-  std::vector<int32_t> k;
-  if (!fitted_) {
-    // Alternately the ceiling and nothing: two step sizes to fit a and b from at once (a model
-    // drafter always fills its drafts, so drafting alone would time one size only).
-    if (unfitted_steps_++ % 2 == 0) k.assign(caps.begin(), caps.end());
-    else k.assign(caps.size(), 0);
+std::vector<int32_t> draft_chooser::choose(std::span<const double> alphas, std::span<const int32_t> caps,
+                                           std::span<const int32_t> owed) {
+  std::vector<int32_t> k(caps.size(), 0);
+  if (k.empty()) return k;
+  // The sequence that would draft at least cost: room to draft, the least catch-up owed.
+  // Among equals, in turn from one probe to the next.
+  auto owes = [&](size_t s) { return owed.size() == caps.size() ? owed[s] : 0; };
+  auto cheapest = [&]() -> size_t {
+    size_t best = caps.size();
+    for (size_t i = 0; i < caps.size(); ++i) {
+      const size_t s = (i + probe_turn_) % caps.size();
+      if (caps[s] > 0 && (best == caps.size() || owes(s) < owes(best))) best = s;
+    }
+    return best;
+  };
+  if (!fitted_ || unfitted_steps_ < kFitSteps) {
+    // Alternately one sequence at the ceiling and nothing: two step sizes to fit a and b from
+    // (a model drafter always fills its drafts, so drafting alone would time one size only).
+    if (unfitted_steps_++ % 2 == 0)
+      if (const size_t s = cheapest(); s < caps.size()) k[s] = caps[s];
     return k;
-  } else {
-    k = allocate(alphas, caps, a_, b_, d_);
   }
+  k = allocate(alphas, caps, a_, b_, d_, c_ * catch_up_per_token_);
   bool any = false;
   for (int32_t x : k) any |= x > 0;
-  if (any || k.empty()) {
+  if (any) {
     idle_steps_ = 0;
+    idle_s_ = 0;
     return k;
   }
-  if (++idle_steps_ >= kProbeEvery) {
-    idle_steps_ = 0;
-    const size_t s = static_cast<size_t>(probe_turn_++ % k.size());
-    k[s] = caps[s];
-  }
+  ++idle_steps_;
+  idle_s_ += a_ + b_ * static_cast<double>(caps.size());
+  if (idle_steps_ < kProbeEvery) return k;
+  const size_t s = cheapest();
+  if (s == caps.size()) return k;
+  const double probe_s = c_ * owes(s) + static_cast<double>(caps[s]) * (b_ + d_);
+  if (probe_s > kProbeShare * idle_s_) return k;
+  idle_steps_ = 0;
+  idle_s_ = 0;
+  ++probe_turn_;
+  k[s] = caps[s];
   return k;
 }
 

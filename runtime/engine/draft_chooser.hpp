@@ -16,20 +16,31 @@
 // Cost. A step's forward time on steps without prefill, against x = tokens computed (decodes +
 // drafts, one logit row each), fitted online by exponentially weighted least squares (forgetting
 // 0.99 per step): T(x) = a + b x. A draft token costs Delta = b + d, d the drafter's measured
-// seconds per draft token (~0 for NGram).
+// seconds per draft token (~0 for NGram). A drafter that catches up lazily (a head drafter runs
+// its layer over every position the target kept, when the sequence next drafts) charges c_e =
+// c r per token a drafting sequence emits, c its measured seconds per catch-up row and r its
+// rows per emitted token (proposer::catch_up_rows_per_token: 1 for MTP and Eagle-3, 0 for a
+// draft model, whose accepted drafts were computed while drafting): a sequence drafting k
+// tokens costs k Delta + c_e E_s(k) more than decoding plainly, which costs it nothing.
 //
 // Choice. With B decoding sequences the base step takes T0 = T(B) and emits B tokens. Candidate
 // draft tokens (s, j) are taken in order of falling gain g = alpha_s^j (each sequence's gains
 // fall with j, so the first n of that order are the best n-token allocation); after n of them
-//     R(n) = (B + g_1 + ... + g_n) / (T0 + n Delta)       expected tokens per second,
-// and the next one is added iff g_{n+1} > R(n) Delta (it raises R). R is unimodal in n, so this
-// stops at the maximum. A large batch on a compute-bound device (a ~ 0, T0 = B b) gives
-// R(0) Delta ~ 1 > any g: no drafts. Batch 1 with a fixed cost a >> b and alpha near 1 gives the
-// ceiling.
+//     R(n) = (B + g_1 + ... + g_n) / (T0 + cost_1 + ... + cost_n)    expected tokens per second,
+// cost = Delta + c_e g (+ c_e for a sequence's first draft: its own token's catch-up), and one
+// is added iff g > R(n) cost (it raises R); a sequence whose next draft does not pay drafts no
+// further. A large batch on a compute-bound device (a ~ 0, T0 = B b) gives R(0) Delta ~ 1 > any
+// g: no drafts. Batch 1 with a fixed cost a >> b and alpha near 1 gives the ceiling.
 //
-// Until the fit has seen two different step sizes (it cannot split a from b), steps alternate
-// between the ceiling for every sequence and no drafts. While nothing drafts the fit and the acceptance stop learning, so every
-// kProbeEvery-th step that chose no drafts one sequence (in turn) drafts at the ceiling.
+// For the first kFitSteps steps, and until the fit has seen two different step sizes (it cannot
+// split a from b), steps alternate between the ceiling for one sequence (the one owing the least
+// catch-up) and no drafts: a fit from one step of each size is at the mercy of a loaded
+// machine's noise, and once nothing drafts it learns no more. A step taking more than kOutlier
+// times the fit's prediction counts as that much. While
+// nothing drafts the fit and the acceptance stop learning, so after kProbeEvery steps in a row
+// that chose no drafts one sequence (the one owing the least catch-up) drafts at the ceiling,
+// once the time those steps took is at least 1 / kProbeShare times the probe's estimated cost
+// (its catch-up and its drafts): probing costs at most ~2% of the time it has none.
 //
 // Trees (spec_tree_width w > 1 with the adaptive length; choose_tree, allocate_tree and the
 // observe_tree_* functions, apart from the chain's above). Each step each decoding sequence gets
@@ -84,11 +95,18 @@ class draft_chooser {
   static constexpr double kPriorWeight = 4;  // m
   static constexpr double kForget = 0.99;    // per observed step
   static constexpr int32_t kProbeEvery = 32;
+  static constexpr double kProbeShare = 0.02;
+  static constexpr int64_t kFitSteps = 8;   // the first steps alternate, to fit from (see below)
+  static constexpr double kOutlier = 3;     // a step time counts as at most 3x the fit's
 
   // A decode/verify step (no prefill) computed n_tokens and took seconds.
   void observe_step(int32_t n_tokens, double seconds);
   // The drafter took seconds to draft n_drafted tokens (summed over a step).
   void observe_drafter(int32_t n_drafted, double seconds);
+  // The drafter caught up `rows` rows in `seconds` (summed over a step).
+  void observe_catch_up(int64_t rows, double seconds);
+  // r: catch-up rows a drafting sequence owes per token it emits (see Cost).
+  void set_catch_up_per_token(double r) { catch_up_per_token_ = r; }
   // One verification of `drafted` tokens accepted `accepted`: updates acc and the drafter's.
   void observe_verify(spec_acceptance& acc, int32_t drafted, int32_t accepted);
 
@@ -98,13 +116,18 @@ class draft_chooser {
   double step_fixed_s() const { return a_; }      // a
   double step_per_token_s() const { return b_; }  // b
   double draft_token_s() const { return d_; }     // d
+  double catch_up_row_s() const { return c_; }    // c
 
+  // Whether the next choose reads owed (fitting or probing): else it may be left empty.
+  bool wants_owed() const { return !fitted_ || unfitted_steps_ < kFitSteps || idle_steps_ + 1 >= kProbeEvery; }
   // Draft lengths for B = alphas.size() decoding sequences (caps[i]: sequence i's own room,
-  // at most the ceiling). Counts one step (for probing).
-  std::vector<int32_t> choose(std::span<const double> alphas, std::span<const int32_t> caps);
+  // at most the ceiling; owed[i]: the rows it would catch up before drafting, empty: none).
+  // Counts one step (for probing).
+  std::vector<int32_t> choose(std::span<const double> alphas, std::span<const int32_t> caps,
+                              std::span<const int32_t> owed = {});
   // The same decision for given estimates (no state: the formula above), for tests and tools.
   static std::vector<int32_t> allocate(std::span<const double> alphas, std::span<const int32_t> caps, double a,
-                                       double b, double d);
+                                       double b, double d, double c_e = 0);
 
   // Trees (spec_tree_width > 1 with the adaptive length: see above; draft_chooser_tree.cpp).
   // A verification in tree mode (acc.tree) or of a tree: the tree's depth and the accepted
@@ -130,7 +153,9 @@ class draft_chooser {
   double a_ = 0, b_ = 0, d_ = 0;
   bool fitted_ = false;
   double drafter_s_ = 0, drafter_tokens_ = 0;
+  double catch_up_s_ = 0, catch_up_rows_ = 0, c_ = 0, catch_up_per_token_ = 0;
   int64_t idle_steps_ = 0;  // steps in a row that chose no drafts
+  double idle_s_ = 0;       // their estimated time
   int64_t unfitted_steps_ = 0;
   uint64_t probe_turn_ = 0;
   // Trees: the tree mode's decayed counts, nodes and levels verified, chain-only steps in a row.

@@ -92,11 +92,12 @@ void output_processor::emit(sequence& s, token_id t, const sampled* lp, seq_resu
 token_id output_processor::verify_one(sequence& s, std::span<float> row, const draft& d, size_t i, bool& accepted) {
   const token_id want = d.tokens[i];
   const auto V = static_cast<size_t>(n_vocab_);
-  s.sampler.distribution(row);  // row now holds p, the target's distribution here
-  if (s.sampler.greedy()) {
-    accepted = row[static_cast<size_t>(want)] > 0.0f;
-    return accepted ? want : static_cast<token_id>(std::max_element(row.begin(), row.end()) - row.begin());
+  if (s.sampler.greedy()) {  // the argmax alone: no distribution over the vocabulary
+    const token_id t = s.sampler.greedy_choice(row);
+    accepted = t == want;
+    return t;
   }
+  s.sampler.distribution(row);  // row now holds p, the target's distribution here
   // q: the drafter's distribution at this position (deterministic drafts: 1 on the draft).
   const float* q = d.probs.empty() ? nullptr : d.probs.data() + i * V;
   const double q_want = q ? q[want] : 1.0;
@@ -144,18 +145,17 @@ seq_result output_processor::process_tree(sequence& s, const scheduled_seq& plan
     }
     std::vector<float> raw_masked;
     if (s.params.logprobs >= 0) raw_masked.assign(row.begin(), row.end());
-    s.sampler.distribution(row);  // p
     int32_t took = -1;
     token_id t = 0;
-    if (s.sampler.greedy()) {
+    if (s.sampler.greedy()) {  // the argmax alone: no distribution over the vocabulary
+      t = s.sampler.greedy_choice(row);
       for (int32_t c : kids)
-        if (row[static_cast<size_t>(d.tokens[static_cast<size_t>(c)])] > 0.0f) {
+        if (d.tokens[static_cast<size_t>(c)] == t) {
           took = c;
           break;
         }
-      t = took >= 0 ? d.tokens[static_cast<size_t>(took)]
-                    : static_cast<token_id>(std::max_element(row.begin(), row.end()) - row.begin());
     } else {
+      s.sampler.distribution(row);  // p
       probs_.assign(row.begin(), row.end());
       double mass = 1.0;  // p sums to 1
       for (int32_t c : kids) {

@@ -46,6 +46,14 @@ class proposer {
   // decided, e.g. a draft model's prefill of the prompt) rather than drafting: the adaptive draft
   // length charges drafts only for the rest.
   virtual double last_catch_up_seconds() const { return 0; }
+  // Rows that catch-up computed (its cost per row is what the adaptive length charges).
+  virtual int64_t last_catch_up_rows() const { return 0; }
+  // Rows s would catch up before its next draft (0 where nothing is owed): the adaptive length
+  // probes the sequence that owes least.
+  virtual int32_t catch_up_rows(const sequence& /*s*/) const { return 0; }
+  // Catch-up rows a drafting sequence owes per token it emits (a head drafter runs its layer
+  // over every kept position: 1; a draft model computes accepted drafts while drafting: 0).
+  virtual double catch_up_rows_per_token() const { return 0; }
   // s has finished or was aborted: drop what is kept for it.
   virtual void forget(const sequence& /*s*/) {}
   virtual const char* name() const = 0;

@@ -15,7 +15,9 @@
 namespace troupe {
 
 scheduler::scheduler(const engine_config& cfg, sequence_table& seqs, kv_cache_manager& kv, proposer* prop)
-    : cfg_(cfg), seqs_(seqs), kv_(kv), prop_(prop) {}
+    : cfg_(cfg), seqs_(seqs), kv_(kv), prop_(prop) {
+  if (prop_) chooser_.set_catch_up_per_token(prop_->catch_up_rows_per_token());
+}
 
 void scheduler::add_waiting(uint64_t seq) {
   get(seq).enqueued_step = step_no_;
@@ -151,16 +153,17 @@ std::unordered_map<uint64_t, int32_t> scheduler::draft_lengths(bool allow_decode
   if (!prop_ || cfg_.max_draft_len <= 0 || !allow_decode) return out;
   std::vector<uint64_t> ids;
   std::vector<double> alphas;
-  std::vector<int32_t> caps;
+  std::vector<int32_t> caps, owed;
   for (uint64_t id : running_) {
     const sequence& s = get(id);
     if (!s.decoding()) continue;
     ids.push_back(id);
     alphas.push_back(chooser_.alpha(s.acceptance));
     caps.push_back(draft_room(s, INT32_MAX, cfg_.max_draft_len));
+    if (cfg_.adaptive_draft_len && chooser_.wants_owed()) owed.push_back(prop_->catch_up_rows(s));
   }
   const std::vector<int32_t> k = adaptive_trees()         ? tree_depths(ids, caps)
-                                 : cfg_.adaptive_draft_len ? chooser_.choose(alphas, caps)
+                                 : cfg_.adaptive_draft_len ? chooser_.choose(alphas, caps, owed)
                                                            : caps;
   for (size_t i = 0; i < ids.size(); ++i) out[ids[i]] = k[i];
   return out;
@@ -229,7 +232,10 @@ step_plan scheduler::schedule() {
         n_drafted += draft_depth(got[i]);
         if (!got[i].empty()) drafts.emplace(ask[i]->seq, std::move(got[i]));
       }
-      if (cfg_.adaptive_draft_len) chooser_.observe_drafter(n_drafted, seconds);
+      if (cfg_.adaptive_draft_len) {
+        chooser_.observe_drafter(n_drafted, seconds);
+        chooser_.observe_catch_up(prop_->last_catch_up_rows(), prop_->last_catch_up_seconds());
+      }
     }
   }
 

@@ -36,6 +36,17 @@ void draft_model_proposer::forget(const sequence& s) {
   computed_.erase(s.seq);
 }
 
+int32_t draft_model_proposer::catch_up_rows(const sequence& s) const {
+  // The tokens its first draft forward computes beyond the one that drafts.
+  const auto it = computed_.find(s.seq);
+  const int32_t L = s.size();
+  if (it == computed_.end()) return std::max(0, L - 1);
+  const std::vector<token_id>& c = it->second;
+  const auto common =
+      static_cast<int32_t>(std::mismatch(c.begin(), c.end(), s.tokens.begin(), s.tokens.end()).first - c.begin());
+  return std::max(0, L - 1 - std::min(common, L - 1));
+}
+
 draft draft_model_proposer::propose(const sequence& s, int32_t max_tokens) {
   const sequence* one[] = {&s};
   const int32_t k[] = {max_tokens};
@@ -46,6 +57,7 @@ std::vector<draft> draft_model_proposer::propose_batch(std::span<const sequence*
                                                        std::span<const int32_t> max_tokens) {
   std::vector<draft> out(seqs.size());
   catch_up_s_ = 0;
+  catch_up_rows_ = 0;
   struct job {
     size_t i;
     const sequence* s;
@@ -96,6 +108,7 @@ std::vector<draft> draft_model_proposer::propose_batch(std::span<const sequence*
   // draft position costs); the rest (prompts, tokens accepted without drafting) is catching up.
   const double fwd = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (b.n_tokens() > 0) catch_up_s_ = fwd * (1.0 - static_cast<double>(jobs.size()) / b.n_tokens());
+  catch_up_rows_ = b.n_tokens() - static_cast<int64_t>(jobs.size());
   const int32_t w = tree_width();
   std::vector<std::vector<std::vector<token_id>>> siblings(w > 1 ? seqs.size() : 0);  // [seq][position]
   auto pick = [&](size_t i, const float* row) { return draft_pick(row, n_tokens_, w, w > 1 ? &siblings[i] : nullptr); };

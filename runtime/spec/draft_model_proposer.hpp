@@ -42,6 +42,8 @@ class draft_model_proposer final : public proposer {
   // tree_width() - 1 best tokens of the same logits row as leaves (no extra draft forward).
   bool drafts_trees() const override { return true; }
   double last_catch_up_seconds() const override { return catch_up_s_; }
+  int64_t last_catch_up_rows() const override { return catch_up_rows_; }
+  int32_t catch_up_rows(const sequence& s) const override;
 
   // Blocks of the drafter's cache in use (0 once every sequence is forgotten).
   int32_t kv_blocks_used() const { return kv_.n_blocks() - kv_.n_available(); }
@@ -61,6 +63,7 @@ class draft_model_proposer final : public proposer {
   std::unordered_map<uint64_t, std::vector<token_id>> computed_;  // seq -> tokens in the draft cache
   std::string last_error_;
   double catch_up_s_ = 0;  // of the last propose_batch: the catch-up forward beyond one token per sequence
+  int64_t catch_up_rows_ = 0;
 };
 
 }  // namespace troupe

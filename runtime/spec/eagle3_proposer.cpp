@@ -253,6 +253,9 @@ std::vector<draft> eagle3_proposer::propose_batch(std::span<const sequence* cons
   return impl_->chain->propose_batch(seqs, max_tokens, tree_width());
 }
 void eagle3_proposer::forget(const sequence& s) { impl_->chain->forget(s); }
+double eagle3_proposer::last_catch_up_seconds() const { return impl_->chain->last_catch_up_seconds(); }
+int64_t eagle3_proposer::last_catch_up_rows() const { return impl_->chain->last_catch_up_rows(); }
+int32_t eagle3_proposer::catch_up_rows(const sequence& s) const { return impl_->chain->pending_rows(s); }
 void eagle3_proposer::observe(std::span<const kept_rows> rows, size_t W) {
   // Rows without the aux columns (or, one-model, without g) carry nothing for the head.
   const auto H = static_cast<size_t>(impl_->hc.hidden);

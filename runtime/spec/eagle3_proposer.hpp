@@ -72,6 +72,10 @@ class eagle3_proposer final : public proposer {
   std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) override;
   bool drafts_trees() const override { return true; }
   void forget(const sequence& s) override;
+  double last_catch_up_seconds() const override;
+  int64_t last_catch_up_rows() const override;
+  int32_t catch_up_rows(const sequence& s) const override;
+  double catch_up_rows_per_token() const override { return 1; }
   const char* name() const override { return "Eagle"; }
   bool wants_hidden() const override { return true; }
   std::vector<int32_t> aux_hidden_layers() const override;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <new>
 #include <unordered_map>
@@ -44,7 +45,17 @@ struct seq_state {
   std::vector<float> last;      // the layer's output at the last kept position: step 0's input
   int32_t fused_pos0 = -1;           // one-model: the position of the first row the forward ran
   std::vector<token_id> fused_next;  // and the token each such row read (row j: fused_pos0 + j)
+  // Two-model: kept by the target but not yet run through the head (positions start + n on):
+  // each one's token (that of the position after it) and the target's hidden row (W wide).
+  std::vector<token_id> pend_tok;
+  std::vector<float> pend_hid;
 };
+
+int32_t n_pending(const seq_state& st) { return static_cast<int32_t>(st.pend_tok.size()); }
+void drop_pending(seq_state& st) {
+  st.pend_tok.clear();
+  st.pend_hid.clear();
+}
 
 void grow_to(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
@@ -64,6 +75,9 @@ struct head_chain::impl {
   std::unordered_map<uint64_t, seq_state> seqs;
   int64_t rows_run = 0;
   int64_t catch_up_rows = 0;
+  size_t pend_W = 0;         // the width of pending hidden rows
+  double last_cu_s = 0;      // the catch-up of the last propose_batch: seconds and rows
+  int64_t last_cu_rows = 0;
   std::atomic<int64_t> fused_rows{0};
   // One-model: the rows planned for the forward in flight (block tables copied: a sequence
   // aborted while the forward runs releases its own, and nothing takes them before it ends).
@@ -100,6 +114,8 @@ struct head_chain::impl {
     free_blocks.insert(free_blocks.end(), st.blocks.begin(), st.blocks.end());
     st.blocks.clear();
     st.start = st.n = 0;
+    st.last.clear();
+    drop_pending(st);
   }
 
   // One row group of the batch: rows [row, row + n) are positions pos0 .. at slots slot0 ..
@@ -114,12 +130,22 @@ struct head_chain::impl {
 
   // Entries before n_past only (the rest are a rejected chain's or a preempted run's); a gap
   // (positions never seen) starts the sequence's entries anew at n_past.
+  // Pending rows (two-model) count as entries here; rolling back into the computed entries
+  // drops every pending row and the last output.
   void start_at(seq_state& st, int32_t n_past) {
-    if (n_past < st.start || n_past > st.start + st.n) {
+    if (n_past < st.start || n_past > st.start + st.n + n_pending(st)) {
       release(st);
       st.start = n_past;
     }
-    st.n = n_past - st.start;
+    const int32_t keep = n_past - st.start;
+    if (keep < st.n) {
+      st.n = keep;
+      drop_pending(st);
+      st.last.clear();
+    } else {
+      st.pend_tok.resize(static_cast<size_t>(keep - st.n));
+      st.pend_hid.resize(st.pend_tok.size() * pend_W);
+    }
   }
 
   void grow(int64_t T) {
@@ -282,6 +308,7 @@ struct head_chain::impl {
   void observe(std::span<const kept_rows> rows, size_t Ws) {
     const auto W = static_cast<int64_t>(Ws);
     if (W < L.n_embd) return;
+    if (!opt.one_model) return keep_rows(rows, Ws);
     // 1. Catch up: an entry for every kept position, all sequences in one batch.
     std::vector<group> groups;
     std::vector<const kept_rows*> drafting;  // sequences that decode next, by group
@@ -351,6 +378,90 @@ struct head_chain::impl {
     }
   }
 
+  // Two-model: records what the target kept; the head's layer runs over it later, when the
+  // sequence is next asked for a draft (catch_up): a sequence the adaptive draft length keeps
+  // at 0 costs a copy of its rows, not the layer.
+  void keep_rows(std::span<const kept_rows> rows, size_t Ws) {
+    const auto W = static_cast<int64_t>(Ws);
+    if (pend_W != Ws) {  // the row width changed (never in one engine): what is pending is void
+      for (auto& [id, st] : seqs) drop_pending(st);
+      pend_W = Ws;
+    }
+    std::vector<seq_state*> flush;
+    for (const kept_rows& r : rows) {
+      seq_state& st = seqs[r.s->seq];
+      st.draft.clear();
+      st.draft_for = -1;
+      start_at(st, r.n_past);
+      const int32_t n_new = r.n_computed - r.n_past;
+      if (n_new <= 0) continue;
+      for (int32_t i = 0; i < n_new; ++i)
+        st.pend_tok.push_back(r.s->tokens[static_cast<size_t>(r.n_past + i + 1)]);
+      st.pend_hid.insert(st.pend_hid.end(), r.hidden.begin(), r.hidden.begin() + static_cast<ptrdiff_t>(n_new * W));
+      st.last.clear();
+      // Paused long (or a long prompt): the layer runs now over what is pending, so that the
+      // rows kept stay bounded (the head's entries are the same as if it had run at every step).
+      if (opt.max_pending > 0 && n_pending(st) >= opt.max_pending) flush.push_back(&st);
+      if (r.n_computed == r.s->size() - 1) st.draft_for = r.s->size();
+    }
+    if (!flush.empty()) {
+      const double s0 = last_cu_s;
+      const int64_t r0 = last_cu_rows;
+      catch_up(flush, std::vector<int32_t>(flush.size(), 0));
+      last_cu_s = s0;  // not a draft's catch-up: the adaptive length is not charged for it
+      last_cu_rows = r0;
+    }
+  }
+
+  // The head's layer over every pending row of sts (all in one batch), chain[i] slots reserved
+  // beyond them for sts[i]'s drafts; sets each one's last output. A sequence the head's KV has
+  // no room for stops drafting (its entries start anew later), and its entry becomes null.
+  void catch_up(std::vector<seq_state*>& sts, const std::vector<int32_t>& chain) {
+    std::vector<group> groups;
+    std::vector<int64_t> last_rows;
+    std::vector<seq_state*> done;
+    int64_t T = 0;
+    for (size_t i = 0; i < sts.size(); ++i) {
+      seq_state& st = *sts[i];
+      const int32_t p = n_pending(st);
+      if (!reserve(st, st.n + p + chain[i])) {  // out of head blocks
+        const int32_t end = st.start + st.n + p;
+        release(st);
+        st.start = end;
+        st.draft_for = -1;
+        sts[i] = nullptr;
+        continue;
+      }
+      if (p == 0) continue;
+      groups.push_back({&st, T, p, st.start + st.n, st.n});
+      last_rows.push_back(T + p - 1);
+      done.push_back(&st);
+      T += p;
+    }
+    if (T == 0) return;
+    const auto t0 = std::chrono::steady_clock::now();
+    grow(T);
+    std::vector<token_id> toks(static_cast<size_t>(T));
+    std::vector<const float*> hid(static_cast<size_t>(T));
+    for (const group& gr : groups)
+      for (int64_t i = 0; i < gr.n; ++i) {
+        toks[static_cast<size_t>(gr.row + i)] = gr.st->pend_tok[static_cast<size_t>(i)];
+        hid[static_cast<size_t>(gr.row + i)] = gr.st->pend_hid.data() + static_cast<size_t>(i) * pend_W;
+      }
+    in.build(T, toks.data(), hid.data(), true, x.data(), a.data(), pool);
+    run_layer(T, groups);
+    catch_up_rows += T;
+    const int64_t H = L.n_embd;
+    for (size_t i = 0; i < done.size(); ++i) {
+      seq_state& st = *done[i];
+      st.n += n_pending(st);
+      drop_pending(st);
+      st.last.assign(x.data() + last_rows[i] * H, x.data() + (last_rows[i] + 1) * H);
+    }
+    last_cu_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    last_cu_rows += T;
+  }
+
   // Up to max_tokens[i] greedy drafts for seqs[i]: the head over each one's last output, then
   // the chain (each step embeds the previous draft and reads the layer's own output), batched
   // over the sequences still drafting at that step.
@@ -360,10 +471,13 @@ struct head_chain::impl {
     std::vector<seq_state*> ds;
     std::vector<size_t> which;
     std::vector<int32_t> want;
+    last_cu_s = 0;
+    last_cu_rows = 0;
     for (size_t i = 0; i < ss.size(); ++i) {
       auto it = seqs.find(ss[i]->seq);
-      if (it == seqs.end() || it->second.draft_for != ss[i]->size() || it->second.last.empty()) continue;
+      if (it == seqs.end() || it->second.draft_for != ss[i]->size()) continue;
       seq_state& st = it->second;
+      if (st.last.empty() && n_pending(st) == 0) continue;
       const int32_t k = std::min(max_tokens[i], opt.draft_len);
       if (k <= 0) continue;
       if (static_cast<int32_t>(st.draft.size()) < k) {  // made now (or made longer)
@@ -373,6 +487,22 @@ struct head_chain::impl {
         which.push_back(i);
         want.push_back(k);
       }
+    }
+    {  // The rows kept since each one last drafted (two-model), in one batch.
+      std::vector<int32_t> chain(want.size());
+      for (size_t i = 0; i < want.size(); ++i) chain[i] = want[i] - 1;
+      catch_up(ds, chain);
+      size_t o = 0;
+      for (size_t i = 0; i < ds.size(); ++i)
+        if (ds[i] && !ds[i]->last.empty()) {
+          ds[o] = ds[i];
+          which[o] = which[i];
+          want[o] = want[i];
+          ++o;
+        }
+      ds.resize(o);
+      which.resize(o);
+      want.resize(o);
     }
     const auto n = static_cast<int64_t>(ds.size());
     const int64_t H = L.n_embd;
@@ -474,6 +604,12 @@ size_t head_chain::n_tracked() const { return impl_->seqs.size(); }
 int64_t head_chain::rows_run() const { return impl_->rows_run + impl_->fused_rows; }
 int64_t head_chain::fused_rows_run() const { return impl_->fused_rows; }
 int64_t head_chain::catch_up_rows_run() const { return impl_->catch_up_rows; }
+int32_t head_chain::pending_rows(const sequence& s) const {
+  auto it = impl_->seqs.find(s.seq);
+  return it == impl_->seqs.end() ? 0 : n_pending(it->second);
+}
+double head_chain::last_catch_up_seconds() const { return impl_->last_cu_s; }
+int64_t head_chain::last_catch_up_rows() const { return impl_->last_cu_rows; }
 void head_chain::plan_fused(std::span<const fused_seq_in> seqs) { impl_->plan_fused(seqs); }
 void head_chain::run_fused(const float* hidden, int64_t ld, int64_t g_col, cpu::thread_pool& pool) {
   impl_->run_fused(hidden, ld, g_col, pool);

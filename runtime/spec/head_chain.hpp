@@ -14,10 +14,12 @@
 // Eagle-3: x = fc(cat[low, mid, high]) at step 0, else out; a_in = cat[norm(e), norm(x)].
 //
 // It owns: the head layer's paged KV (blocks, each sequence's table of them), the catch-up
-// after every engine step (an entry for every position the target kept, all sequences in one
-// batch), the chained drafts and their rollback: the kept count never moves past the
-// target's, so a rejected draft leaves nothing behind (the next step truncates to the
-// target's n_past). It does not own the head's weights (the drafter's, borrowed) nor the
+// (an entry for every position the target kept; two-model, the rows are kept after each engine
+// step and run lazily, when the sequence is next asked for drafts, all sequences asked in one
+// batch: a sequence the adaptive draft length pauses costs no head layer; one-model, inside the
+// target's forward, see below), the chained drafts and their rollback: the kept count never
+// moves past the target's, so a rejected draft leaves nothing behind (the next step truncates to
+// the target's n_past). It does not own the head's weights (the drafter's, borrowed) nor the
 // target's KV, verification or sampling. Positions whose target hidden state it never saw (a
 // prefix-cache hit, an imported request) are left out of the head's attention: a sequence's
 // entries start at the first position it is given.
@@ -76,6 +78,9 @@ struct head_chain_options {
   int n_threads = 0;      // 0: every core this process may run on
   int32_t block_size = 16;
   int32_t n_blocks = 0;   // the head layer's KV blocks; 0: enough for 1024 sequences of 1024
+  // Rows a sequence may keep pending (kept by the target, not yet run through the head) while
+  // it is not asked for drafts; at that many the head's layer runs over them at once.
+  int32_t max_pending = 512;
 };
 
 // One sequence of a batch, for plan_fused.
@@ -95,9 +100,12 @@ class head_chain {
   head_chain(const head_chain&) = delete;
   head_chain& operator=(const head_chain&) = delete;
 
-  // After an engine step: entries for what the target kept (W: the hidden rows' width). The
-  // drafts are made when asked for, as many as asked (up to draft_len), so that a step the
-  // adaptive draft length leaves plain costs no head over the vocabulary.
+  // After an engine step: what the target kept (W: the hidden rows' width). Two-model: copied;
+  // the head's layer runs over those rows (the catch-up) and the drafts are made when the
+  // sequence is next asked for drafts, as many as asked (up to draft_len), so that a sequence
+  // the adaptive draft length leaves plain costs a copy of its rows, not the layer nor the head
+  // over the vocabulary; the catch-up of every sequence asked runs in one batch. One-model: the
+  // rows the forward did not run are caught up now (the drafts still wait to be asked).
   void observe(std::span<const kept_rows> rows, size_t W);
   // width > 1 (spec_tree_width): the chain with the head's width - 1 next-best tokens at each
   // position as leaves beside it (draft_tree_with_siblings).
@@ -123,6 +131,11 @@ class head_chain {
 
   int32_t kv_blocks_used() const;
   size_t n_tracked() const;
+  // Rows of s kept by the target and not yet run through the head.
+  int32_t pending_rows(const sequence& s) const;
+  // The catch-up within the last propose_batch: seconds and rows.
+  double last_catch_up_seconds() const;
+  int64_t last_catch_up_rows() const;
   // Rows the head has run (catch-up and chain): proof that it acts.
   int64_t rows_run() const;
   cpu::thread_pool& pool();

@@ -86,6 +86,7 @@ struct mtp_proposer::impl final : head_inputs {
     ho.n_threads = o.n_threads;
     ho.block_size = o.block_size;
     ho.n_blocks = o.n_blocks;
+    ho.max_pending = o.max_pending;
     chain = std::make_unique<head_chain>(std::move(L), *this, ho);
   }
 
@@ -132,6 +133,9 @@ std::vector<draft> mtp_proposer::propose_batch(std::span<const sequence* const> 
   return impl_->chain->propose_batch(seqs, max_tokens, tree_width());
 }
 void mtp_proposer::forget(const sequence& s) { impl_->chain->forget(s); }
+double mtp_proposer::last_catch_up_seconds() const { return impl_->chain->last_catch_up_seconds(); }
+int64_t mtp_proposer::last_catch_up_rows() const { return impl_->chain->last_catch_up_rows(); }
+int32_t mtp_proposer::catch_up_rows(const sequence& s) const { return impl_->chain->pending_rows(s); }
 void mtp_proposer::observe(std::span<const kept_rows> rows, size_t W) { impl_->chain->observe(rows, W); }
 int32_t mtp_proposer::kv_blocks_used() const { return impl_->chain->kv_blocks_used(); }
 size_t mtp_proposer::n_tracked() const { return impl_->chain->n_tracked(); }

@@ -35,6 +35,7 @@ struct mtp_options {
   int n_threads = 0;       // 0: every core this process may run on
   int32_t block_size = 16;
   int32_t n_blocks = 0;    // the MTP layer's KV blocks; 0: enough for 1024 sequences of 1024
+  int32_t max_pending = 512;  // rows kept for a paused sequence at most (head_chain_options)
 };
 
 class mtp_proposer final : public proposer {
@@ -47,6 +48,10 @@ class mtp_proposer final : public proposer {
   std::vector<draft> propose_batch(std::span<const sequence* const> seqs, std::span<const int32_t> max_tokens) override;
   bool drafts_trees() const override { return true; }
   void forget(const sequence& s) override;
+  double last_catch_up_seconds() const override;
+  int64_t last_catch_up_rows() const override;
+  int32_t catch_up_rows(const sequence& s) const override;
+  double catch_up_rows_per_token() const override { return 1; }
   const char* name() const override { return "MTP"; }
   bool wants_hidden() const override { return true; }
   void observe(std::span<const kept_rows> rows, size_t H) override;

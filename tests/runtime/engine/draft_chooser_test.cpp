@@ -1,7 +1,8 @@
 // The adaptive draft length's chooser (runtime/engine/draft_chooser.hpp) on synthetic step
 // costs and acceptance: where verifying costs more than it saves it drafts nothing, where a
 // step's fixed cost dominates and drafts are accepted it drafts to the ceiling, and in between
-// it gives the longer drafts to the sequences whose drafts are accepted more.
+// it gives the longer drafts to the sequences whose drafts are accepted more; a drafter's
+// catch-up cost per emitted token is charged, and probes go to the sequence owing least.
 #include <numeric>
 #include <random>
 #include <tuple>
@@ -58,10 +59,12 @@ TEST(draft_chooser, in_between_the_better_accepted_sequences_draft_longer) {
 
 TEST(draft_chooser, learns_the_step_cost_and_acceptance_online_and_probes_when_idle) {
   draft_chooser c;
-  // Unfitted: the ceiling and nothing, in turn (two step sizes to fit from).
-  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 3));
-  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 0));
-  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), same(4, 3));
+  // Unfitted: the ceiling for one sequence (the one owing the least catch-up) and nothing, in
+  // turn (two step sizes to fit from).
+  const std::vector<int32_t> owed = {40, 2, 9, 2};
+  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3), owed), (std::vector<int32_t>{0, 3, 0, 0}));
+  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3), owed), same(4, 0));
+  EXPECT_EQ(c.choose(std::vector<double>(4, 0.5), same(4, 3)), (std::vector<int32_t>{3, 0, 0, 0}));
   // Steps of 8..16 tokens at 1 ms + 0.5 ms per token.
   for (int i = 0; i < 40; ++i) c.observe_step(8 + i % 9, 1e-3 + 5e-4 * (8 + i % 9));
   ASSERT_TRUE(c.cost_known());
@@ -80,6 +83,8 @@ TEST(draft_chooser, learns_the_step_cost_and_acceptance_online_and_probes_when_i
   // Compute-bound enough at batch 16 that poor drafts are not worth it; every 32nd idle step one
   // sequence, in turn, drafts to its room so that acceptance is still measured.
   const std::vector<double> poor(16, c.alpha(bad));
+  // The alternation lasts kFitSteps steps in all.
+  for (int i = 3; i < draft_chooser::kFitSteps; ++i) EXPECT_EQ(c.choose(poor, same(16, 4))[0], i % 2 == 0 ? 4 : 0);
   int probes = 0;
   for (int step = 1; step <= 64; ++step) {
     const auto k = c.choose(poor, same(16, 4));
@@ -91,6 +96,55 @@ TEST(draft_chooser, learns_the_step_cost_and_acceptance_online_and_probes_when_i
     }
   }
   EXPECT_EQ(probes, 2);
+}
+
+TEST(draft_chooser, a_catch_up_cost_per_emitted_token_can_stop_drafts) {
+  // Batch 1, 1 ms fixed + 0.2 ms per token, drafts free, alpha 0.6: drafting pays without
+  // catch-up; a head whose catch-up costs 2 ms per emitted token (more than a step) never drafts.
+  const std::vector<double> a = {0.6};
+  EXPECT_GT(draft_chooser::allocate(a, same(1, 4), 1e-3, 2e-4, 0, 0)[0], 0);
+  EXPECT_EQ(draft_chooser::allocate(a, same(1, 4), 1e-3, 2e-4, 0, 2e-3), same(1, 0));
+  // At batch 8 the well accepted sequences still draft, the poorly accepted ones less or not.
+  const std::vector<double> mixed = {0.95, 0.3, 0.95, 0.3, 0.95, 0.3, 0.95, 0.3};
+  const auto m = draft_chooser::allocate(mixed, same(8, 4), 4e-3, 2e-4, 0, 1e-4);
+  EXPECT_GT(m[0], 0);
+  EXPECT_GE(m[0], m[1]);
+}
+
+TEST(draft_chooser, probes_the_sequence_owing_least_and_only_when_the_probe_is_cheap) {
+  draft_chooser c;
+  for (int i = 0; i < 40; ++i) c.observe_step(8 + i % 9, 1e-3 + 5e-4 * (8 + i % 9));
+  ASSERT_TRUE(c.cost_known());
+  c.observe_catch_up(100, 1e-2);  // 0.1 ms per catch-up row
+  spec_acceptance bad;
+  for (int i = 0; i < 10; ++i) c.observe_verify(bad, 4, 0);
+  const std::vector<double> poor(16, c.alpha(bad));
+  for (int i = 0; i < draft_chooser::kFitSteps; ++i) c.choose(poor, same(16, 4));
+  // 32 idle steps of ~9 ms: a probe owing 20 rows (2 ms + 2 ms of drafts) is cheap enough.
+  std::vector<int32_t> owed(16, 500);
+  owed[7] = 20;
+  std::vector<int32_t> k;
+  for (int step = 1; step <= draft_chooser::kProbeEvery; ++step) {
+    // The scheduler asks the drafter what each sequence owes only when a probe may come.
+    EXPECT_EQ(c.wants_owed(), step == draft_chooser::kProbeEvery) << step;
+    k = c.choose(poor, same(16, 4), owed);
+  }
+  std::vector<int32_t> want(16, 0);
+  want[7] = 4;
+  EXPECT_EQ(k, want);
+  // Every sequence owing 500 rows (50 ms): no probe within 128 idle steps (~1.2 s; 2% is 23 ms).
+  const std::vector<int32_t> all_owe(16, 500);
+  for (int step = 1; step <= 128; ++step) {
+    k = c.choose(poor, same(16, 4), all_owe);
+    EXPECT_EQ(k, same(16, 0)) << step;
+  }
+  // ... but once enough idle time has passed, it does (the probe costs at most 2% of it).
+  bool probed = false;
+  for (int step = 1; step <= 400 && !probed; ++step) {
+    k = c.choose(poor, same(16, 4), all_owe);
+    probed = std::accumulate(k.begin(), k.end(), 0) > 0;
+  }
+  EXPECT_TRUE(probed);
 }
 
 // Trees (spec_tree_width > 1 with the adaptive length): allocate_tree's choice of depth and

@@ -1,6 +1,7 @@
 // head_drafter_harness: what the MTP and Eagle-3 engine tests share (both drafters run a head
 // over the target's hidden states, runtime/spec/head_chain.hpp): a wrapper that drafts only for
-// some sequences while keeping the head's KV in step for all, the prompts, and a loop that runs
+// some sequences (the head keeps the others' rows, and runs nothing for them), one that pauses
+// and resumes drafting, the prompts, and a loop that runs
 // requests through one engine on the shipped model, stepping schedule / forward / complete by
 // hand to count mixed steps, preemptions and drafts, and the head's KV left afterwards.
 #pragma once
@@ -99,6 +100,42 @@ class only_s_proposer final : public proposer, public head_stats {
  private:
   std::unique_ptr<P> inner_;
   bool only_s_;
+  draft_log* log_;
+};
+
+// The drafter P asked for drafts only at lengths that are multiples of `period` (between them
+// the sequence decodes plainly and the head only keeps the target's rows, as when the adaptive
+// draft length holds it at 0); its drafts reach the engine when `use`, else every step decodes
+// plainly. log: each draft asked, by (id, length).
+template <class P>
+class paused_proposer final : public proposer, public head_stats {
+ public:
+  paused_proposer(std::unique_ptr<P> p, int32_t period, bool use, draft_log* log)
+      : inner_(std::move(p)), period_(period), use_(use), log_(log) {}
+  draft propose(const sequence& s, int32_t max_tokens) override {
+    if (s.size() % period_ != 0) return {};
+    draft d = inner_->propose(s, max_tokens);
+    if (log_) (*log_)[{s.id, s.size()}] = d.tokens;
+    return use_ ? d : draft{};
+  }
+  void forget(const sequence& s) override { inner_->forget(s); }
+  const char* name() const override { return inner_->name(); }
+  bool wants_hidden() const override { return true; }
+  std::vector<int32_t> aux_hidden_layers() const override { return inner_->aux_hidden_layers(); }
+  void observe(std::span<const kept_rows> rows, size_t W) override { inner_->observe(rows, W); }
+  int32_t head_blocks() const override { return inner_->kv_blocks_used(); }
+  size_t head_tracked() const override { return inner_->n_tracked(); }
+  int64_t head_rows() const override {
+    if constexpr (requires(const P& p) { p.rows_run(); })
+      return inner_->rows_run();
+    else
+      return -1;
+  }
+
+ private:
+  std::unique_ptr<P> inner_;
+  int32_t period_;
+  bool use_;
   draft_log* log_;
 };
 
@@ -215,6 +252,33 @@ class head_drafter_fixture : public shipped_model_fixture {
       EXPECT_EQ(batched.at(key), d) << key.first << " at " << key.second;
       EXPECT_GE(d.size(), 1u) << key.first << " at " << key.second;  // fewer only near max_tokens
     }
+  }
+
+  // A head that resumes after pausing drafts what a head asked at every step drafts: the
+  // rows kept while it paused are caught up (in one batch) when it is next asked. Reference:
+  // every length of plain decoding asked (drafts unused); paused: asked every 5th length, its
+  // drafts verified (greedy = plain). A head that pauses runs fewer rows where it can count them.
+  template <class Make>
+  static void expect_paused_drafts_equal_always_on_drafts(Make make) {
+    const auto reqs = requests(40, false);
+    draft_log always, paused;
+    run_totals ta, tp;
+    using P = typename decltype(make(3))::element_type;
+    const auto plain = run({reqs}, std::make_unique<paused_proposer<P>>(make(3), 1, false, &always), &ta);
+    const auto spec = run({reqs}, std::make_unique<paused_proposer<P>>(make(3), 5, true, &paused), &tp);
+    EXPECT_EQ(ta.drafted, 0);
+    EXPECT_GT(tp.accepted, 0);
+    for (const auto& [id, o] : plain) EXPECT_EQ(spec.at(id).tokens, o.tokens) << id;
+    EXPECT_GE(paused.size(), 2 * reqs.size());
+    for (const auto& [key, d] : paused) {
+      ASSERT_TRUE(always.count(key)) << key.first << " at " << key.second;
+      EXPECT_EQ(d, always.at(key)) << key.first << " at " << key.second;
+    }
+    if (ta.head_rows >= 0) {
+      EXPECT_LT(tp.head_rows, ta.head_rows);
+    }
+    EXPECT_EQ(tp.head_blocks_after, 0);
+    EXPECT_EQ(tp.head_tracked_after, 0u);
   }
 
   // Greedy = plain at draft lengths 1, 2, 4, with a second wave of the same prompts: prefix-cache

@@ -31,8 +31,11 @@ using only_s_proposer = testing::only_s_proposer<mtp_proposer>;
 
 class mtp_engine : public testing::head_drafter_fixture {
  protected:
-  static std::unique_ptr<mtp_proposer> make_mtp(int32_t k) {
+  static std::unique_ptr<mtp_proposer> make_mtp(int32_t k) { return make_mtp_pending(k, 512); }
+  // max_pending: rows a paused sequence keeps before its head's layer runs over them.
+  static std::unique_ptr<mtp_proposer> make_mtp_pending(int32_t k, int32_t max_pending) {
     mtp_options o;
+    o.max_pending = max_pending;
     o.draft_len = k;
     o.n_threads = 2;
     o.n_blocks = 600;
@@ -101,6 +104,16 @@ TEST_F(mtp_engine, greedy_equals_plain_batched_with_plain_sequences) {
 }
 
 TEST_F(mtp_engine, batched_drafts_equal_drafts_alone) { expect_batched_drafts_equal_drafts_alone(make_mtp); }
+
+TEST_F(mtp_engine, paused_head_resumes_with_the_drafts_of_an_always_on_head) {
+  expect_paused_drafts_equal_always_on_drafts(make_mtp);
+}
+
+// A sequence paused for max_pending rows (3 here) has its head's layer run over them at once:
+// the drafts after a pause are still the always-on head's.
+TEST_F(mtp_engine, a_long_pause_catches_up_at_max_pending_rows_and_drafts_the_same) {
+  expect_paused_drafts_equal_always_on_drafts([](int32_t k) { return make_mtp_pending(k, 3); });
+}
 
 TEST_F(mtp_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) {
   expect_greedy_equals_plain_with_prefix_cache_hits(make_mtp);
