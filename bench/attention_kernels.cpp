@@ -4,8 +4,6 @@
 // Prints JSON: microseconds per layer for each (shape, cached context, query rows), the fastest
 // of --reps. TROUPE_ISA=generic|avx2|avx512 picks the kernels, as for every troupe binary.
 //   build/bench/troupe_attention_kernels [--reps N]
-#include <time.h>
-
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -14,17 +12,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/kernel_clock.hpp"
 #include "kernels/cpu/cpu_features.hpp"
 #include "kernels/cpu/ops.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 
 namespace {
 
-double thread_cpu_s() {
-  timespec t{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-  return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-}
+double thread_cpu_s() { return troupe::bench::kernel_clock_s(true); }
 
 struct shape {
   const char* name;

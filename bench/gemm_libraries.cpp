@@ -29,6 +29,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "bench/kernel_clock.hpp"
 #include "kernels/cpu/matmul.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 #include "runtime/half.hpp"
@@ -37,14 +38,7 @@ namespace {
 
 bool cpu_time = false;
 
-double now() {
-  if (cpu_time) {
-    timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-  }
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now() { return troupe::bench::kernel_clock_s(cpu_time); }
 
 template <class F>
 double best_seconds(int reps, F&& f) {

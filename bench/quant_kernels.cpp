@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/kernel_clock.hpp"
 #include "kernels/cpu/matmul.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 #include "runtime/half.hpp"
@@ -28,14 +29,7 @@ namespace {
 
 bool cpu_time = true;
 
-double now() {
-  if (cpu_time) {
-    timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
-  }
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now() { return troupe::bench::kernel_clock_s(cpu_time); }
 
 using troupe::cpu::wtype;
 
