@@ -53,20 +53,12 @@ class head_stats {
   virtual int64_t catch_up_rows() const { return -1; }
 };
 
-// The drafter P, drafting for ids that start with 's' only (the others decode plainly) when
-// only_s; it keeps every sequence's head KV in step either way. log: each draft by (id, length).
+// The drafter P behind a test's own propose(): everything else (the head's hidden rows, the
+// one-model seam, trees, and the counters head_stats reads) forwards to P.
 template <class P>
-class only_s_proposer final : public proposer, public head_stats {
+class wrapped_head_proposer : public proposer, public head_stats {
  public:
-  only_s_proposer(std::unique_ptr<P> p, bool only_s, draft_log* log = nullptr)
-      : inner_(std::move(p)), only_s_(only_s), log_(log) {}
-  draft propose(const sequence& s, int32_t max_tokens) override {
-    if (only_s_ && s.id[0] != 's') return {};
-    inner_->set_tree_width(tree_width());
-    draft d = inner_->propose(s, max_tokens);
-    if (log_) (*log_)[{s.id, s.size()}] = d.tokens;
-    return d;
-  }
+  explicit wrapped_head_proposer(std::unique_ptr<P> p) : inner_(std::move(p)) {}
   void forget(const sequence& s) override { inner_->forget(s); }
   const char* name() const override { return inner_->name(); }
   bool drafts_trees() const override { return inner_->drafts_trees(); }
@@ -97,8 +89,32 @@ class only_s_proposer final : public proposer, public head_stats {
   }
   const P& inner() const { return *inner_; }
 
+ protected:
+  // P's draft for s, at this wrapper's tree width.
+  draft inner_draft(const sequence& s, int32_t max_tokens) {
+    inner_->set_tree_width(this->tree_width());
+    return inner_->propose(s, max_tokens);
+  }
+
  private:
   std::unique_ptr<P> inner_;
+};
+
+// The drafter P, drafting for ids that start with 's' only (the others decode plainly) when
+// only_s; it keeps every sequence's head KV in step either way. log: each draft by (id, length).
+template <class P>
+class only_s_proposer final : public wrapped_head_proposer<P> {
+ public:
+  only_s_proposer(std::unique_ptr<P> p, bool only_s, draft_log* log = nullptr)
+      : wrapped_head_proposer<P>(std::move(p)), only_s_(only_s), log_(log) {}
+  draft propose(const sequence& s, int32_t max_tokens) override {
+    if (only_s_ && s.id[0] != 's') return {};
+    draft d = this->inner_draft(s, max_tokens);
+    if (log_) (*log_)[{s.id, s.size()}] = d.tokens;
+    return d;
+  }
+
+ private:
   bool only_s_;
   draft_log* log_;
 };
@@ -108,32 +124,18 @@ class only_s_proposer final : public proposer, public head_stats {
 // draft length holds it at 0); its drafts reach the engine when `use`, else every step decodes
 // plainly. log: each draft asked, by (id, length).
 template <class P>
-class paused_proposer final : public proposer, public head_stats {
+class paused_proposer final : public wrapped_head_proposer<P> {
  public:
   paused_proposer(std::unique_ptr<P> p, int32_t period, bool use, draft_log* log)
-      : inner_(std::move(p)), period_(period), use_(use), log_(log) {}
+      : wrapped_head_proposer<P>(std::move(p)), period_(period), use_(use), log_(log) {}
   draft propose(const sequence& s, int32_t max_tokens) override {
     if (s.size() % period_ != 0) return {};
-    draft d = inner_->propose(s, max_tokens);
+    draft d = this->inner_draft(s, max_tokens);
     if (log_) (*log_)[{s.id, s.size()}] = d.tokens;
     return use_ ? d : draft{};
   }
-  void forget(const sequence& s) override { inner_->forget(s); }
-  const char* name() const override { return inner_->name(); }
-  bool wants_hidden() const override { return true; }
-  std::vector<int32_t> aux_hidden_layers() const override { return inner_->aux_hidden_layers(); }
-  void observe(std::span<const kept_rows> rows, size_t W) override { inner_->observe(rows, W); }
-  int32_t head_blocks() const override { return inner_->kv_blocks_used(); }
-  size_t head_tracked() const override { return inner_->n_tracked(); }
-  int64_t head_rows() const override {
-    if constexpr (requires(const P& p) { p.rows_run(); })
-      return inner_->rows_run();
-    else
-      return -1;
-  }
 
  private:
-  std::unique_ptr<P> inner_;
   int32_t period_;
   bool use_;
   draft_log* log_;
