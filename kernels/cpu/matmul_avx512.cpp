@@ -243,9 +243,11 @@ void pack_strips(const weight_matrix& w, int64_t s0, int64_t s1, uint32_t* out) 
 
 // y[R rows][S strips (the last one masked)] (+)= x · W over pairs [p0, p1) of strips at w (line
 // stride sw between strips), then, with odd_tail, the even half of pair p1 (an odd n_in's end).
+// xt: the tile's activations interleaved by pair (xt[2Rp + 2r + e] = x[r][2p + e]), so that every
+// broadcast comes from one pointer.
 template <int R, int S>
-inline void packed_tile(const float* x, int64_t ldx, const uint32_t* w, int64_t sw, int64_t p0, int64_t p1,
-                        bool odd_tail, float* y, int64_t ldy, __mmask16 last_mask, bool first) {
+inline void packed_tile(const float* xt, const uint32_t* w, int64_t sw, int64_t p0, int64_t p1, bool odd_tail,
+                        float* y, int64_t ldy, __mmask16 last_mask, bool first) {
   __m512 acc[R][S];
   for (int r = 0; r < R; ++r)
     for (int s = 0; s < S; ++s) {
@@ -253,23 +255,27 @@ inline void packed_tile(const float* x, int64_t ldx, const uint32_t* w, int64_t 
       acc[r][s] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + r * ldy + 16 * s);
     }
   const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
-  for (int64_t p = p0; p < p1; ++p) {
-    const uint32_t* wp = w + p * 16;
-    for (int s = 0; s < S; ++s) {
-      const __m512i l = _mm512_load_si512(wp + s * sw);
-      const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(l, 16));
-      const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(l, hi));
-      for (int r = 0; r < R; ++r) {
-        acc[r][s] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + 2 * p]), we, acc[r][s]);
-        acc[r][s] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + 2 * p + 1]), wo, acc[r][s]);
-      }
+  // The even k of the pair for every row, then the odd k (each line is read twice, from L1):
+  // R x S accumulators, S weight vectors and one broadcast live at a time (30 registers at 6 x 4).
+  const uint32_t* wp = w + p0 * 16;
+  const float* xp = xt + p0 * 2 * R;
+  for (int64_t p = p0; p < p1; ++p, wp += 16, xp += 2 * R) {
+    __m512 wv[S];
+    for (int s = 0; s < S; ++s) wv[s] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(wp + s * sw), 16));
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(xp[2 * r]);
+      for (int s = 0; s < S; ++s) acc[r][s] = _mm512_fmadd_ps(xb, wv[s], acc[r][s]);
+    }
+    for (int s = 0; s < S; ++s) wv[s] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_load_si512(wp + s * sw), hi));
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(xp[2 * r + 1]);
+      for (int s = 0; s < S; ++s) acc[r][s] = _mm512_fmadd_ps(xb, wv[s], acc[r][s]);
     }
   }
   if (odd_tail) {
-    const uint32_t* wp = w + p1 * 16;
     for (int s = 0; s < S; ++s) {
       const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(wp + s * sw), 16));
-      for (int r = 0; r < R; ++r) acc[r][s] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + 2 * p1]), we, acc[r][s]);
+      for (int r = 0; r < R; ++r) acc[r][s] = _mm512_fmadd_ps(_mm512_set1_ps(xp[2 * r]), we, acc[r][s]);
     }
   }
   for (int r = 0; r < R; ++r)
@@ -280,15 +286,15 @@ inline void packed_tile(const float* x, int64_t ldx, const uint32_t* w, int64_t 
 }
 
 template <int S>
-inline void packed_rows(int64_t nr, const float* x, int64_t ldx, const uint32_t* w, int64_t sw, int64_t p0,
+inline void packed_rows(int64_t nr, const float* x, const uint32_t* w, int64_t sw, int64_t p0,
                         int64_t p1, bool odd_tail, float* y, int64_t ldy, __mmask16 last_mask, bool first) {
   switch (nr) {
-    case 1: packed_tile<1, S>(x, ldx, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
-    case 2: packed_tile<2, S>(x, ldx, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
-    case 3: packed_tile<3, S>(x, ldx, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
-    case 4: packed_tile<4, S>(x, ldx, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
-    case 5: packed_tile<5, S>(x, ldx, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
-    default: packed_tile<6, S>(x, ldx, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 1: packed_tile<1, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 2: packed_tile<2, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 3: packed_tile<3, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 4: packed_tile<4, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 5: packed_tile<5, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    default: packed_tile<6, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
   }
 }
 
@@ -298,6 +304,12 @@ uint32_t* strip_buffer(size_t words) {
   static thread_local std::vector<uint32_t> b;
   b.resize(words + 16);
   return reinterpret_cast<uint32_t*>((reinterpret_cast<uintptr_t>(b.data()) + 63) & ~uintptr_t{63});
+}
+
+// Each thread's copy of the activations, interleaved by pair per tile of rows (packed_tile's xt).
+std::vector<float>& act_buffer() {
+  static thread_local std::vector<float> b;
+  return b;
 }
 
 }  // namespace
@@ -312,6 +324,25 @@ void bf16_packed_avx512(const float* x, int64_t ldx, int64_t n_rows, const weigh
   // every row tile in turn while it is in L1/L2. Many rows: blocks of k, so that the tile of
   // strips (64 columns x 256 values: 32 KiB) stays in L1 while every row tile passes over it.
   const int64_t kb_pairs = n_rows <= pk_few_rows ? pairs : pk_kb / 2;
+  // The activations, tile by tile of rows: xt[tile t] = x rows 6t.. interleaved by pair (an odd
+  // n_in's missing value 0). A copy of n_rows x n_in floats, small beside the products.
+  std::vector<float>& xt = act_buffer();
+  xt.resize(static_cast<size_t>(n_rows * 2 * pairs));
+  // Row tiles of equal size (8 rows: 4 + 4, not 6 + 2): tile i holds tile_rows(i) rows from tile_row0(i).
+  const int64_t n_tiles = (n_rows + pk_rows - 1) / pk_rows, tile_base = n_rows / n_tiles, tile_extra = n_rows % n_tiles;
+  auto tile_row0 = [&](int64_t i) { return i * tile_base + std::min(i, tile_extra); };
+  auto tile_rows = [&](int64_t i) { return tile_base + (i < tile_extra ? 1 : 0); };
+  for (int64_t i = 0; i < n_tiles; ++i) {
+    const int64_t r0 = tile_row0(i), nr = tile_rows(i);
+    float* t = xt.data() + r0 * 2 * pairs;
+    for (int64_t r = 0; r < nr; ++r) {
+      const float* xr = x + (r0 + r) * ldx;
+      for (int64_t p = 0; p < pairs; ++p) {
+        t[(p * nr + r) * 2] = xr[2 * p];
+        t[(p * nr + r) * 2 + 1] = 2 * p + 1 < w.n_in ? xr[2 * p + 1] : 0.0f;
+      }
+    }
+  }
   for (int64_t c = c0; c < c1; c += 16 * pk_strips) {
     const int64_t nc = std::min(16 * pk_strips, c1 - c);
     const int ns = static_cast<int>((nc + 15) / 16);
@@ -329,15 +360,15 @@ void bf16_packed_avx512(const float* x, int64_t ldx, int64_t n_rows, const weigh
       const int64_t p1 = std::min(pairs, p0 + kb_pairs);
       const bool tail = odd && p1 == pairs;
       const int64_t pe = tail ? p1 - 1 : p1;
-      for (int64_t r = 0; r < n_rows; r += pk_rows) {
-        const int64_t nr = std::min(pk_rows, n_rows - r);
-        const float* xr = x + r * ldx;
+      for (int64_t i = 0; i < n_tiles; ++i) {
+        const int64_t r = tile_row0(i), nr = tile_rows(i);
+        const float* xr = xt.data() + r * 2 * pairs;
         float* yr = y + r * ldy + c;
         switch (ns) {
-          case 1: packed_rows<1>(nr, xr, ldx, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
-          case 2: packed_rows<2>(nr, xr, ldx, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
-          case 3: packed_rows<3>(nr, xr, ldx, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
-          default: packed_rows<4>(nr, xr, ldx, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
+          case 1: packed_rows<1>(nr, xr, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
+          case 2: packed_rows<2>(nr, xr, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
+          case 3: packed_rows<3>(nr, xr, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
+          default: packed_rows<4>(nr, xr, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
         }
       }
     }
