@@ -201,6 +201,8 @@ void round_bf16_f32_avx512(const float* x, int64_t n, float* out) {
 // inside it, pair p of k is one 64-byte line whose word j is W[c+j][2p] | W[c+j][2p+1] << 16.
 // Per pair and tile of R activation rows x S strips: S line loads, a shift and an AND per line
 // (the even and the odd k as f32), 2 x R x S FMAs with broadcast activations; no horizontal sums.
+// No software prefetch: the strips are contiguous and the hardware prefetchers follow them (measured:
+// prefetching 24 lines ahead on every strip changed nothing at 1, 5 or 32 rows, from L3 or memory).
 // Every output's accumulator runs the same chain of FMAs over k = 0, 1, 2, ... whatever the tile
 // or row count (blocks of k continue from the partial sums stored in y), so a row gives the same
 // bits alone, in a verification of 5 rows or in a batch of 32.
