@@ -125,8 +125,13 @@ int main(int argc, char** argv) {
       const bool packed = t == wtype::bf16 && troupe::cpu::uses_packed_bf16();
       std::vector<std::vector<uint8_t>> all(packed ? 1 : copies, wb);
       std::vector<troupe::cpu::packed_bf16> packs;
+      double pack_ms = 0;  // packing one copy, as a model's load does per matrix (one thread)
       if (packed)
-        for (size_t i = 0; i < copies; ++i) packs.emplace_back(troupe::cpu::weight_matrix{t, wb.data(), s.n, s.k});
+        for (size_t i = 0; i < copies; ++i) {
+          const double p0 = now();
+          packs.emplace_back(troupe::cpu::weight_matrix{t, wb.data(), s.n, s.k});
+          if (i == 0) pack_ms = (now() - p0) * 1e3;
+        }
       size_t next = 0;
       for (const std::string& rs : split(rows_s)) {
         const int64_t m = std::atoll(rs.c_str());
@@ -154,9 +159,10 @@ int main(int argc, char** argv) {
         }
         const double bytes = static_cast<double>(wb.size());
         std::printf("%s  {\"type\": \"%s\", \"shape\": \"%s\", \"rows\": %lld, \"ms\": %.4f, \"weight_gb_s\": %.2f, "
-                    "\"gmac_s\": %.2f}",
+                    "\"gmac_s\": %.2f%s}",
                     first ? "" : ",\n", troupe::cpu::wtype_name(t), s.what.c_str(), static_cast<long long>(m), best * 1e3,
-                    bytes / best * 1e-9, static_cast<double>(m * s.n * s.k) / best * 1e-9);
+                    bytes / best * 1e-9, static_cast<double>(m * s.n * s.k) / best * 1e-9,
+                    packed ? (", \"pack_ms\": " + std::to_string(pack_ms)).c_str() : "");
         std::fflush(stdout);
         first = false;
       }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <cblas.h>
+#include <sys/mman.h>
 
 #include "kernels/cpu/cpu_features.hpp"
 #include "kernels/cpu/ggml_blocks.hpp"
@@ -359,7 +360,16 @@ void packed_bf16::free_deleter::operator()(uint32_t* p) const { std::free(p); }
 packed_bf16::packed_bf16(const weight_matrix& w, thread_pool* pool) {
   bytes_ = bytes_for(w.n_out, w.n_in);
   if (bytes_ == 0) return;
-  data_.reset(static_cast<uint32_t*>(std::aligned_alloc(64, bytes_)));  // bytes_: a multiple of 64
+  // Large matrices in 2 MiB-aligned memory the kernel may back with huge pages (THP "madvise"
+  // mode): a fault per 2 MiB instead of per 4 KiB while packing, and fewer TLB misses streaming.
+  constexpr size_t huge = size_t{2} << 20;
+  if (bytes_ >= huge) {
+    const size_t alloc = (bytes_ + huge - 1) / huge * huge;
+    data_.reset(static_cast<uint32_t*>(std::aligned_alloc(huge, alloc)));
+    if (data_) madvise(data_.get(), alloc, MADV_HUGEPAGE);  // advice only: no error to report
+  } else {
+    data_.reset(static_cast<uint32_t*>(std::aligned_alloc(64, bytes_)));  // bytes_: a multiple of 64
+  }
   if (!data_) throw std::bad_alloc();
   const int64_t strips = (w.n_out + 15) / 16, words = static_cast<int64_t>(bytes_ / 4) / strips;
   auto run = [&](int64_t s0, int64_t s1) { detail::pack_bf16_avx512(w, s0, s1, data_.get() + s0 * words); };
