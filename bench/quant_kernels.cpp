@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
       const size_t copies = cold ? std::max<size_t>(2, (size_t{512} << 20) / wb.size()) : 1;
       // bf16 on AVX-512: the weights packed as a model's are at load (packed_bf16), copies of
       // the packed form only (the kernel does not read the row-major bytes).
-      const bool packed = t == wtype::bf16 && troupe::cpu::uses_packed_bf16();
+      const bool packed = t == wtype::bf16 && troupe::cpu::uses_packed_bf16(troupe::cpu::precision::fast);
       std::vector<std::vector<uint8_t>> all(packed ? 1 : copies, wb);
       std::vector<troupe::cpu::packed_bf16> packs;
       double pack_ms = 0;  // packing one copy, as a model's load does per matrix (one thread)

@@ -64,7 +64,7 @@ class cpu_executor final : public executor {
     // matmul is packed here, once (packed_weights: shared with the model's MTP head).
     const auto t0 = std::chrono::steady_clock::now();
     packed_ = packed_weights_of(model_);
-    auto mat = [&](const tensor_view& t) { return packed_->matrix(t, &pool_); };
+    auto mat = [&](const tensor_view& t) { return packed_->matrix(t, prec_, &pool_); };
     embd_ = weight_matrix_of(w.tok_embd);
     output_ = mat(w.output);
     for (const layer_weights& l : w.layers)

@@ -4,9 +4,9 @@
 
 namespace troupe {
 
-cpu::weight_matrix packed_weights::matrix(const tensor_view& t, cpu::thread_pool* pool) {
+cpu::weight_matrix packed_weights::matrix(const tensor_view& t, cpu::precision prec, cpu::thread_pool* pool) {
   cpu::weight_matrix m = weight_matrix_of(t);
-  if (m.type != cpu::wtype::bf16 || !cpu::uses_packed_bf16() || m.n_out <= 0 || m.n_in <= 0) return m;
+  if (m.type != cpu::wtype::bf16 || !cpu::uses_packed_bf16(prec) || m.n_out <= 0 || m.n_in <= 0) return m;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = packed_.find(m.data);
   if (it == packed_.end()) it = packed_.emplace(m.data, cpu::packed_bf16(m, pool)).first;

@@ -7,7 +7,8 @@
 // Memory: a packed matrix is the size of its bf16 original (its last 16 columns padded), so a
 // bf16 model costs its matrices' bytes in resident anonymous memory on top of the mapped file,
 // whose pages stay in the page cache, reclaimable. Nothing is packed where matmul does not read
-// packed weights (cpu::uses_packed_bf16(): the generic and AVX2 kernel variants).
+// packed weights (cpu::uses_packed_bf16(): the generic and AVX2 kernel variants, and the fast
+// path on CPUs with AVX512-BF16, which reads the weights as stored).
 #pragma once
 
 #include <memory>
@@ -25,9 +26,10 @@ class packed_weights {
  public:
   explicit packed_weights(std::shared_ptr<const checkpoint> keep_alive = nullptr)
       : keep_alive_(std::move(keep_alive)) {}
-  // The matmul view of t (weight_matrix_of), with its packed form where matmul reads one: packed
-  // on the first request for t (on the pool's threads where one is given), then shared.
-  cpu::weight_matrix matrix(const tensor_view& t, cpu::thread_pool* pool = nullptr);
+  // The matmul view of t (weight_matrix_of), with its packed form where matmuls at precision
+  // prec read one (cpu::uses_packed_bf16): packed on the first request for t (on the pool's
+  // threads where one is given), then shared.
+  cpu::weight_matrix matrix(const tensor_view& t, cpu::precision prec, cpu::thread_pool* pool = nullptr);
   // Bytes of packed copies held.
   size_t bytes() const;
 

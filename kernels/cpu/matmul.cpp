@@ -349,7 +349,11 @@ double peak_gflops(thread_pool& pool, bool bf16) {
   return total;
 }
 
-bool uses_packed_bf16() { return best_isa() == isa::avx512; }
+bool can_pack_bf16() { return best_isa() == isa::avx512; }
+
+bool uses_packed_bf16(precision p) {
+  return can_pack_bf16() && (p == precision::f32 || !usable().avx512_bf16);
+}
 
 size_t packed_bf16::bytes_for(int64_t n_out, int64_t n_in) {
   return static_cast<size_t>((n_out + 15) / 16) * static_cast<size_t>((n_in + 1) / 2) * 64;

@@ -44,6 +44,8 @@ bool is_quantized(wtype t);  // a GGML block type
 const char* wtype_name(wtype t);
 
 // [n_out, n_in] row-major weights, read in place. n_in must be a multiple of the type's block.
+enum class precision : uint8_t { f32, fast };  // matmul's two paths (the contract above)
+
 struct weight_matrix {
   wtype type = wtype::f32;
   const void* data = nullptr;
@@ -66,7 +68,7 @@ struct weight_matrix {
 class packed_bf16 {
  public:
   packed_bf16() = default;
-  // Packs w (bf16), on the pool's threads where one is given. Needs AVX-512 (uses_packed_bf16()).
+  // Packs w (bf16), on the pool's threads where one is given. Needs AVX-512 (can_pack_bf16()).
   explicit packed_bf16(const weight_matrix& w, thread_pool* pool = nullptr);
   const uint32_t* data() const { return data_.get(); }
   size_t bytes() const { return bytes_; }
@@ -79,11 +81,13 @@ class packed_bf16 {
   std::unique_ptr<uint32_t, free_deleter> data_;
   size_t bytes_ = 0;
 };
-// Whether matmul reads packed bf16 weights (the AVX-512 kernels are in use): where a loader
-// should pack them.
-bool uses_packed_bf16();
+// Whether packed_bf16 can pack here, and the kernel read it: the AVX-512 kernels are in use.
+bool can_pack_bf16();
+// Whether matmuls at precision p read packed bf16 weights, so that a loader should pack them:
+// AVX-512 without bf16 units, and the f32 reference path on any AVX-512 CPU (the fast path on
+// AVX512-BF16 runs vdpbf16ps or oneDNN on the weights as stored).
+bool uses_packed_bf16(precision p);
 
-enum class precision : uint8_t { f32, fast };
 // TROUPE_PRECISION=f32|fast (default fast).
 precision default_precision();
 const char* precision_name(precision p);

@@ -141,7 +141,7 @@ struct eagle3_proposer::impl final : head_inputs {
     TROUPE_TRY(const tensor_view* wd, get("midlayer.mlp.down_proj.weight", {H, hc.n_ff}));
     TROUPE_TRY(const tensor_view* lm, get("lm_head.weight", {hc.draft_vocab, H}));
     embd = weight_matrix_of(target->weights().tok_embd);
-    fc = packed.matrix(*fc_w);
+    fc = packed.matrix(*fc_w, prec);
     hidden_norm = floats_of(*hn);
     input_norm = floats_of(*inn);
     post_norm = floats_of(*pn);
@@ -159,16 +159,16 @@ struct eagle3_proposer::impl final : head_inputs {
     const model_weights& W = target->weights();
     if (!W.rope_freq_factors.empty())
       for (size_t i = 0; i < L.inv_freq.size(); ++i) L.inv_freq[i] /= W.rope_freq_factors[i];
-    L.wq = packed.matrix(*wq);
-    L.wk = packed.matrix(*wk);
-    L.wv = packed.matrix(*wv);
-    L.wo = packed.matrix(*wo);
-    L.w_gate = packed.matrix(*wg);
-    L.w_up = packed.matrix(*wu);
-    L.w_down = packed.matrix(*wd);
+    L.wq = packed.matrix(*wq, prec);
+    L.wk = packed.matrix(*wk, prec);
+    L.wv = packed.matrix(*wv, prec);
+    L.wo = packed.matrix(*wo, prec);
+    L.w_gate = packed.matrix(*wg, prec);
+    L.w_up = packed.matrix(*wu, prec);
+    L.w_down = packed.matrix(*wd, prec);
     L.ffn_norm = post_norm.data();
     L.final_norm = final_norm.data();
-    L.head = packed.matrix(*lm);
+    L.head = packed.matrix(*lm, prec);
     head_chain_options ho;
     ho.draft_len = o.draft_len;
     ho.n_threads = o.n_threads;

@@ -51,7 +51,7 @@ struct mtp_proposer::impl final : head_inputs {
     const model_weights& W = model->weights();
     packed = packed_weights_of(model);
     embd = weight_matrix_of(W.tok_embd);
-    eh = packed->matrix(w.eh_proj);
+    eh = packed->matrix(w.eh_proj, prec);
     head_layer L;
     L.n_embd = c.n_embd;
     L.n_head = c.n_head;
@@ -65,13 +65,13 @@ struct mtp_proposer::impl final : head_inputs {
     if (!W.rope_freq_factors.empty())
       for (size_t i = 0; i < L.inv_freq.size(); ++i) L.inv_freq[i] /= W.rope_freq_factors[i];
     const layer_weights& B = w.block;
-    L.wq = packed->matrix(B.wq);
-    L.wk = packed->matrix(B.wk);
-    L.wv = packed->matrix(B.wv);
-    L.wo = packed->matrix(B.wo);
-    L.w_gate = packed->matrix(B.w_gate);
-    L.w_up = packed->matrix(B.w_up);
-    L.w_down = packed->matrix(B.w_down);
+    L.wq = packed->matrix(B.wq, prec);
+    L.wk = packed->matrix(B.wk, prec);
+    L.wv = packed->matrix(B.wv, prec);
+    L.wo = packed->matrix(B.wo, prec);
+    L.w_gate = packed->matrix(B.w_gate, prec);
+    L.w_up = packed->matrix(B.w_up, prec);
+    L.w_down = packed->matrix(B.w_down, prec);
     if (c.qkv_bias) {
       L.bq = B.bq.data();
       L.bk = B.bk.data();
@@ -83,7 +83,7 @@ struct mtp_proposer::impl final : head_inputs {
     }
     L.ffn_norm = B.ffn_norm.data();
     L.final_norm = w.shared_head_norm.data();
-    L.head = packed->matrix(W.output);
+    L.head = packed->matrix(W.output, prec);
     head_chain_options ho;
     ho.draft_len = o.draft_len;
     ho.n_threads = o.n_threads;

@@ -186,7 +186,7 @@ void check_fast_path(wtype t, int64_t n_rows, int64_t n_out, int64_t n_in) {
   thread_pool pool(2);
   std::vector<float> y(static_cast<size_t>(n_rows * n_out), NAN);
   matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, precision::fast);
-  if (t == wtype::bf16 && uses_packed_bf16()) {  // packed at load: the same bits as packed per call
+  if (t == wtype::bf16 && can_pack_bf16()) {  // packed at load: the same bits as packed per call
     const packed_bf16 pk(m);
     weight_matrix mp = m;
     mp.packed = pk.data();
@@ -378,7 +378,7 @@ TEST(matmul, bf16_rows_are_the_same_bits_whatever_the_row_count) {
     const weight_matrix plain{wtype::bf16, bytes.data(), n_out, n_in};
     packed_bf16 pk;
     weight_matrix packed_m = plain;
-    if (uses_packed_bf16()) {
+    if (can_pack_bf16()) {
       pk = packed_bf16(plain, &two);
       packed_m.packed = pk.data();
     }
@@ -411,7 +411,7 @@ TEST(matmul, bf16_rows_are_the_same_bits_whatever_the_row_count) {
 // The packing itself: every word as packed_bf16 defines it, zeros in the padding, at an odd
 // length (its last pair half empty) and a column count that leaves a partial strip.
 TEST(matmul, packed_bf16_layout) {
-  if (!uses_packed_bf16()) GTEST_SKIP() << "the AVX-512 kernels are not in use";
+  if (!can_pack_bf16()) GTEST_SKIP() << "the AVX-512 kernels are not in use";
   for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{37, 75}, {32, 64}, {50, 1030}}) {
     std::vector<uint16_t> w(static_cast<size_t>(n_out * n_in));
     for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(i * 2654435761u >> 7);
