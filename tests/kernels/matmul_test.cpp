@@ -217,10 +217,11 @@ TEST(matmul, fast_path_matches_its_rounding_for_every_weight_type) {
         check_fast_path(t, rows, out, in);
 }
 
-// The kernels' edges: every row count of their tiles (1-9; the bf16 GEMM's 6-row tiles and
-// 64-column panels from 8 rows), column counts that leave partial tiles and panels, and lengths
-// that leave partial blocks: an odd count of 32-blocks (the q8_0/q4_0 kernel's half pair and
-// partial group of 16), and for bf16 a length that is no multiple of the GEMM's 128-value panels.
+// The kernels' edges: every row count of their tiles (1-9; the packed bf16 kernel's row tiles,
+// tiles of 4 strips (64 columns) and blocks of k from 13 rows), column counts that leave partial
+// tiles and strips, and lengths that leave partial blocks: an odd count of 32-blocks (the
+// q8_0/q4_0 kernel's half pair and partial group of 16), and for bf16 a length that is no
+// multiple of the packed kernel's 256-value blocks of k.
 TEST(matmul, fast_path_kernel_edges) {
   for (wtype t : {wtype::bf16, wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k}) {
     const std::vector<int64_t> lengths = t == wtype::bf16 ? std::vector<int64_t>{272, 2064}
@@ -364,7 +365,7 @@ TEST(matmul, every_path_matches_reference_for_every_weight_type) {
 // bf16 weights: a row's outputs are the same bits whatever the rows beside it (1 to 40 rows: a
 // decode, a verification, a batch), on both paths, packed at load or not, on 1 or 2 threads:
 // batched = sequential and speculative = plain hold bit for bit. Lengths that are no multiple of
-// 32 (nor of the GEMM's blocks of k) and column counts that leave partial strips and tiles.
+// 32 (nor of the packed kernel's blocks of k) and column counts that leave partial strips and tiles.
 TEST(matmul, bf16_rows_are_the_same_bits_whatever_the_row_count) {
   constexpr int64_t max_rows = 40;
   thread_pool one(1), two(2);
