@@ -8,7 +8,8 @@
 // per second. Weights are random blocks with sane scales (the values do not change the time).
 // --cold 1 (the default) rotates over copies of the weights totalling 512 MiB, so that every
 // call reads them from memory as a forward pass does (the L3 here is 48 MiB); --cold 0 repeats
-// one matrix (from cache where it fits: the kernel's compute rate).
+// one matrix (from cache where it fits: the kernel's compute rate). bf16 weights on AVX-512 are
+// packed first, as a model's are at load (packed_bf16), and the copies are of the packed form.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -119,7 +120,18 @@ int main(int argc, char** argv) {
     for (const shape& s : shapes) {
       const std::vector<uint8_t> wb = random_weights(t, s.n, s.k);
       const size_t copies = cold ? std::max<size_t>(2, (size_t{512} << 20) / wb.size()) : 1;
-      std::vector<std::vector<uint8_t>> all(copies, wb);
+      // bf16 on AVX-512: the weights packed as a model's are at load (packed_bf16), copies of
+      // the packed form only (the kernel does not read the row-major bytes).
+      const bool packed = t == wtype::bf16 && troupe::cpu::uses_packed_bf16(troupe::cpu::precision::fast);
+      std::vector<std::vector<uint8_t>> all(packed ? 1 : copies, wb);
+      std::vector<troupe::cpu::packed_bf16> packs;
+      double pack_ms = 0;  // packing one copy, as a model's load does per matrix (one thread)
+      if (packed)
+        for (size_t i = 0; i < copies; ++i) {
+          const double p0 = now();
+          packs.emplace_back(troupe::cpu::weight_matrix{t, wb.data(), s.n, s.k});
+          if (i == 0) pack_ms = (now() - p0) * 1e3;
+        }
       size_t next = 0;
       for (const std::string& rs : split(rows_s)) {
         const int64_t m = std::atoll(rs.c_str());
@@ -128,7 +140,8 @@ int main(int argc, char** argv) {
         std::normal_distribution<float> nd(0, 1);
         for (float& v : x) v = nd(rng);
         auto call = [&] {
-          const troupe::cpu::weight_matrix w{t, all[next].data(), s.n, s.k};
+          troupe::cpu::weight_matrix w{t, all[packed ? 0 : next].data(), s.n, s.k};
+          if (packed) w.packed = packs[next].data();
           next = (next + 1) % copies;
           troupe::cpu::matmul(x.data(), s.k, m, w, y.data(), s.n, pool, troupe::cpu::precision::fast);
         };
@@ -146,9 +159,10 @@ int main(int argc, char** argv) {
         }
         const double bytes = static_cast<double>(wb.size());
         std::printf("%s  {\"type\": \"%s\", \"shape\": \"%s\", \"rows\": %lld, \"ms\": %.4f, \"weight_gb_s\": %.2f, "
-                    "\"gmac_s\": %.2f}",
+                    "\"gmac_s\": %.2f%s}",
                     first ? "" : ",\n", troupe::cpu::wtype_name(t), s.what.c_str(), static_cast<long long>(m), best * 1e3,
-                    bytes / best * 1e-9, static_cast<double>(m * s.n * s.k) / best * 1e-9);
+                    bytes / best * 1e-9, static_cast<double>(m * s.n * s.k) / best * 1e-9,
+                    packed ? (", \"pack_ms\": " + std::to_string(pack_ms)).c_str() : "");
         std::fflush(stdout);
         first = false;
       }

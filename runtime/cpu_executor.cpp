@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstring>
 
@@ -13,6 +14,7 @@
 #include "kernels/cpu/ops.hpp"
 #include "kernels/cpu/thread_pool.hpp"
 #include "runtime/checkpoint.hpp"
+#include "runtime/packed_weights.hpp"
 #include "runtime/weight_matrix_of.hpp"
 
 namespace troupe {
@@ -58,11 +60,16 @@ class cpu_executor final : public executor {
       : model_(std::move(m)), c_(model_->config()), pool_(n_threads), block_size_(block_size),
         n_blocks_(n_blocks), prec_(prec) {
     const model_weights& w = model_->weights();
+    // The embedding lookup reads rows of the mapped original; every matrix that goes through
+    // matmul is packed here, once (packed_weights: shared with the model's MTP head).
+    const auto t0 = std::chrono::steady_clock::now();
+    packed_ = packed_weights_of(model_);
+    auto mat = [&](const tensor_view& t) { return packed_->matrix(t, prec_, &pool_); };
     embd_ = weight_matrix_of(w.tok_embd);
-    output_ = weight_matrix_of(w.output);
+    output_ = mat(w.output);
     for (const layer_weights& l : w.layers)
-      layers_.push_back({weight_matrix_of(l.wq), weight_matrix_of(l.wk), weight_matrix_of(l.wv), weight_matrix_of(l.wo),
-                         weight_matrix_of(l.w_gate), weight_matrix_of(l.w_up), weight_matrix_of(l.w_down)});
+      layers_.push_back({mat(l.wq), mat(l.wk), mat(l.wv), mat(l.wo), mat(l.w_gate), mat(l.w_up), mat(l.w_down)});
+    pack_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     inv_freq_ = c_.rope_inv_freq();
     if (!w.rope_freq_factors.empty())
       for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= w.rope_freq_factors[i];
@@ -87,9 +94,12 @@ class cpu_executor final : public executor {
   }
 
   std::string describe() const override {
-    return fmt::format("cpu, {} threads, {}, {} precision, {} KV blocks of {} tokens ({} MiB)", pool_.size(),
+    std::string packed;
+    if (const size_t pb = packed_->bytes(); pb > 0)
+      packed = fmt::format(", bf16 matrices packed at load ({} MiB, {:.0f} ms)", pb >> 20, pack_ms_);
+    return fmt::format("cpu, {} threads, {}, {} precision, {} KV blocks of {} tokens ({} MiB){}", pool_.size(),
                        cpu::isa_name(cpu::best_isa()), cpu::precision_name(prec_), n_blocks_, block_size_,
-                       kv_bytes_per_block() * static_cast<size_t>(n_blocks_) >> 20);
+                       kv_bytes_per_block() * static_cast<size_t>(n_blocks_) >> 20, packed);
   }
 
   void copy_blocks(std::span<const int32_t> src, std::span<const int32_t> dst) override {
@@ -180,6 +190,8 @@ class cpu_executor final : public executor {
   cpu::thread_pool pool_;
   int32_t block_size_, n_blocks_;
   cpu::precision prec_;
+  std::shared_ptr<packed_weights> packed_;
+  double pack_ms_ = 0;  // what packing took at load (0 when another executor of the model had packed)
   cpu::weight_matrix embd_, output_;
   std::vector<layer_mats> layers_;
   std::vector<double> inv_freq_;

@@ -44,6 +44,4 @@ inline void transpose16(__m512i r[16]) {
   for (int i = 0; i < 16; ++i) r[i] = t[i];
 }
 
-// panel[k][j] = W[c + j][k0 + k] as f32 for j < nc (0 beyond), k < kb (a multiple of 32, or the
-// row's end: kb a multiple of 16 handled by masking the loads).
 }  // namespace troupe::cpu::detail

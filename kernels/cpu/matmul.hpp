@@ -29,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 namespace troupe::cpu {
 
@@ -43,15 +44,50 @@ bool is_quantized(wtype t);  // a GGML block type
 const char* wtype_name(wtype t);
 
 // [n_out, n_in] row-major weights, read in place. n_in must be a multiple of the type's block.
+enum class precision : uint8_t { f32, fast };  // matmul's two paths (the contract above)
+
 struct weight_matrix {
   wtype type = wtype::f32;
   const void* data = nullptr;
   int64_t n_out = 0;
   int64_t n_in = 0;
+  // bf16 only, optional: the same weights as packed_bf16 lays them out (owned elsewhere, e.g.
+  // by the model's runtime::packed_weights). The AVX-512 kernel reads it where set, and packs
+  // strips on every call where not (same results, bit for bit).
+  const uint32_t* packed = nullptr;
   size_t row_bytes() const;
 };
 
-enum class precision : uint8_t { f32, fast };
+// bf16 weights packed once for the AVX-512 outer-product kernel (CPUs without bf16 units, and
+// the f32 reference path on any AVX-512 CPU): strips of 16 output columns (weight rows, the last
+// strip padded with zeros), each strip [(n_in + 1) / 2] 64-byte lines, line p's 32-bit word j
+// = W[16s + j][2p] | W[16s + j][2p + 1] << 16 (the odd k of an odd n_in is 0). One load then
+// gives the even k's weights by a shift and the odd k's by an AND, and the line is the operand
+// vdpbf16ps takes. The same size as the bf16 matrix (plus the padding): resident memory the
+// model costs on top of its mapped file, whose pages stay in the page cache, reclaimable.
+class packed_bf16 {
+ public:
+  packed_bf16() = default;
+  // Packs w (bf16), on the pool's threads where one is given. Needs AVX-512 (can_pack_bf16()).
+  explicit packed_bf16(const weight_matrix& w, thread_pool* pool = nullptr);
+  const uint32_t* data() const { return data_.get(); }
+  size_t bytes() const { return bytes_; }
+  static size_t bytes_for(int64_t n_out, int64_t n_in);
+
+ private:
+  struct free_deleter {
+    void operator()(uint32_t* p) const;
+  };
+  std::unique_ptr<uint32_t, free_deleter> data_;
+  size_t bytes_ = 0;
+};
+// Whether packed_bf16 can pack here, and the kernel read it: the AVX-512 kernels are in use.
+bool can_pack_bf16();
+// Whether matmuls at precision p read packed bf16 weights, so that a loader should pack them:
+// AVX-512 without bf16 units, and the f32 reference path on any AVX-512 CPU (the fast path on
+// AVX512-BF16 runs vdpbf16ps or oneDNN on the weights as stored).
+bool uses_packed_bf16(precision p);
+
 // TROUPE_PRECISION=f32|fast (default fast).
 precision default_precision();
 const char* precision_name(precision p);
@@ -112,13 +148,14 @@ void quantize_rows_q8_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1
 // out[i] = x[i] rounded to bf16 (as round_to_bf16) and widened back to f32, 16 lanes at a time.
 void round_bf16_f32_avx512(const float* x, int64_t n, float* out);
 
-// The fast path for bf16 weights on AVX-512 CPUs without bf16 units, from gemm_min_rows() rows (16):
-// x holds the activations already rounded to bf16 (as f32); an outer-product GEMM over panels
-// of weights widened to f32 (matmul_avx512.cpp). y[:, c0:c1).
-void bf16_gemm_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0, int64_t c1,
-                      float* y, int64_t ldy);
-// Rows from which it is used (TROUPE_BF16_GEMM_ROWS overrides; 0: never).
-int64_t gemm_min_rows();
+// bf16 weights on AVX-512 (the fast path without bf16 units, where x holds the activations
+// already rounded to bf16, as f32; and the reference path): the outer-product kernel over
+// w.packed, or over strips packed on the fly where it is null. Every row count, the same bits
+// for a row whatever the others (matmul_avx512.cpp). y[:, c0:c1), c0 a multiple of 16.
+void bf16_packed_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0, int64_t c1,
+                        float* y, int64_t ldy);
+// Strips [s0, s1) of w packed as packed_bf16 lays them out, into out.
+void pack_bf16_avx512(const weight_matrix& w, int64_t s0, int64_t s1, uint32_t* out);
 // The fast path for bf16 weights on AVX512-BF16: xb holds the rows of activations already
 // rounded to bf16 (row stride ldxb); n_in a multiple of 32.
 using bf16_tile_fn = void (*)(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const weight_matrix& w,

@@ -1,10 +1,12 @@
 // AVX-512 micro-kernels for matmul: up to 6 activation rows x 4 weight rows per tile, weights
-// widened to f32 in registers (bf16 by a shift, f16 by vcvtph2ps, q8_0 by sign extension and
-// its block scale), accumulated with FMA. Compiled with -mavx512f -mavx512bw -mavx512vl -mf16c.
+// widened to f32 in registers (f16 by vcvtph2ps, q8_0 by sign extension and its block scale),
+// accumulated with FMA; bf16 weights through one outer-product kernel over packed strips (below). Compiled with -mavx512f -mavx512bw -mavx512vl -mf16c.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <vector>
 
 #include "kernels/cpu/avx512_util.hpp"
 #include "kernels/cpu/matmul.hpp"
@@ -69,7 +71,7 @@ inline void kernel(const float* x, int64_t ldx, const uint8_t* w, size_t rb, int
   // too short for the hardware prefetcher to get ahead: fetch the next tile's rows (contiguous
   // after these) in step with this one, a line per row per 64 bytes read here (measured at
   // batch 1: the decode forward from about 2.0 to 1.2 ms of CPU).
-  constexpr bool prefetch = C == 4 && (T == wtype::bf16 || T == wtype::f16 || T == wtype::f32);
+  constexpr bool prefetch = C == 4 && (T == wtype::f16 || T == wtype::f32);
   constexpr int64_t elem = T == wtype::f32 ? 4 : 2;
   constexpr int64_t per_line = 64 / elem;
   for (int64_t i = k0; i < k1; i += 16) {
@@ -158,7 +160,7 @@ void tile_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matri
   switch (w.type) {
     case wtype::f32: tile<wtype::f32>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
     case wtype::f16: tile<wtype::f16>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
-    case wtype::bf16: tile<wtype::bf16>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
+    case wtype::bf16: bf16_packed_avx512(x, ldx, n_rows, w, c0, c1, y, ldy); break;  // c0: a multiple of 16
     case wtype::q8_0: tile<wtype::q8_0>(x, ldx, n_rows, w, c0, c1, y, ldy); break;
     default: tile_generic(x, ldx, n_rows, w, c0, c1, y, ldy); break;  // matmul sends panels instead
   }
@@ -194,109 +196,181 @@ void round_bf16_f32_avx512(const float* x, int64_t n, float* out) {
   }
 }
 
-// Many rows of activations against bf16 weights, on CPUs without bf16 units: an outer-product
-// GEMM. Per 64 weight rows (output columns) and 128 values along k, the weights are widened to
-// f32 and transposed into a 32 KiB panel (a 16 x 16 transpose of bf16 pairs, then a shift or a
-// mask per pair), which every tile of activation rows then reads from L1: per k, four panel
-// vectors and one broadcast activation per row feed 4 FMAs per row, 6 rows a tile (24
-// accumulators). The inner-product micro-kernels above read one activation and one weight vector
-// per 16 products of a row and a column and sum lanes at the end; this one loads 10 vectors per
-// 24 FMAs and no lane sums.
+// bf16 weights packed once (pack_bf16_avx512, see packed_bf16 in matmul.hpp) and one outer-
+// product micro-kernel for every row count (bf16_packed_avx512). A strip is 16 output columns;
+// inside it, pair p of k is one 64-byte line whose word j is W[c+j][2p] | W[c+j][2p+1] << 16.
+// Per pair and tile of R activation rows x S strips: S line loads, a shift and an AND per line
+// (the even and the odd k as f32), 2 x R x S FMAs with broadcast activations; no horizontal sums.
+// No software prefetch: the strips are contiguous and the hardware prefetchers follow them (measured:
+// prefetching 24 lines ahead on every strip changed nothing at 1, 5 or 32 rows, from L3 or memory).
+// Every output's accumulator runs the same chain of FMAs over k = 0, 1, 2, ... whatever the tile
+// or row count (blocks of k continue from the partial sums stored in y), so a row gives the same
+// bits alone, in a verification of 5 rows or in a batch of 32.
 namespace {
 
-constexpr int64_t gemm_nb = 64;   // weight rows per panel
-constexpr int64_t gemm_kb = 128;  // values along k per panel
-constexpr int gemm_mr = 6;        // activation rows per tile
+constexpr int64_t pk_rows = 6;      // activation rows per tile
+constexpr int64_t pk_strips = 4;    // strips (64 columns) per tile
+constexpr int64_t pk_kb = 256;      // values of k per block when many rows pass over the strips
+constexpr int64_t pk_few_rows = 12; // up to this many rows: every strip streamed once, whole k
 
-// 16 weight rows from `row` (nr of them; zeros after) x 32 values of k from k (kn of them, a
-// multiple of 2) into panel rows k.., columns j0..j0+15.
-template <bool Full>
-inline void pack_strip(const uint8_t* row, size_t rb, int64_t nr, int64_t k, int64_t kn, float* out) {
-  const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
-  __m512i r[16];
-  if constexpr (Full) {
-    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(row + i * rb + 2 * k);
-  } else {
-    const __mmask16 km = kn >= 32 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (kn / 2)) - 1u);
-    for (int i = 0; i < 16; ++i)
-      r[i] = i < nr ? _mm512_maskz_loadu_epi32(km, row + i * rb + 2 * k) : _mm512_setzero_si512();
-  }
-  transpose16(r);
-  for (int64_t p = 0; p < 16; ++p) {
-    if (!Full && 2 * p >= kn) break;
-    _mm512_store_si512(out + 2 * p * gemm_nb, _mm512_slli_epi32(r[p], 16));
-    _mm512_store_si512(out + (2 * p + 1) * gemm_nb, _mm512_and_si512(r[p], hi_mask));
+// Strips [s0, s1) of w into out (strip s at out + (s - s0) * pairs * 16).
+void pack_strips(const weight_matrix& w, int64_t s0, int64_t s1, uint32_t* out) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  const int64_t pairs = (w.n_in + 1) / 2, full = w.n_in / 32;  // full: blocks of 16 whole pairs
+  for (int64_t s = s0; s < s1; ++s) {
+    uint32_t* o = out + (s - s0) * pairs * 16;
+    const int64_t c = 16 * s, nr = std::min<int64_t>(16, w.n_out - c);
+    if (nr == 16) {
+      for (int64_t b = 0; b < full; ++b) {
+        __m512i r[16];
+        for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(base + (c + i) * rb + 64 * b);
+        transpose16(r);
+        for (int p = 0; p < 16; ++p) _mm512_store_si512(o + (16 * b + p) * 16, r[p]);
+      }
+    }
+    // What the vector loop left: partial strips, and the pairs after the last block of 32 values.
+    for (int64_t p = nr == 16 ? 16 * full : 0; p < pairs; ++p)
+      for (int64_t j = 0; j < 16; ++j) {
+        uint32_t v = 0;
+        if (j < nr) {
+          const auto* row = reinterpret_cast<const uint16_t*>(base + (c + j) * rb);
+          v = row[2 * p];
+          if (2 * p + 1 < w.n_in) v |= static_cast<uint32_t>(row[2 * p + 1]) << 16;
+        }
+        o[p * 16 + j] = v;
+      }
   }
 }
 
-// panel[k][j] = W[c + j][k0 + k] as f32 for j < nc (0 beyond), k < kb. The lines of the panel
-// after this one (the next k block, else the next 64 rows' first) are fetched meanwhile: a
-// panel's rows are too short for the hardware prefetcher to follow.
-void pack_panel(const uint8_t* base, size_t rb, int64_t nc, int64_t k0, int64_t kb, int64_t n_in, float* panel) {
-  const uint8_t* next = k0 + kb < n_in ? base + 2 * (k0 + kb) : base + gemm_nb * rb;
-  for (int64_t j0 = 0; j0 < gemm_nb; j0 += 16) {
-    for (int64_t kk = 0; kk < kb; kk += 32) {
-      for (int i = 0; i < 16; ++i)  // one line per row: 32 values of k
-        _mm_prefetch(reinterpret_cast<const char*>(next + (j0 + i) * rb + 2 * kk), _MM_HINT_T0);
-      float* out = panel + kk * gemm_nb + j0;
-      if (nc - j0 >= 16 && kb - kk >= 32) pack_strip<true>(base + j0 * rb, rb, 16, k0 + kk, 32, out);
-      else pack_strip<false>(base + j0 * rb, rb, std::max<int64_t>(0, nc - j0), k0 + kk, std::min<int64_t>(32, kb - kk), out);
+// y[R rows][S strips (the last one masked)] (+)= x · W over pairs [p0, p1) of strips at w (line
+// stride sw between strips), then, with odd_tail, the even half of pair p1 (an odd n_in's end).
+// xt: the tile's activations interleaved by pair (xt[2Rp + 2r + e] = x[r][2p + e]), so that every
+// broadcast comes from one pointer.
+template <int R, int S>
+inline void packed_tile(const float* xt, const uint32_t* w, int64_t sw, int64_t p0, int64_t p1, bool odd_tail,
+                        float* y, int64_t ldy, __mmask16 last_mask, bool first) {
+  __m512 acc[R][S];
+  for (int r = 0; r < R; ++r)
+    for (int s = 0; s < S; ++s) {
+      const __mmask16 m = s == S - 1 ? last_mask : __mmask16(0xffff);
+      acc[r][s] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m, y + r * ldy + 16 * s);
     }
+  const __m512i hi = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  // The even k of the pair for every row, then the odd k (each line is read twice, from L1):
+  // R x S accumulators, S weight vectors and one broadcast live at a time (30 registers at 6 x 4).
+  const uint32_t* wp = w + p0 * 16;
+  const float* xp = xt + p0 * 2 * R;
+  for (int64_t p = p0; p < p1; ++p, wp += 16, xp += 2 * R) {
+    __m512 wv[S];
+    for (int s = 0; s < S; ++s) wv[s] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(wp + s * sw), 16));
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(xp[2 * r]);
+      for (int s = 0; s < S; ++s) acc[r][s] = _mm512_fmadd_ps(xb, wv[s], acc[r][s]);
+    }
+    for (int s = 0; s < S; ++s) wv[s] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_load_si512(wp + s * sw), hi));
+    for (int r = 0; r < R; ++r) {
+      const __m512 xb = _mm512_set1_ps(xp[2 * r + 1]);
+      for (int s = 0; s < S; ++s) acc[r][s] = _mm512_fmadd_ps(xb, wv[s], acc[r][s]);
+    }
+  }
+  if (odd_tail) {
+    for (int s = 0; s < S; ++s) {
+      const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_load_si512(wp + s * sw), 16));
+      for (int r = 0; r < R; ++r) acc[r][s] = _mm512_fmadd_ps(_mm512_set1_ps(xp[2 * r]), we, acc[r][s]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int s = 0; s < S; ++s) {
+      const __mmask16 m = s == S - 1 ? last_mask : __mmask16(0xffff);
+      _mm512_mask_storeu_ps(y + r * ldy + 16 * s, m, acc[r][s]);
+    }
+}
+
+template <int S>
+inline void packed_rows(int64_t nr, const float* x, const uint32_t* w, int64_t sw, int64_t p0,
+                        int64_t p1, bool odd_tail, float* y, int64_t ldy, __mmask16 last_mask, bool first) {
+  switch (nr) {
+    case 1: packed_tile<1, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 2: packed_tile<2, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 3: packed_tile<3, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 4: packed_tile<4, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    case 5: packed_tile<5, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
+    default: packed_tile<6, S>(x, w, sw, p0, p1, odd_tail, y, ldy, last_mask, first); break;
   }
 }
 
-template <int MR>
-inline void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t kb, float* y, int64_t ldy,
-                      __mmask16 last_mask, int nvec, bool first) {
-  __m512 acc[MR][4];
-  for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < 4; ++j) acc[r][j] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < kb; ++k) {
-    const float* pk = panel + k * gemm_nb;
-    const __m512 w0 = _mm512_load_ps(pk), w1 = _mm512_load_ps(pk + 16), w2 = _mm512_load_ps(pk + 32),
-                 w3 = _mm512_load_ps(pk + 48);
-    for (int r = 0; r < MR; ++r) {
-      const __m512 xb = _mm512_set1_ps(x[r * ldx + k]);
-      acc[r][0] = _mm512_fmadd_ps(xb, w0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(xb, w1, acc[r][1]);
-      acc[r][2] = _mm512_fmadd_ps(xb, w2, acc[r][2]);
-      acc[r][3] = _mm512_fmadd_ps(xb, w3, acc[r][3]);
-    }
-  }
-  for (int r = 0; r < MR; ++r)
-    for (int j = 0; j < nvec; ++j) {
-      float* yp = y + r * ldy + 16 * j;
-      const __mmask16 m = j == nvec - 1 ? last_mask : __mmask16(0xffff);
-      const __m512 v = first ? acc[r][j] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][j]);
-      _mm512_mask_storeu_ps(yp, m, v);
-    }
+// Matmuls of bf16 weights that were not packed at load (tests, benchmarks, a head's own file):
+// each thread packs the strips of its columns here, a tile of them at a time.
+uint32_t* strip_buffer(size_t words) {
+  static thread_local std::vector<uint32_t> b;
+  b.resize(words + 16);
+  return reinterpret_cast<uint32_t*>((reinterpret_cast<uintptr_t>(b.data()) + 63) & ~uintptr_t{63});
+}
+
+// Each thread's copy of the activations, interleaved by pair per tile of rows (packed_tile's xt).
+std::vector<float>& act_buffer() {
+  static thread_local std::vector<float> b;
+  return b;
 }
 
 }  // namespace
 
-void bf16_gemm_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0,
-                      int64_t c1, float* y, int64_t ldy) {
-  alignas(64) static thread_local float panel[gemm_kb * gemm_nb];
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  const size_t rb = w.row_bytes();
-  for (int64_t c = c0; c < c1; c += gemm_nb) {
-    const int64_t nc = std::min(gemm_nb, c1 - c);
-    const int nvec = static_cast<int>((nc + 15) / 16);
+void pack_bf16_avx512(const weight_matrix& w, int64_t s0, int64_t s1, uint32_t* out) { pack_strips(w, s0, s1, out); }
+
+void bf16_packed_avx512(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w, int64_t c0, int64_t c1,
+                        float* y, int64_t ldy) {
+  const int64_t pairs = (w.n_in + 1) / 2, sw = pairs * 16;
+  const bool odd = w.n_in % 2 != 0;
+  // Few rows (decode, verification): each tile of strips streamed once over the whole of k, by
+  // every row tile in turn while it is in L1/L2. Many rows: blocks of k, so that the tile of
+  // strips (64 columns x 256 values: 32 KiB) stays in L1 while every row tile passes over it.
+  const int64_t kb_pairs = n_rows <= pk_few_rows ? pairs : pk_kb / 2;
+  // The activations, tile by tile of rows: xt[tile t] = x rows 6t.. interleaved by pair (an odd
+  // n_in's missing value 0). A copy of n_rows x n_in floats, small beside the products.
+  std::vector<float>& xt = act_buffer();
+  xt.resize(static_cast<size_t>(n_rows * 2 * pairs));
+  // Row tiles of equal size (8 rows: 4 + 4, not 6 + 2): tile i holds tile_rows(i) rows from tile_row0(i).
+  const int64_t n_tiles = (n_rows + pk_rows - 1) / pk_rows, tile_base = n_rows / n_tiles, tile_extra = n_rows % n_tiles;
+  auto tile_row0 = [&](int64_t i) { return i * tile_base + std::min(i, tile_extra); };
+  auto tile_rows = [&](int64_t i) { return tile_base + (i < tile_extra ? 1 : 0); };
+  for (int64_t i = 0; i < n_tiles; ++i) {
+    const int64_t r0 = tile_row0(i), nr = tile_rows(i);
+    float* t = xt.data() + r0 * 2 * pairs;
+    for (int64_t r = 0; r < nr; ++r) {
+      const float* xr = x + (r0 + r) * ldx;
+      for (int64_t p = 0; p < pairs; ++p) {
+        t[(p * nr + r) * 2] = xr[2 * p];
+        t[(p * nr + r) * 2 + 1] = 2 * p + 1 < w.n_in ? xr[2 * p + 1] : 0.0f;
+      }
+    }
+  }
+  for (int64_t c = c0; c < c1; c += 16 * pk_strips) {
+    const int64_t nc = std::min(16 * pk_strips, c1 - c);
+    const int ns = static_cast<int>((nc + 15) / 16);
     const __mmask16 last_mask = nc % 16 ? static_cast<__mmask16>((1u << (nc % 16)) - 1u) : __mmask16(0xffff);
-    for (int64_t k0 = 0; k0 < w.n_in; k0 += gemm_kb) {
-      const int64_t kb = std::min(gemm_kb, w.n_in - k0);
-      pack_panel(base + c * rb, rb, nc, k0, kb, w.n_in, panel);
-      const bool first = k0 == 0;
-      for (int64_t r = 0; r < n_rows; r += gemm_mr) {
-        const float* xr = x + r * ldx + k0;
+    const uint32_t* ws;
+    const int64_t stride = sw;
+    if (w.packed) {
+      ws = w.packed + (c / 16) * sw;
+    } else {
+      uint32_t* buf = strip_buffer(static_cast<size_t>(ns * sw));
+      pack_strips(w, c / 16, c / 16 + ns, buf);
+      ws = buf;
+    }
+    for (int64_t p0 = 0; p0 < pairs; p0 += kb_pairs) {
+      const int64_t p1 = std::min(pairs, p0 + kb_pairs);
+      const bool tail = odd && p1 == pairs;
+      const int64_t pe = tail ? p1 - 1 : p1;
+      for (int64_t i = 0; i < n_tiles; ++i) {
+        const int64_t r = tile_row0(i), nr = tile_rows(i);
+        const float* xr = xt.data() + r * 2 * pairs;
         float* yr = y + r * ldy + c;
-        switch (std::min<int64_t>(gemm_mr, n_rows - r)) {
-          case 1: gemm_tile<1>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
-          case 2: gemm_tile<2>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
-          case 3: gemm_tile<3>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
-          case 4: gemm_tile<4>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
-          case 5: gemm_tile<5>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
-          default: gemm_tile<6>(xr, ldx, panel, kb, yr, ldy, last_mask, nvec, first); break;
+        switch (ns) {
+          case 1: packed_rows<1>(nr, xr, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
+          case 2: packed_rows<2>(nr, xr, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
+          case 3: packed_rows<3>(nr, xr, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
+          default: packed_rows<4>(nr, xr, ws, stride, p0, pe, tail, yr, ldy, last_mask, p0 == 0); break;
         }
       }
     }

@@ -12,6 +12,7 @@
 #include "runtime/checkpoint.hpp"
 #include "runtime/safetensors.hpp"
 #include "runtime/spec/head_chain.hpp"
+#include "runtime/packed_weights.hpp"
 #include "runtime/weight_matrix_of.hpp"
 
 namespace troupe {
@@ -100,6 +101,7 @@ struct eagle3_proposer::impl final : head_inputs {
   safetensors_file file;
   head_config hc;
   cpu::precision prec = cpu::default_precision();
+  packed_weights packed;  // the head's own matrices, packed at bind
   cpu::weight_matrix embd, fc;
   std::vector<float> hidden_norm, input_norm, post_norm, final_norm;
   std::vector<float> fc_in;
@@ -139,7 +141,7 @@ struct eagle3_proposer::impl final : head_inputs {
     TROUPE_TRY(const tensor_view* wd, get("midlayer.mlp.down_proj.weight", {H, hc.n_ff}));
     TROUPE_TRY(const tensor_view* lm, get("lm_head.weight", {hc.draft_vocab, H}));
     embd = weight_matrix_of(target->weights().tok_embd);
-    fc = weight_matrix_of(*fc_w);
+    fc = packed.matrix(*fc_w, prec);
     hidden_norm = floats_of(*hn);
     input_norm = floats_of(*inn);
     post_norm = floats_of(*pn);
@@ -157,16 +159,16 @@ struct eagle3_proposer::impl final : head_inputs {
     const model_weights& W = target->weights();
     if (!W.rope_freq_factors.empty())
       for (size_t i = 0; i < L.inv_freq.size(); ++i) L.inv_freq[i] /= W.rope_freq_factors[i];
-    L.wq = weight_matrix_of(*wq);
-    L.wk = weight_matrix_of(*wk);
-    L.wv = weight_matrix_of(*wv);
-    L.wo = weight_matrix_of(*wo);
-    L.w_gate = weight_matrix_of(*wg);
-    L.w_up = weight_matrix_of(*wu);
-    L.w_down = weight_matrix_of(*wd);
+    L.wq = packed.matrix(*wq, prec);
+    L.wk = packed.matrix(*wk, prec);
+    L.wv = packed.matrix(*wv, prec);
+    L.wo = packed.matrix(*wo, prec);
+    L.w_gate = packed.matrix(*wg, prec);
+    L.w_up = packed.matrix(*wu, prec);
+    L.w_down = packed.matrix(*wd, prec);
     L.ffn_norm = post_norm.data();
     L.final_norm = final_norm.data();
-    L.head = weight_matrix_of(*lm);
+    L.head = packed.matrix(*lm, prec);
     head_chain_options ho;
     ho.draft_len = o.draft_len;
     ho.n_threads = o.n_threads;

@@ -14,6 +14,7 @@
 #include "runtime/cpu_executor.hpp"
 #include "runtime/engine/sequence.hpp"
 #include "runtime/spec/head_chain.hpp"
+#include "runtime/packed_weights.hpp"
 #include "runtime/weight_matrix_of.hpp"
 
 namespace troupe {
@@ -40,6 +41,7 @@ struct mtp_proposer::impl final : head_inputs {
   const model_config& c;
   const mtp_layer_weights& w;
   cpu::precision prec = cpu::default_precision();
+  std::shared_ptr<packed_weights> packed;  // the target's, shared with its executor
   cpu::weight_matrix embd, eh;
   std::vector<float> eh_in;
   std::unique_ptr<head_chain> chain;
@@ -47,8 +49,9 @@ struct mtp_proposer::impl final : head_inputs {
   impl(std::shared_ptr<const checkpoint> m, const mtp_options& o)
       : model(std::move(m)), c(model->config()), w(model->weights().mtp.front()) {
     const model_weights& W = model->weights();
+    packed = packed_weights_of(model);
     embd = weight_matrix_of(W.tok_embd);
-    eh = weight_matrix_of(w.eh_proj);
+    eh = packed->matrix(w.eh_proj, prec);
     head_layer L;
     L.n_embd = c.n_embd;
     L.n_head = c.n_head;
@@ -62,13 +65,13 @@ struct mtp_proposer::impl final : head_inputs {
     if (!W.rope_freq_factors.empty())
       for (size_t i = 0; i < L.inv_freq.size(); ++i) L.inv_freq[i] /= W.rope_freq_factors[i];
     const layer_weights& B = w.block;
-    L.wq = weight_matrix_of(B.wq);
-    L.wk = weight_matrix_of(B.wk);
-    L.wv = weight_matrix_of(B.wv);
-    L.wo = weight_matrix_of(B.wo);
-    L.w_gate = weight_matrix_of(B.w_gate);
-    L.w_up = weight_matrix_of(B.w_up);
-    L.w_down = weight_matrix_of(B.w_down);
+    L.wq = packed->matrix(B.wq, prec);
+    L.wk = packed->matrix(B.wk, prec);
+    L.wv = packed->matrix(B.wv, prec);
+    L.wo = packed->matrix(B.wo, prec);
+    L.w_gate = packed->matrix(B.w_gate, prec);
+    L.w_up = packed->matrix(B.w_up, prec);
+    L.w_down = packed->matrix(B.w_down, prec);
     if (c.qkv_bias) {
       L.bq = B.bq.data();
       L.bk = B.bk.data();
@@ -80,7 +83,7 @@ struct mtp_proposer::impl final : head_inputs {
     }
     L.ffn_norm = B.ffn_norm.data();
     L.final_norm = w.shared_head_norm.data();
-    L.head = weight_matrix_of(W.output);
+    L.head = packed->matrix(W.output, prec);
     head_chain_options ho;
     ho.draft_len = o.draft_len;
     ho.n_threads = o.n_threads;

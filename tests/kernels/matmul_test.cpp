@@ -186,6 +186,15 @@ void check_fast_path(wtype t, int64_t n_rows, int64_t n_out, int64_t n_in) {
   thread_pool pool(2);
   std::vector<float> y(static_cast<size_t>(n_rows * n_out), NAN);
   matmul(x.data(), n_in, n_rows, m, y.data(), n_out, pool, precision::fast);
+  if (t == wtype::bf16 && can_pack_bf16()) {  // packed at load: the same bits as packed per call
+    const packed_bf16 pk(m);
+    weight_matrix mp = m;
+    mp.packed = pk.data();
+    std::vector<float> yp(y.size(), NAN);
+    matmul(x.data(), n_in, n_rows, mp, yp.data(), n_out, pool, precision::fast);
+    ASSERT_EQ(std::memcmp(y.data(), yp.data(), y.size() * 4), 0) << "packed, rows " << n_rows << " out " << n_out
+                                                                  << " in " << n_in;
+  }
   for (int64_t r = 0; r < n_rows; ++r)
     for (int64_t c = 0; c < n_out; ++c) {
       double want = 0, mag = 0;
@@ -208,10 +217,11 @@ TEST(matmul, fast_path_matches_its_rounding_for_every_weight_type) {
         check_fast_path(t, rows, out, in);
 }
 
-// The kernels' edges: every row count of their tiles (1-9; the bf16 GEMM's 6-row tiles and
-// 64-column panels from 8 rows), column counts that leave partial tiles and panels, and lengths
-// that leave partial blocks: an odd count of 32-blocks (the q8_0/q4_0 kernel's half pair and
-// partial group of 16), and for bf16 a length that is no multiple of the GEMM's 128-value panels.
+// The kernels' edges: every row count of their tiles (1-9; the packed bf16 kernel's row tiles,
+// tiles of 4 strips (64 columns) and blocks of k from 13 rows), column counts that leave partial
+// tiles and strips, and lengths that leave partial blocks: an odd count of 32-blocks (the
+// q8_0/q4_0 kernel's half pair and partial group of 16), and for bf16 a length that is no
+// multiple of the packed kernel's 256-value blocks of k.
 TEST(matmul, fast_path_kernel_edges) {
   for (wtype t : {wtype::bf16, wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k}) {
     const std::vector<int64_t> lengths = t == wtype::bf16 ? std::vector<int64_t>{272, 2064}
@@ -350,6 +360,79 @@ TEST(matmul, every_path_matches_reference_for_every_weight_type) {
     for (int64_t rows : {1, 2, 5, 6, 7, 13, 33, 64})
       for (auto [out, in] : {std::pair<int64_t, int64_t>{4, 32}, {7, 64}, {37, 96}, {130, 2048 + 64}})
         check_all_paths(t, rows, out, in);
+}
+
+// bf16 weights: a row's outputs are the same bits whatever the rows beside it (1 to 40 rows: a
+// decode, a verification, a batch), on both paths, packed at load or not, on 1 or 2 threads:
+// batched = sequential and speculative = plain hold bit for bit. Lengths that are no multiple of
+// 32 (nor of the packed kernel's blocks of k) and column counts that leave partial strips and tiles.
+TEST(matmul, bf16_rows_are_the_same_bits_whatever_the_row_count) {
+  constexpr int64_t max_rows = 40;
+  thread_pool one(1), two(2);
+  for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{67, 272}, {130, 48}, {200, 784}, {16, 560}}) {
+    std::mt19937 rng(static_cast<unsigned>(n_out * 1000 + n_in));
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(max_rows * n_in)), wf(static_cast<size_t>(n_out * n_in));
+    for (float& v : x) v = nd(rng);
+    for (float& v : wf) v = nd(rng);
+    const std::vector<uint8_t> bytes = pack(wtype::bf16, wf, n_out, n_in).bytes;
+    const weight_matrix plain{wtype::bf16, bytes.data(), n_out, n_in};
+    packed_bf16 pk;
+    weight_matrix packed_m = plain;
+    if (can_pack_bf16()) {
+      pk = packed_bf16(plain, &two);
+      packed_m.packed = pk.data();
+    }
+    for (precision prec : {precision::fast, precision::f32}) {
+      // (f32 through the micro-kernels: from 48 rows the reference path would switch to BLAS.)
+      const matmul_path path = prec == precision::f32 ? matmul_path::kernel : matmul_path::automatic;
+      std::vector<float> all(static_cast<size_t>(max_rows * n_out));
+      matmul(x.data(), n_in, max_rows, packed_m, all.data(), n_out, two, prec, path);
+      for (int64_t rows = 1; rows <= max_rows; ++rows)
+        for (const weight_matrix* m : std::initializer_list<const weight_matrix*>{&plain, &packed_m})
+          for (thread_pool* pool : std::initializer_list<thread_pool*>{&one, &two}) {
+            // rows starting at a row other than 0, so each row's place in its tile changes too
+            const int64_t r0 = (max_rows - rows) / 2;
+            std::vector<float> y(static_cast<size_t>(rows * n_out), NAN);
+            matmul(x.data() + r0 * n_in, n_in, rows, *m, y.data(), n_out, *pool, prec, path);
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t c = 0; c < n_out; ++c) {
+                const float got = y[static_cast<size_t>(r * n_out + c)];
+                const float want = all[static_cast<size_t>((r0 + r) * n_out + c)];
+                ASSERT_EQ(std::memcmp(&got, &want, 4), 0)
+                    << precision_name(prec) << " " << n_out << "x" << n_in << ": row " << r0 + r << " of " << rows
+                    << " rows from " << r0 << (m == &plain ? ", unpacked" : ", packed") << ", " << pool->size()
+                    << " threads, col " << c << ": " << got << " vs " << want << " in " << max_rows << " rows";
+              }
+          }
+    }
+  }
+}
+
+// The packing itself: every word as packed_bf16 defines it, zeros in the padding, at an odd
+// length (its last pair half empty) and a column count that leaves a partial strip.
+TEST(matmul, packed_bf16_layout) {
+  if (!can_pack_bf16()) GTEST_SKIP() << "the AVX-512 kernels are not in use";
+  for (auto [n_out, n_in] : {std::pair<int64_t, int64_t>{37, 75}, {32, 64}, {50, 1030}}) {
+    std::vector<uint16_t> w(static_cast<size_t>(n_out * n_in));
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(i * 2654435761u >> 7);
+    const weight_matrix m{wtype::bf16, w.data(), n_out, n_in};
+    const packed_bf16 pk(m);
+    const int64_t pairs = (n_in + 1) / 2, strips = (n_out + 15) / 16;
+    ASSERT_EQ(pk.bytes(), static_cast<size_t>(strips * pairs * 64));
+    ASSERT_EQ(reinterpret_cast<uintptr_t>(pk.data()) % 64, 0u);
+    for (int64_t s = 0; s < strips; ++s)
+      for (int64_t p = 0; p < pairs; ++p)
+        for (int64_t j = 0; j < 16; ++j) {
+          const int64_t c = 16 * s + j;
+          uint32_t want = 0;
+          if (c < n_out) {
+            want = w[static_cast<size_t>(c * n_in + 2 * p)];
+            if (2 * p + 1 < n_in) want |= static_cast<uint32_t>(w[static_cast<size_t>(c * n_in + 2 * p + 1)]) << 16;
+          }
+          ASSERT_EQ(pk.data()[(s * pairs + p) * 16 + j], want) << n_out << "x" << n_in << " strip " << s << " pair " << p << " col " << j;
+        }
+  }
 }
 
 TEST(matmul, results_do_not_depend_on_thread_count) {
