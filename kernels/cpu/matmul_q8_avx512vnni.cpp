@@ -322,6 +322,20 @@ constexpr int64_t q8g_strips = 2;                 // strips of 16 weight rows pe
 constexpr int64_t q8g_blocks = 8;                 // blocks of 32 along k per panel
 constexpr int q8g_mr = 6;                         // activation rows per tile
 
+// The end of every GEMM tile: acc[r][s] to y's row r, columns 16s .. 16s + 15 (the last of the
+// nvec strips masked by last_mask), stored on the first panel along k, added to y after it.
+template <int MR>
+inline void store_tile(const __m512 (&acc)[MR][q8g_strips], float* y, int64_t ldy, int nvec, __mmask16 last_mask,
+                       bool first) {
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < nvec; ++s) {
+      float* yp = y + r * ldy + 16 * s;
+      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
+
 struct q8g_panel {
   alignas(64) int32_t q[q8g_strips][q8g_blocks * 8][16];  // 4-byte groups, unsigned
   alignas(64) float d[q8g_strips][q8g_blocks][16];        // the blocks' scales per column
@@ -391,13 +405,7 @@ void q8g_tile(const q8_rows& x, int64_t r0, const int32_t* corr, int64_t b0, int
         acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.d[s][b]), dx), acc[r][s]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int s = 0; s < nvec; ++s) {
-      float* yp = y + r * ldy + 16 * s;
-      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
-      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
-      _mm512_mask_storeu_ps(yp, m, v);
-    }
+  store_tile<MR>(acc, y, ldy, nvec, last_mask, first);
 }
 
 // Many rows against q4_K / q5_K weights: the same outer-product GEMM, one K block (256 values)
@@ -480,13 +488,7 @@ void kg_tile(const q8_rows& x, int64_t r0, const float* xm, int64_t b, const kg_
       }
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int s = 0; s < nvec; ++s) {
-      float* yp = y + r * ldy + 16 * s;
-      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
-      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
-      _mm512_mask_storeu_ps(yp, m, v);
-    }
+  store_tile<MR>(acc, y, ldy, nvec, last_mask, first);
 }
 
 // q6_K: values 0-63 (before the -32 offset, corrected per 16 values from the activations' sums
@@ -554,13 +556,7 @@ void k6_tile(const q8_rows& x, int64_t r0, int64_t b, const k6_panel& p, float* 
         acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.ds[s][g]), dx), acc[r][s]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int s = 0; s < nvec; ++s) {
-      float* yp = y + r * ldy + 16 * s;
-      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
-      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
-      _mm512_mask_storeu_ps(yp, m, v);
-    }
+  store_tile<MR>(acc, y, ldy, nvec, last_mask, first);
 }
 
 void k6_gemm(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
