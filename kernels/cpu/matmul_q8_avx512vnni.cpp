@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/ggml_blocks.hpp"
@@ -50,6 +51,9 @@ struct k_consts {
   __m512i sc16[4];  // lanes 8 at a time: scales 4j..4j+3 (q6_K's sub-blocks of 16)
   __m512i sc_bytes[4];  // vpshufb of k4_scales_mins: int16 lanes of 128-bit lanes 0-1: scale 2j, 2-3: 2j+1
   __m256i min_bytes;    // vpshufb of k4_scales_mins: int16 lane g (a group of 16 values): min g/2
+  __m512i pack_sc[2];   // vpshufb of k4_scales_mins: the scales of kd_kernel's packed pair m (below)
+  __m512i mins16;       // vpshufb of k4_scales_mins: int16 lane i of each 128-bit lane: min i
+  __m512i dmin_lanes;   // vpermps of kd_kernel's [d0, dmin0, d1, dmin1, ...]: dmin c in lanes 4c .. 4c + 3
   k_consts() {
     alignas(64) int8_t bytes[64];
     for (int j = 0; j < 4; ++j) {
@@ -58,6 +62,19 @@ struct k_consts {
     }
     for (int l = 0; l < 32; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(8 + l / 4);
     min_bytes = _mm256_load_si256(reinterpret_cast<const __m256i*>(bytes));
+    // Pair m packs the low nibbles of bytes 64m .. 64m + 63 (sub-blocks 4m, 4m + 2) with the high
+    // ones (4m + 1, 4m + 3): in 128-bit lane L, int16 lanes 0-3 hold sub-block 4m + 2 (L >= 2),
+    // lanes 4-7 sub-block 4m + 1 + 2 (L >= 2).
+    for (int m = 0; m < 2; ++m) {
+      for (int l = 0; l < 64; ++l) {
+        const int lane = l / 16, p = (l % 16) / 2;
+        bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(4 * m + (p >= 4) + 2 * (lane >= 2));
+      }
+      pack_sc[m] = _mm512_load_si512(bytes);
+    }
+    for (int l = 0; l < 64; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(8 + (l % 16) / 2);
+    mins16 = _mm512_load_si512(bytes);
+    dmin_lanes = _mm512_set_epi32(7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1);
     alignas(64) int16_t a[32];
     for (int j = 0; j < 4; ++j) {
       for (int l = 0; l < 32; ++l) a[l] = static_cast<int16_t>(4 * j + l / 8);
@@ -167,6 +184,194 @@ void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* 
   }
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(facc[r][c]);
+}
+
+// One to four rows of activations against q4_K / q5_K weights (decode), C (up to 4) weight rows
+// at a time. Per 64 bytes of a block's nibbles (sub-blocks 4m and 4m + 2 in the low nibbles,
+// 4m + 1 and 4m + 3 in the high ones), one vpand and one vpsrlw + vpand give two vectors of
+// unsigned values, matched by activations stored in that order (kd_acts); per (row, weight row),
+// one vpdpbusd from zero each gives int32 sums of 4 products (at most 4 x 31 x 127: int16 holds
+// them), the pair is packed to int16 (vpackssdw, exact) and multiplied by the sub-blocks' scales
+// with one vpmaddwd / vpdpwssd, then once per block to f32 and one FMA with d x d_x. The 6-bit
+// scales and mins of the C weight rows are unpacked together (one 128-bit lane each), and the
+// mins' term (activation sums of each sub-block against the mins) is one vpmaddwd and one FMA
+// per block for all C weight rows. Each (row, weight row) is summed in the same order whatever R,
+// C and its place in the tile are: a row's result does not depend on the rows beside it.
+struct kd_acts {
+  const int8_t* q = nullptr;    // [row][ldq]: each block's sub-blocks in the order 0 2 1 3 4 6 5 7
+  int64_t ldq = 0;
+  const int16_t* s32 = nullptr;  // [row][block][8]: the sums of each sub-block of 32
+  const float* d = nullptr;      // [row][block]
+  int64_t nb = 0;                // blocks per row
+};
+
+// The 4 weight rows' block headers (16 bytes from blk: d, dmin, 12 bytes of scales and mins, one
+// 128-bit lane each; lanes past C zero) to sc0..7, m0..7 as bytes per lane (as k4_scales_mins).
+inline __m512i k4_scales_mins4(__m512i hdr) {
+  // dwords per lane: [d|dmin, u0, u1, u2] -> [u0 & m1, (u2 & m2) | ((u0 >> 2) & 0x30..),
+  //                                           u1 & m1, ((u2 >> 4) & m2) | ((u1 >> 2) & 0x30..)]
+  const __m512i p = _mm512_srlv_epi32(_mm512_shuffle_epi32(hdr, _MM_PERM_ENUM(1 | 3 << 2 | 2 << 4 | 3 << 6)),
+                                      _mm512_set4_epi32(4, 0, 0, 0));
+  const __m512i q = _mm512_srli_epi32(_mm512_shuffle_epi32(hdr, _MM_PERM_ENUM(0 | 1 << 2 | 0 << 4 | 2 << 6)), 2);
+  const __m512i pm = _mm512_and_si512(p, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+  return _mm512_ternarylogic_epi32(pm, q, _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0), 0xf8);  // pm | (q & m)
+}
+
+template <int C>
+inline __m512i k_headers(const uint8_t* w, size_t rb, size_t at) {
+  const auto lane = [&](int c) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c * rb + at)); };
+  __m512i h = _mm512_castsi128_si512(lane(0));
+  h = _mm512_inserti32x4(h, C > 1 ? lane(1) : _mm_setzero_si128(), 1);
+  h = _mm512_inserti32x4(h, C > 2 ? lane(2) : _mm_setzero_si128(), 2);
+  return _mm512_inserti32x4(h, C > 3 ? lane(3) : _mm_setzero_si128(), 3);
+}
+
+template <int c>
+inline __m512i lane_bcast(__m512i v) {
+  return _mm512_shuffle_i32x4(v, v, c * 0x55);
+}
+
+template <wtype T, int R, int C>
+void kd_kernel(const kd_acts& a, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy, const k_consts& kc) {
+  constexpr size_t bb = kbytes<T>();
+  constexpr size_t qs_at = T == wtype::q4_k ? 16 : 48;
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  __m512 facc[R][C], macc[R];
+  for (int r = 0; r < R; ++r) {
+    macc[r] = _mm512_setzero_ps();
+    for (int c = 0; c < C; ++c) facc[r][c] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < a.nb; ++b) {
+    const __m512i hdr = k_headers<C>(w, rb, b * bb);
+    const __m512i sm = k4_scales_mins4(hdr);
+    // d and dmin of each weight row, as f32: [d0, dmin0, d1, dmin1, ...]
+    const __m256 dd = _mm256_cvtph_ps(_mm512_castsi512_si128(
+        _mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), hdr)));
+    __m512i isum[R][C];
+    const auto one_row = [&](auto cc) {
+      constexpr int c = decltype(cc)::value;
+      const uint8_t* blk = w + c * rb + b * bb;
+      const __m512i s = lane_bcast<c>(sm);
+      __m512i qh = _mm512_setzero_si512();
+      if constexpr (T == wtype::q5_k)
+        qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
+      for (int m = 0; m < 2; ++m) {
+        // The next tile's rows follow these: fetch them in step (measured against fetching further
+        // ahead in these rows, two or three tiles ahead, and into L2 or NTA: no better, or worse).
+        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + 64 * m), _MM_HINT_T0);
+        if (m == 1) _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + bb - 1), _MM_HINT_T0);
+        const __m512i v = _mm512_loadu_si512(blk + qs_at + 64 * m);
+        __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        if constexpr (T == wtype::q5_k) {
+          const __m512i sixteen = _mm512_set1_epi8(16);
+          const __m512i blo = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (4 * m))),
+                                                 _mm256_set1_epi8(static_cast<char>(1 << (4 * m + 2))), 1);
+          const __m512i bhi = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (4 * m + 1))),
+                                                 _mm256_set1_epi8(static_cast<char>(1 << (4 * m + 3))), 1);
+          lo = _mm512_mask_or_epi32(lo, 0xffff, lo, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, blo), sixteen));
+          hi = _mm512_mask_or_epi32(hi, 0xffff, hi, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, bhi), sixteen));
+        }
+        const __m512i sc = _mm512_shuffle_epi8(s, kc.pack_sc[m]);
+        for (int r = 0; r < R; ++r) {
+          const int8_t* xq = a.q + (r0 + r) * a.ldq + b * ggml::qk_k + 128 * m;
+          const __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(xq));
+          const __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_load_si512(xq + 64));
+          const __m512i p = _mm512_packs_epi32(dlo, dhi);
+          isum[r][c] = m == 0 ? _mm512_madd_epi16(p, sc) : _mm512_dpwssd_epi32(isum[r][c], p, sc);
+        }
+      }
+    };
+    [&]<int... cs>(std::integer_sequence<int, cs...>) {
+      (one_row(std::integral_constant<int, cs>{}), ...);
+    }(std::make_integer_sequence<int, C>{});
+    const __m512i m16 = _mm512_shuffle_epi8(sm, kc.mins16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 f = _mm512_zextps256_ps512(_mm256_mul_ps(dd, _mm256_set1_ps(a.d[(r0 + r) * a.nb + b])));
+      for (int c = 0; c < C; ++c)
+        facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][c]), _mm512_permutexvar_ps(_mm512_set1_epi32(2 * c), f),
+                                     facc[r][c]);
+      const __m512i bs = _mm512_broadcast_i32x4(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.s32 + ((r0 + r) * a.nb + b) * 8)));
+      macc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bs)),
+                                _mm512_permutexvar_ps(kc.dmin_lanes, f), macc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    alignas(64) float mv[16];
+    _mm512_store_ps(mv, macc[r]);
+    for (int c = 0; c < C; ++c)
+      y[r * ldy + c] = hsum(facc[r][c]) - ((mv[4 * c] + mv[4 * c + 1]) + (mv[4 * c + 2] + mv[4 * c + 3]));
+  }
+}
+
+// kd_acts from q8_rows: the values reordered per block, the sums of 32 from the sums of 16.
+inline kd_acts kd_prepare(const q8_rows& x) {
+  struct alignas(64) line {
+    int8_t v[64];
+  };
+  static thread_local std::vector<line> qbuf;
+  static thread_local std::vector<int16_t> sbuf;
+  kd_acts a;
+  a.nb = x.n_in / ggml::qk_k;
+  a.ldq = a.nb * ggml::qk_k;
+  a.d = x.d;
+  qbuf.resize(static_cast<size_t>(x.n_rows * a.ldq / 64));
+  sbuf.resize(static_cast<size_t>(x.n_rows * a.nb * 8));
+  auto* q = reinterpret_cast<int8_t*>(qbuf.data());
+  for (int64_t r = 0; r < x.n_rows; ++r)
+    for (int64_t b = 0; b < a.nb; ++b) {
+      for (int m = 0; m < 2; ++m) {
+        const int8_t* src = x.q + r * x.ldq + b * ggml::qk_k + 128 * m;
+        const __m512i lo = _mm512_loadu_si512(src), hi = _mm512_loadu_si512(src + 64);  // sub-blocks 4m .. 4m + 3
+        int8_t* dst = q + r * a.ldq + b * ggml::qk_k + 128 * m;
+        _mm512_store_si512(dst, _mm512_shuffle_i64x2(lo, hi, 0x44));       // 4m, 4m + 2
+        _mm512_store_si512(dst + 64, _mm512_shuffle_i64x2(lo, hi, 0xee));  // 4m + 1, 4m + 3
+      }
+      const __m256i s16 =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum16 + r * (x.n_in / 16) + b * 16));
+      const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));  // at most 32 x 127: int16
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(sbuf.data() + (r * a.nb + b) * 8),
+                       _mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1)));
+    }
+  a.q = q;
+  a.s32 = sbuf.data();
+  return a;
+}
+
+template <wtype T, int C>
+inline void kd_rows(int64_t nr, const kd_acts& a, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy,
+                    const k_consts& kc) {
+  switch (nr) {
+    case 1: kd_kernel<T, 1, C>(a, r0, w, rb, y, ldy, kc); break;
+    case 2: kd_kernel<T, 2, C>(a, r0, w, rb, y, ldy, kc); break;
+    case 3: kd_kernel<T, 3, C>(a, r0, w, rb, y, ldy, kc); break;
+    default: kd_kernel<T, 4, C>(a, r0, w, rb, y, ldy, kc); break;
+  }
+}
+
+// The tile for q4_K / q5_K: 4 weight rows at a time for one or two rows of activations, else 2.
+template <wtype T>
+void kd_tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy,
+             const k_consts& kc) {
+  const kd_acts a = kd_prepare(x);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t max_rows = 4;
+  const int64_t cols = x.n_rows <= 2 ? 4 : 2;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    for (int64_t r = 0; r < x.n_rows; r += max_rows) {
+      const int64_t nr = std::min(max_rows, x.n_rows - r);
+      float* yr = y + r * ldy + c;
+      const uint8_t* wc = base + c * rb;
+      switch (nc) {
+        case 4: kd_rows<T, 4>(nr, a, r, wc, rb, yr, ldy, kc); break;
+        case 3: kd_rows<T, 3>(nr, a, r, wc, rb, yr, ldy, kc); break;
+        case 2: kd_rows<T, 2>(nr, a, r, wc, rb, yr, ldy, kc); break;
+        default: kd_rows<T, 1>(nr, a, r, wc, rb, yr, ldy, kc); break;
+      }
+    }
+  }
 }
 
 // q8_0 and q4_0: blocks of 32, two blocks per 512-bit vector. Per group of 16 blocks, each
@@ -284,6 +489,10 @@ inline void rows_dispatch(int64_t nr, const q8_rows& x, int64_t r0, const uint8_
 template <wtype T>
 void tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
   static const k_consts kc;
+  if constexpr (T == wtype::q4_k || T == wtype::q5_k) {
+    kd_tile<T>(x, w, c0, c1, y, ldy, kc);
+    return;
+  }
   const auto* base = static_cast<const uint8_t*>(w.data);
   const size_t rb = w.row_bytes();
   // 32-value types with one or two rows (decode): four weight rows at a time, for more
