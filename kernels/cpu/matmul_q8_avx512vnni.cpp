@@ -263,13 +263,15 @@ void kd_kernel(const kd_acts& a, int64_t r0, const uint8_t* w, size_t rb, float*
         const __m512i v = _mm512_loadu_si512(blk + qs_at + 64 * m);
         __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         if constexpr (T == wtype::q5_k) {
-          const __m512i sixteen = _mm512_set1_epi8(16);
-          const __m512i blo = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (4 * m))),
-                                                 _mm256_set1_epi8(static_cast<char>(1 << (4 * m + 2))), 1);
-          const __m512i bhi = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (4 * m + 1))),
-                                                 _mm256_set1_epi8(static_cast<char>(1 << (4 * m + 3))), 1);
-          lo = _mm512_mask_or_epi32(lo, 0xffff, lo, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, blo), sixteen));
-          hi = _mm512_mask_or_epi32(hi, 0xffff, hi, _mm512_maskz_mov_epi8(_mm512_test_epi8_mask(qh, bhi), sixteen));
+          // Bit s of qh[l] (sub-block s) to bit 4 of each byte: a rotation of the dwords by 4 - s
+          // (mod 32) keeps every byte's bit 4 within its byte; vpternlogd ors it in.
+          const auto rot = [](int sb) { return (4 - sb + 32) % 32; };
+          const __m512i rlo = _mm512_inserti64x4(_mm512_set1_epi32(rot(4 * m)), _mm256_set1_epi32(rot(4 * m + 2)), 1);
+          const __m512i rhi =
+              _mm512_inserti64x4(_mm512_set1_epi32(rot(4 * m + 1)), _mm256_set1_epi32(rot(4 * m + 3)), 1);
+          const __m512i bit4 = _mm512_set1_epi8(0x10);
+          lo = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(qh, rlo), bit4, 0xf8);  // lo | (rot & 0x10)
+          hi = _mm512_ternarylogic_epi32(hi, _mm512_rolv_epi32(qh, rhi), bit4, 0xf8);
         }
         const __m512i sc = _mm512_shuffle_epi8(s, kc.pack_sc[m]);
         for (int r = 0; r < R; ++r) {
