@@ -357,9 +357,9 @@ TEST(matmul, every_path_matches_reference_for_every_weight_type) {
 // 1-4 weight rows): a batch's row is bit for bit what that row alone gives, at column counts that
 // leave partial tiles.
 TEST(matmul, fast_path_rows_below_the_gemm_equal_one_row_alone) {
-  const int64_t gemm_rows = detail::q8_gemm_min_rows();
-  const int64_t max_rows = gemm_rows > 0 ? std::min<int64_t>(gemm_rows - 1, 5) : 5;
   for (wtype t : {wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k}) {
+    const int64_t gemm_rows = detail::q8_gemm_min_rows(t);
+    const int64_t max_rows = gemm_rows > 0 ? std::min<int64_t>(gemm_rows - 1, 9) : 9;
     const int64_t n_out = 71, n_in = 768;
     std::vector<uint8_t> bytes = random_blocks(t, n_out, n_in, 11);
     weight_matrix m{t, bytes.data(), n_out, n_in};
