@@ -2,11 +2,11 @@
 // int8 (q8_rows), weights unpacked in registers to unsigned 8-bit values, integer dot products.
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni.
 //
-// K types (q4_K, q5_K, q6_K; 256 values a block), 1-5 rows (decode: kd_kernel, k6d_kernel): per
+// K types (q4_K, q5_K, q6_K; 256 values a block), 1-9 rows (decode: kd_kernel, k6d_kernel): per
 // 64 values, vpdpbusd from zero (u8 weights x s8 activations, sums of 4: at most 4 * 63 * 127,
 // so int16 holds them), two such vectors packed to int16 and multiplied by their sub-blocks'
 // scales with one vpmaddwd / vpdpwssd into int32; once per block, to f32 with d * d_x. Mins
-// (q4_K, q5_K) and q6_K's -32 come from the activations' sums of 16 (q8_rows::sum16). From 6
+// (q4_K, q5_K) and q6_K's -32 come from the activations' sums of 16 (q8_rows::sum16). From 10
 // rows, outer-product GEMMs over transposed panels (k_gemm, k6_gemm).
 // 32-value types (q8_0 as w + 128, q4_0 as its nibbles): vpdpbusd per block, its offset from the
 // activation sums, then f32 scales per block.
