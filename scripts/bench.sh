@@ -25,7 +25,7 @@ fi
 # the CPU attention kernel alone, one thread's CPU time per layer
 run attention-kernels build/bench/troupe_attention_kernels
 # the fast-path matmul per weight type at TinyLlama's shapes, one thread's CPU time, weights cold
-run quant-kernels build/bench/troupe_quant_kernels --types bf16,q8_0,q4_K,q6_K --rows 1,8,32 \
+run quant-kernels build/bench/troupe_quant_kernels --types bf16,q8_0,q4_K,q5_K,q6_K --rows 1,8,32 \
   --shapes 5632x2048,2048x5632 --cold 1
 run shared-prefix "$troupe" bench engine --workload shared-prefix
 run mixed "$troupe" bench engine --workload mixed

@@ -175,7 +175,7 @@ void fast_q8(const float* x, int64_t ldx, int64_t n_rows, const weight_matrix& w
   over_rows(n_rows, w.n_in, pool, [&](int64_t r0, int64_t r1) { quantize_rows_q8(x, ldx, r0, r1, a); });
   static const detail::q8_tile_fn tile =
       usable().avx512_vnni ? detail::q8_tile_avx512vnni : detail::q8_tile_generic;
-  const int64_t gemm_rows = detail::q8_gemm_min_rows();
+  const int64_t gemm_rows = detail::q8_gemm_min_rows(w.type);
   const bool has_gemm = w.type == wtype::q8_0 || w.type == wtype::q4_k || w.type == wtype::q5_k || w.type == wtype::q6_k;
   if (usable().avx512_vnni && has_gemm && gemm_rows > 0 && n_rows >= gemm_rows) {
     // Chunks of 32 columns: whole panels.
@@ -266,12 +266,17 @@ void bf16_gemm_onednn(const uint16_t* xb, int64_t ldxb, int64_t n_rows, const we
 #endif
 }  // namespace detail
 
-int64_t detail::q8_gemm_min_rows() {
-  static const int64_t rows = [] {
-    if (const char* v = std::getenv("TROUPE_Q8_GEMM_ROWS")) return static_cast<int64_t>(std::atoll(v));
-    return int64_t{6};  // measured: at 4 rows the inner-product kernel is faster, at 6 this one
+int64_t detail::q8_gemm_min_rows(wtype t) {
+  static const int64_t env = [] {
+    const char* v = std::getenv("TROUPE_Q8_GEMM_ROWS");
+    return v ? static_cast<int64_t>(std::atoll(v)) : int64_t{-1};
   }();
-  return rows;
+  if (env >= 0) return env;
+  // Measured (one core, cold weights, TinyLlama's matrices): for q8_0 at 4 rows the inner-product
+  // kernel is faster, at 6 the GEMM; the K types' decode kernels (4 weight rows' blocks unpacked
+  // in registers per pass) beat their GEMMs (whose panel packing costs as much as the products at
+  // 8 rows) up to 8-10 rows, and lose from 12.
+  return t == wtype::q8_0 ? 6 : 10;
 }
 
 int64_t blas_threshold_rows() {

@@ -173,11 +173,11 @@ using q8_tile_fn = void (*)(const q8_rows& x, const weight_matrix& w, int64_t c0
                             int64_t ldy);
 void q8_tile_generic(const q8_rows&, const weight_matrix&, int64_t, int64_t, float*, int64_t);
 void q8_tile_avx512vnni(const q8_rows&, const weight_matrix&, int64_t, int64_t, float*, int64_t);
-// Many rows against q8_0, q4_K and q5_K weights: an outer-product int8 GEMM over transposed panels
-// (other types: q8_tile_avx512vnni). Used from q8_gemm_min_rows() rows (6; TROUPE_Q8_GEMM_ROWS
-// overrides; 0: never).
+// Many rows against q8_0, q4_K, q5_K and q6_K weights: an outer-product int8 GEMM over transposed
+// panels (other types: q8_tile_avx512vnni). Used from q8_gemm_min_rows(t) rows (q8_0 6, the K
+// types 10; TROUPE_Q8_GEMM_ROWS overrides for all; 0: never).
 void q8_gemm_avx512vnni(const q8_rows&, const weight_matrix&, int64_t, int64_t, float*, int64_t);
-int64_t q8_gemm_min_rows();
+int64_t q8_gemm_min_rows(wtype t);
 }  // namespace detail
 
 }  // namespace troupe::cpu

@@ -2,10 +2,12 @@
 // int8 (q8_rows), weights unpacked in registers to unsigned 8-bit values, integer dot products.
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni.
 //
-// K types (q4_K, q5_K, q6_K; 256 values a block): per 64 values, vpmaddubsw (u8 weights x s8
-// activations, pairs summed to int16: at most 63 * 127 * 2, no saturation) then vpdpwssd with
-// the sub-block scales (int16) into int32; once per block, to f32 with d * d_x. Mins (q4_K,
-// q5_K) and q6_K's -32 come from the activations' sums of 16 (q8_rows::sum16).
+// K types (q4_K, q5_K, q6_K; 256 values a block), 1-9 rows (decode: kd_kernel, k6d_kernel): per
+// 64 values, vpdpbusd from zero (u8 weights x s8 activations, sums of 4: at most 4 * 63 * 127,
+// so int16 holds them), two such vectors packed to int16 and multiplied by their sub-blocks'
+// scales with one vpmaddwd / vpdpwssd into int32; once per block, to f32 with d * d_x. Mins
+// (q4_K, q5_K) and q6_K's -32 come from the activations' sums of 16 (q8_rows::sum16). From 10
+// rows, outer-product GEMMs over transposed panels (k_gemm, k6_gemm).
 // 32-value types (q8_0 as w + 128, q4_0 as its nibbles): vpdpbusd per block, its offset from the
 // activation sums, then f32 scales per block.
 // A tile is up to R activation rows x C weight rows, so each unpacked weight vector serves R rows
@@ -14,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/cpu/ggml_blocks.hpp"
@@ -31,38 +34,27 @@ inline float f16(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
-// q4_K / q5_K: the 8 scales and 8 mins of a block as bytes 0-7 and 8-15, in every 128-bit lane
-// (vpshufb spreads them from there: one instruction per use, where vpermw takes two).
-inline __m512i k4_scales_mins(const uint8_t* s) {
-  uint32_t u[4];
-  std::memcpy(u, s, 12);
-  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-  const uint32_t mins_lo = u[1] & m1;
-  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-  u[2] = mins_lo;
-  u[0] &= m1;
-  return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(u)));  // sc0..7, m0..7
-}
-
-// Index vectors that spread per-sub-block scales over the int16 lanes of chunk j's products.
+// Index vectors of kd_kernel, for the scales and mins of k4_scales_mins4 (sc0..7, m0..7 as bytes
+// in every 128-bit lane).
 struct k_consts {
-  __m512i sc16[4];  // lanes 8 at a time: scales 4j..4j+3 (q6_K's sub-blocks of 16)
-  __m512i sc_bytes[4];  // vpshufb of k4_scales_mins: int16 lanes of 128-bit lanes 0-1: scale 2j, 2-3: 2j+1
-  __m256i min_bytes;    // vpshufb of k4_scales_mins: int16 lane g (a group of 16 values): min g/2
+  __m512i pack_sc[2];  // vpshufb: the scales of kd_kernel's packed pair m (below), as int16
+  __m512i mins16;      // vpshufb: int16 lane i of each 128-bit lane: min i
+  __m512i dmin_lanes;  // vpermps of kd_kernel's [d0, dmin0, d1, dmin1, ...]: dmin c in lanes 4c .. 4c + 3
   k_consts() {
     alignas(64) int8_t bytes[64];
-    for (int j = 0; j < 4; ++j) {
-      for (int l = 0; l < 64; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(2 * j + l / 32);
-      sc_bytes[j] = _mm512_load_si512(bytes);
+    // Pair m packs the low nibbles of bytes 64m .. 64m + 63 (sub-blocks 4m, 4m + 2) with the high
+    // ones (4m + 1, 4m + 3): in 128-bit lane L, int16 lanes 0-3 hold sub-block 4m + 2 (L >= 2),
+    // lanes 4-7 sub-block 4m + 1 + 2 (L >= 2).
+    for (int m = 0; m < 2; ++m) {
+      for (int l = 0; l < 64; ++l) {
+        const int lane = l / 16, p = (l % 16) / 2;
+        bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(4 * m + (p >= 4) + 2 * (lane >= 2));
+      }
+      pack_sc[m] = _mm512_load_si512(bytes);
     }
-    for (int l = 0; l < 32; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(8 + l / 4);
-    min_bytes = _mm256_load_si256(reinterpret_cast<const __m256i*>(bytes));
-    alignas(64) int16_t a[32];
-    for (int j = 0; j < 4; ++j) {
-      for (int l = 0; l < 32; ++l) a[l] = static_cast<int16_t>(4 * j + l / 8);
-      sc16[j] = _mm512_load_si512(a);
-    }
+    for (int l = 0; l < 64; ++l) bytes[l] = l % 2 ? int8_t(-128) : static_cast<int8_t>(8 + (l % 16) / 2);
+    mins16 = _mm512_load_si512(bytes);
+    dmin_lanes = _mm512_set_epi32(7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3, 1, 1, 1, 1);
   }
 };
 
@@ -99,74 +91,293 @@ inline __m512i k_chunk(const uint8_t* blk, int j, __m512i qh) {
   }
 }
 
+// One to four rows of activations against q4_K / q5_K weights (decode), C (up to 4) weight rows
+// at a time. Per 64 bytes of a block's nibbles (sub-blocks 4m and 4m + 2 in the low nibbles,
+// 4m + 1 and 4m + 3 in the high ones), one vpand and one vpsrlw + vpand give two vectors of
+// unsigned values, matched by activations stored in that order (kd_acts); per (row, weight row),
+// one vpdpbusd from zero each gives int32 sums of 4 products (at most 4 x 31 x 127: int16 holds
+// them), the pair is packed to int16 (vpackssdw, exact) and multiplied by the sub-blocks' scales
+// with one vpmaddwd / vpdpwssd, then once per block to f32 and one FMA with d x d_x. The 6-bit
+// scales and mins of the C weight rows are unpacked together (one 128-bit lane each), and the
+// mins' term (activation sums of each sub-block against the mins) is one vpmaddwd and one FMA
+// per block for all C weight rows. Each (row, weight row) is summed in the same order whatever R,
+// C and its place in the tile are: a row's result does not depend on the rows beside it.
+struct kd_acts {
+  const int8_t* q = nullptr;    // [row][ldq]: each block's sub-blocks in the order 0 2 1 3 4 6 5 7
+  int64_t ldq = 0;
+  const int16_t* s32 = nullptr;  // [row][block][8]: the sums of each sub-block of 32
+  const float* d = nullptr;      // [row][block]
+  int64_t nb = 0;                // blocks per row
+};
+
+// The 4 weight rows' block headers (16 bytes from blk: d, dmin, 12 bytes of scales and mins, one
+// 128-bit lane each; lanes past C zero) to sc0..7, m0..7 as bytes per lane (as k4_scales_mins).
+inline __m512i k4_scales_mins4(__m512i hdr) {
+  // dwords per lane: [d|dmin, u0, u1, u2] -> [u0 & m1, (u2 & m2) | ((u0 >> 2) & 0x30..),
+  //                                           u1 & m1, ((u2 >> 4) & m2) | ((u1 >> 2) & 0x30..)]
+  const __m512i p = _mm512_srlv_epi32(_mm512_shuffle_epi32(hdr, _MM_PERM_ENUM(1 | 3 << 2 | 2 << 4 | 3 << 6)),
+                                      _mm512_set4_epi32(4, 0, 0, 0));
+  const __m512i q = _mm512_srli_epi32(_mm512_shuffle_epi32(hdr, _MM_PERM_ENUM(0 | 1 << 2 | 0 << 4 | 2 << 6)), 2);
+  const __m512i pm = _mm512_and_si512(p, _mm512_set4_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f));
+  return _mm512_ternarylogic_epi32(pm, q, _mm512_set4_epi32(0x30303030, 0, 0x30303030, 0), 0xf8);  // pm | (q & m)
+}
+
+template <int C>
+inline __m512i k_headers(const uint8_t* w, size_t rb, size_t at) {
+  const auto lane = [&](int c) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c * rb + at)); };
+  __m512i h = _mm512_castsi128_si512(lane(0));
+  h = _mm512_inserti32x4(h, C > 1 ? lane(1) : _mm_setzero_si128(), 1);
+  h = _mm512_inserti32x4(h, C > 2 ? lane(2) : _mm_setzero_si128(), 2);
+  return _mm512_inserti32x4(h, C > 3 ? lane(3) : _mm_setzero_si128(), 3);
+}
+
+template <int c>
+inline __m512i lane_bcast(__m512i v) {
+  return _mm512_shuffle_i32x4(v, v, c * 0x55);
+}
+
 template <wtype T, int R, int C>
-void k_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy, const k_consts& kc) {
+void kd_kernel(const kd_acts& a, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy, const k_consts& kc) {
+  constexpr size_t bb = kbytes<T>();
+  constexpr size_t qs_at = T == wtype::q4_k ? 16 : 48;
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  __m512 facc[R][C], macc[R];
+  for (int r = 0; r < R; ++r) {
+    macc[r] = _mm512_setzero_ps();
+    for (int c = 0; c < C; ++c) facc[r][c] = _mm512_setzero_ps();
+  }
+  for (int64_t b = 0; b < a.nb; ++b) {
+    const __m512i hdr = k_headers<C>(w, rb, b * bb);
+    const __m512i sm = k4_scales_mins4(hdr);
+    // d and dmin of each weight row, as f32: [d0, dmin0, d1, dmin1, ...]
+    const __m256 dd = _mm256_cvtph_ps(_mm512_castsi512_si128(
+        _mm512_permutexvar_epi32(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), hdr)));
+    __m512i isum[R][C];
+    const auto one_row = [&](auto cc) {
+      constexpr int c = decltype(cc)::value;
+      const uint8_t* blk = w + c * rb + b * bb;
+      const __m512i s = lane_bcast<c>(sm);
+      __m512i qh = _mm512_setzero_si512();
+      if constexpr (T == wtype::q5_k)
+        qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
+      for (int m = 0; m < 2; ++m) {
+        // The next tile's rows follow these: fetch them in step (measured against fetching further
+        // ahead in these rows, two or three tiles ahead, and into L2 or NTA: no better, or worse).
+        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + 64 * m), _MM_HINT_T0);
+        if (m == 1) _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + bb - 1), _MM_HINT_T0);
+        const __m512i v = _mm512_loadu_si512(blk + qs_at + 64 * m);
+        __m512i lo = _mm512_and_si512(v, low4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        if constexpr (T == wtype::q5_k) {
+          // Bit s of qh[l] (sub-block s) to bit 4 of each byte: a rotation of the dwords by 4 - s
+          // (mod 32) keeps every byte's bit 4 within its byte; vpternlogd ors it in.
+          const auto rot = [](int sb) { return (4 - sb + 32) % 32; };
+          const __m512i rlo = _mm512_inserti64x4(_mm512_set1_epi32(rot(4 * m)), _mm256_set1_epi32(rot(4 * m + 2)), 1);
+          const __m512i rhi =
+              _mm512_inserti64x4(_mm512_set1_epi32(rot(4 * m + 1)), _mm256_set1_epi32(rot(4 * m + 3)), 1);
+          const __m512i bit4 = _mm512_set1_epi8(0x10);
+          lo = _mm512_ternarylogic_epi32(lo, _mm512_rolv_epi32(qh, rlo), bit4, 0xf8);  // lo | (rot & 0x10)
+          hi = _mm512_ternarylogic_epi32(hi, _mm512_rolv_epi32(qh, rhi), bit4, 0xf8);
+        }
+        const __m512i sc = _mm512_shuffle_epi8(s, kc.pack_sc[m]);
+        for (int r = 0; r < R; ++r) {
+          const int8_t* xq = a.q + (r0 + r) * a.ldq + b * ggml::qk_k + 128 * m;
+          const __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(xq));
+          const __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_load_si512(xq + 64));
+          const __m512i p = _mm512_packs_epi32(dlo, dhi);
+          isum[r][c] = m == 0 ? _mm512_madd_epi16(p, sc) : _mm512_dpwssd_epi32(isum[r][c], p, sc);
+        }
+      }
+    };
+    [&]<int... cs>(std::integer_sequence<int, cs...>) {
+      (one_row(std::integral_constant<int, cs>{}), ...);
+    }(std::make_integer_sequence<int, C>{});
+    const __m512i m16 = _mm512_shuffle_epi8(sm, kc.mins16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 f = _mm512_zextps256_ps512(_mm256_mul_ps(dd, _mm256_set1_ps(a.d[(r0 + r) * a.nb + b])));
+      for (int c = 0; c < C; ++c)
+        facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][c]), _mm512_permutexvar_ps(_mm512_set1_epi32(2 * c), f),
+                                     facc[r][c]);
+      const __m512i bs = _mm512_broadcast_i32x4(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.s32 + ((r0 + r) * a.nb + b) * 8)));
+      macc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(m16, bs)),
+                                _mm512_permutexvar_ps(kc.dmin_lanes, f), macc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    alignas(64) float mv[16];
+    _mm512_store_ps(mv, macc[r]);
+    for (int c = 0; c < C; ++c)
+      y[r * ldy + c] = hsum(facc[r][c]) - ((mv[4 * c] + mv[4 * c + 1]) + (mv[4 * c + 2] + mv[4 * c + 3]));
+  }
+}
+
+// kd_acts from q8_rows: the values reordered per block, the sums of 32 from the sums of 16.
+inline kd_acts kd_prepare(const q8_rows& x) {
+  struct alignas(64) line {
+    int8_t v[64];
+  };
+  static thread_local std::vector<line> qbuf;
+  static thread_local std::vector<int16_t> sbuf;
+  kd_acts a;
+  a.nb = x.n_in / ggml::qk_k;
+  a.ldq = a.nb * ggml::qk_k;
+  a.d = x.d;
+  qbuf.resize(static_cast<size_t>(x.n_rows * a.ldq / 64));
+  sbuf.resize(static_cast<size_t>(x.n_rows * a.nb * 8));
+  auto* q = reinterpret_cast<int8_t*>(qbuf.data());
+  for (int64_t r = 0; r < x.n_rows; ++r)
+    for (int64_t b = 0; b < a.nb; ++b) {
+      for (int m = 0; m < 2; ++m) {
+        const int8_t* src = x.q + r * x.ldq + b * ggml::qk_k + 128 * m;
+        const __m512i lo = _mm512_loadu_si512(src), hi = _mm512_loadu_si512(src + 64);  // sub-blocks 4m .. 4m + 3
+        int8_t* dst = q + r * a.ldq + b * ggml::qk_k + 128 * m;
+        _mm512_store_si512(dst, _mm512_shuffle_i64x2(lo, hi, 0x44));       // 4m, 4m + 2
+        _mm512_store_si512(dst + 64, _mm512_shuffle_i64x2(lo, hi, 0xee));  // 4m + 1, 4m + 3
+      }
+      const __m256i s16 =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum16 + r * (x.n_in / 16) + b * 16));
+      const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));  // at most 32 x 127: int16
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(sbuf.data() + (r * a.nb + b) * 8),
+                       _mm_packs_epi32(_mm256_castsi256_si128(s32), _mm256_extracti128_si256(s32, 1)));
+    }
+  a.q = q;
+  a.s32 = sbuf.data();
+  return a;
+}
+
+template <wtype T, int C>
+inline void kd_rows(int64_t nr, const kd_acts& a, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy,
+                    const k_consts& kc) {
+  switch (nr) {
+    case 1: kd_kernel<T, 1, C>(a, r0, w, rb, y, ldy, kc); break;
+    case 2: kd_kernel<T, 2, C>(a, r0, w, rb, y, ldy, kc); break;
+    case 3: kd_kernel<T, 3, C>(a, r0, w, rb, y, ldy, kc); break;
+    default: kd_kernel<T, 4, C>(a, r0, w, rb, y, ldy, kc); break;
+  }
+}
+
+// The tile for q4_K / q5_K: 4 weight rows at a time for up to four rows of activations (one row
+// tile; 3-10% faster than 2 at 3-4 rows, measured), else 2.
+template <wtype T>
+void kd_tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy,
+             const k_consts& kc) {
+  const kd_acts a = kd_prepare(x);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t max_rows = 4;
+  const int64_t cols = x.n_rows <= 4 ? 4 : 2;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    for (int64_t r = 0; r < x.n_rows; r += max_rows) {
+      const int64_t nr = std::min(max_rows, x.n_rows - r);
+      float* yr = y + r * ldy + c;
+      const uint8_t* wc = base + c * rb;
+      switch (nc) {
+        case 4: kd_rows<T, 4>(nr, a, r, wc, rb, yr, ldy, kc); break;
+        case 3: kd_rows<T, 3>(nr, a, r, wc, rb, yr, ldy, kc); break;
+        case 2: kd_rows<T, 2>(nr, a, r, wc, rb, yr, ldy, kc); break;
+        default: kd_rows<T, 1>(nr, a, r, wc, rb, yr, ldy, kc); break;
+      }
+    }
+  }
+}
+
+// One to four rows of activations against q6_K weights (decode), C (up to 4) weight rows at a
+// time. Per half block (128 values): the 64 bytes of ql give the low nibbles of values 0-63 (one
+// vpand) and 64-127 (vpsrlw + vpand), in the activations' order; qh's two bits of each value are
+// rotated to bits 4-5 of their byte (vprold) and ored in (vpternlogd). One vpdpbusd from zero
+// per 64 values (sums of 4 products, at most 4 x 63 x 127: int16 holds them), the pair packed to
+// int16 and multiplied by the 16-value groups' signed scales with one vpmaddwd / vpdpwssd; the
+// -32 offset once per block from the activations' sums of 16 against the scales (exact in
+// int32), then one f32 FMA with d x d_x. Each (row, weight row) is summed in the same order
+// whatever R, C and its place in the tile are.
+template <int R, int C>
+void k6d_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy) {
+  constexpr size_t bb = ggml::q6_k_bytes;
   const int64_t nb = x.n_in / ggml::qk_k;
+  const __m512i low4 = _mm512_set1_epi8(0x0f), bits45 = _mm512_set1_epi8(0x30);
+  // Packed pair of half h: in 128-bit lane L, int16 lanes 0-3 are group 8h + L, 4-7 group 8h + 4 + L.
+  const __m512i grp[2] = {_mm512_set_epi16(7, 7, 7, 7, 3, 3, 3, 3, 6, 6, 6, 6, 2, 2, 2, 2, 5, 5, 5, 5, 1, 1, 1, 1, 4,
+                                           4, 4, 4, 0, 0, 0, 0),
+                          _mm512_set_epi16(15, 15, 15, 15, 11, 11, 11, 11, 14, 14, 14, 14, 10, 10, 10, 10, 13, 13, 13,
+                                           13, 9, 9, 9, 9, 12, 12, 12, 12, 8, 8, 8, 8)};
+  // qh's bits 2c, 2c + 1 to bits 4-5: values 0-63 of a half (c = 0, 1), then 64-127 (c = 2, 3).
+  const __m512i rot_lo = _mm512_inserti64x4(_mm512_set1_epi32(4), _mm256_set1_epi32(2), 1);
+  const __m512i rot_hi = _mm512_inserti64x4(_mm512_set1_epi32(0), _mm256_set1_epi32(30), 1);
   __m512 facc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) facc[r][c] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    __m512i scales[C], qh[C];
-    float dw[C], mw[C];
-    for (int c = 0; c < C; ++c) {
-      const uint8_t* blk = w + c * rb + b * kbytes<T>();
-      if constexpr (T == wtype::q6_k) {
-        scales[c] = _mm512_zextsi256_si512(
-            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192))));
-        dw[c] = f16(blk + 208);
-        mw[c] = 0;
-      } else {
-        scales[c] = k4_scales_mins(blk + 4);
-        dw[c] = f16(blk);
-        mw[c] = f16(blk + 2);
-      }
-      qh[c] = _mm512_setzero_si512();
-    }
-    __m512i iacc[R][C];
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < C; ++c) iacc[r][c] = _mm512_setzero_si512();
-    for (int j = 0; j < 4; ++j) {
-      __m512i u[C], sc[C];
-      for (int c = 0; c < C; ++c) {
-        const uint8_t* blk = w + c * rb + b * kbytes<T>();
-        // The next tile's rows follow these: fetch them in step (a line per row per 64 values).
-        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + 64 * j), _MM_HINT_T0);
-        if constexpr (T == wtype::q5_k) {
-          if (j == 0) qh[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 16)));
-        } else if constexpr (T == wtype::q6_k) {
-          if ((j & 1) == 0)
-            qh[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * (j / 2))));
+    const auto one_row = [&](auto cc) {
+      constexpr int c = decltype(cc)::value;
+      const uint8_t* blk = w + c * rb + b * bb;
+      const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 192)));
+      __m512i isum[R];
+      for (int h = 0; h < 2; ++h) {
+        // The next tile's rows follow these: fetch them in step.
+        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + 64 * h), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(blk + C * rb + 128 + 81 * h), _MM_HINT_T0);
+        const __m512i v = _mm512_loadu_si512(blk + 64 * h);
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h)));
+        const __m512i lo = _mm512_ternarylogic_epi32(_mm512_and_si512(v, low4), _mm512_rolv_epi32(qh, rot_lo), bits45, 0xf8);
+        const __m512i hi = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(v, 4), low4),
+                                                     _mm512_rolv_epi32(qh, rot_hi), bits45, 0xf8);
+        const __m512i sc = _mm512_permutexvar_epi16(grp[h], _mm512_castsi256_si512(sc16));
+        for (int r = 0; r < R; ++r) {
+          const int8_t* xq = x.q + (r0 + r) * x.ldq + b * ggml::qk_k + 128 * h;
+          const __m512i dlo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(xq));
+          const __m512i dhi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, _mm512_load_si512(xq + 64));
+          const __m512i p = _mm512_packs_epi32(dlo, dhi);
+          isum[r] = h == 0 ? _mm512_madd_epi16(p, sc) : _mm512_dpwssd_epi32(isum[r], p, sc);
         }
-        u[c] = k_chunk<T>(blk, j, qh[c]);
-        if constexpr (T == wtype::q6_k) sc[c] = _mm512_permutexvar_epi16(kc.sc16[j], scales[c]);
-        else sc[c] = _mm512_shuffle_epi8(scales[c], kc.sc_bytes[j]);
       }
+      const float d = f16(blk + 208);
       for (int r = 0; r < R; ++r) {
-        const __m512i xv = _mm512_load_si512(x.q + (r0 + r) * x.ldq + b * ggml::qk_k + 64 * j);
-        for (int c = 0; c < C; ++c)
-          iacc[r][c] = _mm512_dpwssd_epi32(iacc[r][c], _mm512_maddubs_epi16(u[c], xv), sc[c]);
+        const __m256i bs =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum16 + (r0 + r) * (x.n_in / 16) + b * 16));
+        const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5);  // 32 x sum of scale x group sum
+        const __m512i t = _mm512_sub_epi32(isum[r], _mm512_zextsi256_si512(corr));
+        facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_set1_ps(d * x.d[(r0 + r) * nb + b]), facc[r][c]);
       }
-    }
-    for (int r = 0; r < R; ++r) {
-      const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.sum16 + (r0 + r) * (x.n_in / 16) + b * 16));
-      const float dx = x.d[(r0 + r) * nb + b];
-      for (int c = 0; c < C; ++c) {
-        if constexpr (T == wtype::q6_k) {
-          // sum over groups g of scale_g * (dot_g - 32 * sum_g)
-          const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(_mm512_castsi512_si256(scales[c]), bs), 5);
-          iacc[r][c] = _mm512_sub_epi32(iacc[r][c], _mm512_zextsi256_si512(corr));
-          facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][c]), _mm512_set1_ps(dw[c] * dx), facc[r][c]);
-        } else {
-          const __m256i m16 = _mm256_shuffle_epi8(_mm512_castsi512_si256(scales[c]), kc.min_bytes);
-          const __m256 mins = _mm256_cvtepi32_ps(_mm256_madd_epi16(m16, bs));
-          facc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[r][c]), _mm512_set1_ps(dw[c] * dx), facc[r][c]);
-          facc[r][c] = _mm512_fmadd_ps(_mm512_zextps256_ps512(mins), _mm512_set1_ps(-mw[c] * dx), facc[r][c]);
-        }
-      }
-    }
+    };
+    [&]<int... cs>(std::integer_sequence<int, cs...>) {
+      (one_row(std::integral_constant<int, cs>{}), ...);
+    }(std::make_integer_sequence<int, C>{});
   }
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(facc[r][c]);
+}
+
+template <int C>
+inline void k6d_rows(int64_t nr, const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy) {
+  switch (nr) {
+    case 1: k6d_kernel<1, C>(x, r0, w, rb, y, ldy); break;
+    case 2: k6d_kernel<2, C>(x, r0, w, rb, y, ldy); break;
+    case 3: k6d_kernel<3, C>(x, r0, w, rb, y, ldy); break;
+    default: k6d_kernel<4, C>(x, r0, w, rb, y, ldy); break;
+  }
+}
+
+// The tile for q6_K: 4 weight rows at a time for one or two rows of activations, else 2.
+void k6d_tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const size_t rb = w.row_bytes();
+  constexpr int64_t max_rows = 4;
+  const int64_t cols = x.n_rows <= 2 ? 4 : 2;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    for (int64_t r = 0; r < x.n_rows; r += max_rows) {
+      const int64_t nr = std::min(max_rows, x.n_rows - r);
+      float* yr = y + r * ldy + c;
+      const uint8_t* wc = base + c * rb;
+      switch (nc) {
+        case 4: k6d_rows<4>(nr, x, r, wc, rb, yr, ldy); break;
+        case 3: k6d_rows<3>(nr, x, r, wc, rb, yr, ldy); break;
+        case 2: k6d_rows<2>(nr, x, r, wc, rb, yr, ldy); break;
+        default: k6d_rows<1>(nr, x, r, wc, rb, yr, ldy); break;
+      }
+    }
+  }
 }
 
 // q8_0 and q4_0: blocks of 32, two blocks per 512-bit vector. Per group of 16 blocks, each
@@ -260,51 +471,45 @@ void b32_kernel(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float
     for (int c = 0; c < C; ++c) y[r * ldy + c] = hsum(acc[r][c]);
 }
 
-template <wtype T, int R, int C>
-inline void run(const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy, const k_consts& kc) {
-  if constexpr (T == wtype::q8_0 || T == wtype::q4_0) {
-    (void)kc;
-    b32_kernel<T, R, C>(x, r0, w, rb, y, ldy);
-  } else {
-    k_kernel<T, R, C>(x, r0, w, rb, y, ldy, kc);
-  }
-}
-
 template <wtype T, int C>
-inline void rows_dispatch(int64_t nr, const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y, int64_t ldy,
-                          const k_consts& kc) {
+inline void rows_dispatch(int64_t nr, const q8_rows& x, int64_t r0, const uint8_t* w, size_t rb, float* y,
+                          int64_t ldy) {
   switch (nr) {
-    case 1: run<T, 1, C>(x, r0, w, rb, y, ldy, kc); break;
-    case 2: run<T, 2, C>(x, r0, w, rb, y, ldy, kc); break;
-    case 3: run<T, 3, C>(x, r0, w, rb, y, ldy, kc); break;
-    default: run<T, 4, C>(x, r0, w, rb, y, ldy, kc); break;
+    case 1: b32_kernel<T, 1, C>(x, r0, w, rb, y, ldy); break;
+    case 2: b32_kernel<T, 2, C>(x, r0, w, rb, y, ldy); break;
+    case 3: b32_kernel<T, 3, C>(x, r0, w, rb, y, ldy); break;
+    default: b32_kernel<T, 4, C>(x, r0, w, rb, y, ldy); break;
   }
 }
 
 template <wtype T>
 void tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
-  static const k_consts kc;
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  const size_t rb = w.row_bytes();
-  // 32-value types with one or two rows (decode): four weight rows at a time, for more
-  // independent FMA chains (2.5x faster than two, measured); otherwise two, so that the
-  // accumulators fit the registers (the K types measured 25% slower with four).
-  constexpr int64_t max_rows = 4;
-  constexpr bool b32 = T == wtype::q8_0 || T == wtype::q4_0;
-  const int64_t cols = b32 && x.n_rows <= 2 ? 4 : 2;
-  for (int64_t c = c0; c < c1; c += cols) {
-    const int64_t nc = std::min(cols, c1 - c);
-    for (int64_t r = 0; r < x.n_rows; r += max_rows) {
-      const int64_t nr = std::min(max_rows, x.n_rows - r);
-      float* yr = y + r * ldy + c;
-      if (nc == 4) {
-        if (nr == 1) run<T, 1, 4>(x, r, base + c * rb, rb, yr, ldy, kc);
-        else run<T, 2, 4>(x, r, base + c * rb, rb, yr, ldy, kc);
-      } else if (nc >= 2) {
-        rows_dispatch<T, 2>(nr, x, r, base + c * rb, rb, yr, ldy, kc);
-        if (nc == 3) rows_dispatch<T, 1>(nr, x, r, base + (c + 2) * rb, rb, yr + 2, ldy, kc);
-      } else {
-        rows_dispatch<T, 1>(nr, x, r, base + c * rb, rb, yr, ldy, kc);
+  if constexpr (T == wtype::q4_k || T == wtype::q5_k) {
+    static const k_consts kc;
+    kd_tile<T>(x, w, c0, c1, y, ldy, kc);
+  } else if constexpr (T == wtype::q6_k) {
+    k6d_tile(x, w, c0, c1, y, ldy);
+  } else {
+    const auto* base = static_cast<const uint8_t*>(w.data);
+    const size_t rb = w.row_bytes();
+    // One or two rows (decode): four weight rows at a time, for more independent FMA chains (2.5x
+    // faster than two, measured); otherwise two, so that the accumulators fit the registers.
+    constexpr int64_t max_rows = 4;
+    const int64_t cols = x.n_rows <= 2 ? 4 : 2;
+    for (int64_t c = c0; c < c1; c += cols) {
+      const int64_t nc = std::min(cols, c1 - c);
+      for (int64_t r = 0; r < x.n_rows; r += max_rows) {
+        const int64_t nr = std::min(max_rows, x.n_rows - r);
+        float* yr = y + r * ldy + c;
+        if (nc == 4) {
+          if (nr == 1) b32_kernel<T, 1, 4>(x, r, base + c * rb, rb, yr, ldy);
+          else b32_kernel<T, 2, 4>(x, r, base + c * rb, rb, yr, ldy);
+        } else if (nc >= 2) {
+          rows_dispatch<T, 2>(nr, x, r, base + c * rb, rb, yr, ldy);
+          if (nc == 3) rows_dispatch<T, 1>(nr, x, r, base + (c + 2) * rb, rb, yr + 2, ldy);
+        } else {
+          rows_dispatch<T, 1>(nr, x, r, base + c * rb, rb, yr, ldy);
+        }
       }
     }
   }
@@ -321,6 +526,20 @@ void tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, floa
 constexpr int64_t q8g_strips = 2;                 // strips of 16 weight rows per panel
 constexpr int64_t q8g_blocks = 8;                 // blocks of 32 along k per panel
 constexpr int q8g_mr = 6;                         // activation rows per tile
+
+// The end of every GEMM tile: acc[r][s] to y's row r, columns 16s .. 16s + 15 (the last of the
+// nvec strips masked by last_mask), stored on the first panel along k, added to y after it.
+template <int MR>
+inline void store_tile(const __m512 (&acc)[MR][q8g_strips], float* y, int64_t ldy, int nvec, __mmask16 last_mask,
+                       bool first) {
+  for (int r = 0; r < MR; ++r)
+    for (int s = 0; s < nvec; ++s) {
+      float* yp = y + r * ldy + 16 * s;
+      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
+      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
+      _mm512_mask_storeu_ps(yp, m, v);
+    }
+}
 
 struct q8g_panel {
   alignas(64) int32_t q[q8g_strips][q8g_blocks * 8][16];  // 4-byte groups, unsigned
@@ -391,13 +610,7 @@ void q8g_tile(const q8_rows& x, int64_t r0, const int32_t* corr, int64_t b0, int
         acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.d[s][b]), dx), acc[r][s]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int s = 0; s < nvec; ++s) {
-      float* yp = y + r * ldy + 16 * s;
-      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
-      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
-      _mm512_mask_storeu_ps(yp, m, v);
-    }
+  store_tile<MR>(acc, y, ldy, nvec, last_mask, first);
 }
 
 // Many rows against q4_K / q5_K weights: the same outer-product GEMM, one K block (256 values)
@@ -480,13 +693,7 @@ void kg_tile(const q8_rows& x, int64_t r0, const float* xm, int64_t b, const kg_
       }
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int s = 0; s < nvec; ++s) {
-      float* yp = y + r * ldy + 16 * s;
-      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
-      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
-      _mm512_mask_storeu_ps(yp, m, v);
-    }
+  store_tile<MR>(acc, y, ldy, nvec, last_mask, first);
 }
 
 // q6_K: values 0-63 (before the -32 offset, corrected per 16 values from the activations' sums
@@ -554,13 +761,7 @@ void k6_tile(const q8_rows& x, int64_t r0, int64_t b, const k6_panel& p, float* 
         acc[r][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t[r][s]), _mm512_mul_ps(_mm512_load_ps(p.ds[s][g]), dx), acc[r][s]);
     }
   }
-  for (int r = 0; r < MR; ++r)
-    for (int s = 0; s < nvec; ++s) {
-      float* yp = y + r * ldy + 16 * s;
-      const __mmask16 m = s == nvec - 1 ? last_mask : __mmask16(0xffff);
-      const __m512 v = first ? acc[r][s] : _mm512_add_ps(_mm512_maskz_loadu_ps(m, yp), acc[r][s]);
-      _mm512_mask_storeu_ps(yp, m, v);
-    }
+  store_tile<MR>(acc, y, ldy, nvec, last_mask, first);
 }
 
 void k6_gemm(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {

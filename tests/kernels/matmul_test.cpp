@@ -435,6 +435,35 @@ TEST(matmul, packed_bf16_layout) {
   }
 }
 
+// Below the int8 GEMM's row count, the fast path sums each (row, column) of a quantized matmul in
+// the same order however many rows share the call (the decode kernels' tiles of 1-4 rows and
+// 1-4 weight rows): a batch's row is bit for bit what that row alone gives, at column counts that
+// leave partial tiles.
+TEST(matmul, fast_path_rows_below_the_gemm_equal_one_row_alone) {
+  for (wtype t : {wtype::q8_0, wtype::q4_0, wtype::q4_k, wtype::q5_k, wtype::q6_k}) {
+    const int64_t gemm_rows = detail::q8_gemm_min_rows(t);
+    const int64_t max_rows = gemm_rows > 0 ? std::min<int64_t>(gemm_rows - 1, 9) : 9;
+    const int64_t n_out = 71, n_in = 768;
+    std::vector<uint8_t> bytes = random_blocks(t, n_out, n_in, 11);
+    weight_matrix m{t, bytes.data(), n_out, n_in};
+    std::mt19937 rng(12);
+    std::normal_distribution<float> nd;
+    std::vector<float> x(static_cast<size_t>(max_rows * n_in));
+    for (float& v : x) v = nd(rng);
+    thread_pool pool(2);
+    std::vector<float> alone(static_cast<size_t>(max_rows * n_out));
+    for (int64_t r = 0; r < max_rows; ++r)
+      matmul(x.data() + r * n_in, n_in, 1, m, alone.data() + r * n_out, n_out, pool, precision::fast);
+    for (int64_t rows = 2; rows <= max_rows; ++rows) {
+      std::vector<float> y(static_cast<size_t>(rows * n_out), NAN);
+      matmul(x.data(), n_in, rows, m, y.data(), n_out, pool, precision::fast);
+      for (int64_t i = 0; i < rows * n_out; ++i)
+        ASSERT_EQ(y[static_cast<size_t>(i)], alone[static_cast<size_t>(i)])
+            << wtype_name(t) << " rows " << rows << " at row " << i / n_out << " col " << i % n_out;
+    }
+  }
+}
+
 TEST(matmul, results_do_not_depend_on_thread_count) {
   std::vector<float> x(3 * 256), w(300 * 256);
   std::mt19937 rng(1);
