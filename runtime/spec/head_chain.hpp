@@ -65,8 +65,16 @@ class head_inputs {
   // from token toks[t] and hidden row hidden[t]: the target's row (W wide: its final state then
   // the aux layers', proposer.hpp's kept_rows) when from_target, else the head's previous
   // output (n_embd wide).
+  // from_target rows hold only target_columns(W) of the target's row (what the drafter reads).
   virtual void build(int64_t T, const token_id* toks, const float* const* hidden, bool from_target, float* x,
                      float* a, cpu::thread_pool& pool) = 0;
+  // The columns [first, first + count) of a target row W wide that build() reads (two-model
+  // keeps only these while a sequence's rows wait for the catch-up: MTP the final state, Eagle-3
+  // the three aux layers' residuals, not the final state).
+  struct columns {
+    size_t first = 0, count = 0;
+  };
+  virtual columns target_columns(size_t W) const { return {0, W}; }
 };
 
 struct head_chain_options {

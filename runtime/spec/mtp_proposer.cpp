@@ -90,6 +90,8 @@ struct mtp_proposer::impl final : head_inputs {
     chain = std::make_unique<head_chain>(std::move(L), *this, ho);
   }
 
+  columns target_columns(size_t /*W*/) const override { return {0, static_cast<size_t>(c.n_embd)}; }
+
   void build(int64_t T, const token_id* toks, const float* const* hidden, bool /*from_target*/, float* x, float* a,
              cpu::thread_pool& pool) override {
     const int64_t H = c.n_embd;
