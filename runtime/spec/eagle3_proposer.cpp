@@ -173,6 +173,7 @@ struct eagle3_proposer::impl final : head_inputs {
     ho.block_size = o.block_size;
     ho.n_blocks = o.n_blocks;
     ho.one_model = one_model = o.one_model;
+    ho.catch_up_window = o.catch_up_window;
     chain = std::make_unique<head_chain>(std::move(L), *this, ho);
     return {};
   }

@@ -119,6 +119,23 @@ struct head_chain::impl {
     drop_pending(st);
   }
 
+  // catch_up_window: keeps the latest `window` pending rows of st, its entries restarting at
+  // the first of them (the older entries' blocks freed, the older pending rows dropped).
+  void trim_pending(seq_state& st, int32_t window) {
+    const int32_t p = n_pending(st);
+    if (window <= 0 || p <= window) return;
+    const int32_t drop = p - window;
+    const int32_t start = st.start + st.n + drop;
+    st.pend_tok.erase(st.pend_tok.begin(), st.pend_tok.begin() + drop);
+    st.pend_hid.erase(st.pend_hid.begin(), st.pend_hid.begin() + static_cast<ptrdiff_t>(drop) *
+                                                                     static_cast<ptrdiff_t>(pend_cols.count));
+    free_blocks.insert(free_blocks.end(), st.blocks.begin(), st.blocks.end());
+    st.blocks.clear();
+    st.start = start;
+    st.n = 0;
+    st.last.clear();
+  }
+
   // One row group of the batch: rows [row, row + n) are positions pos0 .. at slots slot0 ..
   struct group {
     seq_state* st;
@@ -418,7 +435,10 @@ struct head_chain::impl {
       st.last.clear();
       // Paused long (or a long prompt): the layer runs now over what is pending, so that the
       // rows kept stay bounded (the head's entries are the same as if it had run at every step).
-      if (opt.max_pending > 0 && n_pending(st) >= opt.max_pending) flush.push_back(&st);
+      if (opt.max_pending > 0 && n_pending(st) >= opt.max_pending) {
+        if (opt.catch_up_window > 0) trim_pending(st, opt.catch_up_window);
+        else flush.push_back(&st);
+      }
       if (r.n_computed == r.s->size() - 1) st.draft_for = r.s->size();
     }
     if (!flush.empty()) {
@@ -440,6 +460,7 @@ struct head_chain::impl {
     int64_t T = 0;
     for (size_t i = 0; i < sts.size(); ++i) {
       seq_state& st = *sts[i];
+      trim_pending(st, opt.catch_up_window);
       const int32_t p = n_pending(st);
       if (!reserve(st, st.n + p + chain[i])) {  // out of head blocks
         const int32_t end = st.start + st.n + p;
