@@ -57,6 +57,19 @@ void drop_pending(seq_state& st) {
   st.pend_hid.clear();
 }
 
+}  // namespace
+
+void touch_pages(const void* data, size_t bytes) {
+  if (!data) return;
+  const auto* p = static_cast<const volatile unsigned char*>(data);
+  unsigned char sum = 0;
+  for (size_t i = 0; i < bytes; i += 4096) sum = static_cast<unsigned char>(sum + p[i]);
+  if (bytes > 0) sum = static_cast<unsigned char>(sum + p[bytes - 1]);
+  (void)sum;
+}
+
+namespace {
+
 void grow_to(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
 }
@@ -96,6 +109,20 @@ struct head_chain::impl {
       : L(std::move(l)), in(i), opt(o), pool(o.n_threads > 0 ? o.n_threads : available_cores()), bs(o.block_size),
         kbuf(static_cast<size_t>(n_blocks) * block_floats()), vbuf(static_cast<size_t>(n_blocks) * block_floats()) {
     for (int32_t b = n_blocks - 1; b >= 0; --b) free_blocks.push_back(b);
+    prefault(n_blocks);
+  }
+
+  // What the first draft would otherwise page in while a request waits (a few ms on a loaded
+  // machine, once per engine): the layer's and the head's weights (mapped from the checkpoint,
+  // never read by the target's forward), the KV blocks taken first and the scratch of a
+  // catch-up window's rows.
+  void prefault(int32_t n_blocks) {
+    for (const cpu::weight_matrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.head})
+      touch_pages(w->data, static_cast<size_t>(w->n_out) * w->row_bytes());
+    const size_t warm = static_cast<size_t>(std::min(n_blocks, 64)) * block_floats();
+    std::fill_n(kbuf.data, warm, 0.0f);
+    std::fill_n(vbuf.data, warm, 0.0f);
+    grow(std::max<int64_t>(64, opt.catch_up_window + opt.draft_len));
   }
 
   size_t block_floats() const { return static_cast<size_t>(L.n_head_kv * L.head_dim * bs); }

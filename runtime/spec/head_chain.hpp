@@ -57,6 +57,9 @@ struct head_layer {
   cpu::weight_matrix head;            // [n_vocab, n_embd]
 };
 
+// Reads a byte of every page of [data, data + bytes): a mapped checkpoint's pages in now.
+void touch_pages(const void* data, size_t bytes);
+
 // The drafter's part: a step's rows from (token, hidden) pairs.
 class head_inputs {
  public:
