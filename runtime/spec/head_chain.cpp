@@ -146,6 +146,25 @@ struct head_chain::impl {
     drop_pending(st);
   }
 
+  // Pending-row buffers of forgotten sequences (cleared, capacity kept), handed to new ones:
+  // their pages are already in, so a server's steady state writes rows without page faults.
+  std::vector<std::vector<float>> spare_hid;
+  void recycle(seq_state& st) {
+    constexpr size_t kMaxSpare = 256;
+    if (st.pend_hid.capacity() == 0 || spare_hid.size() >= kMaxSpare) return;
+    st.pend_hid.clear();
+    spare_hid.push_back(std::move(st.pend_hid));
+  }
+  // Room for `rows` pending rows of st's (C floats each): a spare buffer's if one is free.
+  void reserve_pending(seq_state& st, size_t rows, size_t C) {
+    if (st.pend_hid.capacity() < rows * C && !spare_hid.empty() && st.pend_hid.empty()) {
+      st.pend_hid = std::move(spare_hid.back());
+      spare_hid.pop_back();
+    }
+    st.pend_tok.reserve(rows);
+    st.pend_hid.reserve(rows * C);
+  }
+
   // catch_up_window: keeps the latest `window` pending rows of st, its entries restarting at
   // the first of them (the older entries' blocks freed, the older pending rows dropped).
   void trim_pending(seq_state& st, int32_t window) {
@@ -451,8 +470,7 @@ struct head_chain::impl {
         const size_t rows_cap = std::max(need, static_cast<size_t>(opt.max_pending > 0
                                                                        ? std::min(opt.max_pending, n_new + left)
                                                                        : n_new + left));
-        st.pend_tok.reserve(rows_cap);
-        st.pend_hid.reserve(rows_cap * C);
+        reserve_pending(st, rows_cap, C);
       }
       for (int32_t i = 0; i < n_new; ++i) {
         st.pend_tok.push_back(r.s->tokens[static_cast<size_t>(r.n_past + i + 1)]);
@@ -654,6 +672,7 @@ void head_chain::forget(const sequence& s) {
   auto it = impl_->seqs.find(s.seq);
   if (it == impl_->seqs.end()) return;
   impl_->release(it->second);
+  impl_->recycle(it->second);
   impl_->seqs.erase(it);
 }
 
