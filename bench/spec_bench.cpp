@@ -156,27 +156,41 @@ double process_cpu_seconds() {
   return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_nsec) * 1e-9;
 }
 
-// One engine over prompts [first, first + batch) of w. drafter: "" (plain decoding), "NGram",
-// "MTP", "Eagle" or "DraftTarget" (draft_dir: the head or the draft model); adaptive:
-// spec_draft_length 0; tree_width: spec_tree_width; one_model: Eagle's eagle3_one_model.
-result<run_figures> run_round(executor& ex, const model_bundle& m, const workload& w, size_t first, int batch,
-                              int max_tokens, int max_draft_len, const std::string& drafter, bool adaptive,
-                              const std::string& draft_dir, int threads, int tree_width, bool one_model) {
+struct mode {
+  std::string drafter;  // "": plain decoding
+  int max_draft_len = 0;
+  bool adaptive = false;
+  std::string draft_dir;
+  int threads = 0;
+  int tree_width = 1;
+  bool one_model = false;  // Eagle: eagle3_one_model true
+};
+
+// The engine of a mode. drafter: "" (plain decoding), "NGram", "MTP", "Eagle" or "DraftTarget"
+// (draft_dir: the head or the draft model); adaptive: spec_draft_length 0; tree_width:
+// spec_tree_width; one_model: Eagle's eagle3_one_model.
+result<std::unique_ptr<engine>> make_mode_engine(executor& ex, const model_bundle& m, const mode& md) {
   engine_spec spec;
   spec.prefix_cache = false;  // every run pays the same prefill
-  spec.threads = threads;
-  if (!drafter.empty()) {
-    spec.decoding_type = drafter;
-    spec.max_draft_len = max_draft_len;
-    spec.speculative_model_dir = draft_dir;
-    if (adaptive) spec.spec_draft_length = 0;
-    spec.spec_tree_width = tree_width;
-    spec.eagle3_one_model = one_model;
+  spec.threads = md.threads;
+  if (!md.drafter.empty()) {
+    spec.decoding_type = md.drafter;
+    spec.max_draft_len = md.max_draft_len;
+    spec.speculative_model_dir = md.draft_dir;
+    if (md.adaptive) spec.spec_draft_length = 0;
+    spec.spec_tree_width = md.tree_width;
+    spec.eagle3_one_model = md.one_model;
   }
-  TROUPE_TRY(std::unique_ptr<engine> e, make_engine(spec, ex, m.tok.get(), m.name, nullptr, m.weights));
+  return make_engine(spec, ex, m.tok.get(), m.name, nullptr, m.weights);
+}
+
+// Prompts [first, first + batch) of w through engine e (a mode's: it serves every round of a
+// measurement, one after the other, as a server's engine serves requests).
+result<run_figures> run_round(executor& ex, engine& eng, const workload& w, size_t first, int batch, int max_tokens) {
+  engine* e = &eng;
   for (int i = 0; i < batch; ++i) {
     request r;
-    r.id = std::to_string(i);
+    r.id = std::to_string(first + static_cast<size_t>(i));
     r.prompt = w.prompts[first + static_cast<size_t>(i)];
     r.params.temperature = 0;
     r.params.max_tokens = max_tokens;
@@ -239,27 +253,22 @@ result<run_figures> run_round(executor& ex, const model_bundle& m, const workloa
 // then times several prompts, not one), figures summed.
 int rounds_for(int batch, int min_sequences) { return std::max(1, (min_sequences + batch - 1) / batch); }
 
-struct mode {
-  std::string drafter;  // "": plain decoding
-  int max_draft_len = 0;
-  bool adaptive = false;
-  std::string draft_dir;
-  int threads = 0;
-  int tree_width = 1;
-  bool one_model = false;  // Eagle: eagle3_one_model true
-};
-
 // Every mode over the same rounds, interleaved round by round (each mode's round r, then round
 // r + 1): load that comes and goes on a shared machine falls on every mode alike.
 result<std::vector<run_figures>> run_modes(executor& ex, const model_bundle& m, const workload& w, int batch,
                                            int min_sequences, int max_tokens, const std::vector<mode>& modes) {
   std::vector<run_figures> all(modes.size());
+  // One engine per mode for all its rounds (made before the clocks start): what a drafter and
+  // the adaptive chooser learn in one round (the step cost, the drafter's cost and acceptance)
+  // serves the next, as in a server; the sequences themselves start afresh every round.
+  std::vector<std::unique_ptr<engine>> engines(modes.size());
+  for (size_t i = 0; i < modes.size(); ++i) {
+    TROUPE_TRY(engines[i], make_mode_engine(ex, m, modes[i]));
+  }
   for (int r = 0; r < rounds_for(batch, min_sequences); ++r)
     for (size_t i = 0; i < modes.size(); ++i) {
-      const mode& md = modes[i];
-      TROUPE_TRY(run_figures f, run_round(ex, m, w, static_cast<size_t>(r) * static_cast<size_t>(batch), batch,
-                                          max_tokens, md.max_draft_len, md.drafter, md.adaptive, md.draft_dir,
-                                          md.threads, md.tree_width, md.one_model));
+      TROUPE_TRY(run_figures f, run_round(ex, *engines[i], w, static_cast<size_t>(r) * static_cast<size_t>(batch), batch,
+                                          max_tokens));
       all[i].add(f);
     }
   return all;

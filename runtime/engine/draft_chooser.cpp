@@ -5,9 +5,17 @@
 
 namespace troupe {
 
-void draft_chooser::observe_step(int32_t n_tokens, double seconds) {
+void draft_chooser::observe_step(int32_t n_tokens, double seconds, int32_t n_drafts) {
   if (seconds <= 0 || n_tokens <= 0) return;
   const double x = n_tokens;
+  if (n_drafts == 0) {
+    // A plain step's seconds per token, an outlier (a descheduled step) counted as kOutlier
+    // times the mean so far.
+    const double per = seconds / x;
+    const double mean = plain_token_s();
+    plain_tok_s_ = kForget * plain_tok_s_ + (mean > 0 ? std::min(per, kOutlier * mean) : per);
+    plain_tok_w_ = kForget * plain_tok_w_ + 1;
+  }
   // A step that took more than kOutlier times the fit's prediction (the process was descheduled
   // on a loaded machine) counts as that much only.
   const double y = fitted_ && a_ + b_ * x > 0 ? std::min(seconds, kOutlier * (a_ + b_ * x)) : seconds;
@@ -55,8 +63,15 @@ double draft_chooser::alpha(const spec_acceptance& acc) const {
   return std::clamp(a, 0.0, 0.999);
 }
 
+bool draft_chooser::may_pay(double alpha) const {
+  const double tp = plain_token_s();
+  if (drafter_tokens_ <= 0 || tp <= 0) return true;
+  const double c_e = c_ * catch_up_per_token_;
+  return alpha * tp > d_ + c_e * alpha;
+}
+
 std::vector<int32_t> draft_chooser::allocate(std::span<const double> alphas, std::span<const int32_t> caps, double a,
-                                             double b, double d, double c_e) {
+                                             double b, double d, double c_e, double margin) {
   const size_t B = alphas.size();
   std::vector<int32_t> k(B, 0);
   if (B == 0) return k;
@@ -81,7 +96,7 @@ std::vector<int32_t> draft_chooser::allocate(std::span<const double> alphas, std
     if (done[c.s]) continue;
     const double cost = delta + c_e * (c.g + (k[c.s] == 0 ? 1.0 : 0.0));
     // Add iff g > R(n) cost, i.e. g * time > tokens * cost (no division by a zero time).
-    if (!(c.g * time > tokens * cost)) {
+    if (!(c.g * time > margin * tokens * cost)) {
       done[c.s] = true;
       if (c_e <= 0) break;  // every later candidate gains less at the same cost
       continue;
@@ -108,33 +123,49 @@ std::vector<int32_t> draft_chooser::choose(std::span<const double> alphas, std::
     }
     return best;
   };
+  // A step that drafts nothing: counted idle; after kProbeEvery of them in a row, the cheapest
+  // sequence drafts at the ceiling if that costs at most kProbeShare of their time.
+  auto idle = [&](double step_s) {
+    ++idle_steps_;
+    idle_s_ += step_s;
+    if (idle_steps_ < kProbeEvery) return k;
+    const size_t s = cheapest();
+    if (s == caps.size()) return k;
+    const double probe_s = c_ * owes(s) + static_cast<double>(caps[s]) * (b_ + d_);
+    if (probe_s > kProbeShare * idle_s_) return k;
+    idle_steps_ = 0;
+    idle_s_ = 0;
+    ++probe_turn_;
+    k[s] = caps[s];
+    return k;
+  };
   if (!fitted_ || unfitted_steps_ < kFitSteps) {
     // Alternately one sequence at the ceiling and nothing: two step sizes to fit a and b from
-    // (a model drafter always fills its drafts, so drafting alone would time one size only).
-    if (unfitted_steps_++ % 2 == 0)
-      if (const size_t s = cheapest(); s < caps.size()) k[s] = caps[s];
+    // (a model drafter always fills its drafts, so drafting alone would time one size only);
+    // nothing, probes aside, while that sequence's draft cannot pay whatever the fit (may_pay).
+    const bool turn = unfitted_steps_++ % 2 == 0;
+    const size_t s = cheapest();
+    if (s == caps.size()) return k;
+    if (!may_pay(alphas[s])) return idle(plain_token_s() * static_cast<double>(caps.size()));
+    if (turn) {
+      k[s] = caps[s];
+      idle_steps_ = 0;
+      idle_s_ = 0;
+    }
     return k;
   }
-  k = allocate(alphas, caps, a_, b_, d_, c_ * catch_up_per_token_);
+  k = allocate(alphas, caps, a_, b_, d_, c_ * catch_up_per_token_, kMargin);
   bool any = false;
-  for (int32_t x : k) any |= x > 0;
+  for (size_t s = 0; s < k.size(); ++s) {
+    if (!may_pay(alphas[s])) k[s] = 0;
+    any |= k[s] > 0;
+  }
   if (any) {
     idle_steps_ = 0;
     idle_s_ = 0;
     return k;
   }
-  ++idle_steps_;
-  idle_s_ += a_ + b_ * static_cast<double>(caps.size());
-  if (idle_steps_ < kProbeEvery) return k;
-  const size_t s = cheapest();
-  if (s == caps.size()) return k;
-  const double probe_s = c_ * owes(s) + static_cast<double>(caps[s]) * (b_ + d_);
-  if (probe_s > kProbeShare * idle_s_) return k;
-  idle_steps_ = 0;
-  idle_s_ = 0;
-  ++probe_turn_;
-  k[s] = caps[s];
-  return k;
+  return idle(a_ + b_ * static_cast<double>(caps.size()));
 }
 
 }  // namespace troupe

@@ -29,13 +29,23 @@
 //     R(n) = (B + g_1 + ... + g_n) / (T0 + cost_1 + ... + cost_n)    expected tokens per second,
 // cost = Delta + c_e g (+ c_e for a sequence's first draft: its own token's catch-up), and one
 // is added iff g > R(n) cost (it raises R); a sequence whose next draft does not pay drafts no
-// further. A large batch on a compute-bound device (a ~ 0, T0 = B b) gives R(0) Delta ~ 1 > any
+// further. choose asks for a margin: g > kMargin R(n) cost, and nothing from a sequence whose
+// draft cannot pay even with free verification (may_pay, below): its estimates (a, b, d, c and
+// alpha) are noisy on a loaded machine, and a draft chosen where it barely pays by them loses
+// more often than not (what it could gain there is at most the margin), while one that pays well
+// (NGram's repeats, a draft model at batch 1) clears it. A large batch on a compute-bound device (a ~ 0, T0 = B b) gives R(0) Delta ~ 1 > any
 // g: no drafts. Batch 1 with a fixed cost a >> b and alpha near 1 gives the ceiling.
 //
 // For the first kFitSteps steps, and until the fit has seen two different step sizes (it cannot
 // split a from b), steps alternate between the ceiling for one sequence (the one owing the least
 // catch-up) and no drafts: a fit from one step of each size is at the mercy of a loaded
-// machine's noise, and once nothing drafts it learns no more. A step taking more than kOutlier
+// machine's noise, and once nothing drafts it learns no more. A fitting draft is skipped where
+// it cannot pay whatever the fit: once the drafter's cost d (and c_e) and a plain step's time
+// per token t_p = T(B) / B are measured, a draft accepted with probability alpha gains at most
+// alpha t_p and costs at least d + c_e alpha (verifying it free), so alpha t_p <= d + c_e alpha
+// drafts nothing (may_pay; at batch 1 a head drafter whose first verification shows poor
+// acceptance stops there instead of paying three more fitting drafts and their verification;
+// at batch 8 or 32, where t_p is a fraction of a decode step, after the first). A step taking more than kOutlier
 // times the fit's prediction counts as that much. While
 // nothing drafts the fit and the acceptance stop learning, so after kProbeEvery steps in a row
 // that chose no drafts one sequence (the one owing the least catch-up) drafts at the ceiling,
@@ -98,9 +108,10 @@ class draft_chooser {
   static constexpr double kProbeShare = 0.02;
   static constexpr int64_t kFitSteps = 8;   // the first steps alternate, to fit from (see below)
   static constexpr double kOutlier = 3;     // a step time counts as at most 3x the fit's
+  static constexpr double kMargin = 1.1;    // choose drafts a token only where g > 1.1 R cost
 
-  // A decode/verify step (no prefill) computed n_tokens and took seconds.
-  void observe_step(int32_t n_tokens, double seconds);
+  // A decode/verify step (no prefill) computed n_tokens (n_drafts of them drafts) and took seconds.
+  void observe_step(int32_t n_tokens, double seconds, int32_t n_drafts = 0);
   // The drafter took seconds to draft n_drafted tokens (summed over a step).
   void observe_drafter(int32_t n_drafted, double seconds);
   // The drafter caught up `rows` rows in `seconds` (summed over a step).
@@ -117,6 +128,13 @@ class draft_chooser {
   double step_per_token_s() const { return b_; }  // b
   double draft_token_s() const { return d_; }     // d
   double catch_up_row_s() const { return c_; }    // c
+  // Seconds per token of the steps that verified no drafts (decayed mean; 0: none seen).
+  double plain_token_s() const { return plain_tok_w_ > 0 ? plain_tok_s_ / plain_tok_w_ : 0; }
+  // Whether a draft accepted with probability alpha could pay even if verifying it were free
+  // (b = 0): alpha times a plain step's seconds per token above the drafter's cost of it (its
+  // draft, and its own and its emitted token's catch-up). False: it cannot, whatever the fit
+  // says; true also while the drafter's cost or a plain step's is unmeasured.
+  bool may_pay(double alpha) const;
 
   // Whether the next choose reads owed (fitting or probing): else it may be left empty.
   bool wants_owed() const { return !fitted_ || unfitted_steps_ < kFitSteps || idle_steps_ + 1 >= kProbeEvery; }
@@ -126,8 +144,10 @@ class draft_chooser {
   std::vector<int32_t> choose(std::span<const double> alphas, std::span<const int32_t> caps,
                               std::span<const int32_t> owed = {});
   // The same decision for given estimates (no state: the formula above), for tests and tools.
+  // margin: a draft token is added only where its gain beats margin times what it costs (see
+  // kMargin).
   static std::vector<int32_t> allocate(std::span<const double> alphas, std::span<const int32_t> caps, double a,
-                                       double b, double d, double c_e = 0);
+                                       double b, double d, double c_e = 0, double margin = 1);
 
   // Trees (spec_tree_width > 1 with the adaptive length: see above; draft_chooser_tree.cpp).
   // A verification in tree mode (acc.tree) or of a tree: the tree's depth and the accepted
@@ -154,6 +174,7 @@ class draft_chooser {
   bool fitted_ = false;
   double drafter_s_ = 0, drafter_tokens_ = 0;
   double catch_up_s_ = 0, catch_up_rows_ = 0, c_ = 0, catch_up_per_token_ = 0;
+  double plain_tok_s_ = 0, plain_tok_w_ = 0;  // decayed sums of plain steps' seconds per token
   int64_t idle_steps_ = 0;  // steps in a row that chose no drafts
   double idle_s_ = 0;       // their estimated time
   int64_t unfitted_steps_ = 0;

@@ -16,6 +16,7 @@
 #include "runtime/model_config.hpp"
 #include "runtime/spec/draft_model_proposer.hpp"
 #include "runtime/spec/eagle3_proposer.hpp"
+#include "runtime/spec/head_chain.hpp"
 #include "runtime/spec/mtp_proposer.hpp"
 #include "runtime/spec/ngram_proposer.hpp"
 #include "runtime/text/tokenizer.hpp"
@@ -199,6 +200,7 @@ result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, const t
     if (!target_weights) return make_error("speculative_config.decoding_type MTP: the MTP drafter needs the target's checkpoint");
     mtp_options o;
     o.num_nextn_predict_layers = spec.num_nextn_predict_layers > 0 ? spec.num_nextn_predict_layers : 1;
+    if (spec.spec_draft_length == 0) o.catch_up_window = kAdaptiveCatchUpWindow;
     o.draft_len = spec.max_draft_len > 0 ? spec.max_draft_len : kDefaultMtpMaxDraftLen;
     o.n_threads = spec.threads;
     o.block_size = spec.kv_block_size;
@@ -216,6 +218,7 @@ result<std::unique_ptr<proposer>> make_proposer(const engine_spec& spec, const t
     o.block_size = spec.kv_block_size;
     if (target && target->kv_n_blocks > 0) o.n_blocks = target->kv_n_blocks + std::max(1, spec.max_batch_size) * (o.draft_len / o.block_size + 2);
     o.one_model = spec.eagle3_one_model;
+    if (spec.spec_draft_length == 0) o.catch_up_window = kAdaptiveCatchUpWindow;
     TROUPE_TRY(std::unique_ptr<eagle3_proposer> p, eagle3_proposer::create(std::move(target_weights), o));
     return std::unique_ptr<proposer>(std::move(p));
   }

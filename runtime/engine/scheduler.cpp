@@ -35,7 +35,7 @@ void scheduler::observe(const step_stats& st, double seconds) {
   if (seconds <= 0) return;
   const double a = 0.2;
   auto ema = [a](double& v, double x) { v = v == 0 ? x : (1 - a) * v + a * x; };
-  if (st.n_prefill_tokens == 0 && st.n_decode_seqs > 0) chooser_.observe_step(st.n_scheduled_tokens, seconds);
+  if (st.n_prefill_tokens == 0 && st.n_decode_seqs > 0) chooser_.observe_step(st.n_scheduled_tokens, seconds, st.n_draft_tokens);
   if (st.n_prefill_tokens == 0 && st.n_decode_seqs > 0) {
     ema(decode_step_s_, seconds);
     ema(decode_row_s_, seconds / st.n_decode_seqs);

@@ -175,8 +175,15 @@ struct eagle3_proposer::impl final : head_inputs {
     ho.block_size = o.block_size;
     ho.n_blocks = o.n_blocks;
     ho.one_model = one_model = o.one_model;
+    ho.catch_up_window = o.catch_up_window;
+    touch_pages(fc.data, static_cast<size_t>(fc.n_out) * fc.row_bytes());
     chain = std::make_unique<head_chain>(std::move(L), *this, ho);
     return {};
+  }
+
+  columns target_columns(size_t W) const override {
+    const auto H = static_cast<size_t>(hc.hidden);
+    return W >= 4 * H ? columns{H, 3 * H} : columns{0, W};
   }
 
   void build(int64_t T, const token_id* toks, const float* const* hidden, bool from_target, float* x, float* a,
@@ -184,9 +191,10 @@ struct eagle3_proposer::impl final : head_inputs {
     const int64_t H = hc.hidden;
     const float eps = static_cast<float>(hc.eps);
     if (from_target) {
-      // A target row is [final, aux 0, aux 1, aux 2]: the three aux columns are contiguous.
+      // A target row is [final, aux 0, aux 1, aux 2]; head_chain keeps its aux columns only
+      // (target_columns): hidden[t] is [aux 0, aux 1, aux 2].
       if (fc_in.size() < static_cast<size_t>(T * 3 * H)) fc_in.resize(static_cast<size_t>(T * 3 * H));
-      for (int64_t t = 0; t < T; ++t) std::copy_n(hidden[t] + H, 3 * H, fc_in.data() + t * 3 * H);
+      for (int64_t t = 0; t < T; ++t) std::copy_n(hidden[t], 3 * H, fc_in.data() + t * 3 * H);
       cpu::matmul(fc_in.data(), 3 * H, T, fc, x, H, pool, prec);
     } else {
       for (int64_t t = 0; t < T; ++t) std::copy_n(hidden[t], H, x + t * H);

@@ -57,6 +57,7 @@ struct eagle3_options {
   int32_t block_size = 16;
   int32_t n_blocks = 0;    // the head layer's KV blocks; 0: enough for 1024 sequences of 1024
   bool one_model = false;  // eagle3_one_model: the head's catch-up inside the target's forward
+  int32_t catch_up_window = 0;  // head_chain_options::catch_up_window (two-model)
 };
 
 class eagle3_proposer final : public proposer {

@@ -57,6 +57,19 @@ void drop_pending(seq_state& st) {
   st.pend_hid.clear();
 }
 
+}  // namespace
+
+void touch_pages(const void* data, size_t bytes) {
+  if (!data) return;
+  const auto* p = static_cast<const volatile unsigned char*>(data);
+  unsigned char sum = 0;
+  for (size_t i = 0; i < bytes; i += 4096) sum = static_cast<unsigned char>(sum + p[i]);
+  if (bytes > 0) sum = static_cast<unsigned char>(sum + p[bytes - 1]);
+  (void)sum;
+}
+
+namespace {
+
 void grow_to(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
 }
@@ -75,7 +88,8 @@ struct head_chain::impl {
   std::unordered_map<uint64_t, seq_state> seqs;
   int64_t rows_run = 0;
   int64_t catch_up_rows = 0;
-  size_t pend_W = 0;         // the width of pending hidden rows
+  size_t pend_W = 0;         // the width of the target's hidden rows kept pending
+  head_inputs::columns pend_cols;  // the columns of them kept (pend_cols.count floats a row)
   double last_cu_s = 0;      // the catch-up of the last propose_batch: seconds and rows
   int64_t last_cu_rows = 0;
   std::atomic<int64_t> fused_rows{0};
@@ -95,6 +109,20 @@ struct head_chain::impl {
       : L(std::move(l)), in(i), opt(o), pool(o.n_threads > 0 ? o.n_threads : available_cores()), bs(o.block_size),
         kbuf(static_cast<size_t>(n_blocks) * block_floats()), vbuf(static_cast<size_t>(n_blocks) * block_floats()) {
     for (int32_t b = n_blocks - 1; b >= 0; --b) free_blocks.push_back(b);
+    prefault(n_blocks);
+  }
+
+  // What the first draft would otherwise page in while a request waits (a few ms on a loaded
+  // machine, once per engine): the layer's and the head's weights (mapped from the checkpoint,
+  // never read by the target's forward), the KV blocks taken first and the scratch of a
+  // catch-up window's rows.
+  void prefault(int32_t n_blocks) {
+    for (const cpu::weight_matrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.head})
+      touch_pages(w->data, static_cast<size_t>(w->n_out) * w->row_bytes());
+    const size_t warm = static_cast<size_t>(std::min(n_blocks, 64)) * block_floats();
+    std::fill_n(kbuf.data, warm, 0.0f);
+    std::fill_n(vbuf.data, warm, 0.0f);
+    grow(std::max<int64_t>(64, opt.catch_up_window + opt.draft_len));
   }
 
   size_t block_floats() const { return static_cast<size_t>(L.n_head_kv * L.head_dim * bs); }
@@ -116,6 +144,42 @@ struct head_chain::impl {
     st.start = st.n = 0;
     st.last.clear();
     drop_pending(st);
+  }
+
+  // Pending-row buffers of forgotten sequences (cleared, capacity kept), handed to new ones:
+  // their pages are already in, so a server's steady state writes rows without page faults.
+  std::vector<std::vector<float>> spare_hid;
+  void recycle(seq_state& st) {
+    constexpr size_t kMaxSpare = 256;
+    if (st.pend_hid.capacity() == 0 || spare_hid.size() >= kMaxSpare) return;
+    st.pend_hid.clear();
+    spare_hid.push_back(std::move(st.pend_hid));
+  }
+  // Room for `rows` pending rows of st's (C floats each): a spare buffer's if one is free.
+  void reserve_pending(seq_state& st, size_t rows, size_t C) {
+    if (st.pend_hid.capacity() < rows * C && !spare_hid.empty() && st.pend_hid.empty()) {
+      st.pend_hid = std::move(spare_hid.back());
+      spare_hid.pop_back();
+    }
+    st.pend_tok.reserve(rows);
+    st.pend_hid.reserve(rows * C);
+  }
+
+  // catch_up_window: keeps the latest `window` pending rows of st, its entries restarting at
+  // the first of them (the older entries' blocks freed, the older pending rows dropped).
+  void trim_pending(seq_state& st, int32_t window) {
+    const int32_t p = n_pending(st);
+    if (window <= 0 || p <= window) return;
+    const int32_t drop = p - window;
+    const int32_t start = st.start + st.n + drop;
+    st.pend_tok.erase(st.pend_tok.begin(), st.pend_tok.begin() + drop);
+    st.pend_hid.erase(st.pend_hid.begin(), st.pend_hid.begin() + static_cast<ptrdiff_t>(drop) *
+                                                                     static_cast<ptrdiff_t>(pend_cols.count));
+    free_blocks.insert(free_blocks.end(), st.blocks.begin(), st.blocks.end());
+    st.blocks.clear();
+    st.start = start;
+    st.n = 0;
+    st.last.clear();
   }
 
   // One row group of the batch: rows [row, row + n) are positions pos0 .. at slots slot0 ..
@@ -144,7 +208,7 @@ struct head_chain::impl {
       st.last.clear();
     } else {
       st.pend_tok.resize(static_cast<size_t>(keep - st.n));
-      st.pend_hid.resize(st.pend_tok.size() * pend_W);
+      st.pend_hid.resize(st.pend_tok.size() * pend_cols.count);
     }
   }
 
@@ -382,11 +446,12 @@ struct head_chain::impl {
   // sequence is next asked for a draft (catch_up): a sequence the adaptive draft length keeps
   // at 0 costs a copy of its rows, not the layer.
   void keep_rows(std::span<const kept_rows> rows, size_t Ws) {
-    const auto W = static_cast<int64_t>(Ws);
     if (pend_W != Ws) {  // the row width changed (never in one engine): what is pending is void
       for (auto& [id, st] : seqs) drop_pending(st);
       pend_W = Ws;
+      pend_cols = in.target_columns(Ws);
     }
+    const size_t C = pend_cols.count;
     std::vector<seq_state*> flush;
     for (const kept_rows& r : rows) {
       seq_state& st = seqs[r.s->seq];
@@ -395,13 +460,30 @@ struct head_chain::impl {
       start_at(st, r.n_past);
       const int32_t n_new = r.n_computed - r.n_past;
       if (n_new <= 0) continue;
-      for (int32_t i = 0; i < n_new; ++i)
+      // Room for every row this sequence may still keep pending, reserved once: growing by
+      // doubling would touch (and page-fault in) twice the memory and copy it at every growth,
+      // at every engine step, which cost a head drafter's batch a few percent (Eagle-3's rows
+      // are 4 n_embd wide). Pages are touched only as rows are written.
+      const size_t need = st.pend_tok.size() + static_cast<size_t>(n_new);
+      if (st.pend_tok.capacity() < need) {
+        const int32_t left = std::max(0, r.s->params.max_tokens - r.s->completion());
+        const size_t rows_cap = std::max(need, static_cast<size_t>(opt.max_pending > 0
+                                                                       ? std::min(opt.max_pending, n_new + left)
+                                                                       : n_new + left));
+        reserve_pending(st, rows_cap, C);
+      }
+      for (int32_t i = 0; i < n_new; ++i) {
         st.pend_tok.push_back(r.s->tokens[static_cast<size_t>(r.n_past + i + 1)]);
-      st.pend_hid.insert(st.pend_hid.end(), r.hidden.begin(), r.hidden.begin() + static_cast<ptrdiff_t>(n_new * W));
+        const float* row = r.hidden.data() + static_cast<size_t>(i) * Ws + pend_cols.first;
+        st.pend_hid.insert(st.pend_hid.end(), row, row + C);
+      }
       st.last.clear();
       // Paused long (or a long prompt): the layer runs now over what is pending, so that the
       // rows kept stay bounded (the head's entries are the same as if it had run at every step).
-      if (opt.max_pending > 0 && n_pending(st) >= opt.max_pending) flush.push_back(&st);
+      if (opt.max_pending > 0 && n_pending(st) >= opt.max_pending) {
+        if (opt.catch_up_window > 0) trim_pending(st, opt.catch_up_window);
+        else flush.push_back(&st);
+      }
       if (r.n_computed == r.s->size() - 1) st.draft_for = r.s->size();
     }
     if (!flush.empty()) {
@@ -423,6 +505,7 @@ struct head_chain::impl {
     int64_t T = 0;
     for (size_t i = 0; i < sts.size(); ++i) {
       seq_state& st = *sts[i];
+      trim_pending(st, opt.catch_up_window);
       const int32_t p = n_pending(st);
       if (!reserve(st, st.n + p + chain[i])) {  // out of head blocks
         const int32_t end = st.start + st.n + p;
@@ -446,7 +529,7 @@ struct head_chain::impl {
     for (const group& gr : groups)
       for (int64_t i = 0; i < gr.n; ++i) {
         toks[static_cast<size_t>(gr.row + i)] = gr.st->pend_tok[static_cast<size_t>(i)];
-        hid[static_cast<size_t>(gr.row + i)] = gr.st->pend_hid.data() + static_cast<size_t>(i) * pend_W;
+        hid[static_cast<size_t>(gr.row + i)] = gr.st->pend_hid.data() + static_cast<size_t>(i) * pend_cols.count;
       }
     in.build(T, toks.data(), hid.data(), true, x.data(), a.data(), pool);
     run_layer(T, groups);
@@ -589,6 +672,7 @@ void head_chain::forget(const sequence& s) {
   auto it = impl_->seqs.find(s.seq);
   if (it == impl_->seqs.end()) return;
   impl_->release(it->second);
+  impl_->recycle(it->second);
   impl_->seqs.erase(it);
 }
 

@@ -90,8 +90,11 @@ struct mtp_proposer::impl final : head_inputs {
     ho.block_size = o.block_size;
     ho.n_blocks = o.n_blocks;
     ho.max_pending = o.max_pending;
+    ho.catch_up_window = o.catch_up_window;
     chain = std::make_unique<head_chain>(std::move(L), *this, ho);
   }
+
+  columns target_columns(size_t /*W*/) const override { return {0, static_cast<size_t>(c.n_embd)}; }
 
   void build(int64_t T, const token_id* toks, const float* const* hidden, bool /*from_target*/, float* x, float* a,
              cpu::thread_pool& pool) override {
@@ -141,6 +144,7 @@ int64_t mtp_proposer::last_catch_up_rows() const { return impl_->chain->last_cat
 int32_t mtp_proposer::catch_up_rows(const sequence& s) const { return impl_->chain->pending_rows(s); }
 void mtp_proposer::observe(std::span<const kept_rows> rows, size_t W) { impl_->chain->observe(rows, W); }
 int32_t mtp_proposer::kv_blocks_used() const { return impl_->chain->kv_blocks_used(); }
+int64_t mtp_proposer::rows_run() const { return impl_->chain->rows_run(); }
 size_t mtp_proposer::n_tracked() const { return impl_->chain->n_tracked(); }
 
 }  // namespace troupe

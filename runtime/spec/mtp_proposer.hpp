@@ -36,6 +36,7 @@ struct mtp_options {
   int32_t block_size = 16;
   int32_t n_blocks = 0;    // the MTP layer's KV blocks; 0: enough for 1024 sequences of 1024
   int32_t max_pending = 512;  // rows kept for a paused sequence at most (head_chain_options)
+  int32_t catch_up_window = 0;  // head_chain_options::catch_up_window (two-model)
 };
 
 class mtp_proposer final : public proposer {
@@ -58,6 +59,8 @@ class mtp_proposer final : public proposer {
 
   // KV blocks of the MTP layer held by sequences (0 once every sequence is forgotten).
   int32_t kv_blocks_used() const;
+  // Rows the MTP layer has run (catch-up and chain).
+  int64_t rows_run() const;
   // Sequences it keeps state for.
   size_t n_tracked() const;
 

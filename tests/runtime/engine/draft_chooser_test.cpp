@@ -265,4 +265,64 @@ TEST(draft_chooser_tree, learns_both_acceptances_from_trees_and_probes_trees_whe
 }
 
 }  // namespace
+TEST(draft_chooser, a_margin_leaves_out_drafts_that_barely_pay) {
+  // Batch 1, a 1 ms step, verification free, a draft token 0.48 ms, alpha 0.5: it pays by 4%
+  // (0.5 > 1000 * 0.48e-3); choose's margin (kMargin, 10%) leaves it out.
+  const std::vector<double> a = {0.5};
+  EXPECT_EQ(draft_chooser::allocate(a, same(1, 1), 1e-3, 0, 4.8e-4, 0), same(1, 1));
+  EXPECT_EQ(draft_chooser::allocate(a, same(1, 1), 1e-3, 0, 4.8e-4, 0, draft_chooser::kMargin), same(1, 0));
+  // One that pays well still drafts.
+  EXPECT_EQ(draft_chooser::allocate(std::vector<double>{0.9}, same(1, 1), 1e-3, 0, 4.8e-4, 0, draft_chooser::kMargin),
+            same(1, 1));
+}
+
+TEST(draft_chooser, may_pay_bounds_a_draft_by_the_drafter_cost_alone) {
+  draft_chooser c;
+  EXPECT_TRUE(c.may_pay(0.01)) << "nothing measured yet";
+  c.observe_step(1, 6e-4);          // a plain step at batch 1: 0.6 ms a token
+  c.observe_drafter(3, 1.5e-3);     // 0.5 ms a draft token
+  EXPECT_NEAR(c.plain_token_s(), 6e-4, 1e-12);
+  EXPECT_FALSE(c.may_pay(0.3));     // 0.18 ms gained at best against 0.5 ms
+  EXPECT_TRUE(c.may_pay(0.99));     // 0.594 ms against 0.5 ms
+  // A verify step does not count as a plain one.
+  c.observe_step(4, 1e-3, 3);
+  EXPECT_NEAR(c.plain_token_s(), 6e-4, 1e-12);
+  // A head's catch-up, 0.1 ms a row and a row per emitted token, is charged too.
+  c.set_catch_up_per_token(1);
+  c.observe_catch_up(10, 1e-3);
+  EXPECT_FALSE(c.may_pay(0.99));    // 0.594 ms against 0.5 + 0.099 ms
+}
+
+TEST(draft_chooser, the_fit_skips_drafts_that_cannot_pay_but_still_probes) {
+  draft_chooser c;
+  const std::vector<double> poor = {0.2}, good = {0.99};
+  // The first fitting step drafts at the ceiling (nothing is known yet) and measures the
+  // drafter (0.5 ms a token) beside plain steps of 0.6 ms.
+  EXPECT_EQ(c.choose(poor, same(1, 3), same(1, 100)), same(1, 3));
+  c.observe_drafter(3, 1.5e-3);
+  c.observe_step(4, 1.2e-3, 3);
+  EXPECT_EQ(c.choose(poor, same(1, 3), same(1, 0)), same(1, 0));
+  c.observe_step(1, 6e-4);
+  // Poor acceptance: the next fitting draft cannot pay (0.2 * 0.6 ms < 0.5 ms): none.
+  EXPECT_EQ(c.choose(poor, same(1, 3), same(1, 0)), same(1, 0));
+  // Good acceptance would be worth fitting for.
+  EXPECT_EQ(c.choose(good, same(1, 3), same(1, 0)), same(1, 0));  // (the other turn)
+  EXPECT_EQ(c.choose(good, same(1, 3), same(1, 0)), same(1, 3));
+  // Skipped fitting drafts count as idle steps: a probe (1.5 ms of drafts) comes once they add
+  // up to 1 / kProbeShare times its cost (75 ms: 125 steps of 0.6 ms), not before.
+  draft_chooser p;
+  p.choose(poor, same(1, 3), same(1, 0));
+  p.observe_drafter(3, 1.5e-3);
+  p.observe_step(1, 6e-4);
+  int first_probe = 0, probes = 0;
+  for (int step = 1; step <= 300; ++step)
+    if (p.choose(poor, same(1, 3), same(1, 0))[0] > 0) {
+      ++probes;
+      if (first_probe == 0) first_probe = step;
+    }
+  EXPECT_GE(probes, 1);
+  EXPECT_GE(first_probe, 120);
+  EXPECT_LE(probes, 3);
+}
+
 }  // namespace troupe

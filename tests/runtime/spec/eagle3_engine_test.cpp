@@ -45,8 +45,9 @@ std::string eagle_dir() { return testing::source_dir() + "/models/troupe-py-eagl
 
 class eagle3_engine : public testing::head_drafter_fixture {
  protected:
-  static std::unique_ptr<eagle3_proposer> make_head(int32_t k, bool one_model) {
+  static std::unique_ptr<eagle3_proposer> make_head(int32_t k, bool one_model, int32_t window = 0) {
     eagle3_options o;
+    o.catch_up_window = window;
     o.dir = eagle_dir();
     o.draft_len = k;
     o.n_threads = 2;
@@ -160,6 +161,12 @@ TEST_F(eagle3_engine, batched_drafts_equal_drafts_alone) { expect_batched_drafts
 
 TEST_F(eagle3_engine, paused_head_resumes_with_the_drafts_of_an_always_on_head) {
   expect_paused_drafts_equal_always_on_drafts(make_eagle);
+}
+
+// The adaptive draft length's catch-up window (two-model: the rows kept hold the aux columns
+// only) is lossless and runs fewer rows.
+TEST_F(eagle3_engine, a_catch_up_window_runs_only_the_latest_rows_and_stays_lossless) {
+  expect_catch_up_window_is_lossless([](int32_t k, int32_t window) { return make_head(k, false, window); });
 }
 
 TEST_F(eagle3_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) {

@@ -283,6 +283,32 @@ class head_drafter_fixture : public shipped_model_fixture {
     EXPECT_EQ(tp.head_tracked_after, 0u);
   }
 
+  // The adaptive draft length's catch-up window (head_chain_options::catch_up_window):
+  // make(k, window) with window 4 (and max_pending 6): a head asked every 5th length runs only
+  // the latest 4 pending rows before drafting (a paused sequence at 6 pending drops its oldest
+  // instead of running them), so it runs fewer rows than the head that catches up every row
+  // (window 0); the output stays plain greedy's, its drafts are still accepted, and its KV
+  // blocks are all freed.
+  template <class Make>
+  static void expect_catch_up_window_is_lossless(Make make) {
+    const auto reqs = requests(40, false);
+    using P = typename decltype(make(3, 0))::element_type;
+    run_totals tw, tf;
+    const auto plain = run({reqs}, nullptr);
+    const auto windowed = run({reqs}, std::make_unique<paused_proposer<P>>(make(3, 4), 5, true, nullptr), &tw);
+    const auto full = run({reqs}, std::make_unique<paused_proposer<P>>(make(3, 0), 5, true, nullptr), &tf);
+    for (const request& r : reqs) {
+      EXPECT_EQ(windowed.at(r.id).tokens, plain.at(r.id).tokens) << r.id;
+      EXPECT_EQ(full.at(r.id).tokens, plain.at(r.id).tokens) << r.id;
+    }
+    EXPECT_GT(tw.accepted, 0);
+    ASSERT_GE(tw.head_rows, 0);
+    EXPECT_LT(tw.head_rows, tf.head_rows) << "the window runs fewer catch-up rows";
+    EXPECT_EQ(tw.head_blocks_after, 0);
+    EXPECT_EQ(tw.head_tracked_after, 0u);
+    EXPECT_FALSE(tw.target_leaked);
+  }
+
   // Greedy = plain at draft lengths 1, 2, 4, with a second wave of the same prompts: prefix-cache
   // hits, whose cached positions the head never saw (it starts those sequences' entries at the
   // first computed position).

@@ -33,9 +33,10 @@ class mtp_engine : public testing::head_drafter_fixture {
  protected:
   static std::unique_ptr<mtp_proposer> make_mtp(int32_t k) { return make_mtp_pending(k, 512); }
   // max_pending: rows a paused sequence keeps before its head's layer runs over them.
-  static std::unique_ptr<mtp_proposer> make_mtp_pending(int32_t k, int32_t max_pending) {
+  static std::unique_ptr<mtp_proposer> make_mtp_pending(int32_t k, int32_t max_pending, int32_t window = 0) {
     mtp_options o;
     o.max_pending = max_pending;
+    o.catch_up_window = window;
     o.draft_len = k;
     o.n_threads = 2;
     o.n_blocks = 600;
@@ -113,6 +114,11 @@ TEST_F(mtp_engine, paused_head_resumes_with_the_drafts_of_an_always_on_head) {
 // the drafts after a pause are still the always-on head's.
 TEST_F(mtp_engine, a_long_pause_catches_up_at_max_pending_rows_and_drafts_the_same) {
   expect_paused_drafts_equal_always_on_drafts([](int32_t k) { return make_mtp_pending(k, 3); });
+}
+
+// The adaptive draft length's catch-up window is lossless and runs fewer rows.
+TEST_F(mtp_engine, a_catch_up_window_runs_only_the_latest_rows_and_stays_lossless) {
+  expect_catch_up_window_is_lossless([](int32_t k, int32_t window) { return make_mtp_pending(k, 6, window); });
 }
 
 TEST_F(mtp_engine, greedy_equals_plain_at_draft_lengths_with_prefix_cache_hits) {
