@@ -256,6 +256,26 @@ inline void kd_rows(int64_t nr, const kd_acts& a, int64_t r0, const uint8_t* w, 
   }
 }
 
+// The decode kernels' tiling over weight rows [c0, c1): `cols` weight rows (the last tile may
+// have fewer) by up to 4 activation rows at a time; f.template operator()<C>(nr, r, c) runs the
+// tile of C weight rows from c and nr activation rows from r.
+template <class F>
+inline void for_decode_tiles(int64_t n_rows, int64_t c0, int64_t c1, int64_t cols, F&& f) {
+  constexpr int64_t max_rows = 4;
+  for (int64_t c = c0; c < c1; c += cols) {
+    const int64_t nc = std::min(cols, c1 - c);
+    for (int64_t r = 0; r < n_rows; r += max_rows) {
+      const int64_t nr = std::min(max_rows, n_rows - r);
+      switch (nc) {
+        case 4: f.template operator()<4>(nr, r, c); break;
+        case 3: f.template operator()<3>(nr, r, c); break;
+        case 2: f.template operator()<2>(nr, r, c); break;
+        default: f.template operator()<1>(nr, r, c); break;
+      }
+    }
+  }
+}
+
 // The tile for q4_K / q5_K: 4 weight rows at a time for up to four rows of activations (one row
 // tile; 3-10% faster than 2 at 3-4 rows, measured), else 2.
 template <wtype T>
@@ -264,22 +284,9 @@ void kd_tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, f
   const kd_acts a = kd_prepare(x);
   const auto* base = static_cast<const uint8_t*>(w.data);
   const size_t rb = w.row_bytes();
-  constexpr int64_t max_rows = 4;
-  const int64_t cols = x.n_rows <= 4 ? 4 : 2;
-  for (int64_t c = c0; c < c1; c += cols) {
-    const int64_t nc = std::min(cols, c1 - c);
-    for (int64_t r = 0; r < x.n_rows; r += max_rows) {
-      const int64_t nr = std::min(max_rows, x.n_rows - r);
-      float* yr = y + r * ldy + c;
-      const uint8_t* wc = base + c * rb;
-      switch (nc) {
-        case 4: kd_rows<T, 4>(nr, a, r, wc, rb, yr, ldy, kc); break;
-        case 3: kd_rows<T, 3>(nr, a, r, wc, rb, yr, ldy, kc); break;
-        case 2: kd_rows<T, 2>(nr, a, r, wc, rb, yr, ldy, kc); break;
-        default: kd_rows<T, 1>(nr, a, r, wc, rb, yr, ldy, kc); break;
-      }
-    }
-  }
+  for_decode_tiles(x.n_rows, c0, c1, x.n_rows <= 4 ? 4 : 2, [&]<int C>(int64_t nr, int64_t r, int64_t c) {
+    kd_rows<T, C>(nr, a, r, base + c * rb, rb, y + r * ldy + c, ldy, kc);
+  });
 }
 
 // One to four rows of activations against q6_K weights (decode), C (up to 4) weight rows at a
@@ -362,22 +369,9 @@ inline void k6d_rows(int64_t nr, const q8_rows& x, int64_t r0, const uint8_t* w,
 void k6d_tile(const q8_rows& x, const weight_matrix& w, int64_t c0, int64_t c1, float* y, int64_t ldy) {
   const auto* base = static_cast<const uint8_t*>(w.data);
   const size_t rb = w.row_bytes();
-  constexpr int64_t max_rows = 4;
-  const int64_t cols = x.n_rows <= 2 ? 4 : 2;
-  for (int64_t c = c0; c < c1; c += cols) {
-    const int64_t nc = std::min(cols, c1 - c);
-    for (int64_t r = 0; r < x.n_rows; r += max_rows) {
-      const int64_t nr = std::min(max_rows, x.n_rows - r);
-      float* yr = y + r * ldy + c;
-      const uint8_t* wc = base + c * rb;
-      switch (nc) {
-        case 4: k6d_rows<4>(nr, x, r, wc, rb, yr, ldy); break;
-        case 3: k6d_rows<3>(nr, x, r, wc, rb, yr, ldy); break;
-        case 2: k6d_rows<2>(nr, x, r, wc, rb, yr, ldy); break;
-        default: k6d_rows<1>(nr, x, r, wc, rb, yr, ldy); break;
-      }
-    }
-  }
+  for_decode_tiles(x.n_rows, c0, c1, x.n_rows <= 2 ? 4 : 2, [&]<int C>(int64_t nr, int64_t r, int64_t c) {
+    k6d_rows<C>(nr, x, r, base + c * rb, rb, y + r * ldy + c, ldy);
+  });
 }
 
 // q8_0 and q4_0: blocks of 32, two blocks per 512-bit vector. Per group of 16 blocks, each

@@ -121,6 +121,15 @@ void check_all_paths(wtype t, int64_t n_rows, int64_t n_out, int64_t n_in) {
     ASSERT_EQ(rows[static_cast<size_t>(i)], p.values[static_cast<size_t>((n_out - 2) * n_in + i)]);
 }
 
+// n values drawn from N(0, 1) with the given seed.
+std::vector<float> normal_values(int64_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& e : v) e = nd(rng);
+  return v;
+}
+
 // Random GGML blocks of type t: random bits, with scales that keep values in a sane range.
 std::vector<uint8_t> random_blocks(wtype t, int64_t n_out, int64_t n_in, unsigned seed) {
   std::mt19937 rng(seed);
@@ -294,10 +303,7 @@ TEST(matmul, every_integer_kernel_equals_the_generic_one) {
     const int64_t n_rows = 6, n_out = 9, n_in = 1024;
     std::vector<uint8_t> bytes = random_blocks(t, n_out, n_in, 5);
     weight_matrix m{t, bytes.data(), n_out, n_in};
-    std::mt19937 rng(3);
-    std::normal_distribution<float> nd;
-    std::vector<float> x(static_cast<size_t>(n_rows * n_in));
-    for (float& v : x) v = nd(rng);
+    const std::vector<float> x = normal_values(n_rows * n_in, 3);
     q8_rows a;
     a.n_rows = n_rows;
     a.n_in = n_in;
@@ -446,10 +452,7 @@ TEST(matmul, fast_path_rows_below_the_gemm_equal_one_row_alone) {
     const int64_t n_out = 71, n_in = 768;
     std::vector<uint8_t> bytes = random_blocks(t, n_out, n_in, 11);
     weight_matrix m{t, bytes.data(), n_out, n_in};
-    std::mt19937 rng(12);
-    std::normal_distribution<float> nd;
-    std::vector<float> x(static_cast<size_t>(max_rows * n_in));
-    for (float& v : x) v = nd(rng);
+    const std::vector<float> x = normal_values(max_rows * n_in, 12);
     thread_pool pool(2);
     std::vector<float> alone(static_cast<size_t>(max_rows * n_out));
     for (int64_t r = 0; r < max_rows; ++r)
