@@ -329,7 +329,10 @@ describe('token-based autoscaling of a disaggregated deployment', () => {
     const scrape = async () => (await fetch(`${server.url}/metrics`)).text();
     assert.equal(replicas(await scrape(), 'active'), 2);
     const stream = async (i) => {
-      const s = await client.completions.create({ model: MODEL, prompt: `burst ${i}: def f(x):`, max_tokens: 200,
+      // 600 tokens each: the burst must outlast the autoscaler's 1 s window and its tick (with 200
+      // it ended in about 1 s on the packed bf16 kernel, and the scale-up, decided from the window,
+      // came at about 2 s: after the load, so a late tick could miss it).
+      const s = await client.completions.create({ model: MODEL, prompt: `burst ${i}: def f(x):`, max_tokens: 600,
                                                   ignore_eos: true, stream: true });
       let finish = null;
       for await (const chunk of s) finish = chunk.choices[0]?.finish_reason ?? finish;
