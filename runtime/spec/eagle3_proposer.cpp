@@ -176,7 +176,7 @@ struct eagle3_proposer::impl final : head_inputs {
     ho.n_blocks = o.n_blocks;
     ho.one_model = one_model = o.one_model;
     ho.catch_up_window = o.catch_up_window;
-    touch_pages(fc.data, static_cast<size_t>(fc.n_out) * fc.row_bytes());
+    touch_weights(fc);
     chain = std::make_unique<head_chain>(std::move(L), *this, ho);
     return {};
   }

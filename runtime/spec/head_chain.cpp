@@ -59,9 +59,10 @@ void drop_pending(seq_state& st) {
 
 }  // namespace
 
-void touch_pages(const void* data, size_t bytes) {
-  if (!data) return;
-  const auto* p = static_cast<const volatile unsigned char*>(data);
+void touch_weights(const cpu::weight_matrix& w) {
+  if (!w.data || w.packed) return;
+  const size_t bytes = static_cast<size_t>(w.n_out) * w.row_bytes();
+  const auto* p = static_cast<const volatile unsigned char*>(w.data);
   unsigned char sum = 0;
   for (size_t i = 0; i < bytes; i += 4096) sum = static_cast<unsigned char>(sum + p[i]);
   if (bytes > 0) sum = static_cast<unsigned char>(sum + p[bytes - 1]);
@@ -118,7 +119,7 @@ struct head_chain::impl {
   // catch-up window's rows.
   void prefault(int32_t n_blocks) {
     for (const cpu::weight_matrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down, &L.head})
-      touch_pages(w->data, static_cast<size_t>(w->n_out) * w->row_bytes());
+      touch_weights(*w);
     const size_t warm = static_cast<size_t>(std::min(n_blocks, 64)) * block_floats();
     std::fill_n(kbuf.data, warm, 0.0f);
     std::fill_n(vbuf.data, warm, 0.0f);

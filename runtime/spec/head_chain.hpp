@@ -57,8 +57,9 @@ struct head_layer {
   cpu::weight_matrix head;            // [n_vocab, n_embd]
 };
 
-// Reads a byte of every page of [data, data + bytes): a mapped checkpoint's pages in now.
-void touch_pages(const void* data, size_t bytes);
+// Pages in now the bytes matmul will read of w: a byte of every page of its mapped original,
+// and nothing where w is packed (the packed copy was written at load; the original is not read).
+void touch_weights(const cpu::weight_matrix& w);
 
 // The drafter's part: a step's rows from (token, hidden) pairs.
 class head_inputs {
